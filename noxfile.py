@@ -1,0 +1,92 @@
+"""Development sessions: ``python3 noxfile.py -s NAME`` works with only Python installed.
+
+Sessions:
+    tests      the whole test suite, in parallel (``pytest -n auto``)
+    typecheck  ``mypy --strict`` over src, tests, benchmarks, examples and this file
+    stubtest   checks ``stubs/`` against the installed loky and cloudpickle
+    bench      the benchmarks in ``benchmarks/`` (figures as ratios against baselines)
+    demo       the example flow in ``examples/quickstart.py``, in parallel
+
+Run as a script, this file first makes a private virtual environment with nox in it
+(``.nox/_bootstrap``) when nox is not installed, so a fresh machine needs nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+
+
+def _bootstrap() -> None:
+    """Run nox on this file, installing it into ``.nox/_bootstrap`` when it is missing."""
+    python = sys.executable
+    try:
+        import nox  # noqa: F401
+    except ImportError:
+        import venv
+
+        env = ROOT / ".nox" / "_bootstrap"
+        bindir = "Scripts" if os.name == "nt" else "bin"
+        python = str(env / bindir / ("python.exe" if os.name == "nt" else "python"))
+        if not Path(python).exists():
+            venv.create(env, with_pip=True)
+        check = subprocess.run([python, "-c", "import nox"], capture_output=True)
+        if check.returncode != 0:
+            subprocess.run([python, "-m", "pip", "install", "--quiet", "nox"], check=True)
+    command = [python, "-m", "nox", "-f", str(Path(__file__).resolve()), *sys.argv[1:]]
+    sys.exit(subprocess.call(command, cwd=ROOT))
+
+
+if __name__ == "__main__":
+    _bootstrap()
+
+import nox  # noqa: E402  (after the bootstrap, which runs without nox)
+
+nox.options.sessions = ["typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Run the whole test suite in parallel; extra arguments go to pytest."""
+    session.install("-e", ".[dev]")
+    # pytest exits 5 when it collects no test: nox counts that as a failure.
+    session.run("pytest", "-n", "auto", *session.posargs)
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict (configured in pyproject.toml) over every Python file we ship or run."""
+    session.install("-e", ".[dev]")
+    session.run("mypy", *session.posargs)
+
+
+@nox.session
+def stubtest(session: nox.Session) -> None:
+    """Check the hand-written stubs against the installed libraries."""
+    session.install("-e", ".[dev]")
+    session.run(
+        "python", "-m", "mypy.stubtest", "loky", "cloudpickle",
+        "--mypy-config-file", "pyproject.toml",
+        "--allowlist", "stubs/stubtest-allowlist.txt",
+        env={"MYPYPATH": str(ROOT / "stubs")},
+    )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Run every benchmark; each prints its figures as ratios against same-run baselines."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/run_all.py", *session.posargs)
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Run the example flow on a process pool and print every task's final state."""
+    session.install("-e", ".")
+    session.run("python", "examples/quickstart.py", *session.posargs)

@@ -1,0 +1,55 @@
+"""taskloom: the Prefect Core (1.x) execution model, typed and fast.
+
+::
+
+    from taskloom import Flow, Parameter, task
+
+    @task
+    def double(x: int) -> int:
+        return 2 * x
+
+    with Flow("demo") as flow:
+        n = Parameter("n", default=3)
+        result = double(n)
+
+    state = flow.run(parameters={"n": 5})
+    assert state.result[result].result == 10
+"""
+
+from __future__ import annotations
+
+from . import cache_validators as cache_validators
+from . import signals as signals
+from . import triggers as triggers
+from .context import context as context
+from .edges import Edge as Edge
+from .errors import CycleError as CycleError
+from .errors import FlowDefinitionError as FlowDefinitionError
+from .errors import HandleError as HandleError
+from .errors import TaskDefinitionError as TaskDefinitionError
+from .errors import TaskloomError as TaskloomError
+from .flow import Flow as Flow
+from .task import Parameter as Parameter
+from .task import ParameterTask as ParameterTask
+from .task import Task as Task
+from .task import task as task
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CycleError",
+    "Edge",
+    "Flow",
+    "FlowDefinitionError",
+    "HandleError",
+    "Parameter",
+    "ParameterTask",
+    "Task",
+    "TaskDefinitionError",
+    "TaskloomError",
+    "cache_validators",
+    "context",
+    "signals",
+    "task",
+    "triggers",
+]

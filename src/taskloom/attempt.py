@@ -1,0 +1,139 @@
+"""One attempt of one task: run its body and turn what happened into a State.
+
+This is the only code that runs where the task runs (in the calling process, a loky
+worker, or a Dask worker). It enters the task's context, calls ``task.run`` with its
+inputs, and maps the outcome:
+
+- a returned value          -> ``Success("Task run succeeded.", result=value)``
+- a signal, at any depth    -> the signal's state (``SKIP`` -> ``Skipped``, ...)
+- an exception              -> ``Failed("Error during execution of task: ValueError('boom')")``
+- running past ``timeout``  -> ``TimedOut("Task timed out during execution.")``
+
+Retries, caching and triggers are the scheduler's business, in the parent process.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from .context import enter, leave
+from .signals import TaskloomSignal
+from .states import Failed, State, Success, TimedOut
+
+if TYPE_CHECKING:
+    from .task import Task
+
+__all__ = ["TaskRun", "run_attempt", "task_context"]
+
+log = logging.getLogger("taskloom.task")
+
+SUCCESS_MESSAGE = "Task run succeeded."
+TIMEOUT_MESSAGE = "Task timed out during execution."
+
+
+@dataclass(slots=True)
+class TaskRun:
+    """One attempt of one task, as handed to an executor.
+
+    Attributes:
+        key: the task's number in this flow run; results come back under it.
+        task: the task to run.
+        inputs: its arguments, by name.
+        run_count: 1 for the first attempt, 2 for the first retry, ...
+        resume: whether the task is being resumed (``context.resume``).
+    """
+
+    key: int
+    task: Task[Any, Any]
+    inputs: dict[str, Any]
+    run_count: int = 1
+    resume: bool = False
+
+
+class _Timeout(BaseException):
+    """Raised into a task's frame by the timeout alarm; never escapes ``run_attempt``."""
+
+
+def task_context(run: TaskRun, run_context: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``taskloom.context`` holds while ``run`` executes."""
+    task = run.task
+    values = dict(run_context)
+    values["task_name"] = task.name
+    values["task_full_name"] = task.name
+    values["task_tags"] = task.tags
+    values["task_run_count"] = run.run_count
+    values["task_run_id"] = f"{run_context.get('flow_run_id', '')}.{run.key}.{run.run_count}"
+    if run.resume:
+        values["resume"] = True
+    return values
+
+
+def _call_with_alarm(body: Callable[[], Any], seconds: float) -> Any:
+    """Hard timeout in the main thread: SIGALRM interrupts sleeps and Python loops."""
+
+    def on_alarm(signum: int, frame: FrameType | None) -> None:
+        raise _Timeout()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        return body()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _call_in_thread(body: Callable[[], Any], seconds: float) -> Any:
+    """Soft timeout off the main thread: the body keeps running in the background."""
+    outcome: list[Any] = []
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            outcome.append(body())
+        except BaseException as error:  # handed to the caller below
+            failure.append(error)
+
+    worker = threading.Thread(target=target, daemon=True, name="taskloom-timeout")
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise _Timeout()
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def _body(run: TaskRun) -> Callable[[], Any]:
+    task, inputs = run.task, run.inputs
+    return lambda: task.run(**inputs)
+
+
+def run_attempt(run: TaskRun, run_context: Mapping[str, Any]) -> State[Any]:
+    """Run one attempt of ``run.task`` and return the state it ended in; never raises
+    for anything the task does (``KeyboardInterrupt`` and ``SystemExit`` pass through)."""
+    task = run.task
+    token = enter(task_context(run, run_context))
+    try:
+        if task.timeout is None:
+            result = task.run(**run.inputs)
+        elif hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread():
+            result = _call_with_alarm(_body(run), task.timeout)
+        else:
+            result = _call_in_thread(_body(run), task.timeout)
+    except TaskloomSignal as raised:
+        return raised.to_state()
+    except _Timeout:
+        return TimedOut(TIMEOUT_MESSAGE, TimeoutError(f"timed out after {task.timeout} s"))
+    except Exception as error:
+        log.error("Task %r failed: %r", task.name, error, exc_info=True)
+        return Failed(f"Error during execution of task: {error!r}", error)
+    finally:
+        leave(token)
+    return Success(SUCCESS_MESSAGE, result)

@@ -1,0 +1,248 @@
+"""Output cache stores: where results computed with ``cache_for`` wait for later runs.
+
+A store maps a cache key (the flow's name and the task's name, or the task's ``cache_key``)
+to the ``Cached`` states stored under it, newest first. The scheduler, in the parent
+process, asks the task's cache validator about each candidate and reuses the first one it
+accepts. Any ``CacheStore`` works; two ship:
+
+- ``SQLiteCacheStore`` (the default): one SQLite file under ``TASKLOOM_HOME`` or the user's
+  cache directory, shared by every process of the user, safe under concurrent writers and
+  crashes (WAL, ``BEGIN IMMEDIATE`` for read-then-write, atomic commits).
+- ``MemoryCacheStore``: a dict in this process, as Prefect Core's ``context.caches`` was.
+
+A store never fails a flow run: an entry that cannot be read is a miss, and a result that
+cannot be stored (it does not pickle, the disk is full, the database is locked) is logged
+and not cached.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import pickle
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Protocol
+
+from ._home import taskloom_home
+from .states import Cached
+
+__all__ = ["CacheStore", "MemoryCacheStore", "SQLiteCacheStore"]
+
+log = logging.getLogger("taskloom.caching")
+
+#: How many entries one key keeps (different inputs or parameters); the oldest go first.
+MAX_ENTRIES_PER_KEY = 64
+
+
+class CacheStore(Protocol):
+    """Where cached task results live between runs."""
+
+    def get(self, key: str) -> list[Cached[Any]]:
+        """The unexpired states stored under ``key``, newest first."""
+        ...
+
+    def put(self, key: str, state: Cached[Any]) -> None:
+        """Store ``state`` under ``key``, replacing one computed from the same inputs and parameters."""
+        ...
+
+    def keys(self) -> list[str]:
+        """Every key that has entries."""
+        ...
+
+    def clear(self, key: str | None = None) -> None:
+        """Forget the entries of ``key``, or every entry."""
+        ...
+
+
+def _fingerprint(state: Cached[Any]) -> str:
+    """Equal for two entries computed from the same inputs and parameters."""
+    from ._hashing import hash_value
+
+    return hash_value([state.hashed_inputs, sorted(state.cached_parameters.items())])
+
+
+def _expired(state: Cached[Any], now: _dt.datetime) -> bool:
+    expiration = state.cached_result_expiration
+    return expiration is not None and expiration <= now
+
+
+class MemoryCacheStore:
+    """A cache store in this process's memory; every run in the process shares it."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, list[tuple[str, Cached[Any]]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> list[Cached[Any]]:
+        now = _dt.datetime.now(_dt.timezone.utc)
+        with self._lock:
+            return [s for _, s in reversed(self._entries.get(key, [])) if not _expired(s, now)]
+
+    def put(self, key: str, state: Cached[Any]) -> None:
+        fingerprint = _fingerprint(state)
+        now = _dt.datetime.now(_dt.timezone.utc)
+        with self._lock:
+            kept = [
+                (f, s)
+                for f, s in self._entries.get(key, [])
+                if f != fingerprint and not _expired(s, now)
+            ]
+            kept.append((fingerprint, state))
+            self._entries[key] = kept[-MAX_ENTRIES_PER_KEY:]
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            return [k for k, v in self._entries.items() if v]
+
+    def clear(self, key: str | None = None) -> None:
+        with self._lock:
+            if key is None:
+                self._entries.clear()
+            else:
+                self._entries.pop(key, None)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cache_entries (
+    id INTEGER PRIMARY KEY,
+    cache_key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    created REAL NOT NULL,
+    expires REAL,
+    payload BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS cache_entries_by_key ON cache_entries (cache_key, created);
+"""
+
+
+class SQLiteCacheStore:
+    """A persistent cache store in one SQLite file, shared by every process of the user.
+
+    Args:
+        path: the database file; default ``cache.sqlite`` in ``TASKLOOM_HOME`` (or the
+            user's cache directory). The file is created readable by its owner only.
+
+    Results are stored with the standard ``pickle``, so only values that pickle by
+    reference to importable code are cached; others are logged and recomputed next time.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = Path(path) if path is not None else taskloom_home() / "cache.sqlite"
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+        self._pid = -1
+
+    def __repr__(self) -> str:
+        return f"SQLiteCacheStore({str(self.path)!r})"
+
+    def _connect(self) -> sqlite3.Connection:
+        # A connection must not cross fork(): open one per process.
+        if self._connection is None or self._pid != os.getpid():
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            connection = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.executescript(_SCHEMA)
+            self._connection, self._pid = connection, os.getpid()
+        return self._connection
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            connection = self._connect()
+            # IMMEDIATE takes the write lock up front: a deferred read-then-write
+            # transaction fails with "database is locked" under concurrent writers.
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                yield connection
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+            else:
+                connection.execute("COMMIT")
+
+    def get(self, key: str) -> list[Cached[Any]]:
+        try:
+            with self._lock:
+                rows = self._connect().execute(
+                    "SELECT id, payload FROM cache_entries WHERE cache_key = ? "
+                    "AND (expires IS NULL OR expires > ?) ORDER BY created DESC, id DESC",
+                    (key, time.time()),
+                ).fetchall()
+        except sqlite3.Error as error:
+            log.warning("cache store %s unreadable (%s): treating %r as a miss", self.path, error, key)
+            return []
+        found: list[Cached[Any]] = []
+        for row_id, payload in rows:
+            try:
+                state = pickle.loads(payload)
+            except Exception as error:
+                log.warning("cache entry %s of %r cannot be loaded (%r): ignoring it", row_id, key, error)
+                continue
+            if isinstance(state, Cached):
+                found.append(state)
+        return found
+
+    def put(self, key: str, state: Cached[Any]) -> None:
+        try:
+            payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as error:
+            log.warning(
+                "result for %r not cached: %s cannot be stored with pickle (%r)",
+                key, type(state.result).__name__, error,
+            )
+            return
+        expiration = state.cached_result_expiration
+        expires = expiration.timestamp() if expiration is not None else None
+        now = time.time()
+        try:
+            with self._transaction() as connection:
+                connection.execute(
+                    "DELETE FROM cache_entries WHERE cache_key = ? AND (fingerprint = ? "
+                    "OR (expires IS NOT NULL AND expires <= ?))",
+                    (key, _fingerprint(state), now),
+                )
+                connection.execute(
+                    "INSERT INTO cache_entries (cache_key, fingerprint, created, expires, payload) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (key, _fingerprint(state), now, expires, payload),
+                )
+                connection.execute(
+                    "DELETE FROM cache_entries WHERE cache_key = ? AND id NOT IN (SELECT id FROM "
+                    "cache_entries WHERE cache_key = ? ORDER BY created DESC, id DESC LIMIT ?)",
+                    (key, key, MAX_ENTRIES_PER_KEY),
+                )
+        except sqlite3.Error as error:
+            log.warning("result for %r not cached: cache store %s failed (%s)", key, self.path, error)
+
+    def keys(self) -> list[str]:
+        with self._lock:
+            rows = self._connect().execute(
+                "SELECT DISTINCT cache_key FROM cache_entries ORDER BY cache_key"
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def clear(self, key: str | None = None) -> None:
+        with self._transaction() as connection:
+            if key is None:
+                connection.execute("DELETE FROM cache_entries")
+            else:
+                connection.execute("DELETE FROM cache_entries WHERE cache_key = ?", (key,))
+
+    def close(self) -> None:
+        """Close this process's connection (it reopens on next use)."""
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.close()
+            self._connection = None

@@ -1,0 +1,165 @@
+"""The run context: information about the current run, and values users put there.
+
+``taskloom.context`` reads like an object and like a mapping::
+
+    import taskloom
+
+    @taskloom.task
+    def greet() -> str:
+        return f"{taskloom.context.key} from {taskloom.context['task_name']}"
+
+    with taskloom.context(key="abc"):   # overlay values for a block
+        flow.run()
+    flow.run(context={"key": "abc"})    # or for one run
+
+During a run it carries ``flow_name``, ``flow_run_id``, ``parameters``,
+``scheduled_start_time``, ``date``, ``today``, ``yesterday``, ``tomorrow`` (and their
+``*_nodash`` forms), and inside a task ``task_name``, ``task_full_name``, ``task_run_id``,
+``task_run_count``, ``task_tags`` and, when the task is resumed, ``resume``.
+
+It is built on ``contextvars``: values are immutable snapshots, so entering a task's context
+costs one dict and no deep copy, and a task's writes never leak into other tasks or back to
+the caller. The object pickles by reference, so a task that keeps an alias to it
+(``ctx = taskloom.context``) still runs in a worker process, where it reads the values the
+scheduler sent along with the task.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Iterator, Mapping
+from contextvars import ContextVar, Token
+from types import TracebackType
+from typing import Any
+
+__all__ = ["Context", "context"]
+
+_EMPTY: Mapping[str, Any] = {}
+_current: ContextVar[Mapping[str, Any]] = ContextVar("taskloom.context", default=_EMPTY)
+
+
+class _Overlay:
+    """The context manager returned by ``context(...)``: values on top of the current ones."""
+
+    __slots__ = ("_token", "_values")
+
+    def __init__(self, values: Mapping[str, Any]) -> None:
+        self._values = values
+        self._token: Token[Mapping[str, Any]] | None = None
+
+    def __enter__(self) -> Context:
+        self._token = _current.set({**_current.get(), **self._values})
+        return context
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._token is not None:
+            _current.reset(self._token)
+            self._token = None
+
+
+class Context(Mapping[str, Any]):
+    """The type of ``taskloom.context``; there is one instance, and it holds no values itself.
+
+    Reads go to the values of the current run and task; ``context(**values)`` overlays
+    values for a ``with`` block. Writing (``context["k"] = v``) changes only the current
+    task's view (or, outside a run, the current thread's), never another task's.
+    """
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        return _current.get()[key]
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return _current.get()[name]
+        except KeyError:
+            if name.startswith("__"):
+                raise AttributeError(name) from None
+            raise AttributeError(
+                f"taskloom.context has no key {name!r}; "
+                f"use taskloom.context.get({name!r}) to read a key that may be missing"
+            ) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_current.get())
+
+    def __len__(self) -> int:
+        return len(_current.get())
+
+    def __contains__(self, key: object) -> bool:
+        return key in _current.get()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of ``key``, or ``default`` when it is not set."""
+        return _current.get().get(key, default)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A copy of every value currently visible."""
+        return dict(_current.get())
+
+    def __call__(self, values: Mapping[str, Any] | None = None, /, **more: Any) -> _Overlay:
+        """Overlay values for a ``with`` block: ``with taskloom.context(key="abc"): ...``."""
+        return _Overlay({**(values or {}), **more})
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        _current.set({**_current.get(), key: value})
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        self[name] = value
+
+    def __delitem__(self, key: str) -> None:
+        values = dict(_current.get())
+        del values[key]
+        _current.set(values)
+
+    def __repr__(self) -> str:
+        return f"<taskloom.context {dict(_current.get())!r}>"
+
+    def __reduce__(self) -> str:
+        # Pickle by reference: the receiving process has its own context, filled by the
+        # engine from the snapshot that travels with each task.
+        return "context"
+
+
+#: The run context. See the module docstring.
+context = Context()
+
+
+def current() -> Mapping[str, Any]:
+    """The values visible now (the engine's fast path; users read ``taskloom.context``)."""
+    return _current.get()
+
+
+def enter(values: Mapping[str, Any]) -> Token[Mapping[str, Any]]:
+    """Make ``values`` the whole context until ``leave(token)``; the engine's entry point."""
+    return _current.set(values)
+
+
+def leave(token: Token[Mapping[str, Any]]) -> None:
+    """Undo the matching ``enter``."""
+    _current.reset(token)
+
+
+def date_keys(date: _dt.datetime | _dt.date | str) -> dict[str, Any]:
+    """The date keys Prefect Core puts in a run's context, computed from ``date``.
+
+    >>> date_keys("2020-02-29T10:00")["tomorrow"]
+    '2020-03-01'
+    """
+    if isinstance(date, str):
+        date = _dt.datetime.fromisoformat(date)
+    if not isinstance(date, _dt.datetime):
+        date = _dt.datetime.combine(date, _dt.time(), tzinfo=_dt.timezone.utc)
+    day = date.date()
+    keys: dict[str, Any] = {"date": date}
+    for name, delta in (("today", 0), ("yesterday", -1), ("tomorrow", 1)):
+        value = day + _dt.timedelta(days=delta)
+        keys[name] = value.isoformat()
+        keys[f"{name}_nodash"] = value.strftime("%Y%m%d")
+    return keys

@@ -1,0 +1,19 @@
+"""Executors: where task runs happen.
+
+- ``LocalExecutor``: in the calling process, one at a time (the default of ``flow.run``).
+- ``LokyExecutor``: on a loky process pool, in parallel.
+- ``DaskExecutor``: on Dask distributed, a local cluster or a remote one.
+
+All implement the ``Executor`` protocol and give the same final states for the same flow.
+"""
+
+from __future__ import annotations
+
+from .base import Executor as Executor
+from .base import TaskResult as TaskResult
+from .base import TaskRun as TaskRun
+from .dask import DaskExecutor as DaskExecutor
+from .local import LocalExecutor as LocalExecutor
+from .loky import LokyExecutor as LokyExecutor
+
+__all__ = ["DaskExecutor", "Executor", "LocalExecutor", "LokyExecutor", "TaskResult", "TaskRun"]

@@ -1,0 +1,52 @@
+"""The executor contract: how the scheduler hands task runs to whatever runs them.
+
+The scheduler (``taskloom.runner``) lives in the calling process and decides everything
+that needs no user code. Only a task that must actually run reaches the executor, as a
+``TaskRun``: the task, its inputs, and which attempt this is. The executor runs it with
+``taskloom.attempt.run_attempt`` (in this process, a worker process, or on a cluster) and
+hands back the resulting ``State``::
+
+    scheduler                         executor
+    ---------                         --------
+    begin(run_context)         --->   acquire workers; keep the context snapshot
+    submit([TaskRun, ...])     --->   queue them; return at once
+    collect(timeout)           <---   [(key, State), ...] as runs finish
+    end()                      --->   stop what is still running; release the run
+
+``collect`` returns at least one result, or an empty list once ``timeout`` seconds have
+passed (the scheduler uses the timeout to wake up for retries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from ..attempt import TaskRun
+from ..states import State
+
+__all__ = ["Executor", "TaskResult", "TaskRun"]
+
+
+#: What an executor hands back: the run's key and the state the attempt ended in.
+TaskResult = tuple[int, State[Any]]
+
+
+class Executor(Protocol):
+    """What runs tasks for a flow run. See the module docstring for the protocol."""
+
+    def begin(self, run_context: Mapping[str, Any]) -> None:
+        """Prepare for a flow run; ``run_context`` is what ``taskloom.context`` holds in it."""
+        ...
+
+    def submit(self, runs: Sequence[TaskRun]) -> None:
+        """Start running these task runs (without waiting for them)."""
+        ...
+
+    def collect(self, timeout: float | None) -> list[TaskResult]:
+        """Wait for finished runs: at least one, or none once ``timeout`` seconds passed."""
+        ...
+
+    def end(self) -> None:
+        """Finish the flow run: stop runs still in flight, release per-run resources."""
+        ...

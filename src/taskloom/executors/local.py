@@ -1,0 +1,43 @@
+"""``LocalExecutor``: runs tasks one at a time in the calling process."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..attempt import run_attempt
+from .base import TaskResult, TaskRun
+
+__all__ = ["LocalExecutor"]
+
+
+class LocalExecutor:
+    """Run tasks in the calling process, one at a time, in the order they become ready.
+
+    Nothing is pickled, so it suits debugging and tasks too small to be worth a process
+    hop. Timeouts are hard in the main thread (``SIGALRM``) and soft elsewhere.
+    """
+
+    def __init__(self) -> None:
+        self._queue: deque[TaskRun] = deque()
+        self._run_context: Mapping[str, Any] = {}
+
+    def begin(self, run_context: Mapping[str, Any]) -> None:
+        self._queue.clear()
+        self._run_context = run_context
+
+    def submit(self, runs: Sequence[TaskRun]) -> None:
+        self._queue.extend(runs)
+
+    def collect(self, timeout: float | None) -> list[TaskResult]:
+        if not self._queue:
+            return []
+        run = self._queue.popleft()
+        return [(run.key, run_attempt(run, self._run_context))]
+
+    def end(self) -> None:
+        self._queue.clear()
+
+    def __repr__(self) -> str:
+        return "LocalExecutor()"

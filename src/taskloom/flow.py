@@ -1,0 +1,350 @@
+"""Flows: tasks and the dependencies between them.
+
+::
+
+    with Flow("etl") as flow:
+        n = Parameter("n", default=3)
+        numbers = extract(n)
+        total = load(transform(numbers))
+
+    state = flow.run(parameters={"n": 5})
+    state.result[total].result
+
+A flow only describes work; ``flow.run`` hands it to the scheduler (``taskloom.runner``).
+Every method that takes a task also takes a handle (what a call inside ``with Flow`` returns),
+which is why their parameters are typed ``object`` and checked at run time.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Iterator, KeysView, Mapping
+from contextvars import Token
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from .edges import Edge
+from .errors import CycleError, FlowDefinitionError
+from .states import State
+from .task import ParameterTask, Task, _FlowBuilder, _nonempty_name, active_flow
+
+if TYPE_CHECKING:
+    from .caching import CacheStore
+    from .executors.base import Executor
+    from .runner import FlowResult
+
+__all__ = ["Flow"]
+
+
+def _as_task(value: object, role: str) -> Task[Any, Any]:
+    if not isinstance(value, Task):
+        raise FlowDefinitionError(f"{role} must be a task, not {type(value).__name__} {value!r}")
+    return value
+
+
+def _tasks_in(value: Any) -> Iterator[Task[Any, Any]]:
+    """The tasks inside an argument: the argument itself, or members of a collection."""
+    if isinstance(value, Task):
+        yield value
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            yield from _tasks_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tasks_in(item)
+
+
+class Flow:
+    """A named graph of tasks.
+
+    Args:
+        name: the flow's name; also part of the default cache key of its tasks.
+        tasks: tasks to add at once.
+    """
+
+    def __init__(self, name: str, tasks: Iterable[object] = ()) -> None:
+        self.name = _nonempty_name(name, "Flow")
+        # Dicts as ordered sets: iteration follows insertion, so runs are reproducible.
+        self._tasks: dict[Task[Any, Any], None] = {}
+        self._edges: dict[Edge, None] = {}
+        self._upstream: dict[Task[Any, Any], dict[Edge, None]] = {}
+        self._downstream: dict[Task[Any, Any], dict[Edge, None]] = {}
+        self._arguments: dict[Task[Any, Any], dict[str, Any]] = {}
+        self._parameters: dict[str, ParameterTask] = {}
+        self._reference_tasks: dict[Task[Any, Any], None] = {}
+        self._tokens: list[Token[_FlowBuilder | None]] = []
+        for t in tasks:
+            self.add_task(t)
+
+    # -- building -------------------------------------------------------------------------
+
+    def __enter__(self) -> Flow:
+        self._tokens.append(active_flow.set(self))
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        active_flow.reset(self._tokens.pop())
+
+    def add_task(self, task: object) -> Task[Any, Any]:
+        """Add a task (if it is not in the flow yet) and return it."""
+        t = _as_task(task, f"Flow {self.name!r}: add_task's argument")
+        if t in self._tasks:
+            return t
+        if isinstance(t, ParameterTask):
+            other = self._parameters.get(t.name)
+            if other is not None and other is not t:
+                raise FlowDefinitionError(
+                    f"Flow {self.name!r} already has a parameter named {t.name!r}; "
+                    "parameter names must be unique"
+                )
+            self._parameters[t.name] = t
+        self._tasks[t] = None
+        self._upstream[t] = {}
+        self._downstream[t] = {}
+        self._arguments[t] = {}
+        return t
+
+    def add_edge(self, upstream: object, downstream: object, key: str | None = None) -> Edge:
+        """Make ``downstream`` depend on ``upstream``; with ``key``, receive its result as that argument.
+
+        Raises:
+            CycleError: the edge would close a cycle (the message lists the tasks on it).
+            FlowDefinitionError: ``key`` is not a parameter of ``downstream``, or is taken.
+        """
+        up = _as_task(upstream, f"Flow {self.name!r}: add_edge's upstream")
+        down = _as_task(downstream, f"Flow {self.name!r}: add_edge's downstream")
+        if key is not None:
+            self._check_key(down, key)
+            if key in self._arguments.get(down, {}):
+                raise FlowDefinitionError(
+                    f"Flow {self.name!r}: task {down.name!r} already has an argument {key!r}"
+                )
+        edge = self._add_edge(up, down, key)
+        if key is not None:
+            self._arguments[down][key] = up
+        return edge
+
+    def _add_edge(self, up: Task[Any, Any], down: Task[Any, Any], key: str | None) -> Edge:
+        self.add_task(up)
+        self.add_task(down)
+        edge = Edge(up, down, key)
+        if edge in self._edges:
+            return edge
+        self._check_acyclic(up, down)
+        self._edges[edge] = None
+        self._upstream[down][edge] = None
+        self._downstream[up][edge] = None
+        return edge
+
+    def _check_key(self, task: Task[Any, Any], key: str) -> None:
+        parameters = task.signature().parameters
+        if key in parameters or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
+        ):
+            return
+        raise FlowDefinitionError(
+            f"Flow {self.name!r}: task {task.name!r} has no argument {key!r} "
+            f"(it takes {', '.join(parameters) or 'none'})"
+        )
+
+    def _check_acyclic(self, up: Task[Any, Any], down: Task[Any, Any]) -> None:
+        if up is down:
+            raise CycleError(f"Flow {self.name!r}: task {up.name!r} cannot depend on itself")
+        # The common case, a freshly called task or a root, cannot close a cycle.
+        if not self._downstream[down] or not self._upstream[up]:
+            return
+        # Is `up` reachable from `down`? Then up -> down closes a cycle.
+        parents: dict[Task[Any, Any], Task[Any, Any] | None] = {down: None}
+        stack = [down]
+        while stack:
+            node = stack.pop()
+            for edge in self._downstream[node]:
+                nxt = edge.downstream_task
+                if nxt in parents:
+                    continue
+                parents[nxt] = node
+                if nxt is up:
+                    path: list[Task[Any, Any]] = []
+                    at: Task[Any, Any] | None = up
+                    while at is not None:
+                        path.append(at)
+                        at = parents[at]
+                    names = " -> ".join(t.name for t in reversed(path))
+                    raise CycleError(
+                        f"Flow {self.name!r}: the edge {up.name!r} -> {down.name!r} would "
+                        f"close a cycle: {names} -> {down.name}"
+                    )
+                stack.append(nxt)
+
+    def set_dependencies(
+        self,
+        task: object,
+        upstream_tasks: Iterable[object] = (),
+        downstream_tasks: Iterable[object] = (),
+        keyword_tasks: Mapping[str, object] | None = None,
+    ) -> None:
+        """Add ``task`` with ordering edges from ``upstream_tasks`` and to ``downstream_tasks``,
+        and data edges from ``keyword_tasks`` (argument name -> task)."""
+        t = self.add_task(task)
+        for up in upstream_tasks:
+            self._add_edge(_as_task(up, "an upstream task"), t, None)
+        for down in downstream_tasks:
+            self._add_edge(t, _as_task(down, "a downstream task"), None)
+        for key, up in (keyword_tasks or {}).items():
+            self.add_edge(up, t, key=key)
+
+    def _bind(
+        self,
+        task: Task[Any, Any],
+        arguments: Mapping[str, Any],
+        upstream_tasks: Iterable[object],
+    ) -> None:
+        """Add a called task: each argument is a task (data edge), a constant, or a
+        collection holding tasks (an edge from each, the collection rebuilt at run time)."""
+        self.add_task(task)
+        self._arguments[task].update(arguments)
+        for key, value in arguments.items():
+            for up in _tasks_in(value):
+                self._add_edge(up, task, key)
+        for entry in upstream_tasks:
+            self._add_edge(_as_task(entry, f"{task.name!r}: an upstream_tasks entry"), task, None)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> KeysView[Task[Any, Any]]:
+        """Every task, in the order they were added (a set-like view)."""
+        return self._tasks.keys()
+
+    @property
+    def edges(self) -> KeysView[Edge]:
+        """Every edge, in the order they were added (a set-like view)."""
+        return self._edges.keys()
+
+    def arguments(self, task: object) -> Mapping[str, Any]:
+        """The arguments ``task`` was called with: tasks, constants, or collections of both."""
+        return self._arguments[_as_task(task, "arguments' task")]
+
+    def parameters(self) -> dict[str, ParameterTask]:
+        """The flow's parameters, by name."""
+        return dict(self._parameters)
+
+    def edges_to(self, task: object) -> list[Edge]:
+        """The edges into ``task``."""
+        return list(self._upstream[_as_task(task, "edges_to's task")])
+
+    def edges_from(self, task: object) -> list[Edge]:
+        """The edges out of ``task``."""
+        return list(self._downstream[_as_task(task, "edges_from's task")])
+
+    def upstream_tasks(self, task: object) -> list[Task[Any, Any]]:
+        """The tasks ``task`` depends on directly."""
+        return list(dict.fromkeys(e.upstream_task for e in self.edges_to(task)))
+
+    def downstream_tasks(self, task: object) -> list[Task[Any, Any]]:
+        """The tasks that depend directly on ``task``."""
+        return list(dict.fromkeys(e.downstream_task for e in self.edges_from(task)))
+
+    def root_tasks(self) -> list[Task[Any, Any]]:
+        """Tasks with no upstream tasks."""
+        return [t for t, ups in self._upstream.items() if not ups]
+
+    def terminal_tasks(self) -> list[Task[Any, Any]]:
+        """Tasks with no downstream tasks."""
+        return [t for t, downs in self._downstream.items() if not downs]
+
+    def reference_tasks(self) -> list[Task[Any, Any]]:
+        """The tasks whose states decide the flow's state (default: the terminal tasks)."""
+        return list(self._reference_tasks) or self.terminal_tasks()
+
+    def set_reference_tasks(self, tasks: Iterable[object]) -> None:
+        """Make these tasks (all in the flow) decide the flow's state."""
+        chosen = [_as_task(t, "a reference task") for t in tasks]
+        for t in chosen:
+            if t not in self._tasks:
+                raise FlowDefinitionError(
+                    f"Flow {self.name!r}: reference task {t.name!r} is not in the flow"
+                )
+        self._reference_tasks = dict.fromkeys(chosen)
+
+    def get_tasks(self, name: str | None = None, tags: Iterable[str] = ()) -> list[Task[Any, Any]]:
+        """The tasks with this name (if given) and all these tags."""
+        wanted = set(tags)
+        return [
+            t
+            for t in self._tasks
+            if (name is None or t.name == name) and wanted <= t.tags
+        ]
+
+    def sorted_tasks(self) -> list[Task[Any, Any]]:
+        """Every task, each after all of its upstream tasks (ties in insertion order)."""
+        waiting = {t: len({e.upstream_task for e in ups}) for t, ups in self._upstream.items()}
+        ready = [t for t, n in waiting.items() if n == 0]
+        ready.reverse()
+        order: list[Task[Any, Any]] = []
+        while ready:
+            t = ready.pop()
+            order.append(t)
+            released = []
+            for down in dict.fromkeys(e.downstream_task for e in self._downstream[t]):
+                waiting[down] -= 1
+                if waiting[down] == 0:
+                    released.append(down)
+            ready.extend(reversed(released))
+        return order
+
+    def __repr__(self) -> str:
+        return f"<Flow {self.name!r}: {len(self._tasks)} tasks>"
+
+    # -- running ------------------------------------------------------------------------------
+
+    def run(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        executor: Executor | None = None,
+        context: Mapping[str, Any] | None = None,
+        task_states: Mapping[object, State[Any]] | None = None,
+        start_tasks: Iterable[object] | None = None,
+        cache_store: CacheStore | None = None,
+    ) -> State[FlowResult]:
+        """Run the flow and return its final state.
+
+        Args:
+            parameters: values for the flow's parameters, by name.
+            executor: where tasks run (default ``LocalExecutor()``, in this process).
+            context: values for ``taskloom.context`` during this run.
+            task_states: states to start from: a finished state is kept and the task is not
+                run again; a ``Resume`` state lets a paused task through.
+            start_tasks: tasks to treat as roots: their trigger is not checked, their
+                upstream tasks are not run, and their inputs come from their state's
+                ``cached_inputs``. Only they and the tasks downstream of them run.
+            cache_store: where output caching keeps results (default: a ``SQLiteCacheStore``
+                under ``TASKLOOM_HOME`` or the user's cache directory).
+
+        Returns:
+            ``Success`` when every reference task succeeded, ``Failed`` when one failed,
+            ``Paused`` when tasks wait to be resumed. Its ``result`` maps every task to its
+            final state: ``state.result[task].result`` is that task's result.
+
+        Raises:
+            FlowDefinitionError: (a ``ValueError``) for an unknown or missing parameter, a
+                ``start_tasks`` or ``task_states`` entry that is not in the flow, before any
+                task runs.
+        """
+        from .runner import run_flow
+
+        return run_flow(
+            self,
+            parameters=parameters or {},
+            executor=executor,
+            context=context or {},
+            task_states=task_states or {},
+            start_tasks=start_tasks,
+            cache_store=cache_store,
+        )

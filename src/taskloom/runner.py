@@ -1,0 +1,522 @@
+"""The scheduler: runs a flow by deciding, task by task, what happens next.
+
+It lives in the calling process and decides everything that needs no user code; only
+tasks that must actually run go to the executor (see ``executors.base``). Vocabulary:
+
+``waiting[i]``
+    how many distinct upstream tasks of task ``i`` are not finished yet. When it reaches
+    0, ``i`` is *ready*.
+``ready``
+    tasks to *decide*. Deciding (``_decide``) is a function of the task's upstream states:
+    skip propagation, then the trigger, then the output cache. It ends in a final state
+    without running the task (``Skipped``, ``TriggerFailed``, ``Paused``, ``Cached``),
+    or in a ``TaskRun`` for the executor.
+``in_flight``
+    how many runs the executor has and has not handed back.
+``retries``
+    a heap of ``(due time, sequence, task)`` for tasks that failed with retries left (or
+    raised ``RETRY``); when due they run again with the inputs stored on their
+    ``Retrying`` state. Independent tasks keep running meanwhile.
+
+A task is ready as soon as its upstream tasks are finished: there are no level-by-level
+barriers. The loop ends when nothing is ready, in flight or due to retry; tasks that
+never became ready (downstream of a paused task, or outside ``start_tasks``) keep their
+seeded state or end ``Pending("Task not run.")``.
+
+The flow's state: ``Paused`` while any task waits to be resumed, otherwise ``Failed`` if a
+reference task failed, ``Success`` if every reference task succeeded, and ``Running`` if a
+reference task did not finish (a partial run).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import heapq
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._hashing import UnhashableInputError, hash_inputs
+from .attempt import TaskRun
+from .caching import CacheStore
+from .context import context as _user_context
+from .context import current as _current_context
+from .context import date_keys, enter, leave
+from .edges import Edge
+from .errors import FlowDefinitionError
+from .executors.base import Executor
+from .flow import Flow, _tasks_in
+from .signals import TaskloomSignal
+from .states import (
+    Cached,
+    Failed,
+    Finished,
+    FlowResult,
+    Paused,
+    Pending,
+    Resume,
+    Retrying,
+    Running,
+    Skipped,
+    State,
+    Success,
+    TriggerFailed,
+)
+from .task import ParameterTask, Task
+
+__all__ = ["FlowResult", "run_flow"]
+
+log = logging.getLogger("taskloom.runner")
+
+SKIP_MESSAGE = (
+    "Upstream task was skipped; if this was not the intended behavior, "
+    "consider changing `skip_on_upstream_skip=False` for this task."
+)
+NOT_RUN_MESSAGE = "Task not run."
+
+
+@dataclass(slots=True)
+class _Node:
+    """A task compiled for one run: its place in the graph, by index."""
+
+    task: Task[Any, Any]
+    in_edges: list[tuple[Edge, int]] = field(default_factory=list)
+    upstream: list[int] = field(default_factory=list)
+    downstream: list[int] = field(default_factory=list)
+    direct: list[tuple[str, int]] = field(default_factory=list)
+    constants: dict[str, Any] = field(default_factory=dict)
+    nested: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def _compile(flow: Flow) -> tuple[list[_Node], dict[Task[Any, Any], int]]:
+    index = {t: i for i, t in enumerate(flow.tasks)}
+    nodes = [_Node(t) for t in index]
+    upstream: list[dict[int, None]] = [{} for _ in nodes]
+    for edge in flow.edges:
+        up, down = index[edge.upstream_task], index[edge.downstream_task]
+        nodes[down].in_edges.append((edge, up))
+        upstream[down][up] = None
+    for down, ups in enumerate(upstream):
+        nodes[down].upstream = list(ups)
+        for up in ups:
+            nodes[up].downstream.append(down)
+    for t, i in index.items():
+        node = nodes[i]
+        for key, value in flow.arguments(t).items():
+            if isinstance(value, Task):
+                node.direct.append((key, index[value]))
+            elif any(True for _ in _tasks_in(value)):
+                node.nested.append((key, value))
+            else:
+                node.constants[key] = value
+    return nodes, index
+
+
+def _rebuild(value: Any, results: Mapping[Task[Any, Any], Any]) -> Any:
+    """An argument with each task in it replaced by that task's result."""
+    if isinstance(value, Task):
+        return results[value]
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return type(value)(_rebuild(v, results) for v in value)
+    if isinstance(value, dict):
+        return {k: _rebuild(v, results) for k, v in value.items()}
+    return value
+
+
+def _check_trigger(task: Task[Any, Any], upstream_states: Mapping[Edge, State[Any]]) -> State[Any] | None:
+    """None when the trigger passes, else the state the task ends in."""
+    try:
+        # `object`: a trigger of untyped code may return anything, and "yes" must not pass.
+        passed: object = task.trigger(upstream_states)
+    except TaskloomSignal as signal:
+        return signal.to_state()
+    except Exception as error:
+        return TriggerFailed(f"Unexpected error while checking task trigger: {error!r}", error)
+    if passed is True:
+        return None
+    if passed is False:
+        return TriggerFailed("Trigger failed")
+    name = getattr(task.trigger, "__name__", repr(task.trigger))
+    return TriggerFailed(
+        f"Trigger {name!r} of task {task.name!r} returned {passed!r} "
+        f"({type(passed).__name__}), not a bool: a trigger must return True or False"
+    )
+
+
+def _propagated(task: Task[Any, Any], upstream_states: Iterable[State[Any]]) -> State[Any] | None:
+    """Skip propagation: a skipped upstream skips the task, unless one failed."""
+    if not task.skip_on_upstream_skip:
+        return None
+    skipped = failed = False
+    for state in upstream_states:
+        if state.is_skipped():
+            skipped = True
+        elif state.is_failed():
+            failed = True
+    if skipped and not failed:
+        return Skipped(SKIP_MESSAGE)
+    return None
+
+
+def _resolve_parameters(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:
+    declared = flow.parameters()
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise FlowDefinitionError(
+            f"Flow {flow.name!r} got unknown parameter(s): {', '.join(unknown)}; "
+            f"its parameters are: {', '.join(sorted(declared)) or 'none'}"
+        )
+    missing = sorted(n for n, p in declared.items() if p.required and n not in given)
+    if missing:
+        raise FlowDefinitionError(
+            f"Flow {flow.name!r} is missing required parameter(s): {', '.join(missing)}; "
+            f"pass them as flow.run(parameters={{{', '.join(repr(m) + ': ...' for m in missing)}}})"
+        )
+    values: dict[str, Any] = {}
+    for name, parameter in declared.items():
+        value = given[name] if name in given else parameter.default
+        parameter.check(value)
+        values[name] = value
+    return values
+
+
+def _run_context(flow: Flow, parameters: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    values = {**_current_context(), **extra}
+    now = _dt.datetime.now(_dt.timezone.utc)
+    values.setdefault("flow_run_id", str(uuid.uuid4()))
+    values.setdefault("scheduled_start_time", now)
+    for key, value in date_keys(values.get("date", now)).items():
+        values.setdefault(key, value)
+    if isinstance(values["date"], str):
+        values["date"] = _dt.datetime.fromisoformat(values["date"])
+    values["flow_name"] = flow.name
+    values["parameters"] = parameters
+    return values
+
+
+class _Scheduler:
+    """The state of one flow run; see the module docstring."""
+
+    def __init__(
+        self,
+        flow: Flow,
+        executor: Executor,
+        run_context: dict[str, Any],
+        parameters: dict[str, Any],
+        seeded: dict[int, State[Any]],
+        starts: set[int],
+        cache_store: CacheStore | None,
+    ) -> None:
+        self.flow = flow
+        self.nodes, self.index = _compile(flow)
+        self.executor = executor
+        self.run_context = run_context
+        self.parameters = parameters
+        self.seeded = seeded
+        self.starts = starts
+        self._cache_store = cache_store
+        n = len(self.nodes)
+        self.states: list[State[Any]] = [seeded.get(i) or Pending(NOT_RUN_MESSAGE) for i in range(n)]
+        self.finished = [isinstance(s, Finished) for s in self.states]
+        self.waiting = [sum(not self.finished[u] for u in node.upstream) for node in self.nodes]
+        self.run_counts = [0] * n
+        self.inputs: dict[int, dict[str, Any]] = {}
+        self.retries: list[tuple[float, int, int]] = []
+        self.in_flight = 0
+        self.runnable = self._runnable()
+        self.ready = [
+            i for i in range(n)
+            if self.runnable[i] and not self.finished[i] and (self.waiting[i] == 0 or i in starts)
+        ]
+        self.ready.reverse()  # a stack: pop() takes tasks in flow order
+
+    def _runnable(self) -> list[bool]:
+        """Which tasks this run may run: all, or the start tasks and what follows them."""
+        if not self.starts:
+            return [True] * len(self.nodes)
+        runnable = [False] * len(self.nodes)
+        stack = list(self.starts)
+        while stack:
+            i = stack.pop()
+            if not runnable[i]:
+                runnable[i] = True
+                stack.extend(self.nodes[i].downstream)
+        return runnable
+
+    @property
+    def cache_store(self) -> CacheStore:
+        if self._cache_store is None:
+            from .caching import SQLiteCacheStore
+
+            self._cache_store = SQLiteCacheStore()
+        return self._cache_store
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def run(self) -> State[FlowResult]:
+        token = enter(self.run_context)
+        self.executor.begin(self.run_context)
+        try:
+            self._loop()
+        finally:
+            self.executor.end()
+            leave(token)
+        return self._flow_state()
+
+    def _loop(self) -> None:
+        executor = self.executor
+        while True:
+            batch: list[TaskRun] = []
+            ready = self.ready
+            while ready:
+                outcome = self._decide(ready.pop())
+                if outcome is not None:
+                    batch.append(outcome)
+            if batch:
+                executor.submit(batch)
+                self.in_flight += len(batch)
+            if not self.in_flight and not self.retries:
+                return
+            timeout = None
+            if self.retries:
+                timeout = max(0.0, self.retries[0][0] - time.monotonic())
+            if self.in_flight:
+                results = executor.collect(timeout)
+                self.in_flight -= len(results)
+                for key, state in results:
+                    self._complete(key, state)
+            elif timeout:
+                time.sleep(timeout)
+            self._release_due_retries()
+
+    def _release_due_retries(self) -> None:
+        now = time.monotonic()
+        batch: list[TaskRun] = []
+        while self.retries and self.retries[0][0] <= now:
+            _, _, i = heapq.heappop(self.retries)
+            batch.append(self._task_run(i, self.inputs[i], resume=isinstance(self.states[i], Paused)))
+        if batch:
+            self.executor.submit(batch)
+            self.in_flight += len(batch)
+
+    # -- deciding -------------------------------------------------------------------------------
+
+    def _decide(self, i: int) -> TaskRun | None:
+        """Finish task ``i`` without running it, or return the run the executor must do."""
+        node = self.nodes[i]
+        task = node.task
+        if isinstance(task, ParameterTask):
+            self._finish(i, Success("Task run succeeded.", self.parameters[task.name]))
+            return None
+        states = self.states
+        seeded = self.seeded.get(i)
+        resume = isinstance(seeded, Resume)
+        if i in self.starts:
+            inputs = self._start_inputs(i, seeded)
+            resume = True
+        else:
+            upstream_states = {edge: states[j] for edge, j in node.in_edges}
+            decided = _propagated(task, upstream_states.values())
+            if decided is None:
+                if resume:
+                    with _user_context(resume=True, task_name=task.name):
+                        decided = _check_trigger(task, upstream_states)
+                else:
+                    decided = _check_trigger(task, upstream_states)
+            if decided is not None:
+                if isinstance(decided, Paused):
+                    decided.cached_inputs = self._inputs(node)
+                self._settle(i, decided)
+                return None
+            inputs = self._inputs(node)
+        if task.cache_for is not None:
+            hit = self._cache_lookup(i, inputs)
+            if hit is not None:
+                self._finish(i, hit)
+                return None
+        return self._task_run(i, inputs, resume)
+
+    def _inputs(self, node: _Node) -> dict[str, Any]:
+        states = self.states
+        inputs = dict(node.constants)
+        for key, j in node.direct:
+            inputs[key] = states[j].result
+        if node.nested:
+            results = {self.nodes[j].task: states[j].result for j in node.upstream}
+            for key, value in node.nested:
+                inputs[key] = _rebuild(value, results)
+        return inputs
+
+    def _start_inputs(self, i: int, seeded: State[Any] | None) -> dict[str, Any]:
+        node = self.nodes[i]
+        stored = dict(seeded.cached_inputs or {}) if seeded is not None else {}
+        return {**node.constants, **stored}
+
+    def _task_run(self, i: int, inputs: dict[str, Any], resume: bool) -> TaskRun:
+        self.run_counts[i] += 1
+        self.inputs[i] = inputs
+        return TaskRun(i, self.nodes[i].task, inputs, self.run_counts[i], resume)
+
+    def _cache_key(self, task: Task[Any, Any]) -> str:
+        return task.cache_key if task.cache_key is not None else f"{self.flow.name}/{task.name}"
+
+    def _cache_lookup(self, i: int, inputs: dict[str, Any]) -> State[Any] | None:
+        task = self.nodes[i].task
+        candidates: list[Cached[Any]] = []
+        seeded = self.seeded.get(i)
+        if isinstance(seeded, Cached):
+            candidates.append(seeded)
+        candidates.extend(self.cache_store.get(self._cache_key(task)))
+        for candidate in candidates:
+            try:
+                valid = task.cache_validator(candidate, inputs, self.parameters)
+            except Exception as error:
+                return Failed(f"Unexpected error while checking the cache validator: {error!r}", error)
+            if valid:
+                return candidate
+        return None
+
+    # -- completing -----------------------------------------------------------------------------
+
+    def _complete(self, i: int, state: State[Any]) -> None:
+        """Take the state an attempt ended in: retry, store in the cache, or finish."""
+        task = self.nodes[i].task
+        run_count = self.run_counts[i]
+        inputs = self.inputs[i]
+        if isinstance(state, Retrying):  # the RETRY signal
+            state.run_count = run_count
+            state.cached_inputs = inputs
+            self._schedule(i, state, state.start_time)
+            return
+        if state.is_failed() and run_count <= task.max_retries:
+            delay = task.retry_delay or _dt.timedelta(0)
+            retry = Retrying(
+                f"Retrying Task (after attempt {run_count} of {task.max_retries + 1})",
+                cached_inputs=inputs,
+                start_time=_dt.datetime.now(_dt.timezone.utc) + delay,
+                run_count=run_count,
+            )
+            self._schedule(i, retry, retry.start_time)
+            return
+        if isinstance(state, Paused):
+            state.cached_inputs = inputs
+        elif task.cache_for is not None and type(state) is Success:
+            self._cache_store_result(task, state, inputs)
+        self._settle(i, state)
+
+    def _schedule(self, i: int, state: State[Any], start_time: _dt.datetime | None) -> None:
+        self.states[i] = state
+        delay = 0.0
+        if start_time is not None:
+            delay = (start_time - _dt.datetime.now(_dt.timezone.utc)).total_seconds()
+        heapq.heappush(self.retries, (time.monotonic() + max(0.0, delay), i, i))
+
+    def _settle(self, i: int, state: State[Any]) -> None:
+        """Record a decided or returned state: finished, or paused until resumed."""
+        if isinstance(state, Paused):
+            self.states[i] = state
+            if state.start_time is not None:  # PAUSE(start_time=...) resumes by itself
+                self.inputs[i] = state.cached_inputs or {}
+                self._schedule(i, state, state.start_time)
+            return
+        self._finish(i, state)
+
+    def _finish(self, i: int, state: State[Any]) -> None:
+        self.states[i] = state
+        self.finished[i] = True
+        waiting, runnable, ready = self.waiting, self.runnable, self.ready
+        for d in self.nodes[i].downstream:
+            waiting[d] -= 1
+            if waiting[d] == 0 and runnable[d] and not self.finished[d] and d not in self.starts:
+                ready.append(d)
+
+    def _cache_store_result(self, task: Task[Any, Any], state: State[Any], inputs: dict[str, Any]) -> None:
+        assert task.cache_for is not None
+        now = _dt.datetime.now(_dt.timezone.utc)
+        try:
+            expiration: _dt.datetime | None = now + task.cache_for
+        except OverflowError:
+            expiration = None  # longer than the calendar goes: never expires
+        try:
+            hashed = hash_inputs(inputs)
+        except UnhashableInputError as error:
+            log.warning("Task %r: result not cached, an input cannot be hashed: %s", task.name, error)
+            return
+        cached = Cached(
+            state.message,
+            state.result,
+            cached_result_expiration=expiration,
+            hashed_inputs=hashed,
+            cached_parameters=self.parameters,
+        )
+        self.cache_store.put(self._cache_key(task), cached)
+
+    # -- the end --------------------------------------------------------------------------------
+
+    def _flow_state(self) -> State[FlowResult]:
+        result = FlowResult(zip((node.task for node in self.nodes), self.states))
+        paused = [n.task.name for n, s in zip(self.nodes, self.states) if isinstance(s, Paused)]
+        if paused:
+            return Paused(f"Waiting to be resumed: {', '.join(paused)}", result)
+        references = [self.states[self.index[t]] for t in self.flow.reference_tasks()]
+        if any(s.is_failed() for s in references):
+            return Failed("Some reference tasks failed.", result)
+        if all(s.is_successful() for s in references):
+            return Success("All reference tasks succeeded.", result)
+        if all(s.is_finished() for s in references):
+            return Success("No reference tasks failed.", result)
+        return Running("Some reference tasks did not run.", result)
+
+
+def run_flow(
+    flow: Flow,
+    *,
+    parameters: Mapping[str, Any],
+    executor: Executor | None,
+    context: Mapping[str, Any],
+    task_states: Mapping[object, State[Any]],
+    start_tasks: Iterable[object] | None,
+    cache_store: CacheStore | None,
+) -> State[FlowResult]:
+    """Run ``flow``; see ``Flow.run``. Every check on the input happens before any task runs."""
+    index = {t: i for i, t in enumerate(flow.tasks)}
+    seeded: dict[int, State[Any]] = {}
+    for t, state in task_states.items():
+        if t not in index:
+            raise FlowDefinitionError(
+                f"Flow {flow.name!r}: task_states names {t!r}, which is not in the flow"
+            )
+        if not isinstance(state, State):
+            raise FlowDefinitionError(
+                f"Flow {flow.name!r}: task_states[{t!r}] must be a State, not {state!r}"
+            )
+        seeded[index[t]] = state
+    starts: set[int] = set()
+    for t in start_tasks or ():
+        if t not in index:
+            raise FlowDefinitionError(
+                f"Flow {flow.name!r}: start task {t!r} is not in the flow"
+            )
+        assert isinstance(t, Task)
+        starts.add(index[t])
+        needed = {e.key for e in flow.edges_to(t) if e.key is not None}
+        stored = task_states.get(t)
+        have = set((stored.cached_inputs or {}) if stored is not None else {})
+        if needed - have:
+            raise FlowDefinitionError(
+                f"Flow {flow.name!r}: start task {t.name!r} needs input(s) "
+                f"{', '.join(sorted(needed - have))}, but its state carries no cached_inputs "
+                f"for them; pass task_states={{task: Resume(cached_inputs=paused.cached_inputs)}}"
+            )
+    values = _resolve_parameters(flow, parameters)
+    if executor is None:
+        from .executors.local import LocalExecutor
+
+        executor = LocalExecutor()
+    scheduler = _Scheduler(
+        flow, executor, _run_context(flow, values, context), values, seeded, starts, cache_store
+    )
+    return scheduler.run()

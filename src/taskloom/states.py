@@ -1,0 +1,348 @@
+"""Task and flow states: what happened to a task run, and what it produced.
+
+The hierarchy is Prefect Core's::
+
+    State
+    ├── Pending
+    │   └── Scheduled                  start_time
+    │       ├── Retrying               run_count
+    │       ├── Paused
+    │       └── Resume
+    ├── Running
+    └── Finished
+        ├── Success
+        │   ├── Cached                 cached_result_expiration, hashed_inputs, cached_parameters
+        │   └── Skipped
+        └── Failed
+            ├── TriggerFailed
+            └── TimedOut
+
+Every predicate (``is_failed()`` and so on) is an ``isinstance`` test, so it is true for
+every subclass: a ``TriggerFailed`` state ``is_failed()``, a ``Cached`` one ``is_successful()``.
+
+States are plain data: they pickle (so they can cross process boundaries), compare equal
+when their type and result are equal (the message does not count), and hash by identity.
+They are generic in their result: ``Success[int]`` carries an ``int``.
+
+>>> Success(result=3) == Success(result=3, message="done")
+True
+>>> TriggerFailed("nope").is_failed()
+True
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Generic, overload
+
+from typing_extensions import TypeVar
+
+if TYPE_CHECKING:
+    from .task import Task
+
+__all__ = [
+    "Cached",
+    "Failed",
+    "Finished",
+    "FlowResult",
+    "Paused",
+    "Pending",
+    "Resume",
+    "Retrying",
+    "Running",
+    "Scheduled",
+    "Skipped",
+    "State",
+    "Success",
+    "TimedOut",
+    "TriggerFailed",
+]
+
+T = TypeVar("T")
+
+#: The type of a state's result. It defaults to ``Any`` so that ``Pending()`` needs no
+#: annotation; states are immutable, so it is covariant.
+R_co = TypeVar("R_co", covariant=True, default=Any)
+
+
+def _utcnow() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+class State(Generic[R_co]):
+    """The base of every state.
+
+    Args:
+        message: a human-readable account of how the task got here.
+        result: what the task produced (for a ``Failed`` state, usually the exception).
+        cached_inputs: the inputs a task will need when it runs again later; the engine
+            fills this on ``Retrying`` and ``Paused`` states, and reads it back when the
+            task is resumed (see ``Flow.run(start_tasks=...)``).
+    """
+
+    __slots__ = ("_result", "cached_inputs", "message")
+
+    def __init__(
+        self,
+        message: str | None = None,
+        result: R_co | None = None,
+        *,
+        cached_inputs: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.message = message
+        self._result = result
+        self.cached_inputs: dict[str, Any] | None = (
+            dict(cached_inputs) if cached_inputs is not None else None
+        )
+
+    @property
+    def result(self) -> R_co:
+        """What the task produced; ``None`` when it produced nothing (yet)."""
+        # An unset result reads as None, as in Prefect; the static type is the one the
+        # task declared, which is what readers of a finished state want.
+        return self._result  # type: ignore[return-value]
+
+    # -- predicates ---------------------------------------------------------------------
+
+    def is_pending(self) -> bool:
+        """True for ``Pending`` and its subclasses (``Scheduled``, ``Retrying``, ``Paused``, ``Resume``)."""
+        return isinstance(self, Pending)
+
+    def is_scheduled(self) -> bool:
+        """True for ``Scheduled`` and its subclasses."""
+        return isinstance(self, Scheduled)
+
+    def is_running(self) -> bool:
+        """True for ``Running``."""
+        return isinstance(self, Running)
+
+    def is_finished(self) -> bool:
+        """True for ``Finished`` and its subclasses: the task will not run again in this run."""
+        return isinstance(self, Finished)
+
+    def is_successful(self) -> bool:
+        """True for ``Success``, ``Cached`` and ``Skipped``."""
+        return isinstance(self, Success)
+
+    def is_failed(self) -> bool:
+        """True for ``Failed``, ``TriggerFailed`` and ``TimedOut``."""
+        return isinstance(self, Failed)
+
+    def is_skipped(self) -> bool:
+        """True for ``Skipped``."""
+        return isinstance(self, Skipped)
+
+    def is_cached(self) -> bool:
+        """True for ``Cached``."""
+        return isinstance(self, Cached)
+
+    def is_retrying(self) -> bool:
+        """True for ``Retrying``."""
+        return isinstance(self, Retrying)
+
+    def is_paused(self) -> bool:
+        """True for ``Paused``."""
+        return isinstance(self, Paused)
+
+    # -- value semantics ------------------------------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        if type(self) is not type(other):
+            return NotImplemented if not isinstance(other, State) else False
+        assert isinstance(other, State)
+        try:
+            return bool(self._result == other._result)
+        except Exception:  # results whose == is not a bool (arrays) compare by identity
+            return self._result is other._result
+
+    # States are used as dict keys and in sets by identity (a trigger that sees one state
+    # through two edges counts it once), so equality does not change hashing.
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        parts = []
+        if self.message is not None:
+            parts.append(repr(self.message))
+        if self._result is not None:
+            parts.append(f"result={self._result!r}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {
+            name: getattr(self, name)
+            for cls in type(self).__mro__
+            for name in getattr(cls, "__slots__", ())
+        }
+
+    def __setstate__(self, state: Mapping[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+
+class Pending(State[R_co]):
+    """The task has not run yet in this flow run."""
+
+    __slots__ = ()
+
+
+class Scheduled(Pending[R_co]):
+    """The task is waiting for a time (``start_time``, timezone-aware UTC) to run."""
+
+    __slots__ = ("start_time",)
+
+    def __init__(
+        self,
+        message: str | None = None,
+        result: R_co | None = None,
+        *,
+        cached_inputs: Mapping[str, Any] | None = None,
+        start_time: _dt.datetime | None = None,
+    ) -> None:
+        super().__init__(message, result, cached_inputs=cached_inputs)
+        self.start_time: _dt.datetime | None = (
+            start_time if start_time is not None else self._default_start_time()
+        )
+
+    def _default_start_time(self) -> _dt.datetime | None:
+        return _utcnow()
+
+
+class Retrying(Scheduled[R_co]):
+    """The task failed on attempt ``run_count`` and will run again at ``start_time``.
+
+    ``cached_inputs`` holds the inputs of the failed attempt, which the next attempt reuses.
+    """
+
+    __slots__ = ("run_count",)
+
+    def __init__(
+        self,
+        message: str | None = None,
+        result: R_co | None = None,
+        *,
+        cached_inputs: Mapping[str, Any] | None = None,
+        start_time: _dt.datetime | None = None,
+        run_count: int = 1,
+    ) -> None:
+        super().__init__(message, result, cached_inputs=cached_inputs, start_time=start_time)
+        self.run_count = run_count
+
+
+class Paused(Scheduled[R_co]):
+    """The task waits for a person: it runs again only when resumed (see ``Resume``).
+
+    ``cached_inputs`` holds the inputs it will run with.
+    """
+
+    __slots__ = ()
+
+    def _default_start_time(self) -> _dt.datetime | None:
+        return None  # indefinitely
+
+
+class Resume(Scheduled[R_co]):
+    """Given to a paused task to let it run: ``manual_only`` lets it through.
+
+    ``Resume(cached_inputs=paused.cached_inputs)`` together with ``start_tasks=[t]`` runs
+    ``t`` with the inputs it was paused with, without running its upstream tasks.
+    """
+
+    __slots__ = ()
+
+
+class Running(State[R_co]):
+    """The task (or flow) is running, or started and did not finish."""
+
+    __slots__ = ()
+
+
+class Finished(State[R_co]):
+    """The task will not run again in this flow run."""
+
+    __slots__ = ()
+
+
+class Success(Finished[R_co]):
+    """The task finished and produced ``result``."""
+
+    __slots__ = ()
+
+
+class Cached(Success[R_co]):
+    """The task's result came from the output cache, or was just stored in it.
+
+    Attributes:
+        cached_result_expiration: when the cached result stops being valid (UTC), or None
+            for never.
+        hashed_inputs: a deterministic hash of each input the result was computed from.
+        cached_parameters: the flow parameters of the run that computed it.
+    """
+
+    __slots__ = ("cached_parameters", "cached_result_expiration", "hashed_inputs")
+
+    def __init__(
+        self,
+        message: str | None = None,
+        result: R_co | None = None,
+        *,
+        cached_inputs: Mapping[str, Any] | None = None,
+        cached_result_expiration: _dt.datetime | None = None,
+        hashed_inputs: Mapping[str, str] | None = None,
+        cached_parameters: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message, result, cached_inputs=cached_inputs)
+        self.cached_result_expiration = cached_result_expiration
+        self.hashed_inputs: dict[str, str] = dict(hashed_inputs or {})
+        self.cached_parameters: dict[str, Any] = dict(cached_parameters or {})
+
+
+class Skipped(Success[R_co]):
+    """The task did not run, on purpose (a ``SKIP`` signal, or a skipped upstream task).
+
+    It counts as successful for the flow's state and for most triggers.
+    """
+
+    __slots__ = ()
+
+
+class Failed(Finished[R_co]):
+    """The task finished without producing a result; ``result`` is usually the exception."""
+
+    __slots__ = ()
+
+
+class TriggerFailed(Failed[R_co]):
+    """The task's trigger did not pass, so the task did not run."""
+
+    __slots__ = ()
+
+
+class TimedOut(Failed[R_co]):
+    """The task ran for longer than its ``timeout`` and was stopped."""
+
+    __slots__ = ()
+
+
+class FlowResult(dict["Task[Any, Any]", State[Any]]):
+    """The result of a flow run's state: every task's final state, by task.
+
+    Indexing with a handle gives a state typed with that task's result::
+
+        with Flow("f") as flow:
+            total = add(1, 2)          # reads as `int`
+        state = flow.run()
+        state.result[total].result     # an `int` for the type checker too
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        @overload
+        def __getitem__(self, key: Task[Any, T]) -> State[T]: ...
+
+        @overload
+        def __getitem__(self, key: T) -> State[T]: ...
+
+        def __getitem__(self, key: object) -> State[Any]: ...

@@ -1,0 +1,450 @@
+"""Tasks: the units of work of a flow.
+
+Build one from a function with ``@task``, or subclass ``Task`` and implement ``run``::
+
+    @task(max_retries=2, retry_delay=timedelta(seconds=1))
+    def add(x: int, y: int = 1) -> int:
+        return x + y
+
+    class Multiply(Task[[int, int], int]):
+        def run(self, x: int, y: int) -> int:
+            return x * y
+
+``add.run(1, 2)`` calls the function itself. Inside ``with Flow(...)``, ``add(x, 2)`` adds a
+copy of ``add`` to the flow, wires its arguments (a task argument becomes a data edge, any
+other value a constant), and returns that copy: a *handle*. For the type checker the call
+reads as the task's result type, so ``mypy`` checks the wiring between tasks; at run time
+the handle is a ``Task``, and using it as a value (``add(x, 2) + 1``) raises ``HandleError``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import inspect
+from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, overload
+
+from typing_extensions import ParamSpec
+
+from . import triggers as _triggers
+from .cache_validators import CacheValidator, duration_only
+from .errors import FlowDefinitionError, HandleError, TaskDefinitionError
+from .triggers import Trigger
+
+__all__ = ["Parameter", "ParameterTask", "Task", "task"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+class _FlowBuilder(Protocol):
+    """What a task needs from the flow being built (``Flow`` implements it)."""
+
+    name: str
+
+    def _bind(
+        self,
+        task: Task[Any, Any],
+        arguments: Mapping[str, Any],
+        upstream_tasks: Iterable[object],
+    ) -> None: ...
+
+    def add_task(self, task: object) -> Any: ...
+
+
+#: The flow of the innermost ``with Flow(...)`` block, if any.
+active_flow: ContextVar[_FlowBuilder | None] = ContextVar("taskloom.active_flow", default=None)
+
+
+def _check_options(
+    name: str,
+    max_retries: object,
+    retry_delay: object,
+    timeout: object,
+    trigger: object,
+    cache_for: object,
+    cache_validator: object,
+    cache_key: object,
+    tags: object,
+) -> tuple[float | None, frozenset[str]]:
+    """Validate a task's options; return its timeout in seconds and its tags.
+
+    The options are typed ``object`` here because untyped callers pass anything, and a
+    bad option must be reported before any task runs, naming the task.
+    """
+
+    def bad(option: str, why: str) -> TaskDefinitionError:
+        return TaskDefinitionError(f"Task {name!r}: {option} {why}")
+
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise bad("max_retries", f"must be a whole number >= 0, not {max_retries!r}")
+    if retry_delay is not None:
+        if not isinstance(retry_delay, _dt.timedelta):
+            raise bad("retry_delay", f"must be a datetime.timedelta, not {retry_delay!r}")
+        if retry_delay < _dt.timedelta(0):
+            raise bad("retry_delay", f"must not be negative, not {retry_delay!r}")
+    if max_retries > 0 and retry_delay is None:
+        raise bad(
+            f"max_retries={max_retries}",
+            "needs a retry_delay: pass a datetime.timedelta, "
+            "e.g. retry_delay=timedelta(seconds=10) (or timedelta(0) for no wait)",
+        )
+    seconds: float | None
+    if timeout is None:
+        seconds = None
+    elif isinstance(timeout, _dt.timedelta):
+        seconds = timeout.total_seconds()
+    elif isinstance(timeout, (int, float)) and not isinstance(timeout, bool):
+        seconds = float(timeout)
+    else:
+        raise bad("timeout", f"must be seconds (a number) or a datetime.timedelta, not {timeout!r}")
+    if seconds is not None and not seconds > 0:
+        raise bad("timeout", f"must be positive, not {timeout!r}")
+    if trigger is not None and not callable(trigger):
+        raise bad("trigger", f"must be callable (see taskloom.triggers), not {trigger!r}")
+    if cache_for is not None:
+        if not isinstance(cache_for, _dt.timedelta):
+            raise bad(
+                "cache_for",
+                f"must be a datetime.timedelta, e.g. timedelta(hours=1), not {cache_for!r}",
+            )
+        if cache_for <= _dt.timedelta(0):
+            raise bad("cache_for", f"must be positive, not {cache_for!r}")
+    if cache_validator is not None:
+        if not callable(cache_validator):
+            raise bad(
+                "cache_validator",
+                f"must be callable (see taskloom.cache_validators), not {cache_validator!r}",
+            )
+        if cache_for is None:
+            raise bad(
+                "cache_validator",
+                "has no effect without cache_for: pass cache_for=timedelta(...) to cache results",
+            )
+    if cache_key is not None and not isinstance(cache_key, str):
+        raise bad("cache_key", f"must be a string, not {cache_key!r}")
+    if isinstance(tags, str):
+        raise bad("tags", f"must be a collection of strings, e.g. tags=[{tags!r}], not a string")
+    tag_set = frozenset(tags) if isinstance(tags, Iterable) else None
+    if tag_set is None or not all(isinstance(tag, str) for tag in tag_set):
+        raise bad("tags", f"must be a collection of strings, not {tags!r}")
+    return seconds, tag_set
+
+
+def _nonempty_name(name: object, what: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise TaskDefinitionError(f"{what} needs a non-empty string name, not {name!r}")
+    return name
+
+
+def _handle_error(task: Task[Any, Any], what: str) -> HandleError:
+    return HandleError(
+        f"{what} on task {task.name!r}: inside `with Flow(...)`, calling a task returns a "
+        "handle to that task in the flow, not its result, because nothing has run yet. Pass "
+        "the handle to other tasks to wire them; after `state = flow.run()`, read the value "
+        "with `state.result[handle].result`."
+    )
+
+
+class Task(Generic[P, R]):
+    """A unit of work: subclass it and implement ``run``, or build one with ``@task``.
+
+    Args:
+        name: shown in states, logs and errors; defaults to the class name.
+        max_retries: how many times to run the task again after it fails.
+        retry_delay: how long to wait before a retry (needed when ``max_retries > 0``);
+            other tasks keep running meanwhile.
+        timeout: seconds (or a timedelta) after which the task is stopped, ending ``TimedOut``.
+        trigger: decides from the upstream states whether the task runs
+            (default ``triggers.all_successful``).
+        skip_on_upstream_skip: skip the task when an upstream task was skipped (unless one
+            failed: failure outranks skip, and the trigger decides).
+        cache_for: how long a computed result may serve later runs (output caching).
+        cache_validator: decides whether a cached result is still valid
+            (default ``cache_validators.duration_only``).
+        cache_key: the cache entry's name; tasks sharing it share results. Defaults to the
+            flow's name plus the task's name.
+        tags: free-form labels.
+
+    Raises:
+        TaskDefinitionError: (a ``ValueError``) for an invalid option, naming it.
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        *,
+        max_retries: int = 0,
+        retry_delay: _dt.timedelta | None = None,
+        timeout: float | _dt.timedelta | None = None,
+        trigger: Trigger | None = None,
+        skip_on_upstream_skip: bool = True,
+        cache_for: _dt.timedelta | None = None,
+        cache_validator: CacheValidator | None = None,
+        cache_key: str | None = None,
+        tags: Iterable[str] = (),
+    ) -> None:
+        self.name: str = _nonempty_name(name, "Task") if name is not None else type(self).__name__
+        self.timeout, self.tags = _check_options(
+            self.name,
+            max_retries,
+            retry_delay,
+            timeout,
+            trigger,
+            cache_for,
+            cache_validator,
+            cache_key,
+            tags,
+        )
+        self.max_retries = max_retries
+        self.retry_delay = retry_delay
+        self.trigger: Trigger = trigger if trigger is not None else _triggers.all_successful
+        self.skip_on_upstream_skip = skip_on_upstream_skip
+        self.cache_for = cache_for
+        self.cache_validator: CacheValidator = (
+            cache_validator if cache_validator is not None else duration_only
+        )
+        self.cache_key = cache_key
+
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """The task's work. Subclasses implement it; ``@task`` tasks call their function."""
+        raise NotImplementedError(
+            f"Task {self.name!r} ({type(self).__name__}) does not implement run(); "
+            "subclass Task and define run(self, ...), or use @task on a function"
+        )
+
+    def signature(self) -> inspect.Signature:
+        """The parameters ``run`` takes: what a call in a flow binds its arguments to."""
+        return inspect.signature(self.run)
+
+    def copy(self) -> Task[P, R]:
+        """A new task with the same options (what calling a task in a flow adds)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        return new
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Add a copy of this task to the current flow, wired to ``args`` and ``kwargs``.
+
+        The special keyword ``upstream_tasks=[...]`` adds ordering-only edges. Returns the
+        copy (typed as the task's result, so the type checker checks the wiring).
+        """
+        flow = active_flow.get()
+        if flow is None:
+            raise FlowDefinitionError(
+                f"Task {self.name!r} was called outside a flow. Calling a task wires it into "
+                f"the flow of the enclosing `with Flow(...)` block; to call the work itself, "
+                f"use {self.name}.run(...)"
+            )
+        upstream_tasks = cast("Iterable[object]", kwargs.pop("upstream_tasks", ()))
+        bound = self.copy()
+        flow._bind(bound, bound.bind_arguments(args, kwargs), upstream_tasks)
+        # The type checker reads the call as the result type; see the module docstring.
+        return cast(R, bound)
+
+    def bind_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
+        """Map a call's arguments to ``run``'s parameter names, or raise naming the task."""
+        signature = self.signature()
+        try:
+            bound = signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise FlowDefinitionError(f"Task {self.name!r}: {error}") from None
+        arguments: dict[str, Any] = {}
+        for name, value in bound.arguments.items():
+            kind = signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                if value:
+                    raise FlowDefinitionError(
+                        f"Task {self.name!r}: extra positional arguments (*{name}) cannot be "
+                        "wired in a flow; pass them by keyword, or as one list argument"
+                    )
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                arguments.update(value)
+            else:
+                arguments[name] = value
+        return arguments
+
+    # -- a handle is not a value ------------------------------------------------------------
+    # Hidden from the type checker, which must keep rejecting unknown attributes.
+    if not TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> Any:
+            if name.startswith("__") or name in ("fn", "name"):
+                raise AttributeError(name)
+            raise _handle_error(self, f"reading attribute {name!r}")
+
+        def __bool__(self) -> bool:
+            raise _handle_error(self, "testing the truth value")
+
+        def __iter__(self) -> Any:
+            raise _handle_error(self, "iterating or unpacking")
+
+        def __len__(self) -> int:
+            raise _handle_error(self, "taking len()")
+
+    def __repr__(self) -> str:
+        return f"<Task: {self.name}>"
+
+
+def _raise_for_operator(name: str) -> Callable[..., Any]:
+    def operator(self: Task[Any, Any], *args: Any) -> Any:
+        raise _handle_error(self, f"using an operator ({name})")
+
+    operator.__name__ = name
+    return operator
+
+
+# Arithmetic, comparison and indexing on a handle are mistakes at build time: say so,
+# instead of Python's "unsupported operand type(s) for +: 'Task' and 'int'".
+for _name in (
+    "__add__ __radd__ __sub__ __rsub__ __mul__ __rmul__ __truediv__ __rtruediv__ "
+    "__floordiv__ __rfloordiv__ __mod__ __rmod__ __pow__ __rpow__ __neg__ __pos__ __abs__ "
+    "__lt__ __le__ __gt__ __ge__ __getitem__ __contains__ __int__ __float__ __index__ "
+    "__and__ __or__ __xor__ __invert__"
+).split():
+    setattr(Task, _name, _raise_for_operator(_name))
+
+
+class FunctionTask(Task[P, R]):
+    """A task whose work is a function; what ``@task`` builds."""
+
+    def __init__(self, fn: Callable[P, R], name: str | None = None, **options: Any) -> None:
+        if not callable(fn):
+            raise TaskDefinitionError(f"@task needs a function, not {fn!r}")
+        self.fn: Callable[P, R] = fn
+        super().__init__(name if name is not None else getattr(fn, "__name__", None), **options)
+        self.__doc__ = getattr(fn, "__doc__", None)
+        self.__wrapped__ = fn
+
+    def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the function."""
+        return self.fn(*args, **kwargs)
+
+    def signature(self) -> inspect.Signature:
+        return _function_signature(self.fn)
+
+
+@functools.lru_cache(maxsize=4096)
+def _function_signature(fn: Callable[..., Any]) -> inspect.Signature:
+    return inspect.signature(fn)
+
+
+@overload
+def task(fn: Callable[P, R], /) -> Task[P, R]: ...
+
+
+@overload
+def task(
+    *,
+    name: str | None = None,
+    max_retries: int = 0,
+    retry_delay: _dt.timedelta | None = None,
+    timeout: float | _dt.timedelta | None = None,
+    trigger: Trigger | None = None,
+    skip_on_upstream_skip: bool = True,
+    cache_for: _dt.timedelta | None = None,
+    cache_validator: CacheValidator | None = None,
+    cache_key: str | None = None,
+    tags: Iterable[str] = (),
+) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+
+def task(
+    fn: Callable[P, R] | None = None, /, **options: Any
+) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+    """Turn a function into a ``Task`` that keeps its signature for the type checker.
+
+    Use it bare (``@task``) or with the options of ``Task`` (``@task(max_retries=2, ...)``).
+
+    >>> @task
+    ... def double(x: int) -> int:
+    ...     return 2 * x
+    >>> double.run(4)
+    8
+    """
+    if fn is not None:
+        return FunctionTask(fn, **options)
+
+    def decorate(fn: Callable[P, R]) -> Task[P, R]:
+        return FunctionTask(fn, **options)
+
+    return decorate
+
+
+_NO_DEFAULT: Any = object()
+
+
+class ParameterTask(Task[[], Any]):
+    """A task whose value comes from ``flow.run(parameters=...)``.
+
+    Build it with ``Parameter(...)``; created inside ``with Flow(...)``, it joins that flow
+    even if no task uses it.
+
+    Args:
+        name: the parameter's name, unique in its flow.
+        default: the value when the run does not give one.
+        required: whether a run must give it (default: when there is no default).
+        type: the expected type; a run that passes another is refused before any task runs.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        default: Any = _NO_DEFAULT,
+        *,
+        required: bool | None = None,
+        type: type | None = None,
+    ) -> None:
+        super().__init__(name=_nonempty_name(name, "Parameter"))
+        self.default = None if default is _NO_DEFAULT else default
+        self.required = (default is _NO_DEFAULT) if required is None else required
+        self.type = type
+        flow = active_flow.get()
+        if flow is not None:
+            flow.add_task(self)
+
+    def run(self) -> Any:
+        """The run's value for this parameter."""
+        from .context import current
+
+        return current()["parameters"][self.name]
+
+    def check(self, value: Any) -> None:
+        """Raise ``FlowDefinitionError`` naming the parameter if ``value`` has the wrong type."""
+        expected = self.type
+        if expected is None or isinstance(value, expected):
+            return
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            return  # int where float is expected, as the type checker allows
+        raise FlowDefinitionError(
+            f"Parameter {self.name!r} expects {expected.__name__}, "
+            f"got {type(value).__name__} {value!r}"
+        )
+
+    def __repr__(self) -> str:
+        return f"<Parameter: {self.name}>"
+
+
+if TYPE_CHECKING:
+    # For the type checker a parameter reads as its value, like a called task; at run time
+    # it is a ParameterTask. (A class alone cannot read as `int`: mypy ignores a metaclass
+    # `__call__` on a class with `__init__`.)
+
+    @overload
+    def Parameter(
+        name: str, default: T, *, required: bool | None = None, type: type[T] | None = None
+    ) -> T: ...
+
+    @overload
+    def Parameter(name: str, *, required: bool | None = None, type: type[T]) -> T: ...
+
+    def Parameter(
+        name: str, default: Any = ..., *, required: bool | None = None, type: Any = None
+    ) -> Any:
+        """A flow parameter; see ``ParameterTask``."""
+
+else:
+    Parameter = ParameterTask

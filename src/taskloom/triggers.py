@@ -1,0 +1,164 @@
+"""Triggers: whether a task runs, decided from the states of its upstream tasks.
+
+A trigger is any callable ``(upstream_states: Mapping[Edge, State]) -> bool`` (see
+``Trigger``). The engine calls it once every upstream task is finished, in the parent
+process. Returning False, or raising ``signals.TRIGGERFAIL``, ends the task
+``TriggerFailed``; raising another signal sets that state (``manual_only`` raises
+``PAUSE``). Returning anything but a bool is an error of the trigger, reported as
+``TriggerFailed``.
+
+A state that reaches a task through two edges counts once.
+
+    @task(trigger=triggers.any_failed)
+    def alert() -> None: ...
+
+    @task(trigger=triggers.some_successful(at_least=0.5))
+    def quorum() -> None: ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from . import signals
+from .context import current as _current_context
+from .edges import Edge
+from .states import State
+
+__all__ = [
+    "Trigger",
+    "all_failed",
+    "all_finished",
+    "all_successful",
+    "always_run",
+    "any_failed",
+    "any_successful",
+    "manual_only",
+    "not_all_skipped",
+    "some_failed",
+    "some_successful",
+]
+
+
+class Trigger(Protocol):
+    """What a trigger is: a callable of the upstream states that returns a bool."""
+
+    def __call__(self, upstream_states: Mapping[Edge, State[Any]], /) -> bool: ...
+
+
+def _distinct(upstream_states: Mapping[Edge, State[Any]]) -> list[State[Any]]:
+    # States hash by identity: one upstream reached through two edges counts once.
+    return list(dict.fromkeys(upstream_states.values()))
+
+
+def _fail(name: str, why: str) -> signals.TRIGGERFAIL:
+    return signals.TRIGGERFAIL(f'Trigger was "{name}" but {why}.')
+
+
+def all_successful(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
+    """Run when every upstream task succeeded (``Skipped`` and ``Cached`` count). The default."""
+    for state in upstream_states.values():
+        if not state.is_successful():
+            raise _fail("all_successful", "some of the upstream tasks failed")
+    return True
+
+
+def all_failed(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
+    """Run when every upstream task failed (``TriggerFailed`` and ``TimedOut`` count)."""
+    if all(state.is_failed() for state in upstream_states.values()):
+        return True
+    raise _fail("all_failed", "some of the upstream tasks succeeded")
+
+
+def any_successful(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
+    """Run when at least one upstream task succeeded, or there are none."""
+    if not upstream_states or any(s.is_successful() for s in upstream_states.values()):
+        return True
+    raise _fail("any_successful", "none of the upstream tasks succeeded")
+
+
+def any_failed(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
+    """Run when at least one upstream task failed, or there are none."""
+    if not upstream_states or any(s.is_failed() for s in upstream_states.values()):
+        return True
+    raise _fail("any_failed", "none of the upstream tasks failed")
+
+
+def all_finished(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
+    """Run whatever the upstream tasks did, once they are finished (cleanup tasks)."""
+    if all(state.is_finished() for state in upstream_states.values()):
+        return True
+    raise _fail("all_finished", "some of the upstream tasks were not finished")
+
+
+#: Same as ``all_finished``.
+always_run = all_finished
+
+
+def manual_only(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
+    """Pause the task until a person resumes it, whatever its upstream tasks did.
+
+    The task ends ``Paused`` with its inputs stored on the state. Resume it with a
+    ``Resume`` state (see ``Flow.run``); a resumed task passes this trigger.
+    """
+    if _current_context().get("resume"):
+        return True
+    raise signals.PAUSE('Trigger function is "manual_only"')
+
+
+def not_all_skipped(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
+    """Run when every upstream task succeeded and not all of them were skipped.
+
+    When all were skipped (or there are none) the task is skipped too. Pair it with
+    ``skip_on_upstream_skip=False``, or a skipped upstream skips the task before the
+    trigger runs.
+    """
+    distinct = _distinct(upstream_states)
+    if all(state.is_skipped() for state in distinct):
+        raise signals.SKIP("All upstreams were skipped", result=None)
+    if all(state.is_successful() for state in distinct):
+        return True
+    raise _fail("not_all_skipped", "some of the upstream tasks failed")
+
+
+def _threshold(
+    name: str,
+    predicate: Callable[[State[Any]], bool],
+    at_least: float | None,
+    at_most: float | None,
+) -> Trigger:
+    for label, bound in (("at_least", at_least), ("at_most", at_most)):
+        if bound is not None and (isinstance(bound, bool) or bound < 0):
+            raise ValueError(f"{name}({label}={bound!r}): a bound is a count or a fraction >= 0")
+
+    def trigger(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
+        distinct = _distinct(upstream_states)
+        total = len(distinct)
+        hits = sum(1 for state in distinct if predicate(state))
+
+        def limit(bound: float | None, default: float) -> float:
+            if bound is None:
+                return default
+            return bound * total if 0 < bound < 1 else bound
+
+        if limit(at_least, 0) <= hits <= limit(at_most, total):
+            return True
+        raise _fail(name, "thresholds were not met")
+
+    trigger.__name__ = trigger.__qualname__ = name
+    return trigger
+
+
+def some_successful(at_least: float | None = None, at_most: float | None = None) -> Trigger:
+    """Run when the number of successful upstream tasks is within the bounds.
+
+    A bound between 0 and 1 is a fraction of the upstream tasks:
+    ``some_successful(at_least=0.5)`` needs half of them. Bounds are inclusive.
+    """
+    return _threshold("some_successful", State.is_successful, at_least, at_most)
+
+
+def some_failed(at_least: float | None = None, at_most: float | None = None) -> Trigger:
+    """Run when the number of failed upstream tasks is within the bounds (see ``some_successful``)."""
+    return _threshold("some_failed", State.is_failed, at_least, at_most)
