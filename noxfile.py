@@ -81,7 +81,7 @@ def stubtest(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run every benchmark; each prints its figures as ratios against same-run baselines."""
-    session.install("-e", ".")
+    session.install("-e", ".", "psutil")
     session.run("python", "benchmarks/run_all.py", *session.posargs)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from taskloom.executors import Executor, LocalExecutor
+from taskloom.executors import Executor, LocalExecutor, LokyExecutor
 
 
 @pytest.fixture(autouse=True)
@@ -18,13 +18,19 @@ def taskloom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-EXECUTORS = ["local"]
+EXECUTORS = ["local", "loky"]
 
 
 @pytest.fixture(params=EXECUTORS)
 def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
-    """Each executor the engine must behave the same on (the conformance matrix)."""
+    """Each executor the engine must behave the same on (the conformance matrix).
+
+    The loky pool is shared by every test in an xdist worker process (LokyExecutor reuses
+    its pool), and kept at 2 workers: more would oversubscribe the 2 cores CI has.
+    """
     if request.param == "local":
         yield LocalExecutor()
+    elif request.param == "loky":
+        yield LokyExecutor(max_workers=2)
     else:  # pragma: no cover
         raise ValueError(request.param)

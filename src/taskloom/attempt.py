@@ -29,12 +29,29 @@ from .states import Failed, State, Success, TimedOut
 if TYPE_CHECKING:
     from .task import Task
 
-__all__ = ["TaskRun", "run_attempt", "task_context"]
+__all__ = ["FollowOn", "TaskRun", "run_attempt", "run_chain", "task_context"]
 
 log = logging.getLogger("taskloom.task")
 
 SUCCESS_MESSAGE = "Task run succeeded."
 TIMEOUT_MESSAGE = "Task timed out during execution."
+
+
+@dataclass(slots=True)
+class FollowOn:
+    """A task that may run right after the one before it in a chain, where that one ran.
+
+    The scheduler offers one only when the outcome is certain to be the same as deciding
+    in the parent: the task's sole upstream task is the previous one in the chain, its
+    trigger is the default, and it has no cache, seeded state or retry history. It runs
+    only if the previous task ended plain ``Success``; its inputs are ``constants`` plus
+    that result under ``input_key``.
+    """
+
+    key: int
+    task: Task[Any, Any]
+    constants: dict[str, Any]
+    input_key: str | None
 
 
 @dataclass(slots=True)
@@ -47,6 +64,8 @@ class TaskRun:
         inputs: its arguments, by name.
         run_count: 1 for the first attempt, 2 for the first retry, ...
         resume: whether the task is being resumed (``context.resume``).
+        then: a chain of tasks the executor may run next in the same place, without a
+            round trip through the scheduler (see ``run_chain``); an executor may ignore it.
     """
 
     key: int
@@ -54,6 +73,7 @@ class TaskRun:
     inputs: dict[str, Any]
     run_count: int = 1
     resume: bool = False
+    then: tuple[FollowOn, ...] = ()
 
 
 class _Timeout(BaseException):
@@ -132,8 +152,26 @@ def run_attempt(run: TaskRun, run_context: Mapping[str, Any]) -> State[Any]:
     except _Timeout:
         return TimedOut(TIMEOUT_MESSAGE, TimeoutError(f"timed out after {task.timeout} s"))
     except Exception as error:
-        log.error("Task %r failed: %r", task.name, error, exc_info=True)
+        log.info("Task %r failed on attempt %d: %r", task.name, run.run_count, error, exc_info=True)
         return Failed(f"Error during execution of task: {error!r}", error)
     finally:
         leave(token)
     return Success(SUCCESS_MESSAGE, result)
+
+
+def run_chain(run: TaskRun, run_context: Mapping[str, Any]) -> list[tuple[int, State[Any]]]:
+    """Run ``run``, then each of ``run.then`` while the previous one ends plain ``Success``.
+
+    Returns the ``(key, state)`` of every task that ran; the scheduler decides the rest.
+    """
+    state = run_attempt(run, run_context)
+    results = [(run.key, state)]
+    for follow in run.then:
+        if type(state) is not Success:
+            break
+        inputs = dict(follow.constants)
+        if follow.input_key is not None:
+            inputs[follow.input_key] = state.result
+        state = run_attempt(TaskRun(follow.key, follow.task, inputs), run_context)
+        results.append((follow.key, state))
+    return results

@@ -14,9 +14,14 @@ tasks that must actually run go to the executor (see ``executors.base``). Vocabu
 ``in_flight``
     how many runs the executor has and has not handed back.
 ``retries``
-    a heap of ``(due time, sequence, task)`` for tasks that failed with retries left (or
-    raised ``RETRY``); when due they run again with the inputs stored on their
-    ``Retrying`` state. Independent tasks keep running meanwhile.
+    a heap of ``(due time, task)`` for tasks that failed with retries left (or raised
+    ``RETRY``); when due they run again with the inputs stored on their ``Retrying`` state.
+    Independent tasks keep running meanwhile.
+``claimed``
+    tasks offered to an executor as a *follow-on* of a run (``TaskRun.then``): a pure chain
+    link whose outcome the worker can decide exactly as the scheduler would, so a chain of
+    tasks costs one round trip instead of one per task. A claimed task is not readied when
+    its upstream finishes; if the chain stops before it, it is released and decided here.
 
 A task is ready as soon as its upstream tasks are finished: there are no level-by-level
 barriers. The loop ends when nothing is ready, in flight or due to retry; tasks that
@@ -40,7 +45,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._hashing import UnhashableInputError, hash_inputs
-from .attempt import TaskRun
+from .attempt import FollowOn, TaskRun
 from .caching import CacheStore
 from .context import context as _user_context
 from .context import current as _current_context
@@ -66,6 +71,7 @@ from .states import (
     TriggerFailed,
 )
 from .task import ParameterTask, Task
+from .triggers import all_successful
 
 __all__ = ["FlowResult", "run_flow"]
 
@@ -89,6 +95,8 @@ class _Node:
     direct: list[tuple[str, int]] = field(default_factory=list)
     constants: dict[str, Any] = field(default_factory=dict)
     nested: list[tuple[str, Any]] = field(default_factory=list)
+    #: Whether this task may run as a follow-on of its sole upstream task.
+    followable: bool = False
 
 
 def _compile(flow: Flow) -> tuple[list[_Node], dict[Task[Any, Any], int]]:
@@ -112,6 +120,15 @@ def _compile(flow: Flow) -> tuple[list[_Node], dict[Task[Any, Any], int]]:
                 node.nested.append((key, value))
             else:
                 node.constants[key] = value
+        task = node.task
+        node.followable = (
+            len(node.upstream) == 1
+            and not node.nested
+            and len(node.direct) <= 1
+            and task.trigger is all_successful
+            and task.cache_for is None
+            and not isinstance(task, ParameterTask)
+        )
     return nodes, index
 
 
@@ -224,8 +241,11 @@ class _Scheduler:
         self.waiting = [sum(not self.finished[u] for u in node.upstream) for node in self.nodes]
         self.run_counts = [0] * n
         self.inputs: dict[int, dict[str, Any]] = {}
-        self.retries: list[tuple[float, int, int]] = []
+        self.retries: list[tuple[float, int]] = []
         self.in_flight = 0
+        self.claimed: set[int] = set()
+        self.chains: dict[int, tuple[FollowOn, ...]] = {}
+        self.follow_ons = bool(getattr(executor, "runs_chains", False))
         self.runnable = self._runnable()
         self.ready = [
             i for i in range(n)
@@ -276,31 +296,79 @@ class _Scheduler:
                 if outcome is not None:
                     batch.append(outcome)
             if batch:
-                executor.submit(batch)
-                self.in_flight += len(batch)
+                self._submit(batch)
             if not self.in_flight and not self.retries:
                 return
             timeout = None
             if self.retries:
                 timeout = max(0.0, self.retries[0][0] - time.monotonic())
             if self.in_flight:
-                results = executor.collect(timeout)
-                self.in_flight -= len(results)
-                for key, state in results:
-                    self._complete(key, state)
+                self._take(executor.collect(timeout))
             elif timeout:
                 time.sleep(timeout)
             self._release_due_retries()
+
+    def _submit(self, batch: list[TaskRun]) -> None:
+        if self.follow_ons:
+            for run in batch:
+                chain = self._chain_after(run.key)
+                if chain:
+                    run.then = chain
+                    self.chains[run.key] = chain
+        self.executor.submit(batch)
+        self.in_flight += len(batch)
+
+    def _chain_after(self, i: int) -> tuple[FollowOn, ...]:
+        """The follow-ons of run ``i``: each the sole downstream task of the one before."""
+        chain: list[FollowOn] = []
+        nodes = self.nodes
+        while len(nodes[i].downstream) == 1 and len(chain) < 10_000:
+            j = nodes[i].downstream[0]
+            node = nodes[j]
+            if (
+                not node.followable
+                or not self.runnable[j]
+                or self.finished[j]
+                or self.run_counts[j]
+                or j in self.claimed
+                or j in self.seeded
+                or j in self.starts
+            ):
+                break
+            self.claimed.add(j)
+            input_key = node.direct[0][0] if node.direct else None
+            chain.append(FollowOn(j, node.task, node.constants, input_key))
+            i = j
+        return tuple(chain)
+
+    def _take(self, results: list[tuple[int, State[Any]]]) -> None:
+        """Process what the executor handed back: runs, and follow-ons that ran with them."""
+        heads: list[int] = []
+        for key, state in results:
+            if key in self.claimed:
+                self.claimed.discard(key)
+                self.run_counts[key] = 1
+                self.inputs[key] = self._inputs(self.nodes[key])
+            else:
+                self.in_flight -= 1
+                heads.append(key)
+            self._complete(key, state)
+        for head in heads:
+            for follow in self.chains.pop(head, ()):
+                j = follow.key
+                if j in self.claimed:  # the chain stopped before it: decide it here
+                    self.claimed.discard(j)
+                    if self.waiting[j] == 0 and not self.finished[j]:
+                        self.ready.append(j)
 
     def _release_due_retries(self) -> None:
         now = time.monotonic()
         batch: list[TaskRun] = []
         while self.retries and self.retries[0][0] <= now:
-            _, _, i = heapq.heappop(self.retries)
+            _, i = heapq.heappop(self.retries)
             batch.append(self._task_run(i, self.inputs[i], resume=isinstance(self.states[i], Paused)))
         if batch:
-            self.executor.submit(batch)
-            self.in_flight += len(batch)
+            self._submit(batch)
 
     # -- deciding -------------------------------------------------------------------------------
 
@@ -412,7 +480,7 @@ class _Scheduler:
         delay = 0.0
         if start_time is not None:
             delay = (start_time - _dt.datetime.now(_dt.timezone.utc)).total_seconds()
-        heapq.heappush(self.retries, (time.monotonic() + max(0.0, delay), i, i))
+        heapq.heappush(self.retries, (time.monotonic() + max(0.0, delay), i))
 
     def _settle(self, i: int, state: State[Any]) -> None:
         """Record a decided or returned state: finished, or paused until resumed."""
@@ -430,7 +498,13 @@ class _Scheduler:
         waiting, runnable, ready = self.waiting, self.runnable, self.ready
         for d in self.nodes[i].downstream:
             waiting[d] -= 1
-            if waiting[d] == 0 and runnable[d] and not self.finished[d] and d not in self.starts:
+            if (
+                waiting[d] == 0
+                and runnable[d]
+                and not self.finished[d]
+                and d not in self.starts
+                and d not in self.claimed
+            ):
                 ready.append(d)
 
     def _cache_store_result(self, task: Task[Any, Any], state: State[Any], inputs: dict[str, Any]) -> None:

@@ -60,6 +60,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 #: The type of a state's result. It defaults to ``Any`` so that ``Pending()`` needs no
 #: annotation; states are immutable, so it is covariant.
@@ -168,15 +169,21 @@ class State(Generic[R_co]):
             parts.append(f"result={self._result!r}")
         return f"{type(self).__name__}({', '.join(parts)})"
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {
-            name: getattr(self, name)
-            for cls in type(self).__mro__
-            for name in getattr(cls, "__slots__", ())
-        }
+    # Pickling is on the hot path of every process hop: one tuple of the slot values, in
+    # an order fixed per class.
+    _fields: tuple[str, ...] = ("_result", "cached_inputs", "message")
 
-    def __setstate__(self, state: Mapping[str, Any]) -> None:
-        for name, value in state.items():
+    def __init_subclass__(cls) -> None:
+        super().__init_subclass__()
+        cls._fields = tuple(
+            name for klass in reversed(cls.__mro__) for name in getattr(klass, "__slots__", ())
+        )
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        return tuple([getattr(self, name) for name in self._fields])
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        for name, value in zip(self._fields, state):
             object.__setattr__(self, name, value)
 
 
@@ -346,3 +353,18 @@ class FlowResult(dict["Task[Any, Any]", State[Any]]):
         def __getitem__(self, key: T) -> State[T]: ...
 
         def __getitem__(self, key: object) -> State[Any]: ...
+
+        # `get` reads handles the same way (dict's own `get` would refuse a handle typed `R`).
+        @overload
+        def get(self, key: Task[Any, T], default: None = None, /) -> State[T] | None: ...
+
+        @overload
+        def get(self, key: T, default: None = None, /) -> State[T] | None: ...
+
+        @overload
+        def get(self, key: Task[Any, T], default: State[T] | D, /) -> State[T] | D: ...
+
+        @overload
+        def get(self, key: T, default: State[T] | D, /) -> State[T] | D: ...
+
+        def get(self, key: object, default: object = None, /) -> object: ...

@@ -24,7 +24,7 @@ import functools
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec
 
@@ -53,6 +53,8 @@ class _FlowBuilder(Protocol):
     ) -> None: ...
 
     def add_task(self, task: object) -> Any: ...
+
+    def add_edge(self, upstream: object, downstream: object, key: str | None = None) -> Any: ...
 
 
 #: The flow of the innermost ``with Flow(...)`` block, if any.
@@ -224,7 +226,16 @@ class Task(Generic[P, R]):
         """A new task with the same options (what calling a task in a flow adds)."""
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
+        new.__dict__["_template"] = self.__dict__.get("_template", self)
         return new
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A flow holds many copies of one task; pickled together (a batch of runs sent to a
+        # worker), each unchanged copy is a reference to the shared template, not a dict.
+        template = self.__dict__.get("_template")
+        if template is not None and _same_options(self, template):
+            return (_copy_of, (template,))
+        return (_new_task, (type(self), self.__dict__))
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Add a copy of this task to the current flow, wired to ``args`` and ``kwargs``.
@@ -244,6 +255,23 @@ class Task(Generic[P, R]):
         flow._bind(bound, bound.bind_arguments(args, kwargs), upstream_tasks)
         # The type checker reads the call as the result type; see the module docstring.
         return cast(R, bound)
+
+    def set_upstream(self, task: object, key: str | None = None) -> None:
+        """Inside ``with Flow(...)``: make this task depend on ``task`` (as argument ``key``)."""
+        self._building_flow("set_upstream").add_edge(task, self, key)
+
+    def set_downstream(self, task: object, key: str | None = None) -> None:
+        """Inside ``with Flow(...)``: make ``task`` depend on this one (as argument ``key``)."""
+        self._building_flow("set_downstream").add_edge(self, task, key)
+
+    def _building_flow(self, method: str) -> _FlowBuilder:
+        flow = active_flow.get()
+        if flow is None:
+            raise FlowDefinitionError(
+                f"Task {self.name!r}: {method}() needs a flow; call it inside `with Flow(...)`, "
+                f"or use flow.add_edge(...)"
+            )
+        return flow
 
     def bind_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Map a call's arguments to ``run``'s parameter names, or raise naming the task."""
@@ -287,6 +315,23 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task: {self.name}>"
+
+
+def _same_options(task: Task[Any, Any], template: Task[Any, Any]) -> bool:
+    mine, theirs = task.__dict__, template.__dict__
+    return len(mine) == len(theirs) + ("_template" not in theirs) and all(
+        key == "_template" or theirs.get(key, mine) is value for key, value in mine.items()
+    )
+
+
+def _copy_of(template: Task[Any, Any]) -> Task[Any, Any]:
+    return template.copy()
+
+
+def _new_task(cls: type[Task[Any, Any]], state: dict[str, Any]) -> Task[Any, Any]:
+    new = object.__new__(cls)
+    new.__dict__.update(state)
+    return new
 
 
 def _raise_for_operator(name: str) -> Callable[..., Any]:
@@ -439,7 +484,11 @@ if TYPE_CHECKING:
     ) -> T: ...
 
     @overload
-    def Parameter(name: str, *, required: bool | None = None, type: type[T]) -> T: ...
+    def Parameter(name: str, *, required: Literal[True] | None = None, type: type[T]) -> T: ...
+
+    # Optional with no default: a run that does not give it reads None.
+    @overload
+    def Parameter(name: str, *, required: bool, type: type[T]) -> T | None: ...
 
     def Parameter(
         name: str, default: Any = ..., *, required: bool | None = None, type: Any = None

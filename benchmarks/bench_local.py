@@ -1,0 +1,74 @@
+"""LocalExecutor overhead: taskloom's engine cost per task, against plain sequential calls.
+
+For W1 (1,000 no-ops -> reduce) and W2 (chain of 200 no-ops), each timed run is a pair run
+back to back in this process: the graph as plain Python calls, then ``flow.run(executor=
+LocalExecutor())``. Figures are medians over the runs (at least 7, after a warm-up) of
+
+* overhead per task = (taskloom wall - sequential wall) / tasks, in µs
+* ratio = taskloom wall / sequential wall
+
+Target: <= 10 µs of engine overhead per task (Prefect 1.4.1: 8,000-11,000 µs).
+
+    python benchmarks/bench_local.py [--runs N] [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import _harness as h
+import workloads as wl
+
+from taskloom.executors import LocalExecutor
+
+MIN_RUNS = 7
+DESCRIPTION = "LocalExecutor overhead per task against plain sequential calls (W1, W2)."
+
+
+def measure(w: wl.Workload, runs: int) -> h.Figures:
+    flow, tasks = wl.build_flow(w)
+    # Warm-up (and a check that the engine computes what plain Python computes).
+    expected = wl.run_sequential(w)
+    got = wl.flow_terminal_results(w, flow.run(executor=LocalExecutor()), tasks)
+    if got != expected:
+        raise RuntimeError(f"{w.name}: taskloom gave {got!r}, plain Python {expected!r}")
+    seq: list[float] = []
+    loom: list[float] = []
+    for _ in range(runs):
+        seq.append(h.timed(lambda: wl.run_sequential(w))[0])
+        loom.append(h.timed(lambda: flow.run(executor=LocalExecutor()))[0])
+    n = w.size
+    overhead = h.paired(loom, seq, lambda a, b: (a - b) / n)
+    ratio = h.paired(loom, seq, lambda a, b: a / b)
+    print(f"  {w.name}: {w.description} ({n} tasks), {runs} runs")
+    print(f"    sequential    {h.Series(seq).show(1e3, 2, ' ms')}")
+    print(f"    LocalExecutor {h.Series(loom).show(1e3, 2, ' ms')}")
+    print(f"    overhead      {overhead.show(1e6, 2, ' µs/task')}   "
+          f"ratio taskloom/sequential {ratio.show(1, 1, 'x')}")
+    sys.stdout.flush()
+    return {
+        f"local.{w.name}.seq_ms": h.Series(seq).median * 1e3,
+        f"local.{w.name}.wall_ms": h.Series(loom).median * 1e3,
+        f"local.{w.name}.overhead_us": overhead.median * 1e6,
+        f"local.{w.name}.ratio": ratio.median,
+    }
+
+
+def main() -> None:
+    args = h.parse_args(DESCRIPTION, default_runs=MIN_RUNS)
+    runs = args.runs if args.quick else max(MIN_RUNS, args.runs)
+    h.print_header("bench_local: LocalExecutor overhead vs plain sequential calls"
+                   + (" (quick)" if args.quick else ""))
+    figures: h.Figures = {}
+    if args.quick:
+        figures.update(measure(wl.w1_wide(100), runs))
+        figures.update(measure(wl.w2_chain(20), runs))
+    else:
+        figures.update(measure(wl.w1_wide(), runs))
+        figures.update(measure(wl.w2_chain(), runs))
+    print(f"  done; {h.load_text()}")
+    h.write_figures(args.json, figures)
+
+
+if __name__ == "__main__":
+    main()

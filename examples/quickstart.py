@@ -1,0 +1,95 @@
+"""A small ETL flow run in parallel on a process pool.
+
+It shows the parts of the execution model: parameters, data edges, a task that retries,
+a ``SKIP`` signal, triggers (a cleanup task that always runs, an alert that runs only when
+something failed), the run context, and a cached task whose result serves the next run.
+
+    python3 noxfile.py -s demo          # or: python examples/quickstart.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import timedelta
+
+import taskloom
+from taskloom import Flow, Parameter, signals, task, triggers
+from taskloom.executors import LokyExecutor
+
+
+@task(cache_for=timedelta(minutes=10))
+def load_rates() -> dict[str, float]:
+    """Expensive to compute, so cached: the second run reuses the first run's result."""
+    return {"EUR": 1.0, "USD": 1.08, "GBP": 0.85}
+
+
+@task
+def extract(n: int) -> list[int]:
+    """Amounts to convert; the run context says which run this is."""
+    print(f"extract: flow run {taskloom.context.flow_run_id[:8]} in process {os.getpid()}")
+    return list(range(1, n + 1))
+
+
+@task(max_retries=2, retry_delay=timedelta(seconds=0))
+def convert(amounts: list[int], rates: dict[str, float], currency: str) -> float:
+    """Runs in a worker process; fails on its first attempt to show a retry."""
+    if taskloom.context.task_run_count == 1:
+        raise ConnectionError("rate service hiccup")
+    return round(sum(amounts) * rates[currency], 2)
+
+
+@task
+def audit(amounts: list[int]) -> None:
+    """Nothing to audit for small batches: skip, and let downstream tasks skip too."""
+    if len(amounts) < 100:
+        raise signals.SKIP("batch too small to audit")
+
+
+@task
+def report(totals: list[float]) -> str:
+    return " | ".join(f"{t:,.2f}" for t in totals)
+
+
+@task(trigger=triggers.any_failed)
+def alert() -> str:
+    return "something failed: paging the on-call engineer"
+
+
+@task(trigger=triggers.always_run, skip_on_upstream_skip=False)
+def cleanup() -> str:
+    return "temporary files removed"
+
+
+def build() -> Flow:
+    with Flow("quickstart") as flow:
+        n = Parameter("n", default=10)
+        amounts = extract(n)
+        rates = load_rates()
+        totals = [convert(amounts, rates, c) for c in ("EUR", "USD", "GBP")]
+        summary = report(totals)
+        audited = audit(amounts)
+        flow.set_dependencies(alert(), upstream_tasks=[summary])
+        flow.set_dependencies(cleanup(), upstream_tasks=[summary, audited])
+        # The flow succeeds when the report does: an alert that did not need to fire
+        # (TriggerFailed) must not fail the run.
+        flow.set_reference_tasks([summary])
+    return flow
+
+
+def main() -> int:
+    flow = build()
+    executor = LokyExecutor(max_workers=2)
+    ok = True
+    for run in (1, 2):
+        state = flow.run(parameters={"n": 10}, executor=executor)
+        ok = ok and state.is_successful()
+        print(f"\nrun {run}: flow {type(state).__name__}: {state.message}")
+        for t, task_state in state.result.items():
+            result = "" if task_state.result is None else f" -> {task_state.result!r}"
+            print(f"  {t.name:<11} {type(task_state).__name__:<14} {task_state.message}{result}")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,31 @@
+"""The benchmark harness runs end to end (``benchmarks/run_all.py --quick``).
+
+Only that it runs and prints its summary: speed is measured by the benchmarks themselves,
+never asserted in tests.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_run_all_quick_prints_summary(tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=None,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    assert "== summary: taskloom against its targets ==" in completed.stdout, output
