@@ -121,6 +121,25 @@ CREATE INDEX IF NOT EXISTS cache_entries_by_key ON cache_entries (cache_key, cre
 """
 
 
+def _set_up(connection: sqlite3.Connection, patience: float = 30.0) -> None:
+    """Switch to WAL and create the table. SQLite's busy timeout does not cover the
+    journal-mode change, so when two processes open a new store at once, one of them is
+    told "database is locked" at once: wait for the other and try again."""
+    deadline = time.monotonic() + patience
+    delay = 0.005
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=NORMAL")
+            connection.executescript(_SCHEMA)
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+
 class SQLiteCacheStore:
     """A persistent cache store in one SQLite file, shared by every process of the user.
 
@@ -150,9 +169,11 @@ class SQLiteCacheStore:
             connection = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(_SCHEMA)
+            try:
+                _set_up(connection)
+            except BaseException:
+                connection.close()
+                raise
             self._connection, self._pid = connection, os.getpid()
         return self._connection
 

@@ -32,10 +32,36 @@ from contextvars import ContextVar, Token
 from types import TracebackType
 from typing import Any
 
-__all__ = ["Context", "context"]
+__all__ = ["Context", "ReadOnlyDict", "context"]
 
 _EMPTY: Mapping[str, Any] = {}
 _current: ContextVar[Mapping[str, Any]] = ContextVar("taskloom.context", default=_EMPTY)
+
+
+class ReadOnlyDict(dict[str, Any]):
+    """A dict that refuses changes: what tasks see as ``context.parameters``.
+
+    Tasks share the run's values, so a change made by one would reach the others; this
+    makes that mistake an error instead. It pickles (``MappingProxyType`` does not).
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "taskloom.context values are read-only inside a run; to pass a value to other "
+            "tasks, return it from this task and make them depend on it"
+        )
+
+    __setitem__ = __delitem__ = _refuse
+    clear = pop = popitem = setdefault = update = _refuse
+    __ior__ = _refuse
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ReadOnlyDict, (dict(self),))
+
+    def __copy__(self) -> dict[str, Any]:
+        return dict(self)
 
 
 class _Overlay:

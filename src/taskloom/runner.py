@@ -49,10 +49,10 @@ from .attempt import FollowOn, TaskRun
 from .caching import CacheStore
 from .context import context as _user_context
 from .context import current as _current_context
-from .context import date_keys, enter, leave
+from .context import ReadOnlyDict, date_keys, enter, leave
 from .edges import Edge
 from .errors import FlowDefinitionError
-from .executors.base import Executor
+from .executors.base import DeferredResult, Executor, resolve_deferred
 from .flow import Flow, _tasks_in
 from .signals import TaskloomSignal
 from .states import (
@@ -210,7 +210,7 @@ def _run_context(flow: Flow, parameters: dict[str, Any], extra: Mapping[str, Any
     if isinstance(values["date"], str):
         values["date"] = _dt.datetime.fromisoformat(values["date"])
     values["flow_name"] = flow.name
-    values["parameters"] = parameters
+    values["parameters"] = ReadOnlyDict(parameters)
     return values
 
 
@@ -281,6 +281,7 @@ class _Scheduler:
         self.executor.begin(self.run_context)
         try:
             self._loop()
+            self._materialize()
         finally:
             self.executor.end()
             leave(token)
@@ -431,8 +432,17 @@ class _Scheduler:
     def _cache_key(self, task: Task[Any, Any]) -> str:
         return task.cache_key if task.cache_key is not None else f"{self.flow.name}/{task.name}"
 
+    def _materialize(self) -> None:
+        """Give the final states real values where executors left deferred ones."""
+        for state in self.states:
+            if isinstance(state._result, DeferredResult):
+                state._result = state._result.resolve()
+            if state.cached_inputs:
+                state.cached_inputs = resolve_deferred(state.cached_inputs)
+
     def _cache_lookup(self, i: int, inputs: dict[str, Any]) -> State[Any] | None:
         task = self.nodes[i].task
+        inputs = resolve_deferred(inputs)
         candidates: list[Cached[Any]] = []
         seeded = self.seeded.get(i)
         if isinstance(seeded, Cached):
@@ -515,13 +525,13 @@ class _Scheduler:
         except OverflowError:
             expiration = None  # longer than the calendar goes: never expires
         try:
-            hashed = hash_inputs(inputs)
+            hashed = hash_inputs(resolve_deferred(inputs))
         except UnhashableInputError as error:
             log.warning("Task %r: result not cached, an input cannot be hashed: %s", task.name, error)
             return
         cached = Cached(
             state.message,
-            state.result,
+            resolve_deferred(state.result),
             cached_result_expiration=expiration,
             hashed_inputs=hashed,
             cached_parameters=self.parameters,

@@ -14,7 +14,14 @@ hands back the resulting ``State``::
     end()                      --->   stop what is still running; release the run
 
 ``collect`` returns at least one result, or an empty list once ``timeout`` seconds have
-passed (the scheduler uses the timeout to wake up for retries).
+passed (the scheduler uses the timeout to wake up for retries). The results of a run and
+of its follow-ons (``TaskRun.then``) come back together, in chain order, in one ``collect``.
+
+A state's result may be a ``DeferredResult``: a stand-in for a large value left where it
+was made (shared memory, a worker). The scheduler passes it on as an input unchanged, so
+the next worker fetches the value without a trip through the parent, and calls
+``resolve()`` only where the parent needs the value itself (output caching, and the final
+states before ``end()``).
 """
 
 from __future__ import annotations
@@ -25,7 +32,29 @@ from typing import Any, Protocol
 from ..attempt import TaskRun
 from ..states import State
 
-__all__ = ["Executor", "TaskResult", "TaskRun"]
+__all__ = ["DeferredResult", "Executor", "TaskResult", "TaskRun"]
+
+
+class DeferredResult:
+    """A task result that stays where it was made until its value is needed."""
+
+    __slots__ = ()
+
+    def resolve(self) -> Any:
+        """The value itself."""
+        raise NotImplementedError
+
+
+def resolve_deferred(value: Any) -> Any:
+    """``value`` with every ``DeferredResult`` in it (and in its lists, tuples, sets and
+    dicts) replaced by its value."""
+    if isinstance(value, DeferredResult):
+        return value.resolve()
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return type(value)(resolve_deferred(v) for v in value)
+    if isinstance(value, dict):
+        return {k: resolve_deferred(v) for k, v in value.items()}
+    return value
 
 
 #: What an executor hands back: the run's key and the state the attempt ended in.

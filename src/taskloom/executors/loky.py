@@ -25,6 +25,9 @@ Design points, each a lesson measured on loky (see the reliability catalogue):
   gets its pool killed and ends ``TimedOut`` (the other runs in flight run again).
 - **Interrupts.** Ctrl-C, SIGINT or SIGTERM stop the run: the pool is shut down with its
   workers and their children. Each worker also watches its parent and exits if it dies.
+- **Large results** (``bytes``/``bytearray`` of 1 MiB or more) stay in shared memory
+  (``/dev/shm``): only a ``SharedResult`` handle crosses the parent, and the next worker
+  reads the value from there. The parent reads it only for the final states or the cache.
 - **Logs** from tasks travel back with the results and are handed to the parent's
   ``logging`` loggers, with ``task_name`` and ``flow_run_id`` set on each record.
 """
@@ -68,7 +71,7 @@ from ..states import (
     TriggerFailed,
 )
 from ..task import Task, _same_options
-from .base import TaskResult
+from .base import DeferredResult, TaskResult, resolve_deferred
 
 __all__ = ["LokyExecutor", "RemoteTaskError"]
 
@@ -155,6 +158,68 @@ def _init_worker(parent_pid: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
 
 
+class SharedResult(DeferredResult):
+    """A large ``bytes``/``bytearray`` result kept in a shared-memory file, not pickled."""
+
+    __slots__ = ("kind", "path", "size")
+
+    def __init__(self, path: str, size: int, kind: type[bytes] | type[bytearray]) -> None:
+        self.path = path
+        self.size = size
+        self.kind = kind
+
+    def resolve(self) -> bytes | bytearray:
+        with open(self.path, "rb") as file:
+            data = bytearray(self.size)
+            file.readinto(data)
+        return bytes(data) if self.kind is bytes else data
+
+    def __getstate__(self) -> tuple[str, int, type[bytes] | type[bytearray]]:
+        return (self.path, self.size, self.kind)
+
+    def __setstate__(self, state: tuple[str, int, type[bytes] | type[bytearray]]) -> None:
+        self.path, self.size, self.kind = state
+
+    def __repr__(self) -> str:
+        return f"SharedResult({self.path!r}, {self.size} bytes)"
+
+
+#: Results at least this large (bytes) go through shared memory instead of the pipe.
+SHARE_THRESHOLD = 1 << 20
+_SHARED_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+def _share(state: State[Any]) -> State[Any]:
+    """In a worker: move a large bytes result into a shared-memory file, if possible."""
+    result: object = state._result
+    if (
+        _SHARED_DIR is None
+        or not isinstance(state, Success)
+        or not (type(result) is bytes or type(result) is bytearray)
+        or len(result) < SHARE_THRESHOLD
+    ):
+        return state
+    path = os.path.join(_SHARED_DIR, f"taskloom-{os.getppid()}-{os.getpid()}-{time.monotonic_ns()}")
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with open(fd, "wb") as file:
+            file.write(result)
+    except OSError:  # no room in /dev/shm: send it through the pipe instead
+        _remove(path)
+        return state
+    shared = type(state).__new__(type(state))
+    shared.__setstate__(state.__getstate__())
+    shared._result = SharedResult(path, len(result), type(result))
+    return shared
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
 # The wire format. Objects cost cloudpickle ~10 µs each; tuples of builtins go through
 # its C fast path in ~0.1 µs. So a batch is tuples: tasks by template id (each template
 # sent once per batch), states as (class code, slot values).
@@ -189,7 +254,7 @@ def _unpack(wire: _WireState) -> State[Any]:
 def _encode_rows(rows: list[tuple[int, State[Any], float]], names: Mapping[int, str]) -> bytes:
     """All states of a batch in one pickle, checked to unpickle; if any state cannot
     travel, that one becomes a failure of its own task and the others go as they are."""
-    wire = [(key, _pack(state), seconds) for key, state, seconds in rows]
+    wire = [(key, _pack(_share(state)), seconds) for key, state, seconds in rows]
     try:
         data = cloudpickle.dumps(wire)
         pickle.loads(data)  # an exception can pickle yet fail to unpickle (custom __init__)
@@ -280,6 +345,9 @@ def _note_traceback(state: State[Any]) -> None:
 
 def _as_run(run_id: str, wire: _WireRun) -> TaskRun:
     key, tid, inputs, run_count, resume, then = wire
+    for name, value in inputs.items():
+        if isinstance(value, (DeferredResult, list, tuple, dict, set, frozenset)):
+            inputs[name] = resolve_deferred(value)
     follow = tuple(
         FollowOn(k, _templates[run_id, t], constants, input_key)
         for k, t, constants, input_key in then
@@ -363,6 +431,7 @@ class LokyExecutor:
         self._template_ids: dict[Task[Any, Any], int] = {}
         self._template_blobs: dict[int, bytes] = {}
         self._names: dict[int, str] = {}
+        self._shared: list[str] = []
         self._log_level = logging.WARNING
         self._previous_sigterm: Any = None
 
@@ -418,6 +487,9 @@ class LokyExecutor:
                 # Interrupted (or abandoned): stop the workers and whatever they started.
                 _discard_pool(self.max_workers)
         finally:
+            for path in self._shared:
+                _remove(path)
+            self._shared = []
             self._pending.clear()
             self._suspects.clear()
             self._in_flight.clear()
@@ -545,6 +617,8 @@ class LokyExecutor:
         durations = self._durations
         for key, wire, seconds in rows:
             state = _unpack(wire)
+            if isinstance(state._result, SharedResult):
+                self._shared.append(state._result.path)
             results.append((key, state))
             name = self._names.get(key)
             if name is not None:

@@ -1,0 +1,55 @@
+"""Helpers shared by the behaviour tests.
+
+Side effects are observed through files (``record``/``lines``), never through lists or
+globals, because the same tests run on process executors where a task's writes to a
+Python object in a worker are invisible to the test.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from taskloom import Task
+from taskloom.states import State
+
+
+def record(path: str, line: str) -> None:
+    """Append ``line`` to the file at ``path`` (one short O_APPEND write: safe across processes)."""
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def lines(path: str | Path) -> list[str]:
+    """The lines ``record`` wrote to ``path`` ([] when nothing was written)."""
+    p = Path(path)
+    if not p.exists():
+        return []
+    return p.read_text(encoding="utf-8").splitlines()
+
+
+def stamp(path: str, label: str) -> None:
+    """Record ``label`` with the wall-clock time, for ordering and delay checks."""
+    record(path, f"{label} {time.time():.6f}")
+
+
+def stamps(path: str | Path) -> dict[str, float]:
+    """The times ``stamp`` recorded, by label (labels must be unique)."""
+    found: dict[str, float] = {}
+    for line in lines(path):
+        label, _, when = line.rpartition(" ")
+        assert label not in found, f"label {label!r} recorded twice"
+        found[label] = float(when)
+    return found
+
+
+def kind(state: State[Any]) -> str:
+    """The name of a state's class, for readable assertions."""
+    return type(state).__name__
+
+
+def as_task(handle: object) -> Task[Any, Any]:
+    """A handle (typed as its task's result for mypy) seen as the task it is at run time."""
+    assert isinstance(handle, Task), handle
+    return handle

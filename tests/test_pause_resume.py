@@ -1,0 +1,244 @@
+"""Pausing and resuming (API.md, "Resuming, retries and input caching")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import taskloom
+from taskloom import Flow, signals, task, triggers
+from taskloom.executors import Executor
+from taskloom.states import Paused, Pending, Resume, Running, State, Success, TriggerFailed
+
+from ._helpers import as_task, kind, lines, record
+
+
+@task
+def produce(log: str) -> int:
+    record(log, "produce")
+    return 5
+
+
+@task(trigger=triggers.manual_only)
+def gate(x: int, log: str) -> int:
+    record(log, f"gate resume={taskloom.context.get('resume')}")
+    return x * 2
+
+
+def finish_fn(x: int, log: str) -> int:
+    record(log, "finish")
+    return x + 1
+
+
+finish = task(name="finish")(finish_fn)
+
+
+@task
+def branch(log: str, label: str, upstream: object = None) -> str:
+    record(log, label)
+    return label
+
+
+@task
+def ask(x: int, log: str) -> int:
+    """Pauses for approval the first time; runs when resumed (Prefect's pause_task)."""
+    if not taskloom.context.get("resume"):
+        record(log, "ask paused")
+        raise signals.PAUSE("waiting for approval")
+    record(log, "ask resumed")
+    return x * 3
+
+
+def build(log: str, *, gated_by: str = "manual_only", independent: bool = True) -> tuple[Flow, Any, Any, Any, Any]:
+    """produce -> (gate | ask) -> finish, plus an independent two-task branch."""
+    with Flow(f"pause-{gated_by}") as flow:
+        p = produce(log)
+        g = gate(p, log) if gated_by == "manual_only" else ask(p, log)
+        f = finish(g, log)
+        tail = None
+        if independent:
+            tail = branch(log, "other 2", branch(log, "other 1"))
+    return flow, p, g, f, tail
+
+
+def assert_unfinished(state: State[Any]) -> None:
+    assert not state.is_successful() and not state.is_failed(), kind(state)
+    assert isinstance(state, (Running, Paused)), kind(state)
+
+
+def test_manual_only_pauses_and_does_not_block_independent_branches(
+    tmp_path: Path, executor: Executor
+) -> None:
+    log = str(tmp_path / "log")
+    flow, p, g, f, tail = build(log)
+    state = flow.run(executor=executor)
+    paused = state.result[g]
+    assert type(paused) is Paused
+    assert paused.is_paused() and paused.is_pending()
+    assert paused.cached_inputs is not None and paused.cached_inputs["x"] == 5
+    assert type(state.result[f]) is Pending  # downstream of the paused task: not run
+    assert type(state.result[tail]) is Success  # the independent branch ran to its end
+    assert type(state.result[p]) is Success
+    assert set(state.result) == set(flow.tasks)
+    assert_unfinished(state)
+    assert sorted(lines(log)) == ["other 1", "other 2", "produce"]
+
+
+def test_resume_with_start_tasks_and_stored_inputs(tmp_path: Path, executor: Executor) -> None:
+    log = str(tmp_path / "log")
+    flow, p, g, f, _ = build(log, independent=False)
+    first = flow.run(executor=executor)
+    paused = first.result[g]
+    assert type(paused) is Paused
+    second = flow.run(
+        task_states={g: Resume(cached_inputs=paused.cached_inputs)},
+        start_tasks=[g],
+        executor=executor,
+    )
+    assert type(second.result[g]) is Success
+    assert second.result[g].result == 10
+    assert second.result[f].result == 11
+    assert not second.result[p].is_finished()  # upstream of a start task: not run
+    assert type(second) is Success
+    assert lines(log) == ["produce", "gate resume=True", "finish"]
+
+
+def test_resume_prefect_style_with_the_previous_states(
+    tmp_path: Path, executor: Executor
+) -> None:
+    log = str(tmp_path / "log")
+    flow, p, g, f, tail = build(log)
+    first = flow.run(executor=executor)
+    assert type(first.result[g]) is Paused
+    previous: dict[object, State[Any]] = {t: s for t, s in first.result.items()}
+    previous[as_task(g)] = Resume()
+    second = flow.run(task_states=previous, executor=executor)
+    assert type(second.result[g]) is Success
+    assert second.result[g].result == 10
+    assert second.result[f].result == 11
+    assert second.result[p].result == 5
+    assert type(second) is Success
+    # upstream and independent tasks kept their finished states: they did not run again
+    assert sorted(lines(log)) == sorted(
+        ["produce", "other 1", "other 2", "gate resume=True", "finish"]
+    )
+
+
+def test_pause_signal_and_both_ways_of_resuming(tmp_path: Path, executor: Executor) -> None:
+    log = str(tmp_path / "log")
+    flow, p, a, f, _ = build(log, gated_by="signal", independent=False)
+    first = flow.run(executor=executor)
+    paused = first.result[a]
+    assert type(paused) is Paused
+    assert paused.message == "waiting for approval"
+    assert paused.cached_inputs is not None and paused.cached_inputs["x"] == 5
+    assert_unfinished(first)
+
+    seeded = flow.run(
+        task_states={a: Resume(cached_inputs=paused.cached_inputs)},
+        start_tasks=[a],
+        executor=executor,
+    )
+    assert seeded.result[a].result == 15
+    assert seeded.result[f].result == 16
+
+    previous: dict[object, State[Any]] = {t: s for t, s in first.result.items()}
+    previous[as_task(a)] = Resume()
+    prefect_style = flow.run(task_states=previous, executor=executor)
+    assert prefect_style.result[a].result == 15
+    assert prefect_style.result[f].result == 16
+    assert type(prefect_style) is Success
+    assert lines(log) == [
+        "produce", "ask paused", "ask resumed", "finish", "ask resumed", "finish"
+    ]
+
+
+def test_resume_on_a_task_without_pause_logic_just_runs_it(
+    tmp_path: Path, executor: Executor
+) -> None:
+    log = str(tmp_path / "log")
+    with Flow("plain-resume") as flow:
+        p = produce(log)
+        f = finish(p, log)
+    state = flow.run(task_states={f: Resume()}, executor=executor)
+    assert state.result[f].result == 6
+    assert type(state) is Success
+    assert lines(log) == ["produce", "finish"]
+
+
+def test_a_paused_reference_task_keeps_the_flow_unfinished(
+    tmp_path: Path, executor: Executor
+) -> None:
+    log = str(tmp_path / "log")
+    with Flow("paused-terminal") as flow:
+        g = gate(produce(log), log)
+    state = flow.run(executor=executor)
+    assert type(state.result[g]) is Paused
+    assert_unfinished(state)
+
+
+def test_a_fresh_run_with_resume_runs_upstream_then_the_gate(
+    tmp_path: Path, executor: Executor
+) -> None:
+    log = str(tmp_path / "log")
+    flow, p, g, f, _ = build(log, independent=False)
+    state = flow.run(task_states={g: Resume()}, executor=executor)
+    assert state.result[g].result == 10
+    assert state.result[f].result == 11
+    assert type(state) is Success
+    assert lines(log) == ["produce", "gate resume=True", "finish"]
+
+
+@task(trigger=triggers.always_run)
+def cleanup(log: str, upstream: object) -> str:
+    record(log, "cleanup")
+    return "cleaned"
+
+
+def test_an_always_run_task_waits_for_a_paused_upstream(
+    tmp_path: Path, executor: Executor
+) -> None:
+    log = str(tmp_path / "log")
+    with Flow("paused-cleanup") as flow:
+        g = gate(produce(log), log)
+        c = cleanup(log, g)
+    state = flow.run(executor=executor)
+    assert type(state.result[g]) is Paused
+    assert type(state.result[c]) is Pending
+    assert_unfinished(state)
+    assert lines(log) == ["produce"]
+
+
+def test_a_paused_task_keeps_the_flow_unfinished_whatever_the_reference_tasks(
+    tmp_path: Path, executor: Executor
+) -> None:
+    log = str(tmp_path / "log")
+    flow, p, g, f, tail = build(log)
+    flow.set_reference_tasks([tail])
+    state = flow.run(executor=executor)
+    assert type(state.result[tail]) is Success
+    assert type(state.result[g]) is Paused
+    assert_unfinished(state)
+
+
+def never(upstream_states: object, /) -> bool:
+    return False
+
+
+def test_a_start_task_s_trigger_is_not_checked(tmp_path: Path, executor: Executor) -> None:
+    log = str(tmp_path / "log")
+    refusing = task(name="refusing", trigger=never)(finish_fn)
+    with Flow("start-trigger") as flow:
+        p = produce(log)
+        r = refusing(p, log)
+        f = finish(r, log)
+    assert type(flow.run(executor=executor).result[r]) is TriggerFailed
+    state = flow.run(
+        task_states={r: Resume(cached_inputs={"x": 1, "log": log})},
+        start_tasks=[r],
+        executor=executor,
+    )
+    assert type(state.result[r]) is Success
+    assert state.result[r].result == 2
+    assert state.result[f].result == 3
+    assert lines(log) == ["produce", "finish", "finish"]
