@@ -73,6 +73,8 @@ class Flow:
         self._parameters: dict[str, ParameterTask] = {}
         self._reference_tasks: dict[Task[Any, Any], None] = {}
         self._tokens: list[Token[_FlowBuilder | None]] = []
+        #: Bumped by every change to the graph, so the runner can reuse its compiled plan.
+        self.version = 0
         for t in tasks:
             self.add_task(t)
 
@@ -103,6 +105,7 @@ class Flow:
                     "parameter names must be unique"
                 )
             self._parameters[t.name] = t
+        self.version += 1
         self._tasks[t] = None
         self._upstream[t] = {}
         self._downstream[t] = {}
@@ -126,6 +129,7 @@ class Flow:
                 )
         edge = self._add_edge(up, down, key)
         if key is not None:
+            self.version += 1
             self._arguments[down][key] = up
         return edge
 
@@ -136,6 +140,7 @@ class Flow:
         if edge in self._edges:
             return edge
         self._check_acyclic(up, down)
+        self.version += 1
         self._edges[edge] = None
         self._upstream[down][edge] = None
         self._downstream[up][edge] = None
@@ -207,6 +212,7 @@ class Flow:
         """Add a called task: each argument is a task (data edge), a constant, or a
         collection holding tasks (an edge from each, the collection rebuilt at run time)."""
         self.add_task(task)
+        self.version += 1
         self._arguments[task].update(arguments)
         for key, value in arguments.items():
             for up in _tasks_in(value):

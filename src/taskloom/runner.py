@@ -40,6 +40,7 @@ import heapq
 import logging
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,6 +98,22 @@ class _Node:
     nested: list[tuple[str, Any]] = field(default_factory=list)
     #: Whether this task may run as a follow-on of its sole upstream task.
     followable: bool = False
+
+
+_plans: weakref.WeakKeyDictionary[Flow, tuple[int, list[_Node], dict[Task[Any, Any], int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _plan(flow: Flow) -> tuple[list[_Node], dict[Task[Any, Any], int]]:
+    """The flow compiled for running, reused while the flow does not change."""
+    cached = _plans.get(flow)
+    if cached is not None and cached[0] == flow.version:
+        return cached[1], cached[2]
+    version = flow.version
+    nodes, index = _compile(flow)
+    _plans[flow] = (version, nodes, index)
+    return nodes, index
 
 
 def _compile(flow: Flow) -> tuple[list[_Node], dict[Task[Any, Any], int]]:
@@ -228,7 +245,7 @@ class _Scheduler:
         cache_store: CacheStore | None,
     ) -> None:
         self.flow = flow
-        self.nodes, self.index = _compile(flow)
+        self.nodes, self.index = _plan(flow)
         self.executor = executor
         self.run_context = run_context
         self.parameters = parameters
@@ -566,7 +583,7 @@ def run_flow(
     cache_store: CacheStore | None,
 ) -> State[FlowResult]:
     """Run ``flow``; see ``Flow.run``. Every check on the input happens before any task runs."""
-    index = {t: i for i, t in enumerate(flow.tasks)}
+    index = _plan(flow)[1]
     seeded: dict[int, State[Any]] = {}
     for t, state in task_states.items():
         if t not in index:

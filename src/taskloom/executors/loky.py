@@ -10,9 +10,9 @@ Data flow::
 Design points, each a lesson measured on loky (see the reliability catalogue):
 
 - **Batches.** One loky submission costs ~100-400 µs; a batch of ready runs costs a few µs
-  per task. Runs are packed into at most ``2 x workers`` batches in flight, sized from the
-  number waiting; a task seen to take long (or with a timeout) always travels alone, so
-  two long tasks never share a worker while another idles.
+  per task. Each worker has one batch in flight, sized to share what waits among the free
+  workers. A task seen to take long (or with a timeout), or never timed yet, travels alone,
+  so two long tasks never share a worker while another idles.
 - **Chains.** A run carries its follow-ons (``TaskRun.then``), so a chain of tasks costs one
   round trip, not one per task.
 - **Opaque results.** The worker pickles each state itself and hands back bytes, so a result
@@ -169,10 +169,12 @@ class SharedResult(DeferredResult):
         self.kind = kind
 
     def resolve(self) -> bytes | bytearray:
-        with open(self.path, "rb") as file:
+        with open(self.path, "rb", buffering=0) as file:
+            if self.kind is bytes:
+                return file.read()  # one allocation of the known size, one copy
             data = bytearray(self.size)
             file.readinto(data)
-        return bytes(data) if self.kind is bytes else data
+            return data
 
     def __getstate__(self) -> tuple[str, int, type[bytes] | type[bytearray]]:
         return (self.path, self.size, self.kind)
@@ -358,6 +360,9 @@ def _as_run(run_id: str, wire: _WireRun) -> TaskRun:
 # --- the parent side ------------------------------------------------------------------------
 
 _pools: dict[int, loky.ProcessPoolExecutor] = {}
+#: How long each task (by name) took in workers, smoothed: decides what shares a batch.
+#: Kept per process, like the pools, so a new LokyExecutor() per run still knows.
+_durations: dict[str, float] = {}
 _pools_lock = threading.Lock()
 
 
@@ -426,7 +431,6 @@ class LokyExecutor:
         self._in_flight: dict[Future[Any], _Batch] = {}
         self._done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
         self._ready: list[TaskResult] = []
-        self._durations: dict[str, float] = {}
         self._header = b""
         self._template_ids: dict[Task[Any, Any], int] = {}
         self._template_blobs: dict[int, bytes] = {}
@@ -502,7 +506,10 @@ class LokyExecutor:
     # -- batching -----------------------------------------------------------------------------
 
     def _alone(self, run: TaskRun) -> bool:
-        return run.task.timeout is not None or self._durations.get(run.task.name, 0.0) > LONG_TASK
+        """Whether a run travels in a batch of its own: a task with a timeout, one seen to
+        take long, or one never timed yet (its first run measures it)."""
+        seconds = _durations.get(run.task.name)
+        return run.task.timeout is not None or seconds is None or seconds > LONG_TASK
 
     def _next_batch(self, free: int) -> list[TaskRun]:
         if self._suspects:  # after a crash: one at a time, to find the culprit
@@ -521,7 +528,9 @@ class LokyExecutor:
         return batch
 
     def _pump(self) -> None:
-        limit = 2 * self.max_workers
+        # One batch per worker: a second one queued behind it would only wait, while
+        # the runs it holds could have joined a fuller batch once a worker is free.
+        limit = self.max_workers
         while (self._pending or self._suspects) and len(self._in_flight) < limit:
             batch = self._next_batch(limit - len(self._in_flight))
             if not batch:
@@ -614,7 +623,7 @@ class LokyExecutor:
             failed = RemoteTaskError(type(error).__qualname__, str(error), traceback.format_exc())
             return [(run.key, Failed(f"Task {run.task.name!r}: {message}", failed)) for run in batch.runs]
         results: list[TaskResult] = []
-        durations = self._durations
+        durations = _durations
         for key, wire, seconds in rows:
             state = _unpack(wire)
             if isinstance(state._result, SharedResult):
