@@ -17,10 +17,11 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .context import enter, leave
 from .signals import TaskloomSignal
@@ -29,7 +30,7 @@ from .states import Failed, State, Success, TimedOut
 if TYPE_CHECKING:
     from .task import Task
 
-__all__ = ["FollowOn", "TaskRun", "run_attempt", "run_chain", "task_context"]
+__all__ = ["FollowOn", "TaskResult", "TaskRun", "run_attempt", "run_chain", "task_context"]
 
 log = logging.getLogger("taskloom.task")
 
@@ -74,6 +75,24 @@ class TaskRun:
     run_count: int = 1
     resume: bool = False
     then: tuple[FollowOn, ...] = ()
+
+
+class TaskResult(NamedTuple):
+    """What an executor hands back for one attempt.
+
+    Attributes:
+        key: the run's key (``TaskRun.key``).
+        state: the state the attempt ended in.
+        started: when the attempt started (seconds since the epoch).
+        finished: when it finished.
+        worker: where it ran, e.g. ``"local"`` or ``"loky:12345"`` (a process id).
+    """
+
+    key: int
+    state: State[Any]
+    started: float
+    finished: float
+    worker: str
 
 
 class _Timeout(BaseException):
@@ -159,19 +178,23 @@ def run_attempt(run: TaskRun, run_context: Mapping[str, Any]) -> State[Any]:
     return Success(SUCCESS_MESSAGE, result)
 
 
-def run_chain(run: TaskRun, run_context: Mapping[str, Any]) -> list[tuple[int, State[Any]]]:
+def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list[TaskResult]:
     """Run ``run``, then each of ``run.then`` while the previous one ends plain ``Success``.
 
-    Returns the ``(key, state)`` of every task that ran; the scheduler decides the rest.
+    Returns a result for every task that ran; the scheduler decides the rest.
     """
+    started = time.time()
     state = run_attempt(run, run_context)
-    results = [(run.key, state)]
+    finished = time.time()
+    results = [TaskResult(run.key, state, started, finished, worker)]
     for follow in run.then:
         if type(state) is not Success:
             break
         inputs = dict(follow.constants)
         if follow.input_key is not None:
             inputs[follow.input_key] = state.result
+        started = finished
         state = run_attempt(TaskRun(follow.key, follow.task, inputs), run_context)
-        results.append((follow.key, state))
+        finished = time.time()
+        results.append(TaskResult(follow.key, state, started, finished, worker))
     return results

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._hashing import UnhashableInputError, hash_inputs
-from .attempt import FollowOn, TaskRun
+from .attempt import FollowOn, TaskResult, TaskRun
 from .caching import CacheStore
 from .context import context as _user_context
 from .context import current as _current_context
@@ -359,10 +359,10 @@ class _Scheduler:
             i = j
         return tuple(chain)
 
-    def _take(self, results: list[tuple[int, State[Any]]]) -> None:
+    def _take(self, results: list[TaskResult]) -> None:
         """Process what the executor handed back: runs, and follow-ons that ran with them."""
         heads: list[int] = []
-        for key, state in results:
+        for key, state, _started, _finished, _worker in results:
             if key in self.claimed:
                 self.claimed.discard(key)
                 self.run_counts[key] = 1

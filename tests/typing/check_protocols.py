@@ -103,9 +103,10 @@ class InlineExecutor:
         self._context = run_context
 
     def submit(self, runs: Sequence[TaskRun]) -> None:
-        from taskloom.attempt import run_attempt
+        from taskloom.attempt import run_chain
 
-        self._done.extend((run.key, run_attempt(run, self._context)) for run in runs)
+        for run in runs:
+            self._done.extend(run_chain(run, self._context, "inline"))
 
     def collect(self, timeout: float | None) -> list[TaskResult]:
         done, self._done = self._done, []

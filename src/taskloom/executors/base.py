@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from ..attempt import TaskRun
+from ..attempt import TaskResult, TaskRun
 from ..states import State
 
 __all__ = ["DeferredResult", "Executor", "TaskResult", "TaskRun"]
@@ -56,9 +56,6 @@ def resolve_deferred(value: Any) -> Any:
         return {k: resolve_deferred(v) for k, v in value.items()}
     return value
 
-
-#: What an executor hands back: the run's key and the state the attempt ended in.
-TaskResult = tuple[int, State[Any]]
 
 
 class Executor(Protocol):

@@ -6,7 +6,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..attempt import run_attempt
+from ..attempt import run_chain
 from .base import TaskResult, TaskRun
 
 __all__ = ["LocalExecutor"]
@@ -18,6 +18,9 @@ class LocalExecutor:
     Nothing is pickled, so it suits debugging and tasks too small to be worth a process
     hop. Timeouts are hard in the main thread (``SIGALRM``) and soft elsewhere.
     """
+
+    # The follow-ons of a run cost nothing to decide here: take them with it.
+    runs_chains = True
 
     def __init__(self) -> None:
         self._queue: deque[TaskRun] = deque()
@@ -34,7 +37,7 @@ class LocalExecutor:
         if not self._queue:
             return []
         run = self._queue.popleft()
-        return [(run.key, run_attempt(run, self._run_context))]
+        return run_chain(run, self._run_context, "local")
 
     def end(self) -> None:
         self._queue.clear()

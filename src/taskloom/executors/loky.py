@@ -53,7 +53,7 @@ import cloudpickle
 import loky
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
-from ..attempt import FollowOn, TaskRun, run_chain
+from ..attempt import FollowOn, TaskResult, TaskRun, run_chain
 from ..context import current as _current_context
 from ..errors import FlowDefinitionError, TaskloomError
 from ..states import (
@@ -71,7 +71,7 @@ from ..states import (
     TriggerFailed,
 )
 from ..task import Task, _same_options
-from .base import DeferredResult, TaskResult, resolve_deferred
+from .base import DeferredResult, resolve_deferred
 
 __all__ = ["LokyExecutor", "RemoteTaskError"]
 
@@ -253,24 +253,25 @@ def _unpack(wire: _WireState) -> State[Any]:
     return state
 
 
-def _encode_rows(rows: list[tuple[int, State[Any], float]], names: Mapping[int, str]) -> bytes:
-    """All states of a batch in one pickle, checked to unpickle; if any state cannot
+def _encode_rows(rows: list[TaskResult], names: Mapping[int, str]) -> bytes:
+    """All results of a batch in one pickle, checked to unpickle; if any state cannot
     travel, that one becomes a failure of its own task and the others go as they are."""
-    wire = [(key, _pack(_share(state)), seconds) for key, state, seconds in rows]
+    worker = rows[0].worker if rows else ""
+    wire = [(r.key, _pack(_share(r.state)), r.started, r.finished) for r in rows]
     try:
-        data = cloudpickle.dumps(wire)
+        data = cloudpickle.dumps((worker, wire))
         pickle.loads(data)  # an exception can pickle yet fail to unpickle (custom __init__)
         return data
     except Exception:
         pass
     safe = []
-    for key, state, seconds in rows:
+    for key, state, started, finished, _ in rows:
         try:
             pickle.loads(cloudpickle.dumps(_pack(state)))
-            safe.append((key, _pack(state), seconds))
         except Exception as error:
-            safe.append((key, _pack(_unpicklable(names[key], state, error)), seconds))
-    return cloudpickle.dumps(safe)
+            state = _unpicklable(names[key], state, error)
+        safe.append((key, _pack(state), started, finished))
+    return cloudpickle.dumps((worker, safe))
 
 
 def _unpicklable(task_name: str, state: State[Any], error: Exception) -> State[Any]:
@@ -301,7 +302,8 @@ def _run_batch(
     _records.clear()
     logging.getLogger().setLevel(log_level)
     names = dict(keys)
-    rows: list[tuple[int, State[Any], float]] = []
+    worker = f"loky:{os.getpid()}"
+    rows: list[TaskResult] = []
     try:
         if _context_cache and _context_cache[0][0] == header:
             run_context = _context_cache[0][1]
@@ -320,19 +322,20 @@ def _run_batch(
                 f"Task {name!r} could not be unpickled in the worker process: {error!r}",
                 RemoteTaskError(type(error).__qualname__, str(error), traceback.format_exc()),
             )
-            rows.append((key, state, 0.0))
+            now = time.time()
+            rows.append(TaskResult(key, state, now, now, worker))
         return _encode_rows(rows, names), list(_records)
     for run in runs:
-        started = time.perf_counter()
+        started = time.time()
         try:
-            results = run_chain(run, run_context)
+            results = run_chain(run, run_context, worker)
         except BaseException as error:  # SystemExit / KeyboardInterrupt raised by the task
             message = f"Task {run.task.name!r} raised {error!r} in a worker process"
-            results = [(run.key, Failed[Any](message, error))]
-        seconds = (time.perf_counter() - started) / len(results)
-        for key, outcome in results:
-            _note_traceback(outcome)
-            rows.append((key, outcome, seconds))
+            failed = Failed[Any](message, error)
+            results = [TaskResult(run.key, failed, started, time.time(), worker)]
+        for result in results:
+            _note_traceback(result.state)
+        rows.extend(results)
     return _encode_rows(rows, names), list(_records)
 
 
@@ -597,7 +600,7 @@ class LokyExecutor:
             try:
                 self._encode([run])
             except Exception as error:
-                self._ready.append((run.key, Failed(_pickling_message(run, error), error)))
+                self._ready.append(_here(run.key, Failed(_pickling_message(run, error), error)))
             else:
                 keep.append(run)
         return keep
@@ -617,20 +620,24 @@ class LokyExecutor:
         for record in records:
             logging.getLogger(record.name).handle(record)
         try:
-            rows = cloudpickle.loads(data)
+            worker, rows = cloudpickle.loads(data)
         except Exception as error:
             message = f"the results could not be unpickled in the parent process: {error!r}"
             failed = RemoteTaskError(type(error).__qualname__, str(error), traceback.format_exc())
-            return [(run.key, Failed(f"Task {run.task.name!r}: {message}", failed)) for run in batch.runs]
+            return [
+                _here(run.key, Failed(f"Task {run.task.name!r}: {message}", failed))
+                for run in batch.runs
+            ]
         results: list[TaskResult] = []
         durations = _durations
-        for key, wire, seconds in rows:
+        for key, wire, started, finished in rows:
             state = _unpack(wire)
             if isinstance(state._result, SharedResult):
                 self._shared.append(state._result.path)
-            results.append((key, state))
+            results.append(TaskResult(key, state, started, finished, worker))
             name = self._names.get(key)
             if name is not None:
+                seconds = finished - started
                 previous = durations.get(name)
                 durations[name] = seconds if previous is None else 0.7 * previous + 0.3 * seconds
         return results
@@ -645,9 +652,9 @@ class LokyExecutor:
         if len(suspects) == 1 and not suspects[0].then:
             run = suspects[0]
             if batch.deadline is not None and time.monotonic() >= batch.deadline:
-                return [(run.key, TimedOut("Task timed out during execution.", TimeoutError(cause)))]
+                return [_here(run.key, TimedOut("Task timed out during execution.", TimeoutError(cause)))]
             return [
-                (
+                _here(
                     run.key,
                     Failed(
                         f"Task {run.task.name!r} killed the worker process running it ({cause}); "
@@ -695,10 +702,16 @@ class LokyExecutor:
             self._pending.appendleft(run)
         run = batch.runs[0]
         self._ready.append(
-            (run.key, TimedOut("Task timed out during execution.", TimeoutError("stopped by killing its worker")))
+            _here(run.key, TimedOut("Task timed out during execution.", TimeoutError("stopped by killing its worker")))
         )
         self._pump()
         return True
+
+
+def _here(key: int, state: State[Any]) -> TaskResult:
+    """A result decided in the parent (the run never reached a worker, or its worker died)."""
+    now = time.time()
+    return TaskResult(key, state, now, now, "loky")
 
 
 def _worker_count(max_workers: object) -> int:
