@@ -7,7 +7,9 @@ accepts. Any ``CacheStore`` works; two ship:
 
 - ``SQLiteCacheStore`` (the default): one SQLite file under ``TASKLOOM_HOME`` or the user's
   cache directory, shared by every process of the user, safe under concurrent writers and
-  crashes (WAL, ``BEGIN IMMEDIATE`` for read-then-write, atomic commits).
+  crashes (WAL, ``BEGIN IMMEDIATE`` for read-then-write, atomic commits). Entries are
+  signed (HMAC) with the home's key, and one whose signature does not match is never
+  unpickled.
 - ``MemoryCacheStore``: a dict in this process, as Prefect Core's ``context.caches`` was.
 
 A store never fails a flow run: an entry that cannot be read is a miss, and a result that
@@ -29,10 +31,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from ._home import taskloom_home
+from ._home import Signer, private_file, taskloom_home
 from .states import Cached
 
-__all__ = ["CacheStore", "MemoryCacheStore", "SQLiteCacheStore"]
+__all__ = ["CacheStore", "MemoryCacheStore", "SQLiteCacheStore", "default_cache_store"]
 
 log = logging.getLogger("taskloom.caching")
 
@@ -149,10 +151,15 @@ class SQLiteCacheStore:
 
     Results are stored with the standard ``pickle``, so only values that pickle by
     reference to importable code are cached; others are logged and recomputed next time.
+
+    Raises:
+        UnsafeHomeError: the taskloom home belongs to another user or others may write to it.
     """
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
-        self.path = Path(path) if path is not None else taskloom_home() / "cache.sqlite"
+        home = taskloom_home()
+        self.path = Path(path) if path is not None else home / "cache.sqlite"
+        self._signer = Signer.for_home(home)
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
         self._pid = -1
@@ -164,8 +171,7 @@ class SQLiteCacheStore:
         # A connection must not cross fork(): open one per process.
         if self._connection is None or self._pid != os.getpid():
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if not self.path.exists():
-                os.close(os.open(self.path, os.O_CREAT | os.O_WRONLY, 0o600))
+            private_file(self.path)
             connection = sqlite3.connect(
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
@@ -205,7 +211,15 @@ class SQLiteCacheStore:
             log.warning("cache store %s unreadable (%s): treating %r as a miss", self.path, error, key)
             return []
         found: list[Cached[Any]] = []
-        for row_id, payload in rows:
+        for row_id, blob in rows:
+            payload = self._signer.verify(blob)
+            if payload is None:
+                log.warning(
+                    "cache entry %s of %r in %s has a bad signature (tampered with, or written "
+                    "with another key): not loading it",
+                    row_id, key, self.path,
+                )
+                continue
             try:
                 state = pickle.loads(payload)
             except Exception as error:
@@ -217,7 +231,7 @@ class SQLiteCacheStore:
 
     def put(self, key: str, state: Cached[Any]) -> None:
         try:
-            payload = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+            payload = self._signer.sign(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
         except Exception as error:
             log.warning(
                 "result for %r not cached: %s cannot be stored with pickle (%r)",
@@ -267,3 +281,17 @@ class SQLiteCacheStore:
             if self._connection is not None and self._pid == os.getpid():
                 self._connection.close()
             self._connection = None
+
+
+_defaults: dict[Path, SQLiteCacheStore] = {}
+_defaults_lock = threading.Lock()
+
+
+def default_cache_store() -> SQLiteCacheStore:
+    """The cache store of the current taskloom home, one per process."""
+    home = taskloom_home()
+    with _defaults_lock:
+        store = _defaults.get(home)
+        if store is None:
+            store = _defaults[home] = SQLiteCacheStore()
+        return store

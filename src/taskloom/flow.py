@@ -31,6 +31,7 @@ from .task import ParameterTask, Task, _FlowBuilder, _nonempty_name, active_flow
 if TYPE_CHECKING:
     from .caching import CacheStore
     from .executors.base import Executor
+    from .journal import Journal
     from .runner import FlowResult
 
 __all__ = ["Flow"]
@@ -75,6 +76,10 @@ class Flow:
         self._tokens: list[Token[_FlowBuilder | None]] = []
         #: Bumped by every change to the graph, so the runner can reuse its compiled plan.
         self.version = 0
+        #: Where the flow can be loaded from again (``path/to/file.py:name`` or
+        #: ``package.module:name``), recorded in the run journal for ``taskloom resume``.
+        #: The command line sets it; a library user may too.
+        self.source: str | None = None
         for t in tasks:
             self.add_task(t)
 
@@ -318,6 +323,7 @@ class Flow:
         task_states: Mapping[object, State[Any]] | None = None,
         start_tasks: Iterable[object] | None = None,
         cache_store: CacheStore | None = None,
+        journal: Journal | bool = True,
     ) -> State[FlowResult]:
         """Run the flow and return its final state.
 
@@ -332,16 +338,21 @@ class Flow:
                 ``cached_inputs``. Only they and the tasks downstream of them run.
             cache_store: where output caching keeps results (default: a ``SQLiteCacheStore``
                 under ``TASKLOOM_HOME`` or the user's cache directory).
+            journal: where the run is recorded (default: the run journal under
+                ``TASKLOOM_HOME``, see ``taskloom.journal``); ``False`` records nothing.
 
         Returns:
             ``Success`` when every reference task succeeded, ``Failed`` when one failed,
             ``Paused`` when tasks wait to be resumed. Its ``result`` maps every task to its
-            final state: ``state.result[task].result`` is that task's result.
+            final state: ``state.result[task].result`` is that task's result; its
+            ``run_id`` names the run in the journal.
 
         Raises:
             FlowDefinitionError: (a ``ValueError``) for an unknown or missing parameter, a
                 ``start_tasks`` or ``task_states`` entry that is not in the flow, before any
                 task runs.
+            UnsafeHomeError: the taskloom home belongs to another user or others may write
+                to it (checked before any task runs).
         """
         from .runner import run_flow
 
@@ -353,4 +364,5 @@ class Flow:
             task_states=task_states or {},
             start_tasks=start_tasks,
             cache_store=cache_store,
+            journal=journal,
         )

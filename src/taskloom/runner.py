@@ -47,7 +47,7 @@ from typing import Any
 
 from ._hashing import UnhashableInputError, hash_inputs
 from .attempt import FollowOn, TaskResult, TaskRun
-from .caching import CacheStore
+from .caching import CacheStore, default_cache_store
 from .context import context as _user_context
 from .context import current as _current_context
 from .context import ReadOnlyDict, date_keys, enter, leave
@@ -55,6 +55,7 @@ from .edges import Edge
 from .errors import FlowDefinitionError
 from .executors.base import DeferredResult, Executor, resolve_deferred
 from .flow import Flow, _tasks_in
+from .journal import Journal, default_journal, task_records
 from .signals import TaskloomSignal
 from .states import (
     Cached,
@@ -243,8 +244,12 @@ class _Scheduler:
         seeded: dict[int, State[Any]],
         starts: set[int],
         cache_store: CacheStore | None,
+        journal: Journal | None = None,
+        resumed_from: str | None = None,
     ) -> None:
         self.flow = flow
+        self.journal = journal
+        self.resumed_from = resumed_from
         self.nodes, self.index = _plan(flow)
         self.executor = executor
         self.run_context = run_context
@@ -257,6 +262,9 @@ class _Scheduler:
         self.finished = [isinstance(s, Finished) for s in self.states]
         self.waiting = [sum(not self.finished[u] for u in node.upstream) for node in self.nodes]
         self.run_counts = [0] * n
+        # For the journal: when each task was handed to the executor, ran, and where.
+        self.queued: list[float | None] = [None] * n
+        self.timings: list[tuple[float, float, str] | None] = [None] * n
         self.inputs: dict[int, dict[str, Any]] = {}
         self.retries: list[tuple[float, int]] = []
         self.in_flight = 0
@@ -286,23 +294,56 @@ class _Scheduler:
     @property
     def cache_store(self) -> CacheStore:
         if self._cache_store is None:
-            from .caching import SQLiteCacheStore
-
-            self._cache_store = SQLiteCacheStore()
+            self._cache_store = default_cache_store()
         return self._cache_store
 
     # -- the loop -------------------------------------------------------------------------------
 
     def run(self) -> State[FlowResult]:
-        token = enter(self.run_context)
+        run_id = str(self.run_context["flow_run_id"])
+        journal = self.journal
+        # begin() may refuse the run (a context value that cannot reach the workers):
+        # before the journal records it, and before the run's context is entered.
         self.executor.begin(self.run_context)
         try:
-            self._loop()
-            self._materialize()
+            if journal is not None and not journal.begin(
+                run_id,
+                self.flow.name,
+                self.flow.source,
+                self.parameters,
+                time.time(),
+                self.resumed_from,
+            ):
+                journal = None
+            token = enter(self.run_context)
+            try:
+                self._loop()
+                self._materialize()
+            finally:
+                leave(token)
         finally:
             self.executor.end()
-            leave(token)
-        return self._flow_state()
+        state = self._flow_state()
+        state.run_id = run_id
+        if journal is not None:
+            self._record(journal, run_id, state)
+        return state
+
+    def _record(self, journal: Journal, run_id: str, state: State[FlowResult]) -> None:
+        timings = [
+            (q, *t) if t is not None else (q, None, None, None)
+            for q, t in zip(self.queued, self.timings)
+        ]
+        outcomes, keep = task_records(
+            [node.task.name for node in self.nodes],
+            self.states,
+            self.inputs,
+            self.run_counts,
+            timings,
+            [node.upstream for node in self.nodes],
+            [node.downstream for node in self.nodes],
+        )
+        journal.finish(run_id, time.time(), type(state).__name__, state.message, outcomes, keep)
 
     def _loop(self) -> None:
         executor = self.executor
@@ -362,7 +403,9 @@ class _Scheduler:
     def _take(self, results: list[TaskResult]) -> None:
         """Process what the executor handed back: runs, and follow-ons that ran with them."""
         heads: list[int] = []
-        for key, state, _started, _finished, _worker in results:
+        timings = self.timings
+        for key, state, started, finished, worker in results:
+            timings[key] = (started, finished, worker)
             if key in self.claimed:
                 self.claimed.discard(key)
                 self.run_counts[key] = 1
@@ -443,6 +486,7 @@ class _Scheduler:
 
     def _task_run(self, i: int, inputs: dict[str, Any], resume: bool) -> TaskRun:
         self.run_counts[i] += 1
+        self.queued[i] = time.time()
         self.inputs[i] = inputs
         return TaskRun(i, self.nodes[i].task, inputs, self.run_counts[i], resume)
 
@@ -581,6 +625,8 @@ def run_flow(
     task_states: Mapping[object, State[Any]],
     start_tasks: Iterable[object] | None,
     cache_store: CacheStore | None,
+    journal: Journal | bool = True,
+    resumed_from: str | None = None,
 ) -> State[FlowResult]:
     """Run ``flow``; see ``Flow.run``. Every check on the input happens before any task runs."""
     index = _plan(flow)[1]
@@ -617,7 +663,20 @@ def run_flow(
         from .executors.local import LocalExecutor
 
         executor = LocalExecutor()
+    # Open the stores now: an unsafe home must stop the run before any task runs.
+    if cache_store is None and any(t.cache_for is not None for t in index):
+        cache_store = default_cache_store()
+    if journal is True:
+        journal = default_journal()
     scheduler = _Scheduler(
-        flow, executor, _run_context(flow, values, context), values, seeded, starts, cache_store
+        flow,
+        executor,
+        _run_context(flow, values, context),
+        values,
+        seeded,
+        starts,
+        cache_store,
+        journal or None,
+        resumed_from,
     )
     return scheduler.run()

@@ -82,7 +82,7 @@ class State(Generic[R_co]):
             task is resumed (see ``Flow.run(start_tasks=...)``).
     """
 
-    __slots__ = ("_result", "cached_inputs", "message")
+    __slots__ = ("_result", "cached_inputs", "message", "run_id")
 
     def __init__(
         self,
@@ -96,6 +96,8 @@ class State(Generic[R_co]):
         self.cached_inputs: dict[str, Any] | None = (
             dict(cached_inputs) if cached_inputs is not None else None
         )
+        #: On the state ``flow.run`` returns: the run's id in the run journal.
+        self.run_id: str | None = None
 
     @property
     def result(self) -> R_co:
@@ -171,7 +173,7 @@ class State(Generic[R_co]):
 
     # Pickling is on the hot path of every process hop: one tuple of the slot values, in
     # an order fixed per class.
-    _fields: tuple[str, ...] = ("_result", "cached_inputs", "message")
+    _fields: tuple[str, ...] = ("_result", "cached_inputs", "message", "run_id")
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()

@@ -277,14 +277,16 @@ def _encode_rows(rows: list[TaskResult], names: Mapping[int, str]) -> bytes:
 def _unpicklable(task_name: str, state: State[Any], error: Exception) -> State[Any]:
     result = state.result
     if isinstance(result, BaseException):
-        remote = RemoteTaskError(
-            f"{type(result).__module__}.{type(result).__qualname__}",
-            str(result),
-            "".join(traceback.format_exception(result)),
+        type_name = f"{type(result).__module__}.{type(result).__qualname__}"
+        remote = RemoteTaskError(type_name, str(result), "".join(traceback.format_exception(result)))
+        message = (
+            f"Task {task_name!r}: {state.message} (the {type(result).__qualname__} cannot be "
+            f"pickled to send it back from the worker process: {error!r}; the state's "
+            "result is a RemoteTaskError with its type, text and traceback)"
         )
         if isinstance(state, Failed):
-            return type(state)(state.message, remote)
-        return Failed(state.message, remote)
+            return type(state)(message, remote)
+        return Failed(message, remote)
     return Failed(
         f"Task {task_name!r} returned a {type(result).__qualname__} that cannot be pickled "
         f"to send it back from the worker process: {error!r}",

@@ -1,0 +1,417 @@
+"""The run journal: what every flow run did, kept so it can be read and resumed later.
+
+One SQLite file, ``journal.sqlite`` in the taskloom home (see ``_home``), shared by every
+process of the user. ``flow.run`` records a run when it starts and again when it ends:
+its id, flow, where the flow came from, parameters, times and final state, and for every
+task its final state, message, timings (queued, started, finished), attempt count and
+the worker that ran it. The task outcomes of a run are one row (a signed pickle of plain
+tuples, loaded with an unpickler that refuses every class), written in one transaction at
+the end, so the journal costs about a microsecond per task.
+
+To let a later process resume the run, and nothing more, it also keeps:
+
+- the inputs (``cached_inputs``) of every task left ``Paused``, ``Retrying`` or failed,
+- the results of finished tasks that those tasks, or what they blocked, will need.
+
+Blobs are cloudpickled and signed with the home's HMAC key; one whose signature does not
+match is reported as tampered and never unpickled. A journal that cannot be written (a
+corrupt file, a full disk, a lock held too long) never stops a flow run: the run goes on
+and a warning is logged.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from ._home import Signer, private_file, taskloom_home
+from .errors import TaskloomError
+
+__all__ = ["Journal", "JournalError", "RunRecord", "TaskRecord", "default_journal", "task_records"]
+
+log = logging.getLogger("taskloom.journal")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    flow_name TEXT NOT NULL,
+    source TEXT,
+    parameters BLOB,
+    started REAL NOT NULL,
+    ended REAL,
+    state TEXT NOT NULL,
+    message TEXT,
+    resumed_from TEXT,
+    tasks BLOB
+);
+CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (flow_name, started);
+CREATE TABLE IF NOT EXISTS resume_data (
+    run_id TEXT NOT NULL,
+    task_index INTEGER NOT NULL,
+    inputs BLOB,
+    result BLOB,
+    PRIMARY KEY (run_id, task_index)
+);
+"""
+
+
+class _PlainUnpickler(pickle.Unpickler):
+    """Loads only builtin values: the task outcomes never need a class."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise pickle.UnpicklingError(f"the journal refuses to load {module}.{name}")
+
+
+def _plain_loads(data: bytes) -> Any:
+    return _PlainUnpickler(io.BytesIO(data)).load()
+
+
+class JournalError(TaskloomError):
+    """A run the journal cannot give: unknown, or its stored data is tampered with."""
+
+
+#: The marker of a blob whose signature did not match.
+TAMPERED: Any = type("Tampered", (), {"__repr__": lambda self: "<tampered>"})()
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """One task of a recorded run.
+
+    ``inputs`` is set for tasks left paused, retrying or failed; ``result`` (with
+    ``has_result``) for finished tasks whose result a resume needs. Either is ``TAMPERED``
+    when its signature did not match.
+    """
+
+    index: int
+    name: str
+    state: str
+    message: str | None
+    queued: float | None = None
+    started: float | None = None
+    finished: float | None = None
+    attempts: int = 0
+    worker: str | None = None
+    inputs: dict[str, Any] | None = None
+    result: Any = None
+    has_result: bool = False
+
+    @property
+    def tampered(self) -> bool:
+        """Whether a stored blob of this task failed its signature check."""
+        return self.inputs is TAMPERED or self.result is TAMPERED
+
+
+@dataclass(slots=True)
+class RunRecord:
+    """One recorded flow run; ``tasks`` is filled by ``Journal.load``."""
+
+    run_id: str
+    flow_name: str
+    source: str | None
+    parameters: dict[str, Any]
+    started: float
+    ended: float | None
+    state: str
+    message: str | None
+    resumed_from: str | None = None
+    tasks: list[TaskRecord] = field(default_factory=list)
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end, or None while (or if) it never ended."""
+        return None if self.ended is None else self.ended - self.started
+
+
+def _retrying(call: Any, patience: float = 30.0) -> Any:
+    deadline = time.monotonic() + patience
+    delay = 0.005
+    while True:
+        try:
+            return call()
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(2 * delay, 0.2)
+
+
+class Journal:
+    """The run journal in ``path`` (default ``journal.sqlite`` in the taskloom home).
+
+    Raises:
+        UnsafeHomeError: the taskloom home belongs to another user or others may write to it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        home = taskloom_home()
+        self.path = Path(path) if path is not None else home / "journal.sqlite"
+        self._signer = Signer.for_home(home)
+        self._lock = threading.Lock()
+        self._connection: sqlite3.Connection | None = None
+        self._pid = -1
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r})"
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._connection is None or self._pid != os.getpid():
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_file(self.path)
+            connection = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            try:
+                _retrying(lambda: connection.execute("PRAGMA journal_mode=WAL"))
+                connection.execute("PRAGMA synchronous=NORMAL")
+                _retrying(lambda: connection.executescript(_SCHEMA))
+            except BaseException:
+                connection.close()
+                raise
+            self._connection, self._pid = connection, os.getpid()
+        return self._connection
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            connection = self._connect()
+            _retrying(lambda: connection.execute("BEGIN IMMEDIATE"))
+            try:
+                yield connection
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+            else:
+                connection.execute("COMMIT")
+
+    def _blob(self, value: Any, what: str) -> bytes | None:
+        try:
+            return self._signer.sign(cloudpickle.dumps(value))
+        except Exception as error:
+            log.warning("journal: %s not stored, it cannot be pickled (%r)", what, error)
+            return None
+
+    def _value(self, blob: bytes | None) -> Any:
+        if blob is None:
+            return None
+        payload = self._signer.verify(blob)
+        if payload is None:
+            return TAMPERED
+        return cloudpickle.loads(payload)
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def begin(
+        self,
+        run_id: str,
+        flow_name: str,
+        source: str | None,
+        parameters: Mapping[str, Any],
+        started: float,
+        resumed_from: str | None = None,
+    ) -> bool:
+        """Record that a run started; False (and a warning) if the journal is unusable."""
+        try:
+            params = self._blob(dict(parameters), "parameters")
+            with self._transaction() as connection:
+                connection.execute(
+                    "INSERT INTO runs (run_id, flow_name, source, parameters, started, state, "
+                    "resumed_from) VALUES (?, ?, ?, ?, ?, 'Running', ?)",
+                    (run_id, flow_name, source, params, started, resumed_from),
+                )
+            return True
+        except (sqlite3.Error, OSError) as error:
+            log.warning("journal %s unusable (%s): this run is not recorded", self.path, error)
+            return False
+
+    def finish(
+        self,
+        run_id: str,
+        ended: float,
+        state: str,
+        message: str | None,
+        outcomes: Sequence[Outcome],
+        keep: Sequence[Keep],
+    ) -> None:
+        """Record how a run ended, what each task did, and what a resume needs (one transaction)."""
+        signed = self._signer.sign(pickle.dumps(list(outcomes), protocol=5))
+        blobs = [
+            (
+                run_id,
+                index,
+                None if inputs is None else self._blob(inputs, f"inputs of {name!r}"),
+                self._blob(result, f"result of {name!r}") if has_result else None,
+            )
+            for index, name, inputs, result, has_result in keep
+        ]
+        try:
+            with self._transaction() as connection:
+                connection.execute(
+                    "UPDATE runs SET ended = ?, state = ?, message = ?, tasks = ? WHERE run_id = ?",
+                    (ended, state, message, signed, run_id),
+                )
+                if blobs:
+                    connection.executemany(
+                        "INSERT OR REPLACE INTO resume_data VALUES (?, ?, ?, ?)", blobs
+                    )
+        except (sqlite3.Error, OSError) as error:
+            log.warning("journal %s unusable (%s): run %s is not fully recorded", self.path, error, run_id)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def runs(self, flow_name: str | None = None, limit: int = 20) -> list[RunRecord]:
+        """The most recent runs, newest first (without their tasks)."""
+        query = (
+            "SELECT run_id, flow_name, source, parameters, started, ended, state, message, "
+            "resumed_from FROM runs"
+        )
+        args: tuple[Any, ...] = ()
+        if flow_name is not None:
+            query += " WHERE flow_name = ?"
+            args = (flow_name,)
+        query += " ORDER BY started DESC LIMIT ?"
+        with self._lock:
+            rows = self._connect().execute(query, (*args, limit)).fetchall()
+        return [self._run(row) for row in rows]
+
+    def _run(self, row: Sequence[Any]) -> RunRecord:
+        parameters = self._value(row[3])
+        if parameters is TAMPERED:
+            raise JournalError(f"run {row[0]}: its stored parameters are tampered with")
+        return RunRecord(
+            run_id=row[0],
+            flow_name=row[1],
+            source=row[2],
+            parameters=parameters or {},
+            started=row[4],
+            ended=row[5],
+            state=row[6],
+            message=row[7],
+            resumed_from=row[8],
+        )
+
+    def load(self, run_id: str) -> RunRecord:
+        """A run with its tasks.
+
+        Raises:
+            JournalError: no run has this id (a unique prefix of one is accepted), or its
+                task outcomes are tampered with.
+        """
+        with self._lock:
+            connection = self._connect()
+            rows = connection.execute(
+                "SELECT run_id, flow_name, source, parameters, started, ended, state, message, "
+                "resumed_from, tasks FROM runs WHERE run_id = ? OR run_id LIKE ? LIMIT 2",
+                (run_id, run_id.replace("%", "") + "%"),
+            ).fetchall()
+            if len(rows) != 1:
+                why = "no run has" if not rows else "more than one run starts with"
+                raise JournalError(f"{why} the id {run_id!r} in the journal {self.path}")
+            blobs = connection.execute(
+                "SELECT task_index, inputs, result FROM resume_data WHERE run_id = ?",
+                (rows[0][0],),
+            ).fetchall()
+        record = self._run(rows[0])
+        signed = rows[0][9]
+        if signed is not None:
+            payload = self._signer.verify(signed)
+            if payload is None:
+                raise JournalError(f"run {record.run_id}: its task outcomes are tampered with")
+            for t in _plain_loads(payload):
+                record.tasks.append(TaskRecord(*t))
+        by_index = {t.index: t for t in record.tasks}
+        for index, inputs, result in blobs:
+            task = by_index.get(index)
+            if task is not None:
+                task.inputs = self._value(inputs)
+                task.result = self._value(result)
+                task.has_result = result is not None
+        return record
+
+    def close(self) -> None:
+        """Close this process's connection (it reopens on next use)."""
+        with self._lock:
+            if self._connection is not None and self._pid == os.getpid():
+                self._connection.close()
+            self._connection = None
+
+
+_defaults: dict[Path, Journal] = {}
+_defaults_lock = threading.Lock()
+
+
+def default_journal() -> Journal:
+    """The journal of the current taskloom home, one per process (its connection is reused)."""
+    home = taskloom_home()
+    with _defaults_lock:
+        journal = _defaults.get(home)
+        if journal is None:
+            journal = _defaults[home] = Journal()
+        return journal
+
+
+#: Outcomes a resume runs again (with the inputs of their last attempt), and what never
+#: ran (which runs again after them).
+_ATTEMPTED_AGAIN = ("Paused", "Retrying", "Failed", "TimedOut")
+_RERUN = (*_ATTEMPTED_AGAIN, "Pending", "Running", "Scheduled", "Resume")
+
+
+#: A task's outcome as recorded: index, name, state, message, queued, started, finished,
+#: attempts, worker (the fields of ``TaskRecord``, in order).
+Outcome = tuple[int, str, str, "str | None", "float | None", "float | None", "float | None", int, "str | None"]
+#: What a resume needs of a task: index, name, inputs (or None), result, whether to keep it.
+Keep = tuple[int, str, "dict[str, Any] | None", Any, bool]
+
+
+def task_records(
+    names: Sequence[str],
+    states: Sequence[Any],
+    inputs: Mapping[int, Mapping[str, Any]],
+    attempts: Sequence[int],
+    timings: Sequence[tuple[float | None, float | None, float | None, str | None]],
+    upstream: Sequence[Sequence[int]],
+    downstream: Sequence[Sequence[int]],
+) -> tuple[list[Outcome], list[Keep]]:
+    """What to record of each task: its outcome, and only what a resume will need.
+
+    A resume runs again the tasks left paused, retrying or failed (with their stored
+    inputs) and everything downstream of them; so it needs those inputs, and the results
+    of finished tasks outside that set that feed into it.
+    """
+    kinds = [type(state).__name__ for state in states]
+    again = [kind in _RERUN for kind in kinds]
+    stack = [i for i, flag in enumerate(again) if flag]
+    while stack:
+        for d in downstream[stack.pop()]:
+            if not again[d]:
+                again[d] = True
+                stack.append(d)
+    outcomes: list[Outcome] = []
+    keep: list[Keep] = []
+    for i, state in enumerate(states):
+        message = None if state.message is None else str(state.message)
+        queued, started, finished, worker = timings[i]
+        outcomes.append(
+            (i, names[i], kinds[i], message, queued, started, finished, attempts[i], worker)
+        )
+        if again[i]:
+            if kinds[i] in _ATTEMPTED_AGAIN:
+                stored = dict(inputs.get(i) or state.cached_inputs or {})
+                keep.append((i, names[i], stored, None, False))
+            continue
+        if any(again[d] for d in downstream[i]):
+            keep.append((i, names[i], None, state.result, True))
+    return outcomes, keep
