@@ -1,0 +1,365 @@
+"""Fault containment of ``LokyExecutor``, on a real loky pool (no mocks).
+
+A task that kills its worker, that cannot be pickled, that times out in C code, fails
+alone: the tasks around it end ``Success``, the flow run returns its states and the pool
+serves the next run. See the reliability catalogue, sections 8.A-8.C.
+
+The tasks are module-level functions: cloudpickle sends them by reference and the workers
+import ``tests.test_loky_faults`` (loky gives them the parent's ``sys.path``).
+Tests that interrupt or kill the parent process are in ``test_loky_process.py``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped, unused-ignore]
+import pytest
+
+from taskloom import Flow, task
+from taskloom.executors import LokyExecutor
+from taskloom.states import Failed, Success, TimedOut
+
+from ._helpers import kind, lines, record
+
+pytestmark = pytest.mark.timeout(60)
+
+WORKERS = 2
+
+
+# -- tasks (module level, so the workers import them by reference) ----------------------------
+
+
+@task
+def pid_of_worker() -> int:
+    return os.getpid()
+
+
+@task
+def rendezvous(folder: str, count: int) -> int:
+    """Wait (at most 10 s) until ``count`` runs of this task are running at once: their
+    PIDs are then ``count`` different workers. Returns this worker's PID."""
+    pid = os.getpid()
+    Path(folder, str(pid)).touch()
+    deadline = time.monotonic() + 10.0
+    while len(os.listdir(folder)) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pid
+
+
+@task
+def sleeper(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@task
+def sigkill_self() -> int:
+    time.sleep(0.15)  # let the sleepers start: they are in flight when this worker dies
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+@task
+def exit_3() -> int:
+    time.sleep(0.15)
+    os._exit(3)
+
+
+@task
+def segfault() -> int:
+    time.sleep(0.15)
+    return len(ctypes.string_at(0))
+
+
+@task
+def takes_anything(value: object) -> str:
+    return type(value).__name__
+
+
+@task
+def returns_lock() -> threading.Lock:
+    return threading.Lock()
+
+
+def _numbers() -> Iterator[int]:
+    yield 1
+
+
+@task
+def returns_generator() -> Iterator[int]:
+    return _numbers()
+
+
+class NeedsArgsError(Exception):
+    """An exception whose ``__init__`` needs two arguments: it pickles, but does not unpickle."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"code={code} detail={detail}")
+        self.code = code
+        self.detail = detail
+
+
+class HoldsLockError(Exception):
+    """An exception with an attribute that cannot be pickled."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.lock = threading.Lock()
+
+
+@task
+def raises_needs_args() -> int:
+    raise NeedsArgsError(500, "boom")
+
+
+@task
+def raises_holds_lock() -> int:
+    raise HoldsLockError("holding a lock")
+
+
+@task(timeout=0.5)
+def sleeps_past_timeout() -> int:
+    time.sleep(10)
+    return 0
+
+
+@task(timeout=0.5)
+def c_loop_past_timeout(path: str) -> int:
+    record(path, str(os.getpid()))
+    # One C call (sum over a range): no bytecode boundary, so SIGALRM's Python handler
+    # never runs; only killing the worker stops it. Takes tens of seconds otherwise.
+    return sum(range(3 * 10**9))
+
+
+@task
+def logs_twice() -> int:
+    logger = logging.getLogger("user")
+    logger.warning("hello %s", 1)
+    logger.warning("hello %s", 2)
+    return os.getpid()
+
+
+@task
+def writes(path: str) -> str:
+    record(path, "ran")
+    return "ran"
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def worker_pids(tmp_path: Path, label: str) -> set[int]:
+    """The PIDs of the pool's workers, from a run where each of them runs a task at once."""
+    folder = tmp_path / f"rendezvous-{label}"
+    folder.mkdir()
+    with Flow(f"pids-{label}") as flow:
+        for _ in range(WORKERS):
+            rendezvous(str(folder), WORKERS)
+    state = flow.run(executor=LokyExecutor(max_workers=WORKERS))
+    assert state.is_successful(), state.result
+    pids = {s.result for s in state.result.values()}
+    assert len(pids) == WORKERS, pids
+    return pids
+
+
+def assert_pool_works() -> None:
+    """A run on a new ``LokyExecutor`` succeeds (the pool recovered or was never broken)."""
+    with Flow("after") as flow:
+        a = pid_of_worker()
+        b = sleeper(0.01)
+    started = time.monotonic()
+    state = flow.run(executor=LokyExecutor(max_workers=WORKERS))
+    assert kind(state) == "Success", state.result
+    assert kind(state.result[a]) == "Success" and kind(state.result[b]) == "Success"
+    assert isinstance(state.result[a].result, int) and state.result[a].result != os.getpid()
+    assert time.monotonic() - started < 10.0
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live process (a zombie, dead but not reaped, is not)."""
+    try:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+# -- 1. a worker that dies fails only its own task ---------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("crasher", "cause"),
+    [(sigkill_self, "SIGKILL(-9)"), (exit_3, "EXIT(3)"), (segfault, "SIGSEGV(-11)")],
+    ids=["sigkill", "os-exit-3", "segfault"],
+)
+def test_worker_death_fails_only_its_task(crasher: Any, cause: str) -> None:
+    with Flow("worker-death") as flow:
+        crash = crasher()
+        slow = sleeper(0.5)
+        quick = sleeper(0.3)
+    started = time.monotonic()
+    state = flow.run(executor=LokyExecutor(max_workers=WORKERS))
+    elapsed = time.monotonic() - started
+
+    states = state.result
+    assert set(states) == set(flow.tasks)  # the run returned every task's state
+    assert isinstance(states[crash], Failed), states[crash]
+    message = states[crash].message or ""
+    assert crasher.name in message and cause in message, message
+    assert isinstance(states[slow], Success), states[slow]
+    assert isinstance(states[quick], Success), states[quick]
+    assert kind(state) == "Failed"
+    assert elapsed < 20.0
+    assert_pool_works()
+
+
+# -- 2. what cannot be pickled fails only its task; the pool stays up ---------------------------
+
+
+def test_unpicklable_input_result_and_exceptions_fail_only_their_tasks(tmp_path: Path) -> None:
+    before = worker_pids(tmp_path, "before")
+    with Flow("unpicklable") as flow:
+        lock_input = takes_anything(threading.Lock())
+        lock_result = returns_lock()
+        generator_result = returns_generator()
+        needs_args = raises_needs_args()
+        holds_lock = raises_holds_lock()
+        sibling = pid_of_worker()
+    state = flow.run(executor=LokyExecutor(max_workers=WORKERS))
+    states = state.result
+    assert set(states) == set(flow.tasks)
+    assert kind(state) == "Failed"
+
+    # the sibling ran on the same pool
+    assert isinstance(states[sibling], Success), states[sibling]
+    assert states[sibling].result in before
+
+    expected = {
+        lock_input: ("takes_anything", "lock"),
+        lock_result: ("returns_lock", "lock"),
+        generator_result: ("returns_generator", "generator"),
+        needs_args: ("raises_needs_args", None),
+        holds_lock: ("raises_holds_lock", None),
+    }
+    problems = []
+    for handle, (name, type_name) in expected.items():
+        got = states[handle]
+        message = got.message or ""
+        if not isinstance(got, Failed):
+            problems.append(f"{name}: {kind(got)} {message!r}")
+        elif name not in message or (type_name is not None and type_name not in message):
+            problems.append(f"{name}: message {message!r} lacks {name!r} / {type_name!r}")
+    # the exceptions keep their type name and text
+    for handle, (type_name, text) in {
+        needs_args: ("NeedsArgsError", "code=500 detail=boom"),
+        holds_lock: ("HoldsLockError", "holding a lock"),
+    }.items():
+        error = states[handle].result
+        if type_name not in repr(error) and type_name not in getattr(error, "type_name", ""):
+            problems.append(f"{type_name}: result {error!r} lost the type name")
+        if text not in str(error):
+            problems.append(f"{type_name}: result {error!r} lost the text {text!r}")
+    assert not problems, "\n".join(problems)
+
+    # the pool was never broken: the same workers serve the next run
+    assert worker_pids(tmp_path, "after") == before
+
+
+# -- 3. timeouts stop the task, also in C code ------------------------------------------------
+
+
+def test_timeout_interrupts_sleep(tmp_path: Path) -> None:
+    before = worker_pids(tmp_path, "before")  # also warms the pool up
+    with Flow("timeout-sleep") as flow:
+        stuck = sleeps_past_timeout()
+    started = time.monotonic()
+    state = flow.run(executor=LokyExecutor(max_workers=WORKERS))
+    elapsed = time.monotonic() - started
+    assert isinstance(state.result[stuck], TimedOut), state.result[stuck]
+    assert 0.45 <= elapsed < 2.0, elapsed  # SIGALRM at 0.5 s, not the hard kill at 3 s
+    # stopped inside the worker: the pool was not killed
+    assert worker_pids(tmp_path, "after") == before
+
+
+@pytest.mark.slow
+def test_timeout_kills_a_task_stuck_in_c_code(tmp_path: Path) -> None:
+    path = str(tmp_path / "ran.txt")
+    stuck_pid_file = str(tmp_path / "stuck.pid")
+    with Flow("timeout-c-loop") as flow:
+        stuck = c_loop_past_timeout(stuck_pid_file)
+        independent = sleeper(0.3)
+        also = writes(path)
+    started = time.monotonic()
+    state = flow.run(executor=LokyExecutor(max_workers=WORKERS))
+    elapsed = time.monotonic() - started
+    assert isinstance(state.result[stuck], TimedOut), state.result[stuck]
+    assert elapsed < 8.0, elapsed
+    assert isinstance(state.result[independent], Success), state.result[independent]
+    assert isinstance(state.result[also], Success), state.result[also]
+    assert lines(path)  # it ran (maybe twice: bystanders of a killed pool may re-run)
+    # stopped for real: the worker that was stuck in C is gone (killed with its pool)
+    [stuck_pid] = map(int, lines(stuck_pid_file))
+    assert not alive(stuck_pid), f"worker {stuck_pid} still runs the timed-out task"
+    assert_pool_works()
+
+
+# -- 6. logs from workers reach the parent's handlers -----------------------------------------
+
+
+def test_worker_logs_reach_parent_handlers(caplog: pytest.LogCaptureFixture) -> None:
+    with Flow("logs") as flow:
+        t = logs_twice()
+    with caplog.at_level(logging.WARNING, logger="user"):
+        state = flow.run(executor=LokyExecutor(max_workers=WORKERS))
+    assert state.is_successful(), state.result
+    worker_pid = state.result[t].result
+    records = [r for r in caplog.records if r.name == "user"]
+    assert [r.getMessage() for r in records] == ["hello 1", "hello 2"]
+    for r in records:
+        assert getattr(r, "task_name", None) == "logs_twice"
+        assert r.levelno == logging.WARNING
+        assert r.process == worker_pid != os.getpid()  # emitted in the worker
+
+
+# -- 7. the pool is reused across runs ---------------------------------------------------------
+
+
+def test_pool_is_reused_across_runs(tmp_path: Path) -> None:
+    first = worker_pids(tmp_path, "first")
+    second = worker_pids(tmp_path, "second")
+    assert first == second
+
+
+# -- 8. bad configuration is refused early -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"), [(0, "0"), ("2", "'2'"), (-1, "-1"), (1.5, "1.5")], ids=["0", "str", "neg", "float"]
+)
+def test_max_workers_must_be_a_whole_number(value: object, shown: str) -> None:
+    bad: Any = value
+    with pytest.raises(ValueError, match="max_workers") as raised:
+        LokyExecutor(max_workers=bad)
+    assert shown in str(raised.value)
+
+
+def test_unpicklable_context_value_is_refused_before_any_task(tmp_path: Path) -> None:
+    path = str(tmp_path / "ran.txt")
+    with Flow("bad-context") as flow:
+        writes(path)
+    with pytest.raises(ValueError, match="'lock'"):
+        flow.run(context={"lock": threading.Lock()}, executor=LokyExecutor(max_workers=WORKERS))
+    assert lines(path) == []
+    # the same flow runs with a picklable context
+    state = flow.run(context={"lock": "fine"}, executor=LokyExecutor(max_workers=WORKERS))
+    assert state.is_successful(), state.result
+    assert lines(path) == ["ran"]

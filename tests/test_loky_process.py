@@ -1,0 +1,309 @@
+"""``LokyExecutor`` seen from outside: a flow run in a child interpreter that is interrupted
+or killed, and task code that only exists in that interpreter's ``__main__``.
+
+Each test writes a script to ``tmp_path`` and runs it with ``sys.executable`` in a session
+of its own (so a signal to its process group never reaches pytest). Its output goes to
+files, not pipes: a leaked worker would keep a pipe open. Every process a test starts,
+directly or through the flow, is killed by PID in a ``finally``, so a failing test leaks
+nothing. See the reliability catalogue, sections 2.3, 7.3 and 8.D.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil  # type: ignore[import-untyped, unused-ignore]
+import pytest
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+
+#: How long the parent may take to exit after the signal.
+EXIT_WITHIN = 5.0
+#: How long its workers and their children may outlive it.
+ORPHANS_GONE_WITHIN = 3.0
+#: After SIGKILL of the parent (the workers' watchdog polls every 0.5 s).
+ORPHANS_GONE_AFTER_SIGKILL = 5.0
+
+LONG_FLOW = textwrap.dedent(
+    """
+    import os
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from taskloom import Flow, task
+    from taskloom.executors import LokyExecutor
+
+    FOLDER = Path(sys.argv[1])
+
+
+    def long_task(label: str) -> int:
+        grandchild = subprocess.Popen(["sleep", "300"])
+        tmp = FOLDER / f"{label}.tmp"
+        tmp.write_text(f"{os.getpid()} {grandchild.pid}")
+        os.replace(tmp, FOLDER / f"{label}.pids")  # appears whole
+        time.sleep(300)
+        return 0
+
+
+    if __name__ == "__main__":
+        with Flow("long") as flow:
+            task(name="long_a")(long_task)("a")
+            task(name="long_b")(long_task)("b")
+        state = flow.run(executor=LokyExecutor(max_workers=2))
+        print("finished", type(state).__name__, flush=True)
+    """
+)
+
+
+def alive(process: Any) -> bool:
+    """Whether a ``psutil.Process`` still runs (a zombie, dead but not reaped, does not)."""
+    try:
+        return bool(process.is_running() and process.status() != psutil.STATUS_ZOMBIE)
+    except psutil.NoSuchProcess:
+        return False
+
+
+def wait_gone(processes: list[Any], within: float) -> list[Any]:
+    """Poll until none of ``processes`` runs or ``within`` seconds pass; the survivors."""
+    deadline = time.monotonic() + within
+    while True:
+        survivors = [p for p in processes if alive(p)]
+        if not survivors or time.monotonic() >= deadline:
+            return survivors
+        time.sleep(0.05)
+
+
+def describe(processes: list[Any]) -> str:
+    found = []
+    for p in processes:
+        try:
+            found.append(f"{p.pid} {' '.join(p.cmdline())[:120]!r}")
+        except psutil.Error:
+            found.append(str(p.pid))
+    return "; ".join(found)
+
+
+class Child:
+    """A script run in its own session, with everything it started tracked by PID."""
+
+    def __init__(self, folder: Path, source: str) -> None:
+        self.folder = folder
+        script = folder / "script.py"
+        script.write_text(source, encoding="utf-8")
+        self.out = folder / "stdout.txt"
+        self.err = folder / "stderr.txt"
+        with open(self.out, "wb") as out, open(self.err, "wb") as err:
+            self.popen = subprocess.Popen(
+                [sys.executable, str(script), str(folder)],
+                cwd=folder,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+            )
+        self.process = psutil.Process(self.popen.pid)
+        self.tracked: list[Any] = []
+
+    def track(self, pids: Iterator[int] | list[int]) -> None:
+        for pid in pids:
+            try:
+                self.tracked.append(psutil.Process(pid))
+            except psutil.NoSuchProcess:
+                pass
+
+    def track_descendants(self) -> list[Any]:
+        """Every process the script has started so far (workers, their children, loky's
+        resource tracker); tracked for the final clean-up."""
+        descendants: list[Any] = self.process.children(recursive=True)
+        self.tracked.extend(descendants)
+        return descendants
+
+    def output(self) -> str:
+        return (
+            f"exit code {self.popen.returncode}\n"
+            f"--- stdout\n{self.out.read_text(errors='replace')}"
+            f"--- stderr\n{self.err.read_text(errors='replace')[-3000:]}"
+        )
+
+    def kill_everything(self) -> None:
+        """Kill by PID what is left of the script and what it started (never by name)."""
+        for p in [self.process, *self.tracked]:
+            try:
+                if p.is_running():
+                    p.kill()
+            except psutil.Error:
+                pass
+        try:
+            self.popen.wait(timeout=10)
+        except subprocess.TimeoutExpired:  # pragma: no cover
+            pass
+
+
+@pytest.fixture
+def child_factory(tmp_path: Path) -> Iterator[Any]:
+    children: list[Child] = []
+
+    def start(source: str) -> Child:
+        child = Child(tmp_path, source)
+        children.append(child)
+        return child
+
+    try:
+        yield start
+    finally:
+        for child in children:
+            child.kill_everything()
+
+
+def wait_for_tasks(child: Child, labels: list[str], within: float = 30.0) -> list[int]:
+    """Poll (with a deadline) until every long task has written its worker's and its
+    grandchild's PIDs; return them all."""
+    deadline = time.monotonic() + within
+    files = [child.folder / f"{label}.pids" for label in labels]
+    while not all(f.exists() for f in files):
+        if child.popen.poll() is not None:
+            pytest.fail(f"the script ended before its tasks started\n{child.output()}")
+        if time.monotonic() >= deadline:
+            pytest.fail(f"the tasks did not start within {within} s\n{child.output()}")
+        time.sleep(0.05)
+    pids = [int(pid) for f in files for pid in f.read_text().split()]
+    child.track(pids)
+    return pids
+
+
+def interrupt_and_check(child: Child, send: Any, *, gone_within: float) -> None:
+    """Wait for the long tasks, ``send`` a signal, then check that the parent exits and
+    that no worker, grandchild or other descendant of it is left."""
+    recorded = wait_for_tasks(child, ["a", "b"])
+    workers = set(recorded[0::2])
+    assert len(workers) == 2, recorded  # two workers, one long task each
+    descendants = child.track_descendants()
+    assert set(recorded) <= {p.pid for p in descendants}, (recorded, describe(descendants))
+
+    send()
+    exited_at = time.monotonic()
+    try:
+        child.popen.wait(timeout=EXIT_WITHIN)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the parent did not exit within {EXIT_WITHIN} s of the signal")
+    assert "finished" not in child.out.read_text(), child.output()
+
+    tracked = [p for p in child.tracked if p.pid in recorded]
+    survivors = wait_gone(tracked, gone_within - (time.monotonic() - exited_at))
+    assert not survivors, (
+        f"workers / grandchildren still alive {gone_within} s after the parent died: "
+        f"{describe(survivors)}\n{child.output()}"
+    )
+    others = wait_gone(descendants, 1.0)
+    assert not others, f"other descendants still alive: {describe(others)}\n{child.output()}"
+
+
+# -- 4. interrupts and termination of the parent ------------------------------------------------
+
+
+def test_sigint_to_parent_only_stops_workers_and_grandchildren(child_factory: Any) -> None:
+    child = child_factory(LONG_FLOW)
+    interrupt_and_check(
+        child, lambda: os.kill(child.popen.pid, signal.SIGINT), gone_within=ORPHANS_GONE_WITHIN
+    )
+    assert child.popen.returncode != 0
+    assert "KeyboardInterrupt" in child.err.read_text(), child.output()
+
+
+def test_sigterm_to_parent_stops_workers_and_grandchildren(child_factory: Any) -> None:
+    child = child_factory(LONG_FLOW)
+    interrupt_and_check(
+        child, lambda: os.kill(child.popen.pid, signal.SIGTERM), gone_within=ORPHANS_GONE_WITHIN
+    )
+    assert child.popen.returncode in (128 + signal.SIGTERM, -signal.SIGTERM), child.output()
+
+
+def test_sigint_to_process_group_stops_everything(child_factory: Any) -> None:
+    child = child_factory(LONG_FLOW)
+    # the script leads its own session and process group (start_new_session=True)
+    assert os.getpgid(child.popen.pid) == child.popen.pid != os.getpgid(0)
+    interrupt_and_check(
+        child, lambda: os.killpg(child.popen.pid, signal.SIGINT), gone_within=ORPHANS_GONE_WITHIN
+    )
+    assert child.popen.returncode != 0
+
+
+def test_sigkill_of_parent_leaves_no_orphans(child_factory: Any) -> None:
+    child = child_factory(LONG_FLOW)
+    interrupt_and_check(
+        child,
+        lambda: os.kill(child.popen.pid, signal.SIGKILL),
+        gone_within=ORPHANS_GONE_AFTER_SIGKILL,
+    )
+    assert child.popen.returncode == -signal.SIGKILL
+
+
+# -- 5. task code defined in __main__, as closures and as lambdas ------------------------------
+
+MAIN_TASKS = textwrap.dedent(
+    """
+    import os
+
+    from taskloom import Flow, task
+    from taskloom.executors import LokyExecutor
+
+
+    @task
+    def source() -> int:
+        return 5
+
+
+    def square(x: int) -> tuple[int, int]:
+        return x * x, os.getpid()
+
+
+    def make_adder(n: int):
+        def add(x: int) -> tuple[int, int]:
+            return x + n, os.getpid()
+        return add
+
+
+    if __name__ == "__main__":
+        with Flow("main-tasks") as flow:
+            five = source()
+            task(name="square")(square)(five)
+            task(name="add_3")(make_adder(3))(five)
+            task(name="double")(lambda x: (x * 2, os.getpid()))(five)
+            task(name="plain_lambda")(lambda: "lambda ran")()
+        state = flow.run(executor=LokyExecutor(max_workers=2))
+        for t, s in sorted(state.result.items(), key=lambda item: item[0].name):
+            value = s.result
+            if isinstance(value, tuple):
+                value, pid = value
+                value = f"{value} in-worker={pid != os.getpid()}"
+            print(t.name, type(s).__name__, value, flush=True)
+        print("flow", type(state).__name__, flush=True)
+    """
+)
+
+
+def test_tasks_from_main_closures_and_lambdas_run_in_workers(child_factory: Any) -> None:
+    child = child_factory(MAIN_TASKS)
+    try:
+        child.popen.wait(timeout=45)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the script did not finish within 45 s\n{child.output()}")
+    assert child.popen.returncode == 0, child.output()
+    assert child.out.read_text().splitlines() == [
+        "add_3 Success 8 in-worker=True",
+        "double Success 10 in-worker=True",
+        "plain_lambda Success lambda ran",
+        "source Success 5",
+        "square Success 25 in-worker=True",
+        "flow Success",
+    ], child.output()
