@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from .caching import CacheStore
     from .executors.base import Executor
     from .journal import Journal
+    from .progress import RunObserver
     from .runner import FlowResult
 
 __all__ = ["Flow"]
@@ -324,6 +325,7 @@ class Flow:
         start_tasks: Iterable[object] | None = None,
         cache_store: CacheStore | None = None,
         journal: Journal | bool = True,
+        progress: RunObserver | bool = False,
     ) -> State[FlowResult]:
         """Run the flow and return its final state.
 
@@ -340,6 +342,8 @@ class Flow:
                 under ``TASKLOOM_HOME`` or the user's cache directory).
             journal: where the run is recorded (default: the run journal under
                 ``TASKLOOM_HOME``, see ``taskloom.journal``); ``False`` records nothing.
+            progress: ``True`` shows progress on stderr (``TerminalProgress``); or any
+                ``RunObserver`` to be told as tasks change state.
 
         Returns:
             ``Success`` when every reference task succeeded, ``Failed`` when one failed,
@@ -365,4 +369,5 @@ class Flow:
             start_tasks=start_tasks,
             cache_store=cache_store,
             journal=journal,
+            progress=progress,
         )

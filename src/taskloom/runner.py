@@ -56,6 +56,7 @@ from .errors import FlowDefinitionError
 from .executors.base import DeferredResult, Executor, resolve_deferred
 from .flow import Flow, _tasks_in
 from .journal import Journal, default_journal, task_records
+from .progress import RunObserver, TerminalProgress
 from .signals import TaskloomSignal
 from .states import (
     Cached,
@@ -84,6 +85,8 @@ SKIP_MESSAGE = (
     "consider changing `skip_on_upstream_skip=False` for this task."
 )
 NOT_RUN_MESSAGE = "Task not run."
+#: What observers are told when a task is handed to the executor.
+_RUNNING: State[Any] = Running("Task handed to the executor.")
 
 
 @dataclass(slots=True)
@@ -246,8 +249,10 @@ class _Scheduler:
         cache_store: CacheStore | None,
         journal: Journal | None = None,
         resumed_from: str | None = None,
+        observer: RunObserver | None = None,
     ) -> None:
         self.flow = flow
+        self.observer = observer
         self.journal = journal
         self.resumed_from = resumed_from
         self.nodes, self.index = _plan(flow)
@@ -316,6 +321,8 @@ class _Scheduler:
             ):
                 journal = None
             token = enter(self.run_context)
+            if self.observer is not None:
+                self.observer.run_started(self.flow.name, run_id, len(self.nodes))
             try:
                 self._loop()
                 self._materialize()
@@ -327,6 +334,8 @@ class _Scheduler:
         state.run_id = run_id
         if journal is not None:
             self._record(journal, run_id, state)
+        if self.observer is not None:
+            self.observer.run_finished(state)
         return state
 
     def _record(self, journal: Journal, run_id: str, state: State[FlowResult]) -> None:
@@ -374,6 +383,9 @@ class _Scheduler:
                 if chain:
                     run.then = chain
                     self.chains[run.key] = chain
+        if self.observer is not None:
+            for run in batch:
+                self.observer.task_changed(run.key, run.task.name, _RUNNING)
         self.executor.submit(batch)
         self.in_flight += len(batch)
 
@@ -548,6 +560,8 @@ class _Scheduler:
 
     def _schedule(self, i: int, state: State[Any], start_time: _dt.datetime | None) -> None:
         self.states[i] = state
+        if self.observer is not None:
+            self.observer.task_changed(i, self.nodes[i].task.name, state)
         delay = 0.0
         if start_time is not None:
             delay = (start_time - _dt.datetime.now(_dt.timezone.utc)).total_seconds()
@@ -557,6 +571,8 @@ class _Scheduler:
         """Record a decided or returned state: finished, or paused until resumed."""
         if isinstance(state, Paused):
             self.states[i] = state
+            if self.observer is not None and state.start_time is None:
+                self.observer.task_changed(i, self.nodes[i].task.name, state)
             if state.start_time is not None:  # PAUSE(start_time=...) resumes by itself
                 self.inputs[i] = state.cached_inputs or {}
                 self._schedule(i, state, state.start_time)
@@ -566,6 +582,8 @@ class _Scheduler:
     def _finish(self, i: int, state: State[Any]) -> None:
         self.states[i] = state
         self.finished[i] = True
+        if self.observer is not None:
+            self.observer.task_changed(i, self.nodes[i].task.name, state)
         waiting, runnable, ready = self.waiting, self.runnable, self.ready
         for d in self.nodes[i].downstream:
             waiting[d] -= 1
@@ -627,6 +645,7 @@ def run_flow(
     cache_store: CacheStore | None,
     journal: Journal | bool = True,
     resumed_from: str | None = None,
+    progress: RunObserver | bool = False,
 ) -> State[FlowResult]:
     """Run ``flow``; see ``Flow.run``. Every check on the input happens before any task runs."""
     index = _plan(flow)[1]
@@ -678,5 +697,6 @@ def run_flow(
         cache_store,
         journal or None,
         resumed_from,
+        TerminalProgress() if progress is True else (progress or None),
     )
     return scheduler.run()
