@@ -328,6 +328,13 @@ class _Scheduler:
                 self._materialize()
             finally:
                 leave(token)
+        except BaseException as error:
+            # Interrupted (Ctrl-C, SIGTERM, a task's SystemExit on LocalExecutor): keep in
+            # the journal what did finish, so the run does not read "Running" for ever.
+            if journal is not None and isinstance(error, (KeyboardInterrupt, SystemExit)):
+                interrupted = Failed(f"Run interrupted: {error!r}", self._flow_state().result)
+                self._record(journal, run_id, interrupted)
+            raise
         finally:
             self.executor.end()
         state = self._flow_state()
