@@ -43,6 +43,9 @@ __all__ = ["Journal", "JournalError", "RunRecord", "TaskRecord", "default_journa
 
 log = logging.getLogger("taskloom.journal")
 
+#: Bumped when the tables change; a file of another version is moved aside.
+SCHEMA_VERSION = 1
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -169,19 +172,44 @@ class Journal:
     def _connect(self) -> sqlite3.Connection:
         if self._connection is None or self._pid != os.getpid():
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            private_file(self.path)
-            connection = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            try:
-                _retrying(lambda: connection.execute("PRAGMA journal_mode=WAL"))
-                connection.execute("PRAGMA synchronous=NORMAL")
-                _retrying(lambda: connection.executescript(_SCHEMA))
-            except BaseException:
+            connection = self._open()
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if version != SCHEMA_VERSION and (tables or version):
+                # Written by another version of taskloom: keep it, aside, and start anew
+                # rather than fail every run.
                 connection.close()
-                raise
+                aside = self.path.with_name(f"{self.path.name}.v{version}-{int(time.time())}")
+                os.replace(self.path, aside)
+                for suffix in ("-wal", "-shm"):
+                    if os.path.exists(f"{self.path}{suffix}"):
+                        os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+                log.warning(
+                    "journal %s has schema version %d, not %d: moved it to %s and started a "
+                    "new one", self.path, version, SCHEMA_VERSION, aside,
+                )
+                connection = self._open()
             self._connection, self._pid = connection, os.getpid()
         return self._connection
+
+    def _open(self) -> sqlite3.Connection:
+        private_file(self.path)
+        connection = sqlite3.connect(
+            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+        )
+        try:
+            _retrying(lambda: connection.execute("PRAGMA journal_mode=WAL"))
+            connection.execute("PRAGMA synchronous=NORMAL")
+            if not connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                _retrying(
+                    lambda: connection.executescript(
+                        f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                    )
+                )
+        except BaseException:
+            connection.close()
+            raise
+        return connection
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:

@@ -438,6 +438,7 @@ class LokyExecutor:
         self._ready: list[TaskResult] = []
         self._header = b""
         self._template_ids: dict[Task[Any, Any], int] = {}
+        self._task_templates: dict[Task[Any, Any], int] = {}
         self._template_blobs: dict[int, bytes] = {}
         self._names: dict[int, str] = {}
         self._shared: list[str] = []
@@ -452,6 +453,7 @@ class LokyExecutor:
     def begin(self, run_context: Mapping[str, Any]) -> None:
         self._header = _check_context(run_context)
         self._template_ids = {}
+        self._task_templates = {}
         self._template_blobs = {}
         self._names = {}
         self._log_level = logging.getLogger().getEffectiveLevel()
@@ -544,6 +546,9 @@ class LokyExecutor:
 
     def _template_id(self, task: Task[Any, Any]) -> int:
         """The id of the task's template in this run, pickling the template on first sight."""
+        known = self._task_templates.get(task)
+        if known is not None:
+            return known
         template = task.__dict__.get("_template")
         if template is None or not _same_options(task, template):
             template = task
@@ -552,6 +557,7 @@ class LokyExecutor:
             tid = len(self._template_ids)
             self._template_blobs[tid] = cloudpickle.dumps(template)
             self._template_ids[template] = tid
+        self._task_templates[task] = tid
         return tid
 
     def _wire(self, run: TaskRun, blobs: dict[int, bytes]) -> _WireRun:
