@@ -268,6 +268,17 @@ class SQLiteCacheStore:
             ).fetchall()
         return [row[0] for row in rows]
 
+    def entries(self) -> list[tuple[str, int, float]]:
+        """Every key that has entries, by key: ``(key, unexpired entries, when the newest
+        entry was stored)`` (seconds since the epoch). Reads no payload, so it is cheap."""
+        with self._lock:
+            rows = self._connect().execute(
+                "SELECT cache_key, SUM(expires IS NULL OR expires > ?), MAX(created) "
+                "FROM cache_entries GROUP BY cache_key ORDER BY cache_key",
+                (time.time(),),
+            ).fetchall()
+        return [(key, int(count), float(newest)) for key, count, newest in rows]
+
     def clear(self, key: str | None = None) -> None:
         with self._transaction() as connection:
             if key is None:

@@ -131,6 +131,9 @@ class RunRecord:
     message: str | None
     resumed_from: str | None = None
     tasks: list[TaskRecord] = field(default_factory=list)
+    #: Whether a stored blob of the run (its parameters or task outcomes) failed its
+    #: signature check; such a blob is never unpickled.
+    tampered: bool = False
 
     @property
     def duration(self) -> float | None:
@@ -317,13 +320,13 @@ class Journal:
 
     def _run(self, row: Sequence[Any]) -> RunRecord:
         parameters = self._value(row[3])
-        if parameters is TAMPERED:
-            raise JournalError(f"run {row[0]}: its stored parameters are tampered with")
+        tampered = parameters is TAMPERED
         return RunRecord(
             run_id=row[0],
             flow_name=row[1],
             source=row[2],
-            parameters=parameters or {},
+            parameters={} if tampered else parameters or {},
+            tampered=tampered,
             started=row[4],
             ended=row[5],
             state=row[6],
@@ -334,9 +337,11 @@ class Journal:
     def load(self, run_id: str) -> RunRecord:
         """A run with its tasks.
 
+        A run whose parameters or task outcomes fail their signature check comes back
+        with ``tampered`` set (and without them).
+
         Raises:
-            JournalError: no run has this id (a unique prefix of one is accepted), or its
-                task outcomes are tampered with.
+            JournalError: no run has this id (a unique prefix of one is accepted).
         """
         with self._lock:
             connection = self._connect()
@@ -357,9 +362,9 @@ class Journal:
         if signed is not None:
             payload = self._signer.verify(signed)
             if payload is None:
-                raise JournalError(f"run {record.run_id}: its task outcomes are tampered with")
-            for t in _plain_loads(payload):
-                record.tasks.append(TaskRecord(*t))
+                record.tampered = True
+            else:
+                record.tasks.extend(TaskRecord(*t) for t in _plain_loads(payload))
         by_index = {t.index: t for t in record.tasks}
         for index, inputs, result in blobs:
             task = by_index.get(index)
@@ -440,6 +445,8 @@ def task_records(
                 stored = dict(inputs.get(i) or state.cached_inputs or {})
                 keep.append((i, names[i], stored, None, False))
             continue
-        if any(again[d] for d in downstream[i]):
+        # A task that runs again from its own stored inputs does not need this result;
+        # one that never ran (blocked, or downstream) will read it.
+        if any(again[d] and kinds[d] not in _ATTEMPTED_AGAIN for d in downstream[i]):
             keep.append((i, names[i], None, state.result, True))
     return outcomes, keep

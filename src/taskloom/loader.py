@@ -12,6 +12,8 @@ import importlib.util
 import sys
 from pathlib import Path
 
+import cloudpickle
+
 from .errors import TaskloomError
 from .flow import Flow
 
@@ -34,6 +36,9 @@ def _module_from_file(path: Path) -> object:
         raise FlowNotFoundError(f"cannot load {path} as Python")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    # Worker processes cannot import this made-up module name: send what the file
+    # defines (tasks, the helpers they call, its classes) by value.
+    cloudpickle.register_pickle_by_value(module)
     sys.path.insert(0, str(path.parent))  # so the file can import its neighbours
     try:
         spec.loader.exec_module(module)

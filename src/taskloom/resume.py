@@ -84,6 +84,11 @@ def resume(
     """
     journal = journal or default_journal()
     record = journal.load(run_id)
+    if record.tampered:
+        raise JournalError(
+            f"run {record.run_id}: its stored parameters or task outcomes are tampered with "
+            "(their signature does not match); they were not loaded"
+        )
     if flow is None:
         if record.source is None:
             raise JournalError(

@@ -1,0 +1,534 @@
+"""The ``taskloom`` command line: run a flow, list and inspect recorded runs, resume one,
+and look after the output cache.
+
+::
+
+    taskloom run flows.py:etl -p day=2024-05-01 --workers 4
+    taskloom runs --flow etl
+    taskloom show 3f2a9c1e
+    taskloom resume 3f2a9c1e --task approve
+    taskloom cache ls
+    taskloom cache clear --flow etl --task extract
+
+It only parses, calls the public API (``load_flow``, ``Flow.run``, ``taskloom.resume``,
+the run journal, the cache store) and prints. Exit status: 0 when the flow succeeded (or
+the command did its job), 1 when the flow failed (or did not finish), 3 when it is paused
+waiting to be resumed, 2 for a usage error (an unknown flow, file or run, a bad
+parameter, an unsafe home), reported as ``taskloom: error: ...`` before any task runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import sqlite3
+import sys
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, TextIO, TypeVar
+
+from ._home import UnsafeHomeError
+from .attempt import TaskResult, TaskRun
+from .errors import FlowDefinitionError
+from .executors.base import Executor
+from .flow import Flow
+from .caching import default_cache_store
+from .journal import TAMPERED, Journal, JournalError, TaskRecord, default_journal
+from .loader import FlowNotFoundError, load_flow
+from .states import FlowResult, State
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+
+EXIT_SUCCESS, EXIT_FAILED, EXIT_USAGE, EXIT_PAUSED = 0, 1, 2, 3
+
+#: The width a message is cut to in the run table.
+MESSAGE_WIDTH = 60
+
+
+class UsageError(Exception):
+    """A command that cannot be carried out as given; reported with exit status 2."""
+
+
+# -- formatting ---------------------------------------------------------------------------------
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    """Rows in aligned columns under ``headers``; columns numbered in ``right`` align right."""
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
+    lines = []
+    for row in (headers, *rows):
+        cells = [
+            cell.rjust(width) if i in right else cell.ljust(width)
+            for i, (cell, width) in enumerate(zip(row, widths))
+        ]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def _seconds(value: float | None) -> str:
+    """A duration for people: ``-``, ``45us``, ``12.3ms``, ``4.56s``, ``2m03s``."""
+    if value is None:
+        return "-"
+    if value < 0.001:
+        return f"{value * 1e6:.0f}us"
+    if value < 1:
+        return f"{value * 1000:.1f}ms"
+    if value < 60:
+        return f"{value:.2f}s"
+    minutes, seconds = divmod(int(value), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def _offset(when: float | None, origin: float) -> str:
+    """A moment as seconds after ``origin`` (the run's start)."""
+    return "-" if when is None else f"+{_seconds(max(0.0, when - origin))}"
+
+
+def _between(start: float | None, end: float | None) -> float | None:
+    return None if start is None or end is None else max(0.0, end - start)
+
+
+def _clock(when: float | None) -> str:
+    if when is None:
+        return "-"
+    return _dt.datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _one_line(message: object, width: int | None = None) -> str:
+    text = "" if message is None else " | ".join(str(message).split("\n"))
+    if width is not None and len(text) > width:
+        text = text[: width - 3] + "..."
+    return text
+
+
+# -- options shared by run and resume -----------------------------------------------------------
+
+
+def _parameters(items: Sequence[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs; a value is JSON where it parses as JSON, else a string."""
+    values: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"bad parameter {item!r}: write it as -p NAME=VALUE")
+        if name in values:
+            raise UsageError(f"parameter {name!r} is given twice")
+        try:
+            values[name] = json.loads(text)
+        except ValueError:
+            values[name] = text
+    return values
+
+
+def _executor(name: str | None, workers: int | None) -> Executor:
+    """The executor named on the command line (default: loky on every core)."""
+    from .executors import DaskExecutor, LocalExecutor, LokyExecutor
+
+    if workers is not None and workers < 1:
+        raise UsageError(f"--workers must be at least 1, not {workers}")
+    if name == "local":
+        if workers is not None:
+            raise UsageError("--workers does not apply to --executor local (it runs one task at a time)")
+        return LocalExecutor()
+    if name == "dask":
+        try:
+            return DaskExecutor() if workers is None else DaskExecutor(n_workers=workers)
+        except Exception as error:
+            raise UsageError(f"--executor dask is not available: {error}") from None
+    return LokyExecutor(max_workers=workers)
+
+
+class _Watched:
+    """An executor passed through, noting each attempt that comes back: for the table
+    (attempts, timings, worker) and, when ``stream`` is given, one line per attempt."""
+
+    def __init__(self, inner: Executor, stream: TextIO | None) -> None:
+        self.inner = inner
+        self.stream = stream
+        self.runs_chains = bool(getattr(inner, "runs_chains", False))
+        self.names: dict[int, str] = {}
+        self.attempts: dict[int, int] = {}
+        self.last: dict[int, TaskResult] = {}
+        self.done = 0
+
+    def begin(self, run_context: Mapping[str, Any]) -> None:
+        self.inner.begin(run_context)
+
+    def submit(self, runs: Sequence[TaskRun]) -> None:
+        for run in runs:
+            self.names[run.key] = run.task.name
+            for follow in run.then:
+                self.names[follow.key] = follow.task.name
+        self.inner.submit(runs)
+
+    def collect(self, timeout: float | None) -> list[TaskResult]:
+        results = self.inner.collect(timeout)
+        for result in results:
+            self.attempts[result.key] = self.attempts.get(result.key, 0) + 1
+            self.last[result.key] = result
+            if self.stream is not None:
+                self.done += 1
+                name = self.names.get(result.key, f"task {result.key}")
+                ran = _seconds(_between(result.started, result.finished))
+                self.stream.write(
+                    f"[{self.done}] {name}: {type(result.state).__name__} ({ran}, {result.worker})\n"
+                )
+                self.stream.flush()
+        return results
+
+    def end(self) -> None:
+        self.inner.end()
+
+
+def _watched(args: argparse.Namespace) -> _Watched:
+    show = args.progress if args.progress is not None else sys.stderr.isatty()
+    return _Watched(_executor(args.executor, args.workers), sys.stderr if show else None)
+
+
+def _exit_status(state: State[Any]) -> int:
+    if state.is_paused():
+        return EXIT_PAUSED
+    return EXIT_SUCCESS if state.is_successful() else EXIT_FAILED
+
+
+def _report(state: State[FlowResult], watched: _Watched, flow_name: str, out: TextIO) -> int:
+    """Print the table of task states and the run id; return the exit status."""
+    rows = []
+    result: FlowResult = state.result or FlowResult()
+    for key, (task, task_state) in enumerate(result.items()):
+        last = watched.last.get(key)
+        rows.append([
+            task.name,
+            type(task_state).__name__,
+            _one_line(task_state.message, MESSAGE_WIDTH),
+            str(watched.attempts.get(key, 0)),
+            _seconds(None if last is None else _between(last.started, last.finished)),
+        ])
+    out.write(_table(["TASK", "STATE", "MESSAGE", "ATTEMPTS", "DURATION"], rows, right=(3, 4)))
+    out.write(f"\n\nFlow {flow_name!r}: {type(state).__name__} ({_one_line(state.message)})\n")
+    out.write(f"Run id: {state.run_id}\n")
+    if state.is_paused():
+        out.write(f"Resume it with: taskloom resume {state.run_id}\n")
+    return _exit_status(state)
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+def _load(spec: str) -> Flow:
+    try:
+        return load_flow(spec)
+    except FlowNotFoundError:
+        raise
+    except Exception as error:
+        traceback.print_exc()
+        raise UsageError(f"loading {spec} failed: {type(error).__name__}: {error}") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    parameters = _parameters(args.parameter or [])
+    flow = _load(args.flow)
+    watched = _watched(args)
+    state = flow.run(parameters, executor=watched)
+    return _report(state, watched, flow.name, sys.stdout)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from .resume import resume
+
+    journal = default_journal()
+    record = _reading(journal, lambda: journal.load(args.run_id))
+    flow = _load(args.flow) if args.flow else None
+    watched = _watched(args)
+    state = resume(record.run_id, flow=flow, tasks=args.task or (), executor=watched, journal=journal)
+    return _report(state, watched, record.flow_name if flow is None else flow.name, sys.stdout)
+
+
+def _reading(journal: Journal, call: Callable[[], T]) -> T:
+    try:
+        return call()
+    except sqlite3.Error as error:
+        raise UsageError(f"cannot read the run journal {journal.path}: {error}") from None
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    if args.limit < 1:
+        raise UsageError(f"--limit must be at least 1, not {args.limit}")
+    journal = default_journal()
+    runs = _reading(journal, lambda: journal.runs(args.flow, limit=args.limit))
+    if not runs:
+        where = f" of flow {args.flow!r}" if args.flow else ""
+        print(f"No runs{where} recorded in {journal.path}.")
+        return EXIT_SUCCESS
+    rows = [
+        [
+            run.run_id,
+            run.flow_name,
+            run.state,
+            _clock(run.started),
+            _seconds(run.duration),
+            run.resumed_from[:8] if run.resumed_from else "",
+        ]
+        for run in runs
+    ]
+    print(_table(["RUN ID", "FLOW", "STATE", "STARTED", "DURATION", "RESUMED FROM"], rows, right=(4,)))
+    return EXIT_SUCCESS
+
+
+def _stored(task: TaskRecord) -> str:
+    if task.tampered:
+        parts = [what for what, value in (("inputs", task.inputs), ("result", task.result)) if value is TAMPERED]
+        return f"tampered ({', '.join(parts)})"
+    parts = []
+    if task.inputs is not None:
+        parts.append("inputs")
+    if task.has_result:
+        parts.append("result")
+    return ",".join(parts) or "-"
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    journal = default_journal()
+    run = _reading(journal, lambda: journal.load(args.run_id))
+    if run.tampered:
+        raise JournalError(
+            f"run {run.run_id}: its stored parameters or task outcomes are tampered with "
+            "(their signature does not match); they were not loaded"
+        )
+    origin = run.started
+    print(f"Run         {run.run_id}")
+    print(f"Flow        {run.flow_name}" + (f"  ({run.source})" if run.source else ""))
+    print(f"State       {run.state}" + (f": {_one_line(run.message)}" if run.message else ""))
+    print(f"Parameters  {_one_line(repr(run.parameters))}")
+    print(f"Started     {_clock(run.started)}")
+    print(f"Ended       {_clock(run.ended)}  (took {_seconds(run.duration)})")
+    if run.resumed_from:
+        print(f"Resumed     from run {run.resumed_from}")
+    rows = [
+        [
+            task.name,
+            task.state,
+            str(task.attempts),
+            task.worker or "-",
+            _offset(task.queued, origin),
+            _offset(task.started, origin),
+            _offset(task.finished, origin),
+            _seconds(_between(task.queued, task.started)),
+            _seconds(_between(task.started, task.finished)),
+            _stored(task),
+            _one_line(task.message),
+        ]
+        for task in run.tasks
+    ]
+    print()
+    print(_table(
+        ["TASK", "STATE", "ATTEMPTS", "WORKER", "QUEUED", "STARTED", "FINISHED", "WAITED", "RAN",
+         "STORED", "MESSAGE"],
+        rows,
+        right=(2, 4, 5, 6, 7, 8),
+    ))
+    tampered = [task.name for task in run.tasks if task.tampered]
+    if tampered:
+        print(
+            f"\nWarning: the stored data of {', '.join(tampered)} is tampered with (its signature "
+            "does not match); it was not loaded, and this run cannot be resumed.",
+        )
+    return EXIT_SUCCESS
+
+
+def _matches(key: str, flow: str | None, task: str | None) -> bool:
+    """Whether cache key ``key`` ("flow/task", unless a task set its own) is selected."""
+    if flow is not None and not key.startswith(flow + "/"):
+        return False
+    if task is not None:
+        return key.endswith("/" + task) if flow is None else key == f"{flow}/{task}"
+    return True
+
+
+def cmd_cache_ls(args: argparse.Namespace) -> int:
+    store = default_cache_store()
+    try:
+        entries = store.entries()
+    except sqlite3.Error as error:
+        raise UsageError(f"cannot read the cache store {store.path}: {error}") from None
+    rows = [
+        [key, str(count), _clock(newest)]
+        for key, count, newest in entries
+        if _matches(key, args.flow, None)
+    ]
+    if not rows:
+        where = f" for flow {args.flow!r}" if args.flow else ""
+        print(f"No cached results{where} in {store.path}.")
+        return EXIT_SUCCESS
+    print(_table(["KEY", "ENTRIES", "NEWEST"], rows, right=(1,)))
+    return EXIT_SUCCESS
+
+
+def cmd_cache_clear(args: argparse.Namespace) -> int:
+    store = default_cache_store()
+    try:
+        if args.flow is None and args.task is None:
+            keys = store.keys()
+            store.clear()
+        else:
+            keys = [key for key in store.keys() if _matches(key, args.flow, args.task)]
+            for key in keys:
+                store.clear(key)
+    except sqlite3.Error as error:
+        raise UsageError(f"cannot clear the cache store {store.path}: {error}") from None
+    noun = "key" if len(keys) == 1 else "keys"
+    print(f"Cleared {len(keys)} cache {noun}" + (f": {', '.join(keys)}" if keys else "") + ".")
+    return EXIT_SUCCESS
+
+
+# -- the parser ----------------------------------------------------------------------------------
+
+
+def _example(*lines: str) -> str:
+    return "example:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def _add_execution_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--executor", choices=("local", "loky", "dask"), default=None,
+        help="where tasks run (default: loky, one worker per core)",
+    )
+    parser.add_argument(
+        "--workers", type=int, metavar="N", default=None,
+        help="how many worker processes (loky or dask; default: every core)",
+    )
+    parser.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None,
+        help="print a line to stderr as each task finishes (default: when stderr is a terminal)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``taskloom`` and its commands."""
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="taskloom",
+        description="Run taskloom flows, inspect and resume recorded runs, manage the output cache.",
+        epilog=_example(
+            "taskloom run flows.py:etl -p day=2024-05-01",
+            "taskloom runs",
+            "taskloom resume 3f2a9c1e",
+        ) + "\n\nexit status: 0 success, 1 flow failed, 2 usage error, 3 flow paused",
+        formatter_class=formatter,
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="show info log messages too")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = commands.add_parser(
+        "run", help="run a flow", formatter_class=formatter,
+        description="Run a flow and print the state of each task and the run id. Exit status: "
+        "0 success, 1 failed, 3 paused (resume it with `taskloom resume`), 2 usage error.",
+        epilog=_example(
+            "taskloom run flows.py:etl -p day=2024-05-01 -p limit=100 --workers 4",
+            "taskloom run mypackage.pipelines:nightly --executor local",
+        ) + "\n\nA value is read as JSON where it parses (5, [1, 2], true, \"5\"), else as a string.",
+    )
+    run.add_argument("flow", metavar="FLOW", help="FILE.py:NAME or package.module:NAME")
+    run.add_argument(
+        "-p", "--parameter", action="append", metavar="NAME=VALUE",
+        help="a parameter of the flow (repeat for more)",
+    )
+    _add_execution_options(run)
+    run.set_defaults(handler=cmd_run)
+
+    runs = commands.add_parser(
+        "runs", help="list recent runs", formatter_class=formatter,
+        description="List the most recent runs in the run journal, newest first.",
+        epilog=_example("taskloom runs --flow etl --limit 5"),
+    )
+    runs.add_argument("--flow", metavar="NAME", help="only runs of this flow")
+    runs.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (default 20)")
+    runs.set_defaults(handler=cmd_runs)
+
+    show = commands.add_parser(
+        "show", help="show one run task by task", formatter_class=formatter,
+        description="Show a recorded run: each task's state, attempts, worker, timings (after "
+        "the run's start), what is stored to resume it, and its message.",
+        epilog=_example("taskloom show 3f2a9c1e   # a unique prefix of the id will do"),
+    )
+    show.add_argument("run_id", metavar="RUN_ID")
+    show.set_defaults(handler=cmd_show)
+
+    resume = commands.add_parser(
+        "resume", help="resume a paused or failed run", formatter_class=formatter,
+        description="Resume a recorded run in this process: paused tasks (all, or those named "
+        "with --task) run with their stored inputs, failed tasks run again, and so does what "
+        "they blocked; finished tasks are not run again. Exit status as for `run`.",
+        epilog=_example(
+            "taskloom resume 3f2a9c1e",
+            "taskloom resume 3f2a9c1e --task approve --executor local",
+            "taskloom resume 3f2a9c1e --flow flows.py:etl   # the flow, if it moved",
+        ),
+    )
+    resume.add_argument("run_id", metavar="RUN_ID")
+    resume.add_argument(
+        "--task", action="append", metavar="NAME",
+        help="resume only this paused task (repeat for more; default: every paused task)",
+    )
+    resume.add_argument(
+        "--flow", metavar="FLOW",
+        help="FILE.py:NAME or package.module:NAME (default: where the run was started from)",
+    )
+    _add_execution_options(resume)
+    resume.set_defaults(handler=cmd_resume)
+
+    cache = commands.add_parser(
+        "cache", help="list or clear cached task results", formatter_class=formatter,
+        description="The output cache: results of tasks with cache_for, under the key "
+        "FLOW/TASK (or the task's cache_key).",
+        epilog=_example("taskloom cache ls", "taskloom cache clear --flow etl --task extract"),
+    )
+    cache_commands = cache.add_subparsers(dest="cache_command", metavar="COMMAND", required=True)
+    ls = cache_commands.add_parser(
+        "ls", help="list cache keys", formatter_class=formatter,
+        description="List cache keys with their number of unexpired entries and the newest.",
+        epilog=_example("taskloom cache ls --flow etl"),
+    )
+    ls.add_argument("--flow", metavar="NAME", help="only the keys of this flow")
+    ls.set_defaults(handler=cmd_cache_ls)
+    clear = cache_commands.add_parser(
+        "clear", help="forget cached results", formatter_class=formatter,
+        description="Forget cached results: all of them, a flow's, or one task's.",
+        epilog=_example(
+            "taskloom cache clear --flow etl --task extract   # the key etl/extract",
+            "taskloom cache clear --task extract              # extract in every flow",
+            "taskloom cache clear                             # everything",
+        ),
+    )
+    clear.add_argument("--flow", metavar="NAME", help="only the keys of this flow")
+    clear.add_argument("--task", metavar="NAME", help="only the keys of this task")
+    clear.set_defaults(handler=cmd_cache_clear)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except (
+        UsageError, FlowDefinitionError, FlowNotFoundError, JournalError, UnsafeHomeError, ValueError,
+    ) as error:
+        print(f"taskloom: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("taskloom: interrupted", file=sys.stderr)
+        return 130

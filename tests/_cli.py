@@ -1,0 +1,117 @@
+"""Helpers for the command-line, journal and store tests: run ``python -m taskloom`` in a
+real subprocess against a test's ``TASKLOOM_HOME``, write flow files, read the stores."""
+
+from __future__ import annotations
+
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+#: A run id as the CLI prints it.
+RUN_ID = re.compile(r"Run id: ([0-9a-f-]{36})")
+
+#: What every flow file starts with.
+PRELUDE = """\
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+
+from taskloom import Flow, Parameter, cache_validators, signals, task, triggers
+
+
+def record(path: str, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line + "\\n")
+
+
+"""
+
+
+def taskloom(
+    home: Path, *args: str, cwd: Path | None = None, timeout: float = 60, umask: int = -1
+) -> subprocess.CompletedProcess[str]:
+    """``python -m taskloom ARGS`` with ``TASKLOOM_HOME=home``; output captured as text."""
+    env = {**os.environ, "TASKLOOM_HOME": str(home)}
+    return subprocess.run(
+        [sys.executable, "-m", "taskloom", *args],
+        env=env,
+        cwd=cwd,
+        umask=umask,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def write_flow(path: Path, body: str, **values: Any) -> Path:
+    """Write a flow file: the prelude, ``NAME = repr(value)`` for each value, then ``body``."""
+    constants = "".join(f"{name} = {value!r}\n" for name, value in values.items())
+    path.write_text(PRELUDE + constants + "\n" + textwrap.dedent(body), encoding="utf-8")
+    return path
+
+
+def run_id(output: str) -> str:
+    """The run id a ``taskloom run``/``resume`` printed."""
+    found = RUN_ID.search(output)
+    assert found is not None, output
+    return found.group(1)
+
+
+def describe(result: subprocess.CompletedProcess[str]) -> str:
+    """A process's exit status and output, for assertion messages."""
+    return f"exit {result.returncode}\n--- stdout\n{result.stdout}--- stderr\n{result.stderr}"
+
+
+def table_rows(output: str) -> dict[str, list[str]]:
+    """The rows of the task table a ``run``/``resume`` printed, by task name (split on 2+ spaces)."""
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("TASK "))
+    rows: dict[str, list[str]] = {}
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            break
+        cells = re.split(r"\s{2,}", line.strip())
+        rows[cells[0]] = cells
+    return rows
+
+
+def query(database: Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Rows of ``sql`` on an SQLite file (a connection of its own, closed after)."""
+    connection = sqlite3.connect(database)
+    try:
+        return connection.execute(sql, args).fetchall()
+    finally:
+        connection.close()
+
+
+def execute(database: Path, sql: str, *args: Any) -> None:
+    """Run one statement on an SQLite file and commit."""
+    connection = sqlite3.connect(database)
+    try:
+        with connection:
+            connection.execute(sql, args)
+    finally:
+        connection.close()
+
+
+def lines(path: Path) -> list[str]:
+    """The lines of a side-effect file ([] when nothing was written)."""
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+class Planted:
+    """A pickle that creates ``marker`` when it is loaded: what an attacker would plant."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (open, (self.marker, "w"))

@@ -1,0 +1,425 @@
+"""The run journal and resume across processes.
+
+What a run records (every task's state, message, attempts, timings and worker), that the
+flow state's ``run_id`` names it, that only what a resume needs is stored, and that
+``taskloom resume`` in a new process runs the paused or failed tasks with their stored
+inputs and what they blocked, and nothing that already finished.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from taskloom import Flow, signals, task, triggers
+from taskloom.executors import LocalExecutor, LokyExecutor
+from taskloom.journal import Journal, RunRecord, TaskRecord
+from taskloom.loader import load_flow
+from taskloom.resume import resume
+
+from ._cli import describe, lines, query, run_id, table_rows, taskloom, write_flow
+from ._helpers import kind, record
+
+# -- tasks for the in-process flows (module level, so loky workers can import them) -----------------
+
+
+@task
+def one() -> int:
+    return 1
+
+
+@task(max_retries=1, retry_delay=dt.timedelta(0))
+def fails_once(x: int, log: str) -> int:
+    if not lines(Path(log)):
+        record(log, "failed once")
+        raise ValueError("first attempt fails")
+    return x + 1
+
+
+@task
+def broken(x: int) -> int:
+    raise ValueError(f"broken on {x}")
+
+
+@task
+def blocked(x: int) -> int:
+    return x
+
+
+@task
+def skipper() -> int:
+    raise signals.SKIP("nothing to do today")
+
+
+@task
+def big(size: int) -> bytes:
+    return b"\x07" * size
+
+
+@task
+def measure(data: bytes) -> int:
+    return len(data)
+
+
+@task
+def produce() -> list[int]:
+    return [1, 2, 3]
+
+
+@task(trigger=triggers.manual_only)
+def gate(xs: list[int]) -> int:
+    return sum(xs)
+
+
+@task
+def side() -> str:
+    return "side value"
+
+
+@task
+def combine(total: int, label: str) -> str:
+    return f"{label}: {total}"
+
+
+@task
+def unrelated() -> int:
+    return 5
+
+
+@task
+def unrelated_down(x: int) -> int:
+    return x * 2
+
+
+@task
+def pid() -> int:
+    return os.getpid()
+
+
+def journal(home: Path) -> Journal:
+    return Journal(home / "journal.sqlite")
+
+
+def by_name(run: RunRecord) -> dict[str, TaskRecord]:
+    records = {t.name: t for t in run.tasks}
+    assert len(records) == len(run.tasks), "task names repeat in this test flow"
+    return records
+
+
+def stored(home: Path, run: RunRecord) -> dict[str, tuple[bool, bool]]:
+    """Which tasks have a resume_data row, and whether it holds inputs / a result."""
+    names = {t.index: t.name for t in run.tasks}
+    rows = query(
+        home / "journal.sqlite",
+        "SELECT task_index, inputs IS NOT NULL, result IS NOT NULL FROM resume_data WHERE run_id = ?",
+        run.run_id,
+    )
+    return {names[i]: (bool(has_inputs), bool(has_result)) for i, has_inputs, has_result in rows}
+
+
+# -- what a run records -----------------------------------------------------------------------------
+
+
+def test_flow_state_run_id_names_the_run_in_the_journal(taskloom_home: Path) -> None:
+    with Flow("named") as flow:
+        blocked(one())
+    first = flow.run(executor=LocalExecutor())
+    second = flow.run(executor=LocalExecutor())
+    assert first.run_id is not None and second.run_id is not None and first.run_id != second.run_id
+    runs = journal(taskloom_home).runs()
+    assert [r.run_id for r in runs] == [second.run_id, first.run_id]
+    loaded = journal(taskloom_home).load(first.run_id[:13])  # a unique prefix will do
+    assert loaded.run_id == first.run_id
+    assert (loaded.flow_name, loaded.state, loaded.source) == ("named", "Success", None)
+    assert loaded.ended is not None and loaded.started <= loaded.ended
+
+
+def test_journal_records_every_task_state_message_attempts_timings_and_worker(
+    tmp_path: Path, taskloom_home: Path
+) -> None:
+    log = str(tmp_path / "log")
+    with Flow("recorded") as flow:
+        x = one()
+        fails_once(x, log)
+        blocked(broken(x))
+        skipper()
+    state = flow.run(executor=LocalExecutor())
+    assert state.run_id is not None
+    run = journal(taskloom_home).load(state.run_id)
+    assert [t.name for t in run.tasks] == [t.name for t in flow.tasks]
+    assert [t.state for t in run.tasks] == [kind(s) for s in state.result.values()]
+    assert [t.message for t in run.tasks] == [s.message for s in state.result.values()]
+    records = by_name(run)
+    assert {name: r.attempts for name, r in records.items()} == {
+        "one": 1, "fails_once": 2, "broken": 1, "blocked": 0, "skipper": 1,
+    }  # fmt: skip
+    assert records["broken"].state == "Failed" and "broken on 1" in (records["broken"].message or "")
+    assert records["blocked"].state == "TriggerFailed"
+    assert records["skipper"].state == "Skipped" and records["skipper"].message == "nothing to do today"
+    assert run.ended is not None
+    for name in ("one", "fails_once", "broken", "skipper"):
+        r = records[name]
+        assert r.worker == "local", (name, r)
+        assert r.started is not None and r.finished is not None, (name, r)
+        assert run.started <= r.started <= r.finished <= run.ended, (name, r)
+        if r.queued is not None:
+            assert run.started <= r.queued <= r.started, (name, r)
+    assert records["fails_once"].queued is not None  # its retry was queued
+    never = records["blocked"]
+    assert (never.queued, never.started, never.finished, never.worker) == (None, None, None, None)
+
+
+def test_every_task_that_ran_records_when_it_was_queued(taskloom_home: Path) -> None:
+    # A chain: the executor runs the two later tasks as follow-ons of the first, in one trip.
+    with Flow("chain") as flow:
+        unrelated_down(unrelated_down(unrelated()))
+    state = flow.run(executor=LocalExecutor())
+    assert state.run_id is not None
+    run = journal(taskloom_home).load(state.run_id)
+    assert [(t.name, t.attempts) for t in run.tasks] == [
+        ("unrelated", 1), ("unrelated_down", 1), ("unrelated_down", 1),
+    ]  # fmt: skip
+    missing = [t.index for t in run.tasks if t.queued is None]
+    assert missing == [], f"tasks {missing} ran but the journal has no queued time for them"
+
+
+def test_loky_workers_are_named_by_process_id(taskloom_home: Path) -> None:
+    with Flow("on-loky") as flow:
+        pid()
+        blocked(one())
+    state = flow.run(executor=LokyExecutor(max_workers=2))
+    assert state.is_successful() and state.run_id is not None
+    run = journal(taskloom_home).load(state.run_id)
+    for r in run.tasks:
+        match = re.fullmatch(r"loky:(\d+)", r.worker or "")
+        assert match is not None, r
+        assert int(match.group(1)) != os.getpid()
+    pid_task = next(t for t in flow.tasks if t.name == "pid")
+    assert by_name(run)["pid"].worker == f"loky:{state.result[pid_task].result}"
+
+
+# -- only what a resume needs is stored -------------------------------------------------------------
+
+
+def test_successful_run_moving_a_large_result_stores_no_blob(taskloom_home: Path) -> None:
+    size = 4 * 1024 * 1024
+    with Flow("large") as flow:
+        length = measure(big(size))
+    state = flow.run(executor=LocalExecutor())
+    assert state.is_successful() and state.result[length].result == size
+    assert query(taskloom_home / "journal.sqlite", "SELECT COUNT(*) FROM resume_data") == [(0,)]
+    stores = [p for p in taskloom_home.iterdir() if p.name.startswith("journal.sqlite")]
+    assert sum(p.stat().st_size for p in stores) < size // 8, [(p.name, p.stat().st_size) for p in stores]
+
+
+def _paused_flow() -> Flow:
+    with Flow("needs") as flow:
+        g = gate(produce())  # paused: its inputs are stored
+        combine(g, side())  # runs again on resume: needs side's result
+        unrelated_down(unrelated())  # finished, and nothing that runs again needs it
+    return flow
+
+
+def test_paused_run_stores_the_paused_inputs_and_the_results_a_resume_needs(taskloom_home: Path) -> None:
+    state = _paused_flow().run(executor=LocalExecutor())
+    assert state.is_paused() and state.run_id is not None
+    run = journal(taskloom_home).load(state.run_id)
+    records = by_name(run)
+    assert records["gate"].inputs == {"xs": [1, 2, 3]}
+    assert records["side"].has_result and records["side"].result == "side value"
+    blobs = stored(taskloom_home, run)
+    assert blobs["gate"] == (True, False)
+    assert blobs["side"] == (False, True)
+    assert not {"unrelated", "unrelated_down", "combine"} & set(blobs), blobs
+
+
+def test_a_result_already_stored_as_the_paused_tasks_inputs_is_not_stored_again(taskloom_home: Path) -> None:
+    # gate's inputs hold produce's result, and gate starts from them on resume: nothing that
+    # runs again reads produce's result, so storing it too doubles what a large input costs.
+    state = _paused_flow().run(executor=LocalExecutor())
+    assert state.run_id is not None
+    blobs = stored(taskloom_home, journal(taskloom_home).load(state.run_id))
+    assert set(blobs) == {"gate", "side"}, blobs
+
+
+def test_failed_run_stores_the_failed_tasks_inputs(taskloom_home: Path) -> None:
+    with Flow("failing") as flow:
+        blocked(broken(one()))
+        unrelated_down(unrelated())
+    state = flow.run(executor=LocalExecutor())
+    assert state.is_failed() and state.run_id is not None
+    run = journal(taskloom_home).load(state.run_id)
+    assert by_name(run)["broken"].inputs == {"x": 1}
+    blobs = stored(taskloom_home, run)
+    assert blobs["broken"] == (True, False)
+    assert not {"unrelated", "unrelated_down", "blocked"} & set(blobs), blobs
+
+
+# -- resume in a new process -------------------------------------------------------------------------
+
+GATED = """\
+@task
+def produce() -> int:
+    value = time.time_ns()  # a new value on every call: a re-run would show
+    record(CALLS, f"produce {value}")
+    return value
+
+
+@task(trigger=triggers.manual_only)
+def approve(value: int) -> int:
+    record(CALLS, f"approve {value}")
+    return value + 1
+
+
+@task(trigger=triggers.manual_only)
+def audit(value: int) -> int:
+    record(CALLS, f"audit {value}")
+    return value + 2
+
+
+@task
+def report(x: int) -> None:
+    record(CALLS, f"report {x}")
+
+
+with Flow("gated") as flow:
+    report(approve(produce()))
+
+with Flow("two-gates") as two_gates:
+    value = produce()
+    report(approve(value))
+    report(audit(value))
+"""
+
+FLAKY = """\
+@task
+def source() -> int:
+    value = time.time_ns()
+    record(CALLS, f"source {value}")
+    return value
+
+
+@task
+def flaky(value: int) -> int:
+    record(CALLS, f"flaky {value}")
+    if not os.path.exists(MARKER):
+        raise RuntimeError("the service is down")
+    return value + 1
+
+
+@task
+def after(x: int) -> None:
+    record(CALLS, f"after {x}")
+
+
+with Flow("flaky") as flow:
+    after(flaky(source()))
+"""
+
+
+def _value(calls: list[str], prefix: str) -> int:
+    (value,) = [int(line.split()[1]) for line in calls if line.startswith(prefix + " ")]
+    return value
+
+
+def test_resume_a_paused_gate_in_a_new_process(tmp_path: Path, taskloom_home: Path) -> None:
+    calls = tmp_path / "calls"
+    flows = write_flow(tmp_path / "gated.py", GATED, CALLS=str(calls))
+    first = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local")
+    assert first.returncode == 3, describe(first)
+    rid = run_id(first.stdout)
+    value = _value(lines(calls), "produce")
+    assert lines(calls) == [f"produce {value}"]
+
+    resumed = taskloom(taskloom_home, "resume", rid, "--executor", "local")
+    assert resumed.returncode == 0, describe(resumed)
+    # The gate ran with its stored input, then what follows; produce did not run again.
+    assert lines(calls) == [f"produce {value}", f"approve {value}", f"report {value + 1}"]
+    rows = table_rows(resumed.stdout)
+    assert [rows[name][1] for name in ("produce", "approve", "report")] == ["Success"] * 3
+    assert rows["produce"][3] == "0" and rows["approve"][3] == "1"
+    new = run_id(resumed.stdout)
+    assert new != rid
+    record_ = journal(taskloom_home).load(new)
+    assert (record_.state, record_.resumed_from) == ("Success", rid)
+    listing = taskloom(taskloom_home, "runs").stdout
+    assert re.search(rf"^{new}\s+gated\s+Success\s.*\s{rid[:8]}$", listing, re.MULTILINE), listing
+    assert f"Resumed     from run {rid}" in taskloom(taskloom_home, "show", new).stdout
+
+
+def test_resume_only_the_named_task(tmp_path: Path, taskloom_home: Path) -> None:
+    calls = tmp_path / "calls"
+    flows = write_flow(tmp_path / "gated.py", GATED, CALLS=str(calls))
+    first = taskloom(taskloom_home, "run", f"{flows}:two_gates", "--executor", "local")
+    assert first.returncode == 3, describe(first)
+    rid = run_id(first.stdout)
+    value = _value(lines(calls), "produce")
+
+    unknown = taskloom(taskloom_home, "resume", rid, "--task", "nope", "--executor", "local")
+    assert unknown.returncode == 2 and "nope" in unknown.stderr, describe(unknown)
+
+    only_audit = taskloom(taskloom_home, "resume", rid, "--task", "audit", "--executor", "local")
+    assert only_audit.returncode == 3, describe(only_audit)  # approve still waits
+    assert lines(calls) == [f"produce {value}", f"audit {value}", f"report {value + 2}"]
+    rows = table_rows(only_audit.stdout)
+    assert (rows["approve"][1], rows["audit"][1]) == ("Paused", "Success")
+
+    # Resuming that run lets approve through, with the input stored by the first run.
+    rest = taskloom(taskloom_home, "resume", run_id(only_audit.stdout), "--executor", "local")
+    assert rest.returncode == 0, describe(rest)
+    assert lines(calls)[3:] == [f"approve {value}", f"report {value + 1}"]
+
+
+def test_resume_runs_a_failed_task_and_what_it_blocked_with_stored_inputs(
+    tmp_path: Path, taskloom_home: Path
+) -> None:
+    calls, marker = tmp_path / "calls", tmp_path / "service-is-up"
+    flows = write_flow(tmp_path / "flaky.py", FLAKY, CALLS=str(calls), MARKER=str(marker))
+    first = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local")
+    assert first.returncode == 1, describe(first)
+    assert table_rows(first.stdout)["after"][1] == "TriggerFailed"
+    rid = run_id(first.stdout)
+    value = _value(lines(calls), "source")
+
+    still_down = taskloom(taskloom_home, "resume", rid, "--executor", "local")
+    assert still_down.returncode == 1, describe(still_down)
+    marker.touch()
+    resumed = taskloom(taskloom_home, "resume", rid, "--executor", "local")
+    assert resumed.returncode == 0, describe(resumed)
+    assert lines(calls) == [
+        f"source {value}", f"flaky {value}",  # the run
+        f"flaky {value}",  # the resume that failed again
+        f"flaky {value}", f"after {value + 1}",  # the resume that worked
+    ]  # fmt: skip
+
+
+def test_resume_a_run_that_did_not_record_its_flow_needs_flow(tmp_path: Path, taskloom_home: Path) -> None:
+    calls = tmp_path / "calls"
+    flows = write_flow(tmp_path / "gated.py", GATED, CALLS=str(calls))
+    flow = load_flow(f"{flows}:flow")
+    flow.source = None  # as if built in a script rather than started from the command line
+    state = flow.run(executor=LocalExecutor())
+    assert state.is_paused() and state.run_id is not None
+    value = _value(lines(calls), "produce")
+
+    without = taskloom(taskloom_home, "resume", state.run_id, "--executor", "local")
+    assert without.returncode == 2, describe(without)
+    assert "--flow FILE.py:FLOW" in without.stderr and "Traceback" not in without.stderr
+    with_flow = taskloom(
+        taskloom_home, "resume", state.run_id, "--flow", f"{flows}:flow", "--executor", "local"
+    )
+    assert with_flow.returncode == 0, describe(with_flow)
+    assert lines(calls)[1:] == [f"approve {value}", f"report {value + 1}"]
+
+
+def test_resume_library_api_returns_a_recorded_run(tmp_path: Path, taskloom_home: Path) -> None:
+    state = _paused_flow().run(executor=LocalExecutor())
+    assert state.run_id is not None
+    again = resume(state.run_id, flow=_paused_flow(), executor=LocalExecutor())
+    assert again.is_successful() and again.run_id is not None
+    results: dict[str, Any] = {t.name: s.result for t, s in again.result.items()}
+    assert results["combine"] == "side value: 6"
+    assert journal(taskloom_home).load(again.run_id).resumed_from == state.run_id
