@@ -31,7 +31,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
-from ._home import Signer, private_file, taskloom_home
+from ._home import Signer, taskloom_home
+from ._sqlite import SQLiteFile, per_home
 from .states import Cached
 
 __all__ = ["CacheStore", "MemoryCacheStore", "SQLiteCacheStore", "default_cache_store"]
@@ -123,26 +124,7 @@ CREATE INDEX IF NOT EXISTS cache_entries_by_key ON cache_entries (cache_key, cre
 """
 
 
-def _set_up(connection: sqlite3.Connection, patience: float = 30.0) -> None:
-    """Switch to WAL and create the table. SQLite's busy timeout does not cover the
-    journal-mode change, so when two processes open a new store at once, one of them is
-    told "database is locked" at once: wait for the other and try again."""
-    deadline = time.monotonic() + patience
-    delay = 0.005
-    while True:
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(_SCHEMA)
-            return
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.2)
-
-
-class SQLiteCacheStore:
+class SQLiteCacheStore(SQLiteFile):
     """A persistent cache store in one SQLite file, shared by every process of the user.
 
     Args:
@@ -156,48 +138,14 @@ class SQLiteCacheStore:
         UnsafeHomeError: the taskloom home belongs to another user or others may write to it.
     """
 
+    SCHEMA = _SCHEMA
+    VERSION = 1
+    KIND = "cache store"
+
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         home = taskloom_home()
-        self.path = Path(path) if path is not None else home / "cache.sqlite"
+        super().__init__(Path(path) if path is not None else home / "cache.sqlite")
         self._signer = Signer.for_home(home)
-        self._lock = threading.Lock()
-        self._connection: sqlite3.Connection | None = None
-        self._pid = -1
-
-    def __repr__(self) -> str:
-        return f"SQLiteCacheStore({str(self.path)!r})"
-
-    def _connect(self) -> sqlite3.Connection:
-        # A connection must not cross fork(): open one per process.
-        if self._connection is None or self._pid != os.getpid():
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            private_file(self.path)
-            connection = sqlite3.connect(
-                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-            )
-            try:
-                _set_up(connection)
-            except BaseException:
-                connection.close()
-                raise
-            self._connection, self._pid = connection, os.getpid()
-        return self._connection
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            connection = self._connect()
-            # IMMEDIATE takes the write lock up front: a deferred read-then-write
-            # transaction fails with "database is locked" under concurrent writers.
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                yield connection
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-            else:
-                connection.execute("COMMIT")
 
     def get(self, key: str) -> list[Cached[Any]]:
         try:
@@ -286,23 +234,6 @@ class SQLiteCacheStore:
             else:
                 connection.execute("DELETE FROM cache_entries WHERE cache_key = ?", (key,))
 
-    def close(self) -> None:
-        """Close this process's connection (it reopens on next use)."""
-        with self._lock:
-            if self._connection is not None and self._pid == os.getpid():
-                self._connection.close()
-            self._connection = None
-
-
-_defaults: dict[Path, SQLiteCacheStore] = {}
-_defaults_lock = threading.Lock()
-
-
 def default_cache_store() -> SQLiteCacheStore:
     """The cache store of the current taskloom home, one per process."""
-    home = taskloom_home()
-    with _defaults_lock:
-        store = _defaults.get(home)
-        if store is None:
-            store = _defaults[home] = SQLiteCacheStore()
-        return store
+    return per_home(SQLiteCacheStore)

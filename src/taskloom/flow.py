@@ -20,8 +20,9 @@ from __future__ import annotations
 import inspect
 from collections.abc import Iterable, Iterator, KeysView, Mapping
 from contextvars import Token
+from os import PathLike
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from .edges import Edge
 from .errors import CycleError, FlowDefinitionError
@@ -31,7 +32,7 @@ from .task import ParameterTask, Task, _FlowBuilder, _nonempty_name, active_flow
 if TYPE_CHECKING:
     from .caching import CacheStore
     from .executors.base import Executor
-    from .journal import Journal
+    from .journal import Journal, RunRecord
     from .progress import RunObserver
     from .runner import FlowResult
 
@@ -312,6 +313,21 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"<Flow {self.name!r}: {len(self._tasks)} tasks>"
+
+    def visualize(
+        self,
+        flow_state: State[Any] | RunRecord | None = None,
+        filename: str | PathLike[str] | None = None,
+        format: Literal["dot", "mermaid", "svg", "png", "pdf"] | None = None,
+    ) -> str | bytes:
+        """The flow as a picture: DOT or Mermaid text, or SVG, PNG or PDF drawn by Graphviz;
+        with a run (``flow.run``'s state or a journal ``RunRecord``), tasks coloured by
+        their final state. Written to ``filename`` when given; ``format`` defaults to its
+        suffix's, else ``"dot"``. See ``taskloom.visualize.render``.
+        """
+        from . import visualize
+
+        return visualize.render(self, flow_state, filename, format=format)
 
     # -- running ------------------------------------------------------------------------------
 

@@ -36,7 +36,8 @@ from typing import Any
 
 import cloudpickle
 
-from ._home import Signer, private_file, taskloom_home
+from ._home import Signer, taskloom_home
+from ._sqlite import SQLiteFile, per_home
 from .errors import TaskloomError
 
 __all__ = ["Journal", "JournalError", "RunRecord", "TaskRecord", "default_journal", "task_records"]
@@ -141,92 +142,21 @@ class RunRecord:
         return None if self.ended is None else self.ended - self.started
 
 
-def _retrying(call: Any, patience: float = 30.0) -> Any:
-    deadline = time.monotonic() + patience
-    delay = 0.005
-    while True:
-        try:
-            return call()
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(2 * delay, 0.2)
-
-
-class Journal:
+class Journal(SQLiteFile):
     """The run journal in ``path`` (default ``journal.sqlite`` in the taskloom home).
 
     Raises:
         UnsafeHomeError: the taskloom home belongs to another user or others may write to it.
     """
 
+    SCHEMA = _SCHEMA
+    VERSION = SCHEMA_VERSION
+    KIND = "journal"
+
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         home = taskloom_home()
-        self.path = Path(path) if path is not None else home / "journal.sqlite"
+        super().__init__(Path(path) if path is not None else home / "journal.sqlite")
         self._signer = Signer.for_home(home)
-        self._lock = threading.Lock()
-        self._connection: sqlite3.Connection | None = None
-        self._pid = -1
-
-    def __repr__(self) -> str:
-        return f"Journal({str(self.path)!r})"
-
-    def _connect(self) -> sqlite3.Connection:
-        if self._connection is None or self._pid != os.getpid():
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            connection = self._open()
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if version != SCHEMA_VERSION and (tables or version):
-                # Written by another version of taskloom: keep it, aside, and start anew
-                # rather than fail every run.
-                connection.close()
-                aside = self.path.with_name(f"{self.path.name}.v{version}-{int(time.time())}")
-                os.replace(self.path, aside)
-                for suffix in ("-wal", "-shm"):
-                    if os.path.exists(f"{self.path}{suffix}"):
-                        os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
-                log.warning(
-                    "journal %s has schema version %d, not %d: moved it to %s and started a "
-                    "new one", self.path, version, SCHEMA_VERSION, aside,
-                )
-                connection = self._open()
-            self._connection, self._pid = connection, os.getpid()
-        return self._connection
-
-    def _open(self) -> sqlite3.Connection:
-        private_file(self.path)
-        connection = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
-        )
-        try:
-            _retrying(lambda: connection.execute("PRAGMA journal_mode=WAL"))
-            connection.execute("PRAGMA synchronous=NORMAL")
-            if not connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                _retrying(
-                    lambda: connection.executescript(
-                        f"BEGIN IMMEDIATE; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
-                    )
-                )
-        except BaseException:
-            connection.close()
-            raise
-        return connection
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._lock:
-            connection = self._connect()
-            _retrying(lambda: connection.execute("BEGIN IMMEDIATE"))
-            try:
-                yield connection
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-            else:
-                connection.execute("COMMIT")
 
     def _blob(self, value: Any, what: str) -> bytes | None:
         try:
@@ -374,26 +304,9 @@ class Journal:
                 task.has_result = result is not None
         return record
 
-    def close(self) -> None:
-        """Close this process's connection (it reopens on next use)."""
-        with self._lock:
-            if self._connection is not None and self._pid == os.getpid():
-                self._connection.close()
-            self._connection = None
-
-
-_defaults: dict[Path, Journal] = {}
-_defaults_lock = threading.Lock()
-
-
 def default_journal() -> Journal:
     """The journal of the current taskloom home, one per process (its connection is reused)."""
-    home = taskloom_home()
-    with _defaults_lock:
-        journal = _defaults.get(home)
-        if journal is None:
-            journal = _defaults[home] = Journal()
-        return journal
+    return per_home(Journal)
 
 
 #: Outcomes a resume runs again (with the inputs of their last attempt), and what never

@@ -1,21 +1,44 @@
-"""Watching a run as it goes: the ``RunObserver`` hook, and a terminal progress display.
+"""Watching a run as it goes: the ``RunObserver`` hook, and progress displays.
 
 The scheduler tells an observer when a run starts, each time a task changes state
 (handed to the executor: ``Running``; then its final state, ``Retrying`` or ``Paused``),
-and when the run ends. ``flow.run(progress=True)`` uses ``TerminalProgress``; pass your
-own ``RunObserver`` to feed a dashboard or a log.
+and when the run ends. Pass your own ``RunObserver`` to ``flow.run(progress=...)`` to
+feed a dashboard or a log; ``flow.run(progress=True)`` uses ``default_progress()``:
+
+- ``RichProgress`` on a terminal when rich is installed (``pip install 'taskloom[progress]'``):
+  a live display, redrawn in place, of tasks done out of the total, counts by state, the
+  tasks running now and the elapsed time. While it runs, log records (including those of
+  task code in worker processes) and ``print`` output are printed above it, never into it.
+- ``TerminalProgress`` otherwise (a log file, CI, or no rich): a plain line every few
+  seconds and one at the end; no escape codes.
 """
 
 from __future__ import annotations
 
+import atexit
+import logging
+import os
 import sys
+import threading
 import time
 from collections import Counter
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from .states import State
 
-__all__ = ["RunObserver", "TerminalProgress", "category"]
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
+
+__all__ = [
+    "STATE_COLOURS",
+    "RichProgress",
+    "RunObserver",
+    "TerminalProgress",
+    "category",
+    "category_of",
+    "default_progress",
+    "rich_available",
+]
 
 
 class RunObserver(Protocol):
@@ -50,42 +73,105 @@ def category(state: State[Any]) -> str:
     return "pending"
 
 
+_BY_NAME = {
+    "Running": "running",
+    "Cached": "cached",
+    "Skipped": "skipped",
+    "Success": "succeeded",
+    "Failed": "failed",
+    "TriggerFailed": "failed",
+    "TimedOut": "failed",
+    "Retrying": "retrying",
+    "Paused": "paused",
+}
+
+
+def category_of(state_name: str) -> str:
+    """``category`` for a state's class name, as the run journal records it (``"TimedOut"``
+    is ``"failed"``); an unknown name is ``"pending"``."""
+    return _BY_NAME.get(state_name, "pending")
+
+
+#: The buckets in display order, and those of a task that is done.
+_SHOWN = ("running", "succeeded", "failed", "skipped", "cached", "retrying", "paused")
 _FINAL = ("succeeded", "failed", "skipped", "cached")
 
 
-class TerminalProgress:
-    """Counts by state, tasks done out of the total, and elapsed time.
+class _Tally:
+    """Counts by bucket of the tasks of one run (shared by both displays)."""
 
-    On a terminal it redraws one line in place (at most ten times a second); elsewhere
-    (a log file, CI) it prints a plain line every ``every`` seconds and at the end.
-    """
-
-    def __init__(self, stream: TextIO | None = None, every: float = 5.0) -> None:
-        self.stream = stream if stream is not None else sys.stderr
-        self.every = every
-        self.live = self.stream.isatty()
+    def __init__(self) -> None:
         self.counts: Counter[str] = Counter()
         self.where: dict[int, str] = {}
+        self.names: dict[int, str] = {}
         self.total = 0
         self.flow = ""
-        self.started = self.shown = 0.0
+        self.run_id = ""
+        self.started = 0.0
 
-    def run_started(self, flow_name: str, run_id: str, total: int) -> None:
-        self.flow, self.total = flow_name, total
+    def start(self, flow_name: str, run_id: str, total: int) -> None:
+        self.flow, self.run_id, self.total = flow_name, run_id, total
         self.counts.clear()
         self.where.clear()
+        self.names.clear()
         self.started = time.monotonic()
-        self.shown = 0.0
 
-    def task_changed(self, key: int, task_name: str, state: State[Any]) -> None:
+    def change(self, key: int, task_name: str, state: State[Any]) -> None:
         bucket = category(state)
         previous = self.where.get(key)
         if previous is not None:
             self.counts[previous] -= 1
         self.where[key] = bucket
+        self.names[key] = task_name
         self.counts[bucket] += 1
+
+    @property
+    def done(self) -> int:
+        return sum(self.counts[b] for b in _FINAL)
+
+    def parts(self) -> list[tuple[str, int]]:
+        return [(name, self.counts[name]) for name in _SHOWN if self.counts[name]]
+
+
+def _elapsed(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+class TerminalProgress:
+    """Counts by state, tasks done out of the total, and elapsed time, as plain lines.
+
+    It prints a line when the run starts to move, then at most one every ``every``
+    seconds, and one at the end: no escape codes, so it reads the same in a terminal,
+    a log file or CI. On a terminal, ``RichProgress`` draws a live display instead.
+    """
+
+    def __init__(self, stream: TextIO | None = None, every: float = 5.0) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.every = every
+        self._tally = _Tally()
+        self.shown: float | None = None  # when the last line was printed
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Tasks by bucket (see ``category``) right now."""
+        return self._tally.counts
+
+    @property
+    def total(self) -> int:
+        return self._tally.total
+
+    def run_started(self, flow_name: str, run_id: str, total: int) -> None:
+        self._tally.start(flow_name, run_id, total)
+        self.shown = None
+
+    def task_changed(self, key: int, task_name: str, state: State[Any]) -> None:
+        self._tally.change(key, task_name, state)
         now = time.monotonic()
-        if now - self.shown >= (0.1 if self.live else self.every):
+        if self.shown is None or now - self.shown >= self.every:
             self._show(now)
 
     def run_finished(self, state: State[Any]) -> None:
@@ -93,18 +179,279 @@ class TerminalProgress:
 
     def line(self, now: float | None = None) -> str:
         """The progress line as it would be shown now."""
-        elapsed = (now if now is not None else time.monotonic()) - self.started
-        done = sum(self.counts[b] for b in _FINAL)
-        parts = [f"{name} {self.counts[name]}" for name in (
-            "running", "succeeded", "failed", "skipped", "cached", "retrying", "paused"
-        ) if self.counts[name]]
-        return f"{self.flow}: {done}/{self.total} done | {', '.join(parts) or 'starting'} | {elapsed:.1f}s"
+        tally = self._tally
+        elapsed = (now if now is not None else time.monotonic()) - tally.started
+        parts = ", ".join(f"{name} {n}" for name, n in tally.parts()) or "starting"
+        return f"{tally.flow}: {tally.done}/{tally.total} done | {parts} | {_elapsed(elapsed)}"
 
     def _show(self, now: float, final: str | None = None) -> None:
         self.shown = now
-        text = self.line(now) + (f" | {final}" if final else "")
-        if self.live:
-            self.stream.write("\r\x1b[2K" + text + ("\n" if final else ""))
-        else:
-            self.stream.write(text + "\n")
+        self.stream.write(self.line(now) + (f" | {final}" if final else "") + "\n")
         self.stream.flush()
+
+
+#: Colours of the buckets, shared by the terminal display, flow pictures and the report.
+STATE_COLOURS = {
+    "running": "#e0b400",
+    "succeeded": "#2e9d5b",
+    "failed": "#d64545",
+    "skipped": "#9aa0a8",
+    "cached": "#3a86c8",
+    "retrying": "#e8871e",
+    "paused": "#8e6bbf",
+    "pending": "#c9ced6",
+}
+
+
+def rich_available() -> bool:
+    """Whether rich (the ``progress`` extra) can be imported."""
+    try:
+        import rich.live  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class _ConsoleWriter:
+    """A text stream for a logging handler: whole lines are printed through the rich
+    console, so they land above the live display instead of inside it."""
+
+    def __init__(self, console: Console, original: Any) -> None:
+        self.console = console
+        self.original = original
+        self._buffer: list[str] = []
+
+    def write(self, text: str) -> int:
+        from rich.text import Text
+
+        *lines, rest = text.split("\n")
+        if lines:
+            lines[0] = "".join(self._buffer) + lines[0]
+            self._buffer.clear()
+            for line in lines:
+                self.console.print(Text.from_ansi(line), soft_wrap=True)
+        if rest:
+            self._buffer.append(rest)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buffer:
+            self.write("\n")
+
+    def isatty(self) -> bool:
+        return bool(getattr(self.original, "isatty", lambda: False)())
+
+
+class RichProgress:
+    """A live display of the run in the terminal, drawn with rich (the ``progress`` extra).
+
+    Shows a bar of tasks done out of the total, the counts by state (running, succeeded,
+    failed, skipped, cached, retrying, paused), the tasks running now and the elapsed
+    time, redrawn ``refresh_per_second`` times a second. When the run ends the last
+    frame stays, followed by one summary line.
+
+    While the display runs, every logging handler that writes to the terminal (stderr
+    or stdout, such as ``logging.basicConfig``'s) prints through the rich console, and so
+    do ``print`` and ``sys.stderr``: their lines appear above the display, whole. The
+    handlers get their streams back when the run ends.
+
+    If ``flow.run`` is interrupted the display is not told; use it as a context manager
+    (``with RichProgress() as p: flow.run(progress=p)``) or call ``close()``. At worst it
+    is closed when the interpreter exits, or when it watches another run.
+
+    Args:
+        console: where to draw (default: a console on ``stream``).
+        stream: the stream of the default console (default: ``sys.stderr``).
+        refresh_per_second: how often the display is redrawn.
+        show_running: how many names of running tasks to list (copies of one task are
+            counted: ``download ×4``).
+        route_logging: print log records through the console while the display runs.
+    """
+
+    def __init__(
+        self,
+        console: Console | None = None,
+        *,
+        stream: TextIO | None = None,
+        refresh_per_second: float = 8.0,
+        show_running: int = 4,
+        route_logging: bool = True,
+    ) -> None:
+        try:
+            from rich.console import Console
+        except ImportError as error:  # pragma: no cover - exercised without rich only
+            raise ImportError(
+                "RichProgress needs rich: pip install 'taskloom[progress]' (or: pip install rich)"
+            ) from error
+        self.console = console if console is not None else Console(
+            file=stream if stream is not None else sys.stderr
+        )
+        self.refresh_per_second = refresh_per_second
+        self.show_running = show_running
+        self.route_logging = route_logging
+        self._tally = _Tally()
+        self._lock = threading.Lock()
+        self._live: Any = None
+        self._swapped: list[tuple[logging.StreamHandler[Any], Any]] = []
+        self._final: State[Any] | None = None
+
+    @property
+    def counts(self) -> Counter[str]:
+        """Tasks by bucket (see ``category``) right now."""
+        return self._tally.counts
+
+    # -- the observer ---------------------------------------------------------------------------
+
+    def run_started(self, flow_name: str, run_id: str, total: int) -> None:
+        from rich.live import Live
+
+        self.close()  # a display left over by an interrupted run
+        with self._lock:
+            self._tally.start(flow_name, run_id, total)
+            self._final = None
+        live = Live(
+            console=self.console,
+            get_renderable=self.renderable,
+            refresh_per_second=self.refresh_per_second,
+            transient=False,
+        )
+        if self.route_logging:
+            self._route_logging()
+        live.start()
+        self._live = live
+        atexit.register(self.close)
+
+    def task_changed(self, key: int, task_name: str, state: State[Any]) -> None:
+        with self._lock:
+            self._tally.change(key, task_name, state)
+
+    def run_finished(self, state: State[Any]) -> None:
+        with self._lock:
+            self._final = state
+        self.close()
+        self.console.print(self.summary(state), soft_wrap=True)
+
+    def close(self) -> None:
+        """Stop the live display and give logging handlers their streams back (idempotent)."""
+        live, self._live = self._live, None
+        if live is None:
+            return
+        atexit.unregister(self.close)
+        try:
+            live.stop()
+        finally:
+            self._restore_logging()
+
+    def __enter__(self) -> RichProgress:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- what is shown --------------------------------------------------------------------------
+
+    def renderable(self) -> RenderableType:
+        """The display as it would be drawn now."""
+        from rich.console import Group
+        from rich.progress_bar import ProgressBar
+        from rich.spinner import Spinner
+        from rich.table import Table
+        from rich.text import Text
+
+        with self._lock:
+            tally = self._tally
+            done, total, parts = tally.done, tally.total, tally.parts()
+            running = [tally.names[k] for k, b in tally.where.items() if b == "running"]
+            final = self._final
+        elapsed = _elapsed(time.monotonic() - tally.started)
+        failed = any(name == "failed" for name, _ in parts)
+        head = Table.grid(padding=(0, 1))
+        head.add_row(
+            Spinner("dots", style="cyan") if final is None else Text("●", style="bold"),
+            Text(tally.flow, style="bold"),
+            ProgressBar(
+                total=max(total, 1),
+                completed=done,
+                width=40,
+                complete_style=STATE_COLOURS["failed" if failed else "succeeded"],
+                finished_style=STATE_COLOURS["failed" if failed else "succeeded"],
+            ),
+            Text(f"{done}/{total} done", style="bold"),
+            Text(elapsed, style="dim"),
+        )
+        counts = Text("  ")
+        for name, n in parts or [("starting", 0)]:
+            if name == "starting":
+                counts.append("starting", style="dim")
+                continue
+            counts.append(f"{name} ", style=STATE_COLOURS[name])
+            counts.append(f"{n}", style=f"bold {STATE_COLOURS[name]}")
+            counts.append("   ")
+        lines: list[RenderableType] = [head, counts]
+        if running and final is None:
+            names = Counter(running)
+            shown = [f"{name} ×{n}" if n > 1 else name for name, n in names.items()]
+            more = len(shown) - self.show_running
+            now = Text("  now: ", style="dim")
+            now.append(", ".join(shown[: self.show_running]), style=STATE_COLOURS["running"])
+            if more > 0:
+                now.append(f" and {more} more", style="dim")
+            lines.append(now)
+        return Group(*lines)
+
+    def summary(self, state: State[Any]) -> RenderableType:
+        """The line printed when the run ends."""
+        from rich.text import Text
+
+        tally = self._tally
+        ok = state.is_successful()
+        text = Text("✔ " if ok else "✘ ", style="bold green" if ok else "bold red")
+        text.append(f"{tally.flow}: {type(state).__name__}", style="bold")
+        if state.message:
+            text.append(f" ({state.message})")
+        text.append(f" - {tally.done}/{tally.total} done in {_elapsed(time.monotonic() - tally.started)}")
+        text.append(f" - run {tally.run_id}", style="dim")
+        return text
+
+    # -- logging --------------------------------------------------------------------------------
+
+    def _route_logging(self) -> None:
+        terminal = {id(s) for s in (sys.stderr, sys.stdout, sys.__stderr__, sys.__stdout__, self.console.file)}
+        loggers: list[logging.Logger] = [logging.getLogger()]
+        loggers.extend(
+            logger for logger in list(logging.Logger.manager.loggerDict.values())
+            if isinstance(logger, logging.Logger)
+        )
+        seen: set[int] = set()
+        for logger in loggers:
+            for handler in list(logger.handlers):
+                if (
+                    isinstance(handler, logging.StreamHandler)
+                    and not isinstance(handler, logging.FileHandler)
+                    and id(handler) not in seen
+                    and id(handler.stream) in terminal
+                ):
+                    seen.add(id(handler))
+                    original = handler.setStream(_ConsoleWriter(self.console, handler.stream))
+                    self._swapped.append((handler, original))
+
+    def _restore_logging(self) -> None:
+        swapped, self._swapped = self._swapped, []
+        for handler, original in swapped:
+            handler.setStream(original)
+
+
+def _is_terminal(stream: TextIO) -> bool:
+    try:
+        return stream.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
+
+
+def default_progress(stream: TextIO | None = None) -> RunObserver:
+    """The display ``flow.run(progress=True)`` uses: ``RichProgress`` when ``stream``
+    (default ``sys.stderr``) is a terminal and rich is installed, else ``TerminalProgress``."""
+    stream = stream if stream is not None else sys.stderr
+    if _is_terminal(stream) and rich_available():
+        return RichProgress(stream=stream)
+    return TerminalProgress(stream)

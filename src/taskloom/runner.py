@@ -56,7 +56,7 @@ from .errors import FlowDefinitionError
 from .executors.base import DeferredResult, Executor, resolve_deferred
 from .flow import Flow, _tasks_in
 from .journal import Journal, default_journal, task_records
-from .progress import RunObserver, TerminalProgress
+from .progress import RunObserver, default_progress
 from .signals import TaskloomSignal
 from .states import (
     Cached,
@@ -423,15 +423,18 @@ class _Scheduler:
         """Process what the executor handed back: runs, and follow-ons that ran with them."""
         heads: list[int] = []
         timings = self.timings
+        head_queued: float | None = None
         for key, state, started, finished, worker in results:
             timings[key] = (started, finished, worker)
             if key in self.claimed:
                 self.claimed.discard(key)
                 self.run_counts[key] = 1
+                self.queued[key] = head_queued  # handed over with the run it follows
                 self.inputs[key] = self._inputs(self.nodes[key])
             else:
                 self.in_flight -= 1
                 heads.append(key)
+                head_queued = self.queued[key]
             self._complete(key, state)
         for head in heads:
             for follow in self.chains.pop(head, ()):
@@ -704,6 +707,6 @@ def run_flow(
         cache_store,
         journal or None,
         resumed_from,
-        TerminalProgress() if progress is True else (progress or None),
+        default_progress() if progress is True else (progress or None),
     )
     return scheduler.run()

@@ -117,6 +117,7 @@ class _CaptureHandler(logging.Handler):
         values = _current_context()
         record.task_name = values.get("task_name")
         record.flow_run_id = values.get("flow_run_id")
+        record.attempt = values.get("task_run_count")
         record.msg = record.getMessage()
         record.args = None
         if record.exc_info:

@@ -1,0 +1,262 @@
+"""Progress displays: plain lines anywhere, a rich live display on a terminal, and log
+records (from worker processes too) printed above the display, never into it."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import taskloom
+from taskloom import Flow, task
+from taskloom.executors import LocalExecutor, LokyExecutor
+from taskloom.progress import (
+    RichProgress,
+    TerminalProgress,
+    category_of,
+    default_progress,
+)
+from taskloom.states import Cached, Failed, Retrying, Running, Skipped, Success, TimedOut, TriggerFailed
+
+rich_console = pytest.importorskip("rich.console", reason="rich (the progress extra) is not installed")
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r")
+log = logging.getLogger("tests.progress")
+
+
+@task
+def one() -> int:
+    return 1
+
+
+@task
+def add(x: int, y: int) -> int:
+    log.warning("adding %d and %d in attempt %s", x, y, taskloom.context.task_run_count)
+    return x + y
+
+
+@task(max_retries=1, retry_delay=timedelta(seconds=0))
+def flaky(x: int) -> int:
+    if taskloom.context.task_run_count == 1:
+        raise ConnectionError("first attempt fails")
+    log.warning("flaky made it on attempt %s", taskloom.context.task_run_count)
+    return x
+
+
+@task
+def broken(x: int) -> int:
+    raise ValueError("no")
+
+
+def small_flow() -> Flow:
+    with Flow("progress-demo") as flow:
+        a = one()
+        b = add(a, 2)
+        broken(flaky(b))
+    return flow
+
+
+def _plain(text: str) -> str:
+    return ANSI.sub("", text)
+
+
+CSI = re.compile(r"\x1b\[([0-9;?]*)([A-Za-z])")
+
+
+def _screen(raw: str) -> list[str]:
+    """What a terminal shows after ``raw``: a tiny emulator of the codes rich's live
+    display uses (newline, carriage return, cursor up, erase line, colours ignored)."""
+    rows: list[list[str]] = [[]]
+    row = col = 0
+    i = 0
+    while i < len(raw):
+        found = CSI.match(raw, i)
+        if found:
+            arg, code = found.groups()
+            if code == "A":
+                row = max(0, row - int(arg or 1))
+            elif code == "K":
+                rows[row] = []
+                col = 0 if arg == "2" else col
+            i = found.end()
+            continue
+        char = raw[i]
+        i += 1
+        if char == "\n":
+            row += 1
+            col = 0
+            while len(rows) <= row:
+                rows.append([])
+        elif char == "\r":
+            col = 0
+        else:
+            line = rows[row]
+            line.extend(" " * (col - len(line)))
+            if col < len(line):
+                line[col] = char
+            else:
+                line.append(char)
+            col += 1
+    return ["".join(r).rstrip() for r in rows]
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_category_of_journal_state_names() -> None:
+    for state, expected in [
+        (Success(), "succeeded"), (Cached(), "cached"), (Skipped(), "skipped"), (Failed(), "failed"),
+        (TriggerFailed(), "failed"), (TimedOut(), "failed"), (Retrying(), "retrying"), (Running(), "running"),
+    ]:
+        assert category_of(type(state).__name__) == expected
+    assert category_of("Pending") == "pending"
+
+
+def test_terminal_progress_prints_plain_lines_with_counts(taskloom_home: Any) -> None:
+    stream = io.StringIO()
+    state = small_flow().run(executor=LocalExecutor(), progress=TerminalProgress(stream, every=0.0))
+    assert state.is_failed()
+    out = stream.getvalue()
+    assert "\x1b" not in out and "\r" not in out
+    lines = out.splitlines()
+    assert len(lines) > 3
+    assert lines[-1].startswith("progress-demo: 4/4 done | succeeded 3, failed 1 | ")
+    assert lines[-1].endswith("Failed: Some reference tasks failed.")
+    assert any("retrying 1" in line for line in lines)
+
+
+def test_terminal_progress_prints_at_most_every_interval() -> None:
+    stream = io.StringIO()
+    progress = TerminalProgress(stream, every=3600.0)
+    progress.run_started("f", "run", 3)
+    for key in range(3):
+        progress.task_changed(key, "t", Running())
+        progress.task_changed(key, "t", Success())
+    progress.run_finished(Success("done"))
+    first, last = stream.getvalue().splitlines()  # the first change, and the end
+    assert re.fullmatch(r"f: 0/3 done \| running 1 \| \d+\.\ds", first)
+    assert re.fullmatch(r"f: 3/3 done \| succeeded 3 \| \d+\.\ds \| Success: done", last)
+
+
+def test_default_progress_picks_rich_on_a_terminal_and_plain_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert isinstance(default_progress(io.StringIO()), TerminalProgress)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    assert isinstance(default_progress(_Terminal()), RichProgress)
+    monkeypatch.setenv("TERM", "dumb")
+    assert isinstance(default_progress(_Terminal()), TerminalProgress)
+    monkeypatch.setenv("TERM", "xterm-256color")
+    monkeypatch.setattr("taskloom.progress.rich_available", lambda: False)
+    assert isinstance(default_progress(_Terminal()), TerminalProgress)
+
+
+def test_flow_run_progress_true_uses_the_default_display(monkeypatch: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    with Flow("quiet") as flow:
+        one()
+    flow.run(progress=True)
+    assert stream.getvalue().splitlines()[-1].startswith("quiet: 1/1 done | succeeded 1 | ")
+
+
+def _rich(width: int = 100) -> tuple[RichProgress, io.StringIO]:
+    out = io.StringIO()
+    console = rich_console.Console(file=out, force_terminal=True, width=width, color_system="truecolor")
+    return RichProgress(console, refresh_per_second=20), out
+
+
+def test_rich_progress_draws_counts_done_total_and_a_summary(taskloom_home: Any) -> None:
+    progress, out = _rich()
+    state = small_flow().run(executor=LocalExecutor(), progress=progress)
+    assert state.is_failed()
+    text = _plain(out.getvalue())
+    assert "\x1b[" in out.getvalue()  # drawn in place, with colours
+    assert "4/4 done" in text
+    assert re.search(r"succeeded 3\s+failed 1", text)
+    assert "✘ progress-demo: Failed (Some reference tasks failed.) - 4/4 done in" in text
+    assert progress._live is None
+
+
+def test_rich_progress_frame_lists_running_tasks_and_retries() -> None:
+    progress, out = _rich()
+    progress.route_logging = False
+    progress.run_started("frame", "run-1", 5)
+    try:
+        for key in range(3):
+            progress.task_changed(key, "download", Running())
+        progress.task_changed(3, "clean", Running())
+        progress.task_changed(3, "clean", Retrying())
+        progress.task_changed(4, "load", Cached())
+        frame = rich_console.Console(file=io.StringIO(), width=100, record=True)
+        frame.print(progress.renderable())
+        text = frame.export_text()
+    finally:
+        progress.close()
+    assert "1/5 done" in text
+    assert re.search(r"running 3\s+cached 1\s+retrying 1", text)
+    assert "now: download ×3" in text
+
+
+def test_rich_progress_prints_log_lines_whole_above_the_display_and_restores_handlers(
+    taskloom_home: Any,
+) -> None:
+    progress, out = _rich()
+    handler = logging.StreamHandler(progress.console.file)  # a handler on the same terminal
+    handler.setFormatter(logging.Formatter("LOG %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        small_flow().run(executor=LocalExecutor(), progress=progress)
+    finally:
+        root.removeHandler(handler)
+    assert handler.stream is progress.console.file  # given back after the run
+    screen = [line for line in _screen(out.getvalue()) if line]
+    assert screen[:2] == ["LOG adding 1 and 2 in attempt 1", "LOG flaky made it on attempt 2"]
+    assert "progress-demo" in screen[2] and "4/4 done" in screen[2]  # the last frame stays
+    assert re.fullmatch(r"succeeded 3\s+failed 1", screen[3].strip())
+    assert screen[4].startswith("✘ progress-demo: Failed")
+    assert len(screen) == 5
+
+
+def test_rich_progress_closes_when_used_as_a_context_manager() -> None:
+    progress, _ = _rich()
+    handler = logging.StreamHandler(progress.console.file)
+    logging.getLogger().addHandler(handler)
+    try:
+        with progress:
+            progress.run_started("interrupted", "run-2", 1)
+            assert progress._live is not None
+            assert handler.stream is not progress.console.file
+        assert progress._live is None
+        assert handler.stream is progress.console.file
+        progress.close()  # idempotent
+    finally:
+        logging.getLogger().removeHandler(handler)
+
+
+def test_worker_log_records_carry_run_task_and_attempt(taskloom_home: Any) -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    keep = Keep()
+    logging.getLogger("tests.progress").addHandler(keep)
+    progress, out = _rich()
+    try:
+        state = small_flow().run(executor=LokyExecutor(max_workers=2), progress=progress)
+    finally:
+        logging.getLogger("tests.progress").removeHandler(keep)
+    made_it = [r for r in records if r.getMessage() == "flaky made it on attempt 2"]
+    assert len(made_it) == 1
+    record = made_it[0]
+    assert record.__dict__["task_name"] == "flaky"
+    assert record.__dict__["attempt"] == 2
+    assert record.__dict__["flow_run_id"] == state.run_id
+    assert "4/4 done" in _plain(out.getvalue())
