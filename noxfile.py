@@ -70,11 +70,19 @@ def typecheck(session: nox.Session) -> None:
 def stubtest(session: nox.Session) -> None:
     """Check the hand-written stubs against the installed libraries."""
     session.install("-e", ".[dev]")
+    env = {"MYPYPATH": str(ROOT / "stubs")}
     session.run(
         "python", "-m", "mypy.stubtest", "loky", "cloudpickle",
         "--mypy-config-file", "pyproject.toml",
         "--allowlist", "stubs/stubtest-allowlist.txt",
-        env={"MYPYPATH": str(ROOT / "stubs")},
+        env=env,
+    )
+    # distributed is large and mostly unused: check only the names the stub declares.
+    session.run(
+        "python", "-m", "mypy.stubtest", "distributed", "--ignore-missing-stub",
+        "--mypy-config-file", "pyproject.toml",
+        "--allowlist", "stubs/distributed-stubtest-allowlist.txt",
+        env=env,
     )
 
 

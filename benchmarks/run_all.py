@@ -1,10 +1,11 @@
 """Run every benchmark, each in its own process, and print a summary against the targets.
 
-``bench_local.py`` then ``bench_loky.py`` (separate processes, so one's loky pool and
-garbage do not perturb the other). ``--runs`` and ``--quick`` are passed through. The
-summary lists each figure, its target and whether it was met; figures are ratios against
-baselines measured in the same run (see each script's docstring). The exit status is 0
-unless a benchmark failed: missing a target is a result, not an error.
+``bench_local.py``, ``bench_loky.py`` then ``bench_dask.py`` (separate processes, so one's
+pool or cluster and garbage do not perturb the next; ``bench_dask.py`` is skipped when Dask
+distributed, the dask extra, is not installed). ``--runs`` and ``--quick`` are passed
+through. The summary lists each figure, its target and whether it was met; figures are
+ratios against baselines measured in the same run (see each script's docstring). The exit
+status is 0 unless a benchmark failed: missing a target is a result, not an error.
 
     python benchmarks/run_all.py [--runs N] [--quick]      (or: nox -s bench -- --runs N)
 """
@@ -12,6 +13,7 @@ unless a benchmark failed: missing a target is a result, not an error.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import operator
 import os
@@ -26,7 +28,9 @@ from pathlib import Path
 import _harness as h
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_local.py", "bench_loky.py"]
+BENCHMARKS = ["bench_local.py", "bench_loky.py", "bench_dask.py"]
+#: Benchmarks that need an optional dependency (module name), skipped without it.
+NEEDS = {"bench_dask.py": "distributed"}
 SUMMARY_HEADER = "== summary: taskloom against its targets =="
 
 
@@ -41,6 +45,7 @@ class Target:
     baseline_key: str | None = None  # the raw loky figure of the same kind, for context
     digits: int = 1
     baseline_unit: str | None = None  # when the baseline is another kind of figure
+    needs: str | None = None  # the optional module its benchmark needs
 
     def describe(self) -> str:
         sign = "<=" if self.op is operator.le else ">="
@@ -64,6 +69,10 @@ TARGETS = [
            operator.le, "scale.raw.peak_rss_mb", 0),
     Target("scale 10k/1k", "per-task overhead growth", "scale.taskloom.growth", "x", 1.2,
            operator.le, "scale.raw.growth", 2),
+    Target("W1 on Dask", "wall vs raw Dask futures", "dask.W1.taskloom_vs_raw", "x", 1.2,
+           operator.le, "dask.W1.raw.wall_ms", 2, " ms wall (raw Dask)", "distributed"),
+    Target("W3 on Dask", "wall vs raw Dask futures", "dask.W3.taskloom_vs_raw", "x", 1.2,
+           operator.le, "dask.W3.raw.wall_ms", 2, " ms wall (raw Dask)", "distributed"),
 ]
 
 
@@ -77,15 +86,21 @@ def run_benchmark(script: str, passthrough: list[str], out: Path) -> int:
     return code
 
 
+def installed(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
 def summary(figures: h.Figures, quick: bool) -> None:
     print(f"\n{SUMMARY_HEADER}")
     if quick:
         print("  (--quick: reduced sizes and 1 run; the figures are not comparable to the targets)")
-    rows = [("workload", "figure", "taskloom", "raw loky", "target", "met")]
+    rows = [("workload", "figure", "taskloom", "raw loky (or as noted)", "target", "met")]
     for t in TARGETS:
         value = figures.get(t.key)
         baseline = figures.get(t.baseline_key) if t.baseline_key else None
-        if value is None:
+        if value is None and t.needs is not None and not installed(t.needs):
+            met = f"n/a ({t.needs} not installed)"
+        elif value is None:
             met = "no (not measured)"
         elif quick:
             met = "n/a (quick)"
@@ -125,6 +140,11 @@ def main() -> None:
         # Keep any default cache store the engine might open out of the user's cache dir.
         os.environ.setdefault("TASKLOOM_HOME", str(Path(tmp) / "home"))
         for script in BENCHMARKS:
+            needs = NEEDS.get(script)
+            if needs is not None and not installed(needs):
+                print(f"\n$ {script}: skipped ({needs} is not installed; pip install "
+                      '"taskloom[dask]")', flush=True)
+                continue
             out = Path(tmp) / f"{script}.json"
             if run_benchmark(script, passthrough, out) != 0:
                 failed.append(script)

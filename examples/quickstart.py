@@ -5,17 +5,23 @@ a ``SKIP`` signal, triggers (a cleanup task that always runs, an alert that runs
 something failed), the run context, and a cached task whose result serves the next run.
 
     python3 noxfile.py -s demo          # or: python examples/quickstart.py
+
+On Dask distributed instead (needs ``pip install "taskloom[dask]"``): ``--executor dask``
+starts a local Dask cluster for each run; add ``--address tcp://127.0.0.1:8786`` to run on
+a cluster you started (``dask scheduler`` and ``dask worker``).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
+from collections.abc import Sequence
 from datetime import timedelta
 
 import taskloom
 from taskloom import Flow, Parameter, signals, task, triggers
-from taskloom.executors import LokyExecutor
+from taskloom.executors import DaskExecutor, Executor, LokyExecutor
 
 
 @task(cache_for=timedelta(minutes=10))
@@ -77,9 +83,35 @@ def build() -> Flow:
     return flow
 
 
-def main() -> int:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Run the quickstart flow twice.")
+    parser.add_argument(
+        "--executor", choices=["loky", "dask"], default="loky",
+        help="where tasks run: a loky process pool (default) or Dask distributed",
+    )
+    parser.add_argument(
+        "--address", metavar="tcp://HOST:PORT",
+        help="with --executor dask: the scheduler of a running Dask cluster (default: start "
+        "a local cluster of 2 workers for each run)",
+    )
+    args = parser.parse_args(argv)
+    if args.address is not None and args.executor != "dask":
+        parser.error("--address needs --executor dask")
+    return args
+
+
+def make_executor(args: argparse.Namespace) -> Executor:
+    if args.executor == "dask":
+        if args.address is not None:
+            return DaskExecutor(address=args.address)
+        return DaskExecutor(n_workers=2, threads_per_worker=1)
+    return LokyExecutor(max_workers=2)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     flow = build()
-    executor = LokyExecutor(max_workers=2)
+    executor = make_executor(args)
     ok = True
     for run in (1, 2):
         state = flow.run(parameters={"n": 10}, executor=executor)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from taskloom.executors import Executor, LocalExecutor, LokyExecutor
+from taskloom.executors import DaskExecutor, Executor, LocalExecutor, LokyExecutor
 
 
 @pytest.fixture(autouse=True)
@@ -18,7 +18,34 @@ def taskloom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
-EXECUTORS = ["local", "loky"]
+EXECUTORS = ["local", "loky", "dask"]
+
+#: Conformance tests known to fail on one executor, and why (strict: a fix makes them fail
+#: as XPASS, so the entry must then go).
+@pytest.fixture(scope="session")
+def dask_cluster() -> Iterator[str]:
+    """The address of one Dask ``LocalCluster`` shared by every test in this xdist worker
+    process: 2 single-threaded worker processes on loopback (HTTP server on a free port), and
+    ``allowed-failures=0`` as a ``DaskExecutor`` uses for the clusters it starts.
+
+    Skips the test when Dask distributed is not installed.
+    """
+    distributed = pytest.importorskip("distributed", reason="the dask extra is not installed")
+    from taskloom.executors.dask import close_clients
+
+    cluster = distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address="127.0.0.1:0",  # None means port 8787: taken by the other xdist worker
+        scheduler_kwargs={"allowed_failures": 0},
+    )
+    try:
+        yield cluster.scheduler_address
+    finally:
+        close_clients()  # the executors' client of this cluster, before the cluster goes
+        cluster.close()
 
 
 @pytest.fixture(params=EXECUTORS)
@@ -26,11 +53,15 @@ def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
     """Each executor the engine must behave the same on (the conformance matrix).
 
     The loky pool is shared by every test in an xdist worker process (LokyExecutor reuses
-    its pool), and kept at 2 workers: more would oversubscribe the 2 cores CI has.
+    its pool), and kept at 2 workers: more would oversubscribe the 2 cores CI has. The
+    Dask executor connects to the ``dask_cluster`` of this xdist worker process.
     """
     if request.param == "local":
         yield LocalExecutor()
     elif request.param == "loky":
         yield LokyExecutor(max_workers=2)
+    elif request.param == "dask":
+        address = request.getfixturevalue("dask_cluster")
+        yield DaskExecutor(address=address)
     else:  # pragma: no cover
         raise ValueError(request.param)

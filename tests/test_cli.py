@@ -152,9 +152,9 @@ def test_run_success_prints_the_table_and_the_run_id(tmp_path: Path, taskloom_ho
     assert result.returncode == 0, describe(result)
     rows = table_rows(result.stdout)
     assert list(rows) == ["n", "double", "describe"]
-    assert rows["double"] == ["double", "Success", "Task run succeeded.", "1", rows["double"][4]]
+    assert rows["double"] == ["double", "Success", "1", "local", rows["double"][4], "Task run succeeded."]
     assert re.fullmatch(r"[\d.]+(us|ms|s)", rows["double"][4])
-    assert rows["n"][3:] == ["0", "-"]  # a parameter is not an attempt
+    assert rows["n"][2:5] == ["0", "-", "-"]  # a parameter is not an attempt
     assert "Flow 'basic': Success" in result.stdout
     assert recorded_runs(taskloom_home) == [run_id(result.stdout)]
     assert lines(log) == ["double 5", "describe 10"]
@@ -175,8 +175,8 @@ def test_run_failed_flow_exits_1(tmp_path: Path, taskloom_home: Path) -> None:
     assert result.returncode == 1, describe(result)
     rows = table_rows(result.stdout)
     assert rows["explode"][1] == "Failed"
-    assert "boom" in rows["explode"][2] and rows["explode"][2].endswith("...")
-    assert len(rows["explode"][2]) <= cli.MESSAGE_WIDTH
+    assert "boom" in rows["explode"][5] and rows["explode"][5].endswith("...")
+    assert len(rows["explode"][5]) <= cli.MESSAGE_WIDTH
     assert rows["after"][1] == "TriggerFailed"
     assert "Flow 'failing': Failed" in result.stdout
     assert recorded_runs(taskloom_home) == [run_id(result.stdout)]
@@ -264,14 +264,18 @@ def test_parameter_values_are_json_where_they_parse_else_strings(tmp_path: Path,
     ]
 
 
-def test_progress_lines_only_when_asked_off_a_terminal(tmp_path: Path, taskloom_home: Path) -> None:
+def test_progress_is_on_by_default_as_plain_lines_off_a_terminal(
+    tmp_path: Path, taskloom_home: Path
+) -> None:
     flows = write_flow(tmp_path / "flows.py", BASIC, LOG=str(tmp_path / "log"))
-    quiet = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local")
+    shown = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local")
+    assert shown.returncode == 0, describe(shown)
+    assert "\x1b[" not in shown.stderr  # no terminal: no escape codes, plain lines
+    assert re.search(r"^basic: 3/3 done \| succeeded 3 \| [\d.]+s \| Success", shown.stderr, re.M), (
+        shown.stderr
+    )
+    quiet = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local", "--no-progress")
     assert quiet.returncode == 0 and quiet.stderr == "", describe(quiet)
-    loud = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local", "--progress")
-    assert loud.returncode == 0, describe(loud)
-    assert re.search(r"^\[\d\] double: Success \(.*, local\)$", loud.stderr, re.MULTILINE), loud.stderr
-    assert re.search(r"^\[\d\] describe: Success", loud.stderr, re.MULTILINE), loud.stderr
 
 
 def test_bad_executor_options_are_usage_errors(tmp_path: Path, taskloom_home: Path) -> None:
@@ -308,9 +312,9 @@ def test_dask_executor_that_cannot_start_is_a_usage_error(
 
 def test_default_executor_is_loky(tmp_path: Path, taskloom_home: Path) -> None:
     flows = write_flow(tmp_path / "flows.py", BASIC, LOG=str(tmp_path / "log"))
-    result = taskloom(taskloom_home, "run", f"{flows}:flow", "--workers", "1", "--progress")
+    result = taskloom(taskloom_home, "run", f"{flows}:flow", "--workers", "1")
     assert result.returncode == 0, describe(result)
-    assert re.search(r"double: Success \(.*, loky:\d+\)", result.stderr), describe(result)
+    assert re.fullmatch(r"loky:\d+", table_rows(result.stdout)["double"][3]), describe(result)
 
 
 # -- runs and show ------------------------------------------------------------------------------------
@@ -418,7 +422,7 @@ def test_python_dash_m_and_console_script(taskloom_home: Path) -> None:
     result = taskloom(taskloom_home, "--help")
     assert result.returncode == 0, describe(result)
     listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ")]
-    assert listed == ["run", "runs", "show", "resume", "cache"], result.stdout
+    assert listed == ["run", "runs", "show", "visualize", "report", "resume", "cache"], result.stdout
     missing = taskloom(taskloom_home)
     assert missing.returncode == 2 and "required" in missing.stderr
     scripts = importlib.metadata.entry_points(group="console_scripts", name="taskloom")

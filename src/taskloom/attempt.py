@@ -14,6 +14,7 @@ Retries, caching and triggers are the scheduler's business, in the parent proces
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import signal
 import threading
@@ -139,7 +140,10 @@ def _call_in_thread(body: Callable[[], Any], seconds: float) -> Any:
         except BaseException as error:  # handed to the caller below
             failure.append(error)
 
-    worker = threading.Thread(target=target, daemon=True, name="taskloom-timeout")
+    # The thread must see the task's context: contextvars do not follow a new thread.
+    worker = threading.Thread(
+        target=contextvars.copy_context().run, args=(target,), daemon=True, name="taskloom-timeout"
+    )
     worker.start()
     worker.join(seconds)
     if worker.is_alive():

@@ -23,20 +23,23 @@ import argparse
 import datetime as _dt
 import json
 import logging
+import shutil
 import sqlite3
 import sys
 import traceback
+from pathlib import Path
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TextIO, TypeVar
+from typing import Any, Literal, TextIO, TypeVar
 
 from ._home import UnsafeHomeError
-from .attempt import TaskResult, TaskRun
 from .errors import FlowDefinitionError
 from .executors.base import Executor
 from .flow import Flow
 from .caching import default_cache_store
-from .journal import TAMPERED, Journal, JournalError, TaskRecord, default_journal
+from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, default_journal
 from .loader import FlowNotFoundError, load_flow
+from .progress import RunObserver, default_progress
+from .visualize import MissingRendererError
 from .states import FlowResult, State
 
 __all__ = ["main"]
@@ -145,51 +148,20 @@ def _executor(name: str | None, workers: int | None) -> Executor:
     return LokyExecutor(max_workers=workers)
 
 
-class _Watched:
-    """An executor passed through, noting each attempt that comes back: for the table
-    (attempts, timings, worker) and, when ``stream`` is given, one line per attempt."""
-
-    def __init__(self, inner: Executor, stream: TextIO | None) -> None:
-        self.inner = inner
-        self.stream = stream
-        self.runs_chains = bool(getattr(inner, "runs_chains", False))
-        self.names: dict[int, str] = {}
-        self.attempts: dict[int, int] = {}
-        self.last: dict[int, TaskResult] = {}
-        self.done = 0
-
-    def begin(self, run_context: Mapping[str, Any]) -> None:
-        self.inner.begin(run_context)
-
-    def submit(self, runs: Sequence[TaskRun]) -> None:
-        for run in runs:
-            self.names[run.key] = run.task.name
-            for follow in run.then:
-                self.names[follow.key] = follow.task.name
-        self.inner.submit(runs)
-
-    def collect(self, timeout: float | None) -> list[TaskResult]:
-        results = self.inner.collect(timeout)
-        for result in results:
-            self.attempts[result.key] = self.attempts.get(result.key, 0) + 1
-            self.last[result.key] = result
-            if self.stream is not None:
-                self.done += 1
-                name = self.names.get(result.key, f"task {result.key}")
-                ran = _seconds(_between(result.started, result.finished))
-                self.stream.write(
-                    f"[{self.done}] {name}: {type(result.state).__name__} ({ran}, {result.worker})\n"
-                )
-                self.stream.flush()
-        return results
-
-    def end(self) -> None:
-        self.inner.end()
+def _progress(args: argparse.Namespace) -> RunObserver | bool:
+    """The progress display (on unless --no-progress): live on a terminal, plain lines
+    otherwise."""
+    return False if args.progress is False else default_progress()
 
 
-def _watched(args: argparse.Namespace) -> _Watched:
-    show = args.progress if args.progress is not None else sys.stderr.isatty()
-    return _Watched(_executor(args.executor, args.workers), sys.stderr if show else None)
+def _running(run: Callable[[RunObserver | bool], State[FlowResult]], args: argparse.Namespace) -> State[FlowResult]:
+    observer = _progress(args)
+    try:
+        return run(observer)
+    finally:
+        close = getattr(observer, "close", None)
+        if callable(close):
+            close()
 
 
 def _exit_status(state: State[Any]) -> int:
@@ -198,20 +170,28 @@ def _exit_status(state: State[Any]) -> int:
     return EXIT_SUCCESS if state.is_successful() else EXIT_FAILED
 
 
-def _report(state: State[FlowResult], watched: _Watched, flow_name: str, out: TextIO) -> int:
-    """Print the table of task states and the run id; return the exit status."""
+def _report(state: State[FlowResult], flow_name: str, out: TextIO) -> int:
+    """Print the table of task states (attempts, worker and durations from the run
+    journal) and the run id; return the exit status."""
+    recorded: dict[int, TaskRecord] = {}
+    if state.run_id is not None:
+        try:
+            recorded = {t.index: t for t in default_journal().load(state.run_id).tasks}
+        except (JournalError, sqlite3.Error, OSError):
+            pass  # not recorded (the journal warned): the table shows what the state knows
     rows = []
     result: FlowResult = state.result or FlowResult()
     for key, (task, task_state) in enumerate(result.items()):
-        last = watched.last.get(key)
+        record = recorded.get(key)
         rows.append([
             task.name,
             type(task_state).__name__,
+            "-" if record is None else str(record.attempts),
+            "-" if record is None or record.worker is None else record.worker,
+            _seconds(None if record is None else _between(record.started, record.finished)),
             _one_line(task_state.message, MESSAGE_WIDTH),
-            str(watched.attempts.get(key, 0)),
-            _seconds(None if last is None else _between(last.started, last.finished)),
         ])
-    out.write(_table(["TASK", "STATE", "MESSAGE", "ATTEMPTS", "DURATION"], rows, right=(3, 4)))
+    out.write(_table(["TASK", "STATE", "ATTEMPTS", "WORKER", "DURATION", "MESSAGE"], rows, right=(2, 4)))
     out.write(f"\n\nFlow {flow_name!r}: {type(state).__name__} ({_one_line(state.message)})\n")
     out.write(f"Run id: {state.run_id}\n")
     if state.is_paused():
@@ -235,9 +215,9 @@ def _load(spec: str) -> Flow:
 def cmd_run(args: argparse.Namespace) -> int:
     parameters = _parameters(args.parameter or [])
     flow = _load(args.flow)
-    watched = _watched(args)
-    state = flow.run(parameters, executor=watched)
-    return _report(state, watched, flow.name, sys.stdout)
+    executor = _executor(args.executor, args.workers)
+    state = _running(lambda progress: flow.run(parameters, executor=executor, progress=progress), args)
+    return _report(state, flow.name, sys.stdout)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -246,9 +226,19 @@ def cmd_resume(args: argparse.Namespace) -> int:
     journal = default_journal()
     record = _reading(journal, lambda: journal.load(args.run_id))
     flow = _load(args.flow) if args.flow else None
-    watched = _watched(args)
-    state = resume(record.run_id, flow=flow, tasks=args.task or (), executor=watched, journal=journal)
-    return _report(state, watched, record.flow_name if flow is None else flow.name, sys.stdout)
+    executor = _executor(args.executor, args.workers)
+    state = _running(
+        lambda progress: resume(
+            record.run_id,
+            flow=flow,
+            tasks=args.task or (),
+            executor=executor,
+            journal=journal,
+            progress=progress,
+        ),
+        args,
+    )
+    return _report(state, record.flow_name if flow is None else flow.name, sys.stdout)
 
 
 def _reading(journal: Journal, call: Callable[[], T]) -> T:
@@ -334,12 +324,65 @@ def cmd_show(args: argparse.Namespace) -> int:
         rows,
         right=(2, 4, 5, 6, 7, 8),
     ))
+    if args.timeline:
+        from .report import timeline_text
+
+        width = shutil.get_terminal_size((100, 24)).columns
+        plain = (sys.stdout.encoding or "").lower().replace("-", "") != "utf8"
+        print()
+        print(timeline_text(run, width=width, flow=_flow_of(run, None), ascii=plain))
     tampered = [task.name for task in run.tasks if task.tampered]
     if tampered:
         print(
             f"\nWarning: the stored data of {', '.join(tampered)} is tampered with (its signature "
             "does not match); it was not loaded, and this run cannot be resumed.",
         )
+    return EXIT_SUCCESS
+
+
+def _flow_of(record: RunRecord, spec: str | None) -> Flow | None:
+    """The run's flow, from ``--flow`` or where the run came from; None if it cannot be
+    found (a report without it shows no critical path, and says why)."""
+    if spec is not None:
+        return _load(spec)
+    if record.source is None:
+        return None
+    try:
+        return load_flow(record.source)
+    except Exception as error:
+        print(f"taskloom: note: cannot load {record.source} ({error}); no critical path", file=sys.stderr)
+        return None
+
+
+def cmd_visualize(args: argparse.Namespace) -> int:
+    from .visualize import render
+
+    flow = _load(args.flow)
+    record = None
+    if args.run is not None:
+        journal = default_journal()
+        record = _reading(journal, lambda: journal.load(args.run))
+    fmt: Literal["dot", "mermaid", "svg", "png", "pdf"] | None = args.format
+    if args.output is None:
+        if fmt == "png" or fmt == "pdf":
+            raise UsageError(f"--format {fmt} is binary: write it to a file with -o FILE")
+        sys.stdout.write(render(flow, record, format=fmt or "dot"))
+        return EXIT_SUCCESS
+    render(flow, record, args.output, format=fmt)
+    print(f"Wrote {args.output}")
+    return EXIT_SUCCESS
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import render_report
+
+    journal = default_journal()
+    record = _reading(journal, lambda: journal.load(args.run_id))
+    if record.tampered:
+        raise JournalError(f"run {record.run_id}: its stored task outcomes are tampered with")
+    html = render_report(record, flow=_flow_of(record, args.flow))
+    Path(args.output).write_text(html, encoding="utf-8")
+    print(f"Wrote {args.output}")
     return EXIT_SUCCESS
 
 
@@ -405,8 +448,8 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
         help="how many worker processes (loky or dask; default: every core)",
     )
     parser.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=None,
-        help="print a line to stderr as each task finishes (default: when stderr is a terminal)",
+        "--progress", action=argparse.BooleanOptionalAction, default=True,
+        help="show progress on stderr: live on a terminal, plain lines otherwise (default: on)",
     )
 
 
@@ -459,7 +502,51 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_example("taskloom show 3f2a9c1e   # a unique prefix of the id will do"),
     )
     show.add_argument("run_id", metavar="RUN_ID")
+    show.add_argument(
+        "--timeline", action="store_true",
+        help="also draw the run as a timeline: one lane per worker, queue wait and run time",
+    )
     show.set_defaults(handler=cmd_show)
+
+    visualize = commands.add_parser(
+        "visualize", help="draw a flow (DOT, Mermaid, SVG, PNG)", formatter_class=formatter,
+        description="Draw a flow's tasks and edges (edges labelled with their argument "
+        "names). With --run, tasks are coloured by their final state in that run. DOT and "
+        "Mermaid need nothing; SVG, PNG and PDF need `pip install graphviz` and Graphviz's "
+        "`dot` program.",
+        epilog=_example(
+            "taskloom visualize flows.py:etl                     # DOT on stdout",
+            "taskloom visualize flows.py:etl --format mermaid",
+            "taskloom visualize flows.py:etl --run 3f2a9c1e -o etl.svg",
+        ),
+    )
+    visualize.add_argument("flow", metavar="FLOW", help="FILE.py:NAME or package.module:NAME")
+    visualize.add_argument("--run", metavar="RUN_ID", help="colour the tasks by this run's states")
+    visualize.add_argument(
+        "-o", "--output", metavar="FILE",
+        help="write to FILE (its suffix picks the format: .dot .mmd .svg .png .pdf)",
+    )
+    visualize.add_argument(
+        "--format", choices=("dot", "mermaid", "svg", "png", "pdf"), default=None,
+        help="the format (default: from -o's suffix, else dot)",
+    )
+    visualize.set_defaults(handler=cmd_visualize)
+
+    report = commands.add_parser(
+        "report", help="write an HTML timeline report of a run", formatter_class=formatter,
+        description="Write one self-contained HTML file (it opens without a network): a "
+        "timeline with one lane per worker showing queue wait and run time, retries, cache "
+        "hits and failures; the critical path; and the best possible speed-up with N workers.",
+        epilog=_example("taskloom report 3f2a9c1e -o report.html"),
+    )
+    report.add_argument("run_id", metavar="RUN_ID")
+    report.add_argument("-o", "--output", metavar="FILE", required=True, help="the HTML file to write")
+    report.add_argument(
+        "--flow", metavar="FLOW",
+        help="FILE.py:NAME of the run's flow, for the critical path (default: where the run "
+        "was started from)",
+    )
+    report.set_defaults(handler=cmd_report)
 
     resume = commands.add_parser(
         "resume", help="resume a paused or failed run", formatter_class=formatter,
@@ -526,6 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except (
         UsageError, FlowDefinitionError, FlowNotFoundError, JournalError, UnsafeHomeError, ValueError,
+        MissingRendererError,
     ) as error:
         print(f"taskloom: error: {error}", file=sys.stderr)
         return EXIT_USAGE

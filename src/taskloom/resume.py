@@ -19,6 +19,7 @@ from .executors.base import Executor
 from .flow import Flow
 from .journal import TAMPERED, Journal, JournalError, RunRecord, default_journal
 from .loader import load_flow
+from .progress import RunObserver
 from .runner import run_flow
 from .states import (
     Cached,
@@ -74,6 +75,7 @@ def resume(
     tasks: Iterable[str] = (),
     executor: Executor | None = None,
     journal: Journal | None = None,
+    progress: RunObserver | bool = False,
 ) -> State[FlowResult]:
     """Resume the recorded run ``run_id`` (a unique prefix will do); see the module docstring.
 
@@ -139,4 +141,5 @@ def resume(
         cache_store=None,
         journal=journal,
         resumed_from=record.run_id,
+        progress=progress,
     )
