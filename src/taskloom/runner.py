@@ -40,9 +40,7 @@ import heapq
 import logging
 import time
 import uuid
-import weakref
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._hashing import UnhashableInputError, hash_inputs
@@ -54,8 +52,9 @@ from .context import ReadOnlyDict, date_keys, enter, leave
 from .edges import Edge
 from .errors import FlowDefinitionError
 from .executors.base import DeferredResult, Executor, resolve_deferred
-from .flow import Flow, _tasks_in
+from .flow import Flow
 from .journal import Journal, default_journal, task_records
+from .plan import Node, plan, rebuild
 from .progress import RunObserver, default_progress
 from .signals import TaskloomSignal
 from .states import (
@@ -74,7 +73,6 @@ from .states import (
     TriggerFailed,
 )
 from .task import ParameterTask, Task
-from .triggers import all_successful
 
 __all__ = ["FlowResult", "run_flow"]
 
@@ -87,81 +85,6 @@ SKIP_MESSAGE = (
 NOT_RUN_MESSAGE = "Task not run."
 #: What observers are told when a task is handed to the executor.
 _RUNNING: State[Any] = Running("Task handed to the executor.")
-
-
-@dataclass(slots=True)
-class _Node:
-    """A task compiled for one run: its place in the graph, by index."""
-
-    task: Task[Any, Any]
-    in_edges: list[tuple[Edge, int]] = field(default_factory=list)
-    upstream: list[int] = field(default_factory=list)
-    downstream: list[int] = field(default_factory=list)
-    direct: list[tuple[str, int]] = field(default_factory=list)
-    constants: dict[str, Any] = field(default_factory=dict)
-    nested: list[tuple[str, Any]] = field(default_factory=list)
-    #: Whether this task may run as a follow-on of its sole upstream task.
-    followable: bool = False
-
-
-_plans: weakref.WeakKeyDictionary[Flow, tuple[int, list[_Node], dict[Task[Any, Any], int]]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _plan(flow: Flow) -> tuple[list[_Node], dict[Task[Any, Any], int]]:
-    """The flow compiled for running, reused while the flow does not change."""
-    cached = _plans.get(flow)
-    if cached is not None and cached[0] == flow.version:
-        return cached[1], cached[2]
-    version = flow.version
-    nodes, index = _compile(flow)
-    _plans[flow] = (version, nodes, index)
-    return nodes, index
-
-
-def _compile(flow: Flow) -> tuple[list[_Node], dict[Task[Any, Any], int]]:
-    index = {t: i for i, t in enumerate(flow.tasks)}
-    nodes = [_Node(t) for t in index]
-    upstream: list[dict[int, None]] = [{} for _ in nodes]
-    for edge in flow.edges:
-        up, down = index[edge.upstream_task], index[edge.downstream_task]
-        nodes[down].in_edges.append((edge, up))
-        upstream[down][up] = None
-    for down, ups in enumerate(upstream):
-        nodes[down].upstream = list(ups)
-        for up in ups:
-            nodes[up].downstream.append(down)
-    for t, i in index.items():
-        node = nodes[i]
-        for key, value in flow.arguments(t).items():
-            if isinstance(value, Task):
-                node.direct.append((key, index[value]))
-            elif any(True for _ in _tasks_in(value)):
-                node.nested.append((key, value))
-            else:
-                node.constants[key] = value
-        task = node.task
-        node.followable = (
-            len(node.upstream) == 1
-            and not node.nested
-            and len(node.direct) <= 1
-            and task.trigger is all_successful
-            and task.cache_for is None
-            and not isinstance(task, ParameterTask)
-        )
-    return nodes, index
-
-
-def _rebuild(value: Any, results: Mapping[Task[Any, Any], Any]) -> Any:
-    """An argument with each task in it replaced by that task's result."""
-    if isinstance(value, Task):
-        return results[value]
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return type(value)(_rebuild(v, results) for v in value)
-    if isinstance(value, dict):
-        return {k: _rebuild(v, results) for k, v in value.items()}
-    return value
 
 
 def _check_trigger(task: Task[Any, Any], upstream_states: Mapping[Edge, State[Any]]) -> State[Any] | None:
@@ -255,7 +178,7 @@ class _Scheduler:
         self.observer = observer
         self.journal = journal
         self.resumed_from = resumed_from
-        self.nodes, self.index = _plan(flow)
+        self.nodes, self.index = plan(flow)
         self.executor = executor
         self.run_context = run_context
         self.parameters = parameters
@@ -490,7 +413,7 @@ class _Scheduler:
                 return None
         return self._task_run(i, inputs, resume)
 
-    def _inputs(self, node: _Node) -> dict[str, Any]:
+    def _inputs(self, node: Node) -> dict[str, Any]:
         states = self.states
         inputs = dict(node.constants)
         for key, j in node.direct:
@@ -498,7 +421,7 @@ class _Scheduler:
         if node.nested:
             results = {self.nodes[j].task: states[j].result for j in node.upstream}
             for key, value in node.nested:
-                inputs[key] = _rebuild(value, results)
+                inputs[key] = rebuild(value, results)
         return inputs
 
     def _start_inputs(self, i: int, seeded: State[Any] | None) -> dict[str, Any]:
@@ -658,7 +581,7 @@ def run_flow(
     progress: RunObserver | bool = False,
 ) -> State[FlowResult]:
     """Run ``flow``; see ``Flow.run``. Every check on the input happens before any task runs."""
-    index = _plan(flow)[1]
+    index = plan(flow)[1]
     seeded: dict[int, State[Any]] = {}
     for t, state in task_states.items():
         if t not in index:
