@@ -7,7 +7,12 @@ LocalExecutor())``. Figures are medians over the runs (at least 7, after a warm-
 * overhead per task = (taskloom wall - sequential wall) / tasks, in µs
 * ratio = taskloom wall / sequential wall
 
-Target: <= 10 µs of engine overhead per task (Prefect 1.4.1: 8,000-11,000 µs).
+Target: <= 10 µs of engine overhead per task (Prefect 1.4.1: 8,000-11,000 µs). Runs
+record to the run journal, as ``flow.run`` does by default.
+
+The journal's own cost is measured on W1 too: ``flow.run(journal=False)`` and the default
+``flow.run()`` back to back, journal cost per task = (with - without) / tasks
+(target: about 2 µs).
 
     python benchmarks/bench_local.py [--runs N] [--quick] [--json FILE]
 """
@@ -54,6 +59,22 @@ def measure(w: wl.Workload, runs: int) -> h.Figures:
     }
 
 
+def measure_journal(w: wl.Workload, runs: int) -> h.Figures:
+    flow, _ = wl.build_flow(w)
+    flow.run(executor=LocalExecutor())
+    without: list[float] = []
+    with_journal: list[float] = []
+    for _ in range(runs):
+        without.append(h.timed(lambda: flow.run(executor=LocalExecutor(), journal=False))[0])
+        with_journal.append(h.timed(lambda: flow.run(executor=LocalExecutor()))[0])
+    cost = h.paired(with_journal, without, lambda a, b: (a - b) / w.size)
+    print(f"  {w.name} journal: journal=False {h.Series(without).show(1e3, 2, ' ms')}, "
+          f"journal on {h.Series(with_journal).show(1e3, 2, ' ms')}")
+    print(f"    journal cost  {cost.show(1e6, 2, ' µs/task')}")
+    sys.stdout.flush()
+    return {f"local.{w.name}.journal_us": cost.median * 1e6}
+
+
 def main() -> None:
     args = h.parse_args(DESCRIPTION, default_runs=MIN_RUNS)
     runs = args.runs if args.quick else max(MIN_RUNS, args.runs)
@@ -63,9 +84,11 @@ def main() -> None:
     if args.quick:
         figures.update(measure(wl.w1_wide(100), runs))
         figures.update(measure(wl.w2_chain(20), runs))
+        figures.update(measure_journal(wl.w1_wide(100), runs))
     else:
         figures.update(measure(wl.w1_wide(), runs))
         figures.update(measure(wl.w2_chain(), runs))
+        figures.update(measure_journal(wl.w1_wide(), max(runs, 15)))
     print(f"  done; {h.load_text()}")
     h.write_figures(args.json, figures)
 

@@ -55,6 +55,7 @@ class Target:
 TARGETS = [
     Target("W1 LocalExecutor", "overhead per task", "local.W1.overhead_us", " µs", 10, operator.le),
     Target("W2 LocalExecutor", "overhead per task", "local.W2.overhead_us", " µs", 10, operator.le),
+    Target("W1 run journal", "journal cost per task", "local.W1.journal_us", " µs", 2, operator.le),
     Target("W1 wide", "overhead per task", "W1.taskloom.overhead_us", " µs", 20, operator.le,
            "W1.raw.overhead_us"),
     Target("W2 chain", "overhead per hop", "W2.taskloom.overhead_us", " µs", 50, operator.le,
