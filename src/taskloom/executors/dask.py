@@ -8,15 +8,15 @@ Data flow (the scheduler, caching and triggers stay in this process, as with lok
                                                large results -> stay in the worker's memory
     scheduler <-collect-- decode states, wrap large results in DaskResult <-- gather (bytes, logs)
 
-Design points (see the reliability catalogue, section 3, for what Dask does on its own):
+What it shares with ``LokyExecutor`` is described with the shared code: batching (which
+runs share a batch, batch sizes, suspects after a crash) in ``_batching``; the wire format,
+chains, opaque results, tracebacks and logs in ``_wire``. Design points of its own (see the
+reliability catalogue, section 3, for what Dask does on its own):
 
-- **Batches**, as in ``LokyExecutor``: one Dask task costs milliseconds (scheduler and
-  worker talk through batched sends), a task run inside a batch microseconds. A task seen
-  to take long, or never timed yet, travels alone; the others are shared among the
-  cluster's free threads, at most one batch per thread in flight. Chains
-  (``TaskRun.then``) run where their head runs.
-- **Opaque results.** The worker pickles the states itself: a result or exception that
-  cannot travel fails only its own task, never the batch.
+- **Batches**: one Dask task costs milliseconds (scheduler and worker talk through batched
+  sends), a task run inside a batch microseconds. A task seen to take longer than
+  ``LONG_TASK`` (20 ms), or with a timeout, or never timed yet, travels alone; the others
+  are shared among the cluster's free threads, at most one batch per thread in flight.
 - **Large results** (1 MiB or more, by ``len`` for bytes-like values, else Dask's
   ``sizeof``) stay on the worker that made them: the worker scatters the value locally
   and publishes it under a dataset name; the parent receives only that name, takes a
@@ -37,8 +37,8 @@ Design points (see the reliability catalogue, section 3, for what Dask does on i
 - **Interrupts.** On Ctrl-C or SIGTERM the run's Dask tasks are cancelled and a local
   cluster is closed with its workers; on an existing cluster, bodies already running
   finish there (Dask cannot stop a running thread).
-- **Logs** from tasks travel back with the results and are handed to the parent's
-  ``logging`` loggers with ``task_name`` and ``flow_run_id`` set, as with loky.
+- **Logs.** A Dask worker runs several batches at once in threads and belongs to whoever
+  started it: log capture is per thread, and adds a handler instead of replacing them.
 
 ``distributed`` is an optional dependency (``pip install "taskloom[dask]"``), imported when
 a ``DaskExecutor`` is constructed, never when this module is.
@@ -51,14 +51,11 @@ import atexit
 import concurrent.futures
 import itertools
 import logging
-import math
 import os
 import pickle
 import queue
-import signal
 import threading
 import time
-import traceback
 import uuid
 from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
@@ -66,21 +63,23 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from ..attempt import FollowOn, TaskResult, TaskRun, run_chain
+from ..attempt import TaskResult, TaskRun
 from ..context import current as _current_context
 from ..states import Failed, State, Success
-from ..task import Task, _same_options
-from .base import DeferredResult
-from .loky import (
+from ._batching import decided_here, decode_rows, encode_batch, requeue, take_batch
+from ._wire import (
     RemoteTaskError,
-    _check_context,
-    _note_traceback,
-    _pack,
-    _pickling_message,
-    _sigterm_to_exit,
-    _unpack,
-    _unpicklable,
+    Templates,
+    catch_sigterm,
+    check_context,
+    encode_rows,
+    failed_to_load,
+    flatten_record,
+    load_runs,
+    restore_sigterm,
+    run_all,
 )
+from .base import DeferredResult
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
@@ -92,8 +91,6 @@ log = logging.getLogger("taskloom.executors.dask")
 #: A task seen to run longer than this (seconds) always travels in a batch of its own.
 #: Higher than loky's: one Dask task costs a few milliseconds, a loky one ~0.2 ms.
 LONG_TASK = 0.02
-#: The most runs in one batch.
-MAX_BATCH = 512
 #: Results at least this large (bytes) stay on the worker that made them.
 LARGE_RESULT = 1 << 20
 #: A batch payload at least this large is scattered first (Dask warns about large graphs).
@@ -136,14 +133,7 @@ class _ThreadCapture(logging.Handler):
         records: list[logging.LogRecord] | None = getattr(_local, "records", None)
         if records is None or record.levelno < _local.level:
             return  # not emitted by a batch of ours (another thread or Dask itself)
-        values = _current_context()
-        record.task_name = values.get("task_name")
-        record.flow_run_id = values.get("flow_run_id")
-        record.msg = record.getMessage()
-        record.args = None
-        if record.exc_info:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-            record.exc_info = None
+        flatten_record(record, _current_context())
         records.append(record)
 
 
@@ -213,12 +203,6 @@ def _fill(value: Any, values: Sequence[Any]) -> Any:
     return value
 
 
-#: A run on the wire: key, template id, inputs, run count, resume, follow-ons.
-_WireRun = tuple[
-    int, int, dict[str, Any], int, bool, tuple[tuple[int, int, dict[str, Any], str | None], ...]
-]
-
-
 def _size(value: object) -> int:
     if isinstance(value, (bytes, bytearray, str)):
         return len(value)
@@ -253,7 +237,7 @@ def _hold(state: State[Any]) -> State[Any]:
         return state
     size = _size(value)
     if size < LARGE_RESULT or not _travels(value):
-        return state  # an unpicklable one fails its task in _encode_rows, as with loky
+        return state  # an unpicklable one fails its task in encode_rows, as with loky
     try:
         from distributed import get_client
 
@@ -269,26 +253,6 @@ def _hold(state: State[Any]) -> State[Any]:
     held.__setstate__(state.__getstate__())
     held._result = _Held(name, size, f"{type(value).__module__}.{type(value).__qualname__}")
     return held
-
-
-def _encode_rows(worker: str, rows: list[TaskResult], names: Mapping[int, str]) -> bytes:
-    """All states of a batch in one pickle, checked to unpickle; a state that cannot travel
-    becomes a failure of its own task and the others go as they are."""
-    wire = [(r.key, _pack(r.state), r.started, r.finished) for r in rows]
-    try:
-        data = cloudpickle.dumps((worker, wire))
-        pickle.loads(data)  # an exception can pickle yet fail to unpickle (custom __init__)
-        return data
-    except Exception:
-        pass
-    safe = []
-    for key, state, started, finished, _ in rows:
-        try:
-            pickle.loads(cloudpickle.dumps(_pack(state)))
-        except Exception as error:
-            state = _unpicklable(names[key], state, error)
-        safe.append((key, _pack(state), started, finished))
-    return cloudpickle.dumps((worker, safe))
 
 
 def _encode_records(records: list[logging.LogRecord]) -> bytes:
@@ -333,47 +297,21 @@ def _run_batch(
             worker = f"dask:{get_worker().address}"
         except ValueError:  # not in a worker (called directly)
             worker = f"dask:{os.getpid()}"
-        rows: list[TaskResult] = []
         try:
             run_context = _run_context(header)
-            blobs, wire_runs = cloudpickle.loads(payload)
-            templates = {tid: cloudpickle.loads(blob) for tid, blob in blobs.items()}
-            runs = [_as_run(wire, templates, values) for wire in wire_runs]
+
+            def fill(inputs: dict[str, Any]) -> dict[str, Any]:
+                return {name: _fill(value, values) for name, value in inputs.items()}
+
+            runs = load_runs(payload, fill if values else None)
         except Exception as error:
-            now = time.time()
-            for key, name in keys:
-                state = Failed(
-                    f"Task {name!r} could not be unpickled on the Dask worker: {error!r}",
-                    RemoteTaskError(type(error).__qualname__, str(error), traceback.format_exc()),
-                )
-                rows.append(TaskResult(key, state, now, now, worker))
-            return _encode_rows(worker, rows, names), _encode_records(records)
-        for run in runs:
-            started = time.time()
-            try:
-                results = run_chain(run, run_context, worker)
-            except BaseException as error:  # SystemExit / KeyboardInterrupt raised by the task
-                message = f"Task {run.task.name!r} raised {error!r} in a Dask worker"
-                failed = Failed[Any](message, error)
-                results = [TaskResult(run.key, failed, started, time.time(), worker)]
-            for result in results:
-                _note_traceback(result.state)
-                rows.append(result._replace(state=_hold(result.state)))
-        return _encode_rows(worker, rows, names), _encode_records(records)
+            rows = failed_to_load(keys, error, worker, "on the Dask worker")
+            return encode_rows(worker, rows, names), _encode_records(records)
+        rows = run_all(runs, run_context, worker, "in a Dask worker")
+        rows = [row._replace(state=_hold(row.state)) for row in rows]
+        return encode_rows(worker, rows, names), _encode_records(records)
     finally:
         _local.records = None
-
-
-def _as_run(
-    wire: _WireRun, templates: Mapping[int, Task[Any, Any]], values: Sequence[Any]
-) -> TaskRun:
-    key, tid, inputs, run_count, resume, then = wire
-    if values:
-        inputs = {name: _fill(value, values) for name, value in inputs.items()}
-    follow = tuple(
-        FollowOn(k, templates[t], constants, input_key) for k, t, constants, input_key in then
-    )
-    return TaskRun(key, templates[tid], inputs, run_count, resume, follow)
 
 
 # --- the parent side ------------------------------------------------------------------------
@@ -436,7 +374,8 @@ def _identity(value: Any) -> Any:
 _clients: dict[str, Client] = {}
 _atexit_registered: list[bool] = []
 _clients_lock = threading.Lock()
-#: How long each task (by name) took on workers, smoothed: decides what shares a batch.
+#: How long each task (by name) took on workers, smoothed: decides what shares a batch
+#: (see ``_batching``). Kept per process, apart from loky's (the costs differ).
 _durations: dict[str, float] = {}
 _sequence = itertools.count()
 
@@ -541,9 +480,7 @@ class DaskExecutor:
         self._header = b""
         self._header_arg: Any = b""  # the header, or the future of it when it is large
         self._run_tag = ""
-        self._template_ids: dict[Task[Any, Any], int] = {}
-        self._task_templates: dict[Task[Any, Any], int] = {}
-        self._template_blobs: dict[int, bytes] = {}
+        self._templates = Templates()
         self._names: dict[int, str] = {}
         self._results: list[DaskResult] = []
         self._log_level = logging.WARNING
@@ -563,11 +500,9 @@ class DaskExecutor:
     # -- the Executor protocol ----------------------------------------------------------------
 
     def begin(self, run_context: Mapping[str, Any]) -> None:
-        self._header = _check_context(run_context)
+        self._header = check_context(run_context)
         self._run_tag = str(run_context.get("flow_run_id", ""))[:8]
-        self._template_ids = {}
-        self._task_templates = {}
-        self._template_blobs = {}
+        self._templates = Templates()
         self._names = {}
         self._results = []
         self._log_level = logging.getLogger().getEffectiveLevel()
@@ -584,8 +519,7 @@ class DaskExecutor:
         except BaseException:
             self.end()
             raise
-        if threading.current_thread() is threading.main_thread():
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_exit)
+        self._previous_sigterm = catch_sigterm()
 
     def submit(self, runs: Sequence[TaskRun]) -> None:
         self._pending.extend(runs)
@@ -647,9 +581,8 @@ class DaskExecutor:
                     cluster.close(timeout=10)
                 except Exception as error:
                     log.warning("the local Dask cluster did not close cleanly: %r", error)
-            if self._previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
-                self._previous_sigterm = None
+            restore_sigterm(self._previous_sigterm)
+            self._previous_sigterm = None
 
     # -- the cluster ----------------------------------------------------------------------------
 
@@ -691,28 +624,13 @@ class DaskExecutor:
 
     # -- batching -------------------------------------------------------------------------------
 
-    def _alone(self, run: TaskRun) -> bool:
-        """Whether a run travels in a batch of its own: one seen to take long, one never
-        timed yet (its first run measures it), or one with a timeout."""
-        seconds = _durations.get(run.task.name)
-        return run.task.timeout is not None or seconds is None or seconds > LONG_TASK
-
     def _next_batch(self, free: int) -> list[TaskRun]:
         if self._suspects or self._replaying:  # after a crash: one at a time, alone
             if self._in_flight or not self._suspects:
                 return []
             self._replaying = True
             return [self._suspects.popleft()]
-        pending = self._pending
-        size = min(MAX_BATCH, max(1, math.ceil(len(pending) / free)))
-        batch: list[TaskRun] = []
-        while pending and len(batch) < size:
-            if self._alone(pending[0]):
-                if batch:
-                    break
-                return [pending.popleft()]
-            batch.append(pending.popleft())
-        return batch
+        return take_batch(self._pending, free, _durations, LONG_TASK)
 
     def _pump(self) -> None:
         limit = self._slots
@@ -722,40 +640,14 @@ class DaskExecutor:
                 return
             self._send(batch)
 
-    def _template_id(self, task: Task[Any, Any]) -> int:
-        """The id of the task's template in this run, pickling the template on first sight."""
-        known = self._task_templates.get(task)
-        if known is not None:
-            return known
-        template = task.__dict__.get("_template")
-        if template is None or not _same_options(task, template):
-            template = task
-        tid = self._template_ids.get(template)
-        if tid is None:
-            tid = len(self._template_ids)
-            self._template_blobs[tid] = cloudpickle.dumps(template)
-            self._template_ids[template] = tid
-        self._task_templates[task] = tid
-        return tid
-
     def _encode(self, batch: list[TaskRun]) -> tuple[bytes, list[Future[Any]]]:
         """The batch as bytes, and the futures of the large results among its inputs."""
-        blobs: dict[int, bytes] = {}
         futures: dict[str, tuple[int, Future[Any]]] = {}
-        wire = []
-        for run in batch:
-            tid = self._template_id(run.task)
-            blobs[tid] = self._template_blobs[tid]
-            then = []
-            for follow in run.then:
-                ftid = self._template_id(follow.task)
-                blobs[ftid] = self._template_blobs[ftid]
-                then.append((follow.key, ftid, follow.constants, follow.input_key))
-            inputs = run.inputs
-            if self._results:
-                inputs = {k: self._slotted(v, futures) for k, v in inputs.items()}
-            wire.append((run.key, tid, inputs, run.run_count, run.resume, tuple(then)))
-        payload = cloudpickle.dumps((blobs, wire))
+
+        def slotted(run: TaskRun) -> dict[str, Any]:
+            return {k: self._slotted(v, futures) for k, v in run.inputs.items()}
+
+        payload = self._templates.encode(batch, slotted if self._results else None)
         return payload, [future for _, future in sorted(futures.values(), key=lambda p: p[0])]
 
     def _slotted(self, value: Any, futures: dict[str, tuple[int, Future[Any]]]) -> Any:
@@ -777,15 +669,10 @@ class DaskExecutor:
     def _send(self, batch: list[TaskRun]) -> None:
         client = self._client
         assert client is not None, "DaskExecutor.submit() before begin()"
-        try:
-            payload, futures = self._encode(batch)
-        except Exception:
-            batch = self._drop_unpicklable(batch)
-            if not batch:
-                return
-            payload, futures = self._encode(batch)
-        keys = [(run.key, run.task.name) for run in batch]
-        keys.extend((f.key, f.task.name) for run in batch for f in run.then)
+        encoded = encode_batch(batch, self._encode, self._ready, "dask")
+        if encoded is None:
+            return
+        batch, (payload, futures), keys = encoded
         self._names.update(keys)
         name = batch[0].task.name if len(batch) == 1 else "batch"
         dask_key = f"taskloom-{name}-{self._run_tag}-{next(_sequence)}"
@@ -801,18 +688,6 @@ class DaskExecutor:
             other.alone = False
         self._in_flight[dask_key] = _Batch(batch, future, alone, payload_arg)
         future.add_done_callback(self._done.put)
-
-    def _drop_unpicklable(self, batch: list[TaskRun]) -> list[TaskRun]:
-        """Fail the runs whose task or inputs cannot be pickled; return the others."""
-        keep: list[TaskRun] = []
-        for run in batch:
-            try:
-                self._encode([run])
-            except Exception as error:
-                self._ready.append(_here(run.key, Failed(_pickling_message(run, error), error)))
-            else:
-                keep.append(run)
-        return keep
 
     # -- results ------------------------------------------------------------------------------
 
@@ -857,28 +732,7 @@ class DaskExecutor:
                 logging.getLogger(record.name).handle(record)
         except Exception as error:
             log.warning("log records from a Dask worker could not be unpickled: %r", error)
-        try:
-            worker, rows = cloudpickle.loads(data)
-        except Exception as error:
-            message = f"the results could not be unpickled in the parent process: {error!r}"
-            failed = RemoteTaskError(type(error).__qualname__, str(error), traceback.format_exc())
-            return [
-                _here(run.key, Failed(f"Task {run.task.name!r}: {message}", failed))
-                for run in batch.runs
-            ]
-        results: list[TaskResult] = []
-        held: list[tuple[int, _Held]] = []
-        durations = _durations
-        for key, wire, started, finished in rows:
-            state = _unpack(wire)
-            if isinstance(state._result, _Held):
-                held.append((len(results), state._result))
-            results.append(TaskResult(key, state, started, finished, worker))
-            name = self._names.get(key)
-            if name is not None:
-                seconds = finished - started
-                previous = durations.get(name)
-                durations[name] = seconds if previous is None else 0.7 * previous + 0.3 * seconds
+        results, held = decode_rows(data, batch.runs, self._names, _durations, "dask", _Held)
         if held:
             self._take_over(results, held)
         return results
@@ -935,9 +789,7 @@ class DaskExecutor:
             )
             cause = RemoteTaskError("distributed.KilledWorker", str(error), "")
             return [_here(run.key, Failed(message, cause))]
-        for run in reversed(runs):
-            run.then = ()  # follow-ons dropped: the scheduler decides them again
-            self._suspects.appendleft(run)
+        requeue(self._suspects, runs)
         log.warning(
             "a Dask worker died with %d task runs of this flow in flight; running them again "
             "one at a time to find the cause",
@@ -958,5 +810,4 @@ def _batch_error(future: Future[Any]) -> BaseException:
 
 def _here(key: int, state: State[Any]) -> TaskResult:
     """A result decided in the parent (the run never reached a worker, or its worker died)."""
-    now = time.time()
-    return TaskResult(key, state, now, now, "dask")
+    return decided_here(key, state, "dask")

@@ -7,16 +7,14 @@ Data flow::
                                                                      encode each state
     scheduler <-collect-- decode each state <------ (key, bytes, seconds), log records
 
-Design points, each a lesson measured on loky (see the reliability catalogue):
+What it shares with ``DaskExecutor`` is described with the shared code: batching (which
+runs share a batch, batch sizes, suspects after a crash) in ``_batching``; the wire format,
+chains, opaque results, tracebacks and logs in ``_wire``. Design points of its own, each a
+lesson measured on loky (see the reliability catalogue):
 
 - **Batches.** One loky submission costs ~100-400 µs; a batch of ready runs costs a few µs
-  per task. Each worker has one batch in flight, sized to share what waits among the free
-  workers. A task seen to take long (or with a timeout), or never timed yet, travels alone,
-  so two long tasks never share a worker while another idles.
-- **Chains.** A run carries its follow-ons (``TaskRun.then``), so a chain of tasks costs one
-  round trip, not one per task.
-- **Opaque results.** The worker pickles each state itself and hands back bytes, so a result
-  or exception that cannot be pickled (or unpickled) fails only its own task, never the pool.
+  per task. Each worker has one batch in flight. A task seen to take longer than
+  ``LONG_TASK`` (5 ms), or with a timeout, or never timed yet, travels alone.
 - **Worker death.** loky fails every in-flight future when one worker dies. The runs that
   were in flight become suspects and run again one at a time on a fresh pool; the one that
   kills its worker alone is the culprit and ends ``Failed`` with the exit code in its
@@ -28,49 +26,43 @@ Design points, each a lesson measured on loky (see the reliability catalogue):
 - **Large results** (``bytes``/``bytearray`` of 1 MiB or more) stay in shared memory
   (``/dev/shm``): only a ``SharedResult`` handle crosses the parent, and the next worker
   reads the value from there. The parent reads it only for the final states or the cache.
-- **Logs** from tasks travel back with the results and are handed to the parent's
-  ``logging`` loggers, with ``task_name`` and ``flow_run_id`` set on each record.
+- **Logs.** A worker process is the pool's own: its root logger keeps only the handler
+  that captures records for the parent; each record also carries the task's ``attempt``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import pickle
 import queue
 import signal
 import threading
 import time
-import traceback
 from collections import deque
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
-from types import FrameType
 from typing import Any
 
 import cloudpickle
 import loky
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
-from ..attempt import FollowOn, TaskResult, TaskRun, run_chain
+from ..attempt import TaskResult, TaskRun
 from ..context import current as _current_context
-from ..errors import FlowDefinitionError, TaskloomError
-from ..states import (
-    Cached,
-    Failed,
-    Paused,
-    Pending,
-    Resume,
-    Retrying,
-    Running,
-    Skipped,
-    State,
-    Success,
-    TimedOut,
-    TriggerFailed,
+from ..states import Failed, State, Success, TimedOut
+from ._batching import decided_here, decode_rows, encode_batch, requeue, take_batch
+from ._wire import (
+    RemoteTaskError,
+    Templates,
+    catch_sigterm,
+    check_context,
+    encode_rows,
+    failed_to_load,
+    flatten_record,
+    load_runs,
+    restore_sigterm,
+    run_all,
 )
-from ..task import Task, _same_options
 from .base import DeferredResult, resolve_deferred
 
 __all__ = ["LokyExecutor", "RemoteTaskError"]
@@ -79,29 +71,8 @@ log = logging.getLogger("taskloom.executors.loky")
 
 #: A task seen to run longer than this (seconds) always travels in a batch of its own.
 LONG_TASK = 0.005
-#: The most runs in one batch.
-MAX_BATCH = 512
 #: How long past its timeout a task may stay stuck (in C code) before its pool is killed.
 HARD_TIMEOUT_GRACE = 2.0
-
-
-class RemoteTaskError(TaskloomError):
-    """An exception raised by a task in a worker that could not be sent back as itself.
-
-    Attributes:
-        type_name: the qualified name of the original exception's type.
-        text: ``str()`` of the original exception.
-        remote_traceback: the traceback, formatted in the worker.
-    """
-
-    def __init__(self, type_name: str, text: str, remote_traceback: str) -> None:
-        super().__init__(f"{type_name}: {text}")
-        self.type_name = type_name
-        self.text = text
-        self.remote_traceback = remote_traceback
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (RemoteTaskError, (self.type_name, self.text, self.remote_traceback))
 
 
 # --- the worker side ------------------------------------------------------------------------
@@ -115,14 +86,8 @@ class _CaptureHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         values = _current_context()
-        record.task_name = values.get("task_name")
-        record.flow_run_id = values.get("flow_run_id")
+        flatten_record(record, values)
         record.attempt = values.get("task_run_count")
-        record.msg = record.getMessage()
-        record.args = None
-        if record.exc_info:
-            record.exc_text = logging.Formatter().formatException(record.exc_info)
-            record.exc_info = None
         _records.append(record)
 
 
@@ -223,81 +188,6 @@ def _remove(path: str) -> None:
         pass
 
 
-# The wire format. Objects cost cloudpickle ~10 µs each; tuples of builtins go through
-# its C fast path in ~0.1 µs. So a batch is tuples: tasks by template id (each template
-# sent once per batch), states as (class code, slot values).
-_STATE_CLASSES: tuple[type[State[Any]], ...] = (
-    Success, Failed, Skipped, TriggerFailed, TimedOut, Retrying, Paused, Cached, Pending,
-    Running, Resume,
-)
-_STATE_CODES = {cls: code for code, cls in enumerate(_STATE_CLASSES)}
-
-#: A run on the wire: key, template id, inputs, run count, resume, follow-ons.
-_WireRun = tuple[int, int, dict[str, Any], int, bool, tuple[tuple[int, int, dict[str, Any], str | None], ...]]
-#: A state on the wire: class code (or -1: pickled whole), slot values (or the state).
-_WireState = tuple[int, Any]
-
-
-def _pack(state: State[Any]) -> _WireState:
-    code = _STATE_CODES.get(type(state))
-    return (code, state.__getstate__()) if code is not None else (-1, state)
-
-
-def _unpack(wire: _WireState) -> State[Any]:
-    code, values = wire
-    if code < 0:
-        assert isinstance(values, State)
-        return values
-    cls = _STATE_CLASSES[code]
-    state = cls.__new__(cls)
-    state.__setstate__(values)
-    return state
-
-
-def _encode_rows(rows: list[TaskResult], names: Mapping[int, str]) -> bytes:
-    """All results of a batch in one pickle, checked to unpickle; if any state cannot
-    travel, that one becomes a failure of its own task and the others go as they are."""
-    worker = rows[0].worker if rows else ""
-    wire = [(r.key, _pack(_share(r.state)), r.started, r.finished) for r in rows]
-    try:
-        data = cloudpickle.dumps((worker, wire))
-        pickle.loads(data)  # an exception can pickle yet fail to unpickle (custom __init__)
-        return data
-    except Exception:
-        pass
-    safe = []
-    for key, state, started, finished, _ in rows:
-        try:
-            pickle.loads(cloudpickle.dumps(_pack(state)))
-        except Exception as error:
-            state = _unpicklable(names[key], state, error)
-        safe.append((key, _pack(state), started, finished))
-    return cloudpickle.dumps((worker, safe))
-
-
-def _unpicklable(task_name: str, state: State[Any], error: Exception) -> State[Any]:
-    result = state.result
-    if isinstance(result, BaseException):
-        type_name = f"{type(result).__module__}.{type(result).__qualname__}"
-        remote = RemoteTaskError(type_name, str(result), "".join(traceback.format_exception(result)))
-        message = (
-            f"Task {task_name!r}: {state.message} (the {type(result).__qualname__} cannot be "
-            f"pickled to send it back from the worker process: {error!r}; the state's "
-            "result is a RemoteTaskError with its type, text and traceback)"
-        )
-        if isinstance(state, Failed):
-            return type(state)(message, remote)
-        return Failed(message, remote)
-    return Failed(
-        f"Task {task_name!r} returned a {type(result).__qualname__} that cannot be pickled "
-        f"to send it back from the worker process: {error!r}",
-        TypeError(str(error)),
-    )
-
-
-_templates: dict[tuple[str, int], Task[Any, Any]] = {}
-
-
 def _run_batch(
     header: bytes, payload: bytes, keys: list[tuple[int, str]], log_level: int
 ) -> tuple[bytes, list[logging.LogRecord]]:
@@ -306,68 +196,34 @@ def _run_batch(
     logging.getLogger().setLevel(log_level)
     names = dict(keys)
     worker = f"loky:{os.getpid()}"
-    rows: list[TaskResult] = []
     try:
         if _context_cache and _context_cache[0][0] == header:
             run_context = _context_cache[0][1]
         else:
             run_context = cloudpickle.loads(header)
             _context_cache[:] = [(header, run_context)]
-            _templates.clear()
-        run_id = str(run_context.get("flow_run_id"))
-        blobs, wire_runs = cloudpickle.loads(payload)
-        for tid, blob in blobs.items():
-            _templates[run_id, tid] = cloudpickle.loads(blob)
-        runs = [_as_run(run_id, wire) for wire in wire_runs]
+        runs = load_runs(payload, _resolve_inputs)
     except Exception as error:
-        for key, name in keys:
-            state = Failed(
-                f"Task {name!r} could not be unpickled in the worker process: {error!r}",
-                RemoteTaskError(type(error).__qualname__, str(error), traceback.format_exc()),
-            )
-            now = time.time()
-            rows.append(TaskResult(key, state, now, now, worker))
-        return _encode_rows(rows, names), list(_records)
-    for run in runs:
-        started = time.time()
-        try:
-            results = run_chain(run, run_context, worker)
-        except BaseException as error:  # SystemExit / KeyboardInterrupt raised by the task
-            message = f"Task {run.task.name!r} raised {error!r} in a worker process"
-            failed = Failed[Any](message, error)
-            results = [TaskResult(run.key, failed, started, time.time(), worker)]
-        for result in results:
-            _note_traceback(result.state)
-        rows.extend(results)
-    return _encode_rows(rows, names), list(_records)
+        rows = failed_to_load(keys, error, worker, "in the worker process")
+        return encode_rows(worker, rows, names, _share), list(_records)
+    rows = run_all(runs, run_context, worker, "in a worker process")
+    return encode_rows(worker, rows, names, _share), list(_records)
 
 
-def _note_traceback(state: State[Any]) -> None:
-    """Keep the worker's traceback on a task's exception: tracebacks do not pickle, notes do."""
-    error = state.result
-    if isinstance(state, Failed) and isinstance(error, Exception) and error.__traceback__:
-        lines = traceback.format_tb(error.__traceback__)
-        error.add_note(f"Traceback in worker process {os.getpid()}:\n{''.join(lines).rstrip()}")
-        error.__traceback__ = None
-
-
-def _as_run(run_id: str, wire: _WireRun) -> TaskRun:
-    key, tid, inputs, run_count, resume, then = wire
+def _resolve_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    """The inputs with each ``SharedResult`` in them read from shared memory."""
     for name, value in inputs.items():
         if isinstance(value, (DeferredResult, list, tuple, dict, set, frozenset)):
             inputs[name] = resolve_deferred(value)
-    follow = tuple(
-        FollowOn(k, _templates[run_id, t], constants, input_key)
-        for k, t, constants, input_key in then
-    )
-    return TaskRun(key, _templates[run_id, tid], inputs, run_count, resume, follow)
+    return inputs
 
 
 # --- the parent side ------------------------------------------------------------------------
 
 _pools: dict[int, loky.ProcessPoolExecutor] = {}
-#: How long each task (by name) took in workers, smoothed: decides what shares a batch.
-#: Kept per process, like the pools, so a new LokyExecutor() per run still knows.
+#: How long each task (by name) took in workers, smoothed: decides what shares a batch
+#: (see ``_batching``). Kept per process, like the pools, so a new LokyExecutor() per run
+#: still knows.
 _durations: dict[str, float] = {}
 _pools_lock = threading.Lock()
 
@@ -392,22 +248,6 @@ def _discard_pool(workers: int) -> None:
         pool = _pools.pop(workers, None)
     if pool is not None:
         pool.shutdown(wait=True, kill_workers=True)
-
-
-def _check_context(run_context: Mapping[str, Any]) -> bytes:
-    try:
-        return cloudpickle.dumps(dict(run_context))
-    except Exception:
-        pass
-    for key, value in run_context.items():
-        try:
-            cloudpickle.dumps(value)
-        except Exception as error:
-            raise FlowDefinitionError(
-                f"context value {key!r} ({type(value).__name__}) cannot be pickled to send it "
-                f"to worker processes: {error!r}; pass only picklable values in the context"
-            ) from None
-    raise FlowDefinitionError("the run context cannot be pickled to send it to worker processes")
 
 
 class _Batch:
@@ -438,9 +278,7 @@ class LokyExecutor:
         self._done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
         self._ready: list[TaskResult] = []
         self._header = b""
-        self._template_ids: dict[Task[Any, Any], int] = {}
-        self._task_templates: dict[Task[Any, Any], int] = {}
-        self._template_blobs: dict[int, bytes] = {}
+        self._templates = Templates()
         self._names: dict[int, str] = {}
         self._shared: list[str] = []
         self._log_level = logging.WARNING
@@ -452,15 +290,12 @@ class LokyExecutor:
     # -- the Executor protocol ----------------------------------------------------------------
 
     def begin(self, run_context: Mapping[str, Any]) -> None:
-        self._header = _check_context(run_context)
-        self._template_ids = {}
-        self._task_templates = {}
-        self._template_blobs = {}
+        self._header = check_context(run_context)
+        self._templates = Templates()
         self._names = {}
         self._log_level = logging.getLogger().getEffectiveLevel()
         _pool(self.max_workers)  # start the workers while the scheduler decides
-        if threading.current_thread() is threading.main_thread():
-            self._previous_sigterm = signal.signal(signal.SIGTERM, _sigterm_to_exit)
+        self._previous_sigterm = catch_sigterm()
 
     def submit(self, runs: Sequence[TaskRun]) -> None:
         self._pending.extend(runs)
@@ -507,37 +342,18 @@ class LokyExecutor:
             self._in_flight.clear()
             self._ready = []
             self._done = queue.SimpleQueue()
-            if self._previous_sigterm is not None:
-                signal.signal(signal.SIGTERM, self._previous_sigterm)
-                self._previous_sigterm = None
+            restore_sigterm(self._previous_sigterm)
+            self._previous_sigterm = None
 
     # -- batching -----------------------------------------------------------------------------
-
-    def _alone(self, run: TaskRun) -> bool:
-        """Whether a run travels in a batch of its own: a task with a timeout, one seen to
-        take long, or one never timed yet (its first run measures it)."""
-        seconds = _durations.get(run.task.name)
-        return run.task.timeout is not None or seconds is None or seconds > LONG_TASK
 
     def _next_batch(self, free: int) -> list[TaskRun]:
         if self._suspects:  # after a crash: one at a time, to find the culprit
             return [self._suspects.popleft()] if not self._in_flight else []
-        pending = self._pending
-        # Share what waits among the free slots: few large batches when many runs wait,
-        # single runs when few do (then a long task does not hold back a short one).
-        size = min(MAX_BATCH, max(1, math.ceil(len(pending) / free)))
-        batch: list[TaskRun] = []
-        while pending and len(batch) < size:
-            if self._alone(pending[0]):
-                if batch:
-                    break
-                return [pending.popleft()]
-            batch.append(pending.popleft())
-        return batch
+        return take_batch(self._pending, free, _durations, LONG_TASK)
 
     def _pump(self) -> None:
-        # One batch per worker: a second one queued behind it would only wait, while
-        # the runs it holds could have joined a fuller batch once a worker is free.
+        # One batch per worker (see _batching).
         limit = self.max_workers
         while (self._pending or self._suspects) and len(self._in_flight) < limit:
             batch = self._next_batch(limit - len(self._in_flight))
@@ -545,47 +361,11 @@ class LokyExecutor:
                 return
             self._send(batch)
 
-    def _template_id(self, task: Task[Any, Any]) -> int:
-        """The id of the task's template in this run, pickling the template on first sight."""
-        known = self._task_templates.get(task)
-        if known is not None:
-            return known
-        template = task.__dict__.get("_template")
-        if template is None or not _same_options(task, template):
-            template = task
-        tid = self._template_ids.get(template)
-        if tid is None:
-            tid = len(self._template_ids)
-            self._template_blobs[tid] = cloudpickle.dumps(template)
-            self._template_ids[template] = tid
-        self._task_templates[task] = tid
-        return tid
-
-    def _wire(self, run: TaskRun, blobs: dict[int, bytes]) -> _WireRun:
-        tid = self._template_id(run.task)
-        blobs[tid] = self._template_blobs[tid]
-        then = []
-        for follow in run.then:
-            ftid = self._template_id(follow.task)
-            blobs[ftid] = self._template_blobs[ftid]
-            then.append((follow.key, ftid, follow.constants, follow.input_key))
-        return (run.key, tid, run.inputs, run.run_count, run.resume, tuple(then))
-
-    def _encode(self, batch: list[TaskRun]) -> bytes:
-        blobs: dict[int, bytes] = {}
-        wire = [self._wire(run, blobs) for run in batch]
-        return cloudpickle.dumps((blobs, wire))
-
     def _send(self, batch: list[TaskRun]) -> None:
-        try:
-            payload = self._encode(batch)
-        except Exception:
-            batch = self._drop_unpicklable(batch)
-            if not batch:
-                return
-            payload = self._encode(batch)
-        keys = [(run.key, run.task.name) for run in batch]
-        keys.extend((f.key, f.task.name) for run in batch for f in run.then)
+        encoded = encode_batch(batch, self._templates.encode, self._ready, "loky")
+        if encoded is None:
+            return
+        batch, payload, keys = encoded
         self._names.update(keys)
         deadline = None
         if len(batch) == 1 and batch[0].task.timeout is not None:
@@ -602,18 +382,6 @@ class LokyExecutor:
         self._in_flight[future] = _Batch(batch, deadline)
         future.add_done_callback(self._done.put)
 
-    def _drop_unpicklable(self, batch: list[TaskRun]) -> list[TaskRun]:
-        """Fail the runs whose task or inputs cannot be pickled; return the others."""
-        keep: list[TaskRun] = []
-        for run in batch:
-            try:
-                self._encode([run])
-            except Exception as error:
-                self._ready.append(_here(run.key, Failed(_pickling_message(run, error), error)))
-            else:
-                keep.append(run)
-        return keep
-
     # -- results ------------------------------------------------------------------------------
 
     def _finished(self, future: Future[Any]) -> list[TaskResult]:
@@ -628,27 +396,10 @@ class LokyExecutor:
             return self._crashed(batch, None)
         for record in records:
             logging.getLogger(record.name).handle(record)
-        try:
-            worker, rows = cloudpickle.loads(data)
-        except Exception as error:
-            message = f"the results could not be unpickled in the parent process: {error!r}"
-            failed = RemoteTaskError(type(error).__qualname__, str(error), traceback.format_exc())
-            return [
-                _here(run.key, Failed(f"Task {run.task.name!r}: {message}", failed))
-                for run in batch.runs
-            ]
-        results: list[TaskResult] = []
-        durations = _durations
-        for key, wire, started, finished in rows:
-            state = _unpack(wire)
-            if isinstance(state._result, SharedResult):
-                self._shared.append(state._result.path)
-            results.append(TaskResult(key, state, started, finished, worker))
-            name = self._names.get(key)
-            if name is not None:
-                seconds = finished - started
-                previous = durations.get(name)
-                durations[name] = seconds if previous is None else 0.7 * previous + 0.3 * seconds
+        results, shared = decode_rows(
+            data, batch.runs, self._names, _durations, "loky", SharedResult
+        )
+        self._shared.extend(result.path for _, result in shared)
         return results
 
     def _crashed(self, batch: _Batch, error: BaseException | None) -> list[TaskResult]:
@@ -673,10 +424,7 @@ class LokyExecutor:
                     ),
                 )
             ]
-        # Run each suspect alone (follow-ons dropped: the scheduler decides them again).
-        for run in reversed(suspects):
-            run.then = ()
-            self._suspects.appendleft(run)
+        requeue(self._suspects, suspects)  # each to run alone
         log.warning(
             "a worker process died (%s) with %d task runs in flight; running them again one "
             "at a time to find the cause",
@@ -706,9 +454,7 @@ class LokyExecutor:
         self._in_flight.clear()
         self._done = queue.SimpleQueue()
         _pool(self.max_workers, fresh=True)
-        for run in reversed(others):
-            run.then = ()
-            self._pending.appendleft(run)
+        requeue(self._pending, others)
         run = batch.runs[0]
         self._ready.append(
             _here(run.key, TimedOut("Task timed out during execution.", TimeoutError("stopped by killing its worker")))
@@ -719,8 +465,7 @@ class LokyExecutor:
 
 def _here(key: int, state: State[Any]) -> TaskResult:
     """A result decided in the parent (the run never reached a worker, or its worker died)."""
-    now = time.time()
-    return TaskResult(key, state, now, now, "loky")
+    return decided_here(key, state, "loky")
 
 
 def _worker_count(max_workers: object) -> int:
@@ -731,26 +476,9 @@ def _worker_count(max_workers: object) -> int:
     return max_workers
 
 
-def _pickling_message(run: TaskRun, error: Exception) -> str:
-    for key, value in run.inputs.items():
-        try:
-            cloudpickle.dumps(value)
-        except Exception as input_error:
-            return (
-                f"Task {run.task.name!r}: input {key!r} ({type(value).__qualname__}) cannot be "
-                f"pickled to send it to a worker process: {input_error!r}"
-            )
-    return f"Task {run.task.name!r} cannot be pickled to send it to a worker process: {error!r}"
-
-
 def _exit_codes(error: BaseException | None) -> str:
     if error is None:
         return "the pool was shut down"
     text = str(error)
     marker = "exit codes of the workers are "
     return text[text.index(marker) + len(marker):].strip() if marker in text else type(error).__name__
-
-
-def _sigterm_to_exit(signum: int, frame: FrameType | None) -> None:
-    # Turn SIGTERM into an exception so the run's cleanup (killing the pool) happens.
-    raise SystemExit(128 + signum)
