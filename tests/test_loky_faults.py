@@ -12,6 +12,7 @@ Tests that interrupt or kill the parent process are in ``test_loky_process.py``.
 from __future__ import annotations
 
 import ctypes
+import glob
 import logging
 import os
 import signal
@@ -363,3 +364,27 @@ def test_unpicklable_context_value_is_refused_before_any_task(tmp_path: Path) ->
     state = flow.run(context={"lock": "fine"}, executor=LokyExecutor(max_workers=WORKERS))
     assert state.is_successful(), state.result
     assert lines(path) == ["ran"]
+
+
+@task
+def big_bytes() -> bytes:
+    return b"\x07" * (2 << 20)
+
+
+@task
+def returns_lock_quickly() -> object:
+    return threading.Lock()
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm on this system")
+def test_shared_memory_files_are_removed_even_when_a_batch_mate_cannot_travel() -> None:
+    with Flow("shm-cleanup") as flow:
+        for _ in range(4):
+            big_bytes()
+            returns_lock_quickly()
+    executor = LokyExecutor(max_workers=2)
+    for _ in range(3):  # later runs batch these tasks together (their durations are known)
+        state = flow.run(executor=executor, journal=False)
+        results = [s for t, s in state.result.items() if t.name == "big_bytes"]
+        assert all(s.result == b"\x07" * (2 << 20) for s in results)
+    assert glob.glob(f"/dev/shm/taskloom-{os.getpid()}-*") == []

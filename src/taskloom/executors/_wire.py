@@ -289,12 +289,10 @@ def encode_rows(
     """All results of a batch in one pickle, checked to unpickle; if any state cannot
     travel, that one becomes a failure of its own task and the others go as they are.
 
-    ``prepare`` (loky: a large result into shared memory) applies to the first try only;
-    the fallback sends the states as they are."""
-    if prepare is None:
-        wire = [(r.key, pack_state(r.state), r.started, r.finished) for r in rows]
-    else:
-        wire = [(r.key, pack_state(prepare(r.state)), r.started, r.finished) for r in rows]
+    ``prepare`` (loky: a large result into shared memory) applies once, before either
+    try, so what it made (a shared-memory file) is always handed to the parent."""
+    states = [r.state if prepare is None else prepare(r.state) for r in rows]
+    wire = [(r.key, pack_state(state), r.started, r.finished) for r, state in zip(rows, states)]
     try:
         data = cloudpickle.dumps((worker, wire))
         pickle.loads(data)  # an exception can pickle yet fail to unpickle (custom __init__)
@@ -302,12 +300,12 @@ def encode_rows(
     except Exception:
         pass
     safe = []
-    for key, state, started, finished, _ in rows:
+    for r, state in zip(rows, states):
         try:
             pickle.loads(cloudpickle.dumps(pack_state(state)))
         except Exception as error:
-            state = unpicklable(names[key], state, error)
-        safe.append((key, pack_state(state), started, finished))
+            state = unpicklable(names[r.key], state, error)
+        safe.append((r.key, pack_state(state), r.started, r.finished))
     return cloudpickle.dumps((worker, safe))
 
 
