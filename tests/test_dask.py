@@ -236,23 +236,6 @@ def test_context_and_parameters_reach_dask_tasks(dask_cluster: str) -> None:
     assert "key" not in taskloom.context  # nothing leaked back
 
 
-def test_worker_logs_reach_parent_handlers(
-    dask_cluster: str, caplog: pytest.LogCaptureFixture
-) -> None:
-    with Flow("dask-logs") as flow:
-        t = logs_twice()
-    with caplog.at_level(logging.WARNING, logger="user"):
-        state = flow.run(executor=DaskExecutor(address=dask_cluster))
-    assert state.is_successful(), state.result
-    worker_pid = state.result[t].result
-    records = [r for r in caplog.records if r.name == "user"]
-    assert [r.getMessage() for r in records] == ["hello 1", "hello 2"]
-    for r in records:
-        assert getattr(r, "task_name", None) == "logs_twice"
-        assert r.levelno == logging.WARNING
-        assert r.process == worker_pid != os.getpid()  # emitted in the worker
-
-
 def test_an_unpicklable_result_fails_only_its_task(dask_cluster: str) -> None:
     with Flow("dask-unpicklable") as flow:
         bad = returns_lock()

@@ -316,21 +316,6 @@ def test_timeout_kills_a_task_stuck_in_c_code(tmp_path: Path) -> None:
 # -- 6. logs from workers reach the parent's handlers -----------------------------------------
 
 
-def test_worker_logs_reach_parent_handlers(caplog: pytest.LogCaptureFixture) -> None:
-    with Flow("logs") as flow:
-        t = logs_twice()
-    with caplog.at_level(logging.WARNING, logger="user"):
-        state = flow.run(executor=LokyExecutor(max_workers=WORKERS))
-    assert state.is_successful(), state.result
-    worker_pid = state.result[t].result
-    records = [r for r in caplog.records if r.name == "user"]
-    assert [r.getMessage() for r in records] == ["hello 1", "hello 2"]
-    for r in records:
-        assert getattr(r, "task_name", None) == "logs_twice"
-        assert r.levelno == logging.WARNING
-        assert r.process == worker_pid != os.getpid()  # emitted in the worker
-
-
 # -- 7. the pool is reused across runs ---------------------------------------------------------
 
 
