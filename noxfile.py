@@ -89,7 +89,7 @@ def stubtest(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """Run every benchmark; each prints its figures as ratios against same-run baselines."""
-    session.install("-e", ".", "psutil")
+    session.install("-e", ".[dask]", "psutil")
     session.run("python", "benchmarks/run_all.py", *session.posargs)
 
 
