@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -30,13 +31,17 @@ SCRIPT = textwrap.dedent(
 
     @task
     def slow(x: int, y: int, flag: str) -> int:
+        if Path(flag).exists():  # resumed: finish at once
+            return x + y
         Path(flag).write_text("started")
         time.sleep(60)
         return x + y
 
     with Flow("interrupted") as flow:
         slow(quick(), other(), sys.argv[1])
-    flow.run()
+
+    if __name__ == "__main__":
+        flow.run()
     """
 )
 
@@ -71,5 +76,53 @@ def test_an_interrupted_run_is_recorded_with_what_finished(tmp_path: Path) -> No
     [run] = journal.runs()
     assert run.state == "Failed"
     assert run.message is not None and "interrupted" in run.message
-    tasks = {t.name: t.state for t in journal.load(run.run_id).tasks}
-    assert tasks == {"quick": "Success", "other": "Success", "slow": "Pending"}
+    recorded = {t.name: t for t in journal.load(run.run_id).tasks}
+    assert {n: t.state for n, t in recorded.items()} == {
+        "quick": "Success", "other": "Success", "slow": "Failed"
+    }
+    assert recorded["slow"].inputs == {"x": 1, "y": 2, "flag": str(flag)}
+
+    # Resumed in a new process: the interrupted task runs again with its stored inputs,
+    # and the finished ones do not run again.
+    resumed = subprocess.run(
+        [sys.executable, "-m", "taskloom", "resume", run.run_id, "--flow", f"{script}:flow",
+         "--executor", "local", "--no-progress"],
+        env={**os.environ, "TASKLOOM_HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert re.search(r"^slow\s+Success\s+1\b", resumed.stdout, re.M), resumed.stdout
+    assert re.search(r"^quick\s+Success\s+0\b", resumed.stdout, re.M), resumed.stdout
+
+
+def test_resume_runs_tasks_the_run_never_reached_from_stored_results(taskloom_home: Path) -> None:
+    from taskloom import Flow, task
+    from taskloom.resume import resume
+    from taskloom.states import Pending, Success
+
+    @task
+    def start() -> str:
+        return "started"
+
+    @task
+    def source() -> int:
+        return 5
+
+    @task
+    def double(x: int, extra: int) -> int:
+        return 2 * x + extra
+
+    with Flow("partial") as flow:
+        s = start()
+        c = source()
+        d = double(c, extra=1)
+    # A partial run: only `start` runs; `source` is given as done, `double` is never reached.
+    first = flow.run(task_states={c: Success(result=5)}, start_tasks=[s])
+    assert isinstance(first.result[d], Pending)
+    assert first.run_id is not None
+    again = resume(first.run_id, flow=flow)
+    assert again.is_successful(), again.result
+    assert again.result[d].result == 11  # from the stored result of `source`, and the constant
+    assert Journal().load(str(again.run_id)).tasks[0].attempts == 0  # `start` did not run again

@@ -5,9 +5,10 @@ recorded it came from, or the ``flow`` you pass), and runs it on:
 
 - paused tasks (all, or those named in ``tasks``) get a ``Resume`` state with their stored
   inputs and run as ``start_tasks``;
-- failed (and retrying, or never finished) tasks run again with their stored inputs;
-- what they blocked runs after them; finished tasks are not run again, and their stored
-  results feed the tasks that need them.
+- failed (and retrying, or interrupted while running) tasks run again with their stored
+  inputs;
+- what they blocked runs after them, and so do tasks an interrupted run never reached;
+  finished tasks are not run again, and their stored results feed the tasks that need them.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from typing import Any
 
 from .executors.base import Executor
 from .flow import Flow
-from .journal import TAMPERED, Journal, JournalError, RunRecord, default_journal
+from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, default_journal
 from .loader import load_flow
+from .plan import rebuild
 from .progress import RunObserver
 from .runner import run_flow
 from .states import (
@@ -42,6 +44,8 @@ _FINISHED: dict[str, type[State[Any]]] = {
     cls.__name__: cls for cls in (Success, Cached, Skipped, TriggerFailed, Failed, TimedOut)
 }
 _AGAIN = {"Failed", "TimedOut", "Retrying"}
+_NEVER_RAN = {"Pending", "Running", "Scheduled"}
+_SUCCEEDED = {"Success", "Cached"}
 
 
 def _match(flow: Flow, record: RunRecord) -> list[Task[Any, Any]]:
@@ -55,6 +59,20 @@ def _match(flow: Flow, record: RunRecord) -> list[Task[Any, Any]]:
             f"{'...' if len(recorded) > 8 else ''}; resume it from the flow as it was"
         )
     return tasks
+
+
+def _inputs_from_results(
+    flow: Flow, task: Task[Any, Any], recorded: dict[Task[Any, Any], TaskRecord]
+) -> dict[str, Any] | None:
+    """A never-run task's inputs, from its upstream tasks' stored results and its
+    constants; None when an upstream task did not succeed or its result is not stored."""
+    results: dict[Task[Any, Any], Any] = {}
+    for up in flow.upstream_tasks(task):
+        row = recorded[up]
+        if row.state not in _SUCCEEDED or not row.has_result or row.result is TAMPERED:
+            return None
+        results[up] = row.result
+    return {key: rebuild(value, results) for key, value in flow.arguments(task).items()}
 
 
 def _downstream_closure(flow: Flow, starts: list[Task[Any, Any]]) -> set[Task[Any, Any]]:
@@ -120,6 +138,17 @@ def resume(
         elif row.state in _AGAIN and row.inputs is not None:
             states[task] = Pending("Run again from the journal.", cached_inputs=row.inputs)
             starts.append(task)
+    # Tasks that never ran (an interrupted run) and do not follow a start task: start
+    # them too, from their upstream tasks' stored results.
+    again = _downstream_closure(flow, starts)
+    recorded = dict(zip(flow_tasks, record.tasks))
+    for task, row in recorded.items():
+        if task in again or row.state not in _NEVER_RAN:
+            continue
+        inputs = _inputs_from_results(flow, task, recorded)
+        if inputs is not None:
+            states[task] = Pending("Run from the journal.", cached_inputs=inputs)
+            starts.append(task)
     if not starts:
         raise JournalError(
             f"run {record.run_id} ({record.state}) has no paused or failed task to resume"
@@ -127,7 +156,7 @@ def resume(
     # What runs again: the start tasks and everything downstream of them. Every other task
     # keeps its recorded outcome (with its result, where a task that runs again needs it).
     again = _downstream_closure(flow, starts)
-    for task, row in zip(flow_tasks, record.tasks):
+    for task, row in recorded.items():
         if task not in again and row.state in _FINISHED:
             result = row.result if row.has_result and row.result is not TAMPERED else None
             states[task] = _FINISHED[row.state](row.message, result)

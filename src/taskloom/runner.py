@@ -255,6 +255,13 @@ class _Scheduler:
             # Interrupted (Ctrl-C, SIGTERM, a task's SystemExit on LocalExecutor): keep in
             # the journal what did finish, so the run does not read "Running" for ever.
             if journal is not None and isinstance(error, (KeyboardInterrupt, SystemExit)):
+                # Tasks that were handed to the executor and did not come back are recorded
+                # as failed with their inputs, so `taskloom resume` runs them again.
+                for i, inputs in self.inputs.items():
+                    if not self.finished[i] and not isinstance(self.states[i], Paused):
+                        self.states[i] = Failed(
+                            f"Run interrupted while the task ran: {error!r}", cached_inputs=inputs
+                        )
                 interrupted = Failed(f"Run interrupted: {error!r}", self._flow_state().result)
                 self._record(journal, run_id, interrupted)
             raise
