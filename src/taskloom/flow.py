@@ -358,8 +358,9 @@ class Flow:
                 under ``TASKLOOM_HOME`` or the user's cache directory).
             journal: where the run is recorded (default: the run journal under
                 ``TASKLOOM_HOME``, see ``taskloom.journal``); ``False`` records nothing.
-            progress: ``True`` shows progress on stderr (``TerminalProgress``); or any
-                ``RunObserver`` to be told as tasks change state.
+            progress: ``True`` shows progress on stderr (live with rich on a terminal, plain
+                lines otherwise: ``progress.default_progress``); or any ``RunObserver`` to be
+                told as tasks change state.
 
         Returns:
             ``Success`` when every reference task succeeded, ``Failed`` when one failed,
