@@ -28,7 +28,7 @@ import sqlite3
 import sys
 import traceback
 from pathlib import Path
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, TextIO, TypeVar
 
 from ._home import UnsafeHomeError

@@ -30,7 +30,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from ..attempt import TaskResult, TaskRun
-from ..states import State
 
 __all__ = ["DeferredResult", "Executor", "TaskResult", "TaskRun"]
 
