@@ -373,3 +373,21 @@ def test_shared_memory_files_are_removed_even_when_a_batch_mate_cannot_travel() 
         results = [s for t, s in state.result.items() if t.name == "big_bytes"]
         assert all(s.result == b"\x07" * (2 << 20) for s in results)
     assert glob.glob(f"/dev/shm/taskloom-{os.getpid()}-*") == []
+
+
+@task
+def fails_on(data: bytes) -> int:
+    raise ValueError(f"cannot use {len(data)} bytes")
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm on this system")
+def test_the_journal_keeps_a_failed_tasks_large_input_itself_not_a_handle() -> None:
+    from taskloom.journal import Journal
+
+    with Flow("journal-large-input") as flow:
+        fails_on(big_bytes())
+    state = flow.run(executor=LokyExecutor(max_workers=2))
+    assert state.is_failed() and state.run_id is not None
+    [stored] = [t for t in Journal().load(state.run_id).tasks if t.name == "fails_on"]
+    assert stored.inputs is not None
+    assert stored.inputs["data"] == b"\x07" * (2 << 20)  # the value, usable after the run

@@ -262,6 +262,10 @@ class _Scheduler:
                         self.states[i] = Failed(
                             f"Run interrupted while the task ran: {error!r}", cached_inputs=inputs
                         )
+                try:
+                    self._materialize()  # before end() releases what executors deferred
+                except Exception as failure:
+                    log.warning("interrupted run %s: some values could not be kept: %r", run_id, failure)
                 interrupted = Failed(f"Run interrupted: {error!r}", self._flow_state().result)
                 self._record(journal, run_id, interrupted)
             raise
@@ -446,12 +450,16 @@ class _Scheduler:
         return task.cache_key if task.cache_key is not None else f"{self.flow.name}/{task.name}"
 
     def _materialize(self) -> None:
-        """Give the final states real values where executors left deferred ones."""
-        for state in self.states:
+        """Give the final states real values where executors left deferred ones, and the
+        inputs the journal keeps for a resume (those of tasks that will run again): the
+        deferred values live only until the executor's ``end()``."""
+        for i, state in enumerate(self.states):
             if isinstance(state._result, DeferredResult):
                 state._result = state._result.resolve()
             if state.cached_inputs:
                 state.cached_inputs = resolve_deferred(state.cached_inputs)
+            if i in self.inputs and (state.is_failed() or not state.is_finished()):
+                self.inputs[i] = resolve_deferred(self.inputs[i])
 
     def _cache_lookup(self, i: int, inputs: dict[str, Any]) -> State[Any] | None:
         task = self.nodes[i].task
