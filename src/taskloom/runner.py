@@ -51,7 +51,7 @@ from .context import current as _current_context
 from .context import ReadOnlyDict, date_keys, enter, leave
 from .edges import Edge
 from .errors import FlowDefinitionError
-from .executors.base import DeferredResult, Executor, resolve_deferred
+from .executors.base import DeferredResult, Executor, ExecutorRun, resolve_deferred
 from .flow import Flow
 from .journal import Journal, default_journal, task_records
 from .plan import Node, plan, rebuild
@@ -198,7 +198,9 @@ class _Scheduler:
         self.in_flight = 0
         self.claimed: set[int] = set()
         self.chains: dict[int, tuple[FollowOn, ...]] = {}
-        self.follow_ons = bool(getattr(executor, "runs_chains", False))
+        #: The executor's side of this run: set by ``run`` (``executor.begin``).
+        self.session: ExecutorRun | None = None
+        self.follow_ons = False
         self.runnable = self._runnable()
         self.ready = [
             i for i in range(n)
@@ -232,7 +234,8 @@ class _Scheduler:
         journal = self.journal
         # begin() may refuse the run (a context value that cannot reach the workers):
         # before the journal records it, and before the run's context is entered.
-        self.executor.begin(self.run_context)
+        session = self.session = self.executor.begin(self.run_context)
+        self.follow_ons = session.runs_chains
         try:
             if journal is not None and not journal.begin(
                 run_id,
@@ -270,7 +273,7 @@ class _Scheduler:
                 self._record(journal, run_id, interrupted)
             raise
         finally:
-            self.executor.end()
+            session.end()
         state = self._flow_state()
         state.run_id = run_id
         if journal is not None:
@@ -296,7 +299,8 @@ class _Scheduler:
         journal.finish(run_id, time.time(), type(state).__name__, state.message, outcomes, keep)
 
     def _loop(self) -> None:
-        executor = self.executor
+        session = self.session
+        assert session is not None
         while True:
             batch: list[TaskRun] = []
             ready = self.ready
@@ -312,7 +316,7 @@ class _Scheduler:
             if self.retries:
                 timeout = max(0.0, self.retries[0][0] - time.monotonic())
             if self.in_flight:
-                self._take(executor.collect(timeout))
+                self._take(session.collect(timeout))
             elif timeout:
                 time.sleep(timeout)
             self._release_due_retries()
@@ -327,7 +331,8 @@ class _Scheduler:
         if self.observer is not None:
             for run in batch:
                 self.observer.task_changed(run.key, run.task.name, _RUNNING)
-        self.executor.submit(batch)
+        assert self.session is not None
+        self.session.submit(batch)
         self.in_flight += len(batch)
 
     def _chain_after(self, i: int) -> tuple[FollowOn, ...]:

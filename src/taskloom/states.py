@@ -22,7 +22,11 @@ every subclass: a ``TriggerFailed`` state ``is_failed()``, a ``Cached`` one ``is
 
 States are plain data: they pickle (so they can cross process boundaries), compare equal
 when their type and result are equal (the message does not count), and hash by identity.
-They are generic in their result: ``Success[int]`` carries an ``int``.
+They are generic in their result: ``Success[int]`` carries an ``int``. The engine treats a
+state as immutable once made: ``state.replace(result=...)`` makes a changed copy.
+
+This module is the one place that knows state names: ``by_name("TimedOut")`` gives the
+class a journal row or a wire code names, and every state class registers itself there.
 
 >>> Success(result=3) == Success(result=3, message="done")
 True
@@ -36,7 +40,7 @@ import datetime as _dt
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Generic, overload
 
-from typing_extensions import TypeVar
+from typing_extensions import Self, TypeVar
 
 if TYPE_CHECKING:
     from .task import Task
@@ -57,6 +61,7 @@ __all__ = [
     "Success",
     "TimedOut",
     "TriggerFailed",
+    "by_name",
 ]
 
 T = TypeVar("T")
@@ -65,6 +70,21 @@ D = TypeVar("D")
 #: The type of a state's result. It defaults to ``Any`` so that ``Pending()`` needs no
 #: annotation; states are immutable, so it is covariant.
 R_co = TypeVar("R_co", covariant=True, default=Any)
+
+
+#: Every state class by its name (``State`` and each subclass register themselves).
+_BY_NAME: dict[str, type[State[Any]]] = {}
+
+
+def by_name(name: str) -> type[State[Any]]:
+    """The state class called ``name`` (as journal rows and wire codes name them).
+
+    Raises ``KeyError`` for a name this version does not know.
+
+    >>> by_name("TimedOut").__mro__[1].__name__
+    'Failed'
+    """
+    return _BY_NAME[name]
 
 
 def _utcnow() -> _dt.datetime:
@@ -148,6 +168,26 @@ class State(Generic[R_co]):
         """True for ``Paused``."""
         return isinstance(self, Paused)
 
+    # -- copies -------------------------------------------------------------------------
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy of this state with some attributes changed (``result``, ``message``,
+        ``cached_inputs``, ``run_id``, or a subclass's own, such as ``run_count``).
+
+        >>> Success("done", 1).replace(result=2)
+        Success('done', result=2)
+        """
+        copy = object.__new__(type(self))
+        copy.__setstate__(self.__getstate__())
+        for name, value in changes.items():
+            slot = "_result" if name == "result" else name
+            if slot not in self._fields:
+                raise TypeError(f"{type(self).__name__} has no attribute {name!r} to replace")
+            if name == "cached_inputs" and value is not None:
+                value = dict(value)
+            object.__setattr__(copy, slot, value)
+        return copy
+
     # -- value semantics ------------------------------------------------------------------
 
     def __eq__(self, other: object) -> bool:
@@ -180,6 +220,7 @@ class State(Generic[R_co]):
         cls._fields = tuple(
             name for klass in reversed(cls.__mro__) for name in getattr(klass, "__slots__", ())
         )
+        _BY_NAME.setdefault(cls.__name__, cls)
 
     def __getstate__(self) -> tuple[Any, ...]:
         return tuple([getattr(self, name) for name in self._fields])
@@ -187,6 +228,9 @@ class State(Generic[R_co]):
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         for name, value in zip(self._fields, state):
             object.__setattr__(self, name, value)
+
+
+_BY_NAME["State"] = State
 
 
 class Pending(State[R_co]):

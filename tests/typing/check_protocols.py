@@ -16,6 +16,7 @@ from taskloom.caching import CacheStore, MemoryCacheStore, SQLiteCacheStore
 from taskloom.executors import (
     DaskExecutor,
     Executor,
+    ExecutorRun,
     LocalExecutor,
     LokyExecutor,
     TaskResult,
@@ -95,11 +96,15 @@ def wrong_trigger(day: str) -> str:
 class InlineExecutor:
     """Runs every submitted task run at once, in order (a minimal test double)."""
 
-    def __init__(self) -> None:
-        self._done: list[TaskResult] = []
-        self._context: Mapping[str, Any] = {}
+    def begin(self, run_context: Mapping[str, Any]) -> InlineRun:
+        return InlineRun(run_context)
 
-    def begin(self, run_context: Mapping[str, Any]) -> None:
+
+class InlineRun:
+    runs_chains = True
+
+    def __init__(self, run_context: Mapping[str, Any]) -> None:
+        self._done: list[TaskResult] = []
         self._context = run_context
 
     def submit(self, runs: Sequence[TaskRun]) -> None:
@@ -117,7 +122,8 @@ class InlineExecutor:
 
 
 class NoCollect:
-    def begin(self, run_context: Mapping[str, Any]) -> None: ...
+    runs_chains = False
+
     def submit(self, runs: Sequence[TaskRun]) -> None: ...
     def end(self) -> None: ...
 
@@ -127,12 +133,30 @@ class WrongCollect(NoCollect):
         return []
 
 
+class BeginsNoCollect:
+    def begin(self, run_context: Mapping[str, Any]) -> NoCollect:
+        return NoCollect()
+
+
+class BeginsWrongCollect:
+    def begin(self, run_context: Mapping[str, Any]) -> WrongCollect:
+        return WrongCollect()
+
+
+class BeginsNothing:
+    """0.1's contract: begin() returned nothing and the executor kept the run itself."""
+
+    def begin(self, run_context: Mapping[str, Any]) -> None: ...
+
+
 executor: Executor = InlineExecutor()
 executor = LocalExecutor()
 executor = LokyExecutor(max_workers=2)
 executor = DaskExecutor()
-executor = NoCollect()  # type: ignore[assignment]  # collect() is missing
-executor = WrongCollect()  # type: ignore[assignment]  # collect() returns bare states
+executor = BeginsNoCollect()  # type: ignore[assignment]  # collect() is missing
+executor = BeginsWrongCollect()  # type: ignore[assignment]  # collect() returns bare states
+executor = BeginsNothing()  # type: ignore[assignment]  # begin() must return the run
+run: ExecutorRun = InlineRun({})
 
 # -- cache stores ----------------------------------------------------------------------------
 

@@ -10,10 +10,11 @@ All implement the ``Executor`` protocol and give the same final states for the s
 from __future__ import annotations
 
 from .base import Executor as Executor
+from .base import ExecutorRun as ExecutorRun
 from .base import TaskResult as TaskResult
 from .base import TaskRun as TaskRun
 from .dask import DaskExecutor as DaskExecutor
 from .local import LocalExecutor as LocalExecutor
 from .loky import LokyExecutor as LokyExecutor
 
-__all__ = ["DaskExecutor", "Executor", "LocalExecutor", "LokyExecutor", "TaskResult", "TaskRun"]
+__all__ = ["DaskExecutor", "Executor", "ExecutorRun", "LocalExecutor", "LokyExecutor", "TaskResult", "TaskRun"]

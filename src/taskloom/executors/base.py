@@ -6,12 +6,17 @@ that needs no user code. Only a task that must actually run reaches the executor
 ``taskloom.attempt.run_attempt`` (in this process, a worker process, or on a cluster) and
 hands back the resulting ``State``::
 
-    scheduler                         executor
-    ---------                         --------
-    begin(run_context)         --->   acquire workers; keep the context snapshot
-    submit([TaskRun, ...])     --->   queue them; return at once
-    collect(timeout)           <---   [(key, State), ...] as runs finish
-    end()                      --->   stop what is still running; release the run
+    scheduler                              executor
+    ---------                              --------
+    run = executor.begin(run_context) --->  acquire workers; a new ExecutorRun for this run
+    run.submit([TaskRun, ...])        --->  queue them; return at once
+    run.collect(timeout)              <---  [(key, State), ...] as runs finish
+    run.end()                         --->  stop what is still running; release the run
+
+Everything one flow run needs (its queues, what is in flight, its deferred results) lives
+on the ``ExecutorRun`` that ``begin`` returns, never on the executor: one executor serves
+several flow runs at once (data jobs share one pool across threads, each calling
+``flow.run``).
 
 ``collect`` returns at least one result, or an empty list once ``timeout`` seconds have
 passed (the scheduler uses the timeout to wake up for retries). The results of a run and
@@ -31,7 +36,7 @@ from typing import Any, Protocol
 
 from ..attempt import TaskResult, TaskRun
 
-__all__ = ["DeferredResult", "Executor", "TaskResult", "TaskRun"]
+__all__ = ["DeferredResult", "Executor", "ExecutorRun", "TaskResult", "TaskRun"]
 
 
 class DeferredResult:
@@ -57,11 +62,12 @@ def resolve_deferred(value: Any) -> Any:
 
 
 
-class Executor(Protocol):
-    """What runs tasks for a flow run. See the module docstring for the protocol."""
+class ExecutorRun(Protocol):
+    """One flow run on an executor, as ``Executor.begin`` returns it. See the module docstring."""
 
-    def begin(self, run_context: Mapping[str, Any]) -> None:
-        """Prepare for a flow run; ``run_context`` is what ``taskloom.context`` holds in it."""
+    @property
+    def runs_chains(self) -> bool:
+        """Whether ``submit`` honours ``TaskRun.then`` (runs follow-ons where their head ran)."""
         ...
 
     def submit(self, runs: Sequence[TaskRun]) -> None:
@@ -74,4 +80,15 @@ class Executor(Protocol):
 
     def end(self) -> None:
         """Finish the flow run: stop runs still in flight, release per-run resources."""
+        ...
+
+
+class Executor(Protocol):
+    """What runs tasks for flow runs. See the module docstring for the protocol."""
+
+    def begin(self, run_context: Mapping[str, Any]) -> ExecutorRun:
+        """Start a flow run; ``run_context`` is what ``taskloom.context`` holds in it.
+
+        May raise (a context value that cannot reach the workers): the run then does not
+        start."""
         ...

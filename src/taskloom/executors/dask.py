@@ -499,7 +499,7 @@ class DaskExecutor:
 
     # -- the Executor protocol ----------------------------------------------------------------
 
-    def begin(self, run_context: Mapping[str, Any]) -> None:
+    def begin(self, run_context: Mapping[str, Any]) -> DaskExecutor:
         self._header = check_context(run_context)
         self._run_tag = str(run_context.get("flow_run_id", ""))[:8]
         self._templates = Templates()
@@ -520,6 +520,7 @@ class DaskExecutor:
             self.end()
             raise
         self._previous_sigterm = catch_sigterm()
+        return self
 
     def submit(self, runs: Sequence[TaskRun]) -> None:
         self._pending.extend(runs)

@@ -19,15 +19,21 @@ class LocalExecutor:
     hop. Timeouts are hard in the main thread (``SIGALRM``) and soft elsewhere.
     """
 
+    def begin(self, run_context: Mapping[str, Any]) -> _LocalRun:
+        return _LocalRun(run_context)
+
+    def __repr__(self) -> str:
+        return "LocalExecutor()"
+
+
+class _LocalRun:
+    """One flow run on a ``LocalExecutor``: a queue run in ``collect``."""
+
     # The follow-ons of a run cost nothing to decide here: take them with it.
     runs_chains = True
 
-    def __init__(self) -> None:
+    def __init__(self, run_context: Mapping[str, Any]) -> None:
         self._queue: deque[TaskRun] = deque()
-        self._run_context: Mapping[str, Any] = {}
-
-    def begin(self, run_context: Mapping[str, Any]) -> None:
-        self._queue.clear()
         self._run_context = run_context
 
     def submit(self, runs: Sequence[TaskRun]) -> None:
@@ -41,6 +47,3 @@ class LocalExecutor:
 
     def end(self) -> None:
         self._queue.clear()
-
-    def __repr__(self) -> str:
-        return "LocalExecutor()"

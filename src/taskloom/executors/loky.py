@@ -289,13 +289,14 @@ class LokyExecutor:
 
     # -- the Executor protocol ----------------------------------------------------------------
 
-    def begin(self, run_context: Mapping[str, Any]) -> None:
+    def begin(self, run_context: Mapping[str, Any]) -> LokyExecutor:
         self._header = check_context(run_context)
         self._templates = Templates()
         self._names = {}
         self._log_level = logging.getLogger().getEffectiveLevel()
         _pool(self.max_workers)  # start the workers while the scheduler decides
         self._previous_sigterm = catch_sigterm()
+        return self
 
     def submit(self, runs: Sequence[TaskRun]) -> None:
         self._pending.extend(runs)
