@@ -61,6 +61,7 @@ __all__ = [
     "Success",
     "TimedOut",
     "TriggerFailed",
+    "all_classes",
     "by_name",
 ]
 
@@ -85,6 +86,11 @@ def by_name(name: str) -> type[State[Any]]:
     'Failed'
     """
     return _BY_NAME[name]
+
+
+def all_classes() -> tuple[type[State[Any]], ...]:
+    """Every state class, in a fixed order (the order they are defined in; for wire codes)."""
+    return tuple(_BY_NAME.values())
 
 
 def _utcnow() -> _dt.datetime:
