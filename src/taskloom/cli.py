@@ -20,7 +20,6 @@ parameter, an unsafe home), reported as ``taskloom: error: ...`` before any task
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import json
 import logging
 import shutil
@@ -32,6 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, TextIO, TypeVar
 
 from ._home import UnsafeHomeError
+from ._text import clock, duration, one_line, table
 from .errors import FlowDefinitionError
 from .executors.base import Executor
 from .flow import Flow
@@ -59,55 +59,13 @@ class UsageError(Exception):
 # -- formatting ---------------------------------------------------------------------------------
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
-    """Rows in aligned columns under ``headers``; columns numbered in ``right`` align right."""
-    widths = [len(h) for h in headers]
-    for row in rows:
-        widths = [max(w, len(cell)) for w, cell in zip(widths, row)]
-    lines = []
-    for row in (headers, *rows):
-        cells = [
-            cell.rjust(width) if i in right else cell.ljust(width)
-            for i, (cell, width) in enumerate(zip(row, widths))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
-def _seconds(value: float | None) -> str:
-    """A duration for people: ``-``, ``45us``, ``12.3ms``, ``4.56s``, ``2m03s``."""
-    if value is None:
-        return "-"
-    if value < 0.001:
-        return f"{value * 1e6:.0f}us"
-    if value < 1:
-        return f"{value * 1000:.1f}ms"
-    if value < 60:
-        return f"{value:.2f}s"
-    minutes, seconds = divmod(int(value), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
-
-
 def _offset(when: float | None, origin: float) -> str:
     """A moment as seconds after ``origin`` (the run's start)."""
-    return "-" if when is None else f"+{_seconds(max(0.0, when - origin))}"
+    return "-" if when is None else f"+{duration(max(0.0, when - origin))}"
 
 
 def _between(start: float | None, end: float | None) -> float | None:
     return None if start is None or end is None else max(0.0, end - start)
-
-
-def _clock(when: float | None) -> str:
-    if when is None:
-        return "-"
-    return _dt.datetime.fromtimestamp(when).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _one_line(message: object, width: int | None = None) -> str:
-    text = "" if message is None else " | ".join(str(message).split("\n"))
-    if width is not None and len(text) > width:
-        text = text[: width - 3] + "..."
-    return text
 
 
 # -- options shared by run and resume -----------------------------------------------------------
@@ -188,11 +146,11 @@ def _report(state: State[FlowResult], flow_name: str, out: TextIO) -> int:
             type(task_state).__name__,
             "-" if record is None else str(record.attempts),
             "-" if record is None or record.worker is None else record.worker,
-            _seconds(None if record is None else _between(record.started, record.finished)),
-            _one_line(task_state.message, MESSAGE_WIDTH),
+            duration(None if record is None else _between(record.started, record.finished)),
+            one_line(task_state.message, MESSAGE_WIDTH),
         ])
-    out.write(_table(["TASK", "STATE", "ATTEMPTS", "WORKER", "DURATION", "MESSAGE"], rows, right=(2, 4)))
-    out.write(f"\n\nFlow {flow_name!r}: {type(state).__name__} ({_one_line(state.message)})\n")
+    out.write(table(["TASK", "STATE", "ATTEMPTS", "WORKER", "DURATION", "MESSAGE"], rows, right=(2, 4)))
+    out.write(f"\n\nFlow {flow_name!r}: {type(state).__name__} ({one_line(state.message)})\n")
     out.write(f"Run id: {state.run_id}\n")
     if state.is_paused():
         out.write(f"Resume it with: taskloom resume {state.run_id}\n")
@@ -262,13 +220,13 @@ def cmd_runs(args: argparse.Namespace) -> int:
             run.run_id,
             run.flow_name,
             run.state,
-            _clock(run.started),
-            _seconds(run.duration),
+            clock(run.started),
+            duration(run.duration),
             run.resumed_from[:8] if run.resumed_from else "",
         ]
         for run in runs
     ]
-    print(_table(["RUN ID", "FLOW", "STATE", "STARTED", "DURATION", "RESUMED FROM"], rows, right=(4,)))
+    print(table(["RUN ID", "FLOW", "STATE", "STARTED", "DURATION", "RESUMED FROM"], rows, right=(4,)))
     return EXIT_SUCCESS
 
 
@@ -295,10 +253,10 @@ def cmd_show(args: argparse.Namespace) -> int:
     origin = run.started
     print(f"Run         {run.run_id}")
     print(f"Flow        {run.flow_name}" + (f"  ({run.source})" if run.source else ""))
-    print(f"State       {run.state}" + (f": {_one_line(run.message)}" if run.message else ""))
-    print(f"Parameters  {_one_line(repr(run.parameters))}")
-    print(f"Started     {_clock(run.started)}")
-    print(f"Ended       {_clock(run.ended)}  (took {_seconds(run.duration)})")
+    print(f"State       {run.state}" + (f": {one_line(run.message)}" if run.message else ""))
+    print(f"Parameters  {one_line(repr(run.parameters))}")
+    print(f"Started     {clock(run.started)}")
+    print(f"Ended       {clock(run.ended)}  (took {duration(run.duration)})")
     if run.resumed_from:
         print(f"Resumed     from run {run.resumed_from}")
     rows = [
@@ -310,15 +268,15 @@ def cmd_show(args: argparse.Namespace) -> int:
             _offset(task.queued, origin),
             _offset(task.started, origin),
             _offset(task.finished, origin),
-            _seconds(_between(task.queued, task.started)),
-            _seconds(_between(task.started, task.finished)),
+            duration(_between(task.queued, task.started)),
+            duration(_between(task.started, task.finished)),
             _stored(task),
-            _one_line(task.message),
+            one_line(task.message),
         ]
         for task in run.tasks
     ]
     print()
-    print(_table(
+    print(table(
         ["TASK", "STATE", "ATTEMPTS", "WORKER", "QUEUED", "STARTED", "FINISHED", "WAITED", "RAN",
          "STORED", "MESSAGE"],
         rows,
@@ -402,7 +360,7 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
     except sqlite3.Error as error:
         raise UsageError(f"cannot read the cache store {store.path}: {error}") from None
     rows = [
-        [key, str(count), _clock(newest)]
+        [key, str(count), clock(newest)]
         for key, count, newest in entries
         if _matches(key, args.flow, None)
     ]
@@ -410,7 +368,7 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
         where = f" for flow {args.flow!r}" if args.flow else ""
         print(f"No cached results{where} in {store.path}.")
         return EXIT_SUCCESS
-    print(_table(["KEY", "ENTRIES", "NEWEST"], rows, right=(1,)))
+    print(table(["KEY", "ENTRIES", "NEWEST"], rows, right=(1,)))
     return EXIT_SUCCESS
 
 

@@ -24,6 +24,7 @@ import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
+from ._text import duration
 from .states import State
 
 if TYPE_CHECKING:
@@ -133,14 +134,6 @@ class _Tally:
         return [(name, self.counts[name]) for name in _SHOWN if self.counts[name]]
 
 
-def _elapsed(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
-
-
 class TerminalProgress:
     """Counts by state, tasks done out of the total, and elapsed time, as plain lines.
 
@@ -182,7 +175,7 @@ class TerminalProgress:
         tally = self._tally
         elapsed = (now if now is not None else time.monotonic()) - tally.started
         parts = ", ".join(f"{name} {n}" for name, n in tally.parts()) or "starting"
-        return f"{tally.flow}: {tally.done}/{tally.total} done | {parts} | {_elapsed(elapsed)}"
+        return f"{tally.flow}: {tally.done}/{tally.total} done | {parts} | {duration(elapsed, coarse=True)}"
 
     def _show(self, now: float, final: str | None = None) -> None:
         self.shown = now
@@ -363,7 +356,7 @@ class RichProgress:
             done, total, parts = tally.done, tally.total, tally.parts()
             running = [tally.names[k] for k, b in tally.where.items() if b == "running"]
             final = self._final
-        elapsed = _elapsed(time.monotonic() - tally.started)
+        elapsed = duration(time.monotonic() - tally.started, coarse=True)
         failed = any(name == "failed" for name, _ in parts)
         head = Table.grid(padding=(0, 1))
         head.add_row(
@@ -409,7 +402,7 @@ class RichProgress:
         text.append(f"{tally.flow}: {type(state).__name__}", style="bold")
         if state.message:
             text.append(f" ({state.message})")
-        text.append(f" - {tally.done}/{tally.total} done in {_elapsed(time.monotonic() - tally.started)}")
+        text.append(f" - {tally.done}/{tally.total} done in {duration(time.monotonic() - tally.started, coarse=True)}")
         text.append(f" - run {tally.run_id}", style="dim")
         return text
 

@@ -1,0 +1,175 @@
+"""The figures of a run's timeline, from its journal record: work, wall time, workers, the
+critical path and the best speed-up (``run_stats``), and where each task sits on the chart
+(``place_bars``, ``stack_lanes``). The HTML report (``_report_html``) and the text timeline
+(``report.timeline_text``) draw these; neither computes a figure of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ._runview import critical_path, mismatch, run_time, upstream_indices
+from .progress import category_of
+
+if TYPE_CHECKING:
+    from .flow import Flow
+    from .journal import RunRecord, TaskRecord
+
+__all__ = ["SCHEDULER_LANE", "Bar", "Lane", "RunStats", "place_bars", "run_stats", "stack_lanes"]
+
+#: The lane of tasks decided in the scheduler, not run by a worker.
+SCHEDULER_LANE = "scheduler (did not run)"
+
+
+@dataclass(slots=True)
+class RunStats:
+    """The figures of a run's timeline.
+
+    ``critical`` is the critical path (task indices, first to last), or None when the flow
+    was not given (or does not match the run: ``note`` says why). ``best_speedup`` is
+    total work / critical path, the most any number of workers could give; without the
+    flow it is an upper bound (work / the longest task), and ``exact`` is False.
+    """
+
+    work: float
+    wall: float
+    workers: list[str]
+    critical: list[int] | None
+    critical_time: float
+    best_speedup: float | None
+    exact: bool
+    note: str | None = None
+    upstream: list[list[int]] | None = None
+
+    def speedup_with(self, n: int) -> float | None:
+        """The most ``n`` workers could speed the run up over one: min(n, best speed-up)."""
+        if self.best_speedup is None:
+            return None
+        return min(float(n), self.best_speedup)
+
+
+def run_stats(record: RunRecord, flow: Flow | None = None) -> RunStats:
+    """Total work, wall time, workers, critical path and best speed-up of ``record``."""
+    tasks = record.tasks
+    work = sum(run_time(t) for t in tasks)
+    wall = _span(record)
+    workers = _workers(tasks)
+    note = None
+    upstream = None
+    if flow is None:
+        note = (
+            "Critical path not shown: the run journal does not record the flow's edges; "
+            "give the flow (flow=...) to find it."
+        )
+    else:
+        why = mismatch(record, flow)
+        if why is None:
+            upstream = upstream_indices(flow)
+        else:
+            note = f"Critical path not shown: {why}."
+    if upstream is not None:
+        path, length = critical_path(tasks, upstream)
+        best = work / length if length > 0 else None
+        return RunStats(work, wall, workers, path, length, best, True, None, upstream)
+    longest = max((run_time(t) for t in tasks), default=0.0)
+    best = work / longest if longest > 0 else None
+    return RunStats(work, wall, workers, None, 0.0, best, False, note, None)
+
+
+# -- placing the tasks on the timeline ----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Bar:
+    task: TaskRecord
+    bucket: str
+    lane: str
+    queued: float | None  # seconds from the run's start
+    start: float
+    end: float
+    ran: bool
+    row: int = 0
+
+
+@dataclass(slots=True)
+class Lane:
+    name: str
+    bars: list[Bar] = field(default_factory=list)
+    rows: int = 1
+
+
+def _span(record: RunRecord) -> float:
+    ends = [t.finished for t in record.tasks if t.finished is not None]
+    if record.ended is not None:
+        ends.append(record.ended)
+    return max([0.0, *(e - record.started for e in ends)])
+
+
+def _workers(tasks: Sequence[TaskRecord]) -> list[str]:
+    first: dict[str, float] = {}
+    for t in tasks:
+        if t.worker is not None and t.started is not None:
+            first[t.worker] = min(first.get(t.worker, t.started), t.started)
+    return sorted(first, key=lambda w: (first[w], w))
+
+
+def place_bars(record: RunRecord, upstream: list[list[int]] | None) -> list[Bar]:
+    origin = record.started
+    bars: list[Bar] = []
+    placed: dict[int, float] = {}  # when each task was done, from the run's start
+    for t in record.tasks:
+        if t.started is not None and t.finished is not None:
+            placed[t.index] = t.finished - origin
+    by_index = {t.index: t for t in record.tasks}
+
+    def done_at(i: int, depth: int = 0) -> float:
+        if i in placed:
+            return placed[i]
+        when = 0.0
+        if upstream is not None and depth < 1000 and i < len(upstream):
+            when = max((done_at(u, depth + 1) for u in upstream[i] if u in by_index), default=0.0)
+        placed[i] = when
+        return when
+
+    for t in record.tasks:
+        bucket = category_of(t.state)
+        if t.started is not None and t.finished is not None:
+            queued = None if t.queued is None else min(t.queued, t.started) - origin
+            bars.append(
+                Bar(t, bucket, t.worker or "?", queued, t.started - origin, t.finished - origin, True)
+            )
+        else:
+            at = done_at(t.index)
+            bars.append(Bar(t, bucket, SCHEDULER_LANE, None, at, at, False))
+    return bars
+
+
+def stack_lanes(bars: list[Bar], workers: list[str], min_width: float, max_rows: int = 10) -> list[Lane]:
+    lanes = {w: Lane(w) for w in workers}
+    for bar in bars:
+        lanes.setdefault(bar.lane, Lane(bar.lane)).bars.append(bar)
+    if SCHEDULER_LANE in lanes:  # last
+        lanes[SCHEDULER_LANE] = lanes.pop(SCHEDULER_LANE)
+    for lane in lanes.values():
+        for with_wait in (True, False):
+            rows: list[float] = []
+            for bar in sorted(lane.bars, key=lambda b: (_left(b, with_wait), b.task.index)):
+                left = _left(bar, with_wait)
+                right = max(bar.end, bar.start + min_width)
+                for r, free in enumerate(rows):
+                    if free <= left:
+                        bar.row, rows[r] = r, right
+                        break
+                else:
+                    bar.row = len(rows)
+                    rows.append(right)
+            lane.rows = max(1, len(rows))
+            if lane.rows <= max_rows:
+                break
+    return [lane for lane in lanes.values() if lane.bars]
+
+
+def _left(bar: Bar, with_wait: bool) -> float:
+    return bar.queued if with_wait and bar.queued is not None else bar.start
