@@ -23,12 +23,15 @@ from . import signals as signals
 from . import triggers as triggers
 from .context import context as context
 from .edges import Edge as Edge
+from .edges import flatten as flatten
+from .edges import unmapped as unmapped
 from .errors import CycleError as CycleError
 from .errors import FlowDefinitionError as FlowDefinitionError
 from .errors import HandleError as HandleError
 from .errors import TaskDefinitionError as TaskDefinitionError
 from .errors import TaskloomError as TaskloomError
 from .flow import Flow as Flow
+from .mapping import apply_map as apply_map
 from .task import Parameter as Parameter
 from .task import ParameterTask as ParameterTask
 from .task import Task as Task
@@ -47,9 +50,12 @@ __all__ = [
     "Task",
     "TaskDefinitionError",
     "TaskloomError",
+    "apply_map",
     "cache_validators",
     "context",
+    "flatten",
     "signals",
     "task",
     "triggers",
+    "unmapped",
 ]

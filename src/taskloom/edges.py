@@ -1,19 +1,29 @@
-"""Edges: the dependencies between tasks in a flow.
+"""Edges: the dependencies between tasks in a flow, and how a ``.map`` call reads its arguments.
 
 An edge runs from an upstream task to a downstream task. A *data* edge has a ``key``: the
 name of the downstream task's parameter that receives the upstream task's result. An edge
-without a key only orders the two tasks (``upstream_tasks=[...]``).
+without a key only orders the two tasks (``upstream_tasks=[...]``). A *mapped* edge feeds
+each child of a mapped task one element of the upstream result (``t.map(xs)``); a
+*flattened* one maps over the concatenation of a list of lists (``t.map(flatten(xss))``).
+
+In a ``.map`` call every argument is mapped over unless wrapped in ``unmapped(...)``::
+
+    add.map([1, 2, 3], unmapped(10))         # [11, 12, 13]
+    inc.map(flatten([[1, 2], [3]]))          # [2, 3, 4]
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from .task import Task
 
-__all__ = ["Edge"]
+__all__ = ["Edge", "Flattened", "Unmapped", "flatten", "unmapped"]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,12 +35,71 @@ class Edge:
         downstream_task: the task that waits for it.
         key: the downstream parameter that receives the upstream result, or None for an
             ordering-only edge.
+        mapped: each child of the (mapped) downstream task gets one element of the
+            upstream result, or the upstream child of its own index.
+        flattened: the upstream result is a list of lists, mapped over as one list.
     """
 
     upstream_task: Task[Any, Any]
     downstream_task: Task[Any, Any]
     key: str | None = None
+    mapped: bool = False
+    flattened: bool = False
 
     def __repr__(self) -> str:
         key = f", key={self.key!r}" if self.key is not None else ""
-        return f"Edge({self.upstream_task.name!r} -> {self.downstream_task.name!r}{key})"
+        how = ", mapped" if self.mapped else ""
+        how += ", flattened" if self.flattened else ""
+        return f"Edge({self.upstream_task.name!r} -> {self.downstream_task.name!r}{key}{how})"
+
+
+class Unmapped(Generic[T]):
+    """An argument of a ``.map`` call passed whole to every child (see ``unmapped``)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"unmapped({self.value!r})"
+
+
+def unmapped(value: T) -> Unmapped[T]:
+    """In ``t.map(...)``: pass ``value`` (a task or a constant) whole to every child.
+
+    >>> unmapped(10)
+    unmapped(10)
+    """
+    return Unmapped(value)
+
+
+class Flattened:
+    """An argument of a ``.map`` call mapped over as one concatenated list (see ``flatten``)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"flatten({self.value!r})"
+
+
+if TYPE_CHECKING:
+    # For the type checker, flatten reads as the list it stands for, so a mapped parameter
+    # is checked against the inner element type.
+    def flatten(value: Iterable[Iterable[T]]) -> list[T]:
+        """In ``t.map(...)``: map over the concatenation of a list of lists."""
+        ...
+
+else:
+
+    def flatten(value):
+        """In ``t.map(...)``: map over the concatenation of a list of lists (a task's
+        result, a mapped task's children's results, or a constant).
+
+        >>> flatten([[1, 2], [3]])
+        flatten([[1, 2], [3]])
+        """
+        return Flattened(value)

@@ -24,7 +24,7 @@ from os import PathLike
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from .edges import Edge
+from .edges import Edge, Flattened, Unmapped
 from .errors import CycleError, FlowDefinitionError
 from .states import State
 from .task import ParameterTask, Task, _FlowBuilder, _nonempty_name, active_flow
@@ -73,6 +73,8 @@ class Flow:
         self._upstream: dict[Task[Any, Any], dict[Edge, None]] = {}
         self._downstream: dict[Task[Any, Any], dict[Edge, None]] = {}
         self._arguments: dict[Task[Any, Any], dict[str, Any]] = {}
+        #: Mapped tasks: each mapped argument's key, and whether it is flattened.
+        self._mapped: dict[Task[Any, Any], dict[str, bool]] = {}
         self._parameters: dict[str, ParameterTask] = {}
         self._reference_tasks: dict[Task[Any, Any], None] = {}
         self._tokens: list[Token[_FlowBuilder | None]] = []
@@ -140,10 +142,17 @@ class Flow:
             self._arguments[down][key] = up
         return edge
 
-    def _add_edge(self, up: Task[Any, Any], down: Task[Any, Any], key: str | None) -> Edge:
+    def _add_edge(
+        self,
+        up: Task[Any, Any],
+        down: Task[Any, Any],
+        key: str | None,
+        mapped: bool = False,
+        flattened: bool = False,
+    ) -> Edge:
         self.add_task(up)
         self.add_task(down)
-        edge = Edge(up, down, key)
+        edge = Edge(up, down, key, mapped, flattened)
         if edge in self._edges:
             return edge
         self._check_acyclic(up, down)
@@ -215,17 +224,58 @@ class Flow:
         task: Task[Any, Any],
         arguments: Mapping[str, Any],
         upstream_tasks: Iterable[object],
+        mapped: bool = False,
     ) -> None:
         """Add a called task: each argument is a task (data edge), a constant, or a
-        collection holding tasks (an edge from each, the collection rebuilt at run time)."""
+        collection holding tasks (an edge from each, the collection rebuilt at run time).
+
+        With ``mapped`` (``t.map(...)``) every argument and upstream task is mapped over,
+        unless wrapped in ``unmapped(...)``; ``flatten(...)`` maps over a list of lists."""
+        values: dict[str, Any] = {}
+        spec: dict[str, bool] = {}
+        for key, value in arguments.items():
+            if isinstance(value, (Unmapped, Flattened)) and not mapped:
+                word = "unmapped" if isinstance(value, Unmapped) else "flatten"
+                raise FlowDefinitionError(
+                    f"Flow {self.name!r}: task {task.name!r} got {word}(...) as argument "
+                    f"{key!r} in a plain call; {word} only means something in a .map(...) call "
+                    f"({task.name}.map(...))"
+                )
+            if isinstance(value, Unmapped):
+                value = value.value
+            elif mapped:
+                flattened = isinstance(value, Flattened)
+                if flattened:
+                    value = value.value
+                spec[key] = flattened
+            values[key] = value
+        if mapped and not spec:
+            raise FlowDefinitionError(
+                f"Flow {self.name!r}: {task.name}.map(...) has nothing to map over: every "
+                "argument is unmapped(...); pass at least one iterable (or call the task plainly)"
+            )
         self.add_task(task)
         self.version += 1
-        self._arguments[task].update(arguments)
-        for key, value in arguments.items():
+        self._arguments[task].update(values)
+        if mapped:
+            self._mapped[task] = spec
+        for key, value in values.items():
+            direct = isinstance(value, Task)
             for up in _tasks_in(value):
-                self._add_edge(up, task, key)
+                # Tasks nested in a collection feed it whole; the rebuilt collection is
+                # what is mapped over.
+                self._add_edge(up, task, key, direct and key in spec, direct and spec.get(key, False))
         for entry in upstream_tasks:
-            self._add_edge(_as_task(entry, f"{task.name!r}: an upstream_tasks entry"), task, None)
+            order_mapped = mapped and not isinstance(entry, Unmapped)
+            if isinstance(entry, Unmapped):
+                entry = entry.value
+            up = _as_task(entry, f"{task.name!r}: an upstream_tasks entry")
+            self._add_edge(up, task, None, order_mapped)
+
+    def mapped_arguments(self, task: object) -> Mapping[str, bool] | None:
+        """For a task added with ``.map``: its mapped arguments (key -> whether flattened);
+        None for a task that is not mapped."""
+        return self._mapped.get(_as_task(task, "mapped_arguments' task"))
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ The hierarchy is Prefect Core's::
     └── Finished
         ├── Success
         │   ├── Cached                 cached_result_expiration, hashed_inputs, cached_parameters
+        │   ├── Mapped                 map_states
         │   └── Skipped
         └── Failed
             ├── TriggerFailed
@@ -49,6 +50,7 @@ __all__ = [
     "Cached",
     "Failed",
     "Finished",
+    "Mapped",
     "FlowResult",
     "Paused",
     "Pending",
@@ -173,6 +175,10 @@ class State(Generic[R_co]):
     def is_paused(self) -> bool:
         """True for ``Paused``."""
         return isinstance(self, Paused)
+
+    def is_mapped(self) -> bool:
+        """True for ``Mapped``: a mapped task whose children all finished."""
+        return isinstance(self, Mapped)
 
     # -- copies -------------------------------------------------------------------------
 
@@ -354,6 +360,37 @@ class Cached(Success[R_co]):
         self.cached_result_expiration = cached_result_expiration
         self.hashed_inputs: dict[str, str] = dict(hashed_inputs or {})
         self.cached_parameters: dict[str, Any] = dict(cached_parameters or {})
+
+
+class Mapped(Success[R_co]):
+    """A mapped task (``t.map(...)``) whose children have all finished.
+
+    ``map_states`` lists the children's final states, in map-index order, and ``result``
+    their results (a failed child's entry is its exception, as in Prefect). It is a
+    ``Success`` whatever its children did: triggers and the flow's state look at the
+    children one by one.
+
+    >>> Mapped("Ready to proceed with mapping.", [2, 3], map_states=[Success(result=2), Success(result=3)]).n_map_states
+    2
+    """
+
+    __slots__ = ("map_states",)
+
+    def __init__(
+        self,
+        message: str | None = None,
+        result: R_co | None = None,
+        *,
+        cached_inputs: Mapping[str, Any] | None = None,
+        map_states: list[State[Any]] | None = None,
+    ) -> None:
+        super().__init__(message, result, cached_inputs=cached_inputs)
+        self.map_states: list[State[Any]] = list(map_states or [])
+
+    @property
+    def n_map_states(self) -> int:
+        """How many children the mapped task had."""
+        return len(self.map_states)
 
 
 class Skipped(Success[R_co]):

@@ -30,6 +30,7 @@ from typing_extensions import ParamSpec
 
 from . import triggers as _triggers
 from .cache_validators import CacheValidator, duration_only
+from .edges import Unmapped
 from .errors import FlowDefinitionError, HandleError, TaskDefinitionError
 from .triggers import Trigger
 
@@ -38,6 +39,34 @@ __all__ = ["Parameter", "ParameterTask", "Task", "task"]
 P = ParamSpec("P")
 R = TypeVar("R")
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
+C = TypeVar("C")
+D = TypeVar("D")
+_A = TypeVar("_A", contravariant=True)
+_B = TypeVar("_B", contravariant=True)
+_C = TypeVar("_C", contravariant=True)
+_D = TypeVar("_D", contravariant=True)
+_R = TypeVar("_R", covariant=True)
+
+
+# What `Task.map` checks mapped positional arguments against: a task whose `run` takes that
+# many positional arguments (more with defaults are fine). A ParamSpec cannot be taken
+# apart argument by argument, but a Protocol on `run` can (see Task.map).
+class _Run1(Protocol[_A, _R]):
+    def run(self, a: _A, /) -> _R: ...
+
+
+class _Run2(Protocol[_A, _B, _R]):
+    def run(self, a: _A, b: _B, /) -> _R: ...
+
+
+class _Run3(Protocol[_A, _B, _C, _R]):
+    def run(self, a: _A, b: _B, c: _C, /) -> _R: ...
+
+
+class _Run4(Protocol[_A, _B, _C, _D, _R]):
+    def run(self, a: _A, b: _B, c: _C, d: _D, /) -> _R: ...
 
 
 class _FlowBuilder(Protocol):
@@ -50,6 +79,7 @@ class _FlowBuilder(Protocol):
         task: Task[Any, Any],
         arguments: Mapping[str, Any],
         upstream_tasks: Iterable[object],
+        mapped: bool = False,
     ) -> None: ...
 
     def add_task(self, task: object) -> Any: ...
@@ -255,6 +285,63 @@ class Task(Generic[P, R]):
         flow._bind(bound, bound.bind_arguments(args, kwargs), upstream_tasks)
         # The type checker reads the call as the result type; see the module docstring.
         return cast(R, bound)
+
+    # -- mapping ------------------------------------------------------------------------------
+    # Mapped positional arguments are checked against `run`'s parameters (up to four, each
+    # an iterable of the parameter's type, or `unmapped(x)` of it); keyword arguments are
+    # accepted unchecked (mypy cannot pair a keyword with a ParamSpec's parameter).
+
+    @overload
+    def map(
+        self: _Run1[A, T], a: Iterable[A] | Unmapped[A], /, *,
+        upstream_tasks: Iterable[object] | None = None,
+    ) -> list[T]: ...
+
+    @overload
+    def map(
+        self: _Run2[A, B, T], a: Iterable[A] | Unmapped[A], b: Iterable[B] | Unmapped[B], /, *,
+        upstream_tasks: Iterable[object] | None = None,
+    ) -> list[T]: ...
+
+    @overload
+    def map(
+        self: _Run3[A, B, C, T], a: Iterable[A] | Unmapped[A], b: Iterable[B] | Unmapped[B],
+        c: Iterable[C] | Unmapped[C], /, *, upstream_tasks: Iterable[object] | None = None,
+    ) -> list[T]: ...
+
+    @overload
+    def map(
+        self: _Run4[A, B, C, D, T], a: Iterable[A] | Unmapped[A], b: Iterable[B] | Unmapped[B],
+        c: Iterable[C] | Unmapped[C], d: Iterable[D] | Unmapped[D], /, *,
+        upstream_tasks: Iterable[object] | None = None,
+    ) -> list[T]: ...
+
+    @overload
+    def map(self, *, upstream_tasks: Iterable[object] | None = None, **kwargs: Any) -> list[R]: ...
+
+    def map(self, *args: Any, upstream_tasks: Iterable[object] | None = None, **kwargs: Any) -> Any:
+        """Add a mapped copy of this task to the current flow: one child run per element.
+
+        Child ``i`` gets element ``i`` of every mapped argument (the shortest decides how
+        many children there are); ``unmapped(x)`` passes ``x`` whole to every child, and
+        ``flatten(x)`` maps over a list of lists as one list. Arguments may be task results,
+        parameters, mapped tasks (child by child) or constants. For the type checker the call
+        reads as ``list[R]``; the run's state of the copy is ``Mapped``, whose ``result`` is
+        the list of the children's results.
+
+        >>> with Flow("squares") as flow:                 # doctest: +SKIP
+        ...     squares = square.map([1, 2, 3])
+        ...     total = add_up(squares)
+        """
+        flow = active_flow.get()
+        if flow is None:
+            raise FlowDefinitionError(
+                f"Task {self.name!r}: .map() was called outside a flow; call it inside "
+                f"`with Flow(...)` (to run the work itself, use {self.name}.run(...) in a loop)"
+            )
+        bound = self.copy()
+        flow._bind(bound, bound.bind_arguments(args, kwargs), upstream_tasks or (), mapped=True)
+        return bound
 
     def set_upstream(self, task: object, key: str | None = None) -> None:
         """Inside ``with Flow(...)``: make this task depend on ``task`` (as argument ``key``)."""
