@@ -1,0 +1,365 @@
+"""Mapping (API.md Part 2, "Mapping"): ``t.map``, ``unmapped``, ``flatten``, ``apply_map``,
+children as full task runs, on every executor. The scenarios follow Prefect Core 1.4.1's
+(``prefect1-semantics.md`` §8.6, G84-G96) except where API.md differs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import taskloom
+from taskloom import Flow, Parameter, apply_map, flatten, signals, task, triggers, unmapped
+from taskloom.caching import MemoryCacheStore
+from taskloom.errors import FlowDefinitionError
+from taskloom.executors import Executor
+from taskloom.states import Failed, Mapped, Skipped, Success, TriggerFailed
+
+from ._helpers import as_task, kind, lines, record
+
+NO_WAIT = dt.timedelta(0)
+
+
+@task
+def inc(x: int) -> int:
+    return x + 1
+
+
+@task
+def inv(x: int) -> float:
+    return 1 / (x - 2)
+
+
+@task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@task
+def pair(a: int, b: str) -> str:
+    return f"{a}{b}"
+
+
+@task
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+@task
+def numbers(n: int) -> list[int]:
+    return list(range(1, n + 1))
+
+
+@task
+def maybe_skip(x: int) -> int:
+    if x == 2:
+        raise signals.SKIP("two")
+    return x
+
+
+@task(trigger=triggers.always_run)
+def report(xs: list[Any]) -> list[str]:
+    return [type(x).__name__ for x in xs]
+
+
+@task
+def where(x: int) -> tuple[int, Any, Any]:
+    return (x, taskloom.context.map_index, taskloom.context.task_full_name)
+
+
+def test_map_over_a_list_gives_a_mapped_parent_and_a_reduce_gets_the_list(executor: Executor) -> None:
+    with Flow("map-basic") as flow:
+        m = inc.map([1, 2, 3])
+        t = total(m)
+    state = flow.run(executor=executor)
+    parent = state.result[m]
+    assert isinstance(parent, Mapped) and parent.is_successful()
+    assert parent.result == [2, 3, 4]
+    assert [kind(s) for s in parent.map_states] == ["Success"] * 3
+    assert state.result[t].result == 9
+    assert type(state) is Success
+
+
+def test_map_over_a_task_result_a_parameter_and_a_map(executor: Executor) -> None:
+    with Flow("map-sources") as flow:
+        n = Parameter("n", default=3)
+        from_task = inc.map(numbers(n))
+        from_parameter = inc.map(Parameter("xs", default=[10, 20]))
+        twice = inc.map(inc.map(numbers(n)))
+    state = flow.run(parameters={"n": 4}, executor=executor)
+    assert state.result[from_task].result == [2, 3, 4, 5]
+    assert state.result[from_parameter].result == [11, 21]
+    assert state.result[twice].result == [3, 4, 5, 6]
+
+
+def test_each_child_knows_its_map_index_and_full_name(executor: Executor) -> None:
+    with Flow("map-context") as flow:
+        m = where.map([7, 8])
+    state = flow.run(executor=executor)
+    assert state.result[m].result == [(7, 0, "where[0]"), (8, 1, "where[1]")]
+
+
+def test_zip_shortest_unmapped_and_flatten(executor: Executor) -> None:
+    with Flow("map-args") as flow:
+        zipped = pair.map([1, 2, 3], ["a", "b"])
+        broadcast = add.map([1, 2, 3], unmapped(10))
+        broadcast_task = add.map(numbers(2), unmapped(inc(9)))
+        flat = inc.map(flatten([[1, 2], [3]]))
+        flat_task = inc.map(flatten(inc.map(flatten([[1], [2, 3]]))))
+    state = flow.run(executor=executor)
+    assert state.result[zipped].result == ["1a", "2b"]
+    assert state.result[broadcast].result == [11, 12, 13]
+    assert state.result[broadcast_task].result == [11, 12]
+    assert state.result[flat].result == [2, 3, 4]
+    assert state.result[flat_task].result == [3, 4, 5]
+
+
+@task
+def chunks() -> list[list[int]]:
+    return [[1, 2], [], [3]]
+
+
+@task
+def duplicate(x: int) -> list[int]:
+    return [x, x]
+
+
+def test_flatten_a_mapped_tasks_lists(executor: Executor) -> None:
+    with Flow("map-flatten-children") as flow:
+        doubled = duplicate.map([1, 2])
+        flat = inc.map(flatten(doubled))
+        from_chunks = inc.map(flatten(chunks()))
+    state = flow.run(executor=executor)
+    assert state.result[flat].result == [2, 2, 3, 3]
+    assert state.result[from_chunks].result == [2, 3, 4]
+
+
+def test_mapping_over_nothing_gives_zero_children_and_a_reduce_gets_an_empty_list(executor: Executor) -> None:
+    with Flow("map-empty") as flow:
+        m = inc.map(numbers(0))
+        t = total(m)
+        again = inc.map(m)
+    state = flow.run(executor=executor)
+    parent = state.result[m]
+    assert isinstance(parent, Mapped) and parent.map_states == [] and parent.result == []
+    assert state.result[t].result == 0
+    assert state.result[again].result == []
+    assert type(state) is Success
+
+
+def test_a_failed_child_does_not_stop_its_siblings_and_fails_the_flow(executor: Executor) -> None:
+    with Flow("map-fail") as flow:
+        m = inv.map([1, 2, 3])
+        downstream = inc.map(m)
+        t = total(m)
+    state = flow.run(executor=executor)
+    parent = state.result[m]
+    assert isinstance(parent, Mapped)
+    assert [kind(s) for s in parent.map_states] == ["Success", "Failed", "Success"]
+    assert isinstance(parent.result[1], ZeroDivisionError)
+    assert [kind(s) for s in state.result[downstream].map_states] == ["Success", "TriggerFailed", "Success"]
+    assert isinstance(state.result[t], TriggerFailed)
+    assert type(state) is Failed
+
+
+def test_always_run_reduce_receives_the_failed_childs_exception(executor: Executor) -> None:
+    with Flow("map-always") as flow:
+        r = report(inv.map([1, 2, 3]))
+    state = flow.run(executor=executor)
+    assert state.result[r].result == ["float", "ZeroDivisionError", "float"]
+
+
+def test_a_mapped_reference_task_fails_the_flow_only_when_it_is_a_reference(executor: Executor) -> None:
+    with Flow("map-reference") as flow:
+        m = inv.map([1, 2, 3])
+        ok = inc(1)
+    flow.set_reference_tasks([ok])
+    assert type(flow.run(executor=executor)) is Success
+    flow.set_reference_tasks([m])
+    assert type(flow.run(executor=executor)) is Failed
+
+
+def test_a_skip_in_one_child_skips_that_index_downstream_and_the_reduce(executor: Executor) -> None:
+    with Flow("map-skip") as flow:
+        first = maybe_skip.map([1, 2, 3])
+        second = inc.map(first)
+        t = total(second)
+    state = flow.run(executor=executor)
+    assert [kind(s) for s in state.result[first].map_states] == ["Success", "Skipped", "Success"]
+    assert [kind(s) for s in state.result[second].map_states] == ["Success", "Skipped", "Success"]
+    assert isinstance(state.result[t], Skipped)
+    assert type(state) is Success
+
+
+@task
+def boom() -> list[int]:
+    raise ValueError("no list")
+
+
+@task
+def five() -> int:
+    return 5
+
+
+def test_mapping_over_a_failed_upstream_or_a_non_iterable_fails_the_parent(executor: Executor) -> None:
+    with Flow("map-unmappable") as flow:
+        over_failed = inc.map(boom())
+        after_failed = total(over_failed)
+        over_int = inc.map(five())
+    state = flow.run(executor=executor)
+    assert type(state.result[over_failed]) is Failed
+    assert "No upstream states can be mapped over" in str(state.result[over_failed].message)
+    assert isinstance(state.result[after_failed], TriggerFailed)
+    failed = state.result[over_int]
+    assert type(failed) is Failed
+    assert "'inc'" in str(failed.message) and "int" in str(failed.message) and "'x'" in str(failed.message)
+
+
+@task
+def generated(n: int) -> Iterator[int]:
+    return (i * i for i in range(n))
+
+
+def test_a_generator_result_is_materialised_once_in_order(executor: Executor) -> None:
+    if type(executor).__name__ != "LocalExecutor":
+        pytest.skip("a generator cannot be pickled back from a worker: that is its own failure")
+    with Flow("map-generator") as flow:
+        m = inc.map(generated(4))
+    state = flow.run(executor=executor)
+    assert state.result[m].result == [1, 2, 5, 10]
+
+
+@task(max_retries=1, retry_delay=NO_WAIT)
+def flaky_child(log: str, x: int) -> int:
+    record(log, f"{x} {taskloom.context.task_run_count}")
+    if x == 2 and taskloom.context.task_run_count == 1:
+        raise ValueError("first try fails")
+    return x * 10
+
+
+def test_only_the_failed_child_retries_with_its_own_inputs(tmp_path: Path, executor: Executor) -> None:
+    log = str(tmp_path / "log")
+    with Flow("map-retry") as flow:
+        m = flaky_child.map(unmapped(log), [1, 2, 3])
+    state = flow.run(executor=executor)
+    assert state.result[m].result == [10, 20, 30]
+    assert sorted(lines(log)) == ["1 1", "2 1", "2 2", "3 1"]
+
+
+
+
+@task(cache_for=dt.timedelta(hours=1), cache_validator=taskloom.cache_validators.all_inputs)
+def cached_square(log: str, x: int) -> int:
+    record(log, str(x))
+    return x * x
+
+
+@task(cache_for=dt.timedelta(hours=1))
+def cached_by_duration(x: int) -> int:
+    return x * x
+
+
+def test_the_output_cache_keeps_each_child_apart(tmp_path: Path, executor: Executor) -> None:
+    log = str(tmp_path / "log")
+    store = MemoryCacheStore()
+    with Flow("map-cache") as flow:
+        m = cached_square.map(unmapped(log), [1, 2, 3])
+        d = cached_by_duration.map([1, 2, 3])
+    first = flow.run(executor=executor, cache_store=store)
+    second = flow.run(executor=executor, cache_store=store)
+    assert first.result[m].result == second.result[m].result == [1, 4, 9]
+    # duration_only: Prefect 1.x gave [1, 1, 1] here (every child shared one entry).
+    assert second.result[d].result == [1, 4, 9]
+    assert [kind(s) for s in second.result[m].map_states] == ["Cached"] * 3
+    assert sorted(lines(log)) == ["1", "2", "3"]
+
+
+@task
+def slow_then_fast(log: str, x: int) -> int:
+    record(log, f"a{x}")
+    return x
+
+
+@task
+def second_stage(log: str, x: int) -> int:
+    record(log, f"b{x}")
+    return x
+
+
+def test_map_over_map_runs_child_by_child(tmp_path: Path, executor: Executor) -> None:
+    log = str(tmp_path / "log")
+    with Flow("map-of-map") as flow:
+        a = slow_then_fast.map(unmapped(log), [1, 2, 3])
+        b = second_stage.map(unmapped(log), a)
+    state = flow.run(executor=executor)
+    assert state.result[b].result == [1, 2, 3]
+    seen = lines(log)
+    for x in (1, 2, 3):
+        assert seen.index(f"a{x}") < seen.index(f"b{x}")
+
+
+def test_upstream_tasks_on_a_map_order_it(tmp_path: Path, executor: Executor) -> None:
+    log = str(tmp_path / "log")
+
+    @task
+    def first() -> None:
+        record(log, "first")
+
+    @task
+    def child(x: int) -> int:
+        record(log, f"child {x}")
+        return x
+
+    with Flow("map-upstream") as flow:
+        f = first()
+        m = child.map([1, 2], upstream_tasks=[f])
+    state = flow.run(executor=executor)
+    assert state.result[m].result == [1, 2]
+    assert lines(log)[0] == "first"
+
+
+def double_then_add(x: int, y: int) -> int:
+    return add(inc(x), y)
+
+
+def test_apply_map_maps_a_function_that_builds_tasks(executor: Executor) -> None:
+    with Flow("apply-map") as flow:
+        out = apply_map(double_then_add, [1, 2, 3], unmapped(100))
+        t = total(out)
+    state = flow.run(executor=executor)
+    assert state.result[out].result == [102, 103, 104]
+    assert state.result[t].result == 309
+    mapped = [t for t in flow.tasks if flow.mapped_arguments(t) is not None]
+    assert sorted(t.name for t in mapped) == ["add", "inc"]
+
+
+def test_map_misuse_is_reported_before_any_task_runs() -> None:
+    with pytest.raises(FlowDefinitionError, match="outside a flow"):
+        inc.map([1, 2])
+    with Flow("misuse") as flow:
+        with pytest.raises(FlowDefinitionError, match=r"'add'.*unmapped.*\.map"):
+            add(unmapped(1), 2)
+        with pytest.raises(FlowDefinitionError, match=r"'inc'.*flatten"):
+            inc(flatten([[1]]))
+        with pytest.raises(FlowDefinitionError, match="nothing to map over"):
+            inc.map(unmapped(1))
+    with pytest.raises(FlowDefinitionError, match="outside a flow"):
+        apply_map(double_then_add, [1], unmapped(2))
+    assert not flow.tasks
+
+
+def test_a_mapped_task_is_drawn_as_one_node_marked_mapped() -> None:
+    with Flow("map-picture") as flow:
+        total(inc.map([1, 2]))
+    dot = flow.visualize()
+    assert isinstance(dot, str)
+    assert "inc" in dot and "mapped" in dot
+
+
+def test_handles_of_a_map_are_tasks() -> None:
+    with Flow("map-handle") as flow:
+        m = inc.map([1])
+    assert flow.mapped_arguments(as_task(m)) == {"x": False}
