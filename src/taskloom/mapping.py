@@ -38,10 +38,12 @@ class _Argument(Task[[], Any]):
         self.flattened = flattened
 
 
-def apply_map(fn: Callable[..., R], *args: Any, flow: Flow | None = None, **kwargs: Any) -> R:
+def apply_map(fn: Callable[..., R], *args: Any, flow: Flow | None = None, **kwargs: Any) -> list[R]:
     """Map ``fn``, a function that creates tasks, over its arguments: every argument is
     mapped over unless wrapped in ``unmapped(...)`` (``flatten(...)`` maps over a list of
-    lists). Returns what ``fn`` returned (its handles, now those of mapped tasks).
+    lists). Returns what ``fn`` returned: its handle, now that of a mapped task, which
+    reads as ``list[R]`` (where ``fn`` returns several handles, a tuple of them, each
+    is a mapped task's handle at run time; the type checker cannot say that).
 
     Raises ``FlowDefinitionError`` outside ``with Flow(...)`` (unless ``flow=`` is given),
     or when nothing is mapped over.
@@ -74,7 +76,7 @@ def apply_map(fn: Callable[..., R], *args: Any, flow: Flow | None = None, **kwar
             )
         returned = fn(*placed_args, **placed_kwargs)
     _graft(scratch, target, name)
-    return returned
+    return returned  # type: ignore[return-value]  # the handle of a mapped task: see above
 
 
 def _graft(scratch: Flow, target: Flow, name: str) -> None:

@@ -58,7 +58,7 @@ with Flow("typed mapping") as flow:
     assert_type(inc.map(n, upstream_tasks=[words()]), list[int])
     assert_type(label.map(x=n, unit=unmapped("kg")), list[str])  # keywords: unchecked
     assert_type(total(inc.map(n)), int)  # a reducer takes the list
-    assert_type(apply_map(pipeline, n, unmapped("kg")), str)
+    assert_type(apply_map(pipeline, n, unmapped("kg")), list[str])
 
     inc.map(words())  # type: ignore[arg-type]  # list[str] into an int parameter
     inc.map(["1"])  # type: ignore[list-item]
