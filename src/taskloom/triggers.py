@@ -7,7 +7,9 @@ process. Returning False, or raising ``signals.TRIGGERFAIL``, ends the task
 ``PAUSE``). Returning anything but a bool is an error of the trigger, reported as
 ``TriggerFailed``.
 
-A state that reaches a task through two edges counts once.
+A state that reaches a task through two edges counts once. A mapped upstream task counts
+child by child: its ``Mapped`` state (a ``Success``) stands for its children's states, and
+every trigger here looks at those (``states_of`` gives them to triggers of your own).
 
     @task(trigger=triggers.any_failed)
     def alert() -> None: ...
@@ -24,7 +26,7 @@ from typing import Any, Protocol
 from . import signals
 from .context import current as _current_context
 from .edges import Edge
-from .states import State
+from .states import Mapped, State
 
 __all__ = [
     "Trigger",
@@ -38,6 +40,7 @@ __all__ = [
     "not_all_skipped",
     "some_failed",
     "some_successful",
+    "states_of",
 ]
 
 
@@ -47,9 +50,18 @@ class Trigger(Protocol):
     def __call__(self, upstream_states: Mapping[Edge, State[Any]], /) -> bool: ...
 
 
-def _distinct(upstream_states: Mapping[Edge, State[Any]]) -> list[State[Any]]:
-    # States hash by identity: one upstream reached through two edges counts once.
-    return list(dict.fromkeys(upstream_states.values()))
+def states_of(upstream_states: Mapping[Edge, State[Any]], /) -> list[State[Any]]:
+    """The distinct upstream states, each ``Mapped`` one replaced by its children's states.
+
+    States hash by identity: one upstream reached through two edges counts once.
+    """
+    found: dict[State[Any], None] = {}
+    for state in upstream_states.values():
+        if isinstance(state, Mapped):
+            found.update(dict.fromkeys(state.map_states))
+        else:
+            found[state] = None
+    return list(found)
 
 
 def _fail(name: str, why: str) -> signals.TRIGGERFAIL:
@@ -58,7 +70,7 @@ def _fail(name: str, why: str) -> signals.TRIGGERFAIL:
 
 def all_successful(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
     """Run when every upstream task succeeded (``Skipped`` and ``Cached`` count). The default."""
-    for state in upstream_states.values():
+    for state in states_of(upstream_states):
         if not state.is_successful():
             raise _fail("all_successful", "some of the upstream tasks failed")
     return True
@@ -66,28 +78,30 @@ def all_successful(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
 
 def all_failed(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
     """Run when every upstream task failed (``TriggerFailed`` and ``TimedOut`` count)."""
-    if all(state.is_failed() for state in upstream_states.values()):
+    if all(state.is_failed() for state in states_of(upstream_states)):
         return True
     raise _fail("all_failed", "some of the upstream tasks succeeded")
 
 
 def any_successful(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
     """Run when at least one upstream task succeeded, or there are none."""
-    if not upstream_states or any(s.is_successful() for s in upstream_states.values()):
+    states = states_of(upstream_states)
+    if not states or any(s.is_successful() for s in states):
         return True
     raise _fail("any_successful", "none of the upstream tasks succeeded")
 
 
 def any_failed(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
     """Run when at least one upstream task failed, or there are none."""
-    if not upstream_states or any(s.is_failed() for s in upstream_states.values()):
+    states = states_of(upstream_states)
+    if not states or any(s.is_failed() for s in states):
         return True
     raise _fail("any_failed", "none of the upstream tasks failed")
 
 
 def all_finished(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
     """Run whatever the upstream tasks did, once they are finished (cleanup tasks)."""
-    if all(state.is_finished() for state in upstream_states.values()):
+    if all(state.is_finished() for state in states_of(upstream_states)):
         return True
     raise _fail("all_finished", "some of the upstream tasks were not finished")
 
@@ -114,7 +128,7 @@ def not_all_skipped(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
     ``skip_on_upstream_skip=False``, or a skipped upstream skips the task before the
     trigger runs.
     """
-    distinct = _distinct(upstream_states)
+    distinct = states_of(upstream_states)
     if all(state.is_skipped() for state in distinct):
         raise signals.SKIP("All upstreams were skipped", result=None)
     if all(state.is_successful() for state in distinct):
@@ -133,7 +147,7 @@ def _threshold(
             raise ValueError(f"{name}({label}={bound!r}): a bound is a count or a fraction >= 0")
 
     def trigger(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
-        distinct = _distinct(upstream_states)
+        distinct = states_of(upstream_states)
         total = len(distinct)
         hits = sum(1 for state in distinct if predicate(state))
 
