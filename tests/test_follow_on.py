@@ -2,7 +2,7 @@
 
 A task the plan marks ``followable`` may be run by a worker right after its upstream task,
 in the same round trip (``TaskRun.then``). The worker then runs it iff the upstream task
-ended in a state that ``attempt.follows``; the scheduler would run it iff ``runner.decide``
+ended in a state that ``attempt.follows``; the scheduler would run it iff ``decide.decide``
 (skip propagation, then the trigger) says "run" (None). The two must agree for every task
 the plan marks followable, whatever its trigger, skip setting and cache, and whatever
 finished state its upstream task ended in. Checked here against the real functions, for
@@ -21,7 +21,7 @@ import pytest
 from taskloom import Flow, Task, task, triggers
 from taskloom.attempt import follows
 from taskloom.plan import Plan, plan
-from taskloom.runner import decide
+from taskloom.decide import decide
 from taskloom.states import Failed, Finished, State, Success, all_classes
 from taskloom.triggers import Trigger
 

@@ -18,6 +18,8 @@ imports say so:
   for the order of its tasks.
 - ``loader`` (a spec such as ``flows.py:etl`` -> a ``Flow``) is a definition, not an entry
   point: the journal records a flow's spec and ``resume`` loads it again.
+- ``decide`` (skip propagation, then the trigger: the decision of one task) is a policy,
+  next to the triggers it applies; the scheduler calls it.
 - ``trace`` (what happened to one task) is plain data, below the journal and the
   scheduler, which share it.
 """
@@ -37,7 +39,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "taskloom"
 #: that package (so the executors' modules need not be listed one by one).
 LAYERS: list[tuple[str, list[str]]] = [
     ("data", ["errors", "states", "signals", "context", "edges", "_hashing", "trace"]),
-    ("policies", ["triggers", "cache_validators"]),
+    ("policies", ["triggers", "cache_validators", "decide"]),
     ("definitions", ["task", "plan", "flow", "loader"]),
     ("stores", ["_home", "_sqlite", "caching", "journal"]),
     ("worker", ["attempt"]),

@@ -19,7 +19,7 @@ states and in the run journal.
 Follow-ons: ``Node.followable`` marks a task that a worker may run right after its sole
 upstream task, in the same round trip (see ``taskloom.runner``). It must only be set where
 the worker's rule (``attempt.follows``) gives the scheduler's decision
-(``runner.decide``); ``tests/test_follow_on.py`` checks that for every trigger, skip
+(``decide.decide``); ``tests/test_follow_on.py`` checks that for every trigger, skip
 setting, cache setting and upstream state.
 
 ``plan`` takes the flow as a duck (its tasks, edges, arguments and version) and imports

@@ -19,8 +19,8 @@ of ``_Scheduler``. By task number ``i`` (a task's position in ``flow.tasks``):
     and what follows them (``plan.downstream_closure``).
 ``ready``
     a stack of tasks to *decide*. Deciding (``_decide``) is skip propagation and then the
-    trigger (``decide``, a pure function of the task and its upstream states), then the
-    output cache (``caching.lookup``). It ends in a final state without running the task
+    trigger (``decide.decide``, a pure function of the task and its upstream states), then
+    the output cache (``caching.lookup``). It ends in a final state without running the task
     (``Skipped``, ``TriggerFailed``, ``Paused``, ``Cached``), or in a ``TaskRun`` for the
     executor.
 ``in_flight``
@@ -54,10 +54,10 @@ the worker runs the links itself. The rule has three parts, which must agree:
    An offered task is ``claimed``: it is not readied when its upstream finishes.
 3. The worker (``attempt.run_chain``) runs a link only if the one before it ended in a
    state that ``attempt.follows`` (a success that was not a skip). For a followable task
-   that is exactly when ``decide`` says "run": ``tests/test_follow_on.py`` checks it for
-   every trigger, skip setting, cache setting and finished upstream state. ``_take`` reads
-   the chain's results back in order (the head's first); a claimed task the chain stopped
-   before is released and decided here as any other.
+   that is exactly when ``decide.decide`` says "run": ``tests/test_follow_on.py`` checks
+   it for every trigger, skip setting, cache setting and finished upstream state.
+   ``_take`` reads the chain's results back in order (the head's first); a claimed task
+   the chain stopped before is released and decided here as any other.
 
 Lifecycle of one run (``_Scheduler.run``; the order matters):
 
@@ -102,94 +102,27 @@ from . import _run_args
 from ._run_args import RunArgs
 from .attempt import FollowOn, TaskResult, TaskRun
 from .caching import CacheStore, cache_key, default_cache_store, lookup, remember
-from .context import context as _user_context
 from .context import enter, leave
-from .edges import Edge
+from .decide import decide
 from .executors.base import DeferredResult, Executor, ExecutorRun, resolve_deferred
 from .executors.local import LocalExecutor
 from .flow import Flow, FlowResult
 from .journal import Journal, default_journal
 from .plan import Node, Plan, plan, rebuild
-from .signals import TaskloomSignal
-from .states import (
-    Failed,
-    Finished,
-    Paused,
-    Pending,
-    Resume,
-    Retrying,
-    Running,
-    Skipped,
-    State,
-    Success,
-    TriggerFailed,
-)
-from .task import ParameterTask, Task
+from .states import Failed, Finished, Paused, Pending, Resume, Retrying, Running, State, Success
+from .task import ParameterTask
 from .trace import TaskTrace
 
 if TYPE_CHECKING:
     from .progress import RunObserver
 
-__all__ = ["FlowResult", "decide", "run_flow"]
+__all__ = ["FlowResult", "run_flow"]
 
 log = logging.getLogger("taskloom.runner")
 
-SKIP_MESSAGE = (
-    "Upstream task was skipped; if this was not the intended behavior, "
-    "consider changing `skip_on_upstream_skip=False` for this task."
-)
 NOT_RUN_MESSAGE = "Task not run."
 #: What observers are told when a task is handed to the executor.
 _RUNNING: State[Any] = Running("Task handed to the executor.")
-
-
-# -- deciding one task ----------------------------------------------------------------------------
-
-
-def decide(
-    task: Task[Any, Any], upstream_states: Mapping[Edge, State[Any]], *, resume: bool = False
-) -> State[Any] | None:
-    """What becomes of ``task`` once its upstream tasks are finished: None to run it, or
-    the state it ends in without running.
-
-    First skip propagation (with ``skip_on_upstream_skip``, a skipped upstream task skips
-    it, unless one failed), then its trigger (``resume``: as for a resumed task, with
-    ``context.resume`` set). A function of its arguments only; the output cache is looked
-    up afterwards, by the scheduler.
-    """
-    if task.skip_on_upstream_skip:
-        skipped = failed = False
-        for state in upstream_states.values():
-            if state.is_skipped():
-                skipped = True
-            elif state.is_failed():
-                failed = True
-        if skipped and not failed:
-            return Skipped(SKIP_MESSAGE)
-    if resume:
-        with _user_context(resume=True, task_name=task.name):
-            return _check_trigger(task, upstream_states)
-    return _check_trigger(task, upstream_states)
-
-
-def _check_trigger(task: Task[Any, Any], upstream_states: Mapping[Edge, State[Any]]) -> State[Any] | None:
-    """None when the trigger passes, else the state the task ends in."""
-    try:
-        # `object`: a trigger of untyped code may return anything, and "yes" must not pass.
-        passed: object = task.trigger(upstream_states)
-    except TaskloomSignal as signal:
-        return signal.to_state()
-    except Exception as error:
-        return TriggerFailed(f"Unexpected error while checking task trigger: {error!r}", error)
-    if passed is True:
-        return None
-    if passed is False:
-        return TriggerFailed("Trigger failed")
-    name = getattr(task.trigger, "__name__", repr(task.trigger))
-    return TriggerFailed(
-        f"Trigger {name!r} of task {task.name!r} returned {passed!r} "
-        f"({type(passed).__name__}), not a bool: a trigger must return True or False"
-    )
 
 
 # -- the scheduler -----------------------------------------------------------------------------------

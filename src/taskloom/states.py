@@ -30,7 +30,7 @@ This module is the one place that knows state names and what each state means to
 of the engine. ``by_name("TimedOut")`` gives the class a journal row or a wire code names
 (every state class registers itself there); other modules classify a recorded state by its
 class, ``issubclass(by_name(row.state), Failed)``, never by a set of names. Two class
-attributes say what a run left to do (the columns above; subclasses inherit them):
+attributes say what a run left to do (the columns above; a blank inherits the parent's):
 
 ``runs_again``
     a task left in this state by a run runs again when the run is resumed
