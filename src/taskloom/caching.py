@@ -297,14 +297,15 @@ def lookup(
 def remember(
     task: Task[Any, Any],
     key: str,
-    success: State[Any],
     result: Any,
+    message: str | None,
     inputs: Mapping[str, Any],
     parameters: Mapping[str, Any],
     store: CacheStore,
 ) -> None:
-    """Store ``result`` (of the ``success`` state ``task`` ran to with ``inputs``) under
-    ``key`` for ``task.cache_for``; logged and skipped when an input cannot be hashed."""
+    """Store ``result`` (which ``task`` ran to with ``inputs``, ending with ``message``)
+    under ``key`` for ``task.cache_for``; logged and skipped when an input cannot be
+    hashed."""
     assert task.cache_for is not None
     now = _dt.datetime.now(_dt.timezone.utc)
     try:
@@ -317,7 +318,7 @@ def remember(
         log.warning("Task %r: result not cached, an input cannot be hashed: %s", task.name, error)
         return
     cached = Cached(
-        success.message,
+        message,
         result,
         cached_result_expiration=expiration,
         hashed_inputs=hashed,

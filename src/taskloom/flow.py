@@ -19,9 +19,9 @@ because it is keyed by task: ``states`` stays a leaf that knows no task.
 
 Layers: this module is a definition, below the engine and the displays. ``Flow.run`` (a
 façade over ``taskloom.runner``, as in Prefect) and ``Flow.visualize`` (over
-``taskloom.visualize``) are the package's two sanctioned upward calls: each imports its
-module when called, never at import time (``tests/test_layers.py`` names them). Do not add
-a third.
+``taskloom.visualize``) are two of the package's three sanctioned upward calls (the third
+is the scheduler's progress display): each imports its module when called, never at
+import time (``tests/test_layers.py`` names them). Do not add another here.
 """
 
 from __future__ import annotations

@@ -49,10 +49,10 @@ from .states import Running, State
 from .trace import COLUMNS, TAMPERED, TaskRecord, TaskTrace, outcome, record
 
 __all__ = [
-    "TAMPERED",
     "Journal",
     "JournalError",
     "RunRecord",
+    "TAMPERED",
     "TaskRecord",
     "default_journal",
     "task_records",
@@ -105,19 +105,18 @@ class JournalError(TaskloomError):
     def tampered(cls, run_id: str, task: str | None = None) -> JournalError:
         """The error for a run (or one of its tasks, by name) whose stored data failed its
         signature check: it was not loaded, and the run cannot be shown or resumed."""
-        what = (
-            "its stored parameters or task outcomes are tampered with (their signature "
-            "does not match); they were"
-            if task is None
-            else f"the stored data of task {task!r} is tampered with (its signature does "
-            "not match); it was"
-        )
-        return cls(f"run {run_id}: {what} not loaded")
+        if task is None:
+            what = "its stored parameters or task outcomes are tampered with (their signature"
+            return cls(f"run {run_id}: {what} does not match); they were not loaded")
+        what = f"the stored data of task {task!r} is tampered with (its signature"
+        return cls(f"run {run_id}: {what} does not match); it was not loaded")
 
 
 #: The columns of the outcome rows journals written by taskloom 0.1 hold (a bare list of
 #: tuples, the task's number first). Frozen: it describes files already written.
-_V01_COLUMNS = ("index", "name", "state", "message", "queued", "started", "finished", "attempts", "worker")
+_V01_COLUMNS = (
+    "index", "name", "state", "message", "queued", "started", "finished", "attempts", "worker",
+)  # fmt: skip
 
 
 @dataclass(slots=True)

@@ -190,7 +190,12 @@ class _Scheduler:
         journal = self.journal
         try:
             if journal is not None and not journal.begin(
-                run_id, self.flow.name, self.flow.source, args.parameters, time.time(), self.resumed_from
+                run_id,
+                self.flow.name,
+                self.flow.source,
+                args.parameters,
+                time.time(),
+                self.resumed_from,
             ):
                 journal = None
             token = enter(args.context)
@@ -206,8 +211,10 @@ class _Scheduler:
                 self._salvage(error)
             try:
                 self._end(session, keep_values=interrupted)
-            except Exception as failure:
-                log.warning("run %s: ending it failed too, or some values could not be kept: %r", run_id, failure)
+            except Exception as failure:  # the error that stopped the run goes on up, not this
+                log.warning(
+                    "run %s: some values could not be kept, or ending it failed: %r", run_id, failure
+                )
             if interrupted:
                 assert journal is not None
                 journal.finish(
@@ -440,13 +447,12 @@ class _Scheduler:
         if isinstance(state, Paused):
             state = state.replace(cached_inputs=trace.inputs)
         elif task.cache_for is not None and type(state) is Success:
-            inputs = resolve_deferred(trace.inputs or {})
             remember(
                 task,
                 cache_key(task, self.flow.name),
-                state,
                 resolve_deferred(state.result),
-                inputs,
+                state.message,
+                resolve_deferred(trace.inputs or {}),
                 self.args.parameters,
                 self.cache_store,
             )
