@@ -31,10 +31,12 @@ of ``_Scheduler``. By task number ``i`` (a task's position in ``flow.tasks``):
     trace. Independent tasks keep running meanwhile.
 ``claimed``, ``chains``
     follow-ons (below): tasks offered to the executor with a run, and each run's chain.
-``args``, ``plan``, ``nodes``, ``session``, ``journal``, ``observer``
-    what the run was given (``_run_args.RunArgs``: parameters, context, seeded states,
-    start tasks), the compiled flow and its nodes, the executor's side of the run, and
-    where the run is recorded and reported.
+``flow``, ``plan``, ``nodes``, ``args``
+    the flow, compiled (``plan.Plan``; ``nodes`` is ``plan.nodes``), and what the run was
+    given, checked (``_run_args.RunArgs``: parameters, context, seeded states, start tasks).
+``executor``, ``session``, ``cache_store``, ``journal``, ``resumed_from``, ``observer``
+    where tasks run and this run's side of it (``executor.begin``), where cached results
+    live, where the run is recorded (and the run it resumes), and who is told as it goes.
 
 A task is ready as soon as its upstream tasks are finished: there are no level-by-level
 barriers. The loop ends when nothing is ready, in flight or due to retry; tasks that
@@ -66,7 +68,7 @@ Lifecycle of one run (``_Scheduler.run``; the order matters):
 2. ``journal.begin``: the run is recorded as ``Running``.
 3. enter the run's context; ``observer.run_started``.
 4. the loop (``_loop``), until nothing is ready, in flight or due.
-5. leave the context.
+5. leave the context (what follows runs no task code, and needs none).
 6. ``_end``: materialise, then ``session.end()``. An executor may hand back results as
    ``DeferredResult`` (a value left in shared memory or on a worker) that live only until
    ``session.end()``; materialising turns the final states' results, and the inputs the
