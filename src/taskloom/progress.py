@@ -65,15 +65,13 @@ _BUCKETS: tuple[tuple[type[State[Any]], str], ...] = (
     (Retrying, "retrying"),
     (Paused, "paused"),
 )
-_bucket_of_class: dict[type[State[Any]], str] = {}
 
 
 def _bucket(cls: type[State[Any]]) -> str:
-    bucket = _bucket_of_class.get(cls)
-    if bucket is None:
-        bucket = next((b for klass, b in _BUCKETS if issubclass(cls, klass)), "pending")
-        _bucket_of_class[cls] = bucket
-    return bucket
+    for klass, bucket in _BUCKETS:
+        if issubclass(cls, klass):
+            return bucket
+    return "pending"
 
 
 def category(state: State[Any]) -> str:
