@@ -1,14 +1,25 @@
-"""A journal written by another version of taskloom is moved aside, not fatal."""
+"""Journals of other versions: another schema is moved aside, not fatal; the task
+outcomes of 0.1 (bare tuples) still load; outcomes are read back by column name."""
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
 import sqlite3
 from pathlib import Path
 
+import cloudpickle
 import pytest
 
-from taskloom import Flow, task
-from taskloom.journal import Journal
+from taskloom import Flow, task, triggers
+from taskloom._home import Signer
+from taskloom.executors import LocalExecutor
+from taskloom.journal import Journal, TaskRecord
+from taskloom.resume import resume
+from taskloom.states import Success
+from taskloom.trace import COLUMNS, TaskTrace, outcome, record
+
+from ._cli import execute
 
 
 @task
@@ -32,3 +43,70 @@ def test_a_journal_of_another_schema_is_moved_aside(
     assert [p.name for p in taskloom_home.glob("journal.sqlite.v0-*")], "old file not kept"
     [run] = Journal().runs()
     assert run.run_id == state.run_id and run.state == "Success"
+
+
+# -- the task outcomes' row format ------------------------------------------------------------------
+
+
+@task(trigger=triggers.manual_only)
+def gate(x: int) -> int:
+    return x + 10
+
+
+def test_a_journal_written_by_taskloom_0_1_loads_and_resumes(taskloom_home: Path) -> None:
+    """0.1 stored a run's task outcomes as a bare list of 9-tuples (index, name, state,
+    message, queued, started, finished, attempts, worker); this version stores them by
+    column name. The tables did not change, so such a file is kept, and its runs load,
+    show and resume as they did."""
+    with Flow("old") as flow:
+        gate(one())
+    journal = Journal()
+    run_id = "0a1b2c3d-0000-4000-8000-000000000001"
+    assert journal.begin(run_id, "old", None, {}, 1000.0)
+    signer = Signer.for_home(taskloom_home)
+    outcomes = [
+        (0, "one", "Success", "Task run succeeded.", 1000.1, 1000.2, 1000.3, 1, "local"),
+        (1, "gate", "Paused", 'Trigger function is "manual_only"', None, None, None, 0, None),
+    ]
+    execute(
+        taskloom_home / "journal.sqlite",
+        "UPDATE runs SET ended = ?, state = ?, message = ?, tasks = ? WHERE run_id = ?",
+        1000.5, "Paused", "Waiting to be resumed: gate",
+        signer.sign(pickle.dumps(outcomes, protocol=5)), run_id,
+    )
+    execute(
+        taskloom_home / "journal.sqlite",
+        "INSERT INTO resume_data VALUES (?, ?, ?, ?)",
+        run_id, 1, signer.sign(cloudpickle.dumps({"x": 1})), None,
+    )
+
+    record = Journal().load(run_id[:8])
+    assert not record.tampered
+    assert record.tasks == [
+        TaskRecord(0, "one", "Success", "Task run succeeded.", 1000.1, 1000.2, 1000.3, 1, "local"),
+        TaskRecord(1, "gate", "Paused", 'Trigger function is "manual_only"', inputs={"x": 1}),
+    ]
+    state = resume(run_id, flow=flow, executor=LocalExecutor())
+    assert state.is_successful(), state.result
+    assert [s.result for s in state.result.values()] == [None, 11]  # `one` did not run again
+    assert Journal().load(str(state.run_id)).resumed_from == run_id
+
+
+def test_outcomes_are_read_back_by_column_name() -> None:
+    """A row of a newer version (a column this one lacks) or an older one (a column
+    missing) still reads: unknown columns are dropped, missing ones keep their defaults."""
+    newer = record(3, ("worker", "state", "name", "gpu", "message"), ("loky:7", "Failed", "t", 0, "boom"))
+    assert newer == TaskRecord(3, "t", "Failed", "boom", worker="loky:7")
+    older = record(0, ("state", "message", "name"), ("Success", None, "t"))
+    assert older == TaskRecord(0, "t", "Success", None)
+
+
+def test_every_recorded_trace_field_is_read_back() -> None:
+    """A field added to TaskTrace is recorded (COLUMNS come from its fields); it must be
+    a TaskRecord field too, in the same module, or it is dropped when read back."""
+    read = {f.name for f in dataclasses.fields(TaskRecord)}
+    assert set(COLUMNS) <= read, set(COLUMNS) - read
+    traced = {f.name for f in dataclasses.fields(TaskTrace)} - {"inputs"}
+    assert traced <= set(COLUMNS)
+    trace = TaskTrace("t", Success("done", 1), attempts=2, queued=1.0, started=2.0, finished=3.0, worker="w")
+    assert record(0, COLUMNS, outcome(trace)) == TaskRecord(0, "t", "Success", "done", 1.0, 2.0, 3.0, 2, "w")

@@ -7,7 +7,8 @@ import threading
 import taskloom
 from taskloom import Flow, task
 from taskloom.executors import LocalExecutor
-from taskloom.states import FlowResult, State, Success
+from taskloom.flow import FlowResult
+from taskloom.states import State, Success
 
 
 @task(timeout=5)

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .plan import plan
 from .progress import STATE_COLOURS, category, category_of
 from .states import State
 
@@ -85,11 +86,7 @@ def outcomes(flow: Flow, run: State[Any] | RunRecord) -> list[TaskOutcome | None
 
 def upstream_indices(flow: Flow) -> list[list[int]]:
     """For each task (by index in ``flow.tasks``), the indices of its upstream tasks."""
-    index = {t: i for i, t in enumerate(flow.tasks)}
-    ups: list[dict[int, None]] = [{} for _ in index]
-    for edge in flow.edges:
-        ups[index[edge.downstream_task]][index[edge.upstream_task]] = None
-    return [list(u) for u in ups]
+    return plan(flow).upstream_lists()
 
 
 def run_time(task: TaskRecord) -> float:
@@ -99,18 +96,18 @@ def run_time(task: TaskRecord) -> float:
     return max(0.0, task.finished - task.started)
 
 
-def critical_path(tasks: Sequence[TaskRecord], upstream: Sequence[Sequence[int]]) -> tuple[list[int], float]:
+def critical_path(tasks: Sequence[TaskRecord], flow: Flow) -> tuple[list[int], float]:
     """The chain of dependent tasks with the most run time, and that run time.
 
-    ``upstream[i]`` lists the tasks ``tasks[i]`` depends on. Ties go to the chain found
-    first. An empty run has an empty path.
+    ``tasks`` are a run of ``flow`` (task ``i`` of the run is task ``i`` of the flow). Ties
+    go to the chain found first. An empty run has an empty path.
     """
+    compiled = plan(flow)
     n = len(tasks)
-    order = _topological(upstream)
     best = [0.0] * n
     via: list[int | None] = [None] * n
-    for i in order:
-        before = max(upstream[i], key=lambda u: best[u], default=None)
+    for i in compiled.order():
+        before = max(compiled.nodes[i].upstream, key=lambda u: best[u], default=None)
         best[i] = run_time(tasks[i]) + (best[before] if before is not None else 0.0)
         via[i] = before
     if not n:
@@ -123,23 +120,3 @@ def critical_path(tasks: Sequence[TaskRecord], upstream: Sequence[Sequence[int]]
         end = via[end]
     path.reverse()
     return path, length
-
-
-def _topological(upstream: Sequence[Sequence[int]]) -> list[int]:
-    n = len(upstream)
-    downstream: list[list[int]] = [[] for _ in range(n)]
-    waiting = [len(set(u)) for u in upstream]
-    for i, ups in enumerate(upstream):
-        for u in dict.fromkeys(ups):
-            downstream[u].append(i)
-    ready = [i for i in range(n) if waiting[i] == 0]
-    ready.reverse()
-    order: list[int] = []
-    while ready:
-        i = ready.pop()
-        order.append(i)
-        for d in downstream[i]:
-            waiting[d] -= 1
-            if waiting[d] == 0:
-                ready.append(d)
-    return order

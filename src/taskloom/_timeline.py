@@ -69,8 +69,8 @@ def run_stats(record: RunRecord, flow: Flow | None = None) -> RunStats:
             upstream = upstream_indices(flow)
         else:
             note = f"Critical path not shown: {why}."
-    if upstream is not None:
-        path, length = critical_path(tasks, upstream)
+    if flow is not None and upstream is not None:
+        path, length = critical_path(tasks, flow)
         best = work / length if length > 0 else None
         return RunStats(work, wall, workers, path, length, best, True, None, upstream)
     longest = max((run_time(t) for t in tasks), default=0.0)

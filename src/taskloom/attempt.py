@@ -9,7 +9,10 @@ inputs, and maps the outcome:
 - an exception              -> ``Failed("Error during execution of task: ValueError('boom')")``
 - running past ``timeout``  -> ``TimedOut("Task timed out during execution.")``
 
-Retries, caching and triggers are the scheduler's business, in the parent process.
+Retries, caching and triggers are the scheduler's business, in the parent process, with
+one exception: a chain of follow-ons (``TaskRun.then``) is decided here, one rule for every
+link (``follows``), which gives what the scheduler would decide for a task the plan marks
+followable (see ``taskloom.runner``).
 """
 
 from __future__ import annotations
@@ -26,12 +29,20 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .context import enter, leave
 from .signals import TaskloomSignal
-from .states import Failed, State, Success, TimedOut
+from .states import Failed, Skipped, State, Success, TimedOut
 
 if TYPE_CHECKING:
     from .task import Task
 
-__all__ = ["FollowOn", "TaskResult", "TaskRun", "run_attempt", "run_chain", "task_context"]
+__all__ = [
+    "FollowOn",
+    "TaskResult",
+    "TaskRun",
+    "follows",
+    "run_attempt",
+    "run_chain",
+    "task_context",
+]
 
 log = logging.getLogger("taskloom.task")
 
@@ -45,9 +56,9 @@ class FollowOn:
 
     The scheduler offers one only when the outcome is certain to be the same as deciding
     in the parent: the task's sole upstream task is the previous one in the chain, its
-    trigger is the default, and it has no cache, seeded state or retry history. It runs
-    only if the previous task ended plain ``Success``; its inputs are ``constants`` plus
-    that result under ``input_key``.
+    trigger is the default, skip propagation is on, and it has no cache, seeded state or
+    retry history. It runs only if the previous task ended in a state that ``follows``;
+    its inputs are ``constants`` plus that result under ``input_key``.
     """
 
     key: int
@@ -182,8 +193,20 @@ def run_attempt(run: TaskRun, run_context: Mapping[str, Any]) -> State[Any]:
     return Success(SUCCESS_MESSAGE, result)
 
 
+def follows(previous: State[Any]) -> bool:
+    """Whether a follow-on runs after a task that ended in ``previous``: only after a
+    success that was not a skip (``Success``, ``Cached``). For a task the plan marks
+    followable this is the scheduler's decision: its default trigger passes exactly on
+    success, and skip propagation skips it after a skip.
+
+    >>> follows(Success(result=None)), follows(Skipped()), follows(Failed())
+    (True, False, False)
+    """
+    return isinstance(previous, Success) and not isinstance(previous, Skipped)
+
+
 def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list[TaskResult]:
-    """Run ``run``, then each of ``run.then`` while the previous one ends plain ``Success``.
+    """Run ``run``, then each of ``run.then`` while the previous one ``follows``.
 
     Returns a result for every task that ran; the scheduler decides the rest.
     """
@@ -192,7 +215,7 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
     finished = time.time()
     results = [TaskResult(run.key, state, started, finished, worker)]
     for follow in run.then:
-        if type(state) is not Success:
+        if not follows(state):
             break
         inputs = dict(follow.constants)
         if follow.input_key is not None:

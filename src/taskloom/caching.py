@@ -15,6 +15,16 @@ accepts. Any ``CacheStore`` works; two ship:
 A store never fails a flow run: an entry that cannot be read is a miss, and a result that
 cannot be stored (it does not pickle, the disk is full, the database is locked) is logged
 and not cached.
+
+The policy the scheduler follows is here too, as two functions of plain values:
+
+- ``lookup``: before a task with ``cache_for`` runs, the first candidate its cache validator
+  accepts (a ``Cached`` state it was seeded with, then the store's entries, newest first);
+- ``remember``: after it ran and ended plain ``Success``, store its result as ``Cached``,
+  with the hash of its inputs and the run's parameters, until ``cache_for`` runs out.
+
+Both take values, not deferred handles: the scheduler resolves an executor's
+``DeferredResult`` before calling them (this module sits below the executors).
 """
 
 from __future__ import annotations
@@ -26,14 +36,27 @@ import pickle
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
+from ._hashing import UnhashableInputError, hash_inputs
 from ._home import Signer, taskloom_home
 from ._sqlite import SQLiteFile, per_home
-from .states import Cached
+from .states import Cached, Failed, State
 
-__all__ = ["CacheStore", "MemoryCacheStore", "SQLiteCacheStore", "default_cache_store"]
+if TYPE_CHECKING:
+    from .task import Task
+
+__all__ = [
+    "CacheStore",
+    "MemoryCacheStore",
+    "SQLiteCacheStore",
+    "cache_key",
+    "default_cache_store",
+    "lookup",
+    "remember",
+]
 
 log = logging.getLogger("taskloom.caching")
 
@@ -235,3 +258,70 @@ class SQLiteCacheStore(SQLiteFile):
 def default_cache_store() -> SQLiteCacheStore:
     """The cache store of the current taskloom home, one per process."""
     return per_home(SQLiteCacheStore)
+
+
+# -- the policy ------------------------------------------------------------------------------------
+
+
+def cache_key(task: Task[Any, Any], flow_name: str) -> str:
+    """Where ``task``'s results are stored: its ``cache_key``, else ``"flow/task"``."""
+    return task.cache_key if task.cache_key is not None else f"{flow_name}/{task.name}"
+
+
+def lookup(
+    task: Task[Any, Any],
+    key: str,
+    inputs: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    store: CacheStore,
+    seeded: State[Any] | None = None,
+) -> State[Any] | None:
+    """The state ``task`` ends in without running, from the cache: the first candidate
+    (``seeded`` if it is ``Cached``, then ``store``'s entries under ``key``) that its
+    cache validator accepts for these ``inputs`` and ``parameters``; ``Failed`` when the
+    validator raises; None for a miss."""
+    candidates: list[Cached[Any]] = []
+    if isinstance(seeded, Cached):
+        candidates.append(seeded)
+    candidates.extend(store.get(key))
+    for candidate in candidates:
+        try:
+            valid = task.cache_validator(candidate, inputs, parameters)
+        except Exception as error:
+            return Failed(f"Unexpected error while checking the cache validator: {error!r}", error)
+        if valid:
+            return candidate
+    return None
+
+
+def remember(
+    task: Task[Any, Any],
+    key: str,
+    result: Any,
+    message: str | None,
+    inputs: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    store: CacheStore,
+) -> None:
+    """Store ``result`` (which ``task`` ran to with ``inputs``, ending with ``message``)
+    under ``key`` for ``task.cache_for``; logged and skipped when an input cannot be
+    hashed."""
+    assert task.cache_for is not None
+    now = _dt.datetime.now(_dt.timezone.utc)
+    try:
+        expiration: _dt.datetime | None = now + task.cache_for
+    except OverflowError:
+        expiration = None  # longer than the calendar goes: never expires
+    try:
+        hashed = hash_inputs(inputs)
+    except UnhashableInputError as error:
+        log.warning("Task %r: result not cached, an input cannot be hashed: %s", task.name, error)
+        return
+    cached = Cached(
+        message,
+        result,
+        cached_result_expiration=expiration,
+        hashed_inputs=hashed,
+        cached_parameters=parameters,
+    )
+    store.put(key, cached)

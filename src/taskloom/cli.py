@@ -34,13 +34,13 @@ from ._home import UnsafeHomeError
 from ._text import clock, duration, one_line, table
 from .errors import FlowDefinitionError
 from .executors.base import Executor
-from .flow import Flow
+from .flow import Flow, FlowResult
 from .caching import default_cache_store
 from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, default_journal
 from .loader import FlowNotFoundError, load_flow
 from .progress import RunObserver, default_progress
 from .visualize import MissingRendererError
-from .states import FlowResult, State
+from .states import State
 
 __all__ = ["main"]
 
@@ -246,10 +246,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     journal = default_journal()
     run = _reading(journal, lambda: journal.load(args.run_id))
     if run.tampered:
-        raise JournalError(
-            f"run {run.run_id}: its stored parameters or task outcomes are tampered with "
-            "(their signature does not match); they were not loaded"
-        )
+        raise JournalError.tampered(run.run_id)
     origin = run.started
     print(f"Run         {run.run_id}")
     print(f"Flow        {run.flow_name}" + (f"  ({run.source})" if run.source else ""))
@@ -337,7 +334,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     journal = default_journal()
     record = _reading(journal, lambda: journal.load(args.run_id))
     if record.tampered:
-        raise JournalError(f"run {record.run_id}: its stored task outcomes are tampered with")
+        raise JournalError.tampered(record.run_id)
     html = render_report(record, flow=_flow_of(record, args.flow))
     Path(args.output).write_text(html, encoding="utf-8")
     print(f"Wrote {args.output}")

@@ -13,48 +13,48 @@
 A flow only describes work; ``flow.run`` hands it to the scheduler (``taskloom.runner``).
 Every method that takes a task also takes a handle (what a call inside ``with Flow`` returns),
 which is why their parameters are typed ``object`` and checked at run time.
+
+``FlowResult``, what a run's state carries (every task's final state, by task), lives here
+because it is keyed by task: ``states`` stays a leaf that knows no task.
+
+Layers: this module is a definition, below the engine and the displays. ``Flow.run`` (a
+façade over ``taskloom.runner``, as in Prefect) and ``Flow.visualize`` (over
+``taskloom.visualize``) are two of the package's three sanctioned upward calls (the third
+is the scheduler's progress display): each imports its module when called, never at
+import time (``tests/test_layers.py`` names them). Do not add another here.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterable, Iterator, KeysView, Mapping
+from collections.abc import Iterable, KeysView, Mapping
 from contextvars import Token
 from os import PathLike
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from .edges import Edge, Flattened, Unmapped
 from .errors import CycleError, FlowDefinitionError
+from .plan import plan
 from .states import State
-from .task import ParameterTask, Task, _FlowBuilder, _nonempty_name, active_flow
+from .task import ParameterTask, Task, _FlowBuilder, _nonempty_name, _tasks_in, active_flow
 
 if TYPE_CHECKING:
     from .caching import CacheStore
     from .executors.base import Executor
     from .journal import Journal, RunRecord
     from .progress import RunObserver
-    from .runner import FlowResult
 
-__all__ = ["Flow"]
+__all__ = ["Flow", "FlowResult"]
+
+T = TypeVar("T")
+D = TypeVar("D")
 
 
 def _as_task(value: object, role: str) -> Task[Any, Any]:
     if not isinstance(value, Task):
         raise FlowDefinitionError(f"{role} must be a task, not {type(value).__name__} {value!r}")
     return value
-
-
-def _tasks_in(value: Any) -> Iterator[Task[Any, Any]]:
-    """The tasks inside an argument: the argument itself, or members of a collection."""
-    if isinstance(value, Task):
-        yield value
-    elif isinstance(value, (list, tuple, set, frozenset)):
-        for item in value:
-            yield from _tasks_in(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _tasks_in(item)
 
 
 class Flow:
@@ -78,7 +78,8 @@ class Flow:
         self._parameters: dict[str, ParameterTask] = {}
         self._reference_tasks: dict[Task[Any, Any], None] = {}
         self._tokens: list[Token[_FlowBuilder | None]] = []
-        #: Bumped by every change to the graph, so the runner can reuse its compiled plan.
+        #: Bumped by every change to the graph, so its compiled plan (``taskloom.plan``) is
+        #: reused until it changes.
         self.version = 0
         #: Where the flow can be loaded from again (``path/to/file.py:name`` or
         #: ``package.module:name``), recorded in the run journal for ``taskloom resume``.
@@ -346,20 +347,8 @@ class Flow:
 
     def sorted_tasks(self) -> list[Task[Any, Any]]:
         """Every task, each after all of its upstream tasks (ties in insertion order)."""
-        waiting = {t: len({e.upstream_task for e in ups}) for t, ups in self._upstream.items()}
-        ready = [t for t, n in waiting.items() if n == 0]
-        ready.reverse()
-        order: list[Task[Any, Any]] = []
-        while ready:
-            t = ready.pop()
-            order.append(t)
-            released = []
-            for down in dict.fromkeys(e.downstream_task for e in self._downstream[t]):
-                waiting[down] -= 1
-                if waiting[down] == 0:
-                    released.append(down)
-            ready.extend(reversed(released))
-        return order
+        compiled = plan(self)
+        return [compiled.nodes[i].task for i in compiled.order()]
 
     def __repr__(self) -> str:
         return f"<Flow {self.name!r}: {len(self._tasks)} tasks>"
@@ -438,3 +427,42 @@ class Flow:
             journal=journal,
             progress=progress,
         )
+
+
+class FlowResult(dict["Task[Any, Any]", State[Any]]):
+    """The result of a flow run's state: every task's final state, by task.
+
+    Indexing with a handle gives a state typed with that task's result::
+
+        with Flow("f") as flow:
+            total = add(1, 2)          # reads as `int`
+        state = flow.run()
+        state.result[total].result     # an `int` for the type checker too
+    """
+
+    __slots__ = ()
+
+    if TYPE_CHECKING:
+
+        @overload
+        def __getitem__(self, key: Task[Any, T]) -> State[T]: ...
+
+        @overload
+        def __getitem__(self, key: T) -> State[T]: ...
+
+        def __getitem__(self, key: object) -> State[Any]: ...
+
+        # `get` reads handles the same way (dict's own `get` would refuse a handle typed `R`).
+        @overload
+        def get(self, key: Task[Any, T], default: None = None, /) -> State[T] | None: ...
+
+        @overload
+        def get(self, key: T, default: None = None, /) -> State[T] | None: ...
+
+        @overload
+        def get(self, key: Task[Any, T], default: State[T] | D, /) -> State[T] | D: ...
+
+        @overload
+        def get(self, key: T, default: State[T] | D, /) -> State[T] | D: ...
+
+        def get(self, key: object, default: object = None, /) -> object: ...

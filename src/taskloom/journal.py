@@ -3,15 +3,23 @@
 One SQLite file, ``journal.sqlite`` in the taskloom home (see ``_home``), shared by every
 process of the user. ``flow.run`` records a run when it starts and again when it ends:
 its id, flow, where the flow came from, parameters, times and final state, and for every
-task its final state, message, timings (queued, started, finished), attempt count and
-the worker that ran it. The task outcomes of a run are one row (a signed pickle of plain
-tuples, loaded with an unpickler that refuses every class), written in one transaction at
-the end, so the journal costs about a microsecond per task.
+task what its ``TaskTrace`` holds (``taskloom.trace``): its final state, message, timings
+(queued, started, finished), attempt count and the worker that ran it. The task outcomes
+of a run are one row (a signed pickle of plain values, loaded with an unpickler that
+refuses every class), written in one transaction at the end, so the journal costs about a
+microsecond per task.
+
+The outcomes are stored by column name: ``{"columns": trace.COLUMNS, "rows": [one tuple
+per task]}``, and read back by name (``trace.record``), so a field added to the trace is
+recorded without a change here. Journals written by taskloom 0.1 hold a bare list of
+9-tuples (``_V01_COLUMNS``, the task's number first) in the same table: they load as they
+are, so their runs can still be shown and resumed.
 
 To let a later process resume the run, and nothing more, it also keeps:
 
-- the inputs (``cached_inputs``) of every task left ``Paused``, ``Retrying`` or failed,
-- the results of finished tasks that those tasks, or what they blocked, will need.
+- the inputs of every task that a resume runs again from inputs of its own (a state whose
+  class ``keeps_inputs``: left ``Paused``, ``Retrying`` or failed),
+- the results of finished tasks that the tasks a resume runs again will need.
 
 Blobs are cloudpickled and signed with the home's HMAC key; one whose signature does not
 match is reported as tampered and never unpickled. A journal that cannot be written (a
@@ -36,8 +44,19 @@ import cloudpickle
 from ._home import Signer, taskloom_home
 from ._sqlite import SQLiteFile, per_home
 from .errors import TaskloomError
+from .plan import Plan
+from .states import Running, State
+from .trace import COLUMNS, TAMPERED, TaskRecord, TaskTrace, outcome, record
 
-__all__ = ["Journal", "JournalError", "RunRecord", "TaskRecord", "default_journal", "task_records"]
+__all__ = [
+    "Journal",
+    "JournalError",
+    "RunRecord",
+    "TAMPERED",
+    "TaskRecord",
+    "default_journal",
+    "task_records",
+]
 
 log = logging.getLogger("taskloom.journal")
 
@@ -82,37 +101,22 @@ def _plain_loads(data: bytes) -> Any:
 class JournalError(TaskloomError):
     """A run the journal cannot give: unknown, or its stored data is tampered with."""
 
+    @classmethod
+    def tampered(cls, run_id: str, task: str | None = None) -> JournalError:
+        """The error for a run (or one of its tasks, by name) whose stored data failed its
+        signature check: it was not loaded, and the run cannot be shown or resumed."""
+        if task is None:
+            what = "its stored parameters or task outcomes are tampered with (their signature"
+            return cls(f"run {run_id}: {what} does not match); they were not loaded")
+        what = f"the stored data of task {task!r} is tampered with (its signature"
+        return cls(f"run {run_id}: {what} does not match); it was not loaded")
 
-#: The marker of a blob whose signature did not match.
-TAMPERED: Any = type("Tampered", (), {"__repr__": lambda self: "<tampered>"})()
 
-
-@dataclass(slots=True)
-class TaskRecord:
-    """One task of a recorded run.
-
-    ``inputs`` is set for tasks left paused, retrying or failed; ``result`` (with
-    ``has_result``) for finished tasks whose result a resume needs. Either is ``TAMPERED``
-    when its signature did not match.
-    """
-
-    index: int
-    name: str
-    state: str
-    message: str | None
-    queued: float | None = None
-    started: float | None = None
-    finished: float | None = None
-    attempts: int = 0
-    worker: str | None = None
-    inputs: dict[str, Any] | None = None
-    result: Any = None
-    has_result: bool = False
-
-    @property
-    def tampered(self) -> bool:
-        """Whether a stored blob of this task failed its signature check."""
-        return self.inputs is TAMPERED or self.result is TAMPERED
+#: The columns of the outcome rows journals written by taskloom 0.1 hold (a bare list of
+#: tuples, the task's number first). Frozen: it describes files already written.
+_V01_COLUMNS = (
+    "index", "name", "state", "message", "queued", "started", "finished", "attempts", "worker",
+)  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -187,8 +191,8 @@ class Journal(SQLiteFile):
             with self._transaction() as connection:
                 connection.execute(
                     "INSERT INTO runs (run_id, flow_name, source, parameters, started, state, "
-                    "resumed_from) VALUES (?, ?, ?, ?, ?, 'Running', ?)",
-                    (run_id, flow_name, source, params, started, resumed_from),
+                    "resumed_from) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, flow_name, source, params, started, Running.__name__, resumed_from),
                 )
             return True
         except (sqlite3.Error, OSError) as error:
@@ -199,13 +203,13 @@ class Journal(SQLiteFile):
         self,
         run_id: str,
         ended: float,
-        state: str,
-        message: str | None,
-        outcomes: Sequence[Outcome],
-        keep: Sequence[Keep],
+        state: State[Any],
+        traces: Sequence[TaskTrace],
+        plan: Plan,
     ) -> None:
         """Record how a run ended, what each task did, and what a resume needs (one transaction)."""
-        signed = self._signer.sign(pickle.dumps(list(outcomes), protocol=5))
+        rows, keep = task_records(traces, plan)
+        signed = self._signer.sign(pickle.dumps({"columns": COLUMNS, "rows": rows}, protocol=5))
         blobs = [
             (
                 run_id,
@@ -215,11 +219,12 @@ class Journal(SQLiteFile):
             )
             for index, name, inputs, result, has_result in keep
         ]
+        message = None if state.message is None else str(state.message)
         try:
             with self._transaction() as connection:
                 connection.execute(
                     "UPDATE runs SET ended = ?, state = ?, message = ?, tasks = ? WHERE run_id = ?",
-                    (ended, state, message, signed, run_id),
+                    (ended, type(state).__name__, message, signed, run_id),
                 )
                 if blobs:
                     connection.executemany(
@@ -291,7 +296,7 @@ class Journal(SQLiteFile):
             if payload is None:
                 record.tampered = True
             else:
-                record.tasks.extend(TaskRecord(*t) for t in _plain_loads(payload))
+                record.tasks.extend(_task_records(_plain_loads(payload)))
         by_index = {t.index: t for t in record.tasks}
         for index, inputs, result in blobs:
             task = by_index.get(index)
@@ -306,57 +311,39 @@ def default_journal() -> Journal:
     return per_home(Journal)
 
 
-#: Outcomes a resume runs again (with the inputs of their last attempt), and what never
-#: ran (which runs again after them).
-_ATTEMPTED_AGAIN = ("Paused", "Retrying", "Failed", "TimedOut")
-_RERUN = (*_ATTEMPTED_AGAIN, "Pending", "Running", "Scheduled", "Resume")
+def _task_records(outcomes: Any) -> list[TaskRecord]:
+    """The tasks of a recorded run, from its outcomes as stored: by column name, or a
+    0.1 journal's bare list of tuples."""
+    if isinstance(outcomes, list):  # written by taskloom 0.1
+        return [TaskRecord(**dict(zip(_V01_COLUMNS, row))) for row in outcomes]
+    columns = outcomes["columns"]
+    return [record(i, columns, row) for i, row in enumerate(outcomes["rows"])]
 
 
-#: A task's outcome as recorded: index, name, state, message, queued, started, finished,
-#: attempts, worker (the fields of ``TaskRecord``, in order).
-Outcome = tuple[int, str, str, "str | None", "float | None", "float | None", "float | None", int, "str | None"]
 #: What a resume needs of a task: index, name, inputs (or None), result, whether to keep it.
 Keep = tuple[int, str, "dict[str, Any] | None", Any, bool]
 
 
-def task_records(
-    names: Sequence[str],
-    states: Sequence[Any],
-    inputs: Mapping[int, Mapping[str, Any]],
-    attempts: Sequence[int],
-    timings: Sequence[tuple[float | None, float | None, float | None, str | None]],
-    upstream: Sequence[Sequence[int]],
-    downstream: Sequence[Sequence[int]],
-) -> tuple[list[Outcome], list[Keep]]:
-    """What to record of each task: its outcome, and only what a resume will need.
+def task_records(traces: Sequence[TaskTrace], plan: Plan) -> tuple[list[tuple[Any, ...]], list[Keep]]:
+    """What to record of each task: its outcome (``trace.outcome``), and only what a
+    resume will need.
 
-    A resume runs again the tasks left paused, retrying or failed (with their stored
-    inputs) and everything downstream of them; so it needs those inputs, and the results
-    of finished tasks outside that set that feed into it.
+    A resume runs again the tasks whose state ``runs_again`` (with their stored inputs
+    where the state ``keeps_inputs``) and everything downstream of them; so it needs those
+    inputs, and the results of finished tasks outside that set that feed into it.
     """
-    kinds = [type(state).__name__ for state in states]
-    again = [kind in _RERUN for kind in kinds]
-    stack = [i for i, flag in enumerate(again) if flag]
-    while stack:
-        for d in downstream[stack.pop()]:
-            if not again[d]:
-                again[d] = True
-                stack.append(d)
-    outcomes: list[Outcome] = []
+    kinds = [type(trace.state) for trace in traces]
+    again = plan.downstream_closure(i for i, kind in enumerate(kinds) if kind.runs_again)
+    nodes = plan.nodes
     keep: list[Keep] = []
-    for i, state in enumerate(states):
-        message = None if state.message is None else str(state.message)
-        queued, started, finished, worker = timings[i]
-        outcomes.append(
-            (i, names[i], kinds[i], message, queued, started, finished, attempts[i], worker)
-        )
+    for i, trace in enumerate(traces):
         if again[i]:
-            if kinds[i] in _ATTEMPTED_AGAIN:
-                stored = dict(inputs.get(i) or state.cached_inputs or {})
-                keep.append((i, names[i], stored, None, False))
+            if kinds[i].keeps_inputs:
+                stored = dict(trace.inputs or trace.state.cached_inputs or {})
+                keep.append((i, trace.name, stored, None, False))
             continue
         # A task that runs again from its own stored inputs does not need this result;
         # one that never ran (blocked, or downstream) will read it.
-        if any(again[d] and kinds[d] not in _ATTEMPTED_AGAIN for d in downstream[i]):
-            keep.append((i, names[i], None, state.result, True))
-    return outcomes, keep
+        if any(again[d] and not kinds[d].keeps_inputs for d in nodes[i].downstream):
+            keep.append((i, trace.name, None, trace.state.result, True))
+    return [outcome(trace) for trace in traces], keep

@@ -21,8 +21,8 @@ from typing import Any, TypeVar
 
 from .edges import Flattened, Unmapped
 from .errors import FlowDefinitionError
-from .flow import Flow, _tasks_in
-from .task import Task, active_flow
+from .flow import Flow
+from .task import Task, _tasks_in, active_flow
 
 __all__ = ["apply_map"]
 

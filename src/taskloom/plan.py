@@ -5,21 +5,42 @@ its upstream and downstream task numbers, which argument each upstream result fe
 constant arguments, and arguments that are collections holding tasks (rebuilt with the
 results at run time). A plan is kept per flow and reused until the flow changes
 (``Flow.version``).
+
+The plan is the one place that answers questions about the graph, by index:
+
+- ``Plan.order()``: a topological order (``Flow.sorted_tasks``, the critical path);
+- ``Plan.downstream_closure(starts)``: the tasks that follow some tasks (what a run with
+  ``start_tasks`` may run, what a resume runs again, what the journal keeps for it);
+- ``Plan.upstream_lists()``: the upstream task numbers of each task (the report).
+
+A task's number is its position in ``flow.tasks``, which is also its position in a run's
+states and in the run journal.
+
+Follow-ons: ``Node.followable`` marks a task that a worker may run right after its sole
+upstream task, in the same round trip (see ``taskloom.runner``). It must only be set where
+the worker's rule (``attempt.follows``) gives the scheduler's decision
+(``decide.decide``); ``tests/test_follow_on.py`` checks that for every trigger, skip
+setting, cache setting and upstream state.
+
+``plan`` takes the flow as a duck (its tasks, edges, arguments and version) and imports
+nothing from ``flow``, so that ``Flow`` can use the plan (``sorted_tasks``).
 """
 
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .edges import Edge
-from .flow import Flow, _tasks_in
-from .task import ParameterTask, Task
+from .task import ParameterTask, Task, _tasks_in
 from .triggers import all_successful
 
-__all__ = ["Node", "plan", "rebuild"]
+if TYPE_CHECKING:
+    from .flow import Flow
+
+__all__ = ["Node", "Plan", "plan", "rebuild"]
 
 
 @dataclass(slots=True)
@@ -37,23 +58,69 @@ class Node:
     followable: bool = False
 
 
-_plans: weakref.WeakKeyDictionary[Flow, tuple[int, list[Node], dict[Task[Any, Any], int]]] = (
-    weakref.WeakKeyDictionary()
-)
+@dataclass(slots=True, eq=False)
+class Plan:
+    """A flow compiled for running (see the module docstring).
+
+    Attributes:
+        nodes: every task, by number (``flow.tasks`` order), with its edges by number.
+        index: each task's number.
+    """
+
+    nodes: list[Node]
+    index: dict[Task[Any, Any], int]
+
+    def order(self) -> list[int]:
+        """Every task number, each after all of its upstream tasks (ties in flow order,
+        depth first: a task's downstream tasks follow it as soon as they are free)."""
+        nodes = self.nodes
+        waiting = [len(node.upstream) for node in nodes]
+        ready = [i for i, count in enumerate(waiting) if count == 0]
+        ready.reverse()  # a stack: pop() takes the first
+        order: list[int] = []
+        while ready:
+            i = ready.pop()
+            order.append(i)
+            released = []
+            for d in nodes[i].downstream:
+                waiting[d] -= 1
+                if waiting[d] == 0:
+                    released.append(d)
+            ready.extend(reversed(released))
+        return order
+
+    def downstream_closure(self, starts: Iterable[int]) -> list[bool]:
+        """For each task number, whether it is one of ``starts`` or downstream of one."""
+        nodes = self.nodes
+        inside = [False] * len(nodes)
+        stack = list(starts)
+        while stack:
+            i = stack.pop()
+            if not inside[i]:
+                inside[i] = True
+                stack.extend(nodes[i].downstream)
+        return inside
+
+    def upstream_lists(self) -> list[list[int]]:
+        """For each task number, the numbers of the tasks it depends on directly."""
+        return [list(node.upstream) for node in self.nodes]
 
 
-def plan(flow: Flow) -> tuple[list[Node], dict[Task[Any, Any], int]]:
+_plans: weakref.WeakKeyDictionary[Flow, tuple[int, Plan]] = weakref.WeakKeyDictionary()
+
+
+def plan(flow: Flow) -> Plan:
     """The flow compiled for running, reused while the flow does not change."""
     cached = _plans.get(flow)
     if cached is not None and cached[0] == flow.version:
-        return cached[1], cached[2]
+        return cached[1]
     version = flow.version
-    nodes, index = _compile(flow)
-    _plans[flow] = (version, nodes, index)
-    return nodes, index
+    compiled = _compile(flow)
+    _plans[flow] = (version, compiled)
+    return compiled
 
 
-def _compile(flow: Flow) -> tuple[list[Node], dict[Task[Any, Any], int]]:
+def _compile(flow: Flow) -> Plan:
     index = {t: i for i, t in enumerate(flow.tasks)}
     nodes = [Node(t) for t in index]
     upstream: list[dict[int, None]] = [{} for _ in nodes]
@@ -74,16 +141,25 @@ def _compile(flow: Flow) -> tuple[list[Node], dict[Task[Any, Any], int]]:
                 node.nested.append((key, value))
             else:
                 node.constants[key] = value
-        task = node.task
-        node.followable = (
-            len(node.upstream) == 1
-            and not node.nested
-            and len(node.direct) <= 1
-            and task.trigger is all_successful
-            and task.cache_for is None
-            and not isinstance(task, ParameterTask)
-        )
-    return nodes, index
+        node.followable = _followable(node)
+    return Plan(nodes, index)
+
+
+def _followable(node: Node) -> bool:
+    """Whether a worker may decide this task as the scheduler would: its one upstream
+    task is the one before it in the chain, the default trigger, skip propagation on (so a
+    skipped upstream skips it, as ``follows`` assumes), and no output cache (a cache
+    lookup happens in the parent)."""
+    task = node.task
+    return (
+        len(node.upstream) == 1
+        and not node.nested
+        and len(node.direct) <= 1
+        and task.trigger is all_successful
+        and task.skip_on_upstream_skip
+        and task.cache_for is None
+        and not isinstance(task, ParameterTask)
+    )
 
 
 def rebuild(value: Any, results: Mapping[Task[Any, Any], Any]) -> Any:

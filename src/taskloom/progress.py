@@ -25,7 +25,7 @@ from collections import Counter
 from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from ._text import duration
-from .states import State
+from .states import Cached, Failed, Paused, Retrying, Running, Skipped, State, Success, by_name
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -54,43 +54,40 @@ class RunObserver(Protocol):
     def run_finished(self, state: State[Any]) -> None: ...
 
 
-def category(state: State[Any]) -> str:
-    """The progress bucket of a state: running, succeeded, failed, skipped, cached,
-    retrying, paused, or pending."""
-    if state.is_running():
-        return "running"
-    if state.is_cached():
-        return "cached"
-    if state.is_skipped():
-        return "skipped"
-    if state.is_successful():
-        return "succeeded"
-    if state.is_failed():
-        return "failed"
-    if state.is_retrying():
-        return "retrying"
-    if state.is_paused():
-        return "paused"
+#: The progress bucket of each branch of the state hierarchy, most specific first: a state
+#: is in the bucket of the first class it is an instance of, else "pending". A new state
+#: class falls in its parent's bucket (a new kind of ``Failed`` is "failed").
+_BUCKETS: tuple[tuple[type[State[Any]], str], ...] = (
+    (Running, "running"),
+    (Cached, "cached"),
+    (Skipped, "skipped"),
+    (Success, "succeeded"),
+    (Failed, "failed"),
+    (Retrying, "retrying"),
+    (Paused, "paused"),
+)
+
+
+def _bucket(cls: type[State[Any]]) -> str:
+    for klass, bucket in _BUCKETS:
+        if issubclass(cls, klass):
+            return bucket
     return "pending"
 
 
-_BY_NAME = {
-    "Running": "running",
-    "Cached": "cached",
-    "Skipped": "skipped",
-    "Success": "succeeded",
-    "Failed": "failed",
-    "TriggerFailed": "failed",
-    "TimedOut": "failed",
-    "Retrying": "retrying",
-    "Paused": "paused",
-}
+def category(state: State[Any]) -> str:
+    """The progress bucket of a state: running, succeeded, failed, skipped, cached,
+    retrying, paused, or pending (from its class: see ``_BUCKETS``)."""
+    return _bucket(type(state))
 
 
 def category_of(state_name: str) -> str:
     """``category`` for a state's class name, as the run journal records it (``"TimedOut"``
-    is ``"failed"``); an unknown name is ``"pending"``."""
-    return _BY_NAME.get(state_name, "pending")
+    is ``"failed"``); a name this version does not know is ``"pending"``."""
+    try:
+        return _bucket(by_name(state_name))
+    except KeyError:
+        return "pending"
 
 
 #: The buckets in display order, and those of a task that is done.

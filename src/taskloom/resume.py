@@ -1,56 +1,47 @@
 """Resuming a recorded run in a new process, without a server.
 
 ``resume(run_id)`` reads the run from the journal, finds its flow again (where the run
-recorded it came from, or the ``flow`` you pass), and runs it on:
+recorded it came from, or the ``flow`` you pass), and runs it on. What happens to a task
+depends on the class of the state the run left it in (``states.by_name(row.state)``; see
+``runs_again`` and ``keeps_inputs`` in ``taskloom.states``):
 
 - paused tasks (all, or those named in ``tasks``) get a ``Resume`` state with their stored
   inputs and run as ``start_tasks``;
-- failed (and retrying, or interrupted while running) tasks run again with their stored
-  inputs;
-- what they blocked runs after them, and so do tasks an interrupted run never reached;
-  finished tasks are not run again, and their stored results feed the tasks that need them.
+- other tasks that run again from inputs of their own (failed, retrying, or interrupted
+  while running) run again with their stored inputs;
+- what they blocked runs after them, and so do tasks the run never ran (an interrupted
+  run, a partial one): those that follow no start task start from their upstream tasks'
+  stored results. A task left in ``Resume`` keeps it, so ``manual_only`` lets it through;
+- finished tasks are not run again, and their stored results feed the tasks that need
+  them.
+
+The flow's graph is read from its compiled plan (``taskloom.plan``), by task number: a
+recorded run's tasks are numbered as the flow's are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .executors.base import Executor
-from .flow import Flow
+from .flow import Flow, FlowResult
 from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, default_journal
 from .loader import load_flow
-from .plan import rebuild
-from .progress import RunObserver
+from .plan import Plan, plan, rebuild
 from .runner import run_flow
-from .states import (
-    Cached,
-    Failed,
-    FlowResult,
-    Paused,
-    Pending,
-    Resume,
-    Skipped,
-    State,
-    Success,
-    TimedOut,
-    TriggerFailed,
-)
-from .task import Task
+from .states import Finished, Paused, Pending, Resume, Skipped, State, Success, by_name
+
+if TYPE_CHECKING:
+    from .executors.base import Executor
+    from .progress import RunObserver
 
 __all__ = ["resume"]
 
-_FINISHED: dict[str, type[State[Any]]] = {
-    cls.__name__: cls for cls in (Success, Cached, Skipped, TriggerFailed, Failed, TimedOut)
-}
-_AGAIN = {"Failed", "TimedOut", "Retrying"}
-_NEVER_RAN = {"Pending", "Running", "Scheduled"}
-_SUCCEEDED = {"Success", "Cached"}
+RESUMED_MESSAGE = "Resumed from the journal."
 
 
-def _match(flow: Flow, record: RunRecord) -> list[Task[Any, Any]]:
-    tasks = list(flow.tasks)
-    names = [t.name for t in tasks]
+def _match(flow: Flow, compiled: Plan, record: RunRecord) -> None:
+    names = [node.task.name for node in compiled.nodes]
     recorded = [t.name for t in record.tasks]
     if names != recorded:
         raise JournalError(
@@ -58,32 +49,45 @@ def _match(flow: Flow, record: RunRecord) -> list[Task[Any, Any]]:
             f"{names[:8]}{'...' if len(names) > 8 else ''}, the run had {recorded[:8]}"
             f"{'...' if len(recorded) > 8 else ''}; resume it from the flow as it was"
         )
-    return tasks
+
+
+def _kind(record: RunRecord, row: TaskRecord) -> type[State[Any]]:
+    try:
+        return by_name(row.state)
+    except KeyError:
+        raise JournalError(
+            f"run {record.run_id}: task {row.name!r} ended in state {row.state!r}, which this "
+            "version of taskloom does not know; resume it with the version that ran it"
+        ) from None
+
+
+def _has_result(kind: type[State[Any]], row: TaskRecord) -> bool:
+    """Whether a task's stored result can feed a task that never ran: it succeeded (a
+    skipped task would skip it instead) and its result is stored, untampered."""
+    return (
+        issubclass(kind, Success)
+        and not issubclass(kind, Skipped)
+        and row.has_result
+        and row.result is not TAMPERED
+    )
 
 
 def _inputs_from_results(
-    flow: Flow, task: Task[Any, Any], recorded: dict[Task[Any, Any], TaskRecord]
+    compiled: Plan, i: int, rows: list[TaskRecord], kinds: list[type[State[Any]]]
 ) -> dict[str, Any] | None:
     """A never-run task's inputs, from its upstream tasks' stored results and its
     constants; None when an upstream task did not succeed or its result is not stored."""
-    results: dict[Task[Any, Any], Any] = {}
-    for up in flow.upstream_tasks(task):
-        row = recorded[up]
-        if row.state not in _SUCCEEDED or not row.has_result or row.result is TAMPERED:
-            return None
-        results[up] = row.result
-    return {key: rebuild(value, results) for key, value in flow.arguments(task).items()}
-
-
-def _downstream_closure(flow: Flow, starts: list[Task[Any, Any]]) -> set[Task[Any, Any]]:
-    seen: set[Task[Any, Any]] = set()
-    stack = list(starts)
-    while stack:
-        task = stack.pop()
-        if task not in seen:
-            seen.add(task)
-            stack.extend(flow.downstream_tasks(task))
-    return seen
+    node = compiled.nodes[i]
+    if not all(_has_result(kinds[u], rows[u]) for u in node.upstream):
+        return None
+    inputs = dict(node.constants)
+    for key, u in node.direct:
+        inputs[key] = rows[u].result
+    if node.nested:
+        results = {compiled.nodes[u].task: rows[u].result for u in node.upstream}
+        for key, value in node.nested:
+            inputs[key] = rebuild(value, results)
+    return inputs
 
 
 def resume(
@@ -105,10 +109,7 @@ def resume(
     journal = journal or default_journal()
     record = journal.load(run_id)
     if record.tampered:
-        raise JournalError(
-            f"run {record.run_id}: its stored parameters or task outcomes are tampered with "
-            "(their signature does not match); they were not loaded"
-        )
+        raise JournalError.tampered(record.run_id)
     if flow is None:
         if record.source is None:
             raise JournalError(
@@ -116,57 +117,61 @@ def resume(
                 "started from the command line): pass the flow, e.g. --flow FILE.py:FLOW"
             )
         flow = load_flow(record.source)
-    flow_tasks = _match(flow, record)
+    compiled = plan(flow)
+    _match(flow, compiled, record)
+    rows = record.tasks
     wanted = set(tasks)
-    unknown = wanted - {t.name for t in record.tasks}
+    unknown = wanted - {row.name for row in rows}
     if unknown:
         raise JournalError(f"run {record.run_id} has no task named {', '.join(sorted(unknown))}")
-    states: dict[object, State[Any]] = {}
-    starts: list[Task[Any, Any]] = []
-    for task, row in zip(flow_tasks, record.tasks):
+    kinds = [_kind(record, row) for row in rows]
+    states: dict[int, State[Any]] = {}
+    starts: list[int] = []
+    for i, (row, kind) in enumerate(zip(rows, kinds)):
         if row.tampered:
-            raise JournalError(
-                f"run {record.run_id}: the stored data of task {row.name!r} is tampered with "
-                "(its signature does not match); it was not loaded"
-            )
-        if row.state == "Paused":
+            raise JournalError.tampered(record.run_id, row.name)
+        if issubclass(kind, Paused):
             if wanted and row.name not in wanted:
-                states[task] = Paused(row.message, cached_inputs=row.inputs or {})
+                states[i] = Paused(row.message, cached_inputs=row.inputs or {})
                 continue
-            states[task] = Resume("Resumed from the journal.", cached_inputs=row.inputs or {})
-            starts.append(task)
-        elif row.state in _AGAIN and row.inputs is not None:
-            states[task] = Pending("Run again from the journal.", cached_inputs=row.inputs)
-            starts.append(task)
-    # Tasks that never ran (an interrupted run) and do not follow a start task: start
-    # them too, from their upstream tasks' stored results.
-    again = _downstream_closure(flow, starts)
-    recorded = dict(zip(flow_tasks, record.tasks))
-    for task, row in recorded.items():
-        if task in again or row.state not in _NEVER_RAN:
+            states[i] = Resume(RESUMED_MESSAGE, cached_inputs=row.inputs or {})
+            starts.append(i)
+        elif kind.keeps_inputs and row.inputs is not None:
+            states[i] = Pending("Run again from the journal.", cached_inputs=row.inputs)
+            starts.append(i)
+    # Tasks that never ran (an interrupted or partial run) and do not follow a start task:
+    # start them too, from their upstream tasks' stored results.
+    again = compiled.downstream_closure(starts)
+    for i, (row, kind) in enumerate(zip(rows, kinds)):
+        if again[i] or not kind.runs_again or kind.keeps_inputs:
             continue
-        inputs = _inputs_from_results(flow, task, recorded)
+        inputs = _inputs_from_results(compiled, i, rows, kinds)
         if inputs is not None:
-            states[task] = Pending("Run from the journal.", cached_inputs=inputs)
-            starts.append(task)
+            states[i] = Pending("Run from the journal.", cached_inputs=inputs)
+            starts.append(i)
     if not starts:
         raise JournalError(
             f"run {record.run_id} ({record.state}) has no paused or failed task to resume"
         )
     # What runs again: the start tasks and everything downstream of them. Every other task
-    # keeps its recorded outcome (with its result, where a task that runs again needs it).
-    again = _downstream_closure(flow, starts)
-    for task, row in recorded.items():
-        if task not in again and row.state in _FINISHED:
+    # keeps its recorded outcome (with its result, where a task that runs again needs it);
+    # one left in Resume that runs again keeps its permission.
+    again = compiled.downstream_closure(starts)
+    for i, (row, kind) in enumerate(zip(rows, kinds)):
+        if again[i]:
+            if i not in states and issubclass(kind, Resume):
+                states[i] = Resume(RESUMED_MESSAGE)
+        elif issubclass(kind, Finished):
             result = row.result if row.has_result and row.result is not TAMPERED else None
-            states[task] = _FINISHED[row.state](row.message, result)
+            states[i] = kind(row.message, result)
+    tasks_by_number = [node.task for node in compiled.nodes]
     return run_flow(
         flow,
         parameters=record.parameters,
         executor=executor,
         context={},
-        task_states=states,
-        start_tasks=starts,
+        task_states={tasks_by_number[i]: state for i, state in states.items()},
+        start_tasks=[tasks_by_number[i] for i in starts],
         cache_store=None,
         journal=journal,
         resumed_from=record.run_id,

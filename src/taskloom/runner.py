@@ -1,36 +1,94 @@
 """The scheduler: runs a flow by deciding, task by task, what happens next.
 
 It lives in the calling process and decides everything that needs no user code; only
-tasks that must actually run go to the executor (see ``executors.base``). Vocabulary:
+tasks that must actually run go to the executor (see ``executors.base``). Like dask's
+``local.get_async``, it is one loop over a few pieces of bookkeeping, here the attributes
+of ``_Scheduler``. By task number ``i`` (a task's position in ``flow.tasks``):
 
+``traces[i]``
+    what happened to task ``i`` so far (``trace.TaskTrace``): its current state, attempts,
+    the inputs of its last attempt, when it was queued, ran and where. The journal records
+    the traces when the run ends.
+``finished[i]``
+    whether its state is ``Finished``: it will not run again in this run.
 ``waiting[i]``
-    how many distinct upstream tasks of task ``i`` are not finished yet. When it reaches
-    0, ``i`` is *ready*.
+    how many distinct upstream tasks of ``i`` are not finished yet. When it reaches 0,
+    ``i`` is *ready*.
+``runnable[i]``
+    whether this run may run ``i`` at all: every task, or with ``start_tasks`` only they
+    and what follows them (``plan.downstream_closure``).
 ``ready``
-    tasks to *decide*. Deciding (``_decide``) is a function of the task's upstream states:
-    skip propagation, then the trigger, then the output cache. It ends in a final state
-    without running the task (``Skipped``, ``TriggerFailed``, ``Paused``, ``Cached``),
-    or in a ``TaskRun`` for the executor.
+    a stack of tasks to *decide*. Deciding (``_decide``) is skip propagation and then the
+    trigger (``decide.decide``, a pure function of the task and its upstream states), then
+    the output cache (``caching.lookup``). It ends in a final state without running the task
+    (``Skipped``, ``TriggerFailed``, ``Paused``, ``Cached``), or in a ``TaskRun`` for the
+    executor.
 ``in_flight``
     how many runs the executor has and has not handed back.
 ``retries``
     a heap of ``(due time, task)`` for tasks that failed with retries left (or raised
-    ``RETRY``); when due they run again with the inputs stored on their ``Retrying`` state.
-    Independent tasks keep running meanwhile.
-``claimed``
-    tasks offered to an executor as a *follow-on* of a run (``TaskRun.then``): a pure chain
-    link whose outcome the worker can decide exactly as the scheduler would, so a chain of
-    tasks costs one round trip instead of one per task. A claimed task is not readied when
-    its upstream finishes; if the chain stops before it, it is released and decided here.
+    ``RETRY``, or paused until a time); when due they run again with the inputs of their
+    trace. Independent tasks keep running meanwhile.
+``claimed``, ``chains``
+    follow-ons (below): tasks offered to the executor with a run, and each run's chain.
+``flow``, ``plan``, ``nodes``, ``args``
+    the flow, compiled (``plan.Plan``; ``nodes`` is ``plan.nodes``), and what the run was
+    given, checked (``_run_args.RunArgs``: parameters, context, seeded states, start tasks).
+``executor``, ``session``, ``cache_store``, ``journal``, ``resumed_from``, ``observer``
+    where tasks run and this run's side of it (``executor.begin``), where cached results
+    live, where the run is recorded (and the run it resumes), and who is told as it goes.
 
 A task is ready as soon as its upstream tasks are finished: there are no level-by-level
 barriers. The loop ends when nothing is ready, in flight or due to retry; tasks that
 never became ready (downstream of a paused task, or outside ``start_tasks``) keep their
 seeded state or end ``Pending("Task not run.")``.
 
+Follow-ons (chain fusion). A chain of tasks would cost a round trip to the executor per
+task; instead, a run is handed over with the chain that follows it (``TaskRun.then``) and
+the worker runs the links itself. The rule has three parts, which must agree:
+
+1. ``plan`` marks a task ``followable`` when its sole upstream task feeds it at most one
+   input, its trigger is the default ``all_successful``, skip propagation is on, and it
+   has no output cache and is no parameter.
+2. The scheduler (``_chain_after``) offers, after each run it submits, the followable
+   task downstream of it, and so on, while each is the sole downstream task of the one
+   before, is runnable, not finished, never attempted, not seeded and not a start task.
+   An offered task is ``claimed``: it is not readied when its upstream finishes.
+3. The worker (``attempt.run_chain``) runs a link only if the one before it ended in a
+   state that ``attempt.follows`` (a success that was not a skip). For a followable task
+   that is exactly when ``decide.decide`` says "run": ``tests/test_follow_on.py`` checks
+   it for every trigger, skip setting, cache setting and finished upstream state.
+   ``_take`` reads the chain's results back in order (the head's first); a claimed task
+   the chain stopped before is released and decided here as any other.
+
+Lifecycle of one run (``_Scheduler.run``; the order matters):
+
+1. ``executor.begin(context)`` may refuse the run (a context value that cannot reach the
+   workers): before the journal records it, and before the context is entered.
+2. ``journal.begin``: the run is recorded as ``Running``.
+3. enter the run's context; ``observer.run_started``.
+4. the loop (``_loop``), until nothing is ready, in flight or due.
+5. leave the context (what follows runs no task code, and needs none).
+6. ``_end``: materialise, then ``session.end()``. An executor may hand back results as
+   ``DeferredResult`` (a value left in shared memory or on a worker) that live only until
+   ``session.end()``; materialising turns the final states' results, and the inputs the
+   journal keeps, into values. ``_end`` does both, in this order, and ``session.end()`` is
+   called nowhere else.
+7. ``journal.finish`` records every task's trace; ``observer.run_finished``.
+
+When the loop is interrupted (Ctrl-C, SIGTERM, a task's ``SystemExit`` on the local
+executor), the run is still recorded: tasks handed to the executor that did not come back
+end ``Failed`` with the inputs they were given (so ``taskloom resume`` runs them again),
+``_end`` keeps what it can, the journal records the run as ``Failed("Run interrupted")``,
+and the interrupt goes on up. Any other error ends the executor's run and goes on up.
+
 The flow's state: ``Paused`` while any task waits to be resumed, otherwise ``Failed`` if a
 reference task failed, ``Success`` if every reference task succeeded, and ``Running`` if a
 reference task did not finish (a partial run).
+
+Layers: the scheduler uses the executors below it (the contract, and ``LocalExecutor`` as
+the default) and the stores (journal, cache). It calls up into the presentation layer in
+one place, lazily: ``run_flow(progress=True)`` builds ``progress.default_progress()``.
 """
 
 from __future__ import annotations
@@ -39,123 +97,37 @@ import datetime as _dt
 import heapq
 import logging
 import time
-import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ._hashing import UnhashableInputError, hash_inputs
+from . import _run_args
+from ._run_args import RunArgs
 from .attempt import FollowOn, TaskResult, TaskRun
-from .caching import CacheStore, default_cache_store
-from .context import context as _user_context
-from .context import current as _current_context
-from .context import ReadOnlyDict, date_keys, enter, leave
-from .edges import Edge
-from .errors import FlowDefinitionError
+from .caching import CacheStore, cache_key, default_cache_store, lookup, remember
+from .context import enter, leave
+from .decide import decide
 from .executors.base import DeferredResult, Executor, ExecutorRun, resolve_deferred
-from .flow import Flow
-from .journal import Journal, default_journal, task_records
-from .plan import Node, plan, rebuild
-from .progress import RunObserver, default_progress
-from .signals import TaskloomSignal
-from .states import (
-    Cached,
-    Failed,
-    Finished,
-    FlowResult,
-    Paused,
-    Pending,
-    Resume,
-    Retrying,
-    Running,
-    Skipped,
-    State,
-    Success,
-    TriggerFailed,
-)
-from .task import ParameterTask, Task
+from .executors.local import LocalExecutor
+from .flow import Flow, FlowResult
+from .journal import Journal, default_journal
+from .plan import Node, Plan, plan, rebuild
+from .states import Failed, Finished, Paused, Pending, Resume, Retrying, Running, State, Success
+from .task import ParameterTask
+from .trace import TaskTrace
+
+if TYPE_CHECKING:
+    from .progress import RunObserver
 
 __all__ = ["FlowResult", "run_flow"]
 
 log = logging.getLogger("taskloom.runner")
 
-SKIP_MESSAGE = (
-    "Upstream task was skipped; if this was not the intended behavior, "
-    "consider changing `skip_on_upstream_skip=False` for this task."
-)
 NOT_RUN_MESSAGE = "Task not run."
 #: What observers are told when a task is handed to the executor.
 _RUNNING: State[Any] = Running("Task handed to the executor.")
 
 
-def _check_trigger(task: Task[Any, Any], upstream_states: Mapping[Edge, State[Any]]) -> State[Any] | None:
-    """None when the trigger passes, else the state the task ends in."""
-    try:
-        # `object`: a trigger of untyped code may return anything, and "yes" must not pass.
-        passed: object = task.trigger(upstream_states)
-    except TaskloomSignal as signal:
-        return signal.to_state()
-    except Exception as error:
-        return TriggerFailed(f"Unexpected error while checking task trigger: {error!r}", error)
-    if passed is True:
-        return None
-    if passed is False:
-        return TriggerFailed("Trigger failed")
-    name = getattr(task.trigger, "__name__", repr(task.trigger))
-    return TriggerFailed(
-        f"Trigger {name!r} of task {task.name!r} returned {passed!r} "
-        f"({type(passed).__name__}), not a bool: a trigger must return True or False"
-    )
-
-
-def _propagated(task: Task[Any, Any], upstream_states: Iterable[State[Any]]) -> State[Any] | None:
-    """Skip propagation: a skipped upstream skips the task, unless one failed."""
-    if not task.skip_on_upstream_skip:
-        return None
-    skipped = failed = False
-    for state in upstream_states:
-        if state.is_skipped():
-            skipped = True
-        elif state.is_failed():
-            failed = True
-    if skipped and not failed:
-        return Skipped(SKIP_MESSAGE)
-    return None
-
-
-def _resolve_parameters(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:
-    declared = flow.parameters()
-    unknown = sorted(set(given) - set(declared))
-    if unknown:
-        raise FlowDefinitionError(
-            f"Flow {flow.name!r} got unknown parameter(s): {', '.join(unknown)}; "
-            f"its parameters are: {', '.join(sorted(declared)) or 'none'}"
-        )
-    missing = sorted(n for n, p in declared.items() if p.required and n not in given)
-    if missing:
-        raise FlowDefinitionError(
-            f"Flow {flow.name!r} is missing required parameter(s): {', '.join(missing)}; "
-            f"pass them as flow.run(parameters={{{', '.join(repr(m) + ': ...' for m in missing)}}})"
-        )
-    values: dict[str, Any] = {}
-    for name, parameter in declared.items():
-        value = given[name] if name in given else parameter.default
-        parameter.check(value)
-        values[name] = value
-    return values
-
-
-def _run_context(flow: Flow, parameters: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    values = {**_current_context(), **extra}
-    now = _dt.datetime.now(_dt.timezone.utc)
-    values.setdefault("flow_run_id", str(uuid.uuid4()))
-    values.setdefault("scheduled_start_time", now)
-    for key, value in date_keys(values.get("date", now)).items():
-        values.setdefault(key, value)
-    if isinstance(values["date"], str):
-        values["date"] = _dt.datetime.fromisoformat(values["date"])
-    values["flow_name"] = flow.name
-    values["parameters"] = ReadOnlyDict(parameters)
-    return values
+# -- the scheduler -----------------------------------------------------------------------------------
 
 
 class _Scheduler:
@@ -164,62 +136,45 @@ class _Scheduler:
     def __init__(
         self,
         flow: Flow,
+        compiled: Plan,
+        args: RunArgs,
         executor: Executor,
-        run_context: dict[str, Any],
-        parameters: dict[str, Any],
-        seeded: dict[int, State[Any]],
-        starts: set[int],
         cache_store: CacheStore | None,
         journal: Journal | None = None,
         resumed_from: str | None = None,
         observer: RunObserver | None = None,
     ) -> None:
         self.flow = flow
-        self.observer = observer
+        self.plan = compiled
+        self.nodes = nodes = compiled.nodes
+        self.args = args
+        self.executor = executor
         self.journal = journal
         self.resumed_from = resumed_from
-        self.nodes, self.index = plan(flow)
-        self.executor = executor
-        self.run_context = run_context
-        self.parameters = parameters
-        self.seeded = seeded
-        self.starts = starts
+        self.observer = observer
         self._cache_store = cache_store
-        n = len(self.nodes)
-        self.states: list[State[Any]] = [seeded.get(i) or Pending(NOT_RUN_MESSAGE) for i in range(n)]
-        self.finished = [isinstance(s, Finished) for s in self.states]
-        self.waiting = [sum(not self.finished[u] for u in node.upstream) for node in self.nodes]
-        self.run_counts = [0] * n
-        # For the journal: when each task was handed to the executor, ran, and where.
-        self.queued: list[float | None] = [None] * n
-        self.timings: list[tuple[float, float, str] | None] = [None] * n
-        self.inputs: dict[int, dict[str, Any]] = {}
+        seeded, starts = args.seeded, args.starts
+        # One "not run" state for the run: states are immutable, so tasks can share it.
+        not_run: State[Any] = Pending(NOT_RUN_MESSAGE)
+        self.traces = traces = [
+            TaskTrace(node.task.name, seeded.get(i, not_run)) for i, node in enumerate(nodes)
+        ]
+        self.finished = finished = [isinstance(t.state, Finished) for t in traces]
+        self.waiting = waiting = [sum(not finished[u] for u in node.upstream) for node in nodes]
+        self.runnable = runnable = (
+            compiled.downstream_closure(starts) if starts else [True] * len(nodes)
+        )
+        self.ready = [
+            i for i in range(len(nodes))
+            if runnable[i] and not finished[i] and (waiting[i] == 0 or i in starts)
+        ]
+        self.ready.reverse()  # a stack: pop() takes tasks in flow order
         self.retries: list[tuple[float, int]] = []
         self.in_flight = 0
         self.claimed: set[int] = set()
         self.chains: dict[int, tuple[FollowOn, ...]] = {}
         #: The executor's side of this run: set by ``run`` (``executor.begin``).
         self.session: ExecutorRun | None = None
-        self.follow_ons = False
-        self.runnable = self._runnable()
-        self.ready = [
-            i for i in range(n)
-            if self.runnable[i] and not self.finished[i] and (self.waiting[i] == 0 or i in starts)
-        ]
-        self.ready.reverse()  # a stack: pop() takes tasks in flow order
-
-    def _runnable(self) -> list[bool]:
-        """Which tasks this run may run: all, or the start tasks and what follows them."""
-        if not self.starts:
-            return [True] * len(self.nodes)
-        runnable = [False] * len(self.nodes)
-        stack = list(self.starts)
-        while stack:
-            i = stack.pop()
-            if not runnable[i]:
-                runnable[i] = True
-                stack.extend(self.nodes[i].downstream)
-        return runnable
 
     @property
     def cache_store(self) -> CacheStore:
@@ -227,76 +182,91 @@ class _Scheduler:
             self._cache_store = default_cache_store()
         return self._cache_store
 
-    # -- the loop -------------------------------------------------------------------------------
+    # -- the lifecycle --------------------------------------------------------------------------
 
     def run(self) -> State[FlowResult]:
-        run_id = str(self.run_context["flow_run_id"])
+        """Run the flow; see "Lifecycle" in the module docstring."""
+        args, observer = self.args, self.observer
+        run_id = args.run_id
+        session = self.session = self.executor.begin(args.context)
         journal = self.journal
-        # begin() may refuse the run (a context value that cannot reach the workers):
-        # before the journal records it, and before the run's context is entered.
-        session = self.session = self.executor.begin(self.run_context)
-        self.follow_ons = session.runs_chains
         try:
             if journal is not None and not journal.begin(
                 run_id,
                 self.flow.name,
                 self.flow.source,
-                self.parameters,
+                args.parameters,
                 time.time(),
                 self.resumed_from,
             ):
                 journal = None
-            token = enter(self.run_context)
-            if self.observer is not None:
-                self.observer.run_started(self.flow.name, run_id, len(self.nodes))
+            token = enter(args.context)
             try:
+                if observer is not None:
+                    observer.run_started(self.flow.name, run_id, len(self.nodes))
                 self._loop()
-                self._materialize()
             finally:
                 leave(token)
         except BaseException as error:
-            # Interrupted (Ctrl-C, SIGTERM, a task's SystemExit on LocalExecutor): keep in
-            # the journal what did finish, so the run does not read "Running" for ever.
-            if journal is not None and isinstance(error, (KeyboardInterrupt, SystemExit)):
-                # Tasks that were handed to the executor and did not come back are recorded
-                # as failed with their inputs, so `taskloom resume` runs them again.
-                for i, inputs in self.inputs.items():
-                    if not self.finished[i] and not isinstance(self.states[i], Paused):
-                        self.states[i] = Failed(
-                            f"Run interrupted while the task ran: {error!r}", cached_inputs=inputs
-                        )
-                try:
-                    self._materialize()  # before end() releases what executors deferred
-                except Exception as failure:
-                    log.warning("interrupted run %s: some values could not be kept: %r", run_id, failure)
-                interrupted = Failed(f"Run interrupted: {error!r}", self._flow_state().result)
-                self._record(journal, run_id, interrupted)
+            interrupted = isinstance(error, (KeyboardInterrupt, SystemExit)) and journal is not None
+            if interrupted:
+                self._salvage(error)
+            try:
+                self._end(session, keep_values=interrupted)
+            except Exception as failure:  # the error that stopped the run goes on up, not this
+                log.warning(
+                    "run %s: some values could not be kept, or ending it failed: %r", run_id, failure
+                )
+            if interrupted:
+                assert journal is not None
+                journal.finish(
+                    run_id, time.time(), Failed(f"Run interrupted: {error!r}", self._flow_result()),
+                    self.traces, self.plan,
+                )
             raise
-        finally:
-            session.end()
-        state = self._flow_state()
-        state.run_id = run_id
+        self._end(session, keep_values=True)
+        state = self._flow_state().replace(run_id=run_id)
         if journal is not None:
-            self._record(journal, run_id, state)
-        if self.observer is not None:
-            self.observer.run_finished(state)
+            journal.finish(run_id, time.time(), state, self.traces, self.plan)
+        if observer is not None:
+            observer.run_finished(state)
         return state
 
-    def _record(self, journal: Journal, run_id: str, state: State[FlowResult]) -> None:
-        timings = [
-            (q, *t) if t is not None else (q, None, None, None)
-            for q, t in zip(self.queued, self.timings)
-        ]
-        outcomes, keep = task_records(
-            [node.task.name for node in self.nodes],
-            self.states,
-            self.inputs,
-            self.run_counts,
-            timings,
-            [node.upstream for node in self.nodes],
-            [node.downstream for node in self.nodes],
-        )
-        journal.finish(run_id, time.time(), type(state).__name__, state.message, outcomes, keep)
+    def _end(self, session: ExecutorRun, *, keep_values: bool) -> None:
+        """End the executor's side of the run; with ``keep_values``, first materialise.
+
+        One method, because the order is the rule: a ``DeferredResult`` is valid only
+        until ``session.end()`` releases it. ``session.end()`` is called nowhere else.
+        """
+        try:
+            if keep_values:
+                self._materialize()
+        finally:
+            session.end()
+
+    def _materialize(self) -> None:
+        """Give the final states real values where the executor left deferred ones, and
+        the inputs the journal keeps for a resume (of tasks whose state ``keeps_inputs``)."""
+        for trace in self.traces:
+            state = trace.state
+            result = state.result
+            if isinstance(result, DeferredResult):
+                state = trace.state = state.replace(result=result.resolve())
+            if state.cached_inputs:
+                state = trace.state = state.replace(cached_inputs=resolve_deferred(state.cached_inputs))
+            if trace.inputs is not None and type(state).keeps_inputs:
+                trace.inputs = resolve_deferred(trace.inputs)
+
+    def _salvage(self, error: BaseException) -> None:
+        """After an interrupt: tasks handed to the executor that did not come back end
+        ``Failed`` with the inputs they were given, so a resume runs them again."""
+        for i, trace in enumerate(self.traces):
+            if trace.inputs is not None and not self.finished[i] and not isinstance(trace.state, Paused):
+                trace.state = Failed(
+                    f"Run interrupted while the task ran: {error!r}", cached_inputs=trace.inputs
+                )
+
+    # -- the loop -------------------------------------------------------------------------------
 
     def _loop(self) -> None:
         session = self.session
@@ -322,7 +292,9 @@ class _Scheduler:
             self._release_due_retries()
 
     def _submit(self, batch: list[TaskRun]) -> None:
-        if self.follow_ons:
+        session = self.session
+        assert session is not None
+        if session.runs_chains:
             for run in batch:
                 chain = self._chain_after(run.key)
                 if chain:
@@ -331,8 +303,7 @@ class _Scheduler:
         if self.observer is not None:
             for run in batch:
                 self.observer.task_changed(run.key, run.task.name, _RUNNING)
-        assert self.session is not None
-        self.session.submit(batch)
+        session.submit(batch)
         self.in_flight += len(batch)
 
     def _chain_after(self, i: int) -> tuple[FollowOn, ...]:
@@ -346,10 +317,10 @@ class _Scheduler:
                 not node.followable
                 or not self.runnable[j]
                 or self.finished[j]
-                or self.run_counts[j]
+                or self.traces[j].attempts
                 or j in self.claimed
-                or j in self.seeded
-                or j in self.starts
+                or j in self.args.seeded
+                or j in self.args.starts
             ):
                 break
             self.claimed.add(j)
@@ -361,25 +332,26 @@ class _Scheduler:
     def _take(self, results: list[TaskResult]) -> None:
         """Process what the executor handed back: runs, and follow-ons that ran with them."""
         heads: list[int] = []
-        timings = self.timings
+        traces, claimed = self.traces, self.claimed
         head_queued: float | None = None
         for key, state, started, finished, worker in results:
-            timings[key] = (started, finished, worker)
-            if key in self.claimed:
-                self.claimed.discard(key)
-                self.run_counts[key] = 1
-                self.queued[key] = head_queued  # handed over with the run it follows
-                self.inputs[key] = self._inputs(self.nodes[key])
+            trace = traces[key]
+            trace.started, trace.finished, trace.worker = started, finished, worker
+            if key in claimed:
+                claimed.discard(key)
+                trace.attempts = 1
+                trace.queued = head_queued  # handed over with the run it follows
+                trace.inputs = self._inputs(self.nodes[key])
             else:
                 self.in_flight -= 1
                 heads.append(key)
-                head_queued = self.queued[key]
+                head_queued = trace.queued
             self._complete(key, state)
         for head in heads:
             for follow in self.chains.pop(head, ()):
                 j = follow.key
-                if j in self.claimed:  # the chain stopped before it: decide it here
-                    self.claimed.discard(j)
+                if j in claimed:  # the chain stopped before it: decide it here
+                    claimed.discard(j)
                     if self.waiting[j] == 0 and not self.finished[j]:
                         self.ready.append(j)
 
@@ -388,7 +360,8 @@ class _Scheduler:
         batch: list[TaskRun] = []
         while self.retries and self.retries[0][0] <= now:
             _, i = heapq.heappop(self.retries)
-            batch.append(self._task_run(i, self.inputs[i], resume=isinstance(self.states[i], Paused)))
+            trace = self.traces[i]
+            batch.append(self._task_run(i, trace.inputs or {}, resume=isinstance(trace.state, Paused)))
         if batch:
             self._submit(batch)
 
@@ -398,121 +371,97 @@ class _Scheduler:
         """Finish task ``i`` without running it, or return the run the executor must do."""
         node = self.nodes[i]
         task = node.task
+        args = self.args
         if isinstance(task, ParameterTask):
-            self._finish(i, Success("Task run succeeded.", self.parameters[task.name]))
+            self._finish(i, Success("Task run succeeded.", args.parameters[task.name]))
             return None
-        states = self.states
-        seeded = self.seeded.get(i)
+        seeded = args.seeded.get(i)
         resume = isinstance(seeded, Resume)
-        if i in self.starts:
+        if i in args.starts:
             inputs = self._start_inputs(i, seeded)
             resume = True
         else:
-            upstream_states = {edge: states[j] for edge, j in node.in_edges}
-            decided = _propagated(task, upstream_states.values())
-            if decided is None:
-                if resume:
-                    with _user_context(resume=True, task_name=task.name):
-                        decided = _check_trigger(task, upstream_states)
-                else:
-                    decided = _check_trigger(task, upstream_states)
+            traces = self.traces
+            decided = decide(task, {edge: traces[j].state for edge, j in node.in_edges}, resume=resume)
             if decided is not None:
                 if isinstance(decided, Paused):
-                    decided.cached_inputs = self._inputs(node)
+                    decided = decided.replace(cached_inputs=self._inputs(node))
                 self._settle(i, decided)
                 return None
             inputs = self._inputs(node)
         if task.cache_for is not None:
-            hit = self._cache_lookup(i, inputs)
+            hit = lookup(
+                task,
+                cache_key(task, self.flow.name),
+                resolve_deferred(inputs),
+                args.parameters,
+                self.cache_store,
+                seeded,
+            )
             if hit is not None:
                 self._finish(i, hit)
                 return None
         return self._task_run(i, inputs, resume)
 
     def _inputs(self, node: Node) -> dict[str, Any]:
-        states = self.states
+        traces = self.traces
         inputs = dict(node.constants)
         for key, j in node.direct:
-            inputs[key] = states[j].result
+            inputs[key] = traces[j].state.result
         if node.nested:
-            results = {self.nodes[j].task: states[j].result for j in node.upstream}
+            results = {self.nodes[j].task: traces[j].state.result for j in node.upstream}
             for key, value in node.nested:
                 inputs[key] = rebuild(value, results)
         return inputs
 
     def _start_inputs(self, i: int, seeded: State[Any] | None) -> dict[str, Any]:
-        node = self.nodes[i]
         stored = dict(seeded.cached_inputs or {}) if seeded is not None else {}
-        return {**node.constants, **stored}
+        return {**self.nodes[i].constants, **stored}
 
     def _task_run(self, i: int, inputs: dict[str, Any], resume: bool) -> TaskRun:
-        self.run_counts[i] += 1
-        self.queued[i] = time.time()
-        self.inputs[i] = inputs
-        return TaskRun(i, self.nodes[i].task, inputs, self.run_counts[i], resume)
-
-    def _cache_key(self, task: Task[Any, Any]) -> str:
-        return task.cache_key if task.cache_key is not None else f"{self.flow.name}/{task.name}"
-
-    def _materialize(self) -> None:
-        """Give the final states real values where executors left deferred ones, and the
-        inputs the journal keeps for a resume (those of tasks that will run again): the
-        deferred values live only until the executor's ``end()``."""
-        for i, state in enumerate(self.states):
-            if isinstance(state._result, DeferredResult):
-                state._result = state._result.resolve()
-            if state.cached_inputs:
-                state.cached_inputs = resolve_deferred(state.cached_inputs)
-            if i in self.inputs and (state.is_failed() or not state.is_finished()):
-                self.inputs[i] = resolve_deferred(self.inputs[i])
-
-    def _cache_lookup(self, i: int, inputs: dict[str, Any]) -> State[Any] | None:
-        task = self.nodes[i].task
-        inputs = resolve_deferred(inputs)
-        candidates: list[Cached[Any]] = []
-        seeded = self.seeded.get(i)
-        if isinstance(seeded, Cached):
-            candidates.append(seeded)
-        candidates.extend(self.cache_store.get(self._cache_key(task)))
-        for candidate in candidates:
-            try:
-                valid = task.cache_validator(candidate, inputs, self.parameters)
-            except Exception as error:
-                return Failed(f"Unexpected error while checking the cache validator: {error!r}", error)
-            if valid:
-                return candidate
-        return None
+        trace = self.traces[i]
+        trace.attempts += 1
+        trace.queued = time.time()
+        trace.inputs = inputs
+        return TaskRun(i, self.nodes[i].task, inputs, trace.attempts, resume)
 
     # -- completing -----------------------------------------------------------------------------
 
     def _complete(self, i: int, state: State[Any]) -> None:
         """Take the state an attempt ended in: retry, store in the cache, or finish."""
         task = self.nodes[i].task
-        run_count = self.run_counts[i]
-        inputs = self.inputs[i]
+        trace = self.traces[i]
+        run_count = trace.attempts
         if isinstance(state, Retrying):  # the RETRY signal
-            state.run_count = run_count
-            state.cached_inputs = inputs
+            state = state.replace(run_count=run_count, cached_inputs=trace.inputs)
             self._schedule(i, state, state.start_time)
             return
         if state.is_failed() and run_count <= task.max_retries:
             delay = task.retry_delay or _dt.timedelta(0)
             retry = Retrying(
                 f"Retrying Task (after attempt {run_count} of {task.max_retries + 1})",
-                cached_inputs=inputs,
+                cached_inputs=trace.inputs,
                 start_time=_dt.datetime.now(_dt.timezone.utc) + delay,
                 run_count=run_count,
             )
             self._schedule(i, retry, retry.start_time)
             return
         if isinstance(state, Paused):
-            state.cached_inputs = inputs
+            state = state.replace(cached_inputs=trace.inputs)
         elif task.cache_for is not None and type(state) is Success:
-            self._cache_store_result(task, state, inputs)
+            remember(
+                task,
+                cache_key(task, self.flow.name),
+                resolve_deferred(state.result),
+                state.message,
+                resolve_deferred(trace.inputs or {}),
+                self.args.parameters,
+                self.cache_store,
+            )
         self._settle(i, state)
 
     def _schedule(self, i: int, state: State[Any], start_time: _dt.datetime | None) -> None:
-        self.states[i] = state
+        self.traces[i].state = state
         if self.observer is not None:
             self.observer.task_changed(i, self.nodes[i].task.name, state)
         delay = 0.0
@@ -523,17 +472,18 @@ class _Scheduler:
     def _settle(self, i: int, state: State[Any]) -> None:
         """Record a decided or returned state: finished, or paused until resumed."""
         if isinstance(state, Paused):
-            self.states[i] = state
+            trace = self.traces[i]
+            trace.state = state
             if self.observer is not None and state.start_time is None:
                 self.observer.task_changed(i, self.nodes[i].task.name, state)
             if state.start_time is not None:  # PAUSE(start_time=...) resumes by itself
-                self.inputs[i] = state.cached_inputs or {}
+                trace.inputs = state.cached_inputs or {}
                 self._schedule(i, state, state.start_time)
             return
         self._finish(i, state)
 
     def _finish(self, i: int, state: State[Any]) -> None:
-        self.states[i] = state
+        self.traces[i].state = state
         self.finished[i] = True
         if self.observer is not None:
             self.observer.task_changed(i, self.nodes[i].task.name, state)
@@ -544,40 +494,23 @@ class _Scheduler:
                 waiting[d] == 0
                 and runnable[d]
                 and not self.finished[d]
-                and d not in self.starts
+                and d not in self.args.starts
                 and d not in self.claimed
             ):
                 ready.append(d)
 
-    def _cache_store_result(self, task: Task[Any, Any], state: State[Any], inputs: dict[str, Any]) -> None:
-        assert task.cache_for is not None
-        now = _dt.datetime.now(_dt.timezone.utc)
-        try:
-            expiration: _dt.datetime | None = now + task.cache_for
-        except OverflowError:
-            expiration = None  # longer than the calendar goes: never expires
-        try:
-            hashed = hash_inputs(resolve_deferred(inputs))
-        except UnhashableInputError as error:
-            log.warning("Task %r: result not cached, an input cannot be hashed: %s", task.name, error)
-            return
-        cached = Cached(
-            state.message,
-            resolve_deferred(state.result),
-            cached_result_expiration=expiration,
-            hashed_inputs=hashed,
-            cached_parameters=self.parameters,
-        )
-        self.cache_store.put(self._cache_key(task), cached)
-
     # -- the end --------------------------------------------------------------------------------
 
+    def _flow_result(self) -> FlowResult:
+        return FlowResult(zip((node.task for node in self.nodes), (t.state for t in self.traces)))
+
     def _flow_state(self) -> State[FlowResult]:
-        result = FlowResult(zip((node.task for node in self.nodes), self.states))
-        paused = [n.task.name for n, s in zip(self.nodes, self.states) if isinstance(s, Paused)]
+        result = self._flow_result()
+        traces = self.traces
+        paused = [t.name for t in traces if isinstance(t.state, Paused)]
         if paused:
             return Paused(f"Waiting to be resumed: {', '.join(paused)}", result)
-        references = [self.states[self.index[t]] for t in self.flow.reference_tasks()]
+        references = [traces[self.plan.index[t]].state for t in self.flow.reference_tasks()]
         if any(s.is_failed() for s in references):
             return Failed("Some reference tasks failed.", result)
         if all(s.is_successful() for s in references):
@@ -601,55 +534,35 @@ def run_flow(
     progress: RunObserver | bool = False,
 ) -> State[FlowResult]:
     """Run ``flow``; see ``Flow.run``. Every check on the input happens before any task runs."""
-    index = plan(flow)[1]
-    seeded: dict[int, State[Any]] = {}
-    for t, state in task_states.items():
-        if t not in index:
-            raise FlowDefinitionError(
-                f"Flow {flow.name!r}: task_states names {t!r}, which is not in the flow"
-            )
-        if not isinstance(state, State):
-            raise FlowDefinitionError(
-                f"Flow {flow.name!r}: task_states[{t!r}] must be a State, not {state!r}"
-            )
-        seeded[index[t]] = state
-    starts: set[int] = set()
-    for t in start_tasks or ():
-        if t not in index:
-            raise FlowDefinitionError(
-                f"Flow {flow.name!r}: start task {t!r} is not in the flow"
-            )
-        assert isinstance(t, Task)
-        starts.add(index[t])
-        needed = {e.key for e in flow.edges_to(t) if e.key is not None}
-        stored = task_states.get(t)
-        have = set((stored.cached_inputs or {}) if stored is not None else {})
-        if needed - have:
-            raise FlowDefinitionError(
-                f"Flow {flow.name!r}: start task {t.name!r} needs input(s) "
-                f"{', '.join(sorted(needed - have))}, but its state carries no cached_inputs "
-                f"for them; pass task_states={{task: Resume(cached_inputs=paused.cached_inputs)}}"
-            )
-    values = _resolve_parameters(flow, parameters)
-    if executor is None:
-        from .executors.local import LocalExecutor
-
-        executor = LocalExecutor()
+    compiled = plan(flow)
+    args = _run_args.check(
+        flow,
+        compiled,
+        parameters=parameters,
+        context=context,
+        task_states=task_states,
+        start_tasks=start_tasks,
+    )
     # Open the stores now: an unsafe home must stop the run before any task runs.
-    if cache_store is None and any(t.cache_for is not None for t in index):
+    if cache_store is None and any(node.task.cache_for is not None for node in compiled.nodes):
         cache_store = default_cache_store()
     if journal is True:
         journal = default_journal()
+    observer: RunObserver | None
+    if progress is True:
+        from .progress import default_progress  # the one call up into presentation
+
+        observer = default_progress()
+    else:
+        observer = progress or None
     scheduler = _Scheduler(
         flow,
-        executor,
-        _run_context(flow, values, context),
-        values,
-        seeded,
-        starts,
+        compiled,
+        args,
+        executor if executor is not None else LocalExecutor(),
         cache_store,
         journal or None,
         resumed_from,
-        default_progress() if progress is True else (progress or None),
+        observer,
     )
     return scheduler.run()

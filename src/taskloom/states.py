@@ -2,21 +2,21 @@
 
 The hierarchy is Prefect Core's::
 
-    State
-    ├── Pending
-    │   └── Scheduled                  start_time
-    │       ├── Retrying               run_count
-    │       ├── Paused
-    │       └── Resume
-    ├── Running
-    └── Finished
+    State                                                      runs_again  keeps_inputs
+    ├── Pending                                                    yes         -
+    │   └── Scheduled                  start_time                  yes         -
+    │       ├── Retrying               run_count                   yes        yes
+    │       ├── Paused                                             yes        yes
+    │       └── Resume                                             yes         -
+    ├── Running                                                    yes         -
+    └── Finished                                                    -          -
         ├── Success
         │   ├── Cached                 cached_result_expiration, hashed_inputs, cached_parameters
         │   ├── Mapped                 map_states
         │   └── Skipped
-        └── Failed
-            ├── TriggerFailed
-            └── TimedOut
+        └── Failed                                                 yes        yes
+            ├── TriggerFailed                                       -          -
+            └── TimedOut                                           yes        yes
 
 Every predicate (``is_failed()`` and so on) is an ``isinstance`` test, so it is true for
 every subclass: a ``TriggerFailed`` state ``is_failed()``, a ``Cached`` one ``is_successful()``.
@@ -24,33 +24,54 @@ every subclass: a ``TriggerFailed`` state ``is_failed()``, a ``Cached`` one ``is
 States are plain data: they pickle (so they can cross process boundaries), compare equal
 when their type and result are equal (the message does not count), and hash by identity.
 They are generic in their result: ``Success[int]`` carries an ``int``. The engine treats a
-state as immutable once made: ``state.replace(result=...)`` makes a changed copy.
+state as immutable once made: ``state.replace(result=...)`` makes a changed copy, so a
+state may be shared (between runs, or by every task a run never reached).
 
-This module is the one place that knows state names: ``by_name("TimedOut")`` gives the
-class a journal row or a wire code names, and every state class registers itself there.
+This module is the one place that knows state names and what each state means to the rest
+of the engine. ``by_name("TimedOut")`` gives the class a journal row or a wire code names
+(every state class registers itself there); other modules classify a recorded state by its
+class, ``issubclass(by_name(row.state), Failed)``, never by a set of names. Two class
+attributes say what a run left to do (the columns above; a blank inherits the parent's):
+
+``runs_again``
+    a task left in this state by a run runs again when the run is resumed
+    (``taskloom.resume``): it did not finish (every ``Pending`` state, ``Running``), or it
+    ran and failed. ``TriggerFailed`` does not: it was decided without running, and is
+    decided again only if what it waits for runs again.
+``keeps_inputs``
+    it then runs from inputs of its own, which the run journal keeps: a ``Retrying`` or
+    ``Paused`` state's ``cached_inputs``, or the inputs of the attempt that failed. A task
+    that runs again without them never ran, and runs after what it waits for.
+
+``Resume`` means what it means in Prefect: a ``Pending`` state that lets a paused task
+through (``manual_only`` passes). The task has not run yet. A task a run left in
+``Resume`` (it was let through, but what it waits for never finished) is one that never
+ran: a resume runs it after what it waits for, and keeps its permission.
+
+So adding a state is a change to this file: the class, and where it differs from its
+parent, its two attributes (presentation buckets follow the hierarchy: see
+``progress.category``).
 
 >>> Success(result=3) == Success(result=3, message="done")
 True
 >>> TriggerFailed("nope").is_failed()
 True
+>>> by_name("TimedOut").runs_again, by_name("TriggerFailed").runs_again
+(True, False)
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Generic, overload
+from typing import Any, ClassVar, Generic
 
 from typing_extensions import Self, TypeVar
-
-if TYPE_CHECKING:
-    from .task import Task
 
 __all__ = [
     "Cached",
     "Failed",
     "Finished",
-    "FlowResult",
     "Mapped",
     "Paused",
     "Pending",
@@ -66,9 +87,6 @@ __all__ = [
     "all_classes",
     "by_name",
 ]
-
-T = TypeVar("T")
-D = TypeVar("D")
 
 #: The type of a state's result. It defaults to ``Any`` so that ``Pending()`` needs no
 #: annotation; states are immutable, so it is covariant.
@@ -111,6 +129,12 @@ class State(Generic[R_co]):
     """
 
     __slots__ = ("_result", "cached_inputs", "message", "run_id")
+
+    #: A task left in this state by a run runs again when the run is resumed (see the
+    #: module docstring).
+    runs_again: ClassVar[bool] = True
+    #: ... and from inputs of its own, which the run journal keeps.
+    keeps_inputs: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -280,6 +304,7 @@ class Retrying(Scheduled[R_co]):
     """
 
     __slots__ = ("run_count",)
+    keeps_inputs = True
 
     def __init__(
         self,
@@ -301,6 +326,7 @@ class Paused(Scheduled[R_co]):
     """
 
     __slots__ = ()
+    keeps_inputs = True
 
     def _default_start_time(self) -> _dt.datetime | None:
         return None  # indefinitely
@@ -310,7 +336,8 @@ class Resume(Scheduled[R_co]):
     """Given to a paused task to let it run: ``manual_only`` lets it through.
 
     ``Resume(cached_inputs=paused.cached_inputs)`` together with ``start_tasks=[t]`` runs
-    ``t`` with the inputs it was paused with, without running its upstream tasks.
+    ``t`` with the inputs it was paused with, without running its upstream tasks. Like
+    every ``Pending`` state it says the task has not run yet.
     """
 
     __slots__ = ()
@@ -326,6 +353,7 @@ class Finished(State[R_co]):
     """The task will not run again in this flow run."""
 
     __slots__ = ()
+    runs_again = False
 
 
 class Success(Finished[R_co]):
@@ -406,54 +434,19 @@ class Failed(Finished[R_co]):
     """The task finished without producing a result; ``result`` is usually the exception."""
 
     __slots__ = ()
+    runs_again = True
+    keeps_inputs = True
 
 
 class TriggerFailed(Failed[R_co]):
     """The task's trigger did not pass, so the task did not run."""
 
     __slots__ = ()
+    runs_again = False
+    keeps_inputs = False
 
 
 class TimedOut(Failed[R_co]):
     """The task ran for longer than its ``timeout`` and was stopped."""
 
     __slots__ = ()
-
-
-class FlowResult(dict["Task[Any, Any]", State[Any]]):
-    """The result of a flow run's state: every task's final state, by task.
-
-    Indexing with a handle gives a state typed with that task's result::
-
-        with Flow("f") as flow:
-            total = add(1, 2)          # reads as `int`
-        state = flow.run()
-        state.result[total].result     # an `int` for the type checker too
-    """
-
-    __slots__ = ()
-
-    if TYPE_CHECKING:
-
-        @overload
-        def __getitem__(self, key: Task[Any, T]) -> State[T]: ...
-
-        @overload
-        def __getitem__(self, key: T) -> State[T]: ...
-
-        def __getitem__(self, key: object) -> State[Any]: ...
-
-        # `get` reads handles the same way (dict's own `get` would refuse a handle typed `R`).
-        @overload
-        def get(self, key: Task[Any, T], default: None = None, /) -> State[T] | None: ...
-
-        @overload
-        def get(self, key: T, default: None = None, /) -> State[T] | None: ...
-
-        @overload
-        def get(self, key: Task[Any, T], default: State[T] | D, /) -> State[T] | D: ...
-
-        @overload
-        def get(self, key: T, default: State[T] | D, /) -> State[T] | D: ...
-
-        def get(self, key: object, default: object = None, /) -> object: ...

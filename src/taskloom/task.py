@@ -22,7 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast, overload
 
@@ -402,6 +402,19 @@ class Task(Generic[P, R]):
 
     def __repr__(self) -> str:
         return f"<Task: {self.name}>"
+
+
+def _tasks_in(value: Any) -> Iterator[Task[Any, Any]]:
+    """The tasks inside a call's argument: the argument itself, or members of a collection
+    (what ``Flow`` wires as edges, and ``plan.rebuild`` replaces with results)."""
+    if isinstance(value, Task):
+        yield value
+    elif isinstance(value, (list, tuple, set, frozenset)):
+        for item in value:
+            yield from _tasks_in(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _tasks_in(item)
 
 
 def _same_options(task: Task[Any, Any], template: Task[Any, Any]) -> bool:

@@ -12,7 +12,8 @@ from datetime import timedelta
 from typing import Any, assert_type
 
 from taskloom import Flow, Parameter, Task, task, triggers
-from taskloom.states import FlowResult, State
+from taskloom.flow import FlowResult
+from taskloom.states import State
 
 
 @task

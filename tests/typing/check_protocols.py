@@ -22,7 +22,8 @@ from taskloom.executors import (
     TaskResult,
     TaskRun,
 )
-from taskloom.states import Cached, FlowResult, State
+from taskloom.flow import FlowResult
+from taskloom.states import Cached, State
 from taskloom.triggers import Trigger
 
 # -- triggers --------------------------------------------------------------------------------

@@ -1,0 +1,143 @@
+"""What ``flow.run`` is given, checked before any task runs.
+
+``check`` turns ``Flow.run``'s arguments into what the scheduler works with (``RunArgs``):
+seeded states and start tasks by task number, every parameter's value, and the run's
+context. Each mistake is a ``FlowDefinitionError`` that names the flow, the task or the
+parameter, and says what to write instead; the checks run in the order the arguments are
+documented (task states, start tasks, parameters), so one run reports its first mistake.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .context import ReadOnlyDict, current, date_keys
+from .errors import FlowDefinitionError
+from .states import State
+from .task import Task
+
+if TYPE_CHECKING:
+    from .flow import Flow
+    from .plan import Plan
+
+__all__ = ["RunArgs", "check", "resolve_parameters", "run_context"]
+
+
+@dataclass(slots=True, frozen=True)
+class RunArgs:
+    """A run's checked arguments.
+
+    Attributes:
+        parameters: every parameter's value (given, or its default), by name.
+        context: what ``taskloom.context`` holds during the run (``flow_run_id`` and the
+            date keys filled in).
+        seeded: the states ``task_states`` gives, by task number.
+        starts: the numbers of the ``start_tasks``.
+    """
+
+    parameters: dict[str, Any]
+    context: dict[str, Any]
+    seeded: dict[int, State[Any]]
+    starts: frozenset[int]
+
+    @property
+    def run_id(self) -> str:
+        """The run's id (``context.flow_run_id``), which names it in the journal."""
+        return str(self.context["flow_run_id"])
+
+
+def check(
+    flow: Flow,
+    compiled: Plan,
+    *,
+    parameters: Mapping[str, Any],
+    context: Mapping[str, Any],
+    task_states: Mapping[object, State[Any]],
+    start_tasks: Iterable[object] | None,
+) -> RunArgs:
+    """Check ``Flow.run``'s arguments against ``flow`` (compiled as ``compiled``).
+
+    Raises:
+        FlowDefinitionError: a ``task_states`` or ``start_tasks`` entry that is not in the
+            flow, a seeded state that is not a State, a start task whose state lacks the
+            inputs it needs, or an unknown or missing parameter.
+    """
+    index = compiled.index
+    seeded: dict[int, State[Any]] = {}
+    for t, state in task_states.items():
+        if t not in index:
+            raise FlowDefinitionError(
+                f"Flow {flow.name!r}: task_states names {t!r}, which is not in the flow"
+            )
+        if not isinstance(state, State):
+            raise FlowDefinitionError(
+                f"Flow {flow.name!r}: task_states[{t!r}] must be a State, not {state!r}"
+            )
+        seeded[index[t]] = state
+    starts: set[int] = set()
+    for t in start_tasks or ():
+        if t not in index:
+            raise FlowDefinitionError(
+                f"Flow {flow.name!r}: start task {t!r} is not in the flow"
+            )
+        assert isinstance(t, Task)
+        i = index[t]
+        starts.add(i)
+        needed = {e.key for e, _ in compiled.nodes[i].in_edges if e.key is not None}
+        stored = seeded.get(i)
+        have = set((stored.cached_inputs or {}) if stored is not None else {})
+        if needed - have:
+            raise FlowDefinitionError(
+                f"Flow {flow.name!r}: start task {t.name!r} needs input(s) "
+                f"{', '.join(sorted(needed - have))}, but its state carries no cached_inputs "
+                f"for them; pass task_states={{task: Resume(cached_inputs=paused.cached_inputs)}}"
+            )
+    values = resolve_parameters(flow, parameters)
+    return RunArgs(values, run_context(flow, values, context), seeded, frozenset(starts))
+
+
+def resolve_parameters(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:
+    """Every parameter's value: given, or its default.
+
+    Raises:
+        FlowDefinitionError: an unknown parameter, a missing required one, or a value its
+            parameter refuses.
+    """
+    declared = flow.parameters()
+    unknown = sorted(set(given) - set(declared))
+    if unknown:
+        raise FlowDefinitionError(
+            f"Flow {flow.name!r} got unknown parameter(s): {', '.join(unknown)}; "
+            f"its parameters are: {', '.join(sorted(declared)) or 'none'}"
+        )
+    missing = sorted(n for n, p in declared.items() if p.required and n not in given)
+    if missing:
+        raise FlowDefinitionError(
+            f"Flow {flow.name!r} is missing required parameter(s): {', '.join(missing)}; "
+            f"pass them as flow.run(parameters={{{', '.join(repr(m) + ': ...' for m in missing)}}})"
+        )
+    values: dict[str, Any] = {}
+    for name, parameter in declared.items():
+        value = given[name] if name in given else parameter.default
+        parameter.check(value)
+        values[name] = value
+    return values
+
+
+def run_context(flow: Flow, parameters: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's context: the current one, ``extra`` over it, and the run's own keys."""
+    values = {**current(), **extra}
+    now = _dt.datetime.now(_dt.timezone.utc)
+    values.setdefault("flow_run_id", str(uuid.uuid4()))
+    values.setdefault("scheduled_start_time", now)
+    for key, value in date_keys(values.get("date", now)).items():
+        values.setdefault(key, value)
+    if isinstance(values["date"], str):
+        values["date"] = _dt.datetime.fromisoformat(values["date"])
+    values["flow_name"] = flow.name
+    values["parameters"] = ReadOnlyDict(parameters)
+    return values

@@ -1,0 +1,121 @@
+"""What happened to one task in one run: the trace the scheduler fills, the record the
+journal gives back.
+
+``TaskTrace`` is filled by the scheduler as the run goes (``taskloom.runner``): the task's
+current state, how many attempts it had, the inputs of its last attempt, when it was
+handed to the executor, when it ran and where. It is all the journal needs of a task
+(``journal.task_records``), so the scheduler hands the journal one list of traces.
+
+The journal records a trace by column name, not by position: ``COLUMNS`` are built from
+the dataclass's fields, a recorded run carries them as its header, and ``record`` reads a
+row back into a ``TaskRecord`` by name (dropping columns it does not know, defaulting those
+it lacks). So a new plain field of ``TaskTrace`` is recorded and read back by adding it here,
+to ``TaskTrace`` and ``TaskRecord``, and to the code that fills it: the journal does not
+change. ``state`` is recorded as its class name and message, and ``inputs`` only where a
+resume needs them (in their own table: see ``taskloom.journal``).
+
+A trace costs one small object per task (slots, no dict); the scheduler writes its fields
+in place, the way it used to write its parallel lists.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .states import State
+
+__all__ = ["COLUMNS", "TAMPERED", "TaskRecord", "TaskTrace", "outcome", "record"]
+
+
+@dataclass(slots=True)
+class TaskTrace:
+    """One task of a run, as the scheduler saw it (see the module docstring).
+
+    Attributes:
+        name: the task's name.
+        state: its current state; its final one once the run ends.
+        attempts: how many attempts it was handed to the executor for (0: decided without
+            running, or never reached).
+        inputs: the inputs of its last attempt (or those it was paused with); None when it
+            was never handed to the executor.
+        queued: when it was handed to the executor (seconds since the epoch).
+        started: when its last attempt started.
+        finished: when its last attempt finished.
+        worker: where its last attempt ran (``"local"``, ``"loky:12345"``, ...).
+    """
+
+    name: str
+    state: State[Any]
+    attempts: int = 0
+    inputs: dict[str, Any] | None = None
+    queued: float | None = None
+    started: float | None = None
+    finished: float | None = None
+    worker: str | None = None
+
+
+#: The fields of a trace recorded as they are: plain values (str, int, float, None).
+_PLAIN = tuple(f.name for f in fields(TaskTrace) if f.name not in ("state", "inputs"))
+_plain = operator.attrgetter(*_PLAIN)
+
+#: The columns of a recorded task outcome, in the order ``outcome`` gives them.
+COLUMNS: tuple[str, ...] = ("state", "message", *_PLAIN)
+
+
+def outcome(trace: TaskTrace) -> tuple[Any, ...]:
+    """A task's outcome as the journal records it: one plain value per name in ``COLUMNS``."""
+    state = trace.state
+    message = state.message
+    return (type(state).__name__, None if message is None else str(message), *_plain(trace))
+
+
+#: The marker of a blob whose signature did not match.
+TAMPERED: Any = type("Tampered", (), {"__repr__": lambda self: "<tampered>"})()
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    """One task of a recorded run, as ``Journal.load`` gives it back.
+
+    ``state`` is the name of its final state's class (``states.by_name`` gives the class).
+    ``inputs`` is set for tasks left paused, retrying or failed; ``result`` (with
+    ``has_result``) for finished tasks whose result a resume needs. Either is ``TAMPERED``
+    when its signature did not match.
+    """
+
+    index: int
+    name: str
+    state: str
+    message: str | None
+    queued: float | None = None
+    started: float | None = None
+    finished: float | None = None
+    attempts: int = 0
+    worker: str | None = None
+    inputs: dict[str, Any] | None = None
+    result: Any = None
+    has_result: bool = False
+
+    @property
+    def tampered(self) -> bool:
+        """Whether a stored blob of this task failed its signature check."""
+        return self.inputs is TAMPERED or self.result is TAMPERED
+
+
+_READ = frozenset(COLUMNS) & frozenset(f.name for f in fields(TaskRecord))
+
+
+def record(index: int, columns: Sequence[str], row: Sequence[Any]) -> TaskRecord:
+    """Task number ``index`` of a run, from a ``row`` recorded under ``columns``.
+
+    Columns this version does not know (a newer taskloom's) are dropped; those the row
+    lacks (an older one's) keep their defaults.
+    """
+    values = {name: value for name, value in zip(columns, row) if name in _READ}
+    values.setdefault("name", "?")
+    values.setdefault("state", State.__name__)
+    values.setdefault("message", None)
+    return TaskRecord(index=index, **values)
