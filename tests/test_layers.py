@@ -39,7 +39,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "taskloom"
 #: that package (so the executors' modules need not be listed one by one).
 LAYERS: list[tuple[str, list[str]]] = [
     ("data", ["errors", "states", "signals", "context", "edges", "_hashing", "trace", "_text"]),
-    ("policies", ["triggers", "cache_validators", "decide"]),
+    ("policies", ["triggers", "cache_validators", "decide", "mapped"]),
     ("definitions", ["task", "plan", "flow", "mapping", "loader"]),
     ("stores", ["_home", "_sqlite", "caching", "journal"]),
     ("worker", ["attempt"]),

@@ -79,6 +79,7 @@ class TaskRun:
         resume: whether the task is being resumed (``context.resume``).
         then: a chain of tasks the executor may run next in the same place, without a
             round trip through the scheduler (see ``run_chain``); an executor may ignore it.
+        map_index: for a child of a mapped task, its index (``context.map_index``).
     """
 
     key: int
@@ -87,6 +88,7 @@ class TaskRun:
     run_count: int = 1
     resume: bool = False
     then: tuple[FollowOn, ...] = ()
+    map_index: int | None = None
 
 
 class TaskResult(NamedTuple):
@@ -116,7 +118,8 @@ def task_context(run: TaskRun, run_context: Mapping[str, Any]) -> dict[str, Any]
     task = run.task
     values = dict(run_context)
     values["task_name"] = task.name
-    values["task_full_name"] = task.name
+    values["map_index"] = run.map_index
+    values["task_full_name"] = task.name if run.map_index is None else f"{task.name}[{run.map_index}]"
     values["task_tags"] = task.tags
     values["task_run_count"] = run.run_count
     values["task_run_id"] = f"{run_context.get('flow_run_id', '')}.{run.key}.{run.run_count}"

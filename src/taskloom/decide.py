@@ -22,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from .context import context as _user_context
 from .signals import TaskloomSignal
-from .states import Skipped, State, TriggerFailed
+from .states import Mapped, Skipped, State, TriggerFailed
 
 if TYPE_CHECKING:
     from .edges import Edge
     from .task import Task
 
-__all__ = ["SKIP_MESSAGE", "decide"]
+__all__ = ["SKIP_MESSAGE", "decide", "propagated_skip"]
 
 SKIP_MESSAGE = (
     "Upstream task was skipped; if this was not the intended behavior, "
@@ -47,19 +47,33 @@ def decide(
     ``context.resume`` set). A function of its arguments only; the output cache is looked
     up afterwards, by the scheduler.
     """
-    if task.skip_on_upstream_skip:
-        skipped = failed = False
-        for state in upstream_states.values():
-            if state.is_skipped():
-                skipped = True
-            elif state.is_failed():
-                failed = True
-        if skipped and not failed:
-            return Skipped(SKIP_MESSAGE)
+    skipped = propagated_skip(task, upstream_states)
+    if skipped is not None:
+        return skipped
     if resume:
         with _user_context(resume=True, task_name=task.name):
             return _check_trigger(task, upstream_states)
     return _check_trigger(task, upstream_states)
+
+
+def propagated_skip(
+    task: Task[Any, Any], upstream_states: Mapping[Edge, State[Any]]
+) -> State[Any] | None:
+    """Skip propagation: with ``skip_on_upstream_skip``, ``Skipped`` when an upstream task
+    was skipped and none failed; else None. A mapped upstream task reached through an
+    unmapped edge (a reduce) counts child by child."""
+    if not task.skip_on_upstream_skip:
+        return None
+    skipped = failed = False
+    for edge, state in upstream_states.items():
+        for s in state.map_states if isinstance(state, Mapped) and not edge.mapped else (state,):
+            if s.is_skipped():
+                skipped = True
+            elif s.is_failed():
+                failed = True
+    if skipped and not failed:
+        return Skipped(SKIP_MESSAGE)
+    return None
 
 
 def _check_trigger(task: Task[Any, Any], upstream_states: Mapping[Edge, State[Any]]) -> State[Any] | None:

@@ -56,6 +56,11 @@ class Node:
     nested: list[tuple[str, Any]] = field(default_factory=list)
     #: Whether this task may run as a follow-on of its sole upstream task.
     followable: bool = False
+    #: For a mapped task (``t.map``): its mapped arguments (key -> whether flattened).
+    mapped: Mapping[str, bool] | None = None
+    #: For a mapped task: the mapped upstream tasks it maps over child by child (every
+    #: edge from them mapped, none flattened), so it may map as soon as they have mapped.
+    childwise: frozenset[int] = frozenset()
 
 
 @dataclass(slots=True, eq=False)
@@ -141,7 +146,15 @@ def _compile(flow: Flow) -> Plan:
                 node.nested.append((key, value))
             else:
                 node.constants[key] = value
-        node.followable = _followable(node)
+        node.mapped = flow.mapped_arguments(t)
+        node.followable = node.mapped is None and _followable(node)
+    for node in nodes:
+        if node.mapped is not None:
+            node.childwise = frozenset(
+                u for u in node.upstream
+                if nodes[u].mapped is not None
+                and all(e.mapped and not e.flattened for e, j in node.in_edges if j == u)
+            )
     return Plan(nodes, index)
 
 

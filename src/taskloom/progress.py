@@ -49,7 +49,10 @@ class RunObserver(Protocol):
     def run_started(self, flow_name: str, run_id: str, total: int) -> None: ...
 
     def task_changed(self, key: int, task_name: str, state: State[Any]) -> None:
-        """Task number ``key`` of the run (names repeat: copies of one task) is now in ``state``."""
+        """Task number ``key`` of the run (names repeat: copies of one task) is now in ``state``.
+
+        The children of a mapped task are numbered after the flow's tasks, as they appear
+        (each first reported ``Pending``), and named ``name[i]``."""
 
     def run_finished(self, state: State[Any]) -> None: ...
 
@@ -115,6 +118,8 @@ class _Tally:
         self.started = time.monotonic()
 
     def change(self, key: int, task_name: str, state: State[Any]) -> None:
+        if key >= self.total:  # a child of a mapped task: numbered after the flow's tasks
+            self.total = key + 1
         bucket = category(state)
         previous = self.where.get(key)
         if previous is not None:

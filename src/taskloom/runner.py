@@ -97,7 +97,8 @@ import datetime as _dt
 import heapq
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import _run_args
@@ -110,9 +111,12 @@ from .executors.base import DeferredResult, Executor, ExecutorRun, resolve_defer
 from .executors.local import LocalExecutor
 from .flow import Flow, FlowResult
 from .journal import Journal, default_journal
+from .mapped import Unmappable, child_name, elements, mapped_state, parent_decision
 from .plan import Node, Plan, plan, rebuild
-from .states import Failed, Finished, Paused, Pending, Resume, Retrying, Running, State, Success
-from .task import ParameterTask
+from .states import (
+    Failed, Finished, Mapped, Paused, Pending, Resume, Retrying, Running, State, Success,
+)
+from .task import ParameterTask, Task
 from .trace import TaskTrace
 
 if TYPE_CHECKING:
@@ -128,6 +132,26 @@ _RUNNING: State[Any] = Running("Task handed to the executor.")
 
 
 # -- the scheduler -----------------------------------------------------------------------------------
+
+#: Where a child of a mapped task finds the state an upstream edge gives it (its trigger's
+#: view): the upstream task's child of the same index, still running or not (``_LIVE``,
+#: with that task's number); a finished mapped task's child (``_CHILD``, with its children's
+#: states); an element it maps over (``_ELEMENT``, with the elements); or the whole upstream
+#: task (``_WHOLE``, with its number).
+_LIVE, _CHILD, _ELEMENT, _WHOLE = range(4)
+
+
+@dataclass(slots=True)
+class _Expansion:
+    """A mapped task once it has mapped: its children's slots and where their inputs and
+    upstream states come from (what all children share, and what each takes by index)."""
+
+    slots: list[int]
+    shared: dict[str, Any] = field(default_factory=dict)
+    by_index: dict[str, Sequence[Any]] = field(default_factory=dict)
+    live: list[tuple[str, int]] = field(default_factory=list)
+    sources: list[tuple[Any, int, Any]] = field(default_factory=list)
+    left: int = 0
 
 
 class _Scheduler:
@@ -169,6 +193,12 @@ class _Scheduler:
             if runnable[i] and not finished[i] and (waiting[i] == 0 or i in starts)
         ]
         self.ready.reverse()  # a stack: pop() takes tasks in flow order
+        # Mapped tasks add a slot per child after the tasks' own (see "Mapping" above).
+        self.task_of: list[Task[Any, Any]] = [node.task for node in nodes]
+        self.parent: list[int] = [-1] * len(nodes)
+        self.map_index: list[int | None] = [None] * len(nodes)
+        self.expansions: dict[int, _Expansion] = {}
+        self.dependents: dict[int, list[int]] = {}
         self.retries: list[tuple[float, int]] = []
         self.in_flight = 0
         self.claimed: set[int] = set()
@@ -221,13 +251,13 @@ class _Scheduler:
                 assert journal is not None
                 journal.finish(
                     run_id, time.time(), Failed(f"Run interrupted: {error!r}", self._flow_result()),
-                    self.traces, self.plan,
+                    self.traces[: len(self.nodes)], self.plan,
                 )
             raise
         self._end(session, keep_values=True)
         state = self._flow_state().replace(run_id=run_id)
         if journal is not None:
-            journal.finish(run_id, time.time(), state, self.traces, self.plan)
+            journal.finish(run_id, time.time(), state, self.traces[: len(self.nodes)], self.plan)
         if observer is not None:
             observer.run_finished(state)
         return state
@@ -302,7 +332,7 @@ class _Scheduler:
                     self.chains[run.key] = chain
         if self.observer is not None:
             for run in batch:
-                self.observer.task_changed(run.key, run.task.name, _RUNNING)
+                self.observer.task_changed(run.key, self.traces[run.key].name, _RUNNING)
         session.submit(batch)
         self.in_flight += len(batch)
 
@@ -310,6 +340,8 @@ class _Scheduler:
         """The follow-ons of run ``i``: each the sole downstream task of the one before."""
         chain: list[FollowOn] = []
         nodes = self.nodes
+        if i >= len(nodes):
+            return ()
         while len(nodes[i].downstream) == 1 and len(chain) < 10_000:
             j = nodes[i].downstream[0]
             node = nodes[j]
@@ -369,9 +401,14 @@ class _Scheduler:
 
     def _decide(self, i: int) -> TaskRun | None:
         """Finish task ``i`` without running it, or return the run the executor must do."""
+        if i >= len(self.nodes):
+            return self._decide_child(i)
         node = self.nodes[i]
         task = node.task
         args = self.args
+        if node.mapped is not None:
+            self._map(i)
+            return None
         if isinstance(task, ParameterTask):
             self._finish(i, Success("Task run succeeded.", args.parameters[task.name]))
             return None
@@ -389,12 +426,19 @@ class _Scheduler:
                 self._settle(i, decided)
                 return None
             inputs = self._inputs(node)
+        return self._cached_or_run(i, inputs, resume, seeded)
+
+    def _cached_or_run(
+        self, i: int, inputs: dict[str, Any], resume: bool, seeded: State[Any] | None
+    ) -> TaskRun | None:
+        """Finish ``i`` with a valid cached result, or return its run."""
+        task = self.task_of[i]
         if task.cache_for is not None:
             hit = lookup(
                 task,
-                cache_key(task, self.flow.name),
+                self._cache_key(i),
                 resolve_deferred(inputs),
-                args.parameters,
+                self.args.parameters,
                 self.cache_store,
                 seeded,
             )
@@ -402,6 +446,164 @@ class _Scheduler:
                 self._finish(i, hit)
                 return None
         return self._task_run(i, inputs, resume)
+
+    def _cache_key(self, i: int) -> str:
+        """The output cache's key of task or child ``i``: children keep apart by index."""
+        key = cache_key(self.task_of[i], self.flow.name)
+        index = self.map_index[i]
+        return key if index is None else f"{key}[{index}]"
+
+    # -- mapping --------------------------------------------------------------------------------
+
+    def _map(self, i: int) -> None:
+        """Turn mapped task ``i`` into its children (see ``taskloom.mapped``), or end it."""
+        node, traces, nodes = self.nodes[i], self.traces, self.nodes
+        task = node.task
+        assert node.mapped is not None
+        live = {j for j in node.childwise if j in self.expansions}
+        decided = parent_decision(
+            task, {edge: traces[j].state for edge, j in node.in_edges if j not in live}
+        )
+        if decided is not None:
+            self._settle(i, decided)
+            return
+        stored = self._start_inputs(i, self.args.seeded.get(i)) if i in self.args.starts else None
+        exp = _Expansion([])
+        widths: list[int] = []
+        results = {nodes[j].task: traces[j].state.result for j in node.upstream}
+        direct = dict(node.direct)
+        try:
+            for key, flattened in node.mapped.items():
+                j = direct.get(key, -1)
+                if j in live:
+                    exp.live.append((key, j))
+                    widths.append(len(self.expansions[j].slots))
+                    continue
+                state = traces[j].state if j >= 0 else None
+                if stored is not None and key in stored:
+                    value = stored[key]
+                elif isinstance(state, Mapped) and not flattened:
+                    value = state.result
+                elif state is not None:
+                    value = resolve_deferred(state.result)
+                elif key in node.constants:
+                    value = node.constants[key]
+                else:
+                    value = rebuild(dict(node.nested)[key], results)
+                items = elements(task.name, key, value, flattened)
+                exp.by_index[key] = items
+                widths.append(len(items))
+        except Unmappable as error:
+            self._settle(i, Failed(str(error), TypeError(str(error))))
+            return
+        for key, value in node.constants.items():
+            if key not in node.mapped:
+                exp.shared[key] = value
+        for key, j in node.direct:
+            if key not in node.mapped:
+                exp.shared[key] = traces[j].state.result
+        for key, value in node.nested:
+            if key not in node.mapped:
+                exp.shared[key] = rebuild(value, results)
+        if stored is not None:
+            exp.shared.update((k, v) for k, v in stored.items() if k not in node.mapped)
+        for edge, j in node.in_edges:
+            state = traces[j].state
+            if j in live and edge.mapped:
+                exp.sources.append((edge, _LIVE, j))
+            elif edge.mapped and isinstance(state, Mapped) and not edge.flattened:
+                exp.sources.append((edge, _CHILD, state.map_states))
+            elif edge.mapped and edge.key is not None:
+                exp.sources.append((edge, _ELEMENT, exp.by_index[edge.key]))
+            else:
+                exp.sources.append((edge, _WHOLE, j))
+        self._add_children(i, exp, min(widths))
+
+    def _add_children(self, i: int, exp: _Expansion, n: int) -> None:
+        """Make the ``n`` children of mapped task ``i``; ready those whose upstream
+        children are done. Mapped tasks that map over ``i`` child by child may map now."""
+        traces, task = self.traces, self.nodes[i].task
+        start = len(traces)
+        exp.slots = list(range(start, start + n))
+        exp.left = n
+        self.expansions[i] = exp
+        self.traces[i].state = Running(f"Mapped over {n} children.")
+        not_run = Pending(NOT_RUN_MESSAGE)
+        traces.extend(TaskTrace(child_name(task.name, k), not_run) for k in range(n))
+        self.finished.extend([False] * n)
+        self.runnable.extend([True] * n)
+        self.task_of.extend([task] * n)
+        self.parent.extend([i] * n)
+        self.map_index.extend(range(n))
+        waiting = self.waiting
+        ready = self.ready
+        ups = [self.expansions[j].slots for edge, kind, j in exp.sources if kind == _LIVE]
+        for k, slot in enumerate(exp.slots):
+            count = 0
+            for up_slots in ups:
+                up = up_slots[k]
+                if not self.finished[up]:
+                    count += 1
+                    self.dependents.setdefault(up, []).append(slot)
+            waiting.append(count)
+            if count == 0:
+                ready.append(slot)
+        if self.observer is not None:  # children count as tasks: tell of each as it appears
+            for slot in exp.slots:
+                self.observer.task_changed(slot, traces[slot].name, not_run)
+        for d in self.nodes[i].downstream:
+            if i in self.nodes[d].childwise:
+                self._release(d)
+        if n == 0:
+            self._finish(i, mapped_state([]))
+
+    def _decide_child(self, slot: int) -> TaskRun | None:
+        """Decide child ``slot`` of a mapped task, as any task from its own upstream states."""
+        parent, k = self.parent[slot], self.map_index[slot]
+        assert k is not None
+        exp, traces = self.expansions[parent], self.traces
+        task = self.task_of[slot]
+        upstream: dict[Any, State[Any]] = {}
+        for edge, kind, source in exp.sources:
+            if kind == _LIVE:
+                upstream[edge] = traces[self.expansions[source].slots[k]].state
+            elif kind == _CHILD:
+                upstream[edge] = source[k]
+            elif kind == _ELEMENT:
+                upstream[edge] = Success(result=source[k])
+            else:
+                upstream[edge] = traces[source].state
+        seeded = self.args.seeded.get(parent)
+        resume = isinstance(seeded, Resume)
+        decided = decide(task, upstream, resume=resume)
+        inputs = self._child_inputs(exp, k)
+        if decided is not None:
+            if isinstance(decided, Paused):
+                decided = decided.replace(cached_inputs=inputs)
+            self._settle(slot, decided)
+            return None
+        return self._cached_or_run(slot, inputs, resume, None)
+
+    def _child_inputs(self, exp: _Expansion, k: int) -> dict[str, Any]:
+        inputs = dict(exp.shared)
+        for key, items in exp.by_index.items():
+            inputs[key] = items[k]
+        traces = self.traces
+        for key, j in exp.live:
+            inputs[key] = traces[self.expansions[j].slots[k]].state.result
+        return inputs
+
+    def _release(self, d: int) -> None:
+        """One fewer upstream task for ``d`` to wait for; ready it when none is left."""
+        self.waiting[d] -= 1
+        if (
+            self.waiting[d] == 0
+            and self.runnable[d]
+            and not self.finished[d]
+            and d not in self.args.starts
+            and d not in self.claimed
+        ):
+            self.ready.append(d)
 
     def _inputs(self, node: Node) -> dict[str, Any]:
         traces = self.traces
@@ -423,13 +625,13 @@ class _Scheduler:
         trace.attempts += 1
         trace.queued = time.time()
         trace.inputs = inputs
-        return TaskRun(i, self.nodes[i].task, inputs, trace.attempts, resume)
+        return TaskRun(i, self.task_of[i], inputs, trace.attempts, resume, map_index=self.map_index[i])
 
     # -- completing -----------------------------------------------------------------------------
 
     def _complete(self, i: int, state: State[Any]) -> None:
         """Take the state an attempt ended in: retry, store in the cache, or finish."""
-        task = self.nodes[i].task
+        task = self.task_of[i]
         trace = self.traces[i]
         run_count = trace.attempts
         if isinstance(state, Retrying):  # the RETRY signal
@@ -451,7 +653,7 @@ class _Scheduler:
         elif task.cache_for is not None and type(state) is Success:
             remember(
                 task,
-                cache_key(task, self.flow.name),
+                self._cache_key(i),
                 resolve_deferred(state.result),
                 state.message,
                 resolve_deferred(trace.inputs or {}),
@@ -463,7 +665,7 @@ class _Scheduler:
     def _schedule(self, i: int, state: State[Any], start_time: _dt.datetime | None) -> None:
         self.traces[i].state = state
         if self.observer is not None:
-            self.observer.task_changed(i, self.nodes[i].task.name, state)
+            self.observer.task_changed(i, self.traces[i].name, state)
         delay = 0.0
         if start_time is not None:
             delay = (start_time - _dt.datetime.now(_dt.timezone.utc)).total_seconds()
@@ -475,7 +677,7 @@ class _Scheduler:
             trace = self.traces[i]
             trace.state = state
             if self.observer is not None and state.start_time is None:
-                self.observer.task_changed(i, self.nodes[i].task.name, state)
+                self.observer.task_changed(i, self.traces[i].name, state)
             if state.start_time is not None:  # PAUSE(start_time=...) resumes by itself
                 trace.inputs = state.cached_inputs or {}
                 self._schedule(i, state, state.start_time)
@@ -486,18 +688,20 @@ class _Scheduler:
         self.traces[i].state = state
         self.finished[i] = True
         if self.observer is not None:
-            self.observer.task_changed(i, self.nodes[i].task.name, state)
-        waiting, runnable, ready = self.waiting, self.runnable, self.ready
+            self.observer.task_changed(i, self.traces[i].name, state)
+        if i >= len(self.nodes):  # a child: its dependents, then maybe its parent
+            for d in self.dependents.pop(i, ()):
+                self._release(d)
+            parent = self.parent[i]
+            exp = self.expansions[parent]
+            exp.left -= 1
+            if exp.left == 0:
+                self._finish(parent, mapped_state([self.traces[c].state for c in exp.slots]))
+            return
+        mapped = i in self.expansions
         for d in self.nodes[i].downstream:
-            waiting[d] -= 1
-            if (
-                waiting[d] == 0
-                and runnable[d]
-                and not self.finished[d]
-                and d not in self.args.starts
-                and d not in self.claimed
-            ):
-                ready.append(d)
+            if not (mapped and i in self.nodes[d].childwise):  # those were released by _map
+                self._release(d)
 
     # -- the end --------------------------------------------------------------------------------
 
@@ -510,7 +714,10 @@ class _Scheduler:
         paused = [t.name for t in traces if isinstance(t.state, Paused)]
         if paused:
             return Paused(f"Waiting to be resumed: {', '.join(paused)}", result)
-        references = [traces[self.plan.index[t]].state for t in self.flow.reference_tasks()]
+        references: list[State[Any]] = []
+        for t in self.flow.reference_tasks():
+            state = traces[self.plan.index[t]].state
+            references.extend(state.map_states if isinstance(state, Mapped) else (state,))
         if any(s.is_failed() for s in references):
             return Failed("Some reference tasks failed.", result)
         if all(s.is_successful() for s in references):
