@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from .plan import plan
 from .progress import STATE_COLOURS, category, category_of
-from .states import State
+from .states import Mapped, State
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -78,10 +78,29 @@ def outcomes(flow: Flow, run: State[Any] | RunRecord) -> list[TaskOutcome | None
         state = states.get(t)
         if state is None:
             found.append(None)
+        elif isinstance(state, Mapped):
+            found.append(mapped_outcome([type(s).__name__ for s in state.map_states]))
         else:
             message = None if state.message is None else str(state.message)
             found.append(TaskOutcome(type(state).__name__, category(state), None, message))
     return found
+
+
+#: Which children's bucket colours a mapped task, most telling first.
+_MAPPED_BUCKETS = ("failed", "paused", "retrying", "running", "pending", "skipped", "cached")
+
+
+def mapped_outcome(children: Sequence[str]) -> TaskOutcome:
+    """The outcome of a mapped task whose children ended in the states named ``children``:
+    ``Mapped: 3 Success, 1 Failed``, coloured by the most telling child (a failed one, else
+    a paused one, ..., else succeeded)."""
+    counts: dict[str, int] = {}
+    for name in children:
+        counts[name] = counts.get(name, 0) + 1
+    buckets = {category_of(name) for name in counts}
+    bucket = next((b for b in _MAPPED_BUCKETS if b in buckets), "succeeded")
+    summary = ", ".join(f"{n} {name}" for name, n in counts.items()) or "no children"
+    return TaskOutcome(f"Mapped: {summary}", bucket, None, f"{len(children)} children: {summary}")
 
 
 def upstream_indices(flow: Flow) -> list[list[int]]:

@@ -15,7 +15,10 @@ Graphviz: the ``graphviz`` Python package and Graphviz's ``dot`` program.
 Each task is one node, with an id from its position in ``flow.tasks`` (``t0``, ``t1``...;
 copies of one task share a name, never an id) and its name as the label. Parameters are
 ovals, other tasks rounded boxes. A data edge is labelled with the argument it feeds; an
-ordering-only edge (``upstream_tasks=``) is dashed. Given a run (the state ``flow.run``
+ordering-only edge (``upstream_tasks=``) is dashed. A mapped task (``t.map``) is one node
+with a double border and ``[mapped]`` after its name, and its mapped edges are bold;
+coloured by a run, it takes the colour of its most telling child (a failed one first) and
+counts its children by state. Given a run (the state ``flow.run``
 returned, or a ``RunRecord`` from the run journal) each task is coloured by its final
 state, which is also written under its name, with the attempt count when it retried.
 """
@@ -31,9 +34,11 @@ from .errors import TaskloomError
 from .task import ParameterTask
 
 if TYPE_CHECKING:
+    from .edges import Edge
     from .flow import Flow
     from .journal import RunRecord
     from .states import State
+    from .task import Task
 
 __all__ = ["FORMATS", "MissingRendererError", "render", "to_dot", "to_mermaid"]
 
@@ -105,9 +110,11 @@ def to_dot(
     ]
     for t, i in index.items():
         outcome = found[i] if found is not None else None
-        attributes = [f"label={_dot_quote(chr(10).join(_label(t.name, outcome)))}"]
+        attributes = [f"label={_dot_quote(chr(10).join(_label(_name(flow, t), outcome)))}"]
         if isinstance(t, ParameterTask):
             attributes.append("shape=ellipse")
+        if flow.mapped_arguments(t) is not None:
+            attributes.append("peripheries=2")
         if outcome is not None:
             strong = colour(outcome.bucket)
             attributes += [f'fillcolor="{tint(strong)}"', f'color="{strong}"', "penwidth=2"]
@@ -118,12 +125,25 @@ def to_dot(
         lines.append(f"  t{i} [{', '.join(attributes)}];")
     for edge in flow.edges:
         up, down = index[edge.upstream_task], index[edge.downstream_task]
+        bold = ", penwidth=2" if edge.mapped else ""
         if edge.key is None:
-            lines.append(f"  t{up} -> t{down} [style=dashed];")
+            lines.append(f"  t{up} -> t{down} [style=dashed{bold}];")
         else:
-            lines.append(f"  t{up} -> t{down} [label={_dot_quote(edge.key)}];")
+            lines.append(f"  t{up} -> t{down} [label={_dot_quote(_edge_label(edge))}{bold}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _name(flow: Flow, task: Task[Any, Any]) -> str:
+    """A task's name as drawn: a mapped task's says so."""
+    return f"{task.name} [mapped]" if flow.mapped_arguments(task) is not None else task.name
+
+
+def _edge_label(edge: Edge) -> str:
+    assert edge.key is not None
+    if edge.flattened:
+        return f"{edge.key} (flattened)"
+    return f"{edge.key} (mapped)" if edge.mapped else edge.key
 
 
 def _title(flow: Flow, flow_state: State[Any] | RunRecord | None) -> str:
@@ -166,9 +186,11 @@ def to_mermaid(
     classes: dict[str, list[str]] = {}
     for t, i in index.items():
         outcome = found[i] if found is not None else None
-        label = "<br/>".join(_mermaid_text(line) for line in _label(t.name, outcome))
+        label = "<br/>".join(_mermaid_text(line) for line in _label(_name(flow, t), outcome))
         if isinstance(t, ParameterTask):
             lines.append(f'    t{i}(["{label}"])')
+        elif flow.mapped_arguments(t) is not None:
+            lines.append(f'    t{i}[["{label}"]]')
         else:
             lines.append(f'    t{i}["{label}"]')
         if outcome is not None:
@@ -178,7 +200,8 @@ def to_mermaid(
         if edge.key is None:
             lines.append(f"    t{up} -.-> t{down}")
         else:
-            lines.append(f'    t{up} -->|"{_mermaid_text(edge.key)}"| t{down}')
+            arrow = "==>" if edge.mapped else "-->"
+            lines.append(f'    t{up} {arrow}|"{_mermaid_text(_edge_label(edge))}"| t{down}')
     for bucket in _BUCKETS:
         if bucket in classes:
             strong = colour(bucket)
