@@ -367,3 +367,40 @@ def test_handles_of_a_map_are_tasks() -> None:
     with Flow("map-handle") as flow:
         m = inc.map([1])
     assert flow.mapped_arguments(as_task(m)) == {"x": False}
+
+
+@task
+def picky(log: str, ok_file: str, x: int) -> int:
+    record(log, str(x))
+    if x % 4 == 1 and not Path(ok_file).exists():
+        raise ValueError(f"{x} is not ready")
+    return x * 2
+
+
+def test_the_journal_keeps_every_child_and_a_resume_runs_only_the_failed_ones(
+    tmp_path: Path, executor: Executor
+) -> None:
+    from taskloom.journal import default_journal
+    from taskloom.resume import resume
+
+    log, ok = str(tmp_path / "log"), str(tmp_path / "ok")
+    with Flow("map-resume") as flow:
+        doubled = picky.map(unmapped(log), unmapped(ok), list(range(10)))
+        t = total(doubled)
+    first = flow.run(executor=executor)
+    assert type(first) is Failed
+    assert children(first.result[doubled]).count("Failed") == 3
+    assert first.run_id is not None
+    record = default_journal().load(first.run_id)
+    assert [r.name for r in record.tasks] == ["picky", "total"]
+    kids = record.children[0]
+    assert [k.name for k in kids] == [f"picky[{i}]" for i in range(10)]
+    assert [k.state for k in kids].count("Failed") == 3 and kids[1].inputs == {"log": log, "ok_file": ok, "x": 1}
+
+    Path(ok).touch()
+    Path(log).unlink()
+    second = resume(first.run_id, flow=flow, executor=executor)
+    assert sorted(lines(log), key=int) == ["1", "5", "9"]  # only the three that failed
+    assert second.result[doubled].result == [x * 2 for x in range(10)]
+    assert second.result[t].result == 90
+    assert type(second) is Success

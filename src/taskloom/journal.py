@@ -133,6 +133,8 @@ class RunRecord:
     message: str | None
     resumed_from: str | None = None
     tasks: list[TaskRecord] = field(default_factory=list)
+    #: The children of each mapped task (by its number), in map-index order.
+    children: dict[int, list[TaskRecord]] = field(default_factory=dict)
     #: Whether a stored blob of the run (its parameters or task outcomes) failed its
     #: signature check; such a blob is never unpickled.
     tampered: bool = False
@@ -296,8 +298,13 @@ class Journal(SQLiteFile):
             if payload is None:
                 record.tampered = True
             else:
-                record.tasks.extend(_task_records(_plain_loads(payload)))
+                for row in _task_records(_plain_loads(payload)):
+                    if row.parent is None:
+                        record.tasks.append(row)
+                    else:
+                        record.children.setdefault(row.parent, []).append(row)
         by_index = {t.index: t for t in record.tasks}
+        by_index.update((t.index, t) for family in record.children.values() for t in family)
         for index, inputs, result in blobs:
             task = by_index.get(index)
             if task is not None:
@@ -333,10 +340,26 @@ def task_records(traces: Sequence[TaskTrace], plan: Plan) -> tuple[list[tuple[An
     inputs, and the results of finished tasks outside that set that feed into it.
     """
     kinds = [type(trace.state) for trace in traces]
-    again = plan.downstream_closure(i for i, kind in enumerate(kinds) if kind.runs_again)
     nodes = plan.nodes
+    n = len(nodes)
+    # A mapped task runs again when one of its children does (only those children run).
+    starts = [i for i in range(n) if kinds[i].runs_again]
+    starts.extend(
+        trace.parent for c, trace in enumerate(traces[n:], n)
+        if kinds[c].runs_again and trace.parent is not None
+    )
+    again = plan.downstream_closure(starts)
     keep: list[Keep] = []
-    for i, trace in enumerate(traces):
+    for c, trace in enumerate(traces[n:], n):
+        # A child of a mapped task that runs again: its inputs if it runs again itself
+        # (for `taskloom show`), else its result, which the resumed mapped task keeps.
+        if trace.parent is None or not again[trace.parent]:
+            continue
+        if kinds[c].keeps_inputs:
+            keep.append((c, trace.name, dict(trace.inputs or trace.state.cached_inputs or {}), None, False))
+        elif not kinds[c].runs_again:
+            keep.append((c, trace.name, None, trace.state.result, True))
+    for i, trace in enumerate(traces[:n]):
         if again[i]:
             if kinds[i].keeps_inputs:
                 stored = dict(trace.inputs or trace.state.cached_inputs or {})

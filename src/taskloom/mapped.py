@@ -31,7 +31,10 @@ if TYPE_CHECKING:
     from .edges import Edge
     from .task import Task
 
-__all__ = ["NOT_MAPPABLE", "Unmappable", "child_name", "elements", "parent_decision"]
+__all__ = [
+    "NOT_MAPPABLE", "Unmappable", "child_name", "elements", "mapped_state", "parent_decision",
+    "unfinished_children",
+]
 
 NOT_MAPPABLE = "No upstream states can be mapped over."
 MAPPING_MESSAGE = "Ready to proceed with mapping."
@@ -91,6 +94,13 @@ def _short(value: object) -> str:
 def child_name(name: str, map_index: int) -> str:
     """The name of child ``map_index`` of a mapped task: ``name[3]``."""
     return f"{name}[{map_index}]"
+
+
+def unfinished_children(state: State[Any]) -> bool:
+    """Whether ``state`` is a ``Mapped`` state some of whose children run again (failed,
+    paused, never run): given to a run (a resume), the task maps again, keeps the other
+    children as they are and runs those."""
+    return isinstance(state, Mapped) and any(type(s).runs_again for s in state.map_states)
 
 
 def mapped_state(children: Sequence[State[Any]]) -> Mapped[list[Any]]:

@@ -13,7 +13,10 @@ depends on the class of the state the run left it in (``states.by_name(row.state
   run, a partial one): those that follow no start task start from their upstream tasks'
   stored results. A task left in ``Resume`` keeps it, so ``manual_only`` lets it through;
 - finished tasks are not run again, and their stored results feed the tasks that need
-  them.
+  them;
+- a mapped task whose children did not all finish well gets back a ``Mapped`` state with
+  its children's: those that finished keep their states, the others (failed, paused,
+  never run) run again, and so does what follows the mapped task.
 
 The flow's graph is read from its compiled plan (``taskloom.plan``), by task number: a
 recorded run's tasks are numbered as the flow's are.
@@ -29,7 +32,8 @@ from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, def
 from .loader import load_flow
 from .plan import Plan, plan, rebuild
 from .runner import run_flow
-from .states import Finished, Paused, Pending, Resume, Skipped, State, Success, by_name
+from .mapped import mapped_state, unfinished_children
+from .states import Finished, Mapped, Paused, Pending, Resume, Skipped, State, Success, by_name
 
 if TYPE_CHECKING:
     from .executors.base import Executor
@@ -90,6 +94,25 @@ def _inputs_from_results(
     return inputs
 
 
+def _mapped(record: RunRecord, row: TaskRecord, children: list[TaskRecord]) -> Mapped[Any]:
+    """A mapped task's state from its children's records: each child's class and message,
+    with its result where it is stored (or in the mapped task's stored list of results)."""
+    results = row.result if row.has_result and isinstance(row.result, list) else None
+    states: list[State[Any]] = []
+    for child in children:
+        if child.tampered:
+            raise JournalError.tampered(record.run_id, child.name)
+        kind = _kind(record, child)
+        if child.has_result:
+            result = child.result
+        elif results is not None and child.map_index is not None and child.map_index < len(results):
+            result = results[child.map_index]
+        else:
+            result = None
+        states.append(kind(child.message, result))
+    return mapped_state(states)
+
+
 def resume(
     run_id: str,
     *,
@@ -127,9 +150,18 @@ def resume(
     kinds = [_kind(record, row) for row in rows]
     states: dict[int, State[Any]] = {}
     starts: list[int] = []
+    # Mapped tasks, from their children: the state the run left each child in.
+    partial: list[int] = []
+    for i, children in record.children.items():
+        mapped = _mapped(record, rows[i], children)
+        states[i] = mapped
+        if unfinished_children(mapped):
+            partial.append(i)
     for i, (row, kind) in enumerate(zip(rows, kinds)):
         if row.tampered:
             raise JournalError.tampered(record.run_id, row.name)
+        if i in record.children:
+            continue
         if issubclass(kind, Paused):
             if wanted and row.name not in wanted:
                 states[i] = Paused(row.message, cached_inputs=row.inputs or {})
@@ -141,23 +173,25 @@ def resume(
             starts.append(i)
     # Tasks that never ran (an interrupted or partial run) and do not follow a start task:
     # start them too, from their upstream tasks' stored results.
-    again = compiled.downstream_closure(starts)
+    again = compiled.downstream_closure([*starts, *partial])
     for i, (row, kind) in enumerate(zip(rows, kinds)):
-        if again[i] or not kind.runs_again or kind.keeps_inputs:
+        if again[i] or not kind.runs_again or kind.keeps_inputs or i in record.children:
             continue
         inputs = _inputs_from_results(compiled, i, rows, kinds)
         if inputs is not None:
             states[i] = Pending("Run from the journal.", cached_inputs=inputs)
             starts.append(i)
-    if not starts:
+    if not starts and not partial:
         raise JournalError(
             f"run {record.run_id} ({record.state}) has no paused or failed task to resume"
         )
     # What runs again: the start tasks and everything downstream of them. Every other task
     # keeps its recorded outcome (with its result, where a task that runs again needs it);
     # one left in Resume that runs again keeps its permission.
-    again = compiled.downstream_closure(starts)
+    again = compiled.downstream_closure([*starts, *partial])
     for i, (row, kind) in enumerate(zip(rows, kinds)):
+        if i in record.children:
+            continue
         if again[i]:
             if i not in states and issubclass(kind, Resume):
                 states[i] = Resume(RESUMED_MESSAGE)

@@ -111,7 +111,9 @@ from .executors.base import DeferredResult, Executor, ExecutorRun, resolve_defer
 from .executors.local import LocalExecutor
 from .flow import Flow, FlowResult
 from .journal import Journal, default_journal
-from .mapped import Unmappable, child_name, elements, mapped_state, parent_decision
+from .mapped import (
+    Unmappable, child_name, elements, mapped_state, parent_decision, unfinished_children,
+)
 from .plan import Node, Plan, plan, rebuild
 from .states import (
     Failed, Finished, Mapped, Paused, Pending, Resume, Retrying, Running, State, Success,
@@ -183,7 +185,9 @@ class _Scheduler:
         self.traces = traces = [
             TaskTrace(node.task.name, seeded.get(i, not_run)) for i, node in enumerate(nodes)
         ]
-        self.finished = finished = [isinstance(t.state, Finished) for t in traces]
+        self.finished = finished = [
+            isinstance(t.state, Finished) and not unfinished_children(t.state) for t in traces
+        ]
         self.waiting = waiting = [sum(not finished[u] for u in node.upstream) for node in nodes]
         self.runnable = runnable = (
             compiled.downstream_closure(starts) if starts else [True] * len(nodes)
@@ -251,13 +255,13 @@ class _Scheduler:
                 assert journal is not None
                 journal.finish(
                     run_id, time.time(), Failed(f"Run interrupted: {error!r}", self._flow_result()),
-                    self.traces[: len(self.nodes)], self.plan,
+                    self.traces, self.plan,
                 )
             raise
         self._end(session, keep_values=True)
         state = self._flow_state().replace(run_id=run_id)
         if journal is not None:
-            journal.finish(run_id, time.time(), state, self.traces[: len(self.nodes)], self.plan)
+            journal.finish(run_id, time.time(), state, self.traces, self.plan)
         if observer is not None:
             observer.run_finished(state)
         return state
@@ -529,12 +533,22 @@ class _Scheduler:
         self.expansions[i] = exp
         self.traces[i].state = Running(f"Mapped over {n} children.")
         not_run = Pending(NOT_RUN_MESSAGE)
-        traces.extend(TaskTrace(child_name(task.name, k), not_run) for k in range(n))
+        traces.extend(
+            TaskTrace(child_name(task.name, k), not_run, parent=i, map_index=k) for k in range(n)
+        )
         self.finished.extend([False] * n)
         self.runnable.extend([True] * n)
         self.task_of.extend([task] * n)
         self.parent.extend([i] * n)
         self.map_index.extend(range(n))
+        kept = self.args.seeded.get(i)
+        if isinstance(kept, Mapped) and len(kept.map_states) == n:
+            # A resumed mapped task: children that finished keep their states.
+            for slot, state in zip(exp.slots, kept.map_states):
+                if isinstance(state, Finished) and not type(state).runs_again:
+                    traces[slot].state = state
+                    self.finished[slot] = True
+                    exp.left -= 1
         waiting = self.waiting
         ready = self.ready
         ups = [self.expansions[j].slots for edge, kind, j in exp.sources if kind == _LIVE]
@@ -546,7 +560,7 @@ class _Scheduler:
                     count += 1
                     self.dependents.setdefault(up, []).append(slot)
             waiting.append(count)
-            if count == 0:
+            if count == 0 and not self.finished[slot]:
                 ready.append(slot)
         if self.observer is not None:  # children count as tasks: tell of each as it appears
             for slot in exp.slots:
@@ -554,8 +568,8 @@ class _Scheduler:
         for d in self.nodes[i].downstream:
             if i in self.nodes[d].childwise:
                 self._release(d)
-        if n == 0:
-            self._finish(i, mapped_state([]))
+        if exp.left == 0:
+            self._finish(i, mapped_state([traces[c].state for c in exp.slots]))
 
     def _decide_child(self, slot: int) -> TaskRun | None:
         """Decide child ``slot`` of a mapped task, as any task from its own upstream states."""

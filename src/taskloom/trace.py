@@ -45,6 +45,9 @@ class TaskTrace:
         started: when its last attempt started.
         finished: when its last attempt finished.
         worker: where its last attempt ran (``"local"``, ``"loky:12345"``, ...).
+        parent: for a child of a mapped task, the mapped task's number (children are
+            numbered after the flow's tasks); None for a task of the flow.
+        map_index: for a child of a mapped task, its index.
     """
 
     name: str
@@ -55,6 +58,8 @@ class TaskTrace:
     started: float | None = None
     finished: float | None = None
     worker: str | None = None
+    parent: int | None = None
+    map_index: int | None = None
 
 
 #: The fields of a trace recorded as they are: plain values (str, int, float, None).
@@ -81,6 +86,8 @@ class TaskRecord:
     """One task of a recorded run, as ``Journal.load`` gives it back.
 
     ``state`` is the name of its final state's class (``states.by_name`` gives the class).
+    A child of a mapped task has the mapped task's number as ``parent`` and its
+    ``map_index``; ``RunRecord.children`` holds them, by parent.
     ``inputs`` is set for tasks left paused, retrying or failed; ``result`` (with
     ``has_result``) for finished tasks whose result a resume needs. Either is ``TAMPERED``
     when its signature did not match.
@@ -98,6 +105,8 @@ class TaskRecord:
     inputs: dict[str, Any] | None = None
     result: Any = None
     has_result: bool = False
+    parent: int | None = None
+    map_index: int | None = None
 
     @property
     def tampered(self) -> bool:
