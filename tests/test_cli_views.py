@@ -59,3 +59,51 @@ def test_show_timeline_draws_a_bar_per_task(tmp_path: Path, taskloom_home: Path)
     timeline = shown.stdout[shown.stdout.index("TASK ") :]
     for name in ("double", "describe"):
         assert sum(name in line and ("#" in line or "█" in line) for line in timeline.splitlines()) >= 1
+
+
+MAPPED = """\
+from taskloom import unmapped
+
+
+@task
+def picky(ok_file: str, x: int) -> int:
+    record(LOG, str(x))
+    if x % 2 and not os.path.exists(ok_file):
+        raise ValueError(f"{x} is odd")
+    return x
+
+
+@task
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+with Flow("mapped") as flow:
+    total(picky.map(unmapped(OK), [0, 1, 2, 3, 4]))
+"""
+
+
+def test_show_counts_a_mapped_tasks_children_and_resume_runs_the_failed_ones(
+    tmp_path: Path, taskloom_home: Path
+) -> None:
+    log, ok = tmp_path / "log", tmp_path / "ok"
+    flows = write_flow(tmp_path / "flows.py", "import os\n" + MAPPED, LOG=str(log), OK=str(ok))
+    ran = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local", "--no-progress")
+    assert ran.returncode == 1, describe(ran)
+    rid = run_id(ran.stdout)
+    shown = taskloom(taskloom_home, "show", rid)
+    assert shown.returncode == 0, describe(shown)
+    rows = [row for row in shown.stdout.splitlines() if row.startswith(("picky", "total", "  picky"))]
+    assert len(rows) == 2  # one line for the mapped task, one for the reduce
+    assert "Mapped" in rows[0] and "5 children: 3 Success, 2 Failed" in rows[0]
+    listed = taskloom(taskloom_home, "show", rid, "--children")
+    children = [row.split() for row in listed.stdout.splitlines() if row.startswith("  picky[")]
+    assert [(c[0], c[1]) for c in children] == [
+        ("picky[0]", "Success"), ("picky[1]", "Failed"), ("picky[2]", "Success"),
+        ("picky[3]", "Failed"), ("picky[4]", "Success"),
+    ]  # fmt: skip
+    ok.touch()
+    log.unlink()
+    resumed = taskloom(taskloom_home, "resume", rid, "--no-progress")
+    assert resumed.returncode == 0, describe(resumed)
+    assert sorted(log.read_text().split()) == ["1", "3"]

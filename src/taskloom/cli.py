@@ -242,6 +242,30 @@ def _stored(task: TaskRecord) -> str:
     return ",".join(parts) or "-"
 
 
+def _show_row(task: TaskRecord, origin: float, indent: str = "") -> list[str]:
+    return [
+        indent + task.name,
+        task.state,
+        str(task.attempts),
+        task.worker or "-",
+        _offset(task.queued, origin),
+        _offset(task.started, origin),
+        _offset(task.finished, origin),
+        duration(_between(task.queued, task.started)),
+        duration(_between(task.started, task.finished)),
+        _stored(task),
+        one_line(task.message),
+    ]
+
+
+def _counts(children: Sequence[TaskRecord]) -> str:
+    """How many children ended in each state: ``7 Success, 3 Failed`` (see --children)."""
+    counts: dict[str, int] = {}
+    for child in children:
+        counts[child.state] = counts.get(child.state, 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in counts.items()) + " (--children lists them)"
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     journal = default_journal()
     run = _reading(journal, lambda: journal.load(args.run_id))
@@ -256,22 +280,16 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"Ended       {clock(run.ended)}  (took {duration(run.duration)})")
     if run.resumed_from:
         print(f"Resumed     from run {run.resumed_from}")
-    rows = [
-        [
-            task.name,
-            task.state,
-            str(task.attempts),
-            task.worker or "-",
-            _offset(task.queued, origin),
-            _offset(task.started, origin),
-            _offset(task.finished, origin),
-            duration(_between(task.queued, task.started)),
-            duration(_between(task.started, task.finished)),
-            _stored(task),
-            one_line(task.message),
-        ]
-        for task in run.tasks
-    ]
+    rows = []
+    for task in run.tasks:
+        rows.append(_show_row(task, origin))
+        children = run.children.get(task.index)
+        if children is None:
+            continue
+        if args.children:
+            rows.extend(_show_row(child, origin, indent="  ") for child in children)
+        else:
+            rows[-1][-1] = f"{len(children)} children: {_counts(children)}"
     print()
     print(table(
         ["TASK", "STATE", "ATTEMPTS", "WORKER", "QUEUED", "STARTED", "FINISHED", "WAITED", "RAN",
@@ -286,7 +304,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         plain = (sys.stdout.encoding or "").lower().replace("-", "") != "utf8"
         print()
         print(timeline_text(run, width=width, flow=_flow_of(run, None), ascii=plain))
-    tampered = [task.name for task in run.tasks if task.tampered]
+    everyone = [*run.tasks, *(c for family in run.children.values() for c in family)]
+    tampered = [task.name for task in everyone if task.tampered]
     if tampered:
         print(
             f"\nWarning: the stored data of {', '.join(tampered)} is tampered with (its signature "
@@ -460,6 +479,11 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--timeline", action="store_true",
         help="also draw the run as a timeline: one lane per worker, queue wait and run time",
+    )
+    show.add_argument(
+        "--children", action="store_true",
+        help="list every child of a mapped task (by default: one line per mapped task, "
+        "counting its children by state)",
     )
     show.set_defaults(handler=cmd_show)
 
