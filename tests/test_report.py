@@ -227,3 +227,35 @@ def test_report_renders_a_bar_per_task_in_headless_chromium(
     assert all(re.search(r'class="bar', g) for g in groups)
     ran = sum(1 for t in record.tasks if t.started is not None)
     assert sum(1 for g in groups if '<rect class="bar"' in g) == ran
+
+
+@task
+def square(x: int) -> int:
+    if x == 3:
+        raise ValueError("three")
+    return x * x
+
+
+@task(trigger=taskloom.triggers.always_run)
+def count(xs: list[Any]) -> int:
+    return len(xs)
+
+
+@pytest.mark.parametrize("n", [5, 250])
+def test_the_report_draws_the_children_of_a_mapped_task(n: int) -> None:
+    with Flow(f"mapped report {n}") as flow:
+        count(square.map(list(range(n))))
+    state = flow.run()
+    assert state.run_id is not None
+    record = default_journal().load(state.run_id)
+    assert len(record.children[0]) == n
+    stats = run_stats(record, flow)
+    assert stats.critical is not None and stats.critical[0] == 0  # the mapped task, then count
+    page = render_report(record, flow=flow)
+    text = timeline_text(record, width=120, flow=flow)
+    if n <= 200:  # a bar per child
+        assert 'data-name="square[4]"' in page and "square[3]" in text
+    else:  # the children of one worker are one bar, coloured by the failed one
+        assert "square ×250" in page and "square ×250" in text
+        assert 'data-name="square[4]"' not in page
+        assert "Mapped: 249 Success, 1 Failed" in page

@@ -14,7 +14,7 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._runview import colour, run_time, tint
+from ._runview import colour, mapped_outcome, run_time, tint
 from ._text import duration, factor
 from ._timeline import SCHEDULER_LANE, Bar, RunStats, place_bars, run_stats, stack_lanes
 from .progress import category_of
@@ -287,6 +287,11 @@ def render_report(record: RunRecord, flow: Flow | None = None, *, title: str | N
     table_rows = []
     for t in record.tasks:
         b = category_of(t.state)
+        message = t.message or ""
+        children = record.children.get(t.index)
+        if children is not None:  # a mapped task: as its children ended
+            outcome = mapped_outcome([c.state for c in children])
+            b, message = outcome.bucket, outcome.message or ""
         waited = None if t.queued is None or t.started is None else max(0.0, t.started - t.queued)
         ran = None if t.started is None else run_time(t)
         crit = " ◆" if stats.critical and t.index in stats.critical else ""
@@ -295,7 +300,7 @@ def render_report(record: RunRecord, flow: Flow | None = None, *, title: str | N
             f'<td><span class="dot" style="background:{colour(b)}"></span>{e(t.state)}</td>'
             f"<td>{e(t.worker or '-')}</td><td class=\"num\">{t.attempts}</td>"
             f'<td class="num">{duration(waited, spaced=True)}</td><td class="num">{duration(ran, spaced=True)}</td>'
-            f'<td class="msg">{e(t.message or "")}</td></tr>'
+            f'<td class="msg">{e(message)}</td></tr>'
         )
     return f"""<!DOCTYPE html>
 <html lang="en">

@@ -115,19 +115,20 @@ def run_time(task: TaskRecord) -> float:
     return max(0.0, task.finished - task.started)
 
 
-def critical_path(tasks: Sequence[TaskRecord], flow: Flow) -> tuple[list[int], float]:
+def critical_path(times: Sequence[float], flow: Flow) -> tuple[list[int], float]:
     """The chain of dependent tasks with the most run time, and that run time.
 
-    ``tasks`` are a run of ``flow`` (task ``i`` of the run is task ``i`` of the flow). Ties
-    go to the chain found first. An empty run has an empty path.
+    ``times`` are the run times of a run's tasks (task ``i`` of the run is task ``i`` of
+    the flow; a mapped task's is its longest child's, as its children run side by side).
+    Ties go to the chain found first. An empty run has an empty path.
     """
     compiled = plan(flow)
-    n = len(tasks)
+    n = len(times)
     best = [0.0] * n
     via: list[int | None] = [None] * n
     for i in compiled.order():
         before = max(compiled.nodes[i].upstream, key=lambda u: best[u], default=None)
-        best[i] = run_time(tasks[i]) + (best[before] if before is not None else 0.0)
+        best[i] = times[i] + (best[before] if before is not None else 0.0)
         via[i] = before
     if not n:
         return [], 0.0

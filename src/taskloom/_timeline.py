@@ -10,17 +10,21 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ._runview import critical_path, mismatch, run_time, upstream_indices
+from ._runview import critical_path, mapped_outcome, mismatch, run_time, upstream_indices
 from .progress import category_of
+from .trace import TaskRecord
 
 if TYPE_CHECKING:
     from .flow import Flow
-    from .journal import RunRecord, TaskRecord
+    from .journal import RunRecord
 
 __all__ = ["SCHEDULER_LANE", "Bar", "Lane", "RunStats", "place_bars", "run_stats", "stack_lanes"]
 
 #: The lane of tasks decided in the scheduler, not run by a worker.
 SCHEDULER_LANE = "scheduler (did not run)"
+#: Up to this many children of mapped tasks in a run, each is a bar of its own; past it,
+#: the children of a mapped task that ran on one worker are one bar (``name ×N``).
+CHILD_BARS = 200
 
 
 @dataclass(slots=True)
@@ -53,9 +57,10 @@ class RunStats:
 def run_stats(record: RunRecord, flow: Flow | None = None) -> RunStats:
     """Total work, wall time, workers, critical path and best speed-up of ``record``."""
     tasks = record.tasks
-    work = sum(run_time(t) for t in tasks)
+    everyone = _everyone(record)
+    work = sum(run_time(t) for t in everyone)
     wall = _span(record)
-    workers = _workers(tasks)
+    workers = _workers(everyone)
     note = None
     upstream = None
     if flow is None:
@@ -70,10 +75,14 @@ def run_stats(record: RunRecord, flow: Flow | None = None) -> RunStats:
         else:
             note = f"Critical path not shown: {why}."
     if flow is not None and upstream is not None:
-        path, length = critical_path(tasks, flow)
+        times = [
+            max((run_time(c) for c in record.children.get(t.index, ())), default=run_time(t))
+            for t in tasks
+        ]
+        path, length = critical_path(times, flow)
         best = work / length if length > 0 else None
         return RunStats(work, wall, workers, path, length, best, True, None, upstream)
-    longest = max((run_time(t) for t in tasks), default=0.0)
+    longest = max((run_time(t) for t in everyone), default=0.0)
     best = work / longest if longest > 0 else None
     return RunStats(work, wall, workers, None, 0.0, best, False, note, None)
 
@@ -100,8 +109,13 @@ class Lane:
     rows: int = 1
 
 
+def _everyone(record: RunRecord) -> list[TaskRecord]:
+    """The run's tasks and the children of its mapped tasks."""
+    return [*record.tasks, *(c for family in record.children.values() for c in family)]
+
+
 def _span(record: RunRecord) -> float:
-    ends = [t.finished for t in record.tasks if t.finished is not None]
+    ends = [t.finished for t in _everyone(record) if t.finished is not None]
     if record.ended is not None:
         ends.append(record.ended)
     return max([0.0, *(e - record.started for e in ends)])
@@ -133,17 +147,49 @@ def place_bars(record: RunRecord, upstream: list[list[int]] | None) -> list[Bar]
         placed[i] = when
         return when
 
-    for t in record.tasks:
-        bucket = category_of(t.state)
+    def bar(t: TaskRecord, bucket: str, at: int) -> Bar:
         if t.started is not None and t.finished is not None:
             queued = None if t.queued is None else min(t.queued, t.started) - origin
-            bars.append(
-                Bar(t, bucket, t.worker or "?", queued, t.started - origin, t.finished - origin, True)
-            )
-        else:
-            at = done_at(t.index)
-            bars.append(Bar(t, bucket, SCHEDULER_LANE, None, at, at, False))
+            return Bar(t, bucket, t.worker or "?", queued, t.started - origin, t.finished - origin, True)
+        when = done_at(at)
+        return Bar(t, bucket, SCHEDULER_LANE, None, when, when, False)
+
+    many = sum(len(family) for family in record.children.values()) > CHILD_BARS
+    for t in record.tasks:
+        bars.append(bar(t, category_of(t.state), t.index))
+        children = record.children.get(t.index)
+        if children is None:
+            continue
+        if not many:
+            bars.extend(bar(c, category_of(c.state), t.index) for c in children)
+            continue
+        groups: dict[str | None, list[TaskRecord]] = {}
+        for c in children:
+            groups.setdefault(c.worker if c.started is not None else None, []).append(c)
+        for group in groups.values():
+            summary = _collapsed(t, group)
+            bars.append(bar(summary, mapped_outcome([c.state for c in group]).bucket, t.index))
     return bars
+
+
+def _collapsed(parent: TaskRecord, children: list[TaskRecord]) -> TaskRecord:
+    """One bar for the children of ``parent`` that ran on one worker (or none): from the
+    first one's start to the last one's end."""
+    outcome = mapped_outcome([c.state for c in children])
+    ran = [c for c in children if c.started is not None and c.finished is not None]
+    queued = [c.queued for c in ran if c.queued is not None]
+    return TaskRecord(
+        index=parent.index,
+        name=f"{parent.name} ×{len(children)}",
+        state=outcome.state,
+        message=outcome.message,
+        queued=min(queued) if queued else None,
+        started=min((c.started for c in ran if c.started is not None), default=None),
+        finished=max((c.finished for c in ran if c.finished is not None), default=None),
+        attempts=max((c.attempts for c in children), default=0),
+        worker=children[0].worker,
+        parent=parent.index,
+    )
 
 
 def stack_lanes(bars: list[Bar], workers: list[str], min_width: float, max_rows: int = 10) -> list[Lane]:

@@ -64,8 +64,8 @@ def timeline_text(
     bars = place_bars(record, stats.upstream)
     span = max(stats.wall, max((b.end for b in bars), default=0.0), 1e-3)
     critical = set(stats.critical or ())
-    name_width = min(28, max([4, *(len(t.name) for t in record.tasks)]))
-    number_width = len(str(max(0, len(record.tasks) - 1)))
+    name_width = min(28, max([4, *(len(b.task.name) for b in bars)]))
+    number_width = len(str(max([0, *(b.task.index for b in bars)])))
     status_width = 30
     head_width = number_width + name_width + 3  # "*" or " ", the number, " ", the name, " "
     columns = max(10, width - head_width - status_width - 2)
@@ -102,7 +102,8 @@ def timeline_text(
             else:
                 cells[col(bar.start)] = mark_char
             star = "*" if t.index in critical else " "
-            name = t.name if len(t.name) <= name_width else t.name[: name_width - 1] + "~"
+            name = t.name.replace("×", "x") if ascii else t.name
+            name = name if len(name) <= name_width else name[: name_width - 1] + "~"
             status = t.state
             if bar.ran:
                 status += f" {duration(bar.end - bar.start, spaced=True)}"
