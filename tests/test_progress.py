@@ -260,3 +260,17 @@ def test_worker_log_records_carry_run_task_and_attempt(taskloom_home: Any) -> No
     assert record.__dict__["attempt"] == 2
     assert record.__dict__["flow_run_id"] == state.run_id
     assert "4/4 done" in _plain(out.getvalue())
+
+
+def test_progress_counts_the_children_of_a_mapped_task(taskloom_home: Any) -> None:
+    @task
+    def half(x: int) -> float:
+        return 1 / (x - 2)
+
+    with Flow("progress-map") as flow:
+        half.map([0, 1, 2, 3])
+    stream = io.StringIO()
+    flow.run(executor=LocalExecutor(), progress=TerminalProgress(stream, every=0.0))
+    last = stream.getvalue().splitlines()[-1]
+    # the mapped task and its four children: three succeed, one fails
+    assert last.startswith("progress-map: 5/5 done | succeeded 4, failed 1 | "), last
