@@ -65,6 +65,7 @@ class FollowOn:
     task: Task[Any, Any]
     constants: dict[str, Any]
     input_key: str | None
+    map_index: int | None = None
 
 
 @dataclass(slots=True)
@@ -224,7 +225,9 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
         if follow.input_key is not None:
             inputs[follow.input_key] = state.result
         started = finished
-        state = run_attempt(TaskRun(follow.key, follow.task, inputs), run_context)
+        state = run_attempt(
+            TaskRun(follow.key, follow.task, inputs, map_index=follow.map_index), run_context
+        )
         finished = time.time()
         results.append(TaskResult(follow.key, state, started, finished, worker))
     return results

@@ -61,6 +61,10 @@ class Node:
     #: For a mapped task: the mapped upstream tasks it maps over child by child (every
     #: edge from them mapped, none flattened), so it may map as soon as they have mapped.
     childwise: frozenset[int] = frozenset()
+    #: For a mapped task: whether its children may run as follow-ons of the children they
+    #: map over (the rule of ``followable``, but for the one-upstream condition, which the
+    #: scheduler checks child by child).
+    chainable: bool = False
 
 
 @dataclass(slots=True, eq=False)
@@ -148,6 +152,7 @@ def _compile(flow: Flow) -> Plan:
                 node.constants[key] = value
         node.mapped = flow.mapped_arguments(t)
         node.followable = node.mapped is None and _followable(node)
+        node.chainable = node.mapped is not None and _decided_as_followable(node.task)
     for node in nodes:
         if node.mapped is not None:
             node.childwise = frozenset(
@@ -163,12 +168,18 @@ def _followable(node: Node) -> bool:
     task is the one before it in the chain, the default trigger, skip propagation on (so a
     skipped upstream skips it, as ``follows`` assumes), and no output cache (a cache
     lookup happens in the parent)."""
-    task = node.task
     return (
         len(node.upstream) == 1
         and not node.nested
         and len(node.direct) <= 1
-        and task.trigger is all_successful
+        and _decided_as_followable(node.task)
+    )
+
+
+def _decided_as_followable(task: Task[Any, Any]) -> bool:
+    """The default trigger, skip propagation on, no output cache, not a parameter."""
+    return (
+        task.trigger is all_successful
         and task.skip_on_upstream_skip
         and task.cache_for is None
         and not isinstance(task, ParameterTask)

@@ -101,9 +101,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from . import _run_args
+from . import _run_args, triggers
 from ._run_args import RunArgs
-from .attempt import FollowOn, TaskResult, TaskRun
+from .attempt import FollowOn, TaskResult, TaskRun, follows
 from .caching import CacheStore, cache_key, default_cache_store, lookup, remember
 from .context import enter, leave
 from .decide import decide
@@ -135,6 +135,11 @@ _RUNNING: State[Any] = Running("Task handed to the executor.")
 
 # -- the scheduler -----------------------------------------------------------------------------------
 
+
+def _children_of(state: State[Any]) -> list[State[Any]]:
+    return state.map_states if isinstance(state, Mapped) else [state]
+
+
 #: Where a child of a mapped task finds the state an upstream edge gives it (its trigger's
 #: view): the upstream task's child of the same index, still running or not (``_LIVE``,
 #: with that task's number); a finished mapped task's child (``_CHILD``, with its children's
@@ -154,6 +159,11 @@ class _Expansion:
     live: list[tuple[str, int]] = field(default_factory=list)
     sources: list[tuple[Any, int, Any]] = field(default_factory=list)
     left: int = 0
+    #: Whether every child sees upstream states of the same classes (none is the child of
+    #: a mapped task) and the trigger is one of taskloom's, which look at classes only: then
+    #: the first child's decision is every child's (``same``: () to run, else its state).
+    uniform: bool = False
+    same: tuple[State[Any], ...] | None = None
 
 
 class _Scheduler:
@@ -345,7 +355,7 @@ class _Scheduler:
         chain: list[FollowOn] = []
         nodes = self.nodes
         if i >= len(nodes):
-            return ()
+            return self._child_chain_after(i)
         while len(nodes[i].downstream) == 1 and len(chain) < 10_000:
             j = nodes[i].downstream[0]
             node = nodes[j]
@@ -365,6 +375,54 @@ class _Scheduler:
             i = j
         return tuple(chain)
 
+    def _child_chain_after(self, slot: int) -> tuple[FollowOn, ...]:
+        """The follow-ons of child run ``slot``: child ``k`` of the mapped task that maps
+        over its mapped task child by child, and so on, while each is the only child
+        waiting for the one before and would be decided exactly as a followable task
+        (see ``_follows_child``)."""
+        chain: list[FollowOn] = []
+        while len(chain) < 10_000:
+            after = self.dependents.get(slot)
+            if after is None or len(after) != 1:
+                break
+            d = after[0]
+            link = self._follows_child(d, slot)
+            if link is None:
+                break
+            self.claimed.add(d)
+            chain.append(link)
+            slot = d
+        return tuple(chain)
+
+    def _follows_child(self, d: int, before: int) -> FollowOn | None:
+        """Child ``d`` as a follow-on of child ``before``, when the worker's rule
+        (``attempt.follows``) is the scheduler's decision for it: its task is followable
+        but for being mapped, ``before``'s is its one upstream still to finish, and every
+        other upstream state it sees is a success that ``follows``."""
+        parent, k = self.parent[d], self.map_index[d]
+        exp, node = self.expansions[parent], self.nodes[self.parent[d]]
+        if (
+            k is None
+            or self.finished[d]
+            or self.traces[d].attempts
+            or d in self.claimed
+            or self.waiting[d] != 1
+            or not node.chainable
+        ):
+            return None
+        live = [(edge, j) for edge, kind, j in exp.sources if kind == _LIVE]
+        if len(live) != 1 or self.expansions[live[0][1]].slots[k] != before:
+            return None
+        for edge, kind, source in exp.sources:
+            if kind == _CHILD and not follows(source[k]):
+                return None
+            if kind == _WHOLE and not all(follows(s) for s in _children_of(self.traces[source].state)):
+                return None
+        inputs = dict(exp.shared)
+        for key, items in exp.by_index.items():
+            inputs[key] = items[k]
+        return FollowOn(d, self.task_of[d], inputs, live[0][0].key, k)
+
     def _take(self, results: list[TaskResult]) -> None:
         """Process what the executor handed back: runs, and follow-ons that ran with them."""
         heads: list[int] = []
@@ -377,7 +435,7 @@ class _Scheduler:
                 claimed.discard(key)
                 trace.attempts = 1
                 trace.queued = head_queued  # handed over with the run it follows
-                trace.inputs = self._inputs(self.nodes[key])
+                trace.inputs = self._inputs_of(key)
             else:
                 self.in_flight -= 1
                 heads.append(key)
@@ -521,6 +579,10 @@ class _Scheduler:
                 exp.sources.append((edge, _ELEMENT, exp.by_index[edge.key]))
             else:
                 exp.sources.append((edge, _WHOLE, j))
+        exp.uniform = (
+            getattr(task.trigger, "__module__", None) == triggers.__name__
+            and all(kind in (_ELEMENT, _WHOLE) for _, kind, _ in exp.sources)
+        )
         self._add_children(i, exp, min(widths))
 
     def _add_children(self, i: int, exp: _Expansion, n: int) -> None:
@@ -577,19 +639,26 @@ class _Scheduler:
         assert k is not None
         exp, traces = self.expansions[parent], self.traces
         task = self.task_of[slot]
-        upstream: dict[Any, State[Any]] = {}
-        for edge, kind, source in exp.sources:
-            if kind == _LIVE:
-                upstream[edge] = traces[self.expansions[source].slots[k]].state
-            elif kind == _CHILD:
-                upstream[edge] = source[k]
-            elif kind == _ELEMENT:
-                upstream[edge] = Success(result=source[k])
-            else:
-                upstream[edge] = traces[source].state
         seeded = self.args.seeded.get(parent)
         resume = isinstance(seeded, Resume)
-        decided = decide(task, upstream, resume=resume)
+        decided: State[Any] | None
+        if exp.same is not None:  # decided once for every child (see _Expansion.same)
+            # A copy each: states count by identity in triggers (one per child).
+            decided = exp.same[0].replace() if exp.same else None
+        else:
+            upstream: dict[Any, State[Any]] = {}
+            for edge, kind, source in exp.sources:
+                if kind == _LIVE:
+                    upstream[edge] = traces[self.expansions[source].slots[k]].state
+                elif kind == _CHILD:
+                    upstream[edge] = source[k]
+                elif kind == _ELEMENT:
+                    upstream[edge] = Success(result=source[k])
+                else:
+                    upstream[edge] = traces[source].state
+            decided = decide(task, upstream, resume=resume)
+            if exp.uniform:
+                exp.same = (decided,) if decided is not None else ()
         inputs = self._child_inputs(exp, k)
         if decided is not None:
             if isinstance(decided, Paused):
@@ -618,6 +687,14 @@ class _Scheduler:
             and d not in self.claimed
         ):
             self.ready.append(d)
+
+    def _inputs_of(self, i: int) -> dict[str, Any]:
+        """The inputs of task or child ``i``, from its upstream tasks' states now."""
+        if i < len(self.nodes):
+            return self._inputs(self.nodes[i])
+        k = self.map_index[i]
+        assert k is not None
+        return self._child_inputs(self.expansions[self.parent[i]], k)
 
     def _inputs(self, node: Node) -> dict[str, Any]:
         traces = self.traces
