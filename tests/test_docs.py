@@ -41,3 +41,17 @@ def test_quickstart_demo_succeeds_and_reuses_its_cache(tmp_path: Path) -> None:
     assert "flow Success" in runs[0] and "flow Success" in runs[1]
     assert re.search(r"load_rates\s+Success", runs[0])
     assert re.search(r"load_rates\s+Cached", runs[1])
+
+
+@pytest.mark.slow
+def test_readme_mapping_example_prints_what_the_readme_says(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"## Mapping\n\n.*?```python\n(.*?)```", readme, re.S)
+    assert found is not None, "README lost its '## Mapping' example"
+    script = tmp_path / "readme_mapping.py"
+    script.write_text(found.group(1))
+    done = _run(script, tmp_path / "home")
+    assert done.returncode == 0, done.stderr
+    first, second = done.stdout.strip().splitlines()[-2:]
+    assert first == "6"
+    assert second.count("Success(") == 3
