@@ -33,7 +33,8 @@ import cloudpickle
 
 from ..attempt import TaskResult, TaskRun
 from ..states import Failed, State
-from ._wire import RemoteTaskError, pickling_message, unpack_state
+from ..errors import RemoteTaskError
+from ._wire import pickling_message, unpack_state
 
 #: The most runs in one batch.
 MAX_BATCH = 512

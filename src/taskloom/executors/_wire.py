@@ -41,7 +41,7 @@ from typing import Any
 import cloudpickle
 
 from ..attempt import FollowOn, TaskResult, TaskRun, run_chain
-from ..errors import FlowDefinitionError, TaskloomError
+from ..errors import FlowDefinitionError, RemoteTaskError
 from ..states import (
     Cached,
     Failed,
@@ -57,28 +57,6 @@ from ..states import (
     TriggerFailed,
 )
 from ..task import Task, _same_options
-
-
-class RemoteTaskError(TaskloomError):
-    """An exception raised by a task in a worker that could not be sent back as itself.
-
-    Attributes:
-        type_name: the qualified name of the original exception's type.
-        text: ``str()`` of the original exception.
-        remote_traceback: the traceback, formatted in the worker.
-    """
-
-    # Its public home (re-exported there): pickles and type names keep naming it so.
-    __module__ = "taskloom.executors.loky"
-
-    def __init__(self, type_name: str, text: str, remote_traceback: str) -> None:
-        super().__init__(f"{type_name}: {text}")
-        self.type_name = type_name
-        self.text = text
-        self.remote_traceback = remote_traceback
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (RemoteTaskError, (self.type_name, self.text, self.remote_traceback))
 
 
 # --- states ---------------------------------------------------------------------------------

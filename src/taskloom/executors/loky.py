@@ -51,8 +51,8 @@ from ..attempt import TaskResult, TaskRun
 from ..context import current as _current_context
 from ..states import Failed, State, Success, TimedOut
 from ._batching import decided_here, decode_rows, encode_batch, requeue, take_batch
+from ..errors import RemoteTaskError
 from ._wire import (
-    RemoteTaskError,
     Templates,
     catch_sigterm,
     check_context,
