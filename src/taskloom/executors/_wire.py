@@ -42,29 +42,16 @@ import cloudpickle
 
 from ..attempt import FollowOn, TaskResult, TaskRun, run_chain
 from ..errors import FlowDefinitionError, RemoteTaskError
-from ..states import (
-    Cached,
-    Failed,
-    Paused,
-    Pending,
-    Resume,
-    Retrying,
-    Running,
-    Skipped,
-    State,
-    Success,
-    TimedOut,
-    TriggerFailed,
-)
+from ..states import Failed, State, all_classes
 from ..task import Task, _same_options
 
 
 # --- states ---------------------------------------------------------------------------------
 
-_STATE_CLASSES: tuple[type[State[Any]], ...] = (
-    Success, Failed, Skipped, TriggerFailed, TimedOut, Retrying, Paused, Cached, Pending,
-    Running, Resume,
-)
+# Only the classes taskloom defines get a code: they register in the same order in every
+# process. A user's subclass registers when its module is imported, which may differ
+# between the parent and a worker, so it travels pickled whole.
+_STATE_CLASSES = tuple(cls for cls in all_classes() if cls.__module__ == State.__module__)
 _STATE_CODES = {cls: code for code, cls in enumerate(_STATE_CLASSES)}
 
 #: A run on the wire: key, template id, inputs, run count, resume, follow-ons.
