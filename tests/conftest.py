@@ -65,3 +65,12 @@ def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
         yield DaskExecutor(address=address)
     else:  # pragma: no cover
         raise ValueError(request.param)
+
+
+@pytest.fixture(params=["loky", "dask"])
+def pool_executor(request: pytest.FixtureRequest) -> Executor:
+    """The executors whose tasks run in worker processes, as the ``executor`` fixture makes
+    them: a 2-worker ``LokyExecutor``, a ``DaskExecutor`` on ``dask_cluster``."""
+    if request.param == "loky":
+        return LokyExecutor(max_workers=2)
+    return DaskExecutor(address=request.getfixturevalue("dask_cluster"))
