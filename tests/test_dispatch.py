@@ -22,6 +22,7 @@ from taskloom.executors._dispatch import MAX_BATCH, Workers, alone, requeue, tak
 from taskloom.states import Failed, Success
 
 from ._helpers import kind
+from .test_dask import inc, sleeper
 
 LONG = 0.005
 
@@ -153,17 +154,6 @@ def test_a_run_that_leaves_lets_the_others_on() -> None:
 def exit_3() -> int:
     time.sleep(0.2)  # let the others start: they are in flight when this worker dies
     os._exit(3)
-
-
-@task
-def sleeper(seconds: float) -> int:
-    time.sleep(seconds)
-    return os.getpid()
-
-
-@task
-def inc(x: int) -> int:
-    return x + 1
 
 
 @pytest.mark.slow
