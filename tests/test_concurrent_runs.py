@@ -10,11 +10,13 @@ import them by reference.
 from __future__ import annotations
 
 import datetime as dt
+import glob
 import os
 import threading
 from pathlib import Path
 from typing import Any
 
+import psutil  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 import taskloom
@@ -177,3 +179,61 @@ def test_a_crash_is_blamed_on_its_culprit_not_on_another_run(
     assert isinstance(failed, Failed), failed
     assert "exits_once_started" in (failed.message or "") and "killed" in (failed.message or "")
     assert [crashing.result[s].result for s in side] == [0, 1, 4]
+
+
+# -- an interrupted run, on a pool another run uses ------------------------------------------
+
+
+@task
+def big_once_released(started: str, release: str) -> bytes:
+    """Say which worker runs it, wait (at most 30 s) for ``release``, return 2 MiB."""
+    Path(started).write_text(str(os.getpid()))
+    for _ in range(3000):
+        if Path(release).exists():
+            break
+        threading.Event().wait(0.01)
+    return b"\x07" * (2 << 20)
+
+
+@task
+def worker_pid() -> int:
+    return os.getpid()
+
+
+def wait_until(condition: Any, within: float = 30.0) -> bool:
+    """Poll ``condition()`` every 10 ms until it is true or ``within`` seconds passed."""
+    event = threading.Event()
+    for _ in range(int(within * 100)):
+        if condition():
+            return True
+        event.wait(0.01)
+    return bool(condition())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir("/dev/shm"), reason="no /dev/shm on this system")
+def test_an_interrupted_run_leaves_a_pool_another_run_uses(tmp_path: Path) -> None:
+    """Ending a run with a batch out stops the pool only if no other run uses it. Here
+    another does: the pool stays, the body already running finishes, and the large
+    result it leaves in shared memory is deleted, since no run will take it."""
+    from taskloom.attempt import TaskRun
+    from taskloom.executors import LokyExecutor
+
+    started, release = tmp_path / "started", tmp_path / "release"
+    executor = LokyExecutor(max_workers=2)
+    other = executor.begin({"flow_run_id": "other"})
+    interrupted = executor.begin({"flow_run_id": "interrupted"})
+    try:
+        interrupted.submit([TaskRun(0, big_once_released, {"started": str(started), "release": str(release)})])
+        assert wait_until(lambda: started.exists() and started.read_text())
+        busy_worker = int(started.read_text())
+        interrupted.end()  # as after Ctrl-C: its run is still out
+        release.touch()
+        other.submit([TaskRun(0, worker_pid, {})])
+        [result] = other.collect(30)
+        assert isinstance(result.state, Success), result.state
+        assert wait_until(lambda: not glob.glob(f"/dev/shm/taskloom-{os.getpid()}-*"))
+        assert psutil.pid_exists(busy_worker)  # the pool was not shut down
+    finally:
+        release.touch()
+        other.end()

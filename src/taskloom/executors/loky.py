@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+import cloudpickle
 import loky
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
@@ -45,7 +46,7 @@ from ..attempt import TaskResult, TaskRun
 from ..errors import RemoteTaskError
 from ..states import State, Success
 from ._dispatch import Dispatcher, Loss, Reply, Workers
-from ._wire import Templates
+from ._wire import Templates, unpack_state
 from ._worker import LogCapture, run_batch
 from .base import DeferredResult, ExecutorRun, resolve_deferred
 
@@ -223,7 +224,20 @@ def _leave(pool: _Pool, abandoned: Sequence[Future[Reply]] | None) -> None:
         executor.shutdown(wait=True, kill_workers=True)
     elif abandoned:
         for future in abandoned:
-            future.cancel()
+            if not future.cancel():  # running: it finishes, and no run takes its results
+                future.add_done_callback(_drop_shared)
+
+
+def _drop_shared(future: Future[Reply]) -> None:
+    """Delete the shared-memory files of the results of a batch no run takes."""
+    try:
+        _, rows = cloudpickle.loads(future.result()[0])
+    except Exception:
+        return
+    for _, wire, _, _ in rows:
+        result = unpack_state(wire).result
+        if isinstance(result, SharedResult):
+            _remove(result.path)
 
 
 def _new_executor(size: int) -> loky.ProcessPoolExecutor:
