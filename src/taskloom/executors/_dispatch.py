@@ -62,7 +62,9 @@ address, serves every run of this process that uses it, from any thread. ``Worke
 what those runs share: how many batches are in flight, and which run's suspect needs the
 workers alone. While a suspect waits for them or runs, the other runs send nothing new
 (they are woken through their ``done`` queue when it returns): the price of naming the
-right culprit is a short pause of every run on those workers after a death.
+right culprit is that every run on those workers pauses while the suspects of a death
+run. Getting workers back after a death is the back end's business (loky replaces a
+broken pool at the next send; Dask's nanny restarts the worker).
 
 **Hard timeouts.** A back end whose tasks can get stuck out of reach of the worker's own
 timeout (loky: a task in C code ignores ``SIGALRM``) gives a ``hard_timeout_grace``: a
