@@ -348,6 +348,9 @@ def _worker_count(max_workers: object) -> int:
 
 
 def _exit_codes(error: BaseException) -> str:
+    """The exit codes loky reports in a broken pool's error ("{EXIT(3)}"), else its type."""
     text = str(error)
     marker = "exit codes of the workers are "
-    return text[text.index(marker) + len(marker):].strip() if marker in text else type(error).__name__
+    if marker not in text:
+        return type(error).__name__
+    return text[text.index(marker) + len(marker):].split("\n", 1)[0].strip()
