@@ -38,6 +38,7 @@ from ..task import Task, _same_options
 
 __all__ = [
     "Templates",
+    "WireRow",
     "WireRun",
     "WireState",
     "check_context",

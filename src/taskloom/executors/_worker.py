@@ -70,11 +70,12 @@ def _run_context(header: bytes) -> Mapping[str, Any]:
 class LogCapture(logging.Handler):
     """Keeps the log records of the batch running, flattened so they pickle.
 
-    ``sole=True`` (a process that is the pool's own): install replaces the root logger's
-    handlers, every thread's records belong to the batch, and the root logger takes the
-    parent's level. ``sole=False`` (a process shared with others): install adds the
-    handler, only the records of the thread running a batch are kept, and the root level
-    is only ever lowered to the parent's (other handlers may want more)."""
+    ``sole=True`` (a process that is the pool's own): on first use it replaces the root
+    logger's handlers, every thread's records belong to the batch, and the root logger
+    takes the parent's level. ``sole=False`` (a process shared with others): on first use
+    it joins the root logger's handlers, only the records of the thread running a batch
+    are kept, and the root level is only ever lowered to the parent's (other handlers may
+    want more)."""
 
     def __init__(self, sole: bool) -> None:
         super().__init__()
