@@ -13,6 +13,7 @@ import datetime as dt
 import glob
 import os
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -100,15 +101,9 @@ def run_all_at_once(executor: Executor, flows: list[Flow]) -> list[State[FlowRes
     threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(flows))]
     for thread in threads:
         thread.start()
-    deadline = threading.Event()
-    timer = threading.Timer(WITHIN, deadline.set)
-    timer.start()
-    try:
-        for thread in threads:
-            while thread.is_alive() and not deadline.is_set():
-                thread.join(0.5)
-    finally:
-        timer.cancel()
+    deadline = time.monotonic() + WITHIN
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
     hung = [i for i, thread in enumerate(threads) if thread.is_alive()]
     if hung:
         pytest.fail(f"flow runs {hung} did not finish within {WITHIN} s")
@@ -144,17 +139,16 @@ def test_runs_from_several_threads_get_their_own_results(executor: Executor) -> 
 @task
 def started(path: str) -> str:
     Path(path).touch()
-    threading.Event().wait(0.3)  # still running when the other run's task kills its worker
+    time.sleep(0.3)  # the work: still running when the other run's task kills its worker
     return "done"
 
 
 @task
 def exits_once_started(path: str) -> int:
     """Kill this worker once the other run's task has started (waiting at most 5 s)."""
-    for _ in range(500):
-        if Path(path).exists():
-            break
-        threading.Event().wait(0.01)
+    deadline = time.monotonic() + 5
+    while not Path(path).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)  # another process's file: nothing to wait on but the file system
     os._exit(3)
 
 
@@ -188,10 +182,9 @@ def test_a_crash_is_blamed_on_its_culprit_not_on_another_run(
 def big_once_released(started: str, release: str) -> bytes:
     """Say which worker runs it, wait (at most 30 s) for ``release``, return 2 MiB."""
     Path(started).write_text(str(os.getpid()))
-    for _ in range(3000):
-        if Path(release).exists():
-            break
-        threading.Event().wait(0.01)
+    deadline = time.monotonic() + 30
+    while not Path(release).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)  # the test's file: nothing to wait on but the file system
     return b"\x07" * (2 << 20)
 
 
@@ -201,13 +194,14 @@ def worker_pid() -> int:
 
 
 def wait_until(condition: Any, within: float = 30.0) -> bool:
-    """Poll ``condition()`` every 10 ms until it is true or ``within`` seconds passed."""
-    event = threading.Event()
-    for _ in range(int(within * 100)):
-        if condition():
-            return True
-        event.wait(0.01)
-    return bool(condition())
+    """Poll ``condition()`` (a file system state another process makes) every 10 ms until
+    it is true or ``within`` seconds passed."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 @pytest.mark.slow

@@ -87,6 +87,7 @@ class LogCapture(logging.Handler):
         self._install_lock = threading.Lock()
 
     def emit(self, record: logging.LogRecord) -> None:
+        """Keep ``record`` if a batch of this thread (of any thread, ``sole``) emitted it."""
         if self.sole:
             records, level = self._records, self._level
         else:
