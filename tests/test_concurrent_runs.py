@@ -86,7 +86,9 @@ def build(i: int) -> tuple[Flow, dict[Task[Any, Any], tuple[str, object]]]:
     return flow, expected
 
 
-def run_all_at_once(executor: Executor, flows: list[Flow]) -> list[State[FlowResult] | BaseException]:
+def run_all_at_once(
+    executor: Executor, flows: list[Flow]
+) -> list[State[FlowResult] | BaseException]:
     """Run each flow in a thread of its own, all started together, on ``executor``."""
     outcomes: list[State[FlowResult] | BaseException | None] = [None] * len(flows)
     start = threading.Barrier(len(flows))
@@ -218,7 +220,8 @@ def test_an_interrupted_run_leaves_a_pool_another_run_uses(tmp_path: Path) -> No
     other = executor.begin({"flow_run_id": "other"})
     interrupted = executor.begin({"flow_run_id": "interrupted"})
     try:
-        interrupted.submit([TaskRun(0, big_once_released, {"started": str(started), "release": str(release)})])
+        inputs = {"started": str(started), "release": str(release)}
+        interrupted.submit([TaskRun(0, big_once_released, inputs)])
         assert wait_until(lambda: started.exists() and started.read_text())
         busy_worker = int(started.read_text())
         interrupted.end()  # as after Ctrl-C: its run is still out

@@ -55,7 +55,8 @@ fails; Dask: the batches on the dead worker fail), one rule decides:
 
 A death is judged "alone" only if nothing else was in flight on the workers from before
 the batch was sent until it came back (``Workers.release``); a doubt costs one more
-replay, never a wrong culprit.
+replay, not a wrong culprit. (What ``Workers`` cannot see: other processes' clients of a
+shared Dask cluster, and a Dask body still running after its run cancelled it.)
 
 **Several runs on the same workers.** A loky pool, or a Dask cluster reached through one
 address, serves every run of this process that uses it, from any thread. ``Workers`` is
@@ -480,7 +481,9 @@ class Dispatcher(Generic[_Payload, _Sent]):
             try:
                 records: list[logging.LogRecord] = cloudpickle.loads(logs)
             except Exception as error:
-                log.warning("log records from a %s worker could not be unpickled: %r", self._where, error)
+                log.warning(
+                    "log records from a %s worker could not be unpickled: %r", self._where, error
+                )
             else:
                 for record in records:
                     logging.getLogger(record.name).handle(record)
@@ -499,8 +502,9 @@ class Dispatcher(Generic[_Payload, _Sent]):
                 # Its workers died after its hard deadline: the timeout, not the task.
                 timed_out = TimedOut(TIMEOUT_MESSAGE, TimeoutError(loss.cause))
                 return [decided_here(runs[0].key, timed_out, self._where)]
+        where = self._where
         return [
-            decided_here(run.key, Failed(f"Task {run.task.name!r} {loss.why}", loss.error), self._where)
+            decided_here(run.key, Failed(f"Task {run.task.name!r} {loss.why}", loss.error), where)
             for run in runs
         ]
 

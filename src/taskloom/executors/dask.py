@@ -183,7 +183,8 @@ def _hold(prefix: str, state: State[Any]) -> State[Any]:
     except Exception as error:  # no worker client: send the value along instead
         log.warning("a %d-byte result could not stay on the worker (%r); sending it", size, error)
         return state
-    return state.replace(result=_Held(name, size, f"{type(value).__module__}.{type(value).__qualname__}"))
+    type_name = f"{type(value).__module__}.{type(value).__qualname__}"
+    return state.replace(result=_Held(name, size, type_name))
 
 
 def _run_batch(

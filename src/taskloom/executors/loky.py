@@ -241,7 +241,9 @@ def _drop_shared(future: Future[Reply]) -> None:
 
 
 def _new_executor(size: int) -> loky.ProcessPoolExecutor:
-    return loky.ProcessPoolExecutor(max_workers=size, initializer=_init_worker, initargs=(os.getpid(),))
+    return loky.ProcessPoolExecutor(
+        max_workers=size, initializer=_init_worker, initargs=(os.getpid(),)
+    )
 
 
 class _LokyRun:
