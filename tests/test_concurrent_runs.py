@@ -22,8 +22,9 @@ import pytest
 
 import taskloom
 from taskloom import Flow, Task, task
+from taskloom.flow import FlowResult
 from taskloom.executors import Executor
-from taskloom.states import Failed, FlowResult, State, Success
+from taskloom.states import Failed, State, Success
 
 from ._helpers import as_task, kind
 
