@@ -65,3 +65,21 @@ def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
         yield DaskExecutor(address=address)
     else:  # pragma: no cover
         raise ValueError(request.param)
+
+
+@pytest.fixture(params=["loky", "dask"])
+def pool_executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
+    """The executors whose tasks run in worker processes, as the ``executor`` fixture makes
+    them: a 2-worker ``LokyExecutor``, a ``DaskExecutor`` on ``dask_cluster``.
+
+    A test may kill a worker: on Dask, the fixture then waits until the cluster's nanny
+    has started it again, so the tests after it find the shared cluster whole."""
+    if request.param == "loky":
+        yield LokyExecutor(max_workers=2)
+        return
+    from distributed import Client
+
+    address = request.getfixturevalue("dask_cluster")
+    yield DaskExecutor(address=address)
+    with Client(address, set_as_default=False) as client:
+        client.wait_for_workers(2, timeout=60)

@@ -7,11 +7,16 @@
     │   │                                      a cycle, an unknown parameter, a bad start task
     │   └── CycleError                         the edge that closes a cycle
     ├── TaskDefinitionError (+ ValueError)   a task constructed with bad options
-    └── HandleError (+ TypeError, AttributeError)
-                                             a task handle used as a value while building a flow
+    ├── HandleError (+ TypeError, AttributeError)
+    │                                        a task handle used as a value while building a flow
+    └── RemoteTaskError                      a task's exception that could not travel back from
+                                             a worker: its type name, text and traceback
+
+``RemoteTaskError`` is the exception: it is never raised, only found as a failed state's result.
 
 Each derives from the built-in error a Prefect Core user would catch (``ValueError`` for
-definitions), so ``except ValueError`` keeps working.
+definitions), so ``except ValueError`` keeps working. ``RemoteTaskError`` is also importable
+from ``taskloom.executors.loky``, its home in 0.1, so pickles that name it there still load.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ __all__ = [
     "CycleError",
     "FlowDefinitionError",
     "HandleError",
+    "RemoteTaskError",
     "TaskDefinitionError",
     "TaskloomError",
 ]
@@ -47,3 +53,22 @@ class HandleError(TaskloomError, TypeError, AttributeError):
     Inside ``with Flow(...)``, calling a task returns a handle to the task in the flow,
     not its result: the result exists only once the flow has run.
     """
+
+
+class RemoteTaskError(TaskloomError):
+    """An exception raised by a task in a worker that could not be sent back as itself.
+
+    Attributes:
+        type_name: the qualified name of the original exception's type.
+        text: ``str()`` of the original exception.
+        remote_traceback: the traceback, formatted in the worker.
+    """
+
+    def __init__(self, type_name: str, text: str, remote_traceback: str) -> None:
+        super().__init__(f"{type_name}: {text}")
+        self.type_name = type_name
+        self.text = text
+        self.remote_traceback = remote_traceback
+
+    def __reduce__(self) -> tuple[type[RemoteTaskError], tuple[str, str, str]]:
+        return (RemoteTaskError, (self.type_name, self.text, self.remote_traceback))

@@ -1,92 +1,62 @@
-"""What crosses between the parent and the workers of ``LokyExecutor`` and ``DaskExecutor``,
-and the steps both take in a worker.
+"""What crosses between the parent and the workers of ``LokyExecutor`` and ``DaskExecutor``.
 
-Shared design (each executor's module docstring says what it does differently)::
+One batch goes out as one pickle, its results come back as another::
 
-    parent: Templates.encode(batch) --bytes--> worker: load_runs, run_all (run_chain per run)
-    parent: _batching.decode_rows   <--bytes-- worker: encode_rows (one pickle, checked)
+    parent: Templates.encode(batch) --bytes--> worker: _worker.load_runs
+    parent: _dispatch.decode_rows   <--bytes-- worker: encode_rows (checked to unpickle)
+    parent: loggers handle records  <--bytes-- worker: encode_records
 
-- **The wire format.** Objects cost cloudpickle ~10 µs each; tuples of builtins go through
-  its C fast path in ~0.1 µs. So a batch is tuples (``WireRun``): tasks by template id,
-  each template pickled once per flow run in the parent (``Templates``) and sent with
-  every batch that runs it; states as (class code, slot values) (``pack_state``).
-- **Chains.** A run carries its follow-ons (``TaskRun.then``), so a chain of tasks costs one
-  round trip, not one per task (``run_chain`` runs them where their head ran).
-- **Opaque results.** The worker pickles each state itself and hands back bytes, so a result
-  or exception that cannot be pickled (or unpickled) fails only its own task, never the
-  batch or the workers (``encode_rows``); an exception that cannot travel comes back as a
-  ``RemoteTaskError`` with its type, text and traceback. A batch the worker cannot unpickle
-  fails each of its runs (``failed_to_load``).
-- **Tracebacks** do not pickle: the worker's traceback stays on the exception as a note.
-- **Logs** from tasks travel back with the results, flattened so they pickle
-  (``flatten_record``), and are handed to the parent's ``logging`` loggers with
-  ``task_name`` and ``flow_run_id`` set on each record.
+- **Tuples, not objects.** Objects cost cloudpickle ~10 µs each; tuples of builtins go
+  through its C fast path in ~0.1 µs. So a batch is tuples (``WireRun``): tasks by template
+  id, each template pickled once per flow run in the parent (``Templates``) and sent with
+  every batch that runs it; states as (class code, slot values) (``pack_state``), the code
+  being the class's place in ``states.all_classes()``.
+- **Opaque results.** The worker pickles every state itself and checks that it unpickles,
+  so a result or exception that cannot travel fails only its own task, never the batch
+  or the workers (``encode_rows``); an exception that cannot travel comes back as a
+  ``RemoteTaskError`` with its type, text and traceback (``unpicklable``).
+- **Logs** travel flattened, so they pickle (``flatten_record``); a record whose extra
+  attributes still do not pickle travels as its text (``encode_records``).
 - **The run context** is pickled once per flow run (``check_context`` names a value that
-  cannot be); SIGTERM in the parent becomes ``SystemExit`` so the run's cleanup happens.
+  cannot be), and the pickle is the worker's cache key for it.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import signal
-import threading
-import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
-from types import FrameType
 from typing import Any
 
 import cloudpickle
 
-from ..attempt import FollowOn, TaskResult, TaskRun, run_chain
-from ..errors import FlowDefinitionError, TaskloomError
-from ..states import (
-    Cached,
-    Failed,
-    Paused,
-    Pending,
-    Resume,
-    Retrying,
-    Running,
-    Skipped,
-    State,
-    Success,
-    TimedOut,
-    TriggerFailed,
-)
+from ..attempt import TaskResult, TaskRun
+from ..errors import FlowDefinitionError, RemoteTaskError
+from ..states import Failed, State, all_classes
 from ..task import Task, _same_options
 
-
-class RemoteTaskError(TaskloomError):
-    """An exception raised by a task in a worker that could not be sent back as itself.
-
-    Attributes:
-        type_name: the qualified name of the original exception's type.
-        text: ``str()`` of the original exception.
-        remote_traceback: the traceback, formatted in the worker.
-    """
-
-    # Its public home (re-exported there): pickles and type names keep naming it so.
-    __module__ = "taskloom.executors.loky"
-
-    def __init__(self, type_name: str, text: str, remote_traceback: str) -> None:
-        super().__init__(f"{type_name}: {text}")
-        self.type_name = type_name
-        self.text = text
-        self.remote_traceback = remote_traceback
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (RemoteTaskError, (self.type_name, self.text, self.remote_traceback))
-
+__all__ = [
+    "Templates",
+    "WireRow",
+    "WireRun",
+    "WireState",
+    "check_context",
+    "encode_records",
+    "encode_rows",
+    "flatten_record",
+    "pack_state",
+    "pickling_message",
+    "unpack_state",
+    "unpicklable",
+]
 
 # --- states ---------------------------------------------------------------------------------
 
-_STATE_CLASSES: tuple[type[State[Any]], ...] = (
-    Success, Failed, Skipped, TriggerFailed, TimedOut, Retrying, Paused, Cached, Pending,
-    Running, Resume,
-)
+# Only the classes taskloom defines get a code: they register in the same order in every
+# process. A user's subclass registers when its module is imported, which may differ
+# between the parent and a worker, so it travels pickled whole.
+_STATE_CLASSES = tuple(cls for cls in all_classes() if cls.__module__ == State.__module__)
 _STATE_CODES = {cls: code for code, cls in enumerate(_STATE_CLASSES)}
 
 #: A run on the wire: key, template id, inputs, run count, resume, follow-ons.
@@ -95,14 +65,18 @@ WireRun = tuple[
 ]
 #: A state on the wire: class code (or -1: pickled whole), slot values (or the state).
 WireState = tuple[int, Any]
+#: A result row on the wire: key, state, started, finished.
+WireRow = tuple[int, WireState, float, float]
 
 
 def pack_state(state: State[Any]) -> WireState:
+    """A state as plain tuples (see the module docstring)."""
     code = _STATE_CODES.get(type(state))
     return (code, state.__getstate__()) if code is not None else (-1, state)
 
 
 def unpack_state(wire: WireState) -> State[Any]:
+    """The state ``pack_state`` packed, rebuilt the way pickle rebuilds one."""
     code, values = wire
     if code < 0:
         assert isinstance(values, State)
@@ -113,7 +87,7 @@ def unpack_state(wire: WireState) -> State[Any]:
     return state
 
 
-# --- the parent: runs out ---------------------------------------------------------------------
+# --- runs out -------------------------------------------------------------------------------
 
 
 class Templates:
@@ -197,87 +171,7 @@ def pickling_message(run: TaskRun, error: Exception) -> str:
     return f"Task {run.task.name!r} cannot be pickled to send it to a worker process: {error!r}"
 
 
-def sigterm_to_exit(signum: int, frame: FrameType | None) -> None:
-    # Turn SIGTERM into an exception so the run's cleanup (stopping the workers) happens.
-    raise SystemExit(128 + signum)
-
-
-def catch_sigterm() -> Any:
-    """In the main thread, let SIGTERM raise ``SystemExit``; the handler it replaced (for
-    ``restore_sigterm``), or None."""
-    if threading.current_thread() is threading.main_thread():
-        return signal.signal(signal.SIGTERM, sigterm_to_exit)
-    return None
-
-
-def restore_sigterm(previous: Any) -> None:
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
-
-
-# --- the worker ------------------------------------------------------------------------------
-
-
-def load_runs(
-    payload: bytes, fill: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-) -> list[TaskRun]:
-    """The runs of a batch encoded by ``Templates.encode`` (inputs through ``fill``)."""
-    blobs, wire_runs = cloudpickle.loads(payload)
-    templates: dict[int, Task[Any, Any]] = {tid: cloudpickle.loads(b) for tid, b in blobs.items()}
-    runs = []
-    for key, tid, inputs, run_count, resume, then in wire_runs:
-        if fill is not None:
-            inputs = fill(inputs)
-        follow = tuple(
-            FollowOn(k, templates[t], constants, input_key) for k, t, constants, input_key in then
-        )
-        runs.append(TaskRun(key, templates[tid], inputs, run_count, resume, follow))
-    return runs
-
-
-def failed_to_load(
-    keys: Sequence[tuple[int, str]], error: Exception, worker: str, where: str
-) -> list[TaskResult]:
-    """A batch that could not be unpickled ``where`` (call in the ``except``): each of its
-    runs (``keys``: key, task name) fails with the error."""
-    rows = []
-    now = time.time()
-    for key, name in keys:
-        state = Failed(
-            f"Task {name!r} could not be unpickled {where}: {error!r}",
-            RemoteTaskError(type(error).__qualname__, str(error), traceback.format_exc()),
-        )
-        rows.append(TaskResult(key, state, now, now, worker))
-    return rows
-
-
-def run_all(
-    runs: Sequence[TaskRun], run_context: Mapping[str, Any], worker: str, where: str
-) -> list[TaskResult]:
-    """Run each run (and its chain); a task raising ``SystemExit`` or ``KeyboardInterrupt``
-    fails, with ``where`` it was in the message. Tracebacks are kept as notes."""
-    rows: list[TaskResult] = []
-    for run in runs:
-        started = time.time()
-        try:
-            results = run_chain(run, run_context, worker)
-        except BaseException as error:  # SystemExit / KeyboardInterrupt raised by the task
-            message = f"Task {run.task.name!r} raised {error!r} {where}"
-            failed = Failed[Any](message, error)
-            results = [TaskResult(run.key, failed, started, time.time(), worker)]
-        for result in results:
-            note_traceback(result.state)
-        rows.extend(results)
-    return rows
-
-
-def note_traceback(state: State[Any]) -> None:
-    """Keep the worker's traceback on a task's exception: tracebacks do not pickle, notes do."""
-    error = state.result
-    if isinstance(state, Failed) and isinstance(error, Exception) and error.__traceback__:
-        lines = traceback.format_tb(error.__traceback__)
-        error.add_note(f"Traceback in worker process {os.getpid()}:\n{''.join(lines).rstrip()}")
-        error.__traceback__ = None
+# --- results back ---------------------------------------------------------------------------
 
 
 def encode_rows(
@@ -289,8 +183,9 @@ def encode_rows(
     """All results of a batch in one pickle, checked to unpickle; if any state cannot
     travel, that one becomes a failure of its own task and the others go as they are.
 
-    ``prepare`` (loky: a large result into shared memory) applies once, before either
-    try, so what it made (a shared-memory file) is always handed to the parent."""
+    ``prepare`` (a large result left where it was made) applies once, before either try,
+    so what it made (a shared-memory file, a value held on a worker) always reaches the
+    parent, which releases it."""
     states = [r.state if prepare is None else prepare(r.state) for r in rows]
     wire = [(r.key, pack_state(state), r.started, r.finished) for r, state in zip(rows, states)]
     try:
@@ -299,7 +194,7 @@ def encode_rows(
         return data
     except Exception:
         pass
-    safe = []
+    safe: list[WireRow] = []
     for r, state in zip(rows, states):
         try:
             pickle.loads(cloudpickle.dumps(pack_state(state)))
@@ -332,11 +227,36 @@ def unpicklable(task_name: str, state: State[Any], error: Exception) -> State[An
 
 def flatten_record(record: logging.LogRecord, values: Mapping[str, Any]) -> None:
     """Make a worker's log record picklable (message formatted, exception as text) and
-    mark it with the task and flow run of ``values`` (the task's context)."""
+    mark it with the task, flow run and attempt of ``values`` (the task's context)."""
     record.task_name = values.get("task_name")
     record.flow_run_id = values.get("flow_run_id")
+    record.attempt = values.get("task_run_count")
     record.msg = record.getMessage()
     record.args = None
     if record.exc_info:
         record.exc_text = logging.Formatter().formatException(record.exc_info)
         record.exc_info = None
+
+
+def encode_records(records: Sequence[logging.LogRecord]) -> bytes:
+    """A batch's log records in one pickle (empty bytes for none); a record with an extra
+    attribute that cannot be pickled travels as its text."""
+    if not records:
+        return b""
+    try:
+        return cloudpickle.dumps(list(records))
+    except Exception:
+        plain = [
+            logging.makeLogRecord(
+                {
+                    "name": r.name, "levelno": r.levelno, "levelname": r.levelname,
+                    "msg": r.msg, "created": r.created, "process": r.process,
+                    "thread": r.thread, "pathname": r.pathname, "lineno": r.lineno,
+                    "exc_text": r.exc_text, "task_name": getattr(r, "task_name", None),
+                    "flow_run_id": getattr(r, "flow_run_id", None),
+                    "attempt": getattr(r, "attempt", None),
+                }
+            )
+            for r in records
+        ]
+        return cloudpickle.dumps(plain)

@@ -1,44 +1,35 @@
 """``DaskExecutor``: runs tasks on Dask distributed, on a local cluster or an existing one.
 
-Data flow (the scheduler, caching and triggers stay in this process, as with loky)::
+Batching, worker deaths and culprits, large results and a run's lifecycle are the
+dispatcher's (``_dispatch``); the worker's steps are ``_worker.run_batch``, run in a Dask
+task. What is Dask's own (see the reliability catalogue, section 3, for what Dask does on
+its own):
 
-    scheduler --submit--> pending --batch--> client.submit(_run_batch, context, runs, *futures)
-                                               worker thread: run_chain per run
-                                               small states -> one pickle (bytes)
-                                               large results -> stay in the worker's memory
-    scheduler <-collect-- decode states, wrap large results in DaskResult <-- gather (bytes, logs)
-
-What it shares with ``LokyExecutor`` is described with the shared code: batching (which
-runs share a batch, batch sizes, suspects after a crash) in ``_batching``; the wire format,
-chains, opaque results, tracebacks and logs in ``_wire``. Design points of its own (see the
-reliability catalogue, section 3, for what Dask does on its own):
-
-- **Batches**: one Dask task costs milliseconds (scheduler and worker talk through batched
-  sends), a task run inside a batch microseconds. A task seen to take longer than
-  ``LONG_TASK`` (20 ms), or with a timeout, or never timed yet, travels alone; the others
-  are shared among the cluster's free threads, at most one batch per thread in flight.
-- **Large results** (1 MiB or more, by ``len`` for bytes-like values, else Dask's
-  ``sizeof``) stay on the worker that made them: the worker scatters the value locally
-  and publishes it under a dataset name; the parent receives only that name, takes a
-  Dask ``Future`` for it (``get_dataset``, then ``unpublish_dataset``) and keeps the state
-  with a ``DaskResult``. A later run on the cluster gets the future as an argument of its
-  Dask task, so Dask moves the value worker to worker (or not at all); the parent fetches
-  it only where it needs the value (output cache, final states). ``end()`` releases them.
-  Such a value is held by one worker: if that worker dies, the runs that need it fail.
-- **Worker death.** Dask reschedules the Dask tasks a dead worker held, up to the
-  scheduler's ``allowed-failures``, then fails them with ``KilledWorker``. A batch that
-  gets ``KilledWorker`` with other batches in flight may be a bystander: its runs run
-  again, one at a time with nothing else in flight; a run that then kills its worker is
-  the culprit and ends ``Failed`` with a message naming it (bodies of bystanders ran more
-  than once: make tasks idempotent). The local cluster this executor starts uses
-  ``allowed-failures=0``, so a crash costs one worker restart, not four.
+- **The cluster.** Without an address, each flow run starts a ``LocalCluster`` and closes
+  it at its end. With one, the client of that scheduler is shared by every run of this
+  process (also from several threads at once) and the cluster is left running.
+- **Batches**: one Dask task costs milliseconds, so a task travels alone only past
+  ``LONG_TASK`` (20 ms). A batch's payload of ``LARGE_PAYLOAD`` or more is scattered
+  first (Dask warns about large graphs), and so is a large run context (once per worker).
+- **Large results** (``LARGE_RESULT`` or more, by ``len`` for bytes-like values, else
+  Dask's ``sizeof``) stay on the worker that made them: the worker scatters the value
+  locally and publishes it under a name of its run; the parent takes a Dask ``Future``
+  for it (``get_dataset``, then ``unpublish_dataset``) and keeps a ``DaskResult``. A later
+  run gets the future as an argument of its Dask task (in the payload, a ``_Slot`` marks
+  its place), so Dask moves the value worker to worker, or not at all. Such a value is
+  held by one worker: if that worker dies, the runs that need it fail.
+- **Worker death.** Dask reschedules the tasks a dead worker held, up to the scheduler's
+  ``allowed-failures``, then fails them with ``KilledWorker``: the batches on the dead
+  worker, the culprit's and any queued behind it there. The local cluster this executor
+  starts uses ``allowed-failures=0``, so a crash costs one worker restart, not four.
 - **Timeouts** are soft: Dask runs tasks in worker threads, which cannot be interrupted;
   a task past its timeout ends ``TimedOut`` and its body runs on in the background.
-- **Interrupts.** On Ctrl-C or SIGTERM the run's Dask tasks are cancelled and a local
-  cluster is closed with its workers; on an existing cluster, bodies already running
-  finish there (Dask cannot stop a running thread).
-- **Logs.** A Dask worker runs several batches at once in threads and belongs to whoever
-  started it: log capture is per thread, and adds a handler instead of replacing them.
+- **Interrupts.** A run that ends with batches out has them cancelled, and a local cluster
+  is closed with its workers; on an existing cluster, bodies already running finish there
+  (Dask cannot stop a running thread), and the large results they publish are dropped.
+- **Logs.** A Dask worker belongs to whoever started it: capture is per thread, beside its
+  handlers. A worker thread in this very process (``processes=False``) logs to the
+  parent's handlers already, and captures nothing.
 
 ``distributed`` is an optional dependency (``pip install "taskloom[dask]"``), imported when
 a ``DaskExecutor`` is constructed, never when this module is.
@@ -53,38 +44,25 @@ import itertools
 import logging
 import os
 import pickle
-import queue
 import threading
-import time
 import uuid
-from collections import OrderedDict, deque
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cloudpickle
 
 from ..attempt import TaskResult, TaskRun
-from ..context import current as _current_context
+from ..errors import RemoteTaskError
 from ..states import Failed, State, Success
-from ._batching import decided_here, decode_rows, encode_batch, requeue, take_batch
-from ._wire import (
-    RemoteTaskError,
-    Templates,
-    catch_sigterm,
-    check_context,
-    encode_rows,
-    failed_to_load,
-    flatten_record,
-    load_runs,
-    restore_sigterm,
-    run_all,
-)
-from .base import DeferredResult
+from ._dispatch import Dispatcher, Loss, Reply, Workers
+from ._wire import Templates
+from ._worker import LogCapture, run_batch
+from .base import DeferredResult, ExecutorRun
 
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
 
-__all__ = ["DaskExecutor", "DaskResult"]
+__all__ = ["DaskExecutor", "DaskResult", "close_clients"]
 
 log = logging.getLogger("taskloom.executors.dask")
 
@@ -101,6 +79,9 @@ LOCAL_ALLOWED_FAILURES = 0
 #: Where ``pip`` finds the optional dependency.
 INSTALL_HINT = 'pip install "taskloom[dask]"'
 
+#: The prefix of the dataset names large results are published under.
+_DATASETS = "taskloom-result-"
+
 
 def _require_distributed() -> None:
     """Import ``distributed``, or raise an ImportError that says which extra to install."""
@@ -114,56 +95,8 @@ def _require_distributed() -> None:
 
 
 # --- the worker side ------------------------------------------------------------------------
-#
-# A Dask worker runs several tasks at once in threads, and belongs to whoever started it:
-# so log capture is per thread and adds a handler instead of replacing them, and caches
-# are bounded.
 
-_local = threading.local()
-_capture_lock = threading.Lock()
-_capture: list[logging.Handler] = []
-_contexts: OrderedDict[bytes, Mapping[str, Any]] = OrderedDict()
-_contexts_lock = threading.Lock()
-
-
-class _ThreadCapture(logging.Handler):
-    """Keeps the log records of the thread running a batch, flattened so they pickle."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        records: list[logging.LogRecord] | None = getattr(_local, "records", None)
-        if records is None or record.levelno < _local.level:
-            return  # not emitted by a batch of ours (another thread or Dask itself)
-        flatten_record(record, _current_context())
-        records.append(record)
-
-
-def _start_capture(level: int) -> list[logging.LogRecord]:
-    root = logging.getLogger()
-    if not _capture:
-        with _capture_lock:
-            if not _capture:
-                _capture.append(_ThreadCapture())
-                root.addHandler(_capture[0])
-    if root.getEffectiveLevel() > level:
-        root.setLevel(level)  # as loky does: let records at the parent's level through
-    records: list[logging.LogRecord] = []
-    _local.records = records
-    _local.level = level
-    return records
-
-
-def _run_context(header: bytes) -> Mapping[str, Any]:
-    with _contexts_lock:
-        found = _contexts.get(header)
-        if found is not None:
-            _contexts.move_to_end(header)
-            return found
-    values: Mapping[str, Any] = cloudpickle.loads(header)
-    with _contexts_lock:
-        _contexts[header] = values
-        while len(_contexts) > 8:
-            _contexts.popitem(last=False)
-    return values
+_LOGS = LogCapture(sole=False)
 
 
 class _Slot:
@@ -174,7 +107,7 @@ class _Slot:
     def __init__(self, index: int) -> None:
         self.index = index
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[type[_Slot], tuple[int]]:
         return (_Slot, (self.index,))
 
 
@@ -188,7 +121,7 @@ class _Held:
         self.size = size
         self.type_name = type_name
 
-    def __reduce__(self) -> tuple[Any, ...]:
+    def __reduce__(self) -> tuple[type[_Held], tuple[str, int, str]]:
         return (_Held, (self.name, self.size, self.type_name))
 
 
@@ -230,9 +163,10 @@ def _travels(value: object) -> bool:
     return True
 
 
-def _hold(state: State[Any]) -> State[Any]:
-    """In a worker: leave a large result of a successful run in this worker's memory."""
-    value: object = state._result
+def _hold(prefix: str, state: State[Any]) -> State[Any]:
+    """In a worker: leave a large result of a successful run in this worker's memory,
+    published under a name that starts with ``prefix``."""
+    value: object = state.result
     if not isinstance(state, Success):
         return state
     size = _size(value)
@@ -242,76 +176,44 @@ def _hold(state: State[Any]) -> State[Any]:
         from distributed import get_client
 
         client = get_client()
-        name = f"taskloom-result-{uuid.uuid4().hex}"
+        name = f"{prefix}{uuid.uuid4().hex}"
         # A dict, so a list or tuple is kept whole (scatter would split it into items).
         future = client.scatter({name: value}, hash=False)[name]
         client.publish_dataset(future, name=name)  # held by the scheduler until unpublished
     except Exception as error:  # no worker client: send the value along instead
         log.warning("a %d-byte result could not stay on the worker (%r); sending it", size, error)
         return state
-    held = type(state).__new__(type(state))
-    held.__setstate__(state.__getstate__())
-    held._result = _Held(name, size, f"{type(value).__module__}.{type(value).__qualname__}")
-    return held
-
-
-def _encode_records(records: list[logging.LogRecord]) -> bytes:
-    try:
-        return cloudpickle.dumps(records)
-    except Exception:  # a record with an unpicklable `extra`: keep its text
-        plain = [
-            logging.makeLogRecord(
-                {
-                    "name": r.name, "levelno": r.levelno, "levelname": r.levelname,
-                    "msg": r.msg, "created": r.created, "process": r.process,
-                    "thread": r.thread, "pathname": r.pathname, "lineno": r.lineno,
-                    "exc_text": r.exc_text, "task_name": getattr(r, "task_name", None),
-                    "flow_run_id": getattr(r, "flow_run_id", None),
-                }
-            )
-            for r in records
-        ]
-        return cloudpickle.dumps(plain)
+    type_name = f"{type(value).__module__}.{type(value).__qualname__}"
+    return state.replace(result=_Held(name, size, type_name))
 
 
 def _run_batch(
     header: bytes,
     payload: bytes,
-    names_blob: bytes,
+    keys_blob: bytes,
     log_level: int,
     parent_pid: int,
+    datasets: str,
     *values: Any,
-) -> tuple[bytes, bytes]:
-    """Run a batch of task runs in a Dask worker thread; return their states (one pickle)
-    and the log records they emitted (another). ``values`` are the Dask futures the runs
-    take as inputs, resolved by Dask on this worker."""
+) -> Reply:
+    """Run a batch in a Dask worker thread (``_worker.run_batch``). ``values`` are the
+    Dask futures the runs take as inputs, resolved by Dask on this worker; large results
+    are published under names starting with ``datasets``."""
     from distributed import get_worker
 
-    # A worker thread in the parent's own process (LocalCluster(processes=False)) logs to
-    # the parent's handlers already: capture nothing there.
-    records = _start_capture(log_level) if os.getpid() != parent_pid else []
     try:
-        keys: list[tuple[int, str]] = pickle.loads(names_blob)
-        names = dict(keys)
-        try:
-            worker = f"dask:{get_worker().address}"
-        except ValueError:  # not in a worker (called directly)
-            worker = f"dask:{os.getpid()}"
-        try:
-            run_context = _run_context(header)
+        worker = f"dask:{get_worker().address}"
+    except ValueError:  # not in a worker (called directly)
+        worker = f"dask:{os.getpid()}"
 
-            def fill(inputs: dict[str, Any]) -> dict[str, Any]:
-                return {name: _fill(value, values) for name, value in inputs.items()}
+    def fill(inputs: dict[str, Any]) -> dict[str, Any]:
+        return {name: _fill(value, values) for name, value in inputs.items()}
 
-            runs = load_runs(payload, fill if values else None)
-        except Exception as error:
-            rows = failed_to_load(keys, error, worker, "on the Dask worker")
-            return encode_rows(worker, rows, names), _encode_records(records)
-        rows = run_all(runs, run_context, worker, "in a Dask worker")
-        rows = [row._replace(state=_hold(row.state)) for row in rows]
-        return encode_rows(worker, rows, names), _encode_records(records)
-    finally:
-        _local.records = None
+    return run_batch(
+        header, payload, pickle.loads(keys_blob), log_level, worker=worker,
+        where="on a Dask worker", capture=_LOGS if os.getpid() != parent_pid else None,
+        fill=fill if values else None, prepare=lambda state: _hold(datasets, state),
+    )
 
 
 # --- the parent side ------------------------------------------------------------------------
@@ -339,6 +241,7 @@ class DaskResult(DeferredResult):
         return self._future
 
     def resolve(self) -> Any:
+        """The value, fetched from the cluster on first call."""
         if not self._has_value:
             if self._future is None:
                 raise RuntimeError(
@@ -372,22 +275,22 @@ def _identity(value: Any) -> Any:
 
 
 _clients: dict[str, Client] = {}
+#: What the runs on the cluster at each address share (see ``_dispatch.Workers``).
+_workers: dict[str, Workers] = {}
 _atexit_registered: list[bool] = []
 _clients_lock = threading.Lock()
-#: How long each task (by name) took on workers, smoothed: decides what shares a batch
-#: (see ``_batching``). Kept per process, apart from loky's (the costs differ).
-_durations: dict[str, float] = {}
 _sequence = itertools.count()
 
 
-def _shared_client(address: str) -> Client:
+def _shared_client(address: str) -> tuple[Client, Workers]:
     """This process's client of the scheduler at ``address``, reused across runs."""
     from distributed import Client
 
     with _clients_lock:
+        workers = _workers.setdefault(address, Workers())
         client = _clients.get(address)
         if client is not None and client.status == "running":
-            return client
+            return client, workers
         if client is not None:
             _close_quietly(client)
         if not _atexit_registered:
@@ -400,7 +303,7 @@ def _shared_client(address: str) -> Client:
                 f"DaskExecutor could not connect to the Dask scheduler at {address!r}: {error!r}"
             ) from error
         _clients[address] = client
-        return client
+        return client, workers
 
 
 def close_clients() -> None:
@@ -419,23 +322,252 @@ def _close_quietly(client: Client) -> None:
         pass
 
 
-class _Batch:
-    __slots__ = ("alone", "future", "payload", "runs")
-
-    def __init__(
-        self, runs: list[TaskRun], future: Future[Any], alone: bool, payload: Any
-    ) -> None:
-        self.runs = runs
-        self.future = future
-        #: Nothing else of this executor was in flight while it was (attributes crashes).
-        self.alone = alone
-        #: The payload, or the future of it when it was scattered (held until it returns).
-        self.payload = payload
-
-
 def _scatter(client: Client, key: str, data: bytes, broadcast: bool = False) -> Future[bytes]:
     """``data`` placed on the cluster ahead of the tasks that take it."""
     return client.scatter({key: data}, broadcast=broadcast, hash=False)[key]
+
+
+class _Out(NamedTuple):
+    """A batch ready to send: its payload, the futures of the large results among its
+    inputs (in the order of their ``_Slot``s), and a label for its Dask key."""
+
+    payload: bytes
+    futures: list[Future[Any]]
+    label: str
+
+
+class _DaskRun:
+    """One flow run's side of a Dask cluster (the ``Backend`` of ``_dispatch``)."""
+
+    name = "dask"
+    long_task = LONG_TASK
+    hard_timeout_grace: float | None = None
+
+    def __init__(self, executor: DaskExecutor, tag: str) -> None:
+        self._executor = executor
+        self._tag = tag
+        self._datasets = f"{_DATASETS}{uuid.uuid4().hex[:12]}-"
+        self._cluster: LocalCluster | None = None
+        self._client: Client | None = None
+        self._header: bytes | Future[bytes] = b""  # or the future of it, when it is large
+        self._log_level = logging.WARNING
+        self._results: list[DaskResult] = []  # its large results, released at stop
+        self._payloads: dict[str, Future[bytes]] = {}  # scattered payloads, until they return
+
+    @property
+    def client(self) -> Client | None:
+        """The run's Dask client (None before start and after stop)."""
+        return self._client
+
+    def start(self, header: bytes, log_level: int) -> tuple[int, Workers]:
+        self._log_level = log_level
+        address = self._executor.address
+        if address is None:
+            client, workers = self._start_cluster(), Workers()
+        else:
+            client, workers = _shared_client(address)
+        self._client = client
+        self._executor._live.append(self)
+        try:
+            slots = max(1, sum(client.nthreads().values()))
+            self._header = header
+            if len(header) >= LARGE_PAYLOAD:  # a large context: sent once per worker
+                key = f"taskloom-context-{self._tag}-{next(_sequence)}"
+                self._header = _scatter(client, key, header, broadcast=True)
+        except BaseException:
+            self.stop(None)
+            raise
+        return slots, workers
+
+    def _start_cluster(self) -> Client:
+        from distributed import Client, LocalCluster
+
+        options: dict[str, Any] = {
+            "host": "127.0.0.1",
+            # None would mean port 8787, and a warning when another cluster has it.
+            "dashboard_address": "127.0.0.1:0",
+            "processes": True,
+            "threads_per_worker": 1,
+            **self._executor.cluster_kwargs,
+        }
+        options["scheduler_kwargs"] = {
+            "allowed_failures": LOCAL_ALLOWED_FAILURES,
+            **(options.get("scheduler_kwargs") or {}),
+        }
+        cluster = LocalCluster(**options)
+        try:
+            client = Client(cluster, set_as_default=False)
+        except BaseException:
+            cluster.close()
+            raise
+        self._cluster = cluster
+        return client
+
+    def encode(self, templates: Templates, batch: Sequence[TaskRun]) -> _Out:
+        futures: dict[str, tuple[int, Future[Any]]] = {}
+
+        def slotted(run: TaskRun) -> dict[str, Any]:
+            return {k: self._slotted(v, futures) for k, v in run.inputs.items()}
+
+        payload = templates.encode(batch, slotted if self._results else None)
+        ordered = [future for _, future in sorted(futures.values(), key=lambda p: p[0])]
+        return _Out(payload, ordered, batch[0].task.name if len(batch) == 1 else "batch")
+
+    def _slotted(self, value: Any, futures: dict[str, tuple[int, Future[Any]]]) -> Any:
+        """``value`` with each ``DaskResult`` in it replaced by a ``_Slot`` for its future."""
+        if isinstance(value, DaskResult):
+            future = value.future
+            if future is None:  # released (a previous run's): send the value itself
+                return value.resolve()
+            entry = futures.get(future.key)
+            if entry is None:
+                entry = futures[future.key] = (len(futures), future)
+            return _Slot(entry[0])
+        if isinstance(value, (list, tuple, set, frozenset)):
+            return type(value)(self._slotted(v, futures) for v in value)
+        if isinstance(value, dict):
+            return {k: self._slotted(v, futures) for k, v in value.items()}
+        return value
+
+    def send(self, out: _Out, keys: Sequence[tuple[int, str]]) -> Future[Reply]:
+        client = self._client
+        assert client is not None, "send() before start()"
+        key = f"taskloom-{out.label}-{self._tag}-{next(_sequence)}"
+        payload: bytes | Future[bytes] = out.payload
+        if len(out.payload) >= LARGE_PAYLOAD:  # large inputs: scattered, not in the graph
+            payload = self._payloads[key] = _scatter(client, f"{key}-payload", out.payload)
+        return client.submit(
+            _run_batch, self._header, payload, pickle.dumps(list(keys)), self._log_level,
+            os.getpid(), self._datasets, *out.futures, key=key, pure=False,
+        )
+
+    def receive(self, sent: Sequence[Future[Reply]]) -> list[Reply | BaseException]:
+        client = self._client
+        assert client is not None
+        # Read before any is released: a released future reads "cancelled".
+        finished = [future.status == "finished" for future in sent]
+        gathered: list[Reply] = []
+        if any(finished):
+            try:
+                gathered = client.gather([f for f, ok in zip(sent, finished) if ok])
+            except Exception:  # one of them was lost meanwhile: take them one by one
+                gathered = []
+        replies: list[Reply | BaseException] = []
+        outputs = iter(gathered)
+        for future, ok in zip(sent, finished):
+            reply: Reply | BaseException
+            if not ok:
+                reply = _batch_error(future)
+            elif gathered:
+                reply = next(outputs)
+            else:
+                try:
+                    reply = future.result()
+                except (Exception, asyncio.CancelledError) as lost:
+                    reply = lost
+            replies.append(reply)
+            future.release()
+            self._payloads.pop(future.key, None)
+        return replies
+
+    def loss(self, error: BaseException) -> Loss:
+        from distributed import KilledWorker
+
+        if isinstance(error, KilledWorker):
+            why = (
+                "killed the Dask worker running it: the worker process died (os._exit, a "
+                "signal such as SIGKILL from the out-of-memory killer, a crash in native "
+                "code, or the nanny stopping it over its memory limit)"
+            )
+            cause = RemoteTaskError("distributed.KilledWorker", str(error), "")
+            return Loss(True, why, cause, "KilledWorker")
+        if isinstance(error, (asyncio.CancelledError, concurrent.futures.CancelledError)):
+            why = (
+                "was cancelled by the Dask cluster (a large input it needed may have been "
+                f"lost with its worker): {error}"
+            )
+            return Loss(False, why, error)
+        return Loss(False, f"could not run on the Dask cluster: {error!r}", error)
+
+    def take_over(self, results: list[TaskResult], names: Mapping[int, str]) -> None:
+        """Take a future for each large result a worker published, and unpublish it."""
+        held: list[tuple[int, _Held]] = []
+        for index, result in enumerate(results):
+            value = result.state.result
+            if isinstance(value, _Held):
+                held.append((index, value))
+        if not held:
+            return
+        client = self._client
+        assert client is not None
+        found = [h.name for _, h in held]
+        try:
+            futures = client.get_dataset(found)
+            client.unpublish_dataset(found)
+        except Exception as error:
+            for index, h in held:
+                result = results[index]
+                message = (
+                    f"Task {names.get(result.key, '?')!r}: its {h.type_name} result "
+                    f"({h.size} bytes) was left on a Dask worker and is gone: {error!r}"
+                )
+                results[index] = result._replace(state=Failed(message, error))
+            return
+        for (index, h), future in zip(held, futures):
+            deferred = DaskResult(future, h.size, h.type_name)
+            self._results.append(deferred)
+            result = results[index]
+            results[index] = result._replace(state=result.state.replace(result=deferred))
+
+    def kill(self, sent: Future[Reply]) -> None:
+        raise NotImplementedError("Dask has no hard timeouts (hard_timeout_grace is None)")
+
+    def stop(self, abandoned: Sequence[Future[Reply]] | None) -> None:
+        client = self._client
+        try:
+            if client is not None and abandoned:
+                try:
+                    client.cancel(list(abandoned))
+                except Exception:
+                    pass
+                if self._cluster is None:
+                    self._unpublish_leftovers(client)
+            for result in self._results:
+                result.release()
+        finally:
+            self._results = []
+            self._payloads.clear()
+            self._client = None
+            if self in self._executor._live:
+                self._executor._live.remove(self)
+            if self._cluster is not None:
+                cluster, self._cluster = self._cluster, None
+                if client is not None:
+                    _close_quietly(client)
+                try:
+                    cluster.close(timeout=10)
+                except Exception as error:
+                    log.warning("the local Dask cluster did not close cleanly: %r", error)
+
+    def _unpublish_leftovers(self, client: Client) -> None:
+        """After an interrupted run on a shared cluster: drop the large results its batches
+        published that it never took over (a batch still running may add more)."""
+        try:
+            leftovers = [n for n in client.list_datasets() if str(n).startswith(self._datasets)]
+            if leftovers:
+                client.unpublish_dataset(leftovers)
+        except Exception:
+            pass
+
+
+def _batch_error(future: Future[Any]) -> BaseException:
+    try:
+        error = future.exception(timeout=5)
+    except BaseException as raised:  # cancelled: exception() raises the CancelledError
+        return raised
+    if error is None:
+        return RuntimeError(f"the Dask task ended {future.status!r}")
+    return error
 
 
 class DaskExecutor:
@@ -455,8 +587,6 @@ class DaskExecutor:
     >>> flow.run(executor=DaskExecutor("tcp://127.0.0.1:8786"))   # doctest: +SKIP
     """
 
-    runs_chains = True
-
     def __init__(self, address: str | None = None, **cluster_kwargs: Any) -> None:
         _require_distributed()
         if address is not None and cluster_kwargs:
@@ -467,24 +597,8 @@ class DaskExecutor:
             )
         self.address = address
         self.cluster_kwargs: dict[str, Any] = cluster_kwargs
-        self._cluster: LocalCluster | None = None
-        self._client: Client | None = None
-        self._slots = 1
-        self._pending: deque[TaskRun] = deque()
-        self._suspects: deque[TaskRun] = deque()
-        #: A suspect runs alone: nothing else is sent until it returns.
-        self._replaying = False
-        self._in_flight: dict[str, _Batch] = {}
-        self._done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
-        self._ready: list[TaskResult] = []
-        self._header = b""
-        self._header_arg: Any = b""  # the header, or the future of it when it is large
-        self._run_tag = ""
-        self._templates = Templates()
-        self._names: dict[int, str] = {}
-        self._results: list[DaskResult] = []
-        self._log_level = logging.WARNING
-        self._previous_sigterm: Any = None
+        # The runs in progress, newest last: only for ``client``.
+        self._live: list[_DaskRun] = []
 
     def __repr__(self) -> str:
         if self.address is not None:
@@ -494,321 +608,11 @@ class DaskExecutor:
 
     @property
     def client(self) -> Client | None:
-        """The Dask client of the run in progress (None between runs)."""
-        return self._client
+        """The Dask client of the newest run in progress (None when no run is)."""
+        live = self._live[-1:]
+        return live[0].client if live else None
 
-    # -- the Executor protocol ----------------------------------------------------------------
-
-    def begin(self, run_context: Mapping[str, Any]) -> DaskExecutor:
-        self._header = check_context(run_context)
-        self._run_tag = str(run_context.get("flow_run_id", ""))[:8]
-        self._templates = Templates()
-        self._names = {}
-        self._results = []
-        self._log_level = logging.getLogger().getEffectiveLevel()
-        if self.address is None:
-            self._client = self._start_cluster()
-        else:
-            self._client = _shared_client(self.address)
-        try:
-            self._slots = max(1, sum(self._client.nthreads().values()))
-            self._header_arg = self._header
-            if len(self._header) >= LARGE_PAYLOAD:  # a large context: sent once per worker
-                key = f"taskloom-context-{self._run_tag}-{next(_sequence)}"
-                self._header_arg = _scatter(self._client, key, self._header, broadcast=True)
-        except BaseException:
-            self.end()
-            raise
-        self._previous_sigterm = catch_sigterm()
-        return self
-
-    def submit(self, runs: Sequence[TaskRun]) -> None:
-        self._pending.extend(runs)
-        self._pump()
-
-    def collect(self, timeout: float | None) -> list[TaskResult]:
-        wait_until = None if timeout is None else time.monotonic() + timeout
-        while True:
-            if self._ready:  # failed before they could be sent
-                results, self._ready = self._ready, []
-                return results
-            try:
-                first = self._done.get(
-                    timeout=None if wait_until is None else max(0.0, wait_until - time.monotonic())
-                )
-            except queue.Empty:
-                return []
-            done = [first]
-            while True:  # take whatever else is done without waiting
-                try:
-                    done.append(self._done.get_nowait())
-                except queue.Empty:
-                    break
-            results = self._finished(done)
-            self._pump()
-            results.extend(self._ready)
-            self._ready = []
-            if results:
-                return results
-
-    def end(self) -> None:
-        client = self._client
-        try:
-            if client is not None and self._in_flight:  # interrupted, or abandoned
-                futures = [batch.future for batch in self._in_flight.values()]
-                try:
-                    client.cancel(futures)
-                except Exception:
-                    pass
-                if self._cluster is None:
-                    self._unpublish_leftovers(client)
-            for result in self._results:
-                result.release()
-        finally:
-            self._results = []
-            self._header_arg = b""
-            self._pending.clear()
-            self._suspects.clear()
-            self._replaying = False
-            self._in_flight.clear()
-            self._ready = []
-            self._done = queue.SimpleQueue()
-            self._client = None
-            if self._cluster is not None:
-                cluster, self._cluster = self._cluster, None
-                if client is not None:
-                    _close_quietly(client)
-                try:
-                    cluster.close(timeout=10)
-                except Exception as error:
-                    log.warning("the local Dask cluster did not close cleanly: %r", error)
-            restore_sigterm(self._previous_sigterm)
-            self._previous_sigterm = None
-
-    # -- the cluster ----------------------------------------------------------------------------
-
-    def _start_cluster(self) -> Client:
-        from distributed import Client, LocalCluster
-
-        options: dict[str, Any] = {
-            "host": "127.0.0.1",
-            # None would mean port 8787, and a warning when another cluster has it.
-            "dashboard_address": "127.0.0.1:0",
-            "processes": True,
-            "threads_per_worker": 1,
-            **self.cluster_kwargs,
-        }
-        options["scheduler_kwargs"] = {
-            "allowed_failures": LOCAL_ALLOWED_FAILURES,
-            **(options.get("scheduler_kwargs") or {}),
-        }
-        cluster = LocalCluster(**options)
-        try:
-            client = Client(cluster, set_as_default=False)
-        except BaseException:
-            cluster.close()
-            raise
-        self._cluster = cluster
-        return client
-
-    def _unpublish_leftovers(self, client: Client) -> None:
-        """After an interrupted run on a shared cluster: drop the large results its batches
-        published that the parent never took over (a batch still running may add more)."""
-        try:
-            ours = [n for n in client.list_datasets() if str(n).startswith("taskloom-result-")]
-            taken = {r.future.key for r in self._results if r.future is not None}
-            leftovers = [n for n in ours if n not in taken]
-            if leftovers:
-                client.unpublish_dataset(leftovers)
-        except Exception:
-            pass
-
-    # -- batching -------------------------------------------------------------------------------
-
-    def _next_batch(self, free: int) -> list[TaskRun]:
-        if self._suspects or self._replaying:  # after a crash: one at a time, alone
-            if self._in_flight or not self._suspects:
-                return []
-            self._replaying = True
-            return [self._suspects.popleft()]
-        return take_batch(self._pending, free, _durations, LONG_TASK)
-
-    def _pump(self) -> None:
-        limit = self._slots
-        while (self._pending or self._suspects) and len(self._in_flight) < limit:
-            batch = self._next_batch(limit - len(self._in_flight))
-            if not batch:
-                return
-            self._send(batch)
-
-    def _encode(self, batch: list[TaskRun]) -> tuple[bytes, list[Future[Any]]]:
-        """The batch as bytes, and the futures of the large results among its inputs."""
-        futures: dict[str, tuple[int, Future[Any]]] = {}
-
-        def slotted(run: TaskRun) -> dict[str, Any]:
-            return {k: self._slotted(v, futures) for k, v in run.inputs.items()}
-
-        payload = self._templates.encode(batch, slotted if self._results else None)
-        return payload, [future for _, future in sorted(futures.values(), key=lambda p: p[0])]
-
-    def _slotted(self, value: Any, futures: dict[str, tuple[int, Future[Any]]]) -> Any:
-        """``value`` with each ``DaskResult`` in it replaced by a ``_Slot`` for its future."""
-        if isinstance(value, DaskResult):
-            future = value.future
-            if future is None:  # released (a previous run's): send the value itself
-                return value.resolve()
-            entry = futures.get(future.key)
-            if entry is None:
-                entry = futures[future.key] = (len(futures), future)
-            return _Slot(entry[0])
-        if isinstance(value, (list, tuple, set, frozenset)):
-            return type(value)(self._slotted(v, futures) for v in value)
-        if isinstance(value, dict):
-            return {k: self._slotted(v, futures) for k, v in value.items()}
-        return value
-
-    def _send(self, batch: list[TaskRun]) -> None:
-        client = self._client
-        assert client is not None, "DaskExecutor.submit() before begin()"
-        encoded = encode_batch(batch, self._encode, self._ready, "dask")
-        if encoded is None:
-            return
-        batch, (payload, futures), keys = encoded
-        self._names.update(keys)
-        name = batch[0].task.name if len(batch) == 1 else "batch"
-        dask_key = f"taskloom-{name}-{self._run_tag}-{next(_sequence)}"
-        payload_arg: Any = payload
-        if len(payload) >= LARGE_PAYLOAD:  # large inputs: scattered, not in the graph
-            payload_arg = _scatter(client, f"{dask_key}-payload", payload)
-        future = client.submit(
-            _run_batch, self._header_arg, payload_arg, pickle.dumps(keys), self._log_level,
-            os.getpid(), *futures, key=dask_key, pure=False,
-        )
-        alone = not self._in_flight
-        for other in self._in_flight.values():
-            other.alone = False
-        self._in_flight[dask_key] = _Batch(batch, future, alone, payload_arg)
-        future.add_done_callback(self._done.put)
-
-    # -- results ------------------------------------------------------------------------------
-
-    def _finished(self, done: list[Future[Any]]) -> list[TaskResult]:
-        client = self._client
-        assert client is not None
-        batches: list[_Batch] = []
-        for future in done:
-            batch = self._in_flight.pop(future.key, None)
-            if batch is not None and batch.future is future:
-                batches.append(batch)
-        if not self._in_flight:
-            self._replaying = False
-        results: list[TaskResult] = []
-        finished: list[_Batch] = []
-        failed: list[_Batch] = []
-        for batch in batches:  # sorted before any is released (released reads "cancelled")
-            (finished if batch.future.status == "finished" else failed).append(batch)
-        outputs: list[tuple[bytes, bytes]] = []
-        if finished:
-            try:
-                outputs = client.gather([b.future for b in finished])
-            except Exception:  # one of them was lost meanwhile: take them one by one
-                outputs = []
-        for i, batch in enumerate(finished):
-            try:
-                output = outputs[i] if outputs else batch.future.result()
-            except BaseException as lost:
-                results.extend(self._failed_batch(batch, lost))
-            else:
-                results.extend(self._decode(batch, *output))
-            batch.future.release()
-        for batch in failed:
-            error = _batch_error(batch.future)
-            results.extend(self._failed_batch(batch, error))
-            batch.future.release()
-        return results
-
-    def _decode(self, batch: _Batch, data: bytes, logs: bytes) -> list[TaskResult]:
-        try:
-            for record in cloudpickle.loads(logs):
-                logging.getLogger(record.name).handle(record)
-        except Exception as error:
-            log.warning("log records from a Dask worker could not be unpickled: %r", error)
-        results, held = decode_rows(data, batch.runs, self._names, _durations, "dask", _Held)
-        if held:
-            self._take_over(results, held)
-        return results
-
-    def _take_over(self, results: list[TaskResult], held: list[tuple[int, _Held]]) -> None:
-        """Take a future for each large result a worker published, and unpublish it."""
-        client = self._client
-        assert client is not None
-        names = [h.name for _, h in held]
-        try:
-            futures = client.get_dataset(names)
-            client.unpublish_dataset(names)
-        except Exception as error:
-            for index, h in held:
-                result = results[index]
-                message = (
-                    f"Task {self._names.get(result.key, '?')!r}: its {h.type_name} result "
-                    f"({h.size} bytes) was left on a Dask worker and is gone: {error!r}"
-                )
-                results[index] = result._replace(state=Failed(message, error))
-            return
-        for (index, h), future in zip(held, futures):
-            deferred = DaskResult(future, h.size, h.type_name)
-            self._results.append(deferred)
-            results[index].state._result = deferred
-
-    def _failed_batch(self, batch: _Batch, error: BaseException) -> list[TaskResult]:
-        """A batch that did not return: its worker died, or Dask could not run it."""
-        from distributed import KilledWorker
-
-        if isinstance(error, KilledWorker):
-            return self._killed(batch, error)
-        results = []
-        for run in batch.runs:
-            if isinstance(error, (asyncio.CancelledError, concurrent.futures.CancelledError)):
-                message = (
-                    f"Task {run.task.name!r} was cancelled by the Dask cluster (a large input "
-                    f"it needed may have been lost with its worker): {error}"
-                )
-            else:
-                message = f"Task {run.task.name!r} could not run on the Dask cluster: {error!r}"
-            results.append(_here(run.key, Failed(message, error)))
-        return results
-
-    def _killed(self, batch: _Batch, error: BaseException) -> list[TaskResult]:
-        """``KilledWorker``: the culprit if it ran alone, else every run is a suspect."""
-        runs = batch.runs
-        if batch.alone and len(runs) == 1 and not runs[0].then:
-            run = runs[0]
-            message = (
-                f"Task {run.task.name!r} killed the Dask worker running it: the worker process "
-                "died (os._exit, a signal such as SIGKILL from the out-of-memory killer, a crash "
-                "in native code, or the nanny stopping it over its memory limit)"
-            )
-            cause = RemoteTaskError("distributed.KilledWorker", str(error), "")
-            return [_here(run.key, Failed(message, cause))]
-        requeue(self._suspects, runs)
-        log.warning(
-            "a Dask worker died with %d task runs of this flow in flight; running them again "
-            "one at a time to find the cause",
-            len(runs),
-        )
-        return []
-
-
-def _batch_error(future: Future[Any]) -> BaseException:
-    try:
-        error = future.exception(timeout=5)
-    except BaseException as raised:  # cancelled: exception() raises the CancelledError
-        return raised
-    if error is None:
-        return RuntimeError(f"the Dask task ended {future.status!r}")
-    return error
-
-
-def _here(key: int, state: State[Any]) -> TaskResult:
-    """A result decided in the parent (the run never reached a worker, or its worker died)."""
-    return decided_here(key, state, "dask")
+    def begin(self, run_context: Mapping[str, Any]) -> ExecutorRun:
+        """Start a flow run on the cluster (see ``executors.base``)."""
+        tag = str(run_context.get("flow_run_id", ""))[:8]
+        return Dispatcher(_DaskRun(self, tag), run_context)

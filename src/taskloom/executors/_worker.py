@@ -1,0 +1,218 @@
+"""The worker side of ``LokyExecutor`` and ``DaskExecutor``: one entry point for a batch.
+
+``run_batch`` is what a loky worker process or a Dask worker thread runs for one batch::
+
+    context   the run context, unpickled once per flow run (cached by its pickle)
+    logs      capture the records the batch emits (``LogCapture``)
+    load      the runs (``load_runs``); a batch that does not unpickle fails each run
+    run       each run and its chain (``run_all``)
+    prepare   per state, the back end's hook: a large result left where it was made
+    encode    the states in one pickle (``_wire.encode_rows``), the records in another
+
+What differs per back end is a parameter: the worker's name, where it runs (for
+messages), how inputs are filled in (loky: shared-memory results read; Dask: futures'
+values put in their slots), ``prepare``, and the log capture. A loky worker process is
+the pool's own: its root logger keeps only the capture handler and takes the parent's
+level. A Dask worker runs several batches at once in threads and belongs to whoever
+started it: capture is per thread, beside the handlers it has.
+
+Tracebacks do not pickle: the worker's traceback stays on the exception as a note
+(``note_traceback``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import cloudpickle
+
+from ..attempt import FollowOn, TaskResult, TaskRun, run_chain
+from ..context import current as _current_context
+from ..errors import RemoteTaskError
+from ..states import Failed, State
+from ..task import Task
+from ._wire import encode_records, encode_rows, flatten_record
+
+__all__ = ["LogCapture", "failed_to_load", "load_runs", "run_all", "run_batch"]
+
+#: Fills in a run's inputs on the worker (``load_runs``).
+Fill = Callable[[dict[str, Any]], dict[str, Any]]
+#: Turns a finished state into the one sent back (``encode_rows``).
+Prepare = Callable[[State[Any]], State[Any]]
+
+# A Dask worker serves several flow runs (and several parents): a few contexts, not one.
+_CONTEXTS_KEPT = 8
+_contexts: OrderedDict[bytes, Mapping[str, Any]] = OrderedDict()
+_contexts_lock = threading.Lock()
+
+
+def _run_context(header: bytes) -> Mapping[str, Any]:
+    with _contexts_lock:
+        found = _contexts.get(header)
+        if found is not None:
+            _contexts.move_to_end(header)
+            return found
+    values: Mapping[str, Any] = cloudpickle.loads(header)
+    with _contexts_lock:
+        _contexts[header] = values
+        while len(_contexts) > _CONTEXTS_KEPT:
+            _contexts.popitem(last=False)
+    return values
+
+
+class LogCapture(logging.Handler):
+    """Keeps the log records of the batch running, flattened so they pickle.
+
+    ``sole=True`` (a process that is the pool's own): on first use it replaces the root
+    logger's handlers, every thread's records belong to the batch, and the root logger
+    takes the parent's level. ``sole=False`` (a process shared with others): on first use
+    it joins the root logger's handlers, only the records of the thread running a batch
+    are kept, and the root level is only ever lowered to the parent's (other handlers may
+    want more)."""
+
+    def __init__(self, sole: bool) -> None:
+        super().__init__()
+        self.sole = sole
+        self._local = threading.local()
+        self._records: list[logging.LogRecord] | None = None
+        self._level = logging.NOTSET
+        self._installed = False
+        self._install_lock = threading.Lock()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep ``record`` if a batch of this thread (of any thread, ``sole``) emitted it."""
+        if self.sole:
+            records, level = self._records, self._level
+        else:
+            records = getattr(self._local, "records", None)
+            level = getattr(self._local, "level", logging.NOTSET)
+        if records is None or record.levelno < level:
+            return  # not emitted by a batch (another thread, or the worker itself)
+        flatten_record(record, _current_context())
+        records.append(record)
+
+    def start(self, level: int) -> list[logging.LogRecord]:
+        """Capture what this thread's batch logs at ``level`` or above, into the list returned."""
+        root = logging.getLogger()
+        if not self._installed:
+            with self._install_lock:
+                if not self._installed:
+                    if self.sole:
+                        root.handlers[:] = [self]
+                    else:
+                        root.addHandler(self)
+                    self._installed = True
+        if self.sole:
+            root.setLevel(level)
+        elif root.getEffectiveLevel() > level:
+            root.setLevel(level)
+        records: list[logging.LogRecord] = []
+        if self.sole:
+            self._records, self._level = records, level
+        else:
+            self._local.records, self._local.level = records, level
+        return records
+
+    def stop(self) -> None:
+        """Stop capturing for this thread's batch."""
+        if self.sole:
+            self._records = None
+        else:
+            self._local.records = None
+
+
+def run_batch(
+    header: bytes,
+    payload: bytes,
+    keys: Sequence[tuple[int, str]],
+    log_level: int,
+    *,
+    worker: str,
+    where: str,
+    capture: LogCapture | None,
+    fill: Fill | None = None,
+    prepare: Prepare | None = None,
+) -> tuple[bytes, bytes]:
+    """Run a batch (see the module docstring): its states in one pickle, and its log records
+    (at ``log_level`` or above) in another. ``where`` ends messages ("in a worker process")."""
+    records = capture.start(log_level) if capture is not None else []
+    try:
+        names = dict(keys)
+        try:
+            run_context = _run_context(header)
+            runs = load_runs(payload, fill)
+        except Exception as error:
+            rows = failed_to_load(keys, error, worker, where)
+        else:
+            rows = run_all(runs, run_context, worker, where)
+        return encode_rows(worker, rows, names, prepare), encode_records(records)
+    finally:
+        if capture is not None:
+            capture.stop()
+
+
+def load_runs(payload: bytes, fill: Fill | None = None) -> list[TaskRun]:
+    """The runs of a batch encoded by ``Templates.encode`` (inputs through ``fill``)."""
+    blobs, wire_runs = cloudpickle.loads(payload)
+    templates: dict[int, Task[Any, Any]] = {tid: cloudpickle.loads(b) for tid, b in blobs.items()}
+    runs = []
+    for key, tid, inputs, run_count, resume, then in wire_runs:
+        if fill is not None:
+            inputs = fill(inputs)
+        follow = tuple(
+            FollowOn(k, templates[t], constants, input_key) for k, t, constants, input_key in then
+        )
+        runs.append(TaskRun(key, templates[tid], inputs, run_count, resume, follow))
+    return runs
+
+
+def failed_to_load(
+    keys: Sequence[tuple[int, str]], error: Exception, worker: str, where: str
+) -> list[TaskResult]:
+    """A batch that could not be unpickled ``where`` (call in the ``except``): each of its
+    runs (``keys``: key, task name) fails with the error."""
+    rows = []
+    now = time.time()
+    for key, name in keys:
+        state = Failed(
+            f"Task {name!r} could not be unpickled {where}: {error!r}",
+            RemoteTaskError(type(error).__qualname__, str(error), traceback.format_exc()),
+        )
+        rows.append(TaskResult(key, state, now, now, worker))
+    return rows
+
+
+def run_all(
+    runs: Sequence[TaskRun], run_context: Mapping[str, Any], worker: str, where: str
+) -> list[TaskResult]:
+    """Run each run (and its chain); a task raising ``SystemExit`` or ``KeyboardInterrupt``
+    fails, with ``where`` it was in the message. Tracebacks are kept as notes."""
+    rows: list[TaskResult] = []
+    for run in runs:
+        started = time.time()
+        try:
+            results = run_chain(run, run_context, worker)
+        except BaseException as error:  # SystemExit / KeyboardInterrupt raised by the task
+            message = f"Task {run.task.name!r} raised {error!r} {where}"
+            failed = Failed[Any](message, error)
+            results = [TaskResult(run.key, failed, started, time.time(), worker)]
+        for result in results:
+            note_traceback(result.state)
+        rows.extend(results)
+    return rows
+
+
+def note_traceback(state: State[Any]) -> None:
+    """Keep the worker's traceback on a task's exception: tracebacks do not pickle, notes do."""
+    error = state.result
+    if isinstance(state, Failed) and isinstance(error, Exception) and error.__traceback__:
+        lines = traceback.format_tb(error.__traceback__)
+        error.add_note(f"Traceback in worker process {os.getpid()}:\n{''.join(lines).rstrip()}")
+        error.__traceback__ = None
