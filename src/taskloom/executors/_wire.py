@@ -39,6 +39,7 @@ from ..task import Task, _same_options
 __all__ = [
     "Templates",
     "WireRow",
+    "WireFollowOn",
     "WireRun",
     "WireState",
     "check_context",
@@ -59,10 +60,10 @@ __all__ = [
 _STATE_CLASSES = tuple(cls for cls in all_classes() if cls.__module__ == State.__module__)
 _STATE_CODES = {cls: code for code, cls in enumerate(_STATE_CLASSES)}
 
-#: A run on the wire: key, template id, inputs, run count, resume, follow-ons.
-WireRun = tuple[
-    int, int, dict[str, Any], int, bool, tuple[tuple[int, int, dict[str, Any], str | None], ...]
-]
+#: A follow-on on the wire: key, template id, constants, input key, map index.
+WireFollowOn = tuple[int, int, dict[str, Any], str | None, int | None]
+#: A run on the wire: key, template id, inputs, run count, resume, follow-ons, map index.
+WireRun = tuple[int, int, dict[str, Any], int, bool, tuple[WireFollowOn, ...], int | None]
 #: A state on the wire: class code (or -1: pickled whole), slot values (or the state).
 WireState = tuple[int, Any]
 #: A result row on the wire: key, state, started, finished.
@@ -135,9 +136,11 @@ class Templates:
             for follow in run.then:
                 ftid = self.id(follow.task)
                 blobs[ftid] = self._blobs[ftid]
-                then.append((follow.key, ftid, follow.constants, follow.input_key))
+                then.append((follow.key, ftid, follow.constants, follow.input_key, follow.map_index))
             inputs = run.inputs if inputs_of is None else inputs_of(run)
-            wire.append((run.key, tid, inputs, run.run_count, run.resume, tuple(then)))
+            wire.append(
+                (run.key, tid, inputs, run.run_count, run.resume, tuple(then), run.map_index)
+            )
         return cloudpickle.dumps((blobs, wire))
 
 

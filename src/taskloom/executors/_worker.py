@@ -163,13 +163,14 @@ def load_runs(payload: bytes, fill: Fill | None = None) -> list[TaskRun]:
     blobs, wire_runs = cloudpickle.loads(payload)
     templates: dict[int, Task[Any, Any]] = {tid: cloudpickle.loads(b) for tid, b in blobs.items()}
     runs = []
-    for key, tid, inputs, run_count, resume, then in wire_runs:
+    for key, tid, inputs, run_count, resume, then, map_index in wire_runs:
         if fill is not None:
             inputs = fill(inputs)
         follow = tuple(
-            FollowOn(k, templates[t], constants, input_key) for k, t, constants, input_key in then
+            FollowOn(k, templates[t], constants, input_key, index)
+            for k, t, constants, input_key, index in then
         )
-        runs.append(TaskRun(key, templates[tid], inputs, run_count, resume, follow))
+        runs.append(TaskRun(key, templates[tid], inputs, run_count, resume, follow, map_index))
     return runs
 
 
