@@ -1,11 +1,12 @@
 """Run every benchmark, each in its own process, and print a summary against the targets.
 
-``bench_local.py``, ``bench_loky.py`` then ``bench_dask.py`` (separate processes, so one's
-pool or cluster and garbage do not perturb the next; ``bench_dask.py`` is skipped when Dask
-distributed, the dask extra, is not installed). ``--runs`` and ``--quick`` are passed
-through. The summary lists each figure, its target and whether it was met; figures are
-ratios against baselines measured in the same run (see each script's docstring). The exit
-status is 0 unless a benchmark failed: missing a target is a result, not an error.
+``bench_local.py``, ``bench_loky.py``, ``bench_dask.py`` then ``bench_map.py`` (separate
+processes, so one's pool or cluster and garbage do not perturb the next; ``bench_dask.py`` is
+skipped when Dask distributed, the dask extra, is not installed, and ``bench_map.py`` then
+skips its Dask part). ``--runs`` and ``--quick`` are passed through. The summary lists each
+figure, its target and whether it was met; figures are ratios against baselines measured in
+the same run (see each script's docstring). The exit status is 0 unless a benchmark failed:
+missing a target is a result, not an error.
 
     python benchmarks/run_all.py [--runs N] [--quick]      (or: nox -s bench -- --runs N)
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 import _harness as h
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_local.py", "bench_loky.py", "bench_dask.py"]
+BENCHMARKS = ["bench_local.py", "bench_loky.py", "bench_dask.py", "bench_map.py"]
 #: Benchmarks that need an optional dependency (module name), skipped without it.
 NEEDS = {"bench_dask.py": "distributed"}
 SUMMARY_HEADER = "== summary: taskloom against its targets =="
@@ -74,6 +75,16 @@ TARGETS = [
            operator.le, "dask.W1.raw.wall_ms", 2, " ms wall (raw Dask)", "distributed"),
     Target("W3 on Dask", "wall vs raw Dask futures", "dask.W3.taskloom_vs_raw", "x", 1.2,
            operator.le, "dask.W3.raw.wall_ms", 2, " ms wall (raw Dask)", "distributed"),
+    Target("W6 map LocalExecutor", "overhead per child", "map.W6.local.overhead_us", " µs", 5,
+           operator.le),
+    Target("W6 map", "overhead per child", "map.W6.loky.overhead_us", " µs", 10, operator.le,
+           "map.W6.raw.overhead_us"),
+    Target("W7 3-stage map", "overhead per child", "map.W7.loky.overhead_us", " µs", 15,
+           operator.le, "map.W7.raw.overhead_us"),
+    Target("map scale 100k", "parent peak RSS", "map.scale.local.peak_rss_mb", " MB", 400,
+           operator.le, digits=0),
+    Target("map scale 100k/10k", "per-child overhead growth", "map.scale.local.growth", "x",
+           1.1, operator.le, digits=2),
 ]
 
 

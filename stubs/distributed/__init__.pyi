@@ -4,7 +4,7 @@
 # --strict) and analysing it costs mypy several seconds, so taskloom reads these instead.
 
 from abc import ABCMeta
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Generic, Literal, TypeVar, overload
 
@@ -70,6 +70,23 @@ class Client:
         pure: bool = True,
         **kwargs: Any,
     ) -> Future[_T]: ...
+    def map(
+        self,
+        func: Callable[..., _T],
+        *iterables: Collection[Any],
+        key: str | list[str] | None = None,
+        workers: str | Iterable[str] | None = None,
+        retries: int | None = None,
+        resources: dict[str, Any] | None = None,
+        priority: int = 0,
+        allow_other_workers: bool = False,
+        fifo_timeout: str = "100 ms",
+        actor: bool = False,
+        actors: bool = False,
+        pure: bool = True,
+        batch_size: int | None = None,
+        **kwargs: Any,
+    ) -> list[Future[_T]]: ...
     @overload
     def gather(
         self,
