@@ -404,3 +404,30 @@ def test_the_journal_keeps_every_child_and_a_resume_runs_only_the_failed_ones(
     assert second.result[doubled].result == [x * 2 for x in range(10)]
     assert second.result[t].result == 90
     assert type(second) is Success
+
+
+@task(trigger=triggers.manual_only)
+def approve(x: int) -> int:
+    return x * 100
+
+
+def test_paused_children_wait_for_a_resume_that_lets_them_through(executor: Executor) -> None:
+    from taskloom.journal import default_journal
+    from taskloom.resume import resume
+
+    with Flow("map-pause") as flow:
+        approved = approve.map([1, 2, 3])
+        t = total(approved)
+    first = flow.run(executor=executor)
+    assert first.is_paused() and "approve[0]" in str(first.message)
+    assert first.run_id is not None
+    only_two = resume(first.run_id, flow=flow, tasks=["approve[1]"], executor=executor)
+    assert only_two.is_paused()
+    assert only_two.run_id is not None
+    assert not only_two.result[approved].is_finished()  # the mapped task waits for its children
+    kids = default_journal().load(only_two.run_id).children[0]
+    assert [k.state for k in kids] == ["Paused", "Success", "Paused"]
+    rest = resume(only_two.run_id, flow=flow, executor=executor)
+    assert rest.result[approved].result == [100, 200, 300]
+    assert rest.result[t].result == 600
+    assert type(rest) is Success

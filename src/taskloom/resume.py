@@ -94,15 +94,21 @@ def _inputs_from_results(
     return inputs
 
 
-def _mapped(record: RunRecord, row: TaskRecord, children: list[TaskRecord]) -> Mapped[Any]:
+def _mapped(
+    record: RunRecord, row: TaskRecord, children: list[TaskRecord], wanted: set[str]
+) -> Mapped[Any]:
     """A mapped task's state from its children's records: each child's class and message,
-    with its result where it is stored (or in the mapped task's stored list of results)."""
+    with its result where it is stored (or in the mapped task's stored list of results).
+    A paused child (every one, or those named in ``wanted``) gets ``Resume``: it runs."""
     results = row.result if row.has_result and isinstance(row.result, list) else None
     states: list[State[Any]] = []
     for child in children:
         if child.tampered:
             raise JournalError.tampered(record.run_id, child.name)
         kind = _kind(record, child)
+        if issubclass(kind, Paused) and (not wanted or child.name in wanted):
+            states.append(Resume(RESUMED_MESSAGE))
+            continue
         if child.has_result:
             result = child.result
         elif results is not None and child.map_index is not None and child.map_index < len(results):
@@ -144,7 +150,9 @@ def resume(
     _match(flow, compiled, record)
     rows = record.tasks
     wanted = set(tasks)
-    unknown = wanted - {row.name for row in rows}
+    names = {row.name for row in rows}
+    names.update(child.name for family in record.children.values() for child in family)
+    unknown = wanted - names
     if unknown:
         raise JournalError(f"run {record.run_id} has no task named {', '.join(sorted(unknown))}")
     kinds = [_kind(record, row) for row in rows]
@@ -153,7 +161,7 @@ def resume(
     # Mapped tasks, from their children: the state the run left each child in.
     partial: list[int] = []
     for i, children in record.children.items():
-        mapped = _mapped(record, rows[i], children)
+        mapped = _mapped(record, rows[i], children, wanted)
         states[i] = mapped
         if unfinished_children(mapped):
             partial.append(i)

@@ -164,6 +164,8 @@ class _Expansion:
     #: the first child's decision is every child's (``same``: () to run, else its state).
     uniform: bool = False
     same: tuple[State[Any], ...] | None = None
+    #: The map indexes of children a resume lets through (given ``Resume``).
+    resumed: set[int] = field(default_factory=set)
 
 
 class _Scheduler:
@@ -333,7 +335,8 @@ class _Scheduler:
                 self._take(session.collect(timeout))
             elif timeout:
                 time.sleep(timeout)
-            self._release_due_retries()
+            if self.retries:
+                self._release_due_retries()
 
     def _submit(self, batch: list[TaskRun]) -> None:
         session = self.session
@@ -605,12 +608,15 @@ class _Scheduler:
         self.map_index.extend(range(n))
         kept = self.args.seeded.get(i)
         if isinstance(kept, Mapped) and len(kept.map_states) == n:
-            # A resumed mapped task: children that finished keep their states.
-            for slot, state in zip(exp.slots, kept.map_states):
+            # A resumed mapped task: children that finished keep their states; those given
+            # ``Resume`` are decided as resumed tasks (``manual_only`` lets them through).
+            for k, (slot, state) in enumerate(zip(exp.slots, kept.map_states)):
                 if isinstance(state, Finished) and not type(state).runs_again:
                     traces[slot].state = state
                     self.finished[slot] = True
                     exp.left -= 1
+                elif isinstance(state, Resume):
+                    exp.resumed.add(k)
         waiting = self.waiting
         ready = self.ready
         ups = [self.expansions[j].slots for edge, kind, j in exp.sources if kind == _LIVE]
@@ -639,10 +645,9 @@ class _Scheduler:
         assert k is not None
         exp, traces = self.expansions[parent], self.traces
         task = self.task_of[slot]
-        seeded = self.args.seeded.get(parent)
-        resume = isinstance(seeded, Resume)
+        resume = isinstance(self.args.seeded.get(parent), Resume) or k in exp.resumed
         decided: State[Any] | None
-        if exp.same is not None:  # decided once for every child (see _Expansion.same)
+        if exp.same is not None and not resume:  # decided once for all (_Expansion.same)
             # A copy each: states count by identity in triggers (one per child).
             decided = exp.same[0].replace() if exp.same else None
         else:
@@ -657,7 +662,7 @@ class _Scheduler:
                 else:
                     upstream[edge] = traces[source].state
             decided = decide(task, upstream, resume=resume)
-            if exp.uniform:
+            if exp.uniform and not resume:
                 exp.same = (decided,) if decided is not None else ()
         inputs = self._child_inputs(exp, k)
         if decided is not None:
