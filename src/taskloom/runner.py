@@ -781,10 +781,13 @@ class _Scheduler:
         self._finish(i, state)
 
     def _finish(self, i: int, state: State[Any]) -> None:
-        self.traces[i].state = state
+        trace = self.traces[i]
+        trace.state = state
+        if not type(state).keeps_inputs:
+            trace.inputs = None  # nothing will read them (a run of many tasks holds less)
         self.finished[i] = True
         if self.observer is not None:
-            self.observer.task_changed(i, self.traces[i].name, state)
+            self.observer.task_changed(i, trace.name, state)
         if i >= len(self.nodes):  # a child: its dependents, then maybe its parent
             for d in self.dependents.pop(i, ()):
                 self._release(d)

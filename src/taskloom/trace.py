@@ -39,8 +39,9 @@ class TaskTrace:
         state: its current state; its final one once the run ends.
         attempts: how many attempts it was handed to the executor for (0: decided without
             running, or never reached).
-        inputs: the inputs of its last attempt (or those it was paused with); None when it
-            was never handed to the executor.
+        inputs: the inputs of its last attempt (or those it was paused with), while a
+            resume may need them: None when it was never handed to the executor, or once it
+            finished in a state that does not ``keeps_inputs`` (a success).
         queued: when it was handed to the executor (seconds since the epoch).
         started: when its last attempt started.
         finished: when its last attempt finished.
