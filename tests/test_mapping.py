@@ -431,3 +431,13 @@ def test_paused_children_wait_for_a_resume_that_lets_them_through(executor: Exec
     assert rest.result[approved].result == [100, 200, 300]
     assert rest.result[t].result == 600
     assert type(rest) is Success
+
+
+def test_a_mapped_ordering_edge_pairs_children_and_bounds_their_number(executor: Executor) -> None:
+    with Flow("map-ordering") as flow:
+        first = inc.map([1, 2])
+        second = inc.map([10, 20, 30], upstream_tasks=[first])  # child i after first's child i
+        third = inc.map([5, 6, 7], upstream_tasks=[unmapped(first)])  # after all of first
+    state = flow.run(executor=executor)
+    assert state.result[second].result == [11, 21]  # zip-shortest counts the ordering edge
+    assert state.result[third].result == [6, 7, 8]

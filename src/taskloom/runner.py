@@ -576,8 +576,10 @@ class _Scheduler:
             state = traces[j].state
             if j in live and edge.mapped:
                 exp.sources.append((edge, _LIVE, j))
+                widths.append(len(self.expansions[j].slots))  # an ordering edge counts too
             elif edge.mapped and isinstance(state, Mapped) and not edge.flattened:
                 exp.sources.append((edge, _CHILD, state.map_states))
+                widths.append(len(state.map_states))
             elif edge.mapped and edge.key is not None:
                 exp.sources.append((edge, _ELEMENT, exp.by_index[edge.key]))
             else:
