@@ -61,6 +61,29 @@ the worker runs the links itself. The rule has three parts, which must agree:
    ``_take`` reads the chain's results back in order (the head's first); a claimed task
    the chain stopped before is released and decided here as any other.
 
+Mapping. A mapped task (``t.map``; its rules are pure functions in ``taskloom.mapped``) is
+not run: once what it maps over is known it *maps* (``_map``), and its children get slots
+numbered after the flow's tasks, with their own traces (``name[i]``), ``waiting`` counts
+and follow-ons, and an ``_Expansion`` each mapped task shares with its children: what
+every child takes, what each takes by index, and where each child finds its upstream
+states (``sources``). The per-slot lists below cover children too:
+
+``task_of[s]``, ``parent[s]``, ``map_index[s]``
+    the task a slot runs, and for a child its mapped task's number and its index (-1 and
+    None for the flow's own tasks).
+``expansions[i]``
+    mapped task ``i`` once it has mapped; it finishes ``Mapped`` when its last child does.
+``dependents[s]``
+    the children waiting for child ``s`` (child ``k`` of a map over a map waits only for
+    child ``k`` upstream: no barrier between the maps).
+
+A mapped task maps as soon as its upstream tasks are finished, or, for a mapped task it
+maps over child by child (``Node.childwise``), have mapped. Child ``k`` of such a map is
+a follow-on of child ``k`` upstream (``_child_chain_after``) under the same rule as any
+follow-on, checked child by child (``_follows_child``). A run resumed with a ``Mapped``
+state some of whose children did not finish well maps again, keeps the finished children
+and runs the others.
+
 Lifecycle of one run (``_Scheduler.run``; the order matters):
 
 1. ``executor.begin(context)`` may refuse the run (a context value that cannot reach the
@@ -209,7 +232,7 @@ class _Scheduler:
             if runnable[i] and not finished[i] and (waiting[i] == 0 or i in starts)
         ]
         self.ready.reverse()  # a stack: pop() takes tasks in flow order
-        # Mapped tasks add a slot per child after the tasks' own (see "Mapping" above).
+        # Mapped tasks add a slot per child after the tasks' own ("Mapping", above).
         self.task_of: list[Task[Any, Any]] = [node.task for node in nodes]
         self.parent: list[int] = [-1] * len(nodes)
         self.map_index: list[int | None] = [None] * len(nodes)
