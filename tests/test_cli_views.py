@@ -90,6 +90,7 @@ def test_show_counts_a_mapped_tasks_children_and_resume_runs_the_failed_ones(
     flows = write_flow(tmp_path / "flows.py", "import os\n" + MAPPED, LOG=str(log), OK=str(ok))
     ran = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local", "--no-progress")
     assert ran.returncode == 1, describe(ran)
+    assert "5 children: 3 Success, 2 Failed" in ran.stdout  # the run's own table says so too
     rid = run_id(ran.stdout)
     shown = taskloom(taskloom_home, "show", rid)
     assert shown.returncode == 0, describe(shown)

@@ -40,7 +40,8 @@ from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, def
 from .loader import FlowNotFoundError, load_flow
 from .progress import RunObserver, default_progress
 from .visualize import MissingRendererError
-from .states import State
+from ._runview import mapped_outcome
+from .states import Mapped, State
 
 __all__ = ["main"]
 
@@ -141,13 +142,16 @@ def _report(state: State[FlowResult], flow_name: str, out: TextIO) -> int:
     result: FlowResult = state.result or FlowResult()
     for key, (task, task_state) in enumerate(result.items()):
         record = recorded.get(key)
+        message = task_state.message
+        if isinstance(task_state, Mapped):  # a mapped task: how its children ended
+            message = mapped_outcome([type(s).__name__ for s in task_state.map_states]).message
         rows.append([
             task.name,
             type(task_state).__name__,
             "-" if record is None else str(record.attempts),
             "-" if record is None or record.worker is None else record.worker,
             duration(None if record is None else _between(record.started, record.finished)),
-            one_line(task_state.message, MESSAGE_WIDTH),
+            one_line(message, MESSAGE_WIDTH),
         ])
     out.write(table(["TASK", "STATE", "ATTEMPTS", "WORKER", "DURATION", "MESSAGE"], rows, right=(2, 4)))
     out.write(f"\n\nFlow {flow_name!r}: {type(state).__name__} ({one_line(state.message)})\n")
