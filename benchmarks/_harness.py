@@ -29,7 +29,9 @@ __all__ = [
     "Figures",
     "RssSampler",
     "Series",
+    "finish",
     "fmt",
+    "line",
     "load_text",
     "parse_args",
     "print_header",
@@ -141,6 +143,12 @@ def paired(a: Sequence[float], b: Sequence[float], op: Callable[[float, float], 
     return Series([op(x, y) for x, y in zip(a, b, strict=True)])
 
 
+def line(text: str) -> None:
+    """One derived figure, under the walls of the measurement it comes from."""
+    print(f"    -> {text}")
+    sys.stdout.flush()
+
+
 def fmt(value: float | None, digits: int = 1, unit: str = "") -> str:
     return "n/a" if value is None else f"{value:,.{digits}f}{unit}"
 
@@ -188,3 +196,12 @@ class RssSampler:
 def write_figures(path: Path | None, figures: Figures) -> None:
     if path is not None:
         path.write_text(json.dumps(figures, indent=2, sort_keys=True))
+
+
+def finish(path: Path | None, figures: Figures, failed: bool) -> None:
+    """The end of a benchmark: the closing line, its figures to ``path``, and exit status 1
+    if any measurement failed."""
+    print(f"  done; {load_text()}")
+    write_figures(path, figures)
+    if failed:
+        sys.exit(1)

@@ -114,11 +114,6 @@ class Bench:
         traceback.print_exc()
 
 
-def line(text: str) -> None:
-    print(f"    -> {text}")
-    sys.stdout.flush()
-
-
 def compare(
     w: wl.Workload, walls: dict[str, list[float]], figures: h.Figures, per_task: bool
 ) -> None:
@@ -134,15 +129,15 @@ def compare(
         if per_task:
             o = h.paired(walls[system], walls[SEQ], lambda a, b: (a - b) / w.size)
             figures[f"dask.{name}.{key}.overhead_us"] = o.median * 1e6
-            line(f"{system:<9} overhead {o.show(1e6, 1, ' µs/task')} vs sequential")
+            h.line(f"{system:<9} overhead {o.show(1e6, 1, ' µs/task')} vs sequential")
         else:
             s = h.paired(walls[SEQ], walls[system], lambda a, b: a / b)
             figures[f"dask.{name}.{key}.speedup_vs_seq"] = s.median
-            line(f"{system:<9} speedup {s.show(1, 2, 'x')} vs sequential")
+            h.line(f"{system:<9} speedup {s.show(1, 2, 'x')} vs sequential")
     if RAW in walls and LOOM in walls:
         ratio = h.paired(walls[LOOM], walls[RAW], lambda a, b: a / b)
         figures[f"dask.{name}.taskloom_vs_raw"] = ratio.median
-        line(f"taskloom / raw Dask = {ratio.show(1, 3, 'x')} (target <= 1.2x)")
+        h.line(f"taskloom / raw Dask = {ratio.show(1, 3, 'x')} (target <= 1.2x)")
     else:
         figures[f"dask.{name}.taskloom_vs_raw"] = None
 
@@ -179,17 +174,14 @@ def main() -> None:
         walls = bench.measure(w3)
         if SEQ in walls:
             per_task = h.Series(walls[SEQ]).median / cpu_tasks
-            line(f"one CPU task ~ {per_task * 1e3:.0f} ms in this run (calibrated for "
-                 f"{cpu_seconds * 1e3:.0f} ms: {loops:,} loops)")
+            h.line(f"one CPU task ~ {per_task * 1e3:.0f} ms in this run (calibrated for "
+                   f"{cpu_seconds * 1e3:.0f} ms: {loops:,} loops)")
         compare(w3, walls, figures, per_task=False)
     finally:
         close_clients()
         client.close()
         cluster.close()
-    print(f"  done; {h.load_text()}")
-    h.write_figures(args.json, figures)
-    if bench.failed:
-        sys.exit(1)
+    h.finish(args.json, figures, bench.failed)
 
 
 if __name__ == "__main__":

@@ -42,25 +42,24 @@ of per-run values, with [min..max] after them.
 from __future__ import annotations
 
 import importlib.util
-import sys
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import _harness as h
-import loky
+import _systems as sy
 import workloads as wl
 
 from taskloom import Flow, Task, task
-from taskloom.executors import Executor, LocalExecutor, LokyExecutor
+from taskloom.executors import LocalExecutor, LokyExecutor
 
 if TYPE_CHECKING:
     import distributed
 
 DESCRIPTION = "Mapping: taskloom's cost per mapped child vs raw loky, Dask and plain calls."
 
-SEQ, RAW, DASK = "sequential", "raw loky", "Dask client.map"
+SEQ, RAW, DASK = sy.SEQ, sy.RAW, "Dask client.map"
 LOCAL, JOURNAL, LOOM = "LocalExecutor", "Local+journal", "LokyExecutor"
 #: Systems that run in worker processes: their order alternates run by run.
 POOLS = (RAW, LOOM, DASK)
@@ -109,15 +108,15 @@ class MapWorkload:
             calls = f"{t.name}.map({calls})"
         return f"total({calls}) over {self.size:,} elements"
 
-    def build_flow(self) -> tuple[Flow, Task[Any, Any]]:
-        """The workload as a taskloom flow, and its reduce task."""
+    def build_flow(self) -> tuple[Flow, list[Task[Any, Any]]]:
+        """The workload as a taskloom flow, and its terminal task: the reduce."""
         with Flow(self.name) as flow:
             values: list[int] = self.xs
             for t in self.tasks:
                 values = t.map(values)
             reduce = total(values)
         assert isinstance(reduce, Task)
-        return flow, reduce
+        return flow, [reduce]
 
     def graph(self) -> wl.Workload:
         """The workload written out task by task (child ``i`` of a stage depends on child
@@ -139,53 +138,28 @@ def run_sequential(m: MapWorkload) -> list[int]:
     return [wl.total(values)]
 
 
-# -- the systems ---------------------------------------------------------------------------------
+# -- the systems and measuring (``_systems``) ---------------------------------------------------
+
+System = sy.System[MapWorkload]
+Result = sy.Result[MapWorkload]
 
 
-class System:
-    """One way to run a workload. ``prepare`` once per workload (untimed), then per run
-    ``before`` (untimed), ``run`` (timed) and ``results`` (untimed: the terminal results)."""
-
-    name = ""
-
-    def prepare(self, m: MapWorkload) -> None:
-        self.m = m
-
-    def before(self) -> None:
-        pass
-
-    def run(self) -> Any:
-        raise NotImplementedError
-
-    def results(self, value: Any) -> list[Any]:
-        return list(value)
+def sequential() -> sy.Sequential[MapWorkload]:
+    return sy.Sequential(run_sequential)
 
 
-class Sequential(System):
-    name = SEQ
-
-    def run(self) -> Any:
-        return run_sequential(self.m)
+def raw_loky() -> sy.RawLoky[MapWorkload]:
+    return sy.RawLoky(MapWorkload.graph)
 
 
-class RawLoky(System):
-    name = RAW
+def local(name: str = LOCAL, journal: bool = False) -> sy.Taskloom[MapWorkload]:
+    """taskloom on ``LocalExecutor``, by default without the run journal (the engine)."""
+    return sy.Taskloom(name, LocalExecutor(), MapWorkload.build_flow, journal=journal)
 
-    def __init__(self) -> None:
-        self.pool: loky.ProcessPoolExecutor | None = None
 
-    def prepare(self, m: MapWorkload) -> None:
-        super().prepare(m)
-        self.graph = m.graph()
-
-    def before(self) -> None:
-        # Fetched before every run: the reusable pool lets idle workers exit after 10 s (a
-        # Dask run takes longer), and the round trip here starts them again, untimed.
-        self.pool = wl.raw_loky_pool()
-
-    def run(self) -> Any:
-        assert self.pool is not None
-        return wl.run_raw_loky(self.graph, self.pool)
+def on_loky() -> sy.Taskloom[MapWorkload]:
+    """taskloom on ``LokyExecutor``, run as ``bench_loky.py`` runs it (journal on)."""
+    return sy.Taskloom(LOOM, LokyExecutor(max_workers=wl.LOKY_WORKERS), MapWorkload.build_flow)
 
 
 class RawDask(System):
@@ -195,145 +169,18 @@ class RawDask(System):
         self.client = client
 
     def run(self) -> Any:
-        assert self.m.stages == 1, "the Dask baseline maps one stage"
-        futures = self.client.map(wl.inc, self.m.xs, pure=False)
+        assert self.w.stages == 1, "the Dask baseline maps one stage"
+        futures = self.client.map(wl.inc, self.w.xs, pure=False)
         reduce = self.client.submit(wl.total, futures, pure=False)
         return [reduce.result()]
 
 
-class Taskloom(System):
-    def __init__(self, name: str, executor: Executor, journal: bool) -> None:
-        self.name = name
-        self.executor = executor
-        self.journal = journal
-        self.build_ms = 0.0
-
-    def prepare(self, m: MapWorkload) -> None:
-        super().prepare(m)
-        seconds, (self.flow, self.reduce) = h.timed(m.build_flow)
-        self.build_ms = seconds * 1e3
-
-    def run(self) -> Any:
-        return self.flow.run(executor=self.executor, journal=self.journal)
-
-    def results(self, value: Any) -> list[Any]:
-        if not value.is_successful():
-            failed = [
-                f"{t.name}: {s!r}" for t, s in value.result.items() if not s.is_successful()
-            ][:3]
-            raise RuntimeError(f"{self.m.name}: flow run ended {value!r}; e.g. {failed}")
-        return [value.result[self.reduce].result]
-
-
-# -- measuring -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Result:
-    """Wall seconds of each system that ran, by timed run; why the others did not."""
-
-    workload: MapWorkload
-    runs: int
-    walls: dict[str, dict[int, float]] = field(default_factory=dict)
-    missing: dict[str, str] = field(default_factory=dict)
-
-    def has(self, *names: str) -> bool:
-        return all(n in self.walls and self.walls[n] for n in names)
-
-    def series(self, name: str) -> h.Series:
-        return h.Series(list(self.walls[name].values()))
-
-    def paired(self, a: str, b: str, op: Callable[[float, float], float]) -> h.Series:
-        """``op`` of the runs ``a`` and ``b`` both made (pairs share the run's noise)."""
-        runs = [r for r in self.walls[a] if r in self.walls[b]]
-        return h.paired([self.walls[a][r] for r in runs], [self.walls[b][r] for r in runs], op)
-
-    def per_child(self, name: str, floor: str = SEQ) -> h.Series:
-        """Seconds per child ``name`` spends over ``floor``."""
-        n = self.workload.children
-        return self.paired(name, floor, lambda a, b: (a - b) / n)
-
-    def ratio(self, a: str, b: str) -> h.Series:
-        return self.paired(a, b, lambda x, y: x / y)
-
-
-class Bench:
+class Bench(sy.Bench[MapWorkload]):
     def __init__(self, runs: int) -> None:
-        self.runs = runs
-        self.failed = False
-
-    def measure(
-        self, m: MapWorkload, systems: Sequence[System], runs: int | None = None
-    ) -> Result:
-        """A warm-up run of each system (checking their results agree), then ``runs``
-        (default ``self.runs``) timed runs of each, interleaved."""
-        runs = self.runs if runs is None else runs
-        result = Result(m, runs)
-        live: list[System] = []
-        expected: list[Any] | None = None
-        for system in systems:
-            try:
-                system.prepare(m)
-                system.before()
-                got = system.results(system.run())  # the warm-up run
-            except Exception as error:
-                self._fail(result, system.name, f"FAILED: {error!r}")
-                continue
-            if expected is None:
-                expected = got
-            elif got != expected:
-                self._fail(result, system.name, f"FAILED: wrong results {got!r:.80}, expected "
-                                                f"{expected!r:.80}")
-                continue
-            live.append(system)
-            result.walls[system.name] = {}
-        # Timed runs, interleaved: the in-process systems first (LocalExecutor with the
-        # journal right after it without), then the pools, alternating their order so that
-        # none always inherits another's debris.
-        for run in range(runs):
-            local = [s for s in live if s.name not in POOLS]
-            pools = [s for s in live if s.name in POOLS]
-            for system in local + (pools[::-1] if run % 2 else pools):
-                if system.name not in result.walls:
-                    continue
-                try:
-                    system.before()
-                    seconds, value = h.timed(system.run)
-                    system.results(value)
-                except Exception as error:
-                    self._fail(result, system.name, f"FAILED in a timed run: {error!r}")
-                    continue
-                result.walls[system.name][run] = seconds
-                del value
-        self._print_walls(result, live)
-        return result
-
-    def _fail(self, result: Result, name: str, why: str) -> None:
-        self.failed = True
-        result.walls.pop(name, None)
-        result.missing[name] = why
-        print(f"    {name}: {why}", file=sys.stderr)
-        traceback.print_exc()
-
-    def _print_walls(self, result: Result, live: Sequence[System]) -> None:
-        m = result.workload
-        print(f"  {m.name}: {m.description} ({m.children:,} children), {result.runs} runs")
-        for system in live:
-            if system.name not in result.walls:
-                continue
-            extra = ""
-            if isinstance(system, Taskloom):
-                extra = f"   (flow build {system.build_ms:.1f} ms, untimed)"
-            print(f"    {system.name:<16} wall {result.series(system.name).show(1e3, 2, ' ms')}"
-                  f"{extra}")
-        for name, why in result.missing.items():
-            print(f"    {name}: {why}")
-        sys.stdout.flush()
-
-
-def line(text: str) -> None:
-    print(f"    -> {text}")
-    sys.stdout.flush()
+        super().__init__(
+            runs, heading=lambda m: f"{m.name}: {m.description} ({m.children:,} children)",
+            units=lambda m: m.children, width=16, pools=POOLS,
+        )
 
 
 def per_child_figures(
@@ -347,42 +194,32 @@ def per_child_figures(
         )
         if not r.has(system, SEQ):
             figures[f"map.{name}.{key}.overhead_us"] = None
-            line(f"{system}: {r.missing.get(system, 'n/a')}")
+            h.line(f"{system}: {r.missing.get(system, 'n/a')}")
             continue
-        o = r.per_child(system)
+        o = r.overhead(system)
         figures[f"map.{name}.{key}.overhead_us"] = o.median * 1e6
         target = f" (target <= {targets[key]:g})" if key in targets else ""
-        line(f"{system:<16} overhead {o.show(1e6, 2, ' µs/child')} vs sequential{target}")
+        h.line(f"{system:<16} overhead {o.show(1e6, 2, ' µs/child')} vs sequential{target}")
 
 
 def bench_w6(bench: Bench, size: int) -> h.Figures:
-    m = MapWorkload("W6", size)
     systems: list[System] = [
-        Sequential(),
-        Taskloom(LOCAL, LocalExecutor(), journal=False),
-        Taskloom(JOURNAL, LocalExecutor(), journal=True),
-        RawLoky(),
-        Taskloom(LOOM, LokyExecutor(max_workers=wl.LOKY_WORKERS), journal=True),
+        sequential(), local(), local(JOURNAL, journal=True), raw_loky(), on_loky(),
     ]
-    r = bench.measure(m, systems)
+    r = bench.measure(MapWorkload("W6", size), systems)
     figures: h.Figures = {"map.W6.size": float(size)}
     figures["map.W6.seq_ms"] = r.series(SEQ).median * 1e3 if r.has(SEQ) else None
     targets = {"local": 5.0, "loky": 10.0}
     per_child_figures(r, [(LOCAL, "local")], targets, figures)
     if r.has(JOURNAL, LOCAL):
-        cost = r.paired(JOURNAL, LOCAL, lambda a, b: (a - b) / m.children)
+        cost = r.overhead(JOURNAL, floor=LOCAL)
         figures["map.W6.local.journal_us"] = cost.median * 1e6
-        line(f"{'run journal':<16} cost {cost.show(1e6, 2, ' µs/child')} (journal on - "
-             "journal=False, back to back)")
+        h.line(f"{'run journal':<16} cost {cost.show(1e6, 2, ' µs/child')} (journal on - "
+               "journal=False, back to back)")
     else:
         figures["map.W6.local.journal_us"] = None
     per_child_figures(r, [(RAW, "raw"), (LOOM, "loky")], targets, figures)
-    if r.has(LOOM, RAW):
-        ratio = r.ratio(LOOM, RAW)
-        figures["map.W6.taskloom_vs_raw"] = ratio.median
-        line(f"LokyExecutor / raw loky = {ratio.show(1, 3, 'x')}")
-    else:
-        figures["map.W6.taskloom_vs_raw"] = None
+    sy.ratio_figure(r, LOOM, RAW, "map.W6.taskloom_vs_raw", figures)
     return figures
 
 
@@ -409,13 +246,13 @@ def bench_w6_dask(bench: Bench, size: int) -> h.Figures:
     except Exception as error:  # the other figures are still worth writing
         bench.failed = True
         traceback.print_exc()
-        line(f"{DASK}: FAILED to start the LocalCluster: {error!r}")
+        h.line(f"{DASK}: FAILED to start the LocalCluster: {error!r}")
         return figures
     try:
         with distributed.Client(cluster, set_as_default=False) as client:
             client.submit(wl.noop, pure=False).result()  # the workers answer before timing
             r = bench.measure(
-                MapWorkload("W6", size), [Sequential(), RawDask(client)],
+                MapWorkload("W6", size), [sequential(), RawDask(client)],
                 runs=min(bench.runs, DASK_RUNS),
             )
     finally:
@@ -425,68 +262,49 @@ def bench_w6_dask(bench: Bench, size: int) -> h.Figures:
 
 
 def bench_w7(bench: Bench, size: int) -> h.Figures:
-    m = MapWorkload("W7", size, stages=3)
     systems: list[System] = [
-        Sequential(),
-        Taskloom(LOCAL, LocalExecutor(), journal=False),
-        RawLoky(),
-        Taskloom(LOOM, LokyExecutor(max_workers=wl.LOKY_WORKERS), journal=True),
+        sequential(), local(), raw_loky(), on_loky(),
     ]
-    r = bench.measure(m, systems)
+    r = bench.measure(MapWorkload("W7", size, stages=3), systems)
     figures: h.Figures = {"map.W7.size": float(size)}
     per_child_figures(r, [(LOCAL, "local"), (RAW, "raw"), (LOOM, "loky")], {"loky": 15}, figures)
-    if r.has(LOOM, RAW):
-        ratio = r.ratio(LOOM, RAW)
-        figures["map.W7.taskloom_vs_raw"] = ratio.median
-        line(f"LokyExecutor / raw loky = {ratio.show(1, 3, 'x')}")
-    else:
-        figures["map.W7.taskloom_vs_raw"] = None
+    sy.ratio_figure(r, LOOM, RAW, "map.W7.taskloom_vs_raw", figures)
     return figures
 
 
 def bench_scale(bench: Bench, small: int, large: int) -> h.Figures:
     figures: h.Figures = {"map.scale.small": float(small), "map.scale.large": float(large)}
     results = {
-        n: bench.measure(
-            MapWorkload(f"scale-{n}", n),
-            [Sequential(), Taskloom(LOCAL, LocalExecutor(), journal=False)],
-        )
+        n: bench.measure(MapWorkload(f"scale-{n}", n), [sequential(), local()])
         for n in (small, large)
     }
-    if all(r.has(LOCAL, SEQ) for r in results.values()):
-        lo, hi = (results[n].per_child(LOCAL).median for n in (small, large))
+    overheads = sy.growth_figures(
+        results[small], results[large], LOCAL, "map.scale.local", figures
+    )
+    if overheads is not None:
+        lo, hi = overheads
         wall_lo, wall_hi = (results[n].series(LOCAL).median / n for n in (small, large))
-        figures["map.scale.local.small_us"] = lo * 1e6
-        figures["map.scale.local.large_us"] = hi * 1e6
-        figures["map.scale.local.growth"] = hi / lo
-        line(f"LocalExecutor overhead {lo * 1e6:,.2f} µs/child at {small:,} children, "
-             f"{hi * 1e6:,.2f} at {large:,}: {large:,}/{small:,} = {hi / lo:.2f}x "
-             "(target <= 1.1)")
-        line(f"(wall per child {wall_lo * 1e6:,.2f} µs at {small:,}, {wall_hi * 1e6:,.2f} µs "
-             f"at {large:,}: {wall_hi / wall_lo:.2f}x)")
+        h.line(f"LocalExecutor overhead {lo * 1e6:,.2f} µs/child at {small:,} children, "
+               f"{hi * 1e6:,.2f} at {large:,}: {large:,}/{small:,} = {hi / lo:.2f}x "
+               "(target <= 1.1)")
+        h.line(f"(wall per child {wall_lo * 1e6:,.2f} µs at {small:,}, {wall_hi * 1e6:,.2f} µs "
+               f"at {large:,}: {wall_hi / wall_lo:.2f}x)")
     else:
-        for metric in ("small_us", "large_us", "growth"):
-            figures[f"map.scale.local.{metric}"] = None
-        line(f"{LOCAL}: {results[large].missing.get(LOCAL, 'n/a')}")
+        h.line(f"{LOCAL}: {results[large].missing.get(LOCAL, 'n/a')}")
     # The parent's peak RSS during one more (untimed) run of the large size.
-    system = Taskloom(LOCAL, LocalExecutor(), journal=False)
     try:
-        system.prepare(MapWorkload(f"scale-{large}", large))
-        with h.RssSampler(0.01) as sampler:
-            value = system.run()
-        system.results(value)
-        del value
+        sampler = sy.peak_rss(local(), MapWorkload(f"scale-{large}", large))
     except Exception as error:
         bench.failed = True
         traceback.print_exc()
-        line(f"{LOCAL}: FAILED during the RSS run: {error!r}")
+        h.line(f"{LOCAL}: FAILED during the RSS run: {error!r}")
         figures["map.scale.local.peak_rss_mb"] = figures["map.scale.local.start_rss_mb"] = None
         return figures
     before, peak = sampler.start_rss / 2**20, sampler.peak / 2**20
     figures["map.scale.local.peak_rss_mb"] = peak
     figures["map.scale.local.start_rss_mb"] = before
-    line(f"LocalExecutor parent peak RSS {peak:,.0f} MB during a {large:,}-child run "
-         f"({before:,.0f} MB before it; {sampler.samples} samples, every 10 ms) (target <= 400)")
+    h.line(f"LocalExecutor parent peak RSS {peak:,.0f} MB during a {large:,}-child run "
+           f"({before:,.0f} MB before it; {sampler.samples} samples, every 10 ms) (target <= 400)")
     return figures
 
 
@@ -511,10 +329,7 @@ def main() -> None:
     ]
     for step in steps:
         figures.update(step())
-    print(f"  done; {h.load_text()}")
-    h.write_figures(args.json, figures)
-    if bench.failed:
-        sys.exit(1)
+    h.finish(args.json, figures, bench.failed)
 
 
 if __name__ == "__main__":

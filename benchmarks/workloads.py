@@ -242,12 +242,18 @@ def build_flow(w: Workload) -> tuple[Flow, list[Task[Any, Any]]]:
 
 def flow_terminal_results(w: Workload, state: Any, tasks: Sequence[Task[Any, Any]]) -> list[Any]:
     """The terminal nodes' results from a flow run's final state (raises if it failed)."""
+    return task_results(w.name, state, [tasks[i] for i in w.terminals])
+
+
+def task_results(name: str, state: Any, tasks: Sequence[Task[Any, Any]]) -> list[Any]:
+    """The results of ``tasks`` from the final state of a run of the flow ``name`` (raises
+    if the run failed)."""
     if not state.is_successful():
         failed = [
             f"{t.name}: {s!r}" for t, s in state.result.items() if not s.is_successful()
         ][:3]
-        raise RuntimeError(f"{w.name}: flow run ended {state!r}; e.g. {failed}")
-    return [state.result[tasks[i]].result for i in w.terminals]
+        raise RuntimeError(f"{name}: flow run ended {state!r}; e.g. {failed}")
+    return [state.result[t].result for t in tasks]
 
 
 # -- (b) plain sequential Python -------------------------------------------------------------------
