@@ -178,10 +178,17 @@ def _check_options(
     return seconds, tag_set
 
 
-@functools.lru_cache(maxsize=1024)
 def _tuple_length(fn: Callable[..., Any]) -> int | None:
     """How many values ``fn`` returns, read from a fixed-length ``tuple[A, B]`` return
     annotation; None for any other annotation, or one that cannot be resolved."""
+    try:
+        return _cached_tuple_length(fn)
+    except TypeError:  # an unhashable callable object: read it without the cache
+        return _cached_tuple_length.__wrapped__(fn)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_tuple_length(fn: Callable[..., Any]) -> int | None:
     try:
         hints = typing.get_type_hints(fn)
     except Exception:  # an unresolvable annotation only means: no nout
