@@ -324,12 +324,32 @@ def test_using_a_handle_as_a_value_explains_the_handle() -> None:
             first, second, third = xs
             return first
 
-        _explains_the_handle(lambda: h + 1, "inc")
-        _explains_the_handle(lambda: 1 + h, "inc")
-        _explains_the_handle(lambda: h < 3, "inc")
+        # `h + 1`, `1 + h`, `h < 3` and `xs[0]` build tasks now (issue 12, API.md Part 2
+        # "Task outputs and operators"; tests/test_operators.py); the rest still explain.
         _explains_the_handle(truth_test, "inc")
         _explains_the_handle(lambda: h.bit_length(), "inc")
         _explains_the_handle(lambda: [x for x in xs], "numbers")
         _explains_the_handle(unpack, "numbers")
-        _explains_the_handle(lambda: xs[0], "numbers")
         _explains_the_handle(lambda: len(xs), "numbers")
+        _explains_the_handle(lambda: -h, "inc")
+        _explains_the_handle(lambda: h ^ 1, "inc")
+        _explains_the_handle(lambda: 3 in xs, "numbers")
+        _explains_the_handle(lambda: int(h), "inc")
+
+
+def test_operators_on_a_handle_build_tasks_instead_of_raising() -> None:
+    # These four used to raise HandleError (test above); Prefect 1.x builds tasks for them.
+    with Flow("operators") as flow:
+        h = inc(1)
+        xs = numbers()
+        built = [h + 1, 1 + h, h < 3, xs[0]]
+    assert [type(t).__name__ for t in built] == ["Add", "Add", "LessThan", "GetItem"]
+    assert all(as_task(t) in flow.tasks for t in built)
+
+
+def test_unpacking_without_nout_says_to_pass_nout() -> None:
+    with Flow("unpack"):
+        xs = numbers()
+        with pytest.raises(TypeError, match="nout") as raised:
+            first, second, third = xs
+    assert "numbers" in str(raised.value)

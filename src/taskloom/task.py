@@ -14,7 +14,11 @@ Build one from a function with ``@task``, or subclass ``Task`` and implement ``r
 copy of ``add`` to the flow, wires its arguments (a task argument becomes a data edge, any
 other value a constant), and returns that copy: a *handle*. For the type checker the call
 reads as the task's result type, so ``mypy`` checks the wiring between tasks; at run time
-the handle is a ``Task``, and using it as a value (``add(x, 2) + 1``) raises ``HandleError``.
+the handle is a ``Task``. Operators on a handle build small tasks (``add(x, 2) + 1`` adds an
+``Add`` task, ``pair(x)[0]`` a ``GetItem``; see ``taskloom.tasks.core``), and a task that
+returns a tuple (``nout=2``, or a ``-> tuple[A, B]`` annotation) unpacks into one handle per
+value: ``a, b = pair(x)``. Any other use of a handle as a value (``add(x, 2).bit_length()``,
+``if add(x, 2):``, ``len(...)``) raises ``HandleError``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import inspect
+import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast, overload
@@ -101,6 +106,7 @@ def _check_options(
     cache_validator: object,
     cache_key: object,
     tags: object,
+    nout: object = None,
 ) -> tuple[float | None, frozenset[str]]:
     """Validate a task's options; return its timeout in seconds and its tags.
 
@@ -163,7 +169,37 @@ def _check_options(
     tag_set = frozenset(tags) if isinstance(tags, Iterable) else None
     if tag_set is None or not all(isinstance(tag, str) for tag in tag_set):
         raise bad("tags", f"must be a collection of strings, not {tags!r}")
+    if nout is not None and (isinstance(nout, bool) or not isinstance(nout, int) or nout < 1):
+        raise bad(
+            "nout",
+            "must be a whole number >= 1 (how many values the task returns, so that "
+            f"`a, b = t(...)` unpacks it) or None, not {nout!r}",
+        )
     return seconds, tag_set
+
+
+def _tuple_length(fn: Callable[..., Any]) -> int | None:
+    """How many values ``fn`` returns, read from a fixed-length ``tuple[A, B]`` return
+    annotation; None for any other annotation, or one that cannot be resolved."""
+    try:
+        return _cached_tuple_length(fn)
+    except TypeError:  # an unhashable callable object: read it without the cache
+        return _cached_tuple_length.__wrapped__(fn)
+
+
+@functools.lru_cache(maxsize=1024)
+def _cached_tuple_length(fn: Callable[..., Any]) -> int | None:
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # an unresolvable annotation only means: no nout
+        return None
+    hint = hints.get("return")
+    if typing.get_origin(hint) is not tuple:
+        return None
+    args = typing.get_args(hint)
+    if not args or args == ((),) or (len(args) == 2 and args[1] is Ellipsis):
+        return None  # tuple[()], bare tuple, or tuple[X, ...]: no fixed length
+    return len(args)
 
 
 def _nonempty_name(name: object, what: str) -> str:
@@ -200,6 +236,9 @@ class Task(Generic[P, R]):
         cache_key: the cache entry's name; tasks sharing it share results. Defaults to the
             flow's name plus the task's name.
         tags: free-form labels.
+        nout: how many values the task returns, so that ``a, b = t(...)`` unpacks its handle
+            into one handle per value (each a ``GetItem`` task). Defaults to the length of a
+            ``tuple[A, B]`` return annotation on ``run`` (or on an ``@task`` function).
 
     Raises:
         TaskDefinitionError: (a ``ValueError``) for an invalid option, naming it.
@@ -218,6 +257,7 @@ class Task(Generic[P, R]):
         cache_validator: CacheValidator | None = None,
         cache_key: str | None = None,
         tags: Iterable[str] = (),
+        nout: int | None = None,
     ) -> None:
         self.name: str = _nonempty_name(name, "Task") if name is not None else type(self).__name__
         self.timeout, self.tags = _check_options(
@@ -230,6 +270,10 @@ class Task(Generic[P, R]):
             cache_validator,
             cache_key,
             tags,
+            nout,
+        )
+        self.nout: int | None = (
+            nout if nout is not None else _tuple_length(self.__dict__.get("fn") or type(self).run)
         )
         self.max_retries = max_retries
         self.retry_delay = retry_delay
@@ -340,6 +384,10 @@ class Task(Generic[P, R]):
                 f"`with Flow(...)` (to run the work itself, use {self.name}.run(...) in a loop)"
             )
         bound = self.copy()
+        if bound.__dict__.get("nout") is not None:
+            # Its result is a list of the children's results, not the tuple nout counts
+            # (as in Prefect 1.x, a mapped copy does not unpack).
+            bound.nout = None
         flow._bind(bound, bound.bind_arguments(args, kwargs), upstream_tasks or (), mapped=True)
         return bound
 
@@ -395,7 +443,20 @@ class Task(Generic[P, R]):
             raise _handle_error(self, "testing the truth value")
 
         def __iter__(self) -> Any:
-            raise _handle_error(self, "iterating or unpacking")
+            nout = self.__dict__.get("nout")
+            if nout is None:
+                raise HandleError(
+                    f"iterating or unpacking task {self.name!r}: a handle unpacks only when "
+                    "the task says how many values it returns. Pass nout "
+                    f"(`@task(nout=2)` or `Task(nout=2)`), or annotate the return type as a "
+                    "fixed-length tuple (`-> tuple[int, str]`); then `a, b = t(...)` gives one "
+                    "handle per value. For one value, index the handle: `t(...)[0]`."
+                )
+            return (self[i] for i in range(nout))
+
+        def __getitem__(self, key: Any) -> Any:
+            label = key.name if isinstance(key, Task) else repr(key)
+            return _operator_task(self, "[]", "GetItem", f"{self.name}[{label}]", self, key)
 
         def __len__(self) -> int:
             raise _handle_error(self, "taking len()")
@@ -442,13 +503,73 @@ def _raise_for_operator(name: str) -> Callable[..., Any]:
     return operator
 
 
-# Arithmetic, comparison and indexing on a handle are mistakes at build time: say so,
-# instead of Python's "unsupported operand type(s) for +: 'Task' and 'int'".
+def _operator_task(
+    task: Task[Any, Any], symbol: str, class_name: str, name: str | None, *operands: object
+) -> Any:
+    """Add the ``taskloom.tasks.core`` task ``class_name`` to the flow being built, called
+    with ``operands`` (handles become data edges, anything else constants); return its
+    handle."""
+    if active_flow.get() is None:
+        raise HandleError(
+            f"`{symbol}` on task {task.name!r} outside a flow: an operator on a task adds a "
+            f"task ({class_name}) to the flow being built, so use it inside `with Flow(...)` on "
+            "the handle that calling a task returns. To compute with a task's result, read "
+            "it after `state = flow.run()`: `state.result[handle].result`."
+        )
+    from .tasks import core  # tasks.core defines its tasks with Task: imported when used
+
+    cls: type[Task[Any, Any]] = getattr(core, class_name)
+    operator_task = cls(name=name)
+    return operator_task(*operands)
+
+
+def _binary_operator(name: str, symbol: str, class_name: str, reflected: bool) -> Callable[..., Any]:
+    def operator(self: Task[Any, Any], other: object) -> Any:
+        left, right = (other, self) if reflected else (self, other)
+        return _operator_task(self, symbol, class_name, None, left, right)
+
+    operator.__name__ = name
+    operator.__doc__ = (
+        f"Build a {class_name} task: ``{'x' if reflected else 'self'} {symbol} "
+        f"{'self' if reflected else 'y'}`` in the flow being built."
+    )
+    return operator
+
+
+# The operators Prefect 1.x's Task defines build tasks (`taskloom.tasks.core`), as there:
+# dunder -> (symbol, task class). Comparisons have no reflected form: Python turns `1 < h`
+# into `h > 1`. `==` and `!=` are left alone: tasks hash and compare by identity (in flows,
+# sets and dicts). `|` builds `Or` (Prefect 1.x made it an ordering edge, which typed wiring
+# cannot express: mypy reads `a | b` as the values' `|`; use `upstream_tasks=`).
+# Hidden from the type checker (set with setattr), which reads a handle as its result type.
+_OPERATORS: dict[str, tuple[str, str]] = {
+    "add": ("+", "Add"),
+    "sub": ("-", "Sub"),
+    "mul": ("*", "Mul"),
+    "truediv": ("/", "Div"),
+    "floordiv": ("//", "FloorDiv"),
+    "mod": ("%", "Mod"),
+    "pow": ("**", "Pow"),
+    "and": ("&", "And"),
+    "or": ("|", "Or"),
+}
+_COMPARISONS: dict[str, tuple[str, str]] = {
+    "gt": (">", "GreaterThan"),
+    "ge": (">=", "GreaterThanOrEqual"),
+    "lt": ("<", "LessThan"),
+    "le": ("<=", "LessThanOrEqual"),
+}
+for _op, (_symbol, _class_name) in _OPERATORS.items():
+    setattr(Task, f"__{_op}__", _binary_operator(f"__{_op}__", _symbol, _class_name, False))
+    setattr(Task, f"__r{_op}__", _binary_operator(f"__r{_op}__", _symbol, _class_name, True))
+for _op, (_symbol, _class_name) in _COMPARISONS.items():
+    setattr(Task, f"__{_op}__", _binary_operator(f"__{_op}__", _symbol, _class_name, False))
+
+# The other operators are mistakes at build time: say so, instead of Python's
+# "unsupported operand type(s) for ^: 'Task' and 'int'".
 for _name in (
-    "__add__ __radd__ __sub__ __rsub__ __mul__ __rmul__ __truediv__ __rtruediv__ "
-    "__floordiv__ __rfloordiv__ __mod__ __rmod__ __pow__ __rpow__ __neg__ __pos__ __abs__ "
-    "__lt__ __le__ __gt__ __ge__ __getitem__ __contains__ __int__ __float__ __index__ "
-    "__and__ __or__ __xor__ __invert__"
+    "__xor__ __rxor__ __neg__ __pos__ __abs__ __invert__ __contains__ __int__ __float__ "
+    "__index__ __matmul__ __rmatmul__ __lshift__ __rlshift__ __rshift__ __rrshift__"
 ).split():
     setattr(Task, _name, _raise_for_operator(_name))
 
@@ -494,6 +615,7 @@ def task(
     cache_validator: CacheValidator | None = None,
     cache_key: str | None = None,
     tags: Iterable[str] = (),
+    nout: int | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -131,3 +131,36 @@ def unsound_on_purpose() -> None:
     """Using a handle as a value type-checks but raises HandleError at flow-build time."""
     with Flow("unsound"):
         assert_type(double(1).bit_length(), int)
+
+
+# -- operators on handles build tasks at run time; for mypy they are the values' operators ----
+
+
+@task
+def prices() -> dict[str, float]:
+    return {"apple": 1.5}
+
+
+with Flow("operators") as operators:
+    size = double(1)
+    weights = load("data.csv")
+    assert_type(size + 1, int)
+    assert_type(1 + size, int)
+    assert_type(size / 2, float)
+    assert_type(size // 2, int)
+    assert_type(2**size, Any)  # int ** int: a negative exponent gives a float
+    assert_type((size + 1) * 2, int)
+    assert_type(size < 3, bool)
+    assert_type(size >= size, bool)
+    assert_type(size & 1, int)
+    assert_type((size < 3) | (size > 5), bool)
+    assert_type(weights[0], float)
+    assert_type(prices()["apple"], float)
+    assert_type(double(size % 3), int)
+    fmt(size * 1.5, unit="g")
+    fmt(weights[0] + size)
+    double(size / 2)  # type: ignore[arg-type]
+    fmt(prices()["apple"], unit=size)  # type: ignore[arg-type]
+    size + "1"  # type: ignore[operator]
+    prices()[0]  # type: ignore[index]
+    size[0]  # type: ignore[index]

@@ -123,3 +123,35 @@ with Flow("class-based") as flow:
     # `Task[[int, int], int]` spells P without names, so calls wiring a class-based task
     # are positional; give the class a `run` and call it positionally.
     adder(x=1, y=2)  # type: ignore[call-arg]
+
+# -- nout: how many values a task returns (so its handle unpacks) ------------------------------
+
+
+@task(nout=2)
+def split(x: int) -> list[int]:
+    return [x, x]
+
+
+@task
+def pair(x: int) -> tuple[int, str]:
+    return x, str(x)
+
+
+@task(nout="2")  # type: ignore[call-overload, untyped-decorator]
+def nout_not_a_number(x: int) -> int:
+    return x
+
+
+assert_type(split.nout, int | None)
+Task(nout=2)
+Task(nout="2")  # type: ignore[arg-type]
+
+with Flow("unpacking") as unpacking:
+    # A call reads as its result, so unpacking type-checks as the value's own unpacking.
+    n, label = pair(1)
+    assert_type(n, int)
+    assert_type(label, str)
+    low, high = split(3)
+    assert_type(low, int)
+    add(n, label)  # type: ignore[arg-type]
+    one, two, three = pair(1)  # type: ignore[misc]
