@@ -40,7 +40,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "taskloom"
 LAYERS: list[tuple[str, list[str]]] = [
     ("data", ["errors", "states", "signals", "context", "edges", "_hashing", "trace", "_text"]),
     ("policies", ["triggers", "cache_validators", "decide", "mapped"]),
-    # "tasks.*": ready-made tasks (the operators' GetItem, Add, ...), defined with Task.
+    # "tasks.*": ready-made tasks (operators' GetItem, Add...; case, merge...), defined with Task.
     ("definitions", ["task", "plan", "flow", "mapping", "loader", "tasks", "tasks.*"]),
     ("stores", ["_home", "_sqlite", "caching", "journal"]),
     ("worker", ["attempt"]),

@@ -36,6 +36,8 @@ from .task import Parameter as Parameter
 from .task import ParameterTask as ParameterTask
 from .task import Task as Task
 from .task import task as task
+from .tasks.control_flow import case as case
+from .tasks.control_flow import merge as merge
 
 __version__ = "0.1.0"
 
@@ -52,8 +54,10 @@ __all__ = [
     "TaskloomError",
     "apply_map",
     "cache_validators",
+    "case",
     "context",
     "flatten",
+    "merge",
     "signals",
     "task",
     "triggers",

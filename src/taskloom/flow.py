@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterable, KeysView, Mapping
-from contextvars import Token
+from contextvars import ContextVar, Token
+from dataclasses import dataclass, field
 from os import PathLike
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from .journal import Journal, RunRecord
     from .progress import RunObserver
 
-__all__ = ["Flow", "FlowResult"]
+__all__ = ["CaseBlock", "Flow", "FlowResult", "active_cases"]
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -55,6 +56,36 @@ def _as_task(value: object, role: str) -> Task[Any, Any]:
     if not isinstance(value, Task):
         raise FlowDefinitionError(f"{role} must be a task, not {type(value).__name__} {value!r}")
     return value
+
+
+@dataclass(eq=False)
+class CaseBlock:
+    """One ``with case(condition, value):`` block of a flow (``taskloom.tasks.control_flow``),
+    or one branch of a ``switch``/``ifelse``: the tasks it gates run only when
+    ``condition``'s result equals ``value``.
+
+    ``compare`` is the ``CompareValue`` task that compares them (it ends ``Skipped`` on a
+    mismatch); every task in ``tasks`` has an ordering edge from it. ``parent`` is the
+    enclosing block of the same flow, for nested cases. ``flow.case_blocks()`` lists them::
+
+        with Flow("f") as flow:
+            with case(cond, True):
+                a = work()
+        [block] = flow.case_blocks()    # block.tasks == {a: None}
+    """
+
+    flow: object
+    compare: Task[Any, Any]
+    condition: Task[Any, Any]
+    value: Any
+    parent: CaseBlock | None = None
+    #: The tasks gated, in the order they were added (a dict as an ordered set).
+    tasks: dict[Task[Any, Any], None] = field(default_factory=dict)
+
+
+#: The ``with case(...)`` blocks open now, innermost last. ``Flow._bind`` gates every task
+#: it adds by the compare task of each open block of that flow.
+active_cases: ContextVar[tuple[CaseBlock, ...]] = ContextVar("taskloom.active_cases", default=())
 
 
 class Flow:
@@ -78,6 +109,8 @@ class Flow:
         self._parameters: dict[str, ParameterTask] = {}
         self._reference_tasks: dict[Task[Any, Any], None] = {}
         self._tokens: list[Token[_FlowBuilder | None]] = []
+        #: The case blocks (``taskloom.tasks.control_flow``), by compare task.
+        self._cases: dict[Task[Any, Any], CaseBlock] = {}
         #: Bumped by every change to the graph, so its compiled plan (``taskloom.plan``) is
         #: reused until it changes.
         self.version = 0
@@ -250,7 +283,8 @@ class Flow:
                     value = value.value
                 spec[key] = flattened
             values[key] = value
-        if mapped and not spec:
+        upstream_tasks = list(upstream_tasks)
+        if mapped and not spec and all(isinstance(e, Unmapped) for e in upstream_tasks):
             raise FlowDefinitionError(
                 f"Flow {self.name!r}: {task.name}.map(...) has nothing to map over: every "
                 "argument is unmapped(...); pass at least one iterable (or call the task plainly)"
@@ -272,6 +306,33 @@ class Flow:
                 entry = entry.value
             up = _as_task(entry, f"{task.name!r}: an upstream_tasks entry")
             self._add_edge(up, task, None, order_mapped)
+        self._gate(task)
+
+    def _gate(self, task: Task[Any, Any]) -> None:
+        """The case hook: a task added inside ``with case(...)`` blocks of this flow depends
+        on each block's compare task (an unmapped ordering edge, also for a mapped task), so
+        it is skipped when a comparison fails. Compare tasks themselves are not gated."""
+        if task in self._cases:
+            return
+        for block in active_cases.get():
+            if block.flow is self:
+                self._add_edge(block.compare, task, None)
+                block.tasks[task] = None
+
+    def add_case_block(self, block: CaseBlock) -> None:
+        """Record a case block (``case``, ``switch`` and ``ifelse`` do); its compare task
+        must be in the flow. ``visualize`` draws each block as a box around its tasks."""
+        if block.compare not in self._tasks:
+            raise FlowDefinitionError(
+                f"Flow {self.name!r}: case block's compare task {block.compare.name!r} "
+                "is not in the flow"
+            )
+        self._cases[block.compare] = block
+
+    def case_blocks(self) -> list[CaseBlock]:
+        """The flow's case blocks (``with case(...)``, ``switch``, ``ifelse``), in the order
+        they were opened; each lists the tasks it gates."""
+        return list(self._cases.values())
 
     def mapped_arguments(self, task: object) -> Mapping[str, bool] | None:
         """For a task added with ``.map``: its mapped arguments (key -> whether flattened);

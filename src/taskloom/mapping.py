@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from .edges import Flattened, Unmapped
 from .errors import FlowDefinitionError
-from .flow import Flow
+from .flow import CaseBlock, Flow, active_cases
 from .task import Task, _tasks_in, active_flow
 
 __all__ = ["apply_map"]
@@ -59,9 +59,12 @@ def apply_map(fn: Callable[..., R], *args: Any, flow: Flow | None = None, **kwar
 
     def stand_in(position: str, value: Any) -> Any:
         if isinstance(value, Unmapped):
+            if isinstance(value.value, Task) and value.value in target.tasks:
+                scratch.add_task(value.value)  # so fn may use it as a case's condition
             return value.value
         flattened = isinstance(value, Flattened)
         argument = _Argument(position, value.value if flattened else value, flattened)
+        scratch.add_task(argument)  # in the scratch flow, as `case` wants its condition
         stand_ins[position] = argument
         return argument
 
@@ -82,15 +85,36 @@ def apply_map(fn: Callable[..., R], *args: Any, flow: Flow | None = None, **kwar
 def _graft(scratch: Flow, target: Flow, name: str) -> None:
     """Add the tasks ``fn`` created in ``scratch`` to ``target``: mapped where they depend
     on a mapped argument, child by child on each other."""
+    # `case` blocks fn opened: recorded in the target before their tasks are added to it, so
+    # the target knows their compare tasks (never gated by a block of its own) and which
+    # tasks each gates. A top-level one nests in the block apply_map was called in, if any.
+    existing = set(target.tasks)
+    outer = next((b for b in reversed(active_cases.get()) if b.flow is target), None)
+    copies: dict[CaseBlock, CaseBlock] = {}
+    for block in scratch.case_blocks():
+        parent = copies[block.parent] if block.parent is not None else outer
+        condition = block.condition
+        if isinstance(condition, _Argument) and isinstance(condition.value, Task):
+            condition = condition.value  # what the compare task is mapped over
+        copies[block] = CaseBlock(
+            target,
+            block.compare,
+            condition,
+            block.value,
+            parent,
+            {t: None for t in block.tasks if not isinstance(t, _Argument)},
+        )
+        target.add_task(block.compare)
+        target.add_case_block(copies[block])
     mapped: set[Task[Any, Any]] = set()
     for t in scratch.sorted_tasks():
-        if isinstance(t, _Argument) or t in target.tasks:
+        if isinstance(t, _Argument) or t in existing:
             continue  # a stand-in, or a task of the flow that fn used as it is
         ups = scratch.upstream_tasks(t)
         if any(isinstance(u, _Argument) or u in mapped for u in ups):
             mapped.add(t)
     for t in scratch.sorted_tasks():
-        if isinstance(t, _Argument) or t in target.tasks:
+        if isinstance(t, _Argument) or t in existing:
             continue
         arguments: dict[str, Any] = {}
         for key, value in scratch.arguments(t).items():

@@ -18,7 +18,9 @@ ovals, other tasks rounded boxes. A data edge is labelled with the argument it f
 ordering-only edge (``upstream_tasks=``) is dashed. A mapped task (``t.map``) is one node
 with a double border and ``[mapped]`` after its name, and its mapped edges are bold;
 coloured by a run, it takes the colour of its most telling child (a failed one first) and
-counts its children by state. Given a run (the state ``flow.run``
+counts its children by state. The tasks of a ``case`` block (``taskloom.tasks.control_flow``)
+are drawn in a dashed box labelled ``case: <condition> == <value>``, boxes nested as the
+blocks are. Given a run (the state ``flow.run``
 returned, or a ``RunRecord`` from the run journal) each task is coloured by its final
 state, which is also written under its name, with the attempt count when it retried.
 """
@@ -34,8 +36,10 @@ from .errors import TaskloomError
 from .task import ParameterTask
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
     from .edges import Edge
-    from .flow import Flow
+    from .flow import CaseBlock, Flow
     from .journal import RunRecord
     from .states import State
     from .task import Task
@@ -108,6 +112,7 @@ def to_dot(
         'fillcolor="#f4f5f7", color="#5b6170", penwidth=1.2];',
         '  edge [fontname="Helvetica", fontsize=9, color="#6b7280", fontcolor="#374151", arrowsize=0.7];',
     ]
+    nodes: dict[Task[Any, Any], str] = {}
     for t, i in index.items():
         outcome = found[i] if found is not None else None
         attributes = [f"label={_dot_quote(chr(10).join(_label(_name(flow, t), outcome)))}"]
@@ -122,7 +127,8 @@ def to_dot(
                 attributes.append('style="rounded,filled,bold"')
             if outcome.message:
                 attributes.append(f"tooltip={_dot_quote(outcome.message[:300])}")
-        lines.append(f"  t{i} [{', '.join(attributes)}];")
+        nodes[t] = f"t{i} [{', '.join(attributes)}];"
+    lines += _placed(flow, nodes, _dot_cluster, "  ")
     for edge in flow.edges:
         up, down = index[edge.upstream_task], index[edge.downstream_task]
         bold = ", penwidth=2" if edge.mapped else ""
@@ -132,6 +138,63 @@ def to_dot(
             lines.append(f"  t{up} -> t{down} [label={_dot_quote(_edge_label(edge))}{bold}];")
     lines.append("}")
     return "\n".join(lines) + "\n"
+
+
+def _case_title(block: CaseBlock) -> str:
+    return f"case: {block.condition.name} == {block.value!r}"
+
+
+def _placed(
+    flow: Flow,
+    nodes: Mapping[Task[Any, Any], str],
+    cluster: Callable[[int, CaseBlock], tuple[str, str]],
+    indent: str,
+) -> list[str]:
+    """The node lines, each task's inside the box of the innermost case block gating it
+    (a block's compare task in its parent's box); boxes nest as the blocks do.
+    ``cluster(n, block)`` gives the lines opening and closing block ``n``'s box."""
+    blocks = flow.case_blocks()
+    if not blocks:
+        return [indent + line for line in nodes.values()]
+    depth: dict[CaseBlock, int] = {}
+    for block in blocks:  # a parent is recorded before its children
+        depth[block] = depth[block.parent] + 1 if block.parent in depth else 0
+    home: dict[Task[Any, Any], CaseBlock] = {}
+    for block in blocks:
+        for t in block.tasks:
+            if t in nodes and (t not in home or depth[block] > depth[home[t]]):
+                home[t] = block
+        if block.parent is not None and block.compare not in home:
+            home[block.compare] = block.parent
+    children: dict[CaseBlock | None, list[CaseBlock]] = {}
+    for block in blocks:
+        children.setdefault(block.parent if block.parent in depth else None, []).append(block)
+    number = {block: n for n, block in enumerate(blocks)}
+    out: list[str] = []
+
+    def emit(block: CaseBlock | None, pad: str) -> None:
+        out.extend(pad + line for t, line in nodes.items() if home.get(t) is block)
+        for child in children.get(block, []):
+            opening, closing = cluster(number[child], child)
+            out.append(pad + opening)
+            emit(child, pad + "  ")
+            out.append(pad + closing)
+
+    emit(None, indent)
+    return out
+
+
+def _dot_cluster(n: int, block: CaseBlock) -> tuple[str, str]:
+    title = _dot_quote(_case_title(block))
+    return (
+        f'subgraph cluster_case{n} {{ label={title}; style="rounded,dashed"; '
+        'color="#9ca3af"; fontname="Helvetica"; fontsize=10;',
+        "}",
+    )
+
+
+def _mermaid_cluster(n: int, block: CaseBlock) -> tuple[str, str]:
+    return f'subgraph case{n}["{_mermaid_text(_case_title(block))}"]', "end"
 
 
 def _name(flow: Flow, task: Task[Any, Any]) -> str:
@@ -184,17 +247,19 @@ def to_mermaid(
     index = {t: i for i, t in enumerate(flow.tasks)}
     lines = [f"flowchart {direction}"]
     classes: dict[str, list[str]] = {}
+    nodes: dict[Task[Any, Any], str] = {}
     for t, i in index.items():
         outcome = found[i] if found is not None else None
         label = "<br/>".join(_mermaid_text(line) for line in _label(_name(flow, t), outcome))
         if isinstance(t, ParameterTask):
-            lines.append(f'    t{i}(["{label}"])')
+            nodes[t] = f't{i}(["{label}"])'
         elif flow.mapped_arguments(t) is not None:
-            lines.append(f'    t{i}[["{label}"]]')
+            nodes[t] = f't{i}[["{label}"]]'
         else:
-            lines.append(f'    t{i}["{label}"]')
+            nodes[t] = f't{i}["{label}"]'
         if outcome is not None:
             classes.setdefault(outcome.bucket, []).append(f"t{i}")
+    lines += _placed(flow, nodes, _mermaid_cluster, "    ")
     for edge in flow.edges:
         up, down = index[edge.upstream_task], index[edge.downstream_task]
         if edge.key is None:
