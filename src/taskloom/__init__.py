@@ -37,7 +37,9 @@ from .task import ParameterTask as ParameterTask
 from .task import Task as Task
 from .task import task as task
 from .tasks.control_flow import case as case
+from .tasks.control_flow import ifelse as ifelse
 from .tasks.control_flow import merge as merge
+from .tasks.control_flow import switch as switch
 
 __version__ = "0.1.0"
 
@@ -57,8 +59,10 @@ __all__ = [
     "case",
     "context",
     "flatten",
+    "ifelse",
     "merge",
     "signals",
+    "switch",
     "task",
     "triggers",
     "unmapped",
