@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import sys
 import traceback
+from typing import Any
 
 import _harness as h
 
@@ -60,7 +61,7 @@ def looper(passes: int) -> int:
     return x
 
 
-def loop_flow(passes: int) -> tuple[Flow, object]:
+def loop_flow(passes: int) -> tuple[Flow, Any]:
     with Flow(f"loop-{passes}") as flow:
         t = looper(passes)
     return flow, t
@@ -79,7 +80,7 @@ def main() -> None:
         one, one_task = loop_flow(1)
         walls: dict[str, list[float]] = {PLAIN: [], LOOM: [], ONE: [], "plain 1": []}
 
-        def run_loom(flow: Flow, t: object) -> int:
+        def run_loom(flow: Flow, t: Any) -> int:
             state = flow.run(executor=executor)
             value: int = state.result[t].result
             return value
