@@ -29,7 +29,9 @@ from pathlib import Path
 import _harness as h
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["bench_local.py", "bench_loky.py", "bench_dask.py", "bench_map.py"]
+BENCHMARKS = [
+    "bench_local.py", "bench_loky.py", "bench_dask.py", "bench_map.py", "bench_loop.py",
+]
 #: Benchmarks that need an optional dependency (module name), skipped without it.
 NEEDS = {"bench_dask.py": "distributed"}
 SUMMARY_HEADER = "== summary: taskloom against its targets =="
@@ -85,6 +87,8 @@ TARGETS = [
            operator.le, digits=0),
     Target("map scale 100k/10k", "per-child overhead growth", "map.scale.local.growth", "x",
            1.1, operator.le, digits=2),
+    Target("LOOP 1,000 passes", "overhead per pass", "loop.loky.overhead_us", " µs", 20,
+           operator.le, digits=2),
 ]
 
 

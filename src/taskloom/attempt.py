@@ -8,6 +8,26 @@ inputs, and maps the outcome:
 - a signal, at any depth    -> the signal's state (``SKIP`` -> ``Skipped``, ...)
 - an exception              -> ``Failed("Error during execution of task: ValueError('boom')")``
 - running past ``timeout``  -> ``TimedOut("Task timed out during execution.")``
+- ``LOOP(result=x)``        -> another *pass*, at once, here: ``task.run`` again with
+                               ``context.task_loop_count`` one more and
+                               ``context.task_loop_result = x``; the attempt ends in the
+                               state of the last pass. More passes than ``max_loops`` ->
+                               ``Failed`` naming the task and the limit.
+- ``ENDRUN(state)``         -> exactly ``state``, marked ``ended`` (``TaskResult.ended``):
+                               the scheduler neither retries it nor caches it. Not a
+                               ``State`` -> ``Failed`` naming the task and the type (ended too).
+
+Loops, passes and retries. A pass is one call of ``task.run``; an attempt is one or more
+passes, all in one place (a loky worker runs them all, with no round trip to the parent),
+and ``timeout`` applies to each pass, as in Prefect (the timeout wraps one call of
+``task.run``). The loop's position lives in the attempt's locals: ``TaskRun.loop_count``
+and ``TaskRun.loop_result`` are where it starts (pass 1 and no result, unless it is a
+retry). When a pass after the first fails and the scheduler will retry it (``run_count <=
+max_retries``), the position travels back with the state (``TaskResult.loop``: the failing
+pass's count and the result of the ``LOOP`` before it); the scheduler keeps it on the
+``Retrying`` state and hands it to the next attempt, which starts at that pass. A ``LOOP``
+result therefore travels between processes only in that case (and if a pass returns it):
+one that cannot be pickled then fails the task, named, and never otherwise.
 
 Retries, caching and triggers are the scheduler's business, in the parent process, with
 one exception: a chain of follow-ons (``TaskRun.then``) is decided here, one rule for every
@@ -28,8 +48,8 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .context import enter, leave
-from .signals import TaskloomSignal
-from .states import Failed, Skipped, State, Success, TimedOut
+from .signals import ENDRUN, TaskloomSignal
+from .states import Failed, Looped, Skipped, State, Success, TimedOut
 
 if TYPE_CHECKING:
     from .task import Task
@@ -81,6 +101,10 @@ class TaskRun:
         then: a chain of tasks the executor may run next in the same place, without a
             round trip through the scheduler (see ``run_chain``); an executor may ignore it.
         map_index: for a child of a mapped task, its index (``context.map_index``).
+        loop_count: the pass of a looping task the attempt starts at (1, unless a retry
+            resumes a loop: see the module docstring).
+        loop_result: ``context.task_loop_result`` on that pass (unset when ``loop_count``
+            is 1).
     """
 
     key: int
@@ -90,6 +114,8 @@ class TaskRun:
     resume: bool = False
     then: tuple[FollowOn, ...] = ()
     map_index: int | None = None
+    loop_count: int = 1
+    loop_result: Any = None
 
 
 class TaskResult(NamedTuple):
@@ -101,6 +127,9 @@ class TaskResult(NamedTuple):
         started: when the attempt started (seconds since the epoch).
         finished: when it finished.
         worker: where it ran, e.g. ``"local"`` or ``"loky:12345"`` (a process id).
+        ended: the task raised ``ENDRUN``: its state is final (no retry, no cache).
+        loop: for a looping task that failed on a pass after the first and will be
+            retried, ``(that pass, the result of the LOOP before it)``; else None.
     """
 
     key: int
@@ -108,6 +137,8 @@ class TaskResult(NamedTuple):
     started: float
     finished: float
     worker: str
+    ended: bool = False
+    loop: tuple[int, Any] | None = None
 
 
 class _Timeout(BaseException):
@@ -168,23 +199,22 @@ def _call_in_thread(body: Callable[[], Any], seconds: float) -> Any:
     return outcome[0]
 
 
-def _body(run: TaskRun) -> Callable[[], Any]:
-    task, inputs = run.task, run.inputs
+def _body(task: Task[Any, Any], inputs: Mapping[str, Any]) -> Callable[[], Any]:
     return lambda: task.run(**inputs)
 
 
-def run_attempt(run: TaskRun, run_context: Mapping[str, Any]) -> State[Any]:
-    """Run one attempt of ``run.task`` and return the state it ended in; never raises
-    for anything the task does (``KeyboardInterrupt`` and ``SystemExit`` pass through)."""
-    task = run.task
-    token = enter(task_context(run, run_context))
+def _one_pass(task: Task[Any, Any], run: TaskRun) -> State[Any]:
+    """One call of ``task.run`` (a pass), under the timeout, as a state; ``ENDRUN``
+    passes through to the caller."""
     try:
         if task.timeout is None:
             result = task.run(**run.inputs)
         elif hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread():
-            result = _call_with_alarm(_body(run), task.timeout)
+            result = _call_with_alarm(_body(task, run.inputs), task.timeout)
         else:
-            result = _call_in_thread(_body(run), task.timeout)
+            result = _call_in_thread(_body(task, run.inputs), task.timeout)
+    except ENDRUN:
+        raise
     except TaskloomSignal as raised:
         return raised.to_state()
     except _Timeout:
@@ -192,9 +222,59 @@ def run_attempt(run: TaskRun, run_context: Mapping[str, Any]) -> State[Any]:
     except Exception as error:
         log.info("Task %r failed on attempt %d: %r", task.name, run.run_count, error, exc_info=True)
         return Failed(f"Error during execution of task: {error!r}", error)
-    finally:
-        leave(token)
     return Success(SUCCESS_MESSAGE, result)
+
+
+def _too_many_loops(task: Task[Any, Any]) -> Failed[Any]:
+    """The state of a task that asked for more passes than its ``max_loops``."""
+    message = (
+        f"Task {task.name!r} looped more than max_loops={task.max_loops} times "
+        "(a LOOP on its last allowed pass)"
+    )
+    return Failed(message, RuntimeError(message))
+
+
+def _attempt(run: TaskRun, run_context: Mapping[str, Any]) -> TaskResult:
+    """Run one attempt (its passes: see the module docstring); the result's times and
+    worker are left for the caller to fill."""
+    task = run.task
+    values = task_context(run, run_context)
+    count, loop_result = run.loop_count, run.loop_result
+    limit: int | None = getattr(task, "max_loops", None)
+    while True:
+        values["task_loop_count"] = count
+        if count > 1:
+            values["task_loop_result"] = loop_result
+        token = enter(values)
+        try:
+            state = _one_pass(task, run)
+        except ENDRUN as ended:
+            if isinstance(ended.state, State):
+                return TaskResult(run.key, ended.state, 0.0, 0.0, "", ended=True)
+            message = (
+                f"Task {task.name!r} raised ENDRUN with a {type(ended.state).__qualname__}, "
+                "which is not a State: pass the state the task ends in, e.g. ENDRUN(Failed(...))"
+            )
+            return TaskResult(run.key, Failed(message, TypeError(message)), 0.0, 0.0, "", ended=True)
+        finally:
+            leave(token)
+        if not isinstance(state, Looped):
+            loop = None
+            if count > 1 and isinstance(state, Failed) and run.run_count <= task.max_retries:
+                loop = (count, loop_result)
+            return TaskResult(run.key, state, 0.0, 0.0, "", loop=loop)
+        if limit is not None and count >= limit:
+            return TaskResult(run.key, _too_many_loops(task), 0.0, 0.0, "")
+        count += 1
+        loop_result = state.result
+        values = dict(values)  # a pass may have kept the context it ran in
+
+
+def run_attempt(run: TaskRun, run_context: Mapping[str, Any]) -> State[Any]:
+    """Run one attempt of ``run.task`` and return the state it ended in; never raises
+    for anything the task does (``KeyboardInterrupt`` and ``SystemExit`` pass through).
+    A looping task runs all its passes here (see the module docstring)."""
+    return _attempt(run, run_context).state
 
 
 def follows(previous: State[Any]) -> bool:
@@ -215,9 +295,10 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
     Returns a result for every task that ran; the scheduler decides the rest.
     """
     started = time.time()
-    state = run_attempt(run, run_context)
+    first = _attempt(run, run_context)
+    state = first.state
     finished = time.time()
-    results = [TaskResult(run.key, state, started, finished, worker)]
+    results = [first._replace(started=started, finished=finished, worker=worker)]
     for follow in run.then:
         if not follows(state):
             break
@@ -225,9 +306,10 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
         if follow.input_key is not None:
             inputs[follow.input_key] = state.result
         started = finished
-        state = run_attempt(
+        outcome = _attempt(
             TaskRun(follow.key, follow.task, inputs, map_index=follow.map_index), run_context
         )
+        state = outcome.state
         finished = time.time()
-        results.append(TaskResult(follow.key, state, started, finished, worker))
+        results.append(outcome._replace(started=started, finished=finished, worker=worker))
     return results

@@ -28,7 +28,13 @@ of ``_Scheduler``. By task number ``i`` (a task's position in ``flow.tasks``):
 ``retries``
     a heap of ``(due time, task)`` for tasks that failed with retries left (or raised
     ``RETRY``, or paused until a time); when due they run again with the inputs of their
-    trace. Independent tasks keep running meanwhile.
+    trace. Independent tasks keep running meanwhile. A looping task's passes
+    (``signals.LOOP``) never come back here: they run in one attempt, where the task runs
+    (``taskloom.attempt``). Only when a pass after the first fails with retries left does
+    the attempt hand back where the loop was (``TaskResult.loop``); the ``Retrying`` state
+    keeps it (``loop_count``, ``loop_result``) and the retry's ``TaskRun`` starts there.
+    A task that raised ``ENDRUN`` (``TaskResult.ended``) is settled in exactly its state:
+    no retry, no output cache.
 ``claimed``, ``chains``
     follow-ons (below): tasks offered to the executor with a run, and each run's chain.
 ``flow``, ``plan``, ``nodes``, ``args``
@@ -101,7 +107,9 @@ Lifecycle of one run (``_Scheduler.run``; the order matters):
 
 When the loop is interrupted (Ctrl-C, SIGTERM, a task's ``SystemExit`` on the local
 executor), the run is still recorded: tasks handed to the executor that did not come back
-end ``Failed`` with the inputs they were given (so ``taskloom resume`` runs them again),
+end ``Failed``, and tasks waiting for a retry end ``Cancelled``, each with the inputs it was
+given (``_salvage``; ``taskloom resume`` runs them again from those); tasks never reached
+keep ``Pending("Task not run.")`` (a resume runs them after what they wait for),
 ``_end`` keeps what it can, the journal records the run as ``Failed("Run interrupted")``,
 and the interrupt goes on up. Any other error ends the executor's run and goes on up.
 
@@ -139,7 +147,8 @@ from .mapped import (
 )
 from .plan import Node, Plan, plan, rebuild
 from .states import (
-    Failed, Finished, Mapped, Paused, Pending, Resume, Retrying, Running, State, Success,
+    Cancelled, Failed, Finished, Mapped, Paused, Pending, Resume, Retrying, Running, State,
+    Success,
 )
 from .task import ParameterTask, Task
 from .trace import TaskTrace
@@ -327,10 +336,20 @@ class _Scheduler:
                 trace.inputs = resolve_deferred(trace.inputs)
 
     def _salvage(self, error: BaseException) -> None:
-        """After an interrupt: tasks handed to the executor that did not come back end
-        ``Failed`` with the inputs they were given, so a resume runs them again."""
+        """After an interrupt: tasks waiting for a retry end ``Cancelled``, and tasks handed
+        to the executor that did not come back end ``Failed``, each with the inputs it was
+        given, so a resume runs them again from those. Tasks never reached keep their
+        ``Pending`` state (a resume runs them after what they wait for)."""
+        due = {i for _, i in self.retries}
         for i, trace in enumerate(self.traces):
-            if trace.inputs is not None and not self.finished[i] and not isinstance(trace.state, Paused):
+            if trace.inputs is None or self.finished[i] or isinstance(trace.state, Paused):
+                continue
+            if i in due:
+                trace.state = Cancelled(
+                    f"Run interrupted while the task waited to retry: {error!r}",
+                    cached_inputs=trace.inputs,
+                )
+            else:
                 trace.state = Failed(
                     f"Run interrupted while the task ran: {error!r}", cached_inputs=trace.inputs
                 )
@@ -454,7 +473,7 @@ class _Scheduler:
         heads: list[int] = []
         traces, claimed = self.traces, self.claimed
         head_queued: float | None = None
-        for key, state, started, finished, worker in results:
+        for key, state, started, finished, worker, ended, loop in results:
             trace = traces[key]
             trace.started, trace.finished, trace.worker = started, finished, worker
             if key in claimed:
@@ -466,7 +485,10 @@ class _Scheduler:
                 self.in_flight -= 1
                 heads.append(key)
                 head_queued = trace.queued
-            self._complete(key, state)
+            if ended:  # ENDRUN: exactly this state, no retry and no cache
+                self._settle(key, state)
+            else:
+                self._complete(key, state, loop)
         for head in heads:
             for follow in self.chains.pop(head, ()):
                 j = follow.key
@@ -481,7 +503,10 @@ class _Scheduler:
         while self.retries and self.retries[0][0] <= now:
             _, i = heapq.heappop(self.retries)
             trace = self.traces[i]
-            batch.append(self._task_run(i, trace.inputs or {}, resume=isinstance(trace.state, Paused)))
+            run = self._task_run(i, trace.inputs or {}, resume=isinstance(trace.state, Paused))
+            if isinstance(trace.state, Retrying):  # a looping task retries at the pass it failed
+                run.loop_count, run.loop_result = trace.state.loop_count, trace.state.loop_result
+            batch.append(run)
         if batch:
             self._submit(batch)
 
@@ -750,8 +775,12 @@ class _Scheduler:
 
     # -- completing -----------------------------------------------------------------------------
 
-    def _complete(self, i: int, state: State[Any]) -> None:
-        """Take the state an attempt ended in: retry, store in the cache, or finish."""
+    def _complete(
+        self, i: int, state: State[Any], loop: tuple[int, Any] | None = None
+    ) -> None:
+        """Take the state an attempt ended in: retry, store in the cache, or finish.
+
+        ``loop`` is where a looping task's retry starts (``TaskResult.loop``)."""
         task = self.task_of[i]
         trace = self.traces[i]
         run_count = trace.attempts
@@ -761,11 +790,14 @@ class _Scheduler:
             return
         if state.is_failed() and run_count <= task.max_retries:
             delay = task.retry_delay or _dt.timedelta(0)
+            loop_count, loop_result = loop if loop is not None else (1, None)
             retry = Retrying(
                 f"Retrying Task (after attempt {run_count} of {task.max_retries + 1})",
                 cached_inputs=trace.inputs,
                 start_time=_dt.datetime.now(_dt.timezone.utc) + delay,
                 run_count=run_count,
+                loop_count=loop_count,
+                loop_result=loop_result,
             )
             self._schedule(i, retry, retry.start_time)
             return

@@ -18,12 +18,23 @@ signal             state               notes
 ``SUCCESS``        ``Success``         ``result=`` is handed downstream
 ``FAIL``           ``Failed``          goes through retries like any failure
 ``TRIGGERFAIL``    ``TriggerFailed``   what a trigger raises to explain why it did not pass
+``VALIDATIONFAIL`` ``ValidationFailed`` the task found its data invalid; retries apply
 ``RETRY``          ``Retrying``        retries even without ``max_retries``
 ``SKIP``           ``Skipped``         ``result=`` is handed downstream
 ``PAUSE``          ``Paused``          the task waits to be resumed
+``LOOP``           ``Looped``          the task runs again at once, in the same place (a
+                                       *pass*), reading ``context.task_loop_count`` (1 on
+                                       the first pass) and ``context.task_loop_result``
+                                       (this ``result=``); its final state is the last
+                                       pass's; ``max_loops`` limits the passes
+``ENDRUN(state)``  exactly ``state``   no retry, no output cache; not a ``State`` ->
+                                       ``Failed`` naming the task and the type
 =================  ==================  ====================================================
 
 Without ``result=``, the state's result is the signal itself (as in Prefect Core).
+A retried looping task (``max_retries``) starts again at the pass that failed, with the
+loop result it had (``Retrying.loop_count``, ``Retrying.loop_result``); a ``RETRY``, as in
+Prefect, starts it again at the first pass.
 Outside a flow run (``t.run(...)``), a signal is raised like any exception.
 """
 
@@ -35,13 +46,16 @@ from typing import Any, ClassVar
 from . import states
 
 __all__ = [
+    "ENDRUN",
     "FAIL",
+    "LOOP",
     "PAUSE",
     "RETRY",
     "SKIP",
     "SUCCESS",
     "TRIGGERFAIL",
     "TaskloomSignal",
+    "VALIDATIONFAIL",
 ]
 
 _UNSET: Any = object()
@@ -101,6 +115,12 @@ class TRIGGERFAIL(FAIL):
     state_class = states.TriggerFailed
 
 
+class VALIDATIONFAIL(FAIL):
+    """End the task ``ValidationFailed`` (a ``Failed``): its data did not validate."""
+
+    state_class = states.ValidationFailed
+
+
 class SUCCESS(TaskloomSignal):
     """End the task ``Success`` at once; ``result=`` goes to downstream tasks."""
 
@@ -149,3 +169,35 @@ class PAUSE(TaskloomSignal):
 
     def to_state(self) -> states.State[Any]:
         return states.Paused(self.message, self.result, start_time=self.start_time)
+
+
+class LOOP(TaskloomSignal):
+    """Run the task again at once, in the same place: the next pass reads ``result=`` as
+    ``context.task_loop_result`` and ``context.task_loop_count`` one more.
+
+    >>> LOOP("again", result=2).to_state()
+    Looped('again', result=2)
+    """
+
+    state_class = states.Looped
+
+
+class ENDRUN(TaskloomSignal):
+    """End the task in exactly ``state``: no retry, no output cache.
+
+    Args:
+        state: the state the task ends in; anything else ends it ``Failed``.
+    """
+
+    state_class = states.State
+
+    def __init__(self, state: states.State[Any] | None = None) -> None:
+        super().__init__(getattr(state, "message", None), result=None)
+        self.state = state
+
+    def to_state(self) -> states.State[Any]:
+        if isinstance(self.state, states.State):
+            return self.state
+        return states.Failed(
+            f"ENDRUN needs a State, not a {type(self.state).__qualname__}", TypeError(repr(self.state))
+        )

@@ -5,18 +5,22 @@ The hierarchy is Prefect Core's::
     State                                                      runs_again  keeps_inputs
     ├── Pending                                                    yes         -
     │   └── Scheduled                  start_time                  yes         -
-    │       ├── Retrying               run_count                   yes        yes
+    │       ├── Retrying               run_count, loop_count,      yes        yes
+    │       │                          loop_result
     │       ├── Paused                                             yes        yes
     │       └── Resume                                             yes         -
     ├── Running                                                    yes         -
     └── Finished                                                    -          -
+        ├── Looped                     loop_count                  yes        yes
         ├── Success
         │   ├── Cached                 cached_result_expiration, hashed_inputs, cached_parameters
         │   ├── Mapped                 map_states
         │   └── Skipped
+        ├── Cancelled                                              yes        yes
         └── Failed                                                 yes        yes
             ├── TriggerFailed                                       -          -
-            └── TimedOut                                           yes        yes
+            ├── TimedOut                                           yes        yes
+            └── ValidationFailed                                   yes        yes
 
 Every predicate (``is_failed()`` and so on) is an ``isinstance`` test, so it is true for
 every subclass: a ``TriggerFailed`` state ``is_failed()``, a ``Cached`` one ``is_successful()``.
@@ -42,6 +46,15 @@ attributes say what a run left to do (the columns above; a blank inherits the pa
     it then runs from inputs of its own, which the run journal keeps: a ``Retrying`` or
     ``Paused`` state's ``cached_inputs``, or the inputs of the attempt that failed. A task
     that runs again without them never ran, and runs after what it waits for.
+
+``Looped`` is the state of a task between two passes of a loop (``signals.LOOP``). The
+passes run where the task runs, inside one attempt (``taskloom.attempt``), so the scheduler,
+observers and the journal see a ``Looped`` state only if something leaves one there (an
+``ENDRUN(Looped(...))``, a seeded state): a task left ``Looped`` runs again, from its
+inputs, on resume. ``Cancelled`` is what an interrupted run (Ctrl-C, SIGTERM) leaves on a
+task that was waiting for its retry: neither a success nor a failure; it runs again on
+resume, from the inputs the run gave it. (A task the interrupt caught running ends
+``Failed``, and one never reached stays ``Pending``: see ``taskloom.runner``.)
 
 ``Resume`` means what it means in Prefect: a ``Pending`` state that lets a paused task
 through (``manual_only`` passes). The task has not run yet. A task a run left in
@@ -70,8 +83,10 @@ from typing_extensions import Self, TypeVar
 
 __all__ = [
     "Cached",
+    "Cancelled",
     "Failed",
     "Finished",
+    "Looped",
     "Mapped",
     "Paused",
     "Pending",
@@ -84,6 +99,7 @@ __all__ = [
     "Success",
     "TimedOut",
     "TriggerFailed",
+    "ValidationFailed",
     "all_classes",
     "by_name",
 ]
@@ -200,6 +216,10 @@ class State(Generic[R_co]):
         """True for ``Paused``."""
         return isinstance(self, Paused)
 
+    def is_looped(self) -> bool:
+        """True for ``Looped``: between two passes of a looping task."""
+        return isinstance(self, Looped)
+
     def is_mapped(self) -> bool:
         """True for ``Mapped``: a mapped task whose children all finished."""
         return isinstance(self, Mapped)
@@ -256,7 +276,8 @@ class State(Generic[R_co]):
         cls._fields = tuple(
             name for klass in reversed(cls.__mro__) for name in getattr(klass, "__slots__", ())
         )
-        _BY_NAME.setdefault(cls.__name__, cls)
+        # The latest class of a name wins (a test may register its own in a copy of the table).
+        _BY_NAME[cls.__name__] = cls
 
     def __getstate__(self) -> tuple[Any, ...]:
         return tuple([getattr(self, name) for name in self._fields])
@@ -301,9 +322,12 @@ class Retrying(Scheduled[R_co]):
     """The task failed on attempt ``run_count`` and will run again at ``start_time``.
 
     ``cached_inputs`` holds the inputs of the failed attempt, which the next attempt reuses.
+    A looping task (``signals.LOOP``) that failed on pass ``loop_count`` retries from that
+    pass, with ``loop_result`` (the result of the ``LOOP`` before it) as
+    ``context.task_loop_result``; ``loop_count`` 1 is a retry from the first pass.
     """
 
-    __slots__ = ("run_count",)
+    __slots__ = ("loop_count", "loop_result", "run_count")
     keeps_inputs = True
 
     def __init__(
@@ -314,9 +338,13 @@ class Retrying(Scheduled[R_co]):
         cached_inputs: Mapping[str, Any] | None = None,
         start_time: _dt.datetime | None = None,
         run_count: int = 1,
+        loop_count: int = 1,
+        loop_result: Any = None,
     ) -> None:
         super().__init__(message, result, cached_inputs=cached_inputs, start_time=start_time)
         self.run_count = run_count
+        self.loop_count = loop_count
+        self.loop_result: Any = loop_result
 
 
 class Paused(Scheduled[R_co]):
@@ -354,6 +382,41 @@ class Finished(State[R_co]):
 
     __slots__ = ()
     runs_again = False
+
+
+class Looped(Finished[R_co]):
+    """Between two passes of a looping task (``signals.LOOP``): pass ``loop_count`` ended
+    with a ``LOOP`` whose ``result`` the next pass reads as ``context.task_loop_result``.
+
+    It runs again on resume, from its inputs, like a failed task (see the module docstring).
+
+    >>> Looped("again", 3, loop_count=2).loop_count
+    2
+    """
+
+    __slots__ = ("loop_count",)
+    runs_again = True
+    keeps_inputs = True
+
+    def __init__(
+        self,
+        message: str | None = None,
+        result: R_co | None = None,
+        *,
+        cached_inputs: Mapping[str, Any] | None = None,
+        loop_count: int = 1,
+    ) -> None:
+        super().__init__(message, result, cached_inputs=cached_inputs)
+        self.loop_count = loop_count
+
+
+class Cancelled(Finished[R_co]):
+    """The run was stopped (Ctrl-C, SIGTERM) while the task waited to run again: neither
+    a success nor a failure. ``cached_inputs`` holds its inputs; a resume runs it from them."""
+
+    __slots__ = ()
+    runs_again = True
+    keeps_inputs = True
 
 
 class Success(Finished[R_co]):
@@ -448,5 +511,11 @@ class TriggerFailed(Failed[R_co]):
 
 class TimedOut(Failed[R_co]):
     """The task ran for longer than its ``timeout`` and was stopped."""
+
+    __slots__ = ()
+
+
+class ValidationFailed(Failed[R_co]):
+    """The task found its data invalid (``signals.VALIDATIONFAIL``); retries apply."""
 
     __slots__ = ()

@@ -107,6 +107,7 @@ def _check_options(
     cache_key: object,
     tags: object,
     nout: object = None,
+    max_loops: object = None,
 ) -> tuple[float | None, frozenset[str]]:
     """Validate a task's options; return its timeout in seconds and its tags.
 
@@ -119,6 +120,10 @@ def _check_options(
 
     if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
         raise bad("max_retries", f"must be a whole number >= 0, not {max_retries!r}")
+    if max_loops is not None and (
+        isinstance(max_loops, bool) or not isinstance(max_loops, int) or max_loops < 1
+    ):
+        raise bad("max_loops", f"must be a whole number >= 1 or None (no limit), not {max_loops!r}")
     if retry_delay is not None:
         if not isinstance(retry_delay, _dt.timedelta):
             raise bad("retry_delay", f"must be a datetime.timedelta, not {retry_delay!r}")
@@ -239,6 +244,9 @@ class Task(Generic[P, R]):
         nout: how many values the task returns, so that ``a, b = t(...)`` unpacks its handle
             into one handle per value (each a ``GetItem`` task). Defaults to the length of a
             ``tuple[A, B]`` return annotation on ``run`` (or on an ``@task`` function).
+        max_loops: the most passes a looping task (``signals.LOOP``) may run in one
+            attempt (``context.task_loop_count`` never exceeds it); a ``LOOP`` on the last
+            one ends the task ``Failed``. None (the default, as in Prefect): no limit.
 
     Raises:
         TaskDefinitionError: (a ``ValueError``) for an invalid option, naming it.
@@ -258,6 +266,7 @@ class Task(Generic[P, R]):
         cache_key: str | None = None,
         tags: Iterable[str] = (),
         nout: int | None = None,
+        max_loops: int | None = None,
     ) -> None:
         self.name: str = _nonempty_name(name, "Task") if name is not None else type(self).__name__
         self.timeout, self.tags = _check_options(
@@ -271,11 +280,13 @@ class Task(Generic[P, R]):
             cache_key,
             tags,
             nout,
+            max_loops,
         )
         self.nout: int | None = (
             nout if nout is not None else _tuple_length(self.__dict__.get("fn") or type(self).run)
         )
         self.max_retries = max_retries
+        self.max_loops = max_loops
         self.retry_delay = retry_delay
         self.trigger: Trigger = trigger if trigger is not None else _triggers.all_successful
         self.skip_on_upstream_skip = skip_on_upstream_skip
@@ -616,6 +627,7 @@ def task(
     cache_key: str | None = None,
     tags: Iterable[str] = (),
     nout: int | None = None,
+    max_loops: int | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -620,8 +620,8 @@ def decode_rows(
             for run in runs
         ]
     results = []
-    for key, wire, started, finished in rows:
-        results.append(TaskResult(key, unpack_state(wire), started, finished, worker))
+    for key, wire, started, finished, ended, loop in rows:
+        results.append(TaskResult(key, unpack_state(wire), started, finished, worker, ended, loop))
         name = names.get(key)
         if name is not None:
             seconds = finished - started

@@ -50,6 +50,7 @@ __all__ = [
     "pickling_message",
     "unpack_state",
     "unpicklable",
+    "unpicklable_loop",
 ]
 
 # --- states ---------------------------------------------------------------------------------
@@ -62,12 +63,16 @@ _STATE_CODES = {cls: code for code, cls in enumerate(_STATE_CLASSES)}
 
 #: A follow-on on the wire: key, template id, constants, input key, map index.
 WireFollowOn = tuple[int, int, dict[str, Any], str | None, int | None]
-#: A run on the wire: key, template id, inputs, run count, resume, follow-ons, map index.
-WireRun = tuple[int, int, dict[str, Any], int, bool, tuple[WireFollowOn, ...], int | None]
+#: A run on the wire: key, template id, inputs, run count, resume, follow-ons, map index,
+#: loop count, loop result (where a retried loop starts: ``TaskRun.loop_count``).
+WireRun = tuple[
+    int, int, dict[str, Any], int, bool, tuple[WireFollowOn, ...], int | None, int, Any
+]
 #: A state on the wire: class code (or -1: pickled whole), slot values (or the state).
 WireState = tuple[int, Any]
-#: A result row on the wire: key, state, started, finished.
-WireRow = tuple[int, WireState, float, float]
+#: A result row on the wire: key, state, started, finished, ended by ``ENDRUN``, the loop
+#: position a retry starts from (``TaskResult.ended``, ``TaskResult.loop``).
+WireRow = tuple[int, WireState, float, float, bool, tuple[int, Any] | None]
 
 
 def pack_state(state: State[Any]) -> WireState:
@@ -139,7 +144,10 @@ class Templates:
                 then.append((follow.key, ftid, follow.constants, follow.input_key, follow.map_index))
             inputs = run.inputs if inputs_of is None else inputs_of(run)
             wire.append(
-                (run.key, tid, inputs, run.run_count, run.resume, tuple(then), run.map_index)
+                (
+                    run.key, tid, inputs, run.run_count, run.resume, tuple(then), run.map_index,
+                    run.loop_count, run.loop_result,
+                )
             )
         return cloudpickle.dumps((blobs, wire))
 
@@ -190,7 +198,10 @@ def encode_rows(
     so what it made (a shared-memory file, a value held on a worker) always reaches the
     parent, which releases it."""
     states = [r.state if prepare is None else prepare(r.state) for r in rows]
-    wire = [(r.key, pack_state(state), r.started, r.finished) for r, state in zip(rows, states)]
+    wire = [
+        (r.key, pack_state(state), r.started, r.finished, r.ended, r.loop)
+        for r, state in zip(rows, states)
+    ]
     try:
         data = cloudpickle.dumps((worker, wire))
         pickle.loads(data)  # an exception can pickle yet fail to unpickle (custom __init__)
@@ -199,12 +210,32 @@ def encode_rows(
         pass
     safe: list[WireRow] = []
     for r, state in zip(rows, states):
+        loop, ended = r.loop, r.ended
         try:
             pickle.loads(cloudpickle.dumps(pack_state(state)))
         except Exception as error:
-            state = unpicklable(names[r.key], state, error)
-        safe.append((r.key, pack_state(state), r.started, r.finished))
+            state, loop = unpicklable(names[r.key], state, error), None
+        if loop is not None:
+            try:
+                pickle.loads(cloudpickle.dumps(loop))
+            except Exception as error:
+                # final (``ended``): a retry could not start where the loop was
+                state, loop, ended = unpicklable_loop(names[r.key], loop, error), None, True
+        safe.append((r.key, pack_state(state), r.started, r.finished, ended, loop))
     return cloudpickle.dumps((worker, safe))
+
+
+def unpicklable_loop(task_name: str, loop: tuple[int, Any], error: Exception) -> State[Any]:
+    """A state to send instead of a failed pass whose retry would need a ``LOOP`` result
+    that cannot be pickled (or unpickled): the task cannot resume its loop elsewhere, so
+    the state is final (sent as ended: no retry)."""
+    count, result = loop
+    message = (
+        f"Task {task_name!r} failed on loop pass {count}, and its retry needs the result of "
+        f"the LOOP before it, a {type(result).__qualname__} that cannot be pickled to send it "
+        f"back from the worker process: {error!r}"
+    )
+    return Failed(message, TypeError(message))
 
 
 def unpicklable(task_name: str, state: State[Any], error: Exception) -> State[Any]:

@@ -163,14 +163,16 @@ def load_runs(payload: bytes, fill: Fill | None = None) -> list[TaskRun]:
     blobs, wire_runs = cloudpickle.loads(payload)
     templates: dict[int, Task[Any, Any]] = {tid: cloudpickle.loads(b) for tid, b in blobs.items()}
     runs = []
-    for key, tid, inputs, run_count, resume, then, map_index in wire_runs:
+    for key, tid, inputs, run_count, resume, then, map_index, loops, looped in wire_runs:
         if fill is not None:
             inputs = fill(inputs)
         follow = tuple(
             FollowOn(k, templates[t], constants, input_key, index)
             for k, t, constants, input_key, index in then
         )
-        runs.append(TaskRun(key, templates[tid], inputs, run_count, resume, follow, map_index))
+        runs.append(
+            TaskRun(key, templates[tid], inputs, run_count, resume, follow, map_index, loops, looped)
+        )
     return runs
 
 

@@ -234,7 +234,7 @@ def _drop_shared(future: Future[Reply]) -> None:
         _, rows = cloudpickle.loads(future.result()[0])
     except Exception:
         return
-    for _, wire, _, _ in rows:
+    for _, wire, *_ in rows:
         result = unpack_state(wire).result
         if isinstance(result, SharedResult):
             _remove(result.path)
