@@ -54,4 +54,16 @@ def test_readme_mapping_example_prints_what_the_readme_says(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     first, second = done.stdout.strip().splitlines()[-2:]
     assert first == "6"
-    assert second.count("Success(") == 3
+    assert second == "['Success', 'Success', 'Success']"
+
+
+@pytest.mark.slow
+def test_readme_branches_example_prints_what_the_readme_says(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"## Branches, loops and operators\n\n.*?```python\n(.*?)```", readme, re.S)
+    assert found is not None, "README lost its '## Branches, loops and operators' example"
+    script = tmp_path / "readme_branches.py"
+    script.write_text(found.group(1))
+    done = _run(script, tmp_path / "home")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "relax 4 7 kg"
