@@ -29,6 +29,20 @@ pass's count and the result of the ``LOOP`` before it); the scheduler keeps it o
 result therefore travels between processes only in that case (and if a pass returns it):
 one that cannot be pickled then fails the task, named, and never otherwise.
 
+State handlers (``taskloom.handlers``). The changes of an attempt are handled here, where
+the task runs, so they are the same on every executor and a handler's I/O never holds up
+the scheduler: the task's ``state_handlers`` travel with it (a task is pickled anyway).
+They are called, inside the task's context, on ``TaskRun.previous`` (``Pending``,
+``Retrying``, ``Paused``, ``Resume``) -> ``Running``, then ``Running`` -> the pass's state,
+and between the passes of a loop ``Running`` -> ``Looped`` and ``Looped`` -> ``Running``.
+A handler that replaces ``Running`` with another state ends the attempt in it before the
+body runs (as Prefect's ``SKIP`` on ``Running``). A handler that raises, or returns
+something that is not a State or None, ends the attempt ``Failed`` naming it, marked
+``ended`` as ``ENDRUN`` (no retry, no cache). ``on_failure`` is called here when the
+attempt's state is failed and final: ended, or no retry left (``run_count >
+max_retries``, the scheduler's rule); a failure the scheduler decides calls it there.
+A task with neither pays nothing: no handler code runs.
+
 Retries, caching and triggers are the scheduler's business, in the parent process, with
 one exception: a chain of follow-ons (``TaskRun.then``) is decided here, one rule for every
 link (``follows``), which gives what the scheduler would decide for a task the plan marks
@@ -48,8 +62,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .context import enter, leave
+from .handlers import OnFailure, StateHandler, call_on_failure, call_state_handlers
 from .signals import ENDRUN, TaskloomSignal
-from .states import Failed, Looped, Skipped, State, Success, TimedOut
+from .states import Failed, Looped, Pending, Running, Skipped, State, Success, TimedOut
 
 if TYPE_CHECKING:
     from .task import Task
@@ -68,6 +83,9 @@ log = logging.getLogger("taskloom.task")
 
 SUCCESS_MESSAGE = "Task run succeeded."
 TIMEOUT_MESSAGE = "Task timed out during execution."
+RUNNING_MESSAGE = "Starting task run."
+#: The state handlers' old state for a run the scheduler gave none (``TaskRun.previous``).
+_NOT_RUN: State[Any] = Pending("Task not run.")
 
 
 @dataclass(slots=True)
@@ -105,6 +123,9 @@ class TaskRun:
             resumes a loop: see the module docstring).
         loop_result: ``context.task_loop_result`` on that pass (unset when ``loop_count``
             is 1).
+        previous: the task's state before this attempt, for its state handlers (the
+            scheduler sets it only for a task that has some: ``Pending``, ``Retrying``,
+            ``Paused``, ``Resume``); None reads as ``Pending("Task not run.")``.
     """
 
     key: int
@@ -116,6 +137,7 @@ class TaskRun:
     map_index: int | None = None
     loop_count: int = 1
     loop_result: Any = None
+    previous: State[Any] | None = None
 
 
 class TaskResult(NamedTuple):
@@ -234,20 +256,79 @@ def _too_many_loops(task: Task[Any, Any]) -> Failed[Any]:
     return Failed(message, RuntimeError(message))
 
 
+class _Hooks:
+    """A task's handlers, for one attempt (only built when it has some)."""
+
+    __slots__ = ("handlers", "on_failure", "owner", "run", "task")
+
+    def __init__(self, run: TaskRun) -> None:
+        self.run = run
+        self.task = task = run.task
+        self.handlers: list[StateHandler] = list(getattr(task, "state_handlers", ()))
+        self.on_failure: OnFailure | None = getattr(task, "on_failure", None)
+        name = task.name if run.map_index is None else f"{task.name}[{run.map_index}]"
+        self.owner = f"task {name!r}"
+
+    def change(self, old: State[Any], new: State[Any]) -> tuple[State[Any], bool]:
+        """The state handlers on ``old`` -> ``new`` (see ``handlers.call_state_handlers``)."""
+        if not self.handlers:
+            return new, False
+        return call_state_handlers(self.task, self.owner, self.handlers, old, new)
+
+    def end(self, result: TaskResult) -> TaskResult:
+        """``on_failure`` if the attempt's state is the task's last and it failed: ended,
+        or failed with no retry left (the scheduler's rule, ``runner._complete``)."""
+        state = result.state
+        if (
+            self.on_failure is not None
+            and state.is_failed()
+            and (result.ended or self.run.run_count > self.task.max_retries)
+        ):
+            return result._replace(
+                state=call_on_failure(self.task, self.owner, self.on_failure, state)
+            )
+        return result
+
+
+def _hooks(run: TaskRun) -> _Hooks | None:
+    """The task's handlers, or None when it has none (the attempt then calls nothing)."""
+    task = run.task
+    if getattr(task, "state_handlers", None) or getattr(task, "on_failure", None) is not None:
+        return _Hooks(run)
+    return None
+
+
 def _attempt(run: TaskRun, run_context: Mapping[str, Any]) -> TaskResult:
     """Run one attempt (its passes: see the module docstring); the result's times and
     worker are left for the caller to fill."""
+    hooks = _hooks(run)
+    result = _passes(run, run_context, hooks)
+    return result if hooks is None else hooks.end(result)
+
+
+def _passes(run: TaskRun, run_context: Mapping[str, Any], hooks: _Hooks | None) -> TaskResult:
+    """The passes of one attempt, with the state handlers of each change when ``hooks``."""
     task = run.task
     values = task_context(run, run_context)
     count, loop_result = run.loop_count, run.loop_result
     limit: int | None = getattr(task, "max_loops", None)
+    previous: State[Any] = run.previous if run.previous is not None else _NOT_RUN
     while True:
         values["task_loop_count"] = count
         if count > 1:
             values["task_loop_result"] = loop_result
         token = enter(values)
+        running: State[Any] = previous
         try:
+            if hooks is not None:
+                running, stop = hooks.change(previous, Running(RUNNING_MESSAGE))
+                if stop or not isinstance(running, Running):  # the body does not run
+                    return TaskResult(run.key, running, 0.0, 0.0, "", ended=True)
             state = _one_pass(task, run)
+            if hooks is not None:
+                state, stop = hooks.change(running, state)
+                if stop:
+                    return TaskResult(run.key, state, 0.0, 0.0, "", ended=True)
         except ENDRUN as ended:
             if isinstance(ended.state, State):
                 return TaskResult(run.key, ended.state, 0.0, 0.0, "", ended=True)
@@ -267,6 +348,7 @@ def _attempt(run: TaskRun, run_context: Mapping[str, Any]) -> TaskResult:
             return TaskResult(run.key, _too_many_loops(task), 0.0, 0.0, "")
         count += 1
         loop_result = state.result
+        previous = state
         values = dict(values)  # a pass may have kept the context it ran in
 
 

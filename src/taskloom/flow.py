@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from .edges import Edge, Flattened, Unmapped
 from .errors import CycleError, FlowDefinitionError
+from .handlers import OnFailure, StateHandler, TerminalStateHandler, check_handlers
 from .plan import plan
 from .states import State
 from .task import ParameterTask, Task, _FlowBuilder, _nonempty_name, _tasks_in, active_flow
@@ -94,10 +95,35 @@ class Flow:
     Args:
         name: the flow's name; also part of the default cache key of its tasks.
         tasks: tasks to add at once.
+        state_handlers: callables ``fn(flow, old_state, new_state)`` called, in the calling
+            process, when the run starts (``Scheduled`` -> ``Running``) and ends
+            (``Running`` -> its final state); one may return a replacement for the final
+            state (a replacement of ``Running`` is ignored).
+        on_failure: ``fn(flow, state)``, called once when a run ends failed.
+        terminal_state_handler: ``fn(flow, state, reference_task_states)``, which may
+            return a replacement for the final state before the state handlers see it.
+
+    Raises:
+        FlowDefinitionError: for a handler that is not callable or cannot take its
+            arguments, naming the flow and the handler.
     """
 
-    def __init__(self, name: str, tasks: Iterable[object] = ()) -> None:
+    def __init__(
+        self,
+        name: str,
+        tasks: Iterable[object] = (),
+        *,
+        state_handlers: Iterable[StateHandler] | None = None,
+        on_failure: OnFailure | None = None,
+        terminal_state_handler: TerminalStateHandler | None = None,
+    ) -> None:
         self.name = _nonempty_name(name, "Flow")
+        self.state_handlers: list[StateHandler] = check_handlers(
+            f"Flow {self.name!r}", FlowDefinitionError, state_handlers, on_failure,
+            terminal_state_handler,
+        )
+        self.on_failure: OnFailure | None = on_failure
+        self.terminal_state_handler: TerminalStateHandler | None = terminal_state_handler
         # Dicts as ordered sets: iteration follows insertion, so runs are reproducible.
         self._tasks: dict[Task[Any, Any], None] = {}
         self._edges: dict[Edge, None] = {}

@@ -113,6 +113,20 @@ keep ``Pending("Task not run.")`` (a resume runs them after what they wait for),
 ``_end`` keeps what it can, the journal records the run as ``Failed("Run interrupted")``,
 and the interrupt goes on up. Any other error ends the executor's run and goes on up.
 
+State handlers (``taskloom.handlers``). A change inside an attempt is handled where the
+task runs (``taskloom.attempt``). A change the scheduler decides is handled here, when it
+happens, through ``_handled`` (the task's ``state_handlers``, then ``on_failure`` if the
+state they leave is failed and final): ``Pending`` -> ``Skipped``, ``TriggerFailed``,
+``Paused`` (deciding), -> ``Cached`` (a cache hit), the attempt's ``Failed`` ->
+``Retrying`` (a handler may turn it into a final state: then no retry), and a mapped task's
+``Pending`` -> ``Mapped`` when its last child finishes (or -> ``Failed`` when it cannot map).
+A replacement is what the scheduler records and downstream tasks see. For a task with
+handlers, ``TaskRun.previous`` carries its state before the attempt (without
+``cached_inputs``). The flow's handlers run here too: ``Scheduled`` -> ``Running`` before
+the loop, and at the end ``terminal_state_handler``, then ``Running`` -> final, then
+``on_failure`` (``_flow_handled``). A handler's failure fails its task or the flow, never
+the run.
+
 The flow's state: ``Paused`` while any task waits to be resumed, otherwise ``Failed`` if a
 reference task failed, ``Success`` if every reference task succeeded, and ``Running`` if a
 reference task did not finish (a partial run).
@@ -141,14 +155,15 @@ from .decide import decide
 from .executors.base import DeferredResult, Executor, ExecutorRun, resolve_deferred
 from .executors.local import LocalExecutor
 from .flow import Flow, FlowResult
+from .handlers import call_on_failure, call_state_handlers, handler_name
 from .journal import Journal, default_journal
 from .mapped import (
     Unmappable, child_name, elements, mapped_state, parent_decision, unfinished_children,
 )
 from .plan import Node, Plan, plan, rebuild
 from .states import (
-    Cancelled, Failed, Finished, Mapped, Paused, Pending, Resume, Retrying, Running, State,
-    Success,
+    Cancelled, Failed, Finished, Mapped, Paused, Pending, Resume, Retrying, Running, Scheduled,
+    State, Success,
 )
 from .task import ParameterTask, Task
 from .trace import TaskTrace
@@ -166,6 +181,11 @@ _RUNNING: State[Any] = Running("Task handed to the executor.")
 
 
 # -- the scheduler -----------------------------------------------------------------------------------
+
+
+def _has_handlers(task: Task[Any, Any]) -> bool:
+    """Whether ``task`` has state handlers or an ``on_failure`` to call."""
+    return bool(getattr(task, "state_handlers", None)) or getattr(task, "on_failure", None) is not None
 
 
 def _children_of(state: State[Any]) -> list[State[Any]]:
@@ -253,6 +273,8 @@ class _Scheduler:
         self.chains: dict[int, tuple[FollowOn, ...]] = {}
         #: The executor's side of this run: set by ``run`` (``executor.begin``).
         self.session: ExecutorRun | None = None
+        #: The flow's Running state, as its state handlers left it (``_flow_started``).
+        self._flow_running: State[Any] = Running("Running flow.")
 
     @property
     def cache_store(self) -> CacheStore:
@@ -282,6 +304,7 @@ class _Scheduler:
             try:
                 if observer is not None:
                     observer.run_started(self.flow.name, run_id, len(self.nodes))
+                self._flow_started()
                 self._loop()
             finally:
                 leave(token)
@@ -303,12 +326,28 @@ class _Scheduler:
                 )
             raise
         self._end(session, keep_values=True)
-        state = self._flow_state().replace(run_id=run_id)
+        state = self._flow_handled(self._flow_state()).replace(run_id=run_id)
         if journal is not None:
             journal.finish(run_id, time.time(), state, self.traces, self.plan)
         if observer is not None:
             observer.run_finished(state)
         return state
+
+    def _flow_started(self) -> None:
+        """The flow's state handlers on ``Scheduled`` -> ``Running``. A replacement that is
+        not ``Running`` is ignored (a run, once started, runs); a handler that raises is
+        logged as a warning."""
+        flow = self.flow
+        self._flow_running = Running("Running flow.")
+        if flow.state_handlers:
+            state, failed = call_state_handlers(
+                flow, f"flow {flow.name!r}", flow.state_handlers, Scheduled("Flow run scheduled."),
+                self._flow_running,
+            )
+            if failed:
+                log.warning("flow %r: %s", flow.name, state.message)
+            elif isinstance(state, Running):
+                self._flow_running = state
 
     def _end(self, session: ExecutorRun, *, keep_values: bool) -> None:
         """End the executor's side of the run; with ``keep_values``, first materialise.
@@ -536,7 +575,7 @@ class _Scheduler:
             if decided is not None:
                 if isinstance(decided, Paused):
                     decided = decided.replace(cached_inputs=self._inputs(node))
-                self._settle(i, decided)
+                self._settle(i, self._handled(i, decided))
                 return None
             inputs = self._inputs(node)
         return self._cached_or_run(i, inputs, resume, seeded)
@@ -556,7 +595,7 @@ class _Scheduler:
                 seeded,
             )
             if hit is not None:
-                self._finish(i, hit)
+                self._finish(i, self._handled(i, hit))
                 return None
         return self._task_run(i, inputs, resume)
 
@@ -578,7 +617,7 @@ class _Scheduler:
             task, {edge: traces[j].state for edge, j in node.in_edges if j not in live}
         )
         if decided is not None:
-            self._settle(i, decided)
+            self._settle(i, self._handled(i, decided))
             return
         stored = self._start_inputs(i, self.args.seeded.get(i)) if i in self.args.starts else None
         exp = _Expansion([])
@@ -607,7 +646,7 @@ class _Scheduler:
                 exp.by_index[key] = items
                 widths.append(len(items))
         except Unmappable as error:
-            self._settle(i, Failed(str(error), TypeError(str(error))))
+            self._settle(i, self._handled(i, Failed(str(error), TypeError(str(error)))))
             return
         for key, value in node.constants.items():
             if key not in node.mapped:
@@ -687,7 +726,7 @@ class _Scheduler:
             if i in self.nodes[d].childwise:
                 self._release(d)
         if exp.left == 0:
-            self._finish(i, mapped_state([traces[c].state for c in exp.slots]))
+            self._finish(i, self._mapped(i, exp))
 
     def _decide_child(self, slot: int) -> TaskRun | None:
         """Decide child ``slot`` of a mapped task, as any task from its own upstream states."""
@@ -718,7 +757,7 @@ class _Scheduler:
         if decided is not None:
             if isinstance(decided, Paused):
                 decided = decided.replace(cached_inputs=inputs)
-            self._settle(slot, decided)
+            self._settle(slot, self._handled(slot, decided))
             return None
         return self._cached_or_run(slot, inputs, resume, None)
 
@@ -771,7 +810,75 @@ class _Scheduler:
         trace.attempts += 1
         trace.queued = time.time()
         trace.inputs = inputs
-        return TaskRun(i, self.task_of[i], inputs, trace.attempts, resume, map_index=self.map_index[i])
+        task = self.task_of[i]
+        run = TaskRun(i, task, inputs, trace.attempts, resume, map_index=self.map_index[i])
+        if _has_handlers(task):  # the state before the attempt, for its handlers
+            run.previous = trace.state.replace(cached_inputs=None)
+        return run
+
+    # -- state handlers -------------------------------------------------------------------------
+
+    def _handled(self, i: int, new: State[Any], old: State[Any] | None = None) -> State[Any]:
+        """The state handlers of task or child ``i`` on a change the scheduler decided,
+        from ``old`` (default: its state now) to ``new``; then ``on_failure`` if the state
+        they leave is failed (a decided state is final, but for a ``Retrying``). Returns
+        the state to keep. A task without handlers costs one check."""
+        task = self.task_of[i]
+        if not _has_handlers(task):
+            return new
+        index = self.map_index[i]
+        owner = f"task {task.name if index is None else f'{task.name}[{index}]'!r}"
+        if old is None:
+            old = self.traces[i].state
+        state, _ = call_state_handlers(task, owner, task.state_handlers, old, new)
+        if state.is_failed() and task.on_failure is not None:
+            state = call_on_failure(task, owner, task.on_failure, state)
+        return state
+
+    def _mapped(self, i: int, exp: _Expansion) -> State[Any]:
+        """The final state of mapped task ``i``, its children done: ``Mapped``, reported
+        to its handlers as ``Pending`` -> ``Mapped`` (as Prefect reports a mapped task)."""
+        state = mapped_state([self.traces[c].state for c in exp.slots])
+        if not _has_handlers(self.task_of[i]):
+            return state
+        return self._handled(i, state, self.args.seeded.get(i) or Pending(NOT_RUN_MESSAGE))
+
+    def _flow_handled(self, final: State[FlowResult]) -> State[FlowResult]:
+        """The flow's ``terminal_state_handler``, state handlers (``Running`` -> final) and
+        ``on_failure`` on its final state. A replacement that does not hold the tasks'
+        states as its result is given them; a handler that fails makes the flow
+        ``Failed``, naming it."""
+        flow = self.flow
+        result = final.result
+        assert result is not None
+        state: State[Any] = final
+        owner = f"flow {flow.name!r}"
+        terminal = flow.terminal_state_handler
+        if terminal is not None:
+            references: set[State[Any]] = set()
+            for t in flow.reference_tasks():
+                references.update(_children_of(self.traces[self.plan.index[t]].state))
+            try:
+                returned: object = terminal(flow, state, references)
+            except Exception as error:
+                returned = Failed(
+                    f"Unexpected error while calling terminal_state_handler "
+                    f"{handler_name(terminal)} of {owner}: {error!r}", error
+                )
+            if isinstance(returned, State):
+                state = returned
+            elif returned is not None:
+                state = Failed(
+                    f"terminal_state_handler {handler_name(terminal)} of {owner} returned a "
+                    f"{type(returned).__qualname__}; it must return a State or None"
+                )
+        if flow.state_handlers:
+            state, _ = call_state_handlers(flow, owner, flow.state_handlers, self._flow_running, state)
+        if state.is_failed() and flow.on_failure is not None:
+            state = call_on_failure(flow, owner, flow.on_failure, state)
+        if not isinstance(state.result, FlowResult):
+            state = state.replace(result=result)
+        return state
 
     # -- completing -----------------------------------------------------------------------------
 
@@ -799,7 +906,11 @@ class _Scheduler:
                 loop_count=loop_count,
                 loop_result=loop_result,
             )
-            self._schedule(i, retry, retry.start_time)
+            decided = self._handled(i, retry, state)
+            if isinstance(decided, Retrying):
+                self._schedule(i, decided, decided.start_time)
+                return
+            self._settle(i, decided)
             return
         if isinstance(state, Paused):
             state = state.replace(cached_inputs=trace.inputs)
@@ -852,7 +963,7 @@ class _Scheduler:
             exp = self.expansions[parent]
             exp.left -= 1
             if exp.left == 0:
-                self._finish(parent, mapped_state([self.traces[c].state for c in exp.slots]))
+                self._finish(parent, self._mapped(parent, exp))
             return
         mapped = i in self.expansions
         for d in self.nodes[i].downstream:

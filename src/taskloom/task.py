@@ -37,6 +37,7 @@ from . import triggers as _triggers
 from .cache_validators import CacheValidator, duration_only
 from .edges import Unmapped
 from .errors import FlowDefinitionError, HandleError, TaskDefinitionError
+from .handlers import OnFailure, StateHandler, check_handlers
 from .triggers import Trigger
 
 __all__ = ["Parameter", "ParameterTask", "Task", "task"]
@@ -247,6 +248,12 @@ class Task(Generic[P, R]):
         max_loops: the most passes a looping task (``signals.LOOP``) may run in one
             attempt (``context.task_loop_count`` never exceeds it); a ``LOOP`` on the last
             one ends the task ``Failed``. None (the default, as in Prefect): no limit.
+        state_handlers: callables ``fn(task, old_state, new_state)`` called at every state
+            change, in order; one may return a replacement state (None keeps the new one).
+            See ``taskloom.handlers`` for where they run (where the task runs, for the
+            changes of an attempt).
+        on_failure: ``fn(task, state)``, called once when the task ends failed (after its
+            last retry).
 
     Raises:
         TaskDefinitionError: (a ``ValueError``) for an invalid option, naming it.
@@ -267,8 +274,14 @@ class Task(Generic[P, R]):
         tags: Iterable[str] = (),
         nout: int | None = None,
         max_loops: int | None = None,
+        state_handlers: Iterable[StateHandler] | None = None,
+        on_failure: OnFailure | None = None,
     ) -> None:
         self.name: str = _nonempty_name(name, "Task") if name is not None else type(self).__name__
+        self.state_handlers: list[StateHandler] = check_handlers(
+            f"Task {self.name!r}", TaskDefinitionError, state_handlers, on_failure
+        )
+        self.on_failure: OnFailure | None = on_failure
         self.timeout, self.tags = _check_options(
             self.name,
             max_retries,
@@ -628,6 +641,8 @@ def task(
     tags: Iterable[str] = (),
     nout: int | None = None,
     max_loops: int | None = None,
+    state_handlers: Iterable[StateHandler] | None = None,
+    on_failure: OnFailure | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
