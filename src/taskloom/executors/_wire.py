@@ -66,7 +66,8 @@ WireFollowOn = tuple[int, int, dict[str, Any], str | None, int | None]
 #: A run on the wire: key, template id, inputs, run count, resume, follow-ons, map index,
 #: loop count, loop result (where a retried loop starts: ``TaskRun.loop_count``).
 WireRun = tuple[
-    int, int, dict[str, Any], int, bool, tuple[WireFollowOn, ...], int | None, int, Any
+    int, int, dict[str, Any], int, bool, tuple[WireFollowOn, ...], int | None, int, Any,
+    State[Any] | None,
 ]
 #: A state on the wire: class code (or -1: pickled whole), slot values (or the state).
 WireState = tuple[int, Any]
@@ -146,7 +147,7 @@ class Templates:
             wire.append(
                 (
                     run.key, tid, inputs, run.run_count, run.resume, tuple(then), run.map_index,
-                    run.loop_count, run.loop_result,
+                    run.loop_count, run.loop_result, run.previous,
                 )
             )
         return cloudpickle.dumps((blobs, wire))

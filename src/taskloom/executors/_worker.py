@@ -163,7 +163,7 @@ def load_runs(payload: bytes, fill: Fill | None = None) -> list[TaskRun]:
     blobs, wire_runs = cloudpickle.loads(payload)
     templates: dict[int, Task[Any, Any]] = {tid: cloudpickle.loads(b) for tid, b in blobs.items()}
     runs = []
-    for key, tid, inputs, run_count, resume, then, map_index, loops, looped in wire_runs:
+    for key, tid, inputs, run_count, resume, then, map_index, loops, looped, previous in wire_runs:
         if fill is not None:
             inputs = fill(inputs)
         follow = tuple(
@@ -171,7 +171,10 @@ def load_runs(payload: bytes, fill: Fill | None = None) -> list[TaskRun]:
             for k, t, constants, input_key, index in then
         )
         runs.append(
-            TaskRun(key, templates[tid], inputs, run_count, resume, follow, map_index, loops, looped)
+            TaskRun(
+                key, templates[tid], inputs, run_count, resume, follow, map_index, loops, looped,
+                previous,
+            )
         )
     return runs
 
