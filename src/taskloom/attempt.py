@@ -29,6 +29,11 @@ pass's count and the result of the ``LOOP`` before it); the scheduler keeps it o
 result therefore travels between processes only in that case (and if a pass returns it):
 one that cannot be pickled then fails the task, named, and never otherwise.
 
+Logging. The attempt's context holds the task's logger (``context.logger``,
+``taskloom.logging.task_logger``), which logs "Starting task run..." at INFO as the
+attempt starts (the scheduler logs the line that ends it); with ``log_stdout=True`` on the
+task, what its passes ``print`` goes to that logger at INFO, a record per line.
+
 Retries, caching and triggers are the scheduler's business, in the parent process, with
 one exception: a chain of follow-ons (``TaskRun.then``) is decided here, one rule for every
 link (``follows``), which gives what the scheduler would decide for a task the plan marks
@@ -48,6 +53,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .context import enter, leave
+from .logging import stdout_lines, task_logger
 from .signals import ENDRUN, TaskloomSignal
 from .states import Failed, Looped, Skipped, State, Success, TimedOut
 
@@ -155,6 +161,7 @@ def task_context(run: TaskRun, run_context: Mapping[str, Any]) -> dict[str, Any]
     values["task_tags"] = task.tags
     values["task_run_count"] = run.run_count
     values["task_run_id"] = f"{run_context.get('flow_run_id', '')}.{run.key}.{run.run_count}"
+    values["logger"] = task_logger(task.name)
     if run.resume:
         values["resume"] = True
     return values
@@ -241,13 +248,24 @@ def _attempt(run: TaskRun, run_context: Mapping[str, Any]) -> TaskResult:
     values = task_context(run, run_context)
     count, loop_result = run.loop_count, run.loop_result
     limit: int | None = getattr(task, "max_loops", None)
+    logger: logging.Logger = values["logger"]
+    log_stdout: bool = getattr(task, "log_stdout", False)
+    first = True
     while True:
         values["task_loop_count"] = count
         if count > 1:
             values["task_loop_result"] = loop_result
         token = enter(values)
         try:
-            state = _one_pass(task, run)
+            if first:
+                first = False
+                if logger.isEnabledFor(logging.INFO):
+                    logger.info("Task %r: Starting task run...", task.name)
+            if log_stdout:
+                with stdout_lines(logger.info):
+                    state = _one_pass(task, run)
+            else:
+                state = _one_pass(task, run)
         except ENDRUN as ended:
             if isinstance(ended.state, State):
                 return TaskResult(run.key, ended.state, 0.0, 0.0, "", ended=True)
