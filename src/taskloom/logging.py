@@ -38,8 +38,8 @@ Prefect's format::
 ``flow.run()`` itself adds no handler: without ``basic_config`` (or your own logging
 setup) records go wherever your logging sends them.
 
-The journal. While a run is journaled, ``RunLogs`` (a handler on the root logger, for
-that run only, that writes nothing anywhere) keeps the formatted text of each task's
+The journal. While a run is journaled, ``RunLogs`` (a handler on the root logger and
+on ``taskloom``, for that run only, that writes nothing anywhere) keeps the formatted text of each task's
 records of its last attempt, bounded by ``LOG_CAP`` characters per task, after which a
 final ``... (N records cut)`` note counts the rest. It stands in for ``logging.lastResort``
 when it is the only handler a record finds, so that attaching it changes nothing visible.
@@ -280,9 +280,14 @@ class RunLogs(logging.Handler):
         self.cap = cap
         self._prefix = f"{run_id}."
         self._tasks: dict[int, _TaskLog] = {}
+        self._last: logging.LogRecord | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Keep ``record`` under its task when it belongs to this run."""
+        """Keep ``record`` under its task when it belongs to this run (once: the handler is
+        on two loggers, and a record propagating reaches it twice in a row)."""
+        if record is self._last:
+            return
+        self._last = record
         self._fallback(record)
         run_id = record.__dict__.get("task_run_id")
         if run_id is None:
@@ -325,13 +330,14 @@ class RunLogs(logging.Handler):
         """The kept text of each task that logged, by task number."""
         return {key: log.text() for key, log in self._tasks.items()}
 
-    @contextmanager
-    def attached(self) -> Iterator[RunLogs]:
-        """Keep this run's records for the block (a handler on the root logger)."""
-        root = logging.getLogger()
-        root.addHandler(self)
-        try:
-            yield self
-        finally:
-            root.removeHandler(self)
+    def attach(self) -> None:
+        """Start keeping this run's records: a handler on the root logger, and on
+        ``taskloom`` (which may not propagate: the command line's run log)."""
+        logging.getLogger().addHandler(self)
+        get_logger().addHandler(self)
+
+    def detach(self) -> None:
+        """Stop keeping records (``attach`` undone)."""
+        get_logger().removeHandler(self)
+        logging.getLogger().removeHandler(self)
 

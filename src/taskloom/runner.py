@@ -109,7 +109,7 @@ Logging (``taskloom.logging``): the flow's logger says "Beginning Flow run" afte
 how the run ended after 6; each task's logger says "Finished task run ... final state"
 where a state is settled (``_finish``, and ``_schedule`` for a retry), the worker having
 said "Starting task run..." (``taskloom.attempt``). A journaled run keeps each task's
-records of its last attempt (``RunLogs``, on the root logger from 3 to 5) in its trace.
+records of its last attempt (``RunLogs``, attached from 3 to 5) in its trace.
 
 When the loop is interrupted (Ctrl-C, SIGTERM, a task's ``SystemExit`` on the local
 executor), the run is still recorded: tasks handed to the executor that did not come back
@@ -286,9 +286,8 @@ class _Scheduler:
             ):
                 journal = None
             logs = RunLogs(run_id) if journal is not None else None
-            root = logging.getLogger()
             if logs is not None:
-                root.addHandler(logs)
+                logs.attach()
             token = enter(args.context)
             try:
                 flow_log = flow_logger(self.flow.name)
@@ -300,7 +299,7 @@ class _Scheduler:
             finally:
                 leave(token)
                 if logs is not None:
-                    root.removeHandler(logs)
+                    logs.detach()
                     for key, text in logs.texts().items():
                         self.traces[key].logs = text
         except BaseException as error:
