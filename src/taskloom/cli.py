@@ -115,19 +115,44 @@ def _progress(args: argparse.Namespace) -> RunObserver | bool:
 
 
 def _configure_logging(level_name: str) -> None:
-    """The run log for ``--log-level``: taskloom's records at that level on stderr, in
-    Prefect's format (``taskloom.logging.basic_config``), not also through the root
-    logger's handler. The ``taskloom`` logger itself lets INFO through even when the
+    """The run log for ``--log-level``: tasks' and flows' records at that level on stderr,
+    in Prefect's format (``taskloom.logging.basic_config``), and not also through the root
+    logger's handler (which keeps printing taskloom's other warnings as before). The ``taskloom`` logger itself lets INFO through even when the
     display shows less, so that the journal keeps each task's INFO records for
     ``taskloom show --logs``."""
     level = logging.getLevelName(level_name.upper())
     if not isinstance(level, int):
         raise UsageError(f"--log-level: unknown level {level_name!r} (DEBUG, INFO, WARNING, ERROR)")
+    root = logging.getLogger()
+    for existing in root.handlers:  # main()'s basicConfig: not the run lines, not below its level
+        existing.addFilter(_NotRunLog(root.getEffectiveLevel()))
     handler = basic_config(level)
     handler.setLevel(level)
-    logger = get_logger()
-    logger.setLevel(min(level, logging.INFO))
-    logger.propagate = False
+    handler.addFilter(_is_run_log)
+    get_logger().setLevel(min(level, logging.INFO))
+
+
+_RUN_LOGGERS = ("taskloom.task.", "taskloom.flow.")
+
+
+def _is_run_log(record: logging.LogRecord) -> bool:
+    """Whether a record is a task's or a flow's (what ``--log-level`` prints)."""
+    return record.name.startswith(_RUN_LOGGERS)
+
+
+class _NotRunLog(logging.Filter):
+    """For the root logger's handlers: leaves the run log to its own handler, and
+    taskloom's other records below ``level`` (let through for the journal) unprinted."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a run-log record, or a taskloom record below ``level``."""
+        if _is_run_log(record):
+            return False
+        return not (record.name.startswith("taskloom") and record.levelno < self.level)
 
 
 def _running(run: Callable[[RunObserver | bool], State[FlowResult]], args: argparse.Namespace) -> State[FlowResult]:
