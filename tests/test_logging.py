@@ -217,3 +217,7 @@ def test_cli_default_level_keeps_info_in_journal_not_on_stderr(tmp_path: Path) -
     assert match is not None
     shown = run_cli(tmp_path / "home", "show", match.group(1), "--logs")
     assert "about to fail" in shown.stdout
+
+
+def test_get_logger_is_exported() -> None:
+    assert taskloom.get_logger("x") is logging.getLogger("taskloom.x")
