@@ -30,7 +30,9 @@ from .errors import FlowDefinitionError as FlowDefinitionError
 from .errors import HandleError as HandleError
 from .errors import TaskDefinitionError as TaskDefinitionError
 from .errors import TaskloomError as TaskloomError
+from . import logging as logging
 from .flow import Flow as Flow
+from .logging import get_logger as get_logger
 from .mapping import apply_map as apply_map
 from .task import Parameter as Parameter
 from .task import ParameterTask as ParameterTask
@@ -59,7 +61,9 @@ __all__ = [
     "case",
     "context",
     "flatten",
+    "get_logger",
     "ifelse",
+    "logging",
     "merge",
     "signals",
     "switch",

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .context import ReadOnlyDict, current, date_keys
+from .logging import flow_logger
 from .errors import FlowDefinitionError
 from .states import State
 from .task import Task
@@ -139,5 +140,6 @@ def run_context(flow: Flow, parameters: dict[str, Any], extra: Mapping[str, Any]
     if isinstance(values["date"], str):
         values["date"] = _dt.datetime.fromisoformat(values["date"])
     values["flow_name"] = flow.name
+    values["logger"] = flow_logger(flow.name)
     values["parameters"] = ReadOnlyDict(parameters)
     return values

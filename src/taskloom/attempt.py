@@ -43,6 +43,11 @@ attempt's state is failed and final: ended, or no retry left (``run_count >
 max_retries``, the scheduler's rule); a failure the scheduler decides calls it there.
 A task with neither pays nothing: no handler code runs.
 
+Logging. The attempt's context holds the task's logger (``context.logger``,
+``taskloom.logging.task_logger``), which logs "Starting task run..." at INFO as the
+attempt starts (the scheduler logs the line that ends it); with ``log_stdout=True`` on the
+task, what its passes ``print`` goes to that logger at INFO, a record per line.
+
 Retries, caching and triggers are the scheduler's business, in the parent process, with
 one exception: a chain of follow-ons (``TaskRun.then``) is decided here, one rule for every
 link (``follows``), which gives what the scheduler would decide for a task the plan marks
@@ -63,6 +68,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .context import enter, leave
 from .handlers import OnFailure, StateHandler, call_on_failure, call_state_handlers
+from .logging import stdout_lines, task_logger
 from .signals import ENDRUN, TaskloomSignal
 from .states import Failed, Looped, Pending, Running, Skipped, State, Success, TimedOut
 
@@ -177,6 +183,7 @@ def task_context(run: TaskRun, run_context: Mapping[str, Any]) -> dict[str, Any]
     values["task_tags"] = task.tags
     values["task_run_count"] = run.run_count
     values["task_run_id"] = f"{run_context.get('flow_run_id', '')}.{run.key}.{run.run_count}"
+    values["logger"] = task_logger(task.name)
     if run.resume:
         values["resume"] = True
     return values
@@ -313,6 +320,9 @@ def _passes(run: TaskRun, run_context: Mapping[str, Any], hooks: _Hooks | None) 
     count, loop_result = run.loop_count, run.loop_result
     limit: int | None = getattr(task, "max_loops", None)
     previous: State[Any] = run.previous if run.previous is not None else _NOT_RUN
+    logger: logging.Logger = values["logger"]
+    log_stdout: bool = getattr(task, "log_stdout", False)
+    first = True
     while True:
         values["task_loop_count"] = count
         if count > 1:
@@ -320,11 +330,19 @@ def _passes(run: TaskRun, run_context: Mapping[str, Any], hooks: _Hooks | None) 
         token = enter(values)
         running: State[Any] = previous
         try:
+            if first:
+                first = False
+                if logger.isEnabledFor(logging.INFO):
+                    logger.info("Task %r: Starting task run...", task.name)
             if hooks is not None:
                 running, stop = hooks.change(previous, Running(RUNNING_MESSAGE))
                 if stop or not isinstance(running, Running):  # the body does not run
                     return TaskResult(run.key, running, 0.0, 0.0, "", ended=True)
-            state = _one_pass(task, run)
+            if log_stdout:
+                with stdout_lines(logger.info):
+                    state = _one_pass(task, run)
+            else:
+                state = _one_pass(task, run)
             if hooks is not None:
                 state, stop = hooks.change(running, state)
                 if stop:

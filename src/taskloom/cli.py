@@ -38,6 +38,7 @@ from .flow import Flow, FlowResult
 from .caching import default_cache_store
 from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, default_journal
 from .loader import FlowNotFoundError, load_flow
+from .logging import basic_config, get_logger
 from .progress import RunObserver, default_progress
 from .visualize import MissingRendererError
 from ._runview import mapped_outcome
@@ -113,7 +114,49 @@ def _progress(args: argparse.Namespace) -> RunObserver | bool:
     return False if args.progress is False else default_progress()
 
 
+def _configure_logging(level_name: str) -> None:
+    """The run log for ``--log-level``: tasks' and flows' records at that level on stderr,
+    in Prefect's format (``taskloom.logging.basic_config``), and not also through the root
+    logger's handler (which keeps printing taskloom's other warnings as before). The ``taskloom`` logger itself lets INFO through even when the
+    display shows less, so that the journal keeps each task's INFO records for
+    ``taskloom show --logs``."""
+    level = logging.getLevelName(level_name.upper())
+    if not isinstance(level, int):
+        raise UsageError(f"--log-level: unknown level {level_name!r} (DEBUG, INFO, WARNING, ERROR)")
+    root = logging.getLogger()
+    for existing in root.handlers:  # main()'s basicConfig: not the run lines, not below its level
+        existing.addFilter(_NotRunLog(root.getEffectiveLevel()))
+    handler = basic_config(level)
+    handler.setLevel(level)
+    handler.addFilter(_is_run_log)
+    get_logger().setLevel(min(level, logging.INFO))
+
+
+_RUN_LOGGERS = ("taskloom.task.", "taskloom.flow.")
+
+
+def _is_run_log(record: logging.LogRecord) -> bool:
+    """Whether a record is a task's or a flow's (what ``--log-level`` prints)."""
+    return record.name.startswith(_RUN_LOGGERS)
+
+
+class _NotRunLog(logging.Filter):
+    """For the root logger's handlers: leaves the run log to its own handler, and
+    taskloom's other records below ``level`` (let through for the journal) unprinted."""
+
+    def __init__(self, level: int) -> None:
+        super().__init__()
+        self.level = level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a run-log record, or a taskloom record below ``level``."""
+        if _is_run_log(record):
+            return False
+        return not (record.name.startswith("taskloom") and record.levelno < self.level)
+
+
 def _running(run: Callable[[RunObserver | bool], State[FlowResult]], args: argparse.Namespace) -> State[FlowResult]:
+    _configure_logging(args.log_level)
     observer = _progress(args)
     try:
         return run(observer)
@@ -309,6 +352,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         print()
         print(timeline_text(run, width=width, flow=_flow_of(run, None), ascii=plain))
     everyone = [*run.tasks, *(c for family in run.children.values() for c in family)]
+    if args.logs or args.task:
+        _print_logs(run, args.task)
     tampered = [task.name for task in everyone if task.tampered]
     if tampered:
         print(
@@ -316,6 +361,24 @@ def cmd_show(args: argparse.Namespace) -> int:
             "does not match); it was not loaded, and this run cannot be resumed.",
         )
     return EXIT_SUCCESS
+
+
+def _print_logs(run: RunRecord, only: str | None) -> None:
+    """Each task's log records of its last attempt, as the journal kept them (a mapped
+    task's children after it); with ``only``, that task's (and its children's)."""
+    shown = 0
+    for task in run.tasks:
+        family = [task, *run.children.get(task.index, ())]
+        if only is not None and only not in {t.name for t in family} and task.name != only:
+            continue
+        for member in family:
+            if only is not None and member.name != only and task.name != only:
+                continue
+            shown += 1
+            print(f"\n--- {member.name} ({member.state}) ---")
+            print(member.logs if member.logs else "(no log records)")
+    if only is not None and not shown:
+        raise UsageError(f"run {run.run_id} has no task named {only!r}")
 
 
 def _flow_of(record: RunRecord, spec: str | None) -> Flow | None:
@@ -429,6 +492,11 @@ def _add_execution_options(parser: argparse.ArgumentParser) -> None:
         "--progress", action=argparse.BooleanOptionalAction, default=True,
         help="show progress on stderr: live on a terminal, plain lines otherwise (default: on)",
     )
+    parser.add_argument(
+        "--log-level", metavar="LEVEL", default="WARNING",
+        help="print taskloom's log records at LEVEL or above on stderr (default WARNING; "
+        "INFO shows a line as each task starts and ends)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -488,6 +556,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--children", action="store_true",
         help="list every child of a mapped task (by default: one line per mapped task, "
         "counting its children by state)",
+    )
+    show.add_argument(
+        "--logs", action="store_true",
+        help="also print each task's log records of its last attempt (as the journal kept them)",
+    )
+    show.add_argument(
+        "--task", metavar="NAME", help="with --logs: only this task's (and its children's) records",
     )
     show.set_defaults(handler=cmd_show)
 

@@ -27,6 +27,7 @@ import time (``tests/test_layers.py`` names them). Do not add another here.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Iterable, KeysView, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 from .edges import Edge, Flattened, Unmapped
 from .errors import CycleError, FlowDefinitionError
 from .handlers import OnFailure, StateHandler, TerminalStateHandler, check_handlers
+from .logging import flow_logger
 from .plan import plan
 from .states import State
 from .task import ParameterTask, Task, _FlowBuilder, _nonempty_name, _tasks_in, active_flow
@@ -146,6 +148,12 @@ class Flow:
         self.source: str | None = None
         for t in tasks:
             self.add_task(t)
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The flow's logger, ``taskloom.flow.<name>`` (``taskloom.logging``); during a run
+        outside any task, ``taskloom.context.logger`` is the same."""
+        return flow_logger(self.name)
 
     # -- building -------------------------------------------------------------------------
 

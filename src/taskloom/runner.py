@@ -105,6 +105,12 @@ Lifecycle of one run (``_Scheduler.run``; the order matters):
    called nowhere else.
 7. ``journal.finish`` records every task's trace; ``observer.run_finished``.
 
+Logging (``taskloom.logging``): the flow's logger says "Beginning Flow run" after 3 and
+how the run ended after 6; each task's logger says "Finished task run ... final state"
+where a state is settled (``_finish``, and ``_schedule`` for a retry), the worker having
+said "Starting task run..." (``taskloom.attempt``). A journaled run keeps each task's
+records of its last attempt (``RunLogs``, attached from 3 to 5) in its trace.
+
 When the loop is interrupted (Ctrl-C, SIGTERM, a task's ``SystemExit`` on the local
 executor), the run is still recorded: tasks handed to the executor that did not come back
 end ``Failed``, and tasks waiting for a retry end ``Cancelled``, each with the inputs it was
@@ -157,6 +163,7 @@ from .executors.local import LocalExecutor
 from .flow import Flow, FlowResult
 from .handlers import call_on_failure, call_state_handlers, handler_name
 from .journal import Journal, default_journal
+from .logging import RunLogs, flow_logger, task_logger
 from .mapped import (
     Unmappable, child_name, elements, mapped_state, parent_decision, unfinished_children,
 )
@@ -300,14 +307,24 @@ class _Scheduler:
                 self.resumed_from,
             ):
                 journal = None
+            logs = RunLogs(run_id) if journal is not None else None
+            if logs is not None:
+                logs.attach()
             token = enter(args.context)
             try:
+                flow_log = flow_logger(self.flow.name)
+                if flow_log.isEnabledFor(logging.INFO):
+                    flow_log.info("Beginning Flow run for %r", self.flow.name)
                 if observer is not None:
                     observer.run_started(self.flow.name, run_id, len(self.nodes))
                 self._flow_started()
                 self._loop()
             finally:
                 leave(token)
+                if logs is not None:
+                    logs.detach()
+                    for key, text in logs.texts().items():
+                        self.traces[key].logs = text
         except BaseException as error:
             interrupted = isinstance(error, (KeyboardInterrupt, SystemExit)) and journal is not None
             if interrupted:
@@ -327,6 +344,7 @@ class _Scheduler:
             raise
         self._end(session, keep_values=True)
         state = self._flow_handled(self._flow_state()).replace(run_id=run_id)
+        _log_flow_end(self.flow.name, run_id, state)
         if journal is not None:
             journal.finish(run_id, time.time(), state, self.traces, self.plan)
         if observer is not None:
@@ -926,7 +944,26 @@ class _Scheduler:
             )
         self._settle(i, state)
 
+    def _log_end(self, i: int, state: State[Any]) -> None:
+        """Log the line that ends a task run (Prefect's), at INFO, with the task's fields."""
+        logger = task_logger(self.task_of[i].name)
+        if not logger.isEnabledFor(logging.INFO):
+            return
+        trace, run_id = self.traces[i], self.args.run_id
+        fields = {
+            "flow_run_id": run_id,
+            "task_name": self.task_of[i].name,
+            "task_run_id": f"{run_id}.{i}.{trace.attempts}",
+            "map_index": trace.map_index,
+            "attempt": trace.attempts,
+        }
+        logger.info(
+            "Task %r: Finished task run for task with final state: %r",
+            trace.name, type(state).__name__, extra=fields,
+        )
+
     def _schedule(self, i: int, state: State[Any], start_time: _dt.datetime | None) -> None:
+        self._log_end(i, state)
         self.traces[i].state = state
         if self.observer is not None:
             self.observer.task_changed(i, self.traces[i].name, state)
@@ -949,6 +986,7 @@ class _Scheduler:
         self._finish(i, state)
 
     def _finish(self, i: int, state: State[Any]) -> None:
+        self._log_end(i, state)
         trace = self.traces[i]
         trace.state = state
         if not type(state).keeps_inputs:
@@ -992,6 +1030,20 @@ class _Scheduler:
         if all(s.is_finished() for s in references):
             return Success("No reference tasks failed.", result)
         return Running("Some reference tasks did not run.", result)
+
+
+def _log_flow_end(flow_name: str, run_id: str, state: State[Any]) -> None:
+    """Log the line that ends a flow run (Prefect's wording), at INFO."""
+    logger = flow_logger(flow_name)
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    extra = {"flow_run_id": run_id}
+    if isinstance(state, Success):
+        logger.info("Flow run SUCCESS: all reference tasks succeeded", extra=extra)
+    elif isinstance(state, Failed):
+        logger.info("Flow run FAILED: some reference tasks failed.", extra=extra)
+    else:
+        logger.info("Flow run %s: %s", type(state).__name__.upper(), state.message, extra=extra)
 
 
 def run_flow(

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import inspect
+import logging
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
@@ -38,6 +39,7 @@ from .cache_validators import CacheValidator, duration_only
 from .edges import Unmapped
 from .errors import FlowDefinitionError, HandleError, TaskDefinitionError
 from .handlers import OnFailure, StateHandler, check_handlers
+from .logging import task_logger
 from .triggers import Trigger
 
 __all__ = ["Parameter", "ParameterTask", "Task", "task"]
@@ -109,6 +111,7 @@ def _check_options(
     tags: object,
     nout: object = None,
     max_loops: object = None,
+    log_stdout: object = False,
 ) -> tuple[float | None, frozenset[str]]:
     """Validate a task's options; return its timeout in seconds and its tags.
 
@@ -125,6 +128,8 @@ def _check_options(
         isinstance(max_loops, bool) or not isinstance(max_loops, int) or max_loops < 1
     ):
         raise bad("max_loops", f"must be a whole number >= 1 or None (no limit), not {max_loops!r}")
+    if not isinstance(log_stdout, bool):
+        raise bad("log_stdout", f"must be True or False, not {log_stdout!r}")
     if retry_delay is not None:
         if not isinstance(retry_delay, _dt.timedelta):
             raise bad("retry_delay", f"must be a datetime.timedelta, not {retry_delay!r}")
@@ -254,6 +259,8 @@ class Task(Generic[P, R]):
             changes of an attempt).
         on_failure: ``fn(task, state)``, called once when the task ends failed (after its
             last retry).
+        log_stdout: send what the task ``print``s to its logger (``task.logger``) at INFO,
+            a record per line, instead of ``sys.stdout``.
 
     Raises:
         TaskDefinitionError: (a ``ValueError``) for an invalid option, naming it.
@@ -276,6 +283,7 @@ class Task(Generic[P, R]):
         max_loops: int | None = None,
         state_handlers: Iterable[StateHandler] | None = None,
         on_failure: OnFailure | None = None,
+        log_stdout: bool = False,
     ) -> None:
         self.name: str = _nonempty_name(name, "Task") if name is not None else type(self).__name__
         self.state_handlers: list[StateHandler] = check_handlers(
@@ -294,12 +302,14 @@ class Task(Generic[P, R]):
             tags,
             nout,
             max_loops,
+            log_stdout,
         )
         self.nout: int | None = (
             nout if nout is not None else _tuple_length(self.__dict__.get("fn") or type(self).run)
         )
         self.max_retries = max_retries
         self.max_loops = max_loops
+        self.log_stdout = log_stdout
         self.retry_delay = retry_delay
         self.trigger: Trigger = trigger if trigger is not None else _triggers.all_successful
         self.skip_on_upstream_skip = skip_on_upstream_skip
@@ -308,6 +318,12 @@ class Task(Generic[P, R]):
             cache_validator if cache_validator is not None else duration_only
         )
         self.cache_key = cache_key
+
+    @property
+    def logger(self) -> logging.Logger:
+        """The task's logger, ``taskloom.task.<name>``: its records carry the run's fields
+        (``taskloom.logging``); inside the task, ``taskloom.context.logger`` is the same."""
+        return task_logger(self.name)
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """The task's work. Subclasses implement it; ``@task`` tasks call their function."""
@@ -643,6 +659,7 @@ def task(
     max_loops: int | None = None,
     state_handlers: Iterable[StateHandler] | None = None,
     on_failure: OnFailure | None = None,
+    log_stdout: bool = False,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

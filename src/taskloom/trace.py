@@ -49,6 +49,10 @@ class TaskTrace:
         parent: for a child of a mapped task, the mapped task's number (children are
             numbered after the flow's tasks); None for a task of the flow.
         map_index: for a child of a mapped task, its index.
+        logs: the formatted log records of its last attempt, as the run kept them
+            (``taskloom.logging.RunLogs``: at most ``LOG_CAP`` characters, then a note of
+            how many records were cut); None when it logged nothing or the run was not
+            journaled.
     """
 
     name: str
@@ -61,6 +65,7 @@ class TaskTrace:
     worker: str | None = None
     parent: int | None = None
     map_index: int | None = None
+    logs: str | None = None
 
 
 #: The fields of a trace recorded as they are: plain values (str, int, float, None).
@@ -91,7 +96,8 @@ class TaskRecord:
     ``map_index``; ``RunRecord.children`` holds them, by parent.
     ``inputs`` is set for tasks left paused, retrying or failed; ``result`` (with
     ``has_result``) for finished tasks whose result a resume needs. Either is ``TAMPERED``
-    when its signature did not match.
+    when its signature did not match. ``logs`` is the text of its last attempt's log
+    records (``TaskTrace.logs``; None in journals written before it was recorded).
     """
 
     index: int
@@ -108,6 +114,7 @@ class TaskRecord:
     has_result: bool = False
     parent: int | None = None
     map_index: int | None = None
+    logs: str | None = None
 
     @property
     def tampered(self) -> bool:

@@ -96,6 +96,7 @@ import logging
 import math
 import queue
 import signal
+import sys
 import threading
 import time
 import traceback
@@ -110,6 +111,7 @@ from typing_extensions import Self
 
 from ..attempt import TIMEOUT_MESSAGE, TaskResult, TaskRun
 from ..errors import RemoteTaskError
+from ..logging import STDOUT_LOGGER, capture_level
 from ..states import Failed, State, TimedOut
 from ._wire import Templates, check_context, pickling_message, unpack_state
 
@@ -349,7 +351,7 @@ class Dispatcher(Generic[_Payload, _Sent]):
         self._names: dict[int, str] = {}
         self._templates = Templates()
         self._encode: Callable[[list[TaskRun]], _Payload] = partial(backend.encode, self._templates)
-        self._slots, self._workers = backend.start(header, logging.getLogger().getEffectiveLevel())
+        self._slots, self._workers = backend.start(header, capture_level())
         self._previous_sigterm = catch_sigterm()
 
     # -- the ExecutorRun protocol ---------------------------------------------------------------
@@ -486,7 +488,12 @@ class Dispatcher(Generic[_Payload, _Sent]):
                 )
             else:
                 for record in records:
-                    logging.getLogger(record.name).handle(record)
+                    if record.name == STDOUT_LOGGER:
+                        sys.stdout.write(f"{record.msg}\n")
+                        continue
+                    logger = logging.getLogger(record.name)
+                    if logger.isEnabledFor(record.levelno):
+                        logger.handle(record)
         results = decode_rows(data, flight.runs, self._names, self._durations, self._where)
         self._backend.take_over(results, self._names)
         return results

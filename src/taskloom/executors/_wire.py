@@ -33,6 +33,7 @@ import cloudpickle
 
 from ..attempt import TaskResult, TaskRun
 from ..errors import FlowDefinitionError, RemoteTaskError
+from ..logging import FIELDS
 from ..states import Failed, State, all_classes
 from ..task import Task, _same_options
 
@@ -262,10 +263,12 @@ def unpicklable(task_name: str, state: State[Any], error: Exception) -> State[An
 
 def flatten_record(record: logging.LogRecord, values: Mapping[str, Any]) -> None:
     """Make a worker's log record picklable (message formatted, exception as text) and
-    mark it with the task, flow run and attempt of ``values`` (the task's context)."""
-    record.task_name = values.get("task_name")
-    record.flow_run_id = values.get("flow_run_id")
-    record.attempt = values.get("task_run_count")
+    mark it with the fields of ``values`` (the task's context: ``taskloom.logging.FIELDS``),
+    keeping those it has (a taskloom logger's filter, or ``extra``, set them already)."""
+    fields = record.__dict__
+    for field, key in FIELDS:
+        if field not in fields:
+            fields[field] = values.get(key)
     record.msg = record.getMessage()
     record.args = None
     if record.exc_info:
@@ -287,9 +290,8 @@ def encode_records(records: Sequence[logging.LogRecord]) -> bytes:
                     "name": r.name, "levelno": r.levelno, "levelname": r.levelname,
                     "msg": r.msg, "created": r.created, "process": r.process,
                     "thread": r.thread, "pathname": r.pathname, "lineno": r.lineno,
-                    "exc_text": r.exc_text, "task_name": getattr(r, "task_name", None),
-                    "flow_run_id": getattr(r, "flow_run_id", None),
-                    "attempt": getattr(r, "attempt", None),
+                    "exc_text": r.exc_text,
+                    **{field: getattr(r, field, None) for field, _ in FIELDS},
                 }
             )
             for r in records

@@ -9,6 +9,10 @@
     prepare   per state, the back end's hook: a large result left where it was made
     encode    the states in one pickle (``_wire.encode_rows``), the records in another
 
+What the batch ``print``s (``sys.stdout``, routed per context: ``logging.stdout_lines``)
+is kept among its log records, as records of ``logging.STDOUT_LOGGER``, whatever the log
+level: the parent writes them to its ``sys.stdout``, in order with the records.
+
 What differs per back end is a parameter: the worker's name, where it runs (for
 messages), how inputs are filled in (loky: shared-memory results read; Dask: futures'
 values put in their slots), ``prepare``, and the log capture. A loky worker process is
@@ -29,12 +33,15 @@ import time
 import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
 import cloudpickle
 
 from ..attempt import FollowOn, TaskResult, TaskRun, run_chain
 from ..context import current as _current_context
+from ..logging import STDOUT_LOGGER, stdout_lines
 from ..errors import RemoteTaskError
 from ..states import Failed, State
 from ..task import Task
@@ -145,17 +152,26 @@ def run_batch(
     records = capture.start(log_level) if capture is not None else []
     try:
         names = dict(keys)
-        try:
-            run_context = _run_context(header)
-            runs = load_runs(payload, fill)
-        except Exception as error:
-            rows = failed_to_load(keys, error, worker, where)
-        else:
-            rows = run_all(runs, run_context, worker, where)
+        with stdout_lines(partial(_stdout_record, records)) if capture is not None else nullcontext():
+            try:
+                run_context = _run_context(header)
+                runs = load_runs(payload, fill)
+            except Exception as error:
+                rows = failed_to_load(keys, error, worker, where)
+            else:
+                rows = run_all(runs, run_context, worker, where)
         return encode_rows(worker, rows, names, prepare), encode_records(records)
     finally:
         if capture is not None:
             capture.stop()
+
+
+def _stdout_record(records: list[logging.LogRecord], line: str) -> None:
+    """Keep a line the batch printed, among its log records, in order (``STDOUT_LOGGER``:
+    the parent writes it to its own ``sys.stdout``)."""
+    record = logging.makeLogRecord({"name": STDOUT_LOGGER, "msg": line, "levelno": logging.INFO})
+    flatten_record(record, _current_context())
+    records.append(record)
 
 
 def load_runs(payload: bytes, fill: Fill | None = None) -> list[TaskRun]:
