@@ -307,3 +307,35 @@ def test_tasks_from_main_closures_and_lambdas_run_in_workers(child_factory: Any)
         "square Success 25 in-worker=True",
         "flow Success",
     ], child.output()
+
+
+SELF_REFERENCING = textwrap.dedent(
+    """
+    from taskloom import Flow, task
+    from taskloom.executors import LokyExecutor
+
+
+    @task
+    def transform(x: int) -> str:
+        # The body refers to its own task (for its logger): pickled by value from
+        # __main__, the task is part of its own function's globals.
+        return f"{x * 2} {transform.logger.name}"
+
+
+    if __name__ == "__main__":
+        with Flow("self-referencing") as flow:
+            t = transform(3)
+        state = flow.run(executor=LokyExecutor(max_workers=2))
+        print(type(state.result[t]).__name__, state.result[t].result, flush=True)
+    """
+)
+
+
+def test_a_main_task_whose_body_refers_to_itself_runs_in_a_worker(child_factory: Any) -> None:
+    child = child_factory(SELF_REFERENCING)
+    try:
+        child.popen.wait(timeout=45)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the script did not finish within 45 s\n{child.output()}")
+    assert child.popen.returncode == 0, child.output()
+    assert child.out.read_text().splitlines() == ["Success 6 taskloom.task.transform"], child.output()

@@ -349,7 +349,9 @@ class Task(Generic[P, R]):
         template = self.__dict__.get("_template")
         if template is not None and _same_options(self, template):
             return (_copy_of, (template,))
-        return (_new_task, (type(self), self.__dict__))
+        # The state goes third, set after the object exists: a task whose own body refers to
+        # it (``transform.logger`` in ``transform``, pickled by value) is a cycle.
+        return (_new_task, (type(self),), self.__dict__)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Add a copy of this task to the current flow, wired to ``args`` and ``kwargs``.
@@ -529,9 +531,10 @@ def _copy_of(template: Task[Any, Any]) -> Task[Any, Any]:
     return template.copy()
 
 
-def _new_task(cls: type[Task[Any, Any]], state: dict[str, Any]) -> Task[Any, Any]:
+def _new_task(cls: type[Task[Any, Any]], state: dict[str, Any] | None = None) -> Task[Any, Any]:
     new = object.__new__(cls)
-    new.__dict__.update(state)
+    if state is not None:  # pickles made before the state went third
+        new.__dict__.update(state)
     return new
 
 
