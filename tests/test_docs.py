@@ -67,3 +67,17 @@ def test_readme_branches_example_prints_what_the_readme_says(tmp_path: Path) -> 
     done = _run(script, tmp_path / "home")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "relax 4 7 kg"
+
+
+@pytest.mark.slow
+def test_readme_logging_example_prints_prefect_style_lines(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text()
+    found = re.search(r"## Logging\n\n.*?```python\n(.*?)```", readme, re.S)
+    assert found is not None, "README lost its '## Logging' example"
+    script = tmp_path / "readme_logging.py"
+    script.write_text(found.group(1))
+    done = _run(script, tmp_path / "home")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert any(line.endswith("taskloom.task.extract | Task 'extract': Starting task run...") for line in lines)
+    assert any(line.endswith("taskloom.task.extract | 3 rows") for line in lines), done.stderr
