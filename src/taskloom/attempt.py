@@ -398,7 +398,7 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
     first = _attempt(run, run_context)
     state = first.state
     finished = time.time()
-    results = [first._replace(started=started, finished=finished, worker=worker)]
+    results = [_placed(first, started, finished, worker)]
     for follow in run.then:
         if not follows(state):
             break
@@ -411,5 +411,10 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
         )
         state = outcome.state
         finished = time.time()
-        results.append(outcome._replace(started=started, finished=finished, worker=worker))
+        results.append(_placed(outcome, started, finished, worker))
     return results
+
+
+def _placed(result: TaskResult, started: float, finished: float, worker: str) -> TaskResult:
+    """``result`` with its times and worker (``_replace`` costs a microsecond more per run)."""
+    return TaskResult(result.key, result.state, started, finished, worker, result.ended, result.loop)

@@ -127,9 +127,16 @@ def get_logger(name: str | None = None) -> logging.Logger:
     return logger
 
 
+_task_loggers: dict[str, logging.Logger] = {}
+
+
 def task_logger(name: str) -> logging.Logger:
     """The logger of the task named ``name``: ``taskloom.task.<name>``."""
-    return get_logger(f"task.{name}")
+    # On every task run's path (its context, its end line): one dict lookup.
+    found = _task_loggers.get(name)
+    if found is None:
+        found = _task_loggers[name] = get_logger(f"task.{name}")
+    return found
 
 
 def flow_logger(name: str) -> logging.Logger:
