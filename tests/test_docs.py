@@ -20,15 +20,21 @@ def _run(script: Path, home: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.slow
-def test_readme_flow_prints_what_the_readme_says(tmp_path: Path) -> None:
+def _readme_example(section: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run the first Python block of the README's ``## section``; it must succeed."""
     readme = (ROOT / "README.md").read_text()
-    found = re.search(r"## A flow\n\n```python\n(.*?)```", readme, re.S)
-    assert found is not None, "README lost its '## A flow' example"
-    script = tmp_path / "readme_flow.py"
+    found = re.search(rf"## {re.escape(section)}\n\n.*?```python\n(.*?)```", readme, re.S)
+    assert found is not None, f"README lost its '## {section}' example"
+    script = tmp_path / "readme_example.py"
     script.write_text(found.group(1))
     done = _run(script, tmp_path / "home")
     assert done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.mark.slow
+def test_readme_flow_prints_what_the_readme_says(tmp_path: Path) -> None:
+    done = _readme_example("A flow", tmp_path)
     assert done.stdout.strip().splitlines()[-1] == "True 10.8"
 
 
@@ -45,13 +51,7 @@ def test_quickstart_demo_succeeds_and_reuses_its_cache(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_readme_mapping_example_prints_what_the_readme_says(tmp_path: Path) -> None:
-    readme = (ROOT / "README.md").read_text()
-    found = re.search(r"## Mapping\n\n.*?```python\n(.*?)```", readme, re.S)
-    assert found is not None, "README lost its '## Mapping' example"
-    script = tmp_path / "readme_mapping.py"
-    script.write_text(found.group(1))
-    done = _run(script, tmp_path / "home")
-    assert done.returncode == 0, done.stderr
+    done = _readme_example("Mapping", tmp_path)
     first, second = done.stdout.strip().splitlines()[-2:]
     assert first == "6"
     assert second == "['Success', 'Success', 'Success']"
@@ -59,25 +59,13 @@ def test_readme_mapping_example_prints_what_the_readme_says(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_readme_branches_example_prints_what_the_readme_says(tmp_path: Path) -> None:
-    readme = (ROOT / "README.md").read_text()
-    found = re.search(r"## Branches, loops and operators\n\n.*?```python\n(.*?)```", readme, re.S)
-    assert found is not None, "README lost its '## Branches, loops and operators' example"
-    script = tmp_path / "readme_branches.py"
-    script.write_text(found.group(1))
-    done = _run(script, tmp_path / "home")
-    assert done.returncode == 0, done.stderr
+    done = _readme_example("Branches, loops and operators", tmp_path)
     assert done.stdout.strip().splitlines()[-1] == "relax 4 7 kg"
 
 
 @pytest.mark.slow
 def test_readme_logging_example_prints_prefect_style_lines(tmp_path: Path) -> None:
-    readme = (ROOT / "README.md").read_text()
-    found = re.search(r"## Logging\n\n.*?```python\n(.*?)```", readme, re.S)
-    assert found is not None, "README lost its '## Logging' example"
-    script = tmp_path / "readme_logging.py"
-    script.write_text(found.group(1))
-    done = _run(script, tmp_path / "home")
-    assert done.returncode == 0, done.stderr
+    done = _readme_example("Logging", tmp_path)
     lines = done.stderr.splitlines()
     assert any(line.endswith("taskloom.task.extract | Task 'extract': Starting task run...") for line in lines)
     assert any(line.endswith("taskloom.task.extract | 3 rows") for line in lines), done.stderr
