@@ -108,3 +108,33 @@ def test_show_counts_a_mapped_tasks_children_and_resume_runs_the_failed_ones(
     resumed = taskloom(taskloom_home, "resume", rid, "--no-progress")
     assert resumed.returncode == 0, describe(resumed)
     assert sorted(log.read_text().split()) == ["1", "3"]
+
+
+COPIES = """\
+@task
+def parse(name: str) -> int:
+    return len(name)
+
+
+@task
+def total(xs: list[int]) -> int:
+    return sum(xs)
+
+
+with Flow("copies") as flow:
+    total([parse("a"), parse("bb"), parse("ccc")])
+"""
+
+
+def test_copies_of_a_task_are_numbered_wherever_tasks_are_named(tmp_path: Path, taskloom_home: Path) -> None:
+    flows = write_flow(tmp_path / "flows.py", COPIES)
+    ran = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local", "--no-progress")
+    assert ran.returncode == 0, describe(ran)
+    names = [row.split()[0] for row in ran.stdout.splitlines() if row.startswith(("parse", "total"))]
+    assert names == ["parse[0]", "parse[1]", "parse[2]", "total"]
+    shown = taskloom(taskloom_home, "show", run_id(ran.stdout), "--timeline")
+    assert shown.returncode == 0, describe(shown)
+    for name in ("parse[0]", "parse[1]", "parse[2]"):
+        assert shown.stdout.count(name) >= 2, shown.stdout  # the table and the timeline
+    picture = taskloom(taskloom_home, "visualize", f"{flows}:flow")
+    assert 'label="parse[1]"' in picture.stdout

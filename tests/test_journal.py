@@ -180,7 +180,7 @@ def test_every_task_that_ran_records_when_it_was_queued(taskloom_home: Path) -> 
     assert state.run_id is not None
     run = journal(taskloom_home).load(state.run_id)
     assert [(t.name, t.attempts) for t in run.tasks] == [
-        ("unrelated", 1), ("unrelated_down", 1), ("unrelated_down", 1),
+        ("unrelated", 1), ("unrelated_down[0]", 1), ("unrelated_down[1]", 1),
     ]  # fmt: skip
     missing = [t.index for t in run.tasks if t.queued is None]
     assert missing == [], f"tasks {missing} ran but the journal has no queued time for them"

@@ -117,7 +117,7 @@ def test_an_interrupted_run_keeps_values_before_it_ends(taskloom_home: Path) -> 
     assert run.state == "Failed" and "interrupted" in (run.message or "")
     tasks = Journal().load(run.run_id).tasks
     assert [(t.name, t.state) for t in tasks] == [
-        ("one", "Success"), ("add_one", "Failed"), ("add_one", "Pending"),
+        ("one", "Success"), ("add_one[0]", "Failed"), ("add_one[1]", "Pending"),
     ]  # fmt: skip
     assert tasks[1].inputs == {"x": 1}  # the value, read before the run ended
 

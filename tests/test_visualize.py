@@ -76,7 +76,7 @@ def test_dot_has_one_node_per_task_with_unique_ids_and_keyword_edges() -> None:
     nodes = _nodes(dot)
     assert len(nodes) == len(flow.tasks) == 8
     labels = [re.search(r'label="((?:[^"\\]|\\.)*)"', attributes).group(1) for attributes in nodes.values()]  # type: ignore[union-attr]
-    assert labels.count("fetch") == 2  # copies of one task: two nodes, one name
+    assert labels.count("fetch[0]") == labels.count("fetch[1]") == 1  # copies: two nodes, numbered
     assert 'shape=ellipse' in nodes["t0"]  # the parameter
     index = {t: i for i, t in enumerate(flow.tasks)}
     a, b, total = (index[as_task(handles[k])] for k in ("a", "b", "total"))

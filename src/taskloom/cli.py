@@ -185,11 +185,12 @@ def _report(state: State[FlowResult], flow_name: str, out: TextIO) -> int:
     result: FlowResult = state.result or FlowResult()
     for key, (task, task_state) in enumerate(result.items()):
         record = recorded.get(key)
+        name = record.name if record is not None else task.name  # copies numbered: parse[3]
         message = task_state.message
         if isinstance(task_state, Mapped):  # a mapped task: how its children ended
             message = mapped_outcome([type(s).__name__ for s in task_state.map_states]).message
         rows.append([
-            task.name,
+            name,
             type(task_state).__name__,
             "-" if record is None else str(record.attempts),
             "-" if record is None or record.worker is None else record.worker,

@@ -78,6 +78,10 @@ class Plan:
 
     nodes: list[Node]
     index: dict[Task[Any, Any], int]
+    #: Each task's name as people see it (journal, progress, report, pictures): its own
+    #: name, numbered in flow order where copies of one task share it (``parse[0]``,
+    #: ``parse[1]``, ...), so that 200 calls of ``parse`` are 200 names.
+    names: list[str] = field(default_factory=list)
 
     def order(self) -> list[int]:
         """Every task number, each after all of its upstream tasks (ties in flow order,
@@ -160,7 +164,24 @@ def _compile(flow: Flow) -> Plan:
                 if nodes[u].mapped is not None
                 and all(e.mapped and not e.flattened for e, j in node.in_edges if j == u)
             )
-    return Plan(nodes, index)
+    return Plan(nodes, index, _display_names([t.name for t in index]))
+
+
+def _display_names(names: list[str]) -> list[str]:
+    """``names`` with the copies of a repeated name numbered in order: ``parse[0]``, ..."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    seen: dict[str, int] = {}
+    shown = []
+    for name in names:
+        if counts[name] == 1:
+            shown.append(name)
+        else:
+            k = seen.get(name, 0)
+            seen[name] = k + 1
+            shown.append(f"{name}[{k}]")
+    return shown
 
 
 def _followable(node: Node) -> bool:

@@ -45,9 +45,10 @@ RESUMED_MESSAGE = "Resumed from the journal."
 
 
 def _match(flow: Flow, compiled: Plan, record: RunRecord) -> None:
-    names = [node.task.name for node in compiled.nodes]
+    names = compiled.names
     recorded = [t.name for t in record.tasks]
-    if names != recorded:
+    # Runs recorded before copies were numbered hold the tasks' plain names.
+    if recorded != names and recorded != [node.task.name for node in compiled.nodes]:
         raise JournalError(
             f"flow {flow.name!r} has changed since run {record.run_id}: it now has tasks "
             f"{names[:8]}{'...' if len(names) > 8 else ''}, the run had {recorded[:8]}"

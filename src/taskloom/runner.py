@@ -254,7 +254,7 @@ class _Scheduler:
         # One "not run" state for the run: states are immutable, so tasks can share it.
         not_run: State[Any] = Pending(NOT_RUN_MESSAGE)
         self.traces = traces = [
-            TaskTrace(node.task.name, seeded.get(i, not_run)) for i, node in enumerate(nodes)
+            TaskTrace(name, seeded.get(i, not_run)) for i, name in enumerate(compiled.names)
         ]
         self.finished = finished = [
             isinstance(t.state, Finished) and not unfinished_children(t.state) for t in traces
@@ -706,7 +706,8 @@ class _Scheduler:
         self.traces[i].state = Running(f"Mapped over {n} children.")
         not_run = Pending(NOT_RUN_MESSAGE)
         traces.extend(
-            TaskTrace(child_name(task.name, k), not_run, parent=i, map_index=k) for k in range(n)
+            TaskTrace(child_name(traces[i].name, k), not_run, parent=i, map_index=k)
+            for k in range(n)
         )
         self.finished.extend([False] * n)
         self.runnable.extend([True] * n)

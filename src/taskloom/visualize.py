@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, overload
 
 from ._runview import TaskOutcome, colour, outcomes, tint
 from .errors import TaskloomError
+from .plan import plan
 from .task import ParameterTask
 
 if TYPE_CHECKING:
@@ -103,6 +104,7 @@ def to_dot(
     """
     found = outcomes(flow, flow_state) if flow_state is not None else None
     index = {t: i for i, t in enumerate(flow.tasks)}
+    shown = plan(flow).names
     title = _title(flow, flow_state)
     lines = [
         f"digraph {_dot_quote(flow.name)} {{",
@@ -115,7 +117,7 @@ def to_dot(
     nodes: dict[Task[Any, Any], str] = {}
     for t, i in index.items():
         outcome = found[i] if found is not None else None
-        attributes = [f"label={_dot_quote(chr(10).join(_label(_name(flow, t), outcome)))}"]
+        attributes = [f"label={_dot_quote(chr(10).join(_label(_name(flow, t, shown[i]), outcome)))}"]
         if isinstance(t, ParameterTask):
             attributes.append("shape=ellipse")
         if flow.mapped_arguments(t) is not None:
@@ -197,9 +199,10 @@ def _mermaid_cluster(n: int, block: CaseBlock) -> tuple[str, str]:
     return f'subgraph case{n}["{_mermaid_text(_case_title(block))}"]', "end"
 
 
-def _name(flow: Flow, task: Task[Any, Any]) -> str:
-    """A task's name as drawn: a mapped task's says so."""
-    return f"{task.name} [mapped]" if flow.mapped_arguments(task) is not None else task.name
+def _name(flow: Flow, task: Task[Any, Any], shown: str) -> str:
+    """A task's name as drawn (``shown``: copies numbered, ``plan.Plan.names``); a mapped
+    task's says so."""
+    return f"{shown} [mapped]" if flow.mapped_arguments(task) is not None else shown
 
 
 def _edge_label(edge: Edge) -> str:
@@ -245,12 +248,13 @@ def to_mermaid(
     """
     found = outcomes(flow, flow_state) if flow_state is not None else None
     index = {t: i for i, t in enumerate(flow.tasks)}
+    shown = plan(flow).names
     lines = [f"flowchart {direction}"]
     classes: dict[str, list[str]] = {}
     nodes: dict[Task[Any, Any], str] = {}
     for t, i in index.items():
         outcome = found[i] if found is not None else None
-        label = "<br/>".join(_mermaid_text(line) for line in _label(_name(flow, t), outcome))
+        label = "<br/>".join(_mermaid_text(line) for line in _label(_name(flow, t, shown[i]), outcome))
         if isinstance(t, ParameterTask):
             nodes[t] = f't{i}(["{label}"])'
         elif flow.mapped_arguments(t) is not None:
