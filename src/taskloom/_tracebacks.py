@@ -27,7 +27,7 @@ from types import TracebackType
 from .errors import RemoteTaskError
 from .states import State
 
-__all__ = ["NOTE_PREFIX", "failure_traceback", "format_frames"]
+__all__ = ["NOTE_PREFIX", "failure_traceback", "format_error", "format_frames"]
 
 #: How the worker's note starts (``executors._worker.note_traceback``).
 NOTE_PREFIX = "Traceback in worker process "
@@ -115,4 +115,10 @@ def failure_traceback(state: State[object]) -> str | None:
     if isinstance(error, RemoteTaskError):
         if error.remote_traceback:
             return error.remote_traceback.rstrip()
+    return _format(error).rstrip()
+
+
+def format_error(error: BaseException) -> str:
+    """An exception and its traceback (and its causes') as ``traceback`` prints them, with
+    the real file names (a worker's log record of a failure: ``_wire.flatten_record``)."""
     return _format(error).rstrip()
