@@ -44,7 +44,7 @@ from .logging import basic_config, get_logger
 from .progress import RunObserver, default_progress
 from .visualize import MissingRendererError
 from ._runview import mapped_outcome
-from .states import Mapped, State, TriggerFailed
+from .states import Mapped, Paused, State, TriggerFailed
 
 __all__ = ["main"]
 
@@ -439,7 +439,7 @@ def _print_inputs(tasks: Sequence[TaskRecord], whole: bool) -> None:
     to ``INPUT_WIDTH``; with ``whole``, of every task that has some, pretty-printed."""
     shown = [
         t for t in tasks
-        if isinstance(t.inputs, dict) and t.inputs is not TAMPERED and (whole or t.state == "Paused")
+        if isinstance(t.inputs, dict) and t.inputs is not TAMPERED and (whole or t.state == Paused.__name__)
     ]
     if not shown:
         return
