@@ -427,3 +427,77 @@ def test_python_dash_m_and_console_script(taskloom_home: Path) -> None:
     assert missing.returncode == 2 and "required" in missing.stderr
     scripts = importlib.metadata.entry_points(group="console_scripts", name="taskloom")
     assert [entry.value for entry in scripts] == ["taskloom.cli:main"]
+
+
+# -- issue 17: debugging a failure, approving a pause, a flow file that fails to load ----------
+
+EXPLODING = """\
+def parse_line(text: str) -> int:
+    return int(text)  # the failing line
+
+
+@task
+def explode(x: int) -> int:
+    return parse_line("not a number " + "y" * 100)
+
+
+with Flow("exploding") as flow:
+    explode(1)
+"""
+
+
+@pytest.mark.parametrize("executor", ["local", "loky"])
+def test_show_task_prints_the_whole_message_and_the_traceback_with_real_files(
+    tmp_path: Path, taskloom_home: Path, executor: str
+) -> None:
+    flows = write_flow(tmp_path / "flows.py", EXPLODING)
+    result = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", executor, "--no-progress")
+    assert result.returncode == 1, describe(result)
+    rid = run_id(result.stdout)
+    assert f"See why: taskloom show {rid} --task explode" in result.stdout
+    shown = taskloom(taskloom_home, "show", rid, "--task", "explode")
+    assert shown.returncode == 0, describe(shown)
+    assert "y" * 100 in shown.stdout  # the whole message
+    assert f'File "{flows}", line' in shown.stdout
+    assert "return int(text)  # the failing line" in shown.stdout
+    assert 'return parse_line("not a number "' in shown.stdout
+    assert "<dynamic-code>" not in shown.stdout
+    assert "ValueError: invalid literal" in shown.stdout
+
+
+def test_show_gives_a_paused_tasks_inputs_bounded_and_whole(tmp_path: Path, taskloom_home: Path) -> None:
+    body = PAUSING.replace("return 1\n", "return list(range(100))\n", 1)
+    flows = write_flow(tmp_path / "flows.py", body)
+    result = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local", "--no-progress")
+    assert result.returncode == 3, describe(result)
+    rid = run_id(result.stdout)
+    shown = taskloom(taskloom_home, "show", rid)
+    assert shown.returncode == 0, describe(shown)
+    line = next(line for line in shown.stdout.splitlines() if line.strip().startswith("x = "))
+    assert line.strip().startswith("x = [0, 1, 2,") and line.endswith("...")
+    assert len(line.strip()) <= len("x = ") + cli.INPUT_WIDTH
+    whole = taskloom(taskloom_home, "show", rid, "--inputs")
+    assert "99]" in whole.stdout and "approve (Paused)" in whole.stdout
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        ("x = 1\ndef broken(:\n    pass\n", ["SyntaxError", "def broken(:", "^"]),
+        ("def boom() -> None:\n    raise KeyError('missing')\n\n\nboom()\n", ["KeyError", "raise KeyError('missing')"]),
+    ],
+    ids=["syntax-error", "raises-on-import"],
+)
+def test_flow_file_that_fails_to_load_names_the_line_without_a_traceback(
+    tmp_path: Path, taskloom_home: Path, body: str, expected: list[str]
+) -> None:
+    flows = write_flow(tmp_path / "flows.py", body)
+    result = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local")
+    assert result.returncode == 2, describe(result)
+    assert result.stderr.startswith("taskloom: error: "), describe(result)
+    assert "Traceback" not in result.stderr
+    assert str(flows) in result.stderr
+    for text in expected:
+        assert text in result.stderr, describe(result)
+    verbose = taskloom(taskloom_home, "-v", "run", f"{flows}:flow", "--executor", "local")
+    assert verbose.returncode == 2 and "Traceback" in verbose.stderr

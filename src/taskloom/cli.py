@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import pprint
+import textwrap
 import logging
 import shutil
 import sqlite3
@@ -42,7 +44,7 @@ from .logging import basic_config, get_logger
 from .progress import RunObserver, default_progress
 from .visualize import MissingRendererError
 from ._runview import mapped_outcome
-from .states import Mapped, State
+from .states import Mapped, Paused, State, TriggerFailed
 
 __all__ = ["main"]
 
@@ -52,6 +54,12 @@ EXIT_SUCCESS, EXIT_FAILED, EXIT_USAGE, EXIT_PAUSED = 0, 1, 2, 3
 
 #: The width a message is cut to in the run table.
 MESSAGE_WIDTH = 60
+
+#: The width of one stored input's repr in ``taskloom show`` (``--inputs``: whole).
+INPUT_WIDTH = 80
+
+#: How many failed tasks the run table points to ``taskloom show --task`` for.
+SEE_WHY_LIMIT = 5
 
 
 class UsageError(Exception):
@@ -202,20 +210,80 @@ def _report(state: State[FlowResult], flow_name: str, out: TextIO) -> int:
     out.write(f"Run id: {state.run_id}\n")
     if state.is_paused():
         out.write(f"Resume it with: taskloom resume {state.run_id}\n")
+    _see_why(result, state.run_id, out)
     return _exit_status(state)
+
+
+def _see_why(result: FlowResult, run_id: str | None, out: TextIO) -> None:
+    """Point to ``taskloom show RUN --task NAME`` for the tasks that failed themselves (not
+    those whose trigger failed because of them), at most ``SEE_WHY_LIMIT``."""
+    if run_id is None:
+        return
+    failed: list[str] = []
+    for task, task_state in result.items():
+        if isinstance(task_state, Mapped):
+            broke = any(s.is_failed() and not isinstance(s, TriggerFailed) for s in task_state.map_states)
+        else:
+            broke = task_state.is_failed() and not isinstance(task_state, TriggerFailed)
+        if broke and task.name not in failed:
+            failed.append(task.name)
+    for name in failed[:SEE_WHY_LIMIT]:
+        out.write(f"See why: taskloom show {run_id} --task {name}\n")
+    if len(failed) > SEE_WHY_LIMIT:
+        out.write(f"(and {len(failed) - SEE_WHY_LIMIT} more failed tasks: taskloom show {run_id})\n")
 
 
 # -- commands ------------------------------------------------------------------------------------
 
 
+#: ``-v``: a flow file that fails to load prints its whole traceback too.
+_verbose = False
+
+
 def _load(spec: str) -> Flow:
+    """The flow ``spec`` names; a file that fails to load (a syntax error, an exception
+    while importing it) is a usage error naming the file and line of the user's code
+    (``_where_it_broke``), with the traceback only under ``-v``."""
     try:
         return load_flow(spec)
     except FlowNotFoundError:
         raise
     except Exception as error:
-        traceback.print_exc()
-        raise UsageError(f"loading {spec} failed: {type(error).__name__}: {error}") from None
+        if _verbose:
+            traceback.print_exc()
+        raise UsageError(f"loading {spec} failed: {_where_it_broke(error)}") from None
+
+
+def _where_it_broke(error: BaseException) -> str:
+    """The error, the file:line of the user's code it came from and that line: for a
+    syntax error, where the parser stopped, with a caret under the place; else the last
+    frame outside taskloom and Python's import machinery."""
+    if isinstance(error, SyntaxError):
+        where = f"{error.filename}:{error.lineno}"
+        text = f"{type(error).__name__}: {error.msg} ({where})"
+        if error.text:
+            line = error.text.rstrip("\n")
+            stripped = line.lstrip()
+            text += f"\n    {stripped}"
+            if error.offset:
+                caret = max(0, error.offset - 1 - (len(line) - len(stripped)))
+                text += "\n    " + " " * caret + "^"
+        return text
+    text = f"{type(error).__name__}: {error}"
+    frames = [
+        frame for frame in traceback.extract_tb(error.__traceback__)
+        if not frame.filename.startswith(_INTERNAL)
+    ]
+    if frames:
+        last = frames[-1]
+        text += f"\n  File \"{last.filename}\", line {last.lineno}, in {last.name}"
+        if last.line:
+            text += f"\n    {last.line}"
+    return text + "\n(run with -v for the whole traceback)"
+
+
+#: Where frames are not the user's: taskloom itself and Python's import machinery.
+_INTERNAL = (str(Path(__file__).resolve().parent), "<frozen ")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -353,8 +421,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         print()
         print(timeline_text(run, width=width, flow=_flow_of(run, None), ascii=plain))
     everyone = [*run.tasks, *(c for family in run.children.values() for c in family)]
-    if args.logs or args.task:
-        _print_logs(run, args.task)
+    _print_inputs(everyone, whole=args.inputs)
+    if args.task:
+        _print_task(run, args.task, logs=True)
+    elif args.logs:
+        _print_logs(run, None)
     tampered = [task.name for task in everyone if task.tampered]
     if tampered:
         print(
@@ -362,6 +433,57 @@ def cmd_show(args: argparse.Namespace) -> int:
             "does not match); it was not loaded, and this run cannot be resumed.",
         )
     return EXIT_SUCCESS
+
+
+def _print_inputs(tasks: Sequence[TaskRecord], whole: bool) -> None:
+    """The stored inputs a resume would run with: of paused tasks, each input's repr cut
+    to ``INPUT_WIDTH``; with ``whole``, of every task that has some, pretty-printed."""
+    shown = [
+        t for t in tasks
+        if isinstance(t.inputs, dict) and t.inputs is not TAMPERED and (whole or t.state == Paused.__name__)
+    ]
+    if not shown:
+        return
+    print("\nStored inputs (what `taskloom resume` runs the task with):"
+          if whole else "\nInputs of paused tasks (--inputs shows them whole):")
+    for task in shown:
+        assert task.inputs is not None
+        print(f"  {task.name} ({task.state})" + ("" if task.inputs else ": no inputs"))
+        for name, value in task.inputs.items():
+            if whole:
+                text = pprint.pformat(value, width=max(40, shutil.get_terminal_size((100, 24)).columns - 8))
+                print(f"    {name} =", textwrap.indent(text, " " * 6).lstrip())
+            else:
+                print(f"    {name} = {one_line(_safe_repr(value), INPUT_WIDTH)}")
+
+
+def _safe_repr(value: Any) -> str:
+    """``repr(value)``, or a note that it failed."""
+    try:
+        return repr(value)
+    except Exception as error:
+        return f"<{type(value).__qualname__}: repr failed: {error!r}>"
+
+
+def _print_task(run: RunRecord, name: str, logs: bool) -> None:
+    """Everything about task ``name`` (and its children, or the child of that name): its
+    whole message, its traceback and its log records."""
+    shown = 0
+    for task in run.tasks:
+        for member in (task, *run.children.get(task.index, ())):
+            if name not in (member.name, task.name):
+                continue
+            shown += 1
+            print(f"\n--- {member.name} ({member.state}) ---")
+            if member.message:
+                print(f"Message: {member.message}")
+            if member.traceback:
+                print(member.traceback)
+            if logs:
+                print("Log records:")
+                print(member.logs if member.logs else "(no log records)")
+    if not shown:
+        raise UsageError(f"run {run.run_id} has no task named {name!r}")
 
 
 def _print_logs(run: RunRecord, only: str | None) -> None:
@@ -546,7 +668,11 @@ def build_parser() -> argparse.ArgumentParser:
         "show", help="show one run task by task", formatter_class=formatter,
         description="Show a recorded run: each task's state, attempts, worker, timings (after "
         "the run's start), what is stored to resume it, and its message.",
-        epilog=_example("taskloom show 3f2a9c1e   # a unique prefix of the id will do"),
+        epilog=_example(
+            "taskloom show 3f2a9c1e   # a unique prefix of the id will do",
+            "taskloom show 3f2a9c1e --task explode   # why it failed: message and traceback",
+            "taskloom show 3f2a9c1e --inputs         # what a resume will run with",
+        ),
     )
     show.add_argument("run_id", metavar="RUN_ID")
     show.add_argument(
@@ -563,7 +689,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="also print each task's log records of its last attempt (as the journal kept them)",
     )
     show.add_argument(
-        "--task", metavar="NAME", help="with --logs: only this task's (and its children's) records",
+        "--task", metavar="NAME",
+        help="print this task's (and its children's) whole message, traceback and log records",
+    )
+    show.add_argument(
+        "--inputs", action="store_true",
+        help="print the stored inputs of every task that has some, whole (by default: those "
+        "of paused tasks, each cut to one line)",
     )
     show.set_defaults(handler=cmd_show)
 
@@ -668,6 +800,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     handler: Callable[[argparse.Namespace], int] = args.handler
+    global _verbose
+    _verbose = bool(args.verbose)
     try:
         return handler(args)
     except (

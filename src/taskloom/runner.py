@@ -154,6 +154,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import _run_args, triggers
 from ._run_args import RunArgs
+from ._tracebacks import failure_traceback
 from .attempt import FollowOn, TaskResult, TaskRun, follows
 from .caching import CacheStore, cache_key, default_cache_store, lookup, remember
 from .context import enter, leave
@@ -542,6 +543,8 @@ class _Scheduler:
                 self.in_flight -= 1
                 heads.append(key)
                 head_queued = trace.queued
+            if state.is_failed():  # formatted here for the local executor, else in the worker
+                trace.traceback = failure_traceback(state)
             if ended:  # ENDRUN: exactly this state, no retry and no cache
                 self._settle(key, state)
             else:

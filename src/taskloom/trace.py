@@ -53,6 +53,9 @@ class TaskTrace:
             (``taskloom.logging.RunLogs``: at most ``LOG_CAP`` characters, then a note of
             how many records were cut); None when it logged nothing or the run was not
             journaled.
+        traceback: the traceback of its last attempt's exception, formatted where the
+            failure was decided, with the real file names of the user's code
+            (``taskloom._tracebacks``); None when it did not fail with an exception.
     """
 
     name: str
@@ -66,6 +69,7 @@ class TaskTrace:
     parent: int | None = None
     map_index: int | None = None
     logs: str | None = None
+    traceback: str | None = None
 
 
 #: The fields of a trace recorded as they are: plain values (str, int, float, None).
@@ -97,7 +101,8 @@ class TaskRecord:
     ``inputs`` is set for tasks left paused, retrying or failed; ``result`` (with
     ``has_result``) for finished tasks whose result a resume needs. Either is ``TAMPERED``
     when its signature did not match. ``logs`` is the text of its last attempt's log
-    records (``TaskTrace.logs``; None in journals written before it was recorded).
+    records (``TaskTrace.logs``; None in journals written before it was recorded), and
+    ``traceback`` its last exception's traceback (``TaskTrace.traceback``, likewise).
     """
 
     index: int
@@ -115,6 +120,7 @@ class TaskRecord:
     parent: int | None = None
     map_index: int | None = None
     logs: str | None = None
+    traceback: str | None = None
 
     @property
     def tampered(self) -> bool:

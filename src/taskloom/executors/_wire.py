@@ -31,6 +31,7 @@ from typing import Any
 
 import cloudpickle
 
+from .._tracebacks import format_error
 from ..attempt import TaskResult, TaskRun
 from ..errors import FlowDefinitionError, RemoteTaskError
 from ..logging import FIELDS
@@ -272,7 +273,11 @@ def flatten_record(record: logging.LogRecord, values: Mapping[str, Any]) -> None
     record.msg = record.getMessage()
     record.args = None
     if record.exc_info:
-        record.exc_text = logging.Formatter().formatException(record.exc_info)
+        error = record.exc_info[1]
+        record.exc_text = (
+            logging.Formatter().formatException(record.exc_info) if error is None
+            else format_error(error)  # the real file names, not cloudpickle's <dynamic-code>
+        )
         record.exc_info = None
 
 

@@ -39,6 +39,7 @@ from typing import Any
 
 import cloudpickle
 
+from .._tracebacks import NOTE_PREFIX, format_frames
 from ..attempt import FollowOn, TaskResult, TaskRun, run_chain
 from ..context import current as _current_context
 from ..logging import STDOUT_LOGGER, stdout_lines
@@ -235,6 +236,6 @@ def note_traceback(state: State[Any]) -> None:
     """Keep the worker's traceback on a task's exception: tracebacks do not pickle, notes do."""
     error = state.result
     if isinstance(state, Failed) and isinstance(error, Exception) and error.__traceback__:
-        lines = traceback.format_tb(error.__traceback__)
-        error.add_note(f"Traceback in worker process {os.getpid()}:\n{''.join(lines).rstrip()}")
+        # the user's frames, with the real file names cloudpickle dropped (``_tracebacks``)
+        error.add_note(f"{NOTE_PREFIX}{os.getpid()}:\n{format_frames(error.__traceback__)}")
         error.__traceback__ = None

@@ -1,0 +1,124 @@
+"""A failed task's traceback as text, with the real file names of the user's code.
+
+A task's exception is formatted where its failure is decided: in the worker (loky, Dask),
+which keeps the text as a note on the exception (``executors._worker.note_traceback``:
+tracebacks do not pickle, notes do), or in the calling process (local executor). The
+scheduler keeps it on the task's trace (``TaskTrace.traceback``) for the journal, and
+``taskloom show RUN --task NAME`` prints it.
+
+Real file names on loky and Dask: the tasks of a flow file (and of ``__main__``) travel
+pickled *by value*, and cloudpickle (3.1) replaces the ``co_filename`` of every code object
+it pickles by value with ``"<dynamic-code>"``, so the worker's frames read
+``File "<dynamic-code>", line 5, in parse``, with no source line. It keeps the line numbers
+(``co_firstlineno`` and the line table) and the module's ``__file__`` in the function's
+globals, so a frame whose file is ``<dynamic-code>`` is mapped back to
+``frame.f_globals["__file__"]``, and its source line read with ``linecache`` from that file
+(present when the worker runs on the same machine, or the file is at the same path).
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import traceback
+from pathlib import Path
+from types import TracebackType
+
+from .errors import RemoteTaskError
+from .states import State
+
+__all__ = ["NOTE_PREFIX", "failure_traceback", "format_error", "format_frames"]
+
+#: How the worker's note starts (``executors._worker.note_traceback``).
+NOTE_PREFIX = "Traceback in worker process "
+
+_DYNAMIC = "<dynamic-code>"
+_PACKAGE = str(Path(__file__).resolve().parent) + os.sep
+_HEADER = "Traceback (most recent call last):\n"
+
+
+def _frames(tb: TracebackType | None) -> list[traceback.FrameSummary]:
+    """The frames of ``tb``, file names mapped back from ``<dynamic-code>``, taskloom's own
+    leading frames (the attempt calling the task) left out."""
+    summaries: list[traceback.FrameSummary] = []
+    for frame, lineno in traceback.walk_tb(tb):
+        code = frame.f_code
+        filename = code.co_filename
+        if filename == _DYNAMIC:
+            original = frame.f_globals.get("__file__")
+            if isinstance(original, str):
+                filename = original
+        if not summaries and filename.startswith(_PACKAGE):
+            continue  # taskloom calling the task: not the user's code
+        line = linecache.getline(filename, lineno).strip() if lineno else ""
+        summaries.append(traceback.FrameSummary(filename, lineno, code.co_name, line=line or None))
+    return summaries
+
+
+def format_frames(tb: TracebackType | None) -> str:
+    """The frames of a traceback as ``traceback`` prints them (``File "...", line N, in f``
+    and the source line), without the header or the exception line."""
+    return "".join(traceback.StackSummary.from_list(_frames(tb)).format()).rstrip()
+
+
+def _exception_lines(error: BaseException) -> str:
+    """``ValueError: message`` and the exception's notes, but the worker's traceback note."""
+    notes = getattr(error, "__notes__", None)
+    if not notes:
+        return "".join(traceback.format_exception_only(error))
+    try:
+        error.__notes__ = [n for n in notes if not (isinstance(n, str) and n.startswith(NOTE_PREFIX))]
+        return "".join(traceback.format_exception_only(error))
+    finally:
+        error.__notes__ = notes
+
+
+def _worker_frames(error: BaseException) -> tuple[str, str] | None:
+    """(``in worker process N``, the frames) from the worker's note, if it has one."""
+    for note in getattr(error, "__notes__", None) or ():
+        if isinstance(note, str) and note.startswith(NOTE_PREFIX):
+            where, _, frames = note[len(NOTE_PREFIX):].partition(":\n")
+            return where, frames
+    return None
+
+
+def _format(error: BaseException, depth: int = 0) -> str:
+    text = ""
+    if depth < 5:
+        if error.__cause__ is not None:
+            text = _format(error.__cause__, depth + 1) + (
+                "\nThe above exception was the direct cause of the following exception:\n\n"
+            )
+        elif error.__context__ is not None and not error.__suppress_context__:
+            text = _format(error.__context__, depth + 1) + (
+                "\nDuring handling of the above exception, another exception occurred:\n\n"
+            )
+    if error.__traceback__ is not None:
+        frames = format_frames(error.__traceback__)
+        header = _HEADER
+    else:
+        worker = _worker_frames(error)
+        frames = "" if worker is None else worker[1]
+        header = _HEADER if worker is None else (
+            f"Traceback (most recent call last, in worker process {worker[0]}):\n"
+        )
+    body = header + frames + "\n" if frames else ""
+    return text + body + _exception_lines(error)
+
+
+def failure_traceback(state: State[object]) -> str | None:
+    """The traceback of a failed state's exception, as text (None if its result is not an
+    exception); a ``RemoteTaskError`` gives the traceback it carries."""
+    error = state.result
+    if not isinstance(error, BaseException):
+        return None
+    if isinstance(error, RemoteTaskError):
+        if error.remote_traceback:
+            return error.remote_traceback.rstrip()
+    return _format(error).rstrip()
+
+
+def format_error(error: BaseException) -> str:
+    """An exception and its traceback (and its causes') as ``traceback`` prints them, with
+    the real file names (a worker's log record of a failure: ``_wire.flatten_record``)."""
+    return _format(error).rstrip()
