@@ -20,7 +20,7 @@ from taskloom.progress import (
     category_of,
     default_progress,
 )
-from taskloom.states import Cached, Failed, Retrying, Running, Skipped, Success, TimedOut, TriggerFailed
+from taskloom.states import Cached, Failed, Paused, Retrying, Running, Skipped, Success, TimedOut, TriggerFailed
 
 rich_console = pytest.importorskip("rich.console", reason="rich (the progress extra) is not installed")
 
@@ -274,3 +274,89 @@ def test_progress_counts_the_children_of_a_mapped_task(taskloom_home: Any) -> No
     last = stream.getvalue().splitlines()[-1]
     # the mapped task and its four children: three succeed, one fails
     assert last.startswith("progress-map: 5/5 done | succeeded 4, failed 1 | "), last
+
+
+# -- issue 17, point 6: counts that add up ------------------------------------------------------
+
+
+@task(trigger=taskloom.triggers.manual_only)
+def approve(x: int) -> int:
+    return x
+
+
+def five_with_a_gate() -> Flow:
+    with Flow("progress-gate") as flow:
+        a = one()
+        b = add(a, 1)
+        c = add(b, 1)
+        d = approve(c)
+        add(d, 1)
+    return flow
+
+
+def test_a_paused_run_ends_with_a_pause_mark_and_the_resume_command(taskloom_home: Any) -> None:
+    progress, out = _rich()
+    stream = io.StringIO()
+    state = five_with_a_gate().run(executor=LocalExecutor(), progress=progress)
+    assert isinstance(state, Paused)
+    text = _plain(out.getvalue())
+    assert "✘" not in text
+    assert "⏸ progress-gate: Paused" in text
+    assert f"to resume: taskloom resume {state.run_id}" in text
+    plain = TerminalProgress(stream, every=0.0)
+    again = five_with_a_gate().run(executor=LocalExecutor(), progress=plain)
+    assert stream.getvalue().splitlines()[-1].endswith(f"to resume: taskloom resume {again.run_id}")
+
+
+def test_a_resumed_run_counts_the_tasks_it_starts_with_as_done(taskloom_home: Any) -> None:
+    from taskloom.resume import resume
+
+    state = five_with_a_gate().run(executor=LocalExecutor())
+    assert state.run_id is not None
+    stream = io.StringIO()
+    again = resume(state.run_id, flow=five_with_a_gate(), executor=LocalExecutor(),
+                   progress=TerminalProgress(stream, every=0.0))
+    assert again.is_successful()
+    last = stream.getvalue().splitlines()[-1]
+    assert last.startswith("progress-gate: 5/5 done | succeeded 5 | "), last
+
+
+def test_tasks_handed_over_beyond_the_executors_slots_are_queued() -> None:
+    stream = io.StringIO()
+    progress = TerminalProgress(stream, every=0.0)
+    progress.run_started("wide", "run", 200)
+    progress.slots_known(2)
+    for key in range(200):
+        progress.task_changed(key, "parse", Running("Task handed to the executor."))
+    assert "| running 2, queued 198 |" in progress.line()
+    for key in range(199):
+        progress.task_changed(key, "parse", Success())
+    assert "| running 1, succeeded 199 |" in progress.line()
+    rich, _ = _rich()
+    rich.route_logging = False
+    rich.run_started("wide", "run", 10)
+    try:
+        rich.slots_known(2)
+        for key in range(10):
+            rich.task_changed(key, "parse", Running())
+        frame = rich_console.Console(file=io.StringIO(), width=100, record=True)
+        frame.print(rich.renderable())
+    finally:
+        rich.close()
+    assert re.search(r"running 2\s+queued 8", frame.export_text())
+
+
+def test_the_scheduler_tells_the_display_the_executors_slots(taskloom_home: Any) -> None:
+    told: list[int] = []
+
+    class Watch(TerminalProgress):
+        def slots_known(self, slots: int) -> None:
+            told.append(slots)
+            super().slots_known(slots)
+
+    with Flow("slots") as flow:
+        for _ in range(3):
+            one()
+    flow.run(executor=LokyExecutor(2), progress=Watch(io.StringIO()))
+    flow.run(executor=LocalExecutor(), progress=Watch(io.StringIO()))
+    assert told == [2, 1]

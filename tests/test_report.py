@@ -259,3 +259,52 @@ def test_the_report_draws_the_children_of_a_mapped_task(n: int) -> None:
         assert "square ×250" in page and "square ×250" in text
         assert 'data-name="square[4]"' not in page
         assert "Mapped: 249 Success, 1 Failed" in page
+
+
+# -- issue 17, point 5: short runs read right ----------------------------------------------------
+
+
+def test_worker_start_up_is_drawn_apart_from_the_queue() -> None:
+    tasks = [
+        TaskRecord(0, "first", "Success", None, 0.0, 5.0, 6.0, 1, "loky:1"),  # the worker starts
+        TaskRecord(1, "second", "Success", None, 0.0, 8.0, 10.0, 1, "loky:1"),  # then queues
+    ]
+    text = timeline_text(_record(tasks), width=80)
+    bars = {line.split()[1]: line.split("|")[1] for line in text.splitlines() if "|" in line}
+    assert bars["first"].startswith("┄") and "░" not in bars["first"]
+    assert "┄" in bars["second"] and "░" in bars["second"]
+    assert "┄ worker starting" in text
+    page = render_report(_record(tasks))
+    assert page.count('class="startup"') == 2 and page.count('class="wait"') == 1
+    assert "for the worker to start" in page and "worker starting</span>" in page
+
+
+def test_speed_up_of_a_run_that_is_mostly_overhead_is_not_meaningful() -> None:
+    tasks = [TaskRecord(i, "parse", "Success", None, 0.0, 0.5 + i / 1000, 0.5 + i / 1000 + 5e-6, 1, "loky:1")
+             for i in range(200)]
+    record = RunRecord("run-1", "short", None, {}, 0.0, 0.861, "Success", None, tasks=tasks)
+    assert run_stats(record).overhead is not None
+    text = timeline_text(record, width=100)
+    assert "not meaningful: the run was mostly overhead (work 1.0 ms of 861.0 ms wall)" in text
+    page = render_report(record)
+    assert "not meaningful: the run was mostly overhead" in page
+    assert "×</b><span>best speed-up" not in page and '<table class="speed">' not in page
+
+
+def test_the_task_table_marks_the_critical_path_with_its_own_mark(loky_run: tuple[Flow, RunRecord]) -> None:
+    flow, record = loky_run
+    page = render_report(record, flow=flow)
+    table = page[page.index('<table id="tasks">'):]
+    assert "◆" not in table  # the diamond means "did not run on a worker", in the legend
+    assert table.count('title="on the critical path">*</b>') == len(run_stats(record, flow).critical or ())
+
+
+def test_many_tasks_of_one_name_are_one_labelled_bar_per_worker() -> None:
+    tasks = [TaskRecord(i, "parse", "Success", None, 0.0, 1.0 + i / 100, 1.0 + i / 100 + 0.005, 1,
+                        f"loky:{1 + i % 2}") for i in range(250)]
+    tasks.append(TaskRecord(250, "total", "Success", None, 0.0, 3.6, 3.7, 1, "loky:1"))
+    page = render_report(_record(tasks))
+    assert page.count('<g class="task ') == 3
+    assert page.count('data-name="parse ×125"') == 2
+    text = timeline_text(_record(tasks), width=100)
+    assert text.count("parse x125") + text.count("parse ×125") == 2

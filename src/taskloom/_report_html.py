@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from ._runview import colour, mapped_outcome, run_time, tint
 from ._text import duration, factor
-from ._timeline import SCHEDULER_LANE, Bar, RunStats, place_bars, run_stats, stack_lanes
+from ._timeline import CHILD_BARS, SCHEDULER_LANE, Bar, RunStats, place_bars, run_stats, stack_lanes
 from .progress import category_of
 
 if TYPE_CHECKING:
@@ -130,8 +130,11 @@ def _bar_svg(bar: Bar, top: float, scale: float, critical: bool,
     tip = [f"{t.name} (task {t.index}): {t.state}"]
     if bar.ran:
         tip.append(f"worker {t.worker}")
-        if bar.queued is not None:
-            tip.append(f"waited {duration(bar.start - bar.queued, spaced=True)} in the queue")
+        up, queue = bar.startup(), bar.queue_wait()
+        if up is not None:
+            tip.append(f"waited {duration(up[1] - up[0], spaced=True)} for the worker to start")
+        if queue is not None:
+            tip.append(f"waited {duration(queue[1] - queue[0], spaced=True)} in the queue")
         tip.append(f"ran {duration(bar.end - bar.start, spaced=True)} (from +{bar.start:.3f}s to +{bar.end:.3f}s)")
     else:
         tip.append("did not run on a worker (decided by the scheduler)")
@@ -149,8 +152,13 @@ def _bar_svg(bar: Bar, top: float, scale: float, critical: bool,
     mid = top + _ROW / 2 - 1
     x0 = _LEFT + bar.start * scale
     if bar.ran:
-        if bar.queued is not None and bar.start - bar.queued > 0:
-            xq = _LEFT + bar.queued * scale
+        up, queue = bar.startup(), bar.queue_wait()
+        if up is not None:  # the worker was starting: a dotted line, not the queue's hatching
+            xa, xb = _LEFT + up[0] * scale, _LEFT + up[1] * scale
+            parts.append(f'<line class="startup" x1="{xa:.1f}" y1="{mid:.1f}" x2="{xb:.1f}" y2="{mid:.1f}" '
+                         f'stroke="#9ca3af" stroke-width="2" stroke-dasharray="2 3"/>')
+        if queue is not None:
+            xq = _LEFT + queue[0] * scale
             parts.append(f'<rect class="wait" x="{xq:.1f}" y="{mid - 3:.1f}" width="{x0 - xq:.1f}" '
                          f'height="6" rx="1.5" fill="url(#waiting)"/>')
         w = max(2.0, (bar.end - bar.start) * scale)
@@ -192,6 +200,10 @@ def _legend(buckets: Sequence[str]) -> str:
         for b in buckets
     ]
     items.append(
+        '<span class="item"><svg width="28" height="10"><line x1="1" y1="5" x2="27" y2="5" stroke="#9ca3af" '
+        'stroke-width="2" stroke-dasharray="2 3"/></svg>worker starting</span>'
+    )
+    items.append(
         '<span class="item"><svg width="28" height="10"><defs>' + _wait_pattern().replace('id="waiting"', 'id="waiting-key"')
         + '</defs><rect width="28" height="6" y="2" fill="url(#waiting-key)"/></svg>waiting in the queue</span>'
     )
@@ -208,6 +220,8 @@ def _legend(buckets: Sequence[str]) -> str:
 
 
 def _speed_table(stats: RunStats) -> str:
+    if stats.overhead is not None:
+        return f'<p class="notes">Speed-up with more workers: {html.escape(stats.overhead)}.</p>'
     if stats.best_speedup is None:
         return "<p class=\"notes\">No task ran on a worker, so there is no speed-up to speak of.</p>"
     counts = sorted({1, 2, 4, 8, 16, 32, len(stats.workers) or 1})
@@ -259,14 +273,20 @@ def render_report(record: RunRecord, flow: Flow | None = None, *, title: str | N
     ]
     if stats.critical is not None:
         cards.append((duration(stats.critical_time, spaced=True), f"critical path ({len(stats.critical)} tasks)"))
-        cards.append((factor(stats.best_speedup), "best possible speed-up (work / critical path)"))
+        cards.append((factor(stats.best_speedup) if stats.overhead is None else "not meaningful",
+                      "best possible speed-up (work / critical path)"))
     else:
-        cards.append((("≤ " + factor(stats.best_speedup)) if stats.best_speedup else "-",
+        cards.append((("≤ " + factor(stats.best_speedup)) if stats.best_speedup and stats.overhead is None
+                      else "not meaningful" if stats.overhead else "-",
                       "best speed-up (bound: work / longest task)"))
-    cards.append((factor(stats.work / stats.wall) if stats.wall > 0 else "-", "achieved parallelism (work / wall)"))
+    cards.append((factor(stats.work / stats.wall) if stats.wall > 0 and stats.overhead is None
+                  else "not meaningful" if stats.overhead else "-", "achieved parallelism (work / wall)"))
     cards_html = "".join(f'<div class="card"><b>{v}</b><span>{label}</span></div>' for v, label in cards)
 
     notes: list[str] = []
+    if stats.overhead:
+        notes.append(f"<b>Speed-up figures</b>: {e(stats.overhead)}. Tasks this short are dominated by "
+                     "starting workers and handing tasks over; more workers would not make the run faster.")
     if stats.critical:
         chain = " → ".join(e(record.tasks[i].name) for i in stats.critical)
         notes.append(f"<b>Critical path</b> ({duration(stats.critical_time, spaced=True)}): {chain}. However many workers "
@@ -282,7 +302,12 @@ def render_report(record: RunRecord, flow: Flow | None = None, *, title: str | N
         notes.append(f"Tasks that did not run on a worker (cache hits, skips, parameters, failed triggers) "
                      f"are diamonds in the last lane, placed {where}.")
     notes.append("Waiting in the queue is the time from being handed to the executor to starting on a worker "
-                 "(a follow-on task run in the same batch as its upstream task waits for none).")
+                 "that was up (a follow-on task run in the same batch as its upstream task waits for none); "
+                 "before a worker's first task starts, the wait is the worker starting (a dotted line). "
+                 "The <b>waited</b> column counts both. Tasks on the critical path are marked * in the table.")
+    if len(record.tasks) > CHILD_BARS:
+        notes.append(f"{len(record.tasks)} tasks: the tasks of one name that ran on one worker are drawn as one bar "
+                     "(<b>name ×N</b>, from the first one's start to the last one's end); the table lists each.")
 
     table_rows = []
     for t in record.tasks:
@@ -294,7 +319,8 @@ def render_report(record: RunRecord, flow: Flow | None = None, *, title: str | N
             b, message = outcome.bucket, outcome.message or ""
         waited = None if t.queued is None or t.started is None else max(0.0, t.started - t.queued)
         ran = None if t.started is None else run_time(t)
-        crit = " ◆" if stats.critical and t.index in stats.critical else ""
+        crit = (' <b class="crit" title="on the critical path">*</b>'
+                if stats.critical and t.index in stats.critical else "")
         table_rows.append(
             f'<tr data-index="{t.index}"><td class="num">{t.index}</td><td>{e(t.name)}{crit}</td>'
             f'<td><span class="dot" style="background:{colour(b)}"></span>{e(t.state)}</td>'

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from ._text import duration
 from ._runview import critical_path, mapped_outcome, mismatch, run_time, upstream_indices
 from .progress import category_of
 from .trace import TaskRecord
@@ -25,6 +26,8 @@ SCHEDULER_LANE = "scheduler (did not run)"
 #: Up to this many children of mapped tasks in a run, each is a bar of its own; past it,
 #: the children of a mapped task that ran on one worker are one bar (``name ×N``).
 CHILD_BARS = 200
+#: Below this share of the wall time in task run time, speed-up figures are not shown.
+OVERHEAD_SHARE = 0.1
 
 
 @dataclass(slots=True)
@@ -46,6 +49,18 @@ class RunStats:
     exact: bool
     note: str | None = None
     upstream: list[list[int]] | None = None
+
+    @property
+    def overhead(self) -> str | None:
+        """Why speed-up figures mean nothing for this run, or None when they do: when the
+        tasks' run time is under ``OVERHEAD_SHARE`` of the wall time, the wall time is
+        mostly starting workers and moving tasks, which more workers do not shorten."""
+        if self.wall <= 0 or self.work >= OVERHEAD_SHARE * self.wall:
+            return None
+        return (
+            f"not meaningful: the run was mostly overhead (work {duration(self.work, spaced=True)} "
+            f"of {duration(self.wall, spaced=True)} wall)"
+        )
 
     def speedup_with(self, n: int) -> float | None:
         """The most ``n`` workers could speed the run up over one: min(n, best speed-up)."""
@@ -100,6 +115,22 @@ class Bar:
     end: float
     ran: bool
     row: int = 0
+    #: When the task's worker started its first task (seconds from the run's start): the
+    #: wait before it is the worker starting up, not the queue.
+    ready: float | None = None
+
+    def startup(self) -> tuple[float, float] | None:
+        """The part of the wait spent while the worker was still starting, or None."""
+        if self.queued is None or self.ready is None or self.ready <= self.queued:
+            return None
+        return self.queued, min(self.ready, self.start)
+
+    def queue_wait(self) -> tuple[float, float] | None:
+        """The part of the wait spent queued for a worker that was up, or None."""
+        if self.queued is None:
+            return None
+        left = max(self.queued, self.ready if self.ready is not None else self.queued)
+        return (left, self.start) if self.start > left else None
 
 
 @dataclass(slots=True)
@@ -155,6 +186,9 @@ def place_bars(record: RunRecord, upstream: list[list[int]] | None) -> list[Bar]
         return Bar(t, bucket, SCHEDULER_LANE, None, when, when, False)
 
     many = sum(len(family) for family in record.children.values()) > CHILD_BARS
+    if len(record.tasks) > CHILD_BARS:
+        bars = _grouped(record, [bar(t, category_of(t.state), t.index) for t in record.tasks])
+        return _with_ready(bars)
     for t in record.tasks:
         bars.append(bar(t, category_of(t.state), t.index))
         children = record.children.get(t.index)
@@ -169,7 +203,54 @@ def place_bars(record: RunRecord, upstream: list[list[int]] | None) -> list[Bar]
         for group in groups.values():
             summary = _collapsed(t, group)
             bars.append(bar(summary, mapped_outcome([c.state for c in group]).bucket, t.index))
+    return _with_ready(bars)
+
+
+def _with_ready(bars: list[Bar]) -> list[Bar]:
+    """Set each bar's ``ready``: when its worker started its first task."""
+    first: dict[str, float] = {}
+    for b in bars:
+        if b.ran:
+            first[b.lane] = min(first.get(b.lane, b.start), b.start)
+    for b in bars:
+        if b.ran:
+            b.ready = first[b.lane]
     return bars
+
+
+def _grouped(record: RunRecord, bars: list[Bar]) -> list[Bar]:
+    """More than ``CHILD_BARS`` tasks: the tasks of one name that ran on one worker are
+    one bar (``name ×N``, from the first one's start to the last one's end), as the
+    children of a mapped task are; tasks that did not run stay markers."""
+    groups: dict[tuple[str, str], list[Bar]] = {}
+    out: list[Bar] = []
+    for b in bars:
+        if b.ran:
+            groups.setdefault((b.lane, b.task.name), []).append(b)
+        else:
+            out.append(b)
+    for (lane, name), members in groups.items():
+        if len(members) == 1:
+            out.append(members[0])
+            continue
+        tasks = [m.task for m in members]
+        outcome = mapped_outcome([t.state for t in tasks])
+        queued = [m.queued for m in members if m.queued is not None]
+        summary = TaskRecord(
+            index=tasks[0].index,
+            name=f"{name} ×{len(tasks)}",
+            state=outcome.state.replace("Mapped: ", ""),
+            message=outcome.message,
+            queued=None,
+            started=None,
+            finished=None,
+            attempts=max(t.attempts for t in tasks),
+            worker=lane,
+        )
+        out.append(Bar(summary, outcome.bucket, lane, min(queued) if queued else None,
+                       min(m.start for m in members), max(m.end for m in members), True))
+    out.sort(key=lambda b: b.task.index)
+    return out
 
 
 def _collapsed(parent: TaskRecord, children: list[TaskRecord]) -> TaskRecord:

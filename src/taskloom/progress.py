@@ -11,6 +11,15 @@ feed a dashboard or a log; ``flow.run(progress=True)`` uses ``default_progress()
   task code in worker processes) and ``print`` output are printed above it, never into it.
 - ``TerminalProgress`` otherwise (a log file, CI, or no rich): a plain line every few
   seconds and one at the end; no escape codes.
+
+What the counts mean: a task is "done" when it is in a final state, including those a
+resumed run starts with (the scheduler reports them at the start). The scheduler reports a
+task ``Running`` when it hands it to the executor, which may hold it until a worker is
+free; an observer that has a ``slots_known(n)`` method is told how many tasks the
+executor runs at once, and the displays then show at most that many as "running" and the
+rest as "queued" (``running 2, queued 198``). Without it (an executor that does not say),
+every task handed over is "running". A run that ends ``Paused`` ends with a pause mark and
+the command that resumes it, not as a failure.
 """
 
 from __future__ import annotations
@@ -38,6 +47,7 @@ __all__ = [
     "category",
     "category_of",
     "default_progress",
+    "resume_command",
     "rich_available",
 ]
 
@@ -55,6 +65,10 @@ class RunObserver(Protocol):
         (each first reported ``Pending``), and named ``name[i]``."""
 
     def run_finished(self, state: State[Any]) -> None: ...
+
+    # Optional, looked up with getattr (so an observer written without it still works):
+    # ``slots_known(self, slots: int) -> None``, called right after ``run_started`` with
+    # how many tasks the executor runs at once.
 
 
 #: The progress bucket of each branch of the state hierarchy, most specific first: a state
@@ -109,12 +123,14 @@ class _Tally:
         self.flow = ""
         self.run_id = ""
         self.started = 0.0
+        self.slots: int | None = None  # tasks the executor runs at once, when it says
 
     def start(self, flow_name: str, run_id: str, total: int) -> None:
         self.flow, self.run_id, self.total = flow_name, run_id, total
         self.counts.clear()
         self.where.clear()
         self.names.clear()
+        self.slots = None
         self.started = time.monotonic()
 
     def change(self, key: int, task_name: str, state: State[Any]) -> None:
@@ -133,7 +149,18 @@ class _Tally:
         return sum(self.counts[b] for b in _FINAL)
 
     def parts(self) -> list[tuple[str, int]]:
-        return [(name, self.counts[name]) for name in _SHOWN if self.counts[name]]
+        """The non-zero counts in display order; tasks handed to the executor beyond its
+        slots are "queued", not "running" (when the slots are known)."""
+        shown: list[tuple[str, int]] = []
+        for name in _SHOWN:
+            n = self.counts[name]
+            if not n:
+                continue
+            if name == "running" and self.slots is not None and n > self.slots:
+                shown += [("running", self.slots), ("queued", n - self.slots)]
+            else:
+                shown.append((name, n))
+        return shown
 
 
 class TerminalProgress:
@@ -163,6 +190,10 @@ class TerminalProgress:
         self._tally.start(flow_name, run_id, total)
         self.shown = None
 
+    def slots_known(self, slots: int) -> None:
+        """The executor runs ``slots`` tasks at once: more handed over are "queued"."""
+        self._tally.slots = max(1, slots)
+
     def task_changed(self, key: int, task_name: str, state: State[Any]) -> None:
         self._tally.change(key, task_name, state)
         now = time.monotonic()
@@ -170,7 +201,10 @@ class TerminalProgress:
             self._show(now)
 
     def run_finished(self, state: State[Any]) -> None:
-        self._show(time.monotonic(), final=f"{type(state).__name__}: {state.message}")
+        final = f"{type(state).__name__}: {state.message}"
+        if isinstance(state, Paused):
+            final += f" | to resume: {resume_command(self._tally.run_id)}"
+        self._show(time.monotonic(), final=final)
 
     def line(self, now: float | None = None) -> str:
         """The progress line as it would be shown now."""
@@ -196,6 +230,13 @@ STATE_COLOURS = {
     "paused": "#8e6bbf",
     "pending": "#c9ced6",
 }
+#: The colours of the progress counts: the buckets, and tasks waiting for a free worker.
+_COUNT_COLOURS = {**STATE_COLOURS, "queued": "#8a94a6"}
+
+
+def resume_command(run_id: str) -> str:
+    """What to type to resume the paused run ``run_id``."""
+    return f"taskloom resume {run_id}"
 
 
 def rich_available() -> bool:
@@ -316,6 +357,11 @@ class RichProgress:
         self._live = live
         atexit.register(self.close)
 
+    def slots_known(self, slots: int) -> None:
+        """The executor runs ``slots`` tasks at once: more handed over are "queued"."""
+        with self._lock:
+            self._tally.slots = max(1, slots)
+
     def task_changed(self, key: int, task_name: str, state: State[Any]) -> None:
         with self._lock:
             self._tally.change(key, task_name, state)
@@ -379,8 +425,8 @@ class RichProgress:
             if name == "starting":
                 counts.append("starting", style="dim")
                 continue
-            counts.append(f"{name} ", style=STATE_COLOURS[name])
-            counts.append(f"{n}", style=f"bold {STATE_COLOURS[name]}")
+            counts.append(f"{name} ", style=_COUNT_COLOURS[name])
+            counts.append(f"{n}", style=f"bold {_COUNT_COLOURS[name]}")
             counts.append("   ")
         lines: list[RenderableType] = [head, counts]
         if running and final is None:
@@ -400,12 +446,19 @@ class RichProgress:
 
         tally = self._tally
         ok = state.is_successful()
-        text = Text("✔ " if ok else "✘ ", style="bold green" if ok else "bold red")
+        paused = isinstance(state, Paused)
+        if paused:  # not a failure: waiting for a person
+            text = Text("⏸ ", style=f"bold {STATE_COLOURS['paused']}")
+        else:
+            text = Text("✔ " if ok else "✘ ", style="bold green" if ok else "bold red")
         text.append(f"{tally.flow}: {type(state).__name__}", style="bold")
         if state.message:
             text.append(f" ({state.message})")
         text.append(f" - {tally.done}/{tally.total} done in {duration(time.monotonic() - tally.started, coarse=True)}")
         text.append(f" - run {tally.run_id}", style="dim")
+        if paused:
+            text.append(" - to resume: ")
+            text.append(resume_command(tally.run_id), style="bold")
         return text
 
     # -- logging --------------------------------------------------------------------------------

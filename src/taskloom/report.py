@@ -50,11 +50,14 @@ def timeline_text(
     """The run's timeline as text bars, one line per task, grouped by worker.
 
     ``width`` is the width of the whole line (a terminal's columns). Each bar shows the
-    time the task waited in the queue (``░``) and ran (``█``); a task that did not run on
-    a worker is a ``◆`` where it was decided. With ``flow``, tasks on the critical path are
-    marked ``*``. ``ascii=True`` draws with ``.``, ``#`` and ``o``.
+    time the task waited for its worker to start (``┄``: from being handed over to the
+    worker's first task), waited in the queue (``░``) and ran (``█``); a task that did not
+    run on a worker is a ``◆`` where it was decided. Past 200 tasks, the tasks of one name
+    that ran on one worker are one line (``name ×N``). With ``flow``, tasks on the critical path are
+    marked ``*``. ``ascii=True`` draws with ``:``, ``.``, ``#`` and ``o``.
     """
     wait_char, run_char, mark_char, rule = ("░", "█", "◆", "─") if not ascii else (".", "#", "o", "-")
+    start_char = "┄" if not ascii else ":"
     arrow = "→" if not ascii else "->"
 
     def times(value: float | None) -> str:
@@ -94,9 +97,10 @@ def timeline_text(
             cells = [" "] * columns
             if bar.ran:
                 first, last = col(bar.start), col(max(bar.start, bar.end - 1e-9))
-                if bar.queued is not None:
-                    for c in range(col(bar.queued), first):
-                        cells[c] = wait_char
+                for part, char in ((bar.startup(), start_char), (bar.queue_wait(), wait_char)):
+                    if part is not None:
+                        for c in range(col(part[0]), min(first, col(part[1]) + 1)):
+                            cells[c] = char
                 for c in range(first, last + 1):
                     cells[c] = run_char
             else:
@@ -115,11 +119,17 @@ def timeline_text(
     if stats.critical is not None:
         chain = f" {arrow} ".join(record.tasks[i].name for i in stats.critical)
         lines.append(f"critical path (*) {duration(stats.critical_time, spaced=True)}: {chain}")
-        lines.append(f"best possible speed-up (work / critical path): {times(stats.best_speedup)}")
+        best = stats.overhead or times(stats.best_speedup)
+        lines.append(f"best possible speed-up (work / critical path): {best}")
     else:
         if stats.note:
             lines.append(stats.note)
-        if stats.best_speedup is not None:
+        if stats.overhead is not None:
+            lines.append(f"best possible speed-up: {stats.overhead}")
+        elif stats.best_speedup is not None:
             lines.append(f"best possible speed-up: at most {times(stats.best_speedup)} (work / longest task)")
-    lines.append(f"{wait_char} waiting in the queue   {run_char} running   {mark_char} did not run on a worker")
+    lines.append(
+        f"{start_char} worker starting   {wait_char} waiting in the queue   {run_char} running   "
+        f"{mark_char} did not run on a worker   * critical path"
+    )
     return "\n".join(lines) + "\n"

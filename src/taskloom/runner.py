@@ -292,6 +292,18 @@ class _Scheduler:
 
     # -- the lifecycle --------------------------------------------------------------------------
 
+    def _tell_start(self, observer: RunObserver, session: Any) -> None:
+        """Tell ``observer`` what it cannot see for itself at the start: how many tasks
+        the executor runs at once (``slots_known``, when both sides have it) and each task
+        already finished, seeded from an earlier run (a resume), as ``task_changed``."""
+        slots = getattr(session, "slots", None)
+        known = getattr(observer, "slots_known", None)
+        if isinstance(slots, int) and callable(known):
+            known(slots)
+        for i, state in self.args.seeded.items():
+            if 0 <= i < len(self.traces) and i not in self.args.starts and state.is_finished():
+                observer.task_changed(i, self.traces[i].name, state)
+
     def run(self) -> State[FlowResult]:
         """Run the flow; see "Lifecycle" in the module docstring."""
         args, observer = self.args, self.observer
@@ -318,6 +330,7 @@ class _Scheduler:
                     flow_log.info("Beginning Flow run for %r", self.flow.name)
                 if observer is not None:
                     observer.run_started(self.flow.name, run_id, len(self.nodes))
+                    self._tell_start(observer, session)
                 self._flow_started()
                 self._loop()
             finally:

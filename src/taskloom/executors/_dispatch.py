@@ -354,6 +354,11 @@ class Dispatcher(Generic[_Payload, _Sent]):
         self._slots, self._workers = backend.start(header, capture_level())
         self._previous_sigterm = catch_sigterm()
 
+    @property
+    def slots(self) -> int:
+        """How many tasks the workers run at once (progress displays count the rest as queued)."""
+        return self._slots
+
     # -- the ExecutorRun protocol ---------------------------------------------------------------
 
     def submit(self, runs: Sequence[TaskRun]) -> None:

@@ -31,6 +31,8 @@ class _LocalRun:
 
     # The follow-ons of a run cost nothing to decide here: take them with it.
     runs_chains = True
+    #: One task at a time, in the calling thread (progress displays count the rest as queued).
+    slots = 1
 
     def __init__(self, run_context: Mapping[str, Any]) -> None:
         self._queue: deque[TaskRun] = deque()
