@@ -69,3 +69,33 @@ def test_readme_logging_example_prints_prefect_style_lines(tmp_path: Path) -> No
     lines = done.stderr.splitlines()
     assert any(line.endswith("taskloom.task.extract | Task 'extract': Starting task run...") for line in lines)
     assert any(line.endswith("taskloom.task.extract | 3 rows") for line in lines), done.stderr
+
+
+UNGUARDED_DASK_SCRIPT = '''
+from taskloom import Flow, task
+from taskloom.executors import DaskExecutor
+
+
+@task
+def one() -> int:
+    return 1
+
+
+with Flow("unguarded") as flow:
+    one()
+
+flow.run(executor=DaskExecutor(n_workers=1, threads_per_worker=1))
+'''
+
+
+@pytest.mark.slow
+def test_dask_local_cluster_without_main_guard_says_so_in_one_line(tmp_path: Path) -> None:
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_DASK_SCRIPT)
+    done = _run(script, tmp_path / "home")
+    assert done.returncode != 0
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("taskloom.executors.dask.MainGuardError: "), done.stderr
+    assert 'if __name__ == "__main__":' in last and "unguarded.py" in last
+    # Not the pages of multiprocessing traceback it used to be.
+    assert len(done.stderr.splitlines()) < 60, done.stderr
