@@ -157,3 +157,20 @@ def test_every_readme_python_block_type_checks_strict(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=300, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_noxfile_silences_the_uv_probe_note() -> None:
+    """nox logs ``uv binary not found.`` at every session start; the noxfile drops that note."""
+    import importlib.util
+    import logging
+
+    spec = importlib.util.spec_from_file_location("taskloom_noxfile", ROOT / "noxfile.py")
+    assert spec is not None and spec.loader is not None
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    nox_logger = logging.getLogger("nox")
+
+    def record(message: str) -> logging.LogRecord:
+        return nox_logger.makeRecord("nox", logging.INFO, __file__, 0, message, (), None)
+
+    assert not nox_logger.filter(record("uv binary not found."))
+    assert nox_logger.filter(record("Running session typecheck"))
