@@ -31,7 +31,7 @@ its own):
   handlers. A worker thread in this very process (``processes=False``) logs to the
   parent's handlers already, and captures nothing.
 
-``distributed`` is an optional dependency (``pip install "taskloom[dask]"``), imported when
+``distributed`` is an optional dependency (the dask extra: ``pip install -e ".[dask]"``), imported when
 a ``DaskExecutor`` is constructed, never when this module is.
 """
 
@@ -77,7 +77,7 @@ LARGE_PAYLOAD = 4 << 20
 LOCAL_ALLOWED_FAILURES = 0
 
 #: Where ``pip`` finds the optional dependency.
-INSTALL_HINT = 'pip install "taskloom[dask]"'
+INSTALL_HINT = 'pip install -e ".[dask]" in the taskloom clone (or: pip install distributed)'
 
 #: The prefix of the dataset names large results are published under.
 _DATASETS = "taskloom-result-"
@@ -633,7 +633,7 @@ class DaskExecutor:
     The workers need taskloom and the task's modules importable (functions defined in
     ``__main__`` or as closures travel by value).
 
-    Needs the dask extra: ``pip install "taskloom[dask]"``.
+    Needs the dask extra: ``pip install -e ".[dask]"`` from the taskloom clone.
 
     >>> flow.run(executor=DaskExecutor("tcp://127.0.0.1:8786"))   # doctest: +SKIP
     """
