@@ -44,11 +44,28 @@ def _bootstrap() -> None:
 if __name__ == "__main__":
     _bootstrap()
 
+import logging  # noqa: E402
+
 import nox  # noqa: E402  (after the bootstrap, which runs without nox)
+
+
+class _QuietUvProbe(logging.Filter):
+    """Drop nox's ``uv binary not found.`` note, which reads like an error but is not one.
+
+    nox looks for uv at the start of every session, whichever backend is used; these
+    sessions use virtualenv (nox's own dependency), so uv's absence does not matter.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "uv binary not found."
+
+
+logging.getLogger("nox").addFilter(_QuietUvProbe())
 
 nox.options.sessions = ["typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 nox.options.error_on_missing_interpreters = True
+nox.options.default_venv_backend = "virtualenv"
 
 
 @nox.session

@@ -22,7 +22,7 @@ values, with [min..max] after them.
 taskloom batches short runs into one Dask task (see ``taskloom.executors.dask``), so on W1
 it makes ~5 Dask tasks where raw Dask makes 1,001.
 
-Needs the dask extra (``pip install "taskloom[dask]"``); without it, prints a note and
+Needs the dask extra (``pip install -e ".[dask]"``); without it, prints a note and
 exits 0.
 
     python benchmarks/bench_dask.py [--runs N] [--quick] [--json FILE]
@@ -147,7 +147,7 @@ def main() -> None:
     h.print_header("bench_dask: taskloom DaskExecutor vs raw Dask futures, same LocalCluster"
                    + (" (quick)" if args.quick else ""))
     if importlib.util.find_spec("distributed") is None:
-        print('  skipped: Dask distributed is not installed (pip install "taskloom[dask]")')
+        print('  skipped: Dask distributed is not installed (pip install -e ".[dask]")')
         h.write_figures(args.json, {})
         return
     import distributed

@@ -232,7 +232,7 @@ def bench_w6_dask(bench: Bench, size: int) -> h.Figures:
     figures: h.Figures = {"map.W6.dask.wall_ms": None, "map.W6.dask.overhead_us": None}
     if importlib.util.find_spec("distributed") is None:
         print(f"  W6 on Dask: skipped: Dask distributed is not installed "
-              '(pip install "taskloom[dask]")')
+              '(pip install -e ".[dask]")')
         return figures
     import distributed
 

@@ -158,8 +158,8 @@ def main() -> None:
         for script in BENCHMARKS:
             needs = NEEDS.get(script)
             if needs is not None and not installed(needs):
-                print(f"\n$ {script}: skipped ({needs} is not installed; pip install "
-                      '"taskloom[dask]")', flush=True)
+                print(f"\n$ {script}: skipped ({needs} is not installed; pip install -e "
+                      '".[dask]")', flush=True)
                 continue
             out = Path(tmp) / f"{script}.json"
             if run_benchmark(script, passthrough, out) != 0:

@@ -6,7 +6,7 @@ something failed), the run context, and a cached task whose result serves the ne
 
     python3 noxfile.py -s demo          # or: python examples/quickstart.py
 
-On Dask distributed instead (needs ``pip install "taskloom[dask]"``): ``--executor dask``
+On Dask distributed instead (needs the dask extra: ``pip install -e ".[dask]"`` from the clone): ``--executor dask``
 starts a local Dask cluster for each run; add ``--address tcp://127.0.0.1:8786`` to run on
 a cluster you started (``dask scheduler`` and ``dask worker``).
 """
@@ -18,10 +18,13 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import timedelta
+from typing import Any
 
 import taskloom
 from taskloom import Flow, Parameter, signals, task, triggers
 from taskloom.executors import DaskExecutor, Executor, LokyExecutor
+from taskloom.journal import default_journal
+from taskloom.states import Skipped, State, TriggerFailed
 
 
 @task(cache_for=timedelta(minutes=10))
@@ -41,7 +44,9 @@ def extract(n: int) -> list[int]:
 def convert(amounts: list[int], rates: dict[str, float], currency: str) -> float:
     """Runs in a worker process; fails on its first attempt to show a retry."""
     if taskloom.context.task_run_count == 1:
+        print(f"convert {currency}: attempt 1 failed (rate service hiccup): taskloom retries it")
         raise ConnectionError("rate service hiccup")
+    print(f"convert {currency}: attempt {taskloom.context.task_run_count} succeeded")
     return round(sum(amounts) * rates[currency], 2)
 
 
@@ -108,18 +113,59 @@ def make_executor(args: argparse.Namespace) -> Executor:
     return LokyExecutor(max_workers=2)
 
 
+#: What a newcomer should read in each task's outcome, beside its state.
+STORY = {
+    "load_rates": "computed, and cached for 10 minutes",
+    "audit": "a SKIP signal: nothing to do, not a failure",
+    "alert": "did not fire, rightly: it fires only when something failed",
+    "cleanup": "trigger always_run: runs whatever happened upstream",
+}
+
+
+def describe(name: str, task_state: State[Any], attempts: int) -> str:
+    """One line of the story for a task: what it gave, or why it gave nothing."""
+    kind = type(task_state).__name__
+    if isinstance(task_state, (Skipped, TriggerFailed)) or not task_state.is_successful():
+        # A skipped or untriggered task carries its signal as its result: show the message.
+        outcome = task_state.message or ""
+    else:
+        outcome = f"-> {task_state.result!r}"
+    notes: list[str] = []
+    if attempts > 1:
+        failed = "1 failed attempt" if attempts == 2 else f"{attempts - 1} failed attempts"
+        notes.append(f"succeeded on attempt {attempts}, retried after {failed}")
+    if kind == "Cached":
+        notes.append("read from the first run's cache: not computed again")
+    elif name in STORY:
+        notes.append(STORY[name])
+    note = f"   ({'; '.join(notes)})" if notes else ""
+    return f"  {name:<11} {kind:<14} {outcome}{note}"
+
+
+def attempts_of(run_id: str | None) -> list[int]:
+    """Each task's number of attempts, in the run's task order, from the run journal."""
+    if run_id is None:
+        return []
+    return [t.attempts for t in default_journal().load(run_id).tasks if t.parent is None]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     flow = build()
     executor = make_executor(args)
     ok = True
     for run in (1, 2):
+        print(f"\n--- run {run} of 2: the tasks' own output, from the worker processes ---")
         state = flow.run(parameters={"n": 10}, executor=executor)
         ok = ok and state.is_successful()
         print(f"\nrun {run}: flow {type(state).__name__}: {state.message}")
-        for t, task_state in state.result.items():
-            result = "" if task_state.result is None else f" -> {task_state.result!r}"
-            print(f"  {t.name:<11} {type(task_state).__name__:<14} {task_state.message}{result}")
+        attempts = attempts_of(state.run_id)
+        for i, (t, task_state) in enumerate(state.result.items()):
+            print(describe(t.name, task_state, attempts[i] if i < len(attempts) else 0))
+    print(
+        "\nThe alert's TriggerFailed is the good outcome here: nothing failed, so nobody is "
+        "paged.\nThe flow's state follows its reference task (report), so it is a Success."
+    )
     return 0 if ok else 1
 
 

@@ -1,7 +1,7 @@
 """Watch a run, then look back at it: a live progress display, a picture of the flow,
 a timeline in the terminal and an HTML report.
 
-    pip install "taskloom[progress]"          # rich, for the live display
+    pip install -e ".[progress]"              # from the clone: rich, for the live display
     python examples/see_the_run.py out/       # writes out/report.html and out/flow.mmd
 
 The flow has 20 tasks: a parameter, a cached task (a cache hit from the second run on),

@@ -31,7 +31,7 @@ its own):
   handlers. A worker thread in this very process (``processes=False``) logs to the
   parent's handlers already, and captures nothing.
 
-``distributed`` is an optional dependency (``pip install "taskloom[dask]"``), imported when
+``distributed`` is an optional dependency (the dask extra: ``pip install -e ".[dask]"``), imported when
 a ``DaskExecutor`` is constructed, never when this module is.
 """
 
@@ -77,10 +77,54 @@ LARGE_PAYLOAD = 4 << 20
 LOCAL_ALLOWED_FAILURES = 0
 
 #: Where ``pip`` finds the optional dependency.
-INSTALL_HINT = 'pip install "taskloom[dask]"'
+INSTALL_HINT = 'pip install -e ".[dask]" in the taskloom clone (or: pip install distributed)'
 
 #: The prefix of the dataset names large results are published under.
 _DATASETS = "taskloom-result-"
+
+
+class MainGuardError(RuntimeError):
+    """A local cluster could not start because the script runs its flow on import.
+
+    Dask's worker processes start by importing the main script again; a script that calls
+    ``flow.run`` at module level (not under ``if __name__ == "__main__":``) makes each worker
+    try to start a cluster of its own, and multiprocessing refuses.
+    """
+
+    def __init__(self, script: str) -> None:
+        super().__init__(
+            f"DaskExecutor could not start its local cluster: its worker processes import "
+            f"{script} again, which runs the flow again. Put the flow run under "
+            f'`if __name__ == "__main__":` in {script}.'
+        )
+
+
+def _unguarded_main_script() -> str | None:
+    """The main script's path when its source has no ``if __name__ == "__main__":`` guard."""
+    import sys
+
+    path = getattr(sys.modules.get("__main__"), "__file__", None)
+    if not isinstance(path, str):
+        return None
+    try:
+        source = open(path, encoding="utf-8", errors="replace").read()
+    except OSError:
+        return None
+    if "__main__" in source:
+        return None
+    return os.path.basename(path)
+
+
+def _check_main_guard() -> None:
+    """In a worker process that is importing the main script again, stop at once, in one line.
+
+    multiprocessing marks a spawned process as ``_inheriting`` while it re-imports the
+    parent's main module; starting a cluster there would fail with a page of traceback.
+    """
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise SystemExit(str(MainGuardError(_unguarded_main_script() or "the main script")))
 
 
 def _require_distributed() -> None:
@@ -394,7 +438,14 @@ class _DaskRun:
             "allowed_failures": LOCAL_ALLOWED_FAILURES,
             **(options.get("scheduler_kwargs") or {}),
         }
-        cluster = LocalCluster(**options)
+        _check_main_guard()
+        try:
+            cluster = LocalCluster(**options)
+        except RuntimeError:
+            script = _unguarded_main_script()
+            if script is None:
+                raise
+            raise MainGuardError(script) from None
         try:
             client = Client(cluster, set_as_default=False)
         except BaseException:
@@ -582,7 +633,7 @@ class DaskExecutor:
     The workers need taskloom and the task's modules importable (functions defined in
     ``__main__`` or as closures travel by value).
 
-    Needs the dask extra: ``pip install "taskloom[dask]"``.
+    Needs the dask extra: ``pip install -e ".[dask]"`` from the taskloom clone.
 
     >>> flow.run(executor=DaskExecutor("tcp://127.0.0.1:8786"))   # doctest: +SKIP
     """
