@@ -5,7 +5,7 @@ The scheduler tells an observer when a run starts, each time a task changes stat
 and when the run ends. Pass your own ``RunObserver`` to ``flow.run(progress=...)`` to
 feed a dashboard or a log; ``flow.run(progress=True)`` uses ``default_progress()``:
 
-- ``RichProgress`` on a terminal when rich is installed (``pip install 'taskloom[progress]'``):
+- ``RichProgress`` on a terminal when rich is installed (``pip install -e ".[progress]"`` from the clone):
   a live display, redrawn in place, of tasks done out of the total, counts by state, the
   tasks running now and the elapsed time. While it runs, log records (including those of
   task code in worker processes) and ``print`` output are printed above it, never into it.
@@ -317,7 +317,7 @@ class RichProgress:
             from rich.console import Console
         except ImportError as error:  # pragma: no cover - exercised without rich only
             raise ImportError(
-                "RichProgress needs rich: pip install 'taskloom[progress]' (or: pip install rich)"
+                "RichProgress needs rich: pip install -e \".[progress]\" from taskloom's clone (or: pip install rich)"
             ) from error
         self.console = console if console is not None else Console(
             file=stream if stream is not None else sys.stderr
