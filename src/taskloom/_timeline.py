@@ -6,6 +6,8 @@ critical path and the best speed-up (``run_stats``), and where each task sits on
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -23,9 +25,10 @@ __all__ = ["SCHEDULER_LANE", "Bar", "Lane", "RunStats", "place_bars", "run_stats
 
 #: The lane of tasks decided in the scheduler, not run by a worker.
 SCHEDULER_LANE = "scheduler (did not run)"
-#: Up to this many children of mapped tasks in a run, each is a bar of its own; past it,
-#: the children of a mapped task that ran on one worker are one bar (``name ×N``).
-CHILD_BARS = 200
+#: Up to this many children of mapped tasks (or tasks) in a run, each is a bar of its own;
+#: past it, the children of a mapped task (the copies of a task) that ran on one worker
+#: are one labelled bar (``name ×N``): more rows than this would be too thin to label.
+CHILD_BARS = 60
 #: Below this share of the wall time in task run time, speed-up figures are not shown.
 OVERHEAD_SHARE = 0.1
 
@@ -218,6 +221,10 @@ def _with_ready(bars: list[Bar]) -> list[Bar]:
     return bars
 
 
+#: The number ``plan.Plan.names`` gives a copy of a task: ``parse[3]``.
+_COPY = re.compile(r"\[\d+\]$")
+
+
 def _grouped(record: RunRecord, bars: list[Bar]) -> list[Bar]:
     """More than ``CHILD_BARS`` tasks: the tasks of one name that ran on one worker are
     one bar (``name ×N``, from the first one's start to the last one's end), as the
@@ -225,8 +232,8 @@ def _grouped(record: RunRecord, bars: list[Bar]) -> list[Bar]:
     groups: dict[tuple[str, str], list[Bar]] = {}
     out: list[Bar] = []
     for b in bars:
-        if b.ran:
-            groups.setdefault((b.lane, b.task.name), []).append(b)
+        if b.ran:  # copies of one task (parse[0], parse[1], ...) share a group
+            groups.setdefault((b.lane, _COPY.sub("", b.task.name)), []).append(b)
         else:
             out.append(b)
     for (lane, name), members in groups.items():
