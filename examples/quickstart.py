@@ -122,8 +122,9 @@ STORY = {
 }
 
 
-def describe(name: str, task_state: State[Any], attempts: int) -> str:
-    """One line of the story for a task: what it gave, or why it gave nothing."""
+def describe(name: str, task_state: State[Any], attempts: int, shown: str | None = None) -> str:
+    """One line of the story for a task: what it gave, or why it gave nothing. ``shown`` is
+    the name the run gave it (copies of one task are numbered: ``convert[1]``)."""
     kind = type(task_state).__name__
     if isinstance(task_state, (Skipped, TriggerFailed)) or not task_state.is_successful():
         # A skipped or untriggered task carries its signal as its result: show the message.
@@ -139,14 +140,15 @@ def describe(name: str, task_state: State[Any], attempts: int) -> str:
     elif name in STORY:
         notes.append(STORY[name])
     note = f"   ({'; '.join(notes)})" if notes else ""
-    return f"  {name:<11} {kind:<14} {outcome}{note}"
+    return f"  {shown or name:<11} {kind:<14} {outcome}{note}"
 
 
-def attempts_of(run_id: str | None) -> list[int]:
-    """Each task's number of attempts, in the run's task order, from the run journal."""
+def recorded(run_id: str | None) -> list[tuple[str, int]]:
+    """Each task's name and number of attempts, in the run's task order, from the run
+    journal (which numbers the copies of one task)."""
     if run_id is None:
         return []
-    return [t.attempts for t in default_journal().load(run_id).tasks if t.parent is None]
+    return [(t.name, t.attempts) for t in default_journal().load(run_id).tasks if t.parent is None]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -159,9 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         state = flow.run(parameters={"n": 10}, executor=executor)
         ok = ok and state.is_successful()
         print(f"\nrun {run}: flow {type(state).__name__}: {state.message}")
-        attempts = attempts_of(state.run_id)
+        rows = recorded(state.run_id)
         for i, (t, task_state) in enumerate(state.result.items()):
-            print(describe(t.name, task_state, attempts[i] if i < len(attempts) else 0))
+            shown, attempts = rows[i] if i < len(rows) else (t.name, 0)
+            print(describe(t.name, task_state, attempts, shown))
     print(
         "\nThe alert's TriggerFailed is the good outcome here: nothing failed, so nobody is "
         "paged.\nThe flow's state follows its reference task (report), so it is a Success."
