@@ -107,7 +107,8 @@ def _unguarded_main_script() -> str | None:
     if not isinstance(path, str):
         return None
     try:
-        source = open(path, encoding="utf-8", errors="replace").read()
+        with open(path, encoding="utf-8", errors="replace") as script:
+            source = script.read()
     except OSError:
         return None
     if "__main__" in source:
