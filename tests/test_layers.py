@@ -45,7 +45,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("stores", ["_home", "_sqlite", "caching", "journal"]),
     ("worker", ["attempt"]),
     ("back ends", ["executors", "executors.*"]),
-    ("engine", ["_run_args", "runner", "resume"]),
+    ("engine", ["_run_args", "runner", "mapping_run", "resume"]),
     ("presentation", ["progress", "_runview", "_timeline", "_report_html", "visualize", "report"]),
     ("entry points", ["cli", "__main__", ""]),  # "": the package itself (__init__.py)
 ]
