@@ -67,7 +67,9 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .context import enter, leave
-from .handlers import OnFailure, StateHandler, call_on_failure, call_state_handlers
+from .handlers import (
+    OnFailure, StateHandler, call_on_failure, call_state_handlers, has_handlers,
+)
 from .logging import stdout_lines, task_logger
 from .signals import ENDRUN, TaskloomSignal
 from .states import Failed, Looped, Pending, Running, Skipped, State, Success, TimedOut
@@ -299,10 +301,7 @@ class _Hooks:
 
 def _hooks(run: TaskRun) -> _Hooks | None:
     """The task's handlers, or None when it has none (the attempt then calls nothing)."""
-    task = run.task
-    if getattr(task, "state_handlers", None) or getattr(task, "on_failure", None) is not None:
-        return _Hooks(run)
-    return None
+    return _Hooks(run) if has_handlers(run.task) else None
 
 
 def _attempt(run: TaskRun, run_context: Mapping[str, Any]) -> TaskResult:

@@ -374,14 +374,6 @@ def _show_row(task: TaskRecord, origin: float, indent: str = "") -> list[str]:
     ]
 
 
-def _counts(children: Sequence[TaskRecord]) -> str:
-    """How many children ended in each state: ``7 Success, 3 Failed`` (see --children)."""
-    counts: dict[str, int] = {}
-    for child in children:
-        counts[child.state] = counts.get(child.state, 0) + 1
-    return ", ".join(f"{n} {state}" for state, n in counts.items()) + " (--children lists them)"
-
-
 def cmd_show(args: argparse.Namespace) -> int:
     journal = default_journal()
     run = _reading(journal, lambda: journal.load(args.run_id))
@@ -405,7 +397,9 @@ def cmd_show(args: argparse.Namespace) -> int:
         if args.children:
             rows.extend(_show_row(child, origin, indent="  ") for child in children)
         else:
-            rows[-1][-1] = f"{len(children)} children: {_counts(children)}"
+            # "10 children: 7 Success, 3 Failed", counted as the report and pictures count them
+            counted = mapped_outcome([child.state for child in children]).message
+            rows[-1][-1] = f"{counted} (--children lists them)"
     print()
     print(table(
         ["TASK", "STATE", "ATTEMPTS", "WORKER", "QUEUED", "STARTED", "FINISHED", "WAITED", "RAN",

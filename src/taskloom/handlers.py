@@ -45,6 +45,7 @@ __all__ = [
     "call_state_handlers",
     "check_handlers",
     "handler_name",
+    "has_handlers",
 ]
 
 
@@ -68,6 +69,12 @@ class TerminalStateHandler(Protocol):
     def __call__(
         self, flow: Any, state: State[Any], reference_task_states: set[State[Any]], /
     ) -> State[Any] | None: ...
+
+
+def has_handlers(task: object) -> bool:
+    """Whether ``task`` has state handlers or an ``on_failure`` to call (a task without
+    either pays nothing for them: no handler code runs)."""
+    return bool(getattr(task, "state_handlers", None)) or getattr(task, "on_failure", None) is not None
 
 
 def handler_name(handler: object) -> str:

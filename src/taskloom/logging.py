@@ -68,6 +68,7 @@ __all__ = [
     "capture_level",
     "flow_logger",
     "get_logger",
+    "stamp",
     "stdout_lines",
     "task_logger",
 ]
@@ -96,12 +97,17 @@ class ContextFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """Add the missing fields from the current run context; always True."""
-        values = current()
-        fields = record.__dict__
-        for field, key in FIELDS:
-            if field not in fields:
-                fields[field] = values.get(key)
+        stamp(record, current())
         return True
+
+
+def stamp(record: logging.LogRecord, values: Mapping[str, Any]) -> None:
+    """Give ``record`` the run's fields (``FIELDS``) from ``values`` (a run context), keeping
+    any it has already."""
+    fields = record.__dict__
+    for field, key in FIELDS:
+        if field not in fields:
+            fields[field] = values.get(key)
 
 
 _FILTER = ContextFilter()

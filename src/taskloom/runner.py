@@ -144,7 +144,7 @@ from .decide import decide
 from .executors.base import DeferredResult, Executor, ExecutorRun, resolve_deferred
 from .executors.local import LocalExecutor
 from .flow import Flow, FlowResult
-from .handlers import call_on_failure, call_state_handlers, handler_name
+from .handlers import call_on_failure, call_state_handlers, handler_name, has_handlers
 from .journal import Journal, default_journal
 from .logging import RunLogs, flow_logger, task_logger
 from .mapped import mapped_state, unfinished_children
@@ -169,11 +169,6 @@ _RUNNING: State[Any] = Running("Task handed to the executor.")
 
 
 # -- the scheduler -----------------------------------------------------------------------------------
-
-
-def _has_handlers(task: Task[Any, Any]) -> bool:
-    """Whether ``task`` has state handlers or an ``on_failure`` to call."""
-    return bool(getattr(task, "state_handlers", None)) or getattr(task, "on_failure", None) is not None
 
 
 class _Scheduler(_Mapping):
@@ -579,7 +574,7 @@ class _Scheduler(_Mapping):
         trace.inputs = inputs
         task = self.task_of[i]
         run = TaskRun(i, task, inputs, trace.attempts, resume, map_index=self.map_index[i])
-        if _has_handlers(task):  # the state before the attempt, for its handlers
+        if has_handlers(task):  # the state before the attempt, for its handlers
             run.previous = trace.state.replace(cached_inputs=None)
         return run
 
@@ -591,7 +586,7 @@ class _Scheduler(_Mapping):
         they leave is failed (a decided state is final, but for a ``Retrying``). Returns
         the state to keep. A task without handlers costs one check."""
         task = self.task_of[i]
-        if not _has_handlers(task):
+        if not has_handlers(task):
             return new
         index = self.map_index[i]
         owner = f"task {task.name if index is None else f'{task.name}[{index}]'!r}"
@@ -606,7 +601,7 @@ class _Scheduler(_Mapping):
         """The final state of mapped task ``i``, its children done: ``Mapped``, reported
         to its handlers as ``Pending`` -> ``Mapped`` (as Prefect reports a mapped task)."""
         state = mapped_state([self.traces[c].state for c in exp.slots])
-        if not _has_handlers(self.task_of[i]):
+        if not has_handlers(self.task_of[i]):
             return state
         return self._handled(i, state, self.args.seeded.get(i) or Pending(NOT_RUN_MESSAGE))
 

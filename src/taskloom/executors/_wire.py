@@ -34,7 +34,7 @@ import cloudpickle
 from .._tracebacks import format_error
 from ..attempt import TaskResult, TaskRun
 from ..errors import FlowDefinitionError, RemoteTaskError
-from ..logging import FIELDS
+from ..logging import FIELDS, stamp
 from ..states import Failed, State, all_classes
 from ..task import Task, _same_options
 
@@ -266,10 +266,7 @@ def flatten_record(record: logging.LogRecord, values: Mapping[str, Any]) -> None
     """Make a worker's log record picklable (message formatted, exception as text) and
     mark it with the fields of ``values`` (the task's context: ``taskloom.logging.FIELDS``),
     keeping those it has (a taskloom logger's filter, or ``extra``, set them already)."""
-    fields = record.__dict__
-    for field, key in FIELDS:
-        if field not in fields:
-            fields[field] = values.get(key)
+    stamp(record, values)
     record.msg = record.getMessage()
     record.args = None
     if record.exc_info:
