@@ -149,7 +149,7 @@ needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's d
 
 
 @needs_dot
-def test_svg_and_png_through_graphviz(tmp_path: Path) -> None:
+def test_svg_png_and_pdf_through_graphviz(tmp_path: Path) -> None:
     pytest.importorskip("graphviz", reason="the graphviz package is not installed")
     flow, _ = build()
     state = flow.run(executor=LocalExecutor(), cache_store=MemoryCacheStore(), journal=False)
@@ -160,6 +160,9 @@ def test_svg_and_png_through_graphviz(tmp_path: Path) -> None:
     png = flow.visualize(state, tmp_path / "flow.png")
     assert isinstance(png, bytes) and png.startswith(b"\x89PNG")
     assert (tmp_path / "flow.png").read_bytes() == png
+    pdf = flow.visualize(state, tmp_path / "flow.pdf")
+    assert isinstance(pdf, bytes) and pdf.startswith(b"%PDF-")
+    assert (tmp_path / "flow.pdf").read_bytes() == pdf
 
 
 def test_images_without_the_graphviz_package_say_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
