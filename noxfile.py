@@ -4,7 +4,8 @@ Sessions:
     tests      the whole test suite, in parallel (``pytest -n auto``)
     typecheck  ``mypy --strict`` over src, tests, benchmarks, examples and this file
     stubtest   checks ``stubs/`` against the installed loky and cloudpickle
-    bench      the benchmarks in ``benchmarks/`` (figures as ratios against baselines)
+    bench      the benchmarks in ``benchmarks/`` (figures as ratios against baselines;
+               ``-- --compare FILE`` against an earlier run, ``-- --profile`` top costs)
     demo       the example flow in ``examples/quickstart.py``, in parallel
 
 Run as a script, this file first makes a private virtual environment with nox in it

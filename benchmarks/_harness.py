@@ -28,6 +28,7 @@ except ImportError:  # `nox -s bench` installs only taskloom: fall back to /proc
 __all__ = [
     "Figures",
     "RssSampler",
+    "SPREAD_SUFFIXES",
     "Series",
     "finish",
     "fmt",
@@ -35,6 +36,8 @@ __all__ = [
     "load_text",
     "parse_args",
     "print_header",
+    "put",
+    "source_revision",
     "timed",
     "write_figures",
 ]
@@ -74,7 +77,7 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def _git_revision() -> str:
+def source_revision() -> str:
     """The commit of the checkout, and whether src/ has uncommitted changes."""
     root = Path(__file__).resolve().parent.parent
     try:
@@ -105,7 +108,7 @@ def print_header(title: str) -> None:
         f"{d} {_version(d)}" for d in ("taskloom", "loky", "cloudpickle", "psutil")
     )
     print(f"  python {platform.python_version()} ({sys.executable}), {versions}")
-    print(f"  taskloom source: {_git_revision()}")
+    print(f"  taskloom source: {source_revision()}")
     print(f"  {platform.platform()}")
     sys.stdout.flush()
 
@@ -141,6 +144,19 @@ class Series:
 def paired(a: Sequence[float], b: Sequence[float], op: Callable[[float, float], float]) -> Series:
     """``op`` of each run's pair of measurements (runs are interleaved, so pairs share noise)."""
     return Series([op(x, y) for x, y in zip(a, b, strict=True)])
+
+
+#: A figure's run-to-run spread rides beside it in ``Figures``: ``KEY~min`` and ``KEY~max``
+#: (the extremes of the runs its median comes from), for ``run_all.py --compare``.
+SPREAD_SUFFIXES = ("~min", "~max")
+
+
+def put(figures: Figures, key: str, series: Series, scale: float = 1.0) -> None:
+    """``figures[key]``: the median of ``series`` times ``scale``, with its spread."""
+    figures[key] = series.median * scale
+    low, high = SPREAD_SUFFIXES
+    figures[key + low] = min(series.values) * scale
+    figures[key + high] = max(series.values) * scale
 
 
 def line(text: str) -> None:

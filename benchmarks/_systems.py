@@ -258,7 +258,7 @@ def ratio_figure(r: Result[Any], a: str, b: str, key: str, figures: h.Figures) -
     """``figures[key]``: the median of ``a``'s wall / ``b``'s (None unless both ran)."""
     if r.has(a, b):
         ratio = r.ratio(a, b)
-        figures[key] = ratio.median
+        h.put(figures, key, ratio)
         h.line(f"{a} / {b} = {ratio.show(1, 3, 'x')}")
     else:
         figures[key] = None

@@ -1,4 +1,4 @@
-"""taskloom's DaskExecutor against plain Dask futures on the same cluster, for W1 and W3.
+"""taskloom's DaskExecutor against plain Dask futures on the same cluster, for W1, W5 and W3.
 
 One ``distributed.LocalCluster`` (2 worker processes x 1 thread, loopback) is started
 untimed and shared by every system. Systems, all in this process and interleaved run by
@@ -16,6 +16,8 @@ values, with [min..max] after them.
 
 * W1 wide (1,000 no-ops -> reduce): wall ms; overhead µs/task vs sequential; ratio
   taskloom / raw Dask (target <= 1.2x)
+* W5 grid (20 x 20, 2 upstreams each): wall ms; overhead µs/task vs sequential (target
+  <= 300 µs/task); ratio taskloom / raw Dask
 * W3 cpu (8 x ~0.25 s -> reduce): wall ms; speedup vs sequential; ratio taskloom / raw
   Dask (target <= 1.2x)
 
@@ -39,7 +41,7 @@ from typing import Any
 import _harness as h
 import workloads as wl
 
-DESCRIPTION = "taskloom DaskExecutor vs raw Dask futures on one LocalCluster (W1, W3)."
+DESCRIPTION = "taskloom DaskExecutor vs raw Dask futures on one LocalCluster (W1, W5, W3)."
 
 SEQ, RAW, LOOM = "sequential", "raw Dask", "taskloom"
 #: The anchors' Dask cluster: 2 worker processes x 1 thread.
@@ -128,15 +130,15 @@ def compare(
             continue
         if per_task:
             o = h.paired(walls[system], walls[SEQ], lambda a, b: (a - b) / w.size)
-            figures[f"dask.{name}.{key}.overhead_us"] = o.median * 1e6
+            h.put(figures, f"dask.{name}.{key}.overhead_us", o, 1e6)
             h.line(f"{system:<9} overhead {o.show(1e6, 1, ' µs/task')} vs sequential")
         else:
             s = h.paired(walls[SEQ], walls[system], lambda a, b: a / b)
-            figures[f"dask.{name}.{key}.speedup_vs_seq"] = s.median
+            h.put(figures, f"dask.{name}.{key}.speedup_vs_seq", s)
             h.line(f"{system:<9} speedup {s.show(1, 2, 'x')} vs sequential")
     if RAW in walls and LOOM in walls:
         ratio = h.paired(walls[LOOM], walls[RAW], lambda a, b: a / b)
-        figures[f"dask.{name}.taskloom_vs_raw"] = ratio.median
+        h.put(figures, f"dask.{name}.taskloom_vs_raw", ratio)
         h.line(f"taskloom / raw Dask = {ratio.show(1, 3, 'x')} (target <= 1.2x)")
     else:
         figures[f"dask.{name}.taskloom_vs_raw"] = None
@@ -169,6 +171,8 @@ def main() -> None:
         else:
             w1, cpu_tasks, cpu_seconds = wl.w1_wide(1000), 8, 0.25
         compare(w1, bench.measure(w1), figures, per_task=True)
+        w5 = wl.w5_grid(5, 5) if args.quick else wl.w5_grid()
+        compare(w5, bench.measure(w5), figures, per_task=True)
         loops = wl.calibrate_cpu_loops(cpu_seconds)
         w3 = wl.w3_cpu(loops, cpu_tasks)
         walls = bench.measure(w3)

@@ -49,12 +49,12 @@ def measure(w: wl.Workload, runs: int) -> h.Figures:
     print(f"    overhead      {overhead.show(1e6, 2, ' µs/task')}   "
           f"ratio taskloom/sequential {ratio.show(1, 1, 'x')}")
     sys.stdout.flush()
-    return {
-        f"local.{w.name}.seq_ms": h.Series(seq).median * 1e3,
-        f"local.{w.name}.wall_ms": h.Series(loom).median * 1e3,
-        f"local.{w.name}.overhead_us": overhead.median * 1e6,
-        f"local.{w.name}.ratio": ratio.median,
-    }
+    figures: h.Figures = {}
+    h.put(figures, f"local.{w.name}.seq_ms", h.Series(seq), 1e3)
+    h.put(figures, f"local.{w.name}.wall_ms", h.Series(loom), 1e3)
+    h.put(figures, f"local.{w.name}.overhead_us", overhead, 1e6)
+    h.put(figures, f"local.{w.name}.ratio", ratio)
+    return figures
 
 
 def measure_journal(w: wl.Workload, runs: int) -> h.Figures:
@@ -70,7 +70,9 @@ def measure_journal(w: wl.Workload, runs: int) -> h.Figures:
           f"journal on {h.Series(with_journal).show(1e3, 2, ' ms')}")
     print(f"    journal cost  {cost.show(1e6, 2, ' µs/task')}")
     sys.stdout.flush()
-    return {f"local.{w.name}.journal_us": cost.median * 1e6}
+    figures: h.Figures = {}
+    h.put(figures, f"local.{w.name}.journal_us", cost, 1e6)
+    return figures
 
 
 def main() -> None:

@@ -85,7 +85,7 @@ def overhead_figures(bench: Bench, r: Result, unit: str, figures: h.Figures) -> 
     for system, key in ((RAW, "raw"), (LOOM, "taskloom")):
         if r.has(system, SEQ):
             o = r.overhead(system)
-            figures[f"{name}.{key}.overhead_us"] = o.median * 1e6
+            h.put(figures, f"{name}.{key}.overhead_us", o, 1e6)
             h.line(f"{system:<9} overhead {o.show(1e6, 1, f' µs/{unit}')} vs sequential")
         else:
             figures[f"{name}.{key}.overhead_us"] = None
@@ -122,8 +122,8 @@ def bench_w3(bench: Bench, tasks: int, seconds: float) -> h.Figures:
         if r.has(system, LOCAL, SEQ):
             vs_local = r.ratio(LOCAL, system)
             vs_seq = r.ratio(SEQ, system)
-            figures[f"W3.{key}.speedup_vs_local"] = vs_local.median
-            figures[f"W3.{key}.speedup_vs_seq"] = vs_seq.median
+            h.put(figures, f"W3.{key}.speedup_vs_local", vs_local)
+            h.put(figures, f"W3.{key}.speedup_vs_seq", vs_seq)
             h.line(f"{system:<9} speedup {vs_local.show(1, 2, 'x')} vs LocalExecutor, "
                    f"{vs_seq.show(1, 2, 'x')} vs sequential")
         else:

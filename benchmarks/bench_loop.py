@@ -105,8 +105,8 @@ def main() -> None:
         print(f"  {ONE}: {h.Series(walls[ONE]).show(1e3, 2, ' ms')} (the run's fixed cost)")
         print(f"  overhead per pass: {overhead.show(1e6, 2, ' µs')} (target <= 20 µs)")
         print(f"  marginal per pass (fixed cost taken out): {marginal.show(1e6, 2, ' µs')}")
-        figures["loop.loky.overhead_us"] = overhead.median * 1e6
-        figures["loop.loky.marginal_us"] = marginal.median * 1e6
+        h.put(figures, "loop.loky.overhead_us", overhead, 1e6)
+        h.put(figures, "loop.loky.marginal_us", marginal, 1e6)
     except Exception:
         traceback.print_exc()
         failed = True

@@ -197,7 +197,7 @@ def per_child_figures(
             h.line(f"{system}: {r.missing.get(system, 'n/a')}")
             continue
         o = r.overhead(system)
-        figures[f"map.{name}.{key}.overhead_us"] = o.median * 1e6
+        h.put(figures, f"map.{name}.{key}.overhead_us", o, 1e6)
         target = f" (target <= {targets[key]:g})" if key in targets else ""
         h.line(f"{system:<16} overhead {o.show(1e6, 2, ' µs/child')} vs sequential{target}")
 
@@ -213,7 +213,7 @@ def bench_w6(bench: Bench, size: int) -> h.Figures:
     per_child_figures(r, [(LOCAL, "local")], targets, figures)
     if r.has(JOURNAL, LOCAL):
         cost = r.overhead(JOURNAL, floor=LOCAL)
-        figures["map.W6.local.journal_us"] = cost.median * 1e6
+        h.put(figures, "map.W6.local.journal_us", cost, 1e6)
         h.line(f"{'run journal':<16} cost {cost.show(1e6, 2, ' µs/child')} (journal on - "
                "journal=False, back to back)")
     else:

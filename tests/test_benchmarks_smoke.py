@@ -7,6 +7,7 @@ never asserted in tests.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,10 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_run_all_quick_prints_summary(tmp_path: Path) -> None:
+    figures_file = tmp_path / "run.json"
     completed = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick"],
+        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--json",
+         str(figures_file)],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -36,3 +39,58 @@ def test_run_all_quick_prints_summary(tmp_path: Path) -> None:
     for workload in ("W6 map LocalExecutor", "W6 map ", "W7 3-stage map", "map scale 100k "):
         rows = [row for row in summary.splitlines() if row.strip().startswith(workload)]
         assert rows and all("not measured" not in row for row in rows), summary
+    # Every figure went to the JSON file, medians with the spread of their runs.
+    written = json.loads(figures_file.read_text())
+    assert written["meta"]["quick"] is True and "git" in written["meta"]["source"]
+    figures = written["figures"]
+    assert figures["local.W1.overhead_us"] is not None
+    assert {"local.W1.overhead_us~min", "local.W1.overhead_us~max"} <= set(figures)
+    assert figures["big.10k.tasks"] == 10_001  # bench_scale.py: 10,000 tasks and a reduce
+
+
+@pytest.mark.slow
+def test_compare_prints_each_figure_against_an_earlier_run(tmp_path: Path) -> None:
+    """``--compare``: a figure whose range lies wholly above the earlier one's is SLOWER.
+    (Not --quick: one run has no spread, and its changes are not judged.)"""
+    run = [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--only", "bench_local.py"]
+    first = subprocess.run([*run, "--json", str(tmp_path / "a.json")], cwd=ROOT,
+                           capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stdout + first.stderr
+    earlier = json.loads((tmp_path / "a.json").read_text())
+    # Make the earlier run 1000x faster on one figure: this run must be called slower on it.
+    for suffix in ("", "~min", "~max"):
+        earlier["figures"]["local.W2.overhead_us" + suffix] /= 1000
+    (tmp_path / "a.json").write_text(json.dumps(earlier))
+    second = subprocess.run([*run, "--json", str(tmp_path / "b.json"), "--compare",
+                             str(tmp_path / "a.json")], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output
+    table = output.split("== compared with")[1]
+    rows = {line.split("|")[0].strip(): line for line in table.splitlines() if "|" in line}
+    assert "SLOWER" in rows["local.W2.overhead_us"], table
+    assert "local.W1.overhead_us~min" not in rows  # spreads ride beside their figure
+    assert "worse beyond the run-to-run spread: local.W2.overhead_us" in table
+
+
+def test_compare_refuses_a_file_that_is_not_a_benchmark_run(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("[1, 2]")
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--quick", "--only",
+         "bench_local.py", "--compare", str(bad)],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert completed.returncode != 0
+    assert f"{bad} is not a benchmark JSON" in completed.stderr
+
+
+def test_profile_mode_prints_parent_and_worker_costs() -> None:
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--profile", "--quick"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    output = completed.stdout + completed.stderr
+    assert completed.returncode == 0, output
+    assert "parent:" in output and "workers (2 processes, summed)" in output, output
+    assert "_decide (runner.py" in output  # the scheduler's own costs are listed

@@ -26,6 +26,7 @@ Tracebacks do not pickle: the worker's traceback stays on the exception as a not
 
 from __future__ import annotations
 
+import cProfile
 import logging
 import os
 import threading
@@ -136,6 +137,18 @@ class LogCapture(logging.Handler):
             self._local.records = None
 
 
+def _profiler() -> cProfile.Profile | None:
+    """A profile of every batch this process runs, when ``TASKLOOM_PROFILE_DIR`` names a
+    directory (``benchmarks/profiling.py`` sets it for the workers it starts): read once,
+    so a worker without it pays nothing per batch."""
+    return cProfile.Profile() if os.environ.get(PROFILE_DIR_VARIABLE) else None
+
+
+#: The environment variable naming where workers write ``worker-<pid>.prof``.
+PROFILE_DIR_VARIABLE = "TASKLOOM_PROFILE_DIR"
+_PROFILER = _profiler()
+
+
 def run_batch(
     header: bytes,
     payload: bytes,
@@ -150,6 +163,28 @@ def run_batch(
 ) -> tuple[bytes, bytes]:
     """Run a batch (see the module docstring): its states in one pickle, and its log records
     (at ``log_level`` or above) in another. ``where`` ends messages ("in a worker process")."""
+    if _PROFILER is None:
+        return _run_batch(header, payload, keys, log_level, worker, where, capture, fill, prepare)
+    _PROFILER.enable()
+    try:
+        return _run_batch(header, payload, keys, log_level, worker, where, capture, fill, prepare)
+    finally:
+        _PROFILER.disable()
+        # Rewritten after every batch: a pool's workers are never told the run is over.
+        _PROFILER.dump_stats(os.path.join(os.environ[PROFILE_DIR_VARIABLE], f"worker-{os.getpid()}.prof"))
+
+
+def _run_batch(
+    header: bytes,
+    payload: bytes,
+    keys: Sequence[tuple[int, str]],
+    log_level: int,
+    worker: str,
+    where: str,
+    capture: LogCapture | None,
+    fill: Fill | None,
+    prepare: Prepare | None,
+) -> tuple[bytes, bytes]:
     records = capture.start(log_level) if capture is not None else []
     try:
         names = dict(keys)

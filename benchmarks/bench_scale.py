@@ -1,0 +1,142 @@
+"""Scale: a flow of 10,000 / 100,000 / 1,000,000 plain tasks on LocalExecutor (slow).
+
+The flow is what a user writes with a list comprehension: ``n`` no-op tasks in groups of
+10,000, each group gathered by one reduce task (``total``), journal on (the default). Each size
+runs in a fresh process of its own (``--one N``), so a size's peak memory is not inherited
+from the one before. Per size, the figures are:
+
+* build µs/task: building the flow, divided by its tasks;
+* run µs/task: ``flow.run()`` wall minus the same calls as plain Python (measured in the same
+  process just before), divided by its tasks (median of the timed runs);
+* peak RSS of the process during build and run, and KB per task over the RSS before the build.
+
+Targets (the speed issue): the 1,000,000-task flow builds and runs with the parent under
+1 GB (<= 1 KB per task), and its run µs/task is within 1.2x of the 10,000-task flow's
+(``big.growth``). ``--quick`` measures 1,000 and 10,000 tasks only.
+
+    python benchmarks/bench_scale.py [--runs N] [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import _harness as h
+import workloads as wl
+
+from taskloom import Flow, task
+from taskloom.executors import LocalExecutor
+
+GROUP = 10_000
+SIZES = (10_000, 100_000, 1_000_000)
+QUICK_SIZES = (1_000, 10_000)
+#: Timed runs per size at most (a 1,000,000-task run takes tens of seconds).
+MAX_RUNS = {1_000_000: 1, 100_000: 3}
+DESCRIPTION = "LocalExecutor at 10k, 100k and 1M tasks: build and run µs/task, peak RSS."
+
+noop = task(wl.noop)
+total = task(wl.total)
+
+
+def build(n: int) -> Flow:
+    with Flow(f"scale-{n}") as flow:
+        for start in range(0, n, GROUP):
+            total([noop() for _ in range(min(GROUP, n - start))])
+    return flow
+
+
+def sequential(n: int) -> list[int]:
+    return [
+        wl.total([wl.noop() for _ in range(min(GROUP, n - start))])
+        for start in range(0, n, GROUP)
+    ]
+
+
+def one(n: int, runs: int) -> h.Figures:
+    """Measure size ``n`` in this process: build, then ``runs`` pairs of sequential / run."""
+    # Warm-up, untimed and before the RSS baseline: imports, the journal's file, the pool.
+    build(1_000).run(executor=LocalExecutor())
+    with h.RssSampler(0.02) as rss:
+        build_s, flow = h.timed(lambda: build(n))
+        tasks = len(flow.tasks)
+        seq: list[float] = []
+        loom: list[float] = []
+        for _ in range(runs):
+            seq.append(h.timed(lambda: sequential(n))[0])
+            seconds, state = h.timed(lambda: flow.run(executor=LocalExecutor()))
+            if not state.is_successful():
+                raise RuntimeError(f"scale-{n}: the run ended {state!r}")
+            loom.append(seconds)
+            del state
+    overhead = h.paired(loom, seq, lambda a, b: (a - b) / tasks)
+    figures: h.Figures = {
+        "tasks": float(tasks),
+        "build_us": build_s / tasks * 1e6,
+        "peak_rss_mb": rss.peak / 2**20,
+        "kb_per_task": (rss.peak - rss.start_rss) / tasks / 1024,
+    }
+    h.put(figures, "run_us", overhead, 1e6)
+    return figures
+
+
+def measure(n: int, runs: int, tmp: Path) -> dict[str, float] | None:
+    out = tmp / f"scale-{n}.json"
+    command = [sys.executable, __file__, "--one", str(n), "--runs", str(runs), "--json", str(out)]
+    code = subprocess.call(command, cwd=Path(__file__).parent)
+    if code != 0 or not out.exists():
+        print(f"  scale {n:,}: FAILED (exit status {code})", file=sys.stderr)
+        return None
+    got: dict[str, float] = json.loads(out.read_text())
+    return got
+
+
+def key(n: int) -> str:
+    return f"big.{n // 1000}k" if n < 1_000_000 else f"big.{n // 1_000_000}m"
+
+
+def main() -> None:
+    if "--one" in sys.argv:
+        i = sys.argv.index("--one")
+        n = int(sys.argv[i + 1])
+        del sys.argv[i : i + 2]
+        args = h.parse_args(DESCRIPTION, default_runs=3)
+        h.write_figures(args.json, one(n, args.runs))
+        return
+    args = h.parse_args(DESCRIPTION, default_runs=3)
+    sizes = QUICK_SIZES if args.quick else SIZES
+    h.print_header("bench_scale: LocalExecutor from 10k to 1M tasks" + (" (quick)" if args.quick else ""))
+    figures: h.Figures = {}
+    failed = False
+    by_size: dict[int, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="taskloom-scale-") as tmp:
+        os.environ.setdefault("TASKLOOM_HOME", str(Path(tmp) / "home"))
+        for n in sizes:
+            runs = min(args.runs, MAX_RUNS.get(n, args.runs))
+            got = measure(n, runs, Path(tmp))
+            if got is None:
+                failed = True
+                continue
+            by_size[n] = got
+            print(f"  {n:>9,} tasks ({runs} run{'s' if runs > 1 else ''}): build "
+                  f"{got['build_us']:.1f} µs/task, run {got['run_us']:.1f} µs/task "
+                  f"[{got['run_us~min']:.1f}..{got['run_us~max']:.1f}], peak RSS "
+                  f"{got['peak_rss_mb']:,.0f} MB ({got['kb_per_task']:.2f} KB/task)", flush=True)
+            for name, value in got.items():
+                figures[f"{key(n)}.{name}"] = value
+    small, large = sizes[0], sizes[-1]
+    if small in by_size and large in by_size:
+        growth = by_size[large]["run_us"] / by_size[small]["run_us"]
+        figures["big.growth"] = growth
+        h.line(f"run µs/task at {large:,} / at {small:,} = {growth:.2f}x (target <= 1.2x)")
+    else:
+        figures["big.growth"] = None
+    h.finish(args.json, figures, failed)
+
+
+if __name__ == "__main__":
+    main()
