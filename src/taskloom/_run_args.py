@@ -15,11 +15,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._secrets import run_secrets
 from .context import ReadOnlyDict, current, date_keys
 from .logging import flow_logger
 from .errors import FlowDefinitionError
 from .states import State
 from .task import Task
+from .tasks.secrets import Secret
 
 if TYPE_CHECKING:
     from .flow import Flow
@@ -142,4 +144,8 @@ def run_context(flow: Flow, parameters: dict[str, Any], extra: Mapping[str, Any]
     values["flow_name"] = flow.name
     values["logger"] = flow_logger(flow.name)
     values["parameters"] = ReadOnlyDict(parameters)
+    names = [t.secret_name for t in flow.tasks if isinstance(t, Secret)]
+    if names or "secrets" in values:
+        # Read in this process, so workers see the same values and every process masks them.
+        values["secrets"] = ReadOnlyDict(run_secrets(values.get("secrets"), names))
     return values

@@ -43,6 +43,10 @@ attempt's state is failed and final: ended, or no retry left (``run_count >
 max_retries``, the scheduler's rule); a failure the scheduler decides calls it there.
 A task with neither pays nothing: no handler code runs.
 
+Secrets. A pass's state whose message quotes a secret's value (an exception's message, a
+signal's) is replaced by one with the value masked (``taskloom._secrets``), before any
+handler sees it.
+
 Logging. The attempt's context holds the task's logger (``context.logger``,
 ``taskloom.logging.task_logger``), which logs "Starting task run..." at INFO as the
 attempt starts (the scheduler logs the line that ends it); with ``log_stdout=True`` on the
@@ -66,6 +70,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from ._secrets import mask
 from .context import enter, leave
 from .handlers import (
     OnFailure, StateHandler, call_on_failure, call_state_handlers, has_handlers,
@@ -256,6 +261,17 @@ def _one_pass(task: Task[Any, Any], run: TaskRun) -> State[Any]:
     return Success(SUCCESS_MESSAGE, result)
 
 
+def _masked(state: State[Any]) -> State[Any]:
+    """``state`` with a message that quotes no secret (an exception's or a signal's message
+    may): handlers, the scheduler, logs and the journal see it masked."""
+    message = state.message
+    if message:
+        hidden = mask(message)
+        if hidden != message:
+            return state.replace(message=hidden)
+    return state
+
+
 def _too_many_loops(task: Task[Any, Any]) -> Failed[Any]:
     """The state of a task that asked for more passes than its ``max_loops``."""
     message = (
@@ -339,9 +355,9 @@ def _passes(run: TaskRun, run_context: Mapping[str, Any], hooks: _Hooks | None) 
                     return TaskResult(run.key, running, 0.0, 0.0, "", ended=True)
             if log_stdout:
                 with stdout_lines(logger.info):
-                    state = _one_pass(task, run)
+                    state = _masked(_one_pass(task, run))
             else:
-                state = _one_pass(task, run)
+                state = _masked(_one_pass(task, run))
             if hooks is not None:
                 state, stop = hooks.change(running, state)
                 if stop:

@@ -21,7 +21,8 @@ The policy the scheduler follows is here too, as two functions of plain values:
 - ``lookup``: before a task with ``cache_for`` runs, the first candidate its cache validator
   accepts (a ``Cached`` state it was seeded with, then the store's entries, newest first);
 - ``remember``: after it ran and ended plain ``Success``, store its result as ``Cached``,
-  with the hash of its inputs and the run's parameters, until ``cache_for`` runs out.
+  with the hash of its inputs and the run's parameters, until ``cache_for`` runs out; a
+  result holding a secret's value (``taskloom._secrets``) is never stored.
 
 Both take values, not deferred handles: the scheduler resolves an executor's
 ``DeferredResult`` before calling them (this module sits below the executors).
@@ -42,6 +43,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from ._hashing import UnhashableInputError, hash_inputs
 from ._home import Signer, taskloom_home
+from ._secrets import holds_secret
 from ._sqlite import SQLiteFile, per_home
 from .states import Cached, Failed, State
 
@@ -307,6 +309,10 @@ def remember(
     under ``key`` for ``task.cache_for``; logged and skipped when an input cannot be
     hashed."""
     assert task.cache_for is not None
+    secret = holds_secret(result)
+    if secret is not None:
+        log.warning("Task %r: result not cached, it holds the value of secret %r", task.name, secret)
+        return
     now = _dt.datetime.now(_dt.timezone.utc)
     try:
         expiration: _dt.datetime | None = now + task.cache_for

@@ -21,6 +21,11 @@ To let a later process resume the run, and nothing more, it also keeps:
   class ``keeps_inputs``: left ``Paused``, ``Retrying`` or failed),
 - the results of finished tasks that the tasks a resume runs again will need.
 
+Neither keeps a secret's value (``taskloom._secrets``): an input or result that is a secret
+is kept as a ``SecretRef`` (the resume reads the secret again), one that otherwise holds a
+secret's value is not kept (a warning says so), and messages, logs and tracebacks are
+recorded with secret values masked (``trace.outcome``).
+
 Blobs are cloudpickled and signed with the home's HMAC key; one whose signature does not
 match is reported as tampered and never unpickled. A journal that cannot be written (a
 corrupt file, a full disk, a lock held too long) never stops a flow run: the run goes on
@@ -42,6 +47,7 @@ from typing import Any
 import cloudpickle
 
 from ._home import Signer, taskloom_home
+from ._secrets import as_refs, found_in
 from ._sqlite import SQLiteFile, per_home
 from .errors import TaskloomError
 from .plan import Plan
@@ -163,7 +169,16 @@ class Journal(SQLiteFile):
 
     def _blob(self, value: Any, what: str) -> bytes | None:
         try:
-            return self._signer.sign(cloudpickle.dumps(value))
+            data = cloudpickle.dumps(value)
+            secret = found_in(data)
+            if secret is not None:
+                # A secret itself is kept as a reference a resume reads again; anything
+                # else that holds its value is not kept at all.
+                data = cloudpickle.dumps(as_refs(value))
+                if found_in(data) is not None:
+                    log.warning("journal: %s not stored, it holds the value of secret %r", what, secret)
+                    return None
+            return self._signer.sign(data)
         except Exception as error:
             log.warning("journal: %s not stored, it cannot be pickled (%r)", what, error)
             return None

@@ -55,6 +55,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import IO, Any, TextIO, cast
 
+from ._secrets import mask_records
 from .context import current
 
 __all__ = [
@@ -100,6 +101,9 @@ class ContextFilter(logging.Filter):
         stamp(record, current())
         return True
 
+
+# Secret values never reach a record (``taskloom._secrets``), in this process or a worker.
+mask_records()
 
 def stamp(record: logging.LogRecord, values: Mapping[str, Any]) -> None:
     """Give ``record`` the run's fields (``FIELDS``) from ``values`` (a run context), keeping

@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import urllib.request
 from collections.abc import Iterable
 from typing import Any
 
+from ._secrets import lookup
 from .context import current
 from .states import Failed, State
 
@@ -122,12 +122,8 @@ class Notifier:
         if self.url is not None:
             return self.url
         assert self.secret is not None
-        secrets = current().get("secrets")
-        if isinstance(secrets, dict) and secrets.get(self.secret):
-            return str(secrets[self.secret])
-        return os.environ.get(f"TASKLOOM_SECRETS_{self.secret}") or os.environ.get(
-            f"PREFECT__CONTEXT__SECRETS__{self.secret}"
-        )
+        url = lookup(self.secret)
+        return None if url is None else str(url)
 
     def __call__(self, obj: Any, old_state: State[Any], new_state: State[Any], /) -> None:
         """Post the change if it matches ``only_states``, in a daemon thread; keep the state."""

@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._secrets import resolve
 from .flow import Flow, FlowResult
 from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, default_journal
 from .loader import load_flow
@@ -75,6 +76,15 @@ def _has_result(kind: type[State[Any]], row: TaskRecord) -> bool:
         and row.has_result
         and row.result is not TAMPERED
     )
+
+
+def _read_secrets(rows: list[TaskRecord], families: Iterable[list[TaskRecord]]) -> None:
+    """Read again the secrets the journal kept as references (``_secrets.SecretRef``)."""
+    for row in (*rows, *(child for family in families for child in family)):
+        if row.inputs is not None and row.inputs is not TAMPERED:
+            row.inputs = resolve(row.inputs)
+        if row.has_result and row.result is not TAMPERED:
+            row.result = resolve(row.result)
 
 
 def _inputs_from_results(
@@ -150,6 +160,7 @@ def resume(
     compiled = plan(flow)
     _match(flow, compiled, record)
     rows = record.tasks
+    _read_secrets(rows, record.children.values())
     wanted = set(tasks)
     names = {row.name for row in rows}
     names.update(child.name for family in record.children.values() for child in family)

@@ -76,7 +76,7 @@ True
 from __future__ import annotations
 
 import datetime as _dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, Generic
 
 from typing_extensions import Self, TypeVar
@@ -111,6 +111,21 @@ R_co = TypeVar("R_co", covariant=True, default=Any)
 
 #: Every state class by its name (``State`` and each subclass register themselves).
 _BY_NAME: dict[str, type[State[Any]]] = {}
+
+
+def _unfiltered(text: str) -> str:
+    return text
+
+
+#: What every state's repr passes through: ``taskloom._secrets`` installs its masking of
+#: secret values here (``set_repr_filter``), so that this module stays a leaf.
+_repr_filter: Callable[[str], str] = _unfiltered
+
+
+def set_repr_filter(fn: Callable[[str], str]) -> None:
+    """Make every state's repr pass through ``fn`` (taskloom's secret masking uses it)."""
+    global _repr_filter
+    _repr_filter = fn
 
 
 def by_name(name: str) -> type[State[Any]]:
@@ -265,7 +280,7 @@ class State(Generic[R_co]):
             parts.append(repr(self.message))
         if self._result is not None:
             parts.append(f"result={self._result!r}")
-        return f"{type(self).__name__}({', '.join(parts)})"
+        return _repr_filter(f"{type(self).__name__}({', '.join(parts)})")
 
     # Pickling is on the hot path of every process hop: one tuple of the slot values, in
     # an order fixed per class.

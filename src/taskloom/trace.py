@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ._secrets import masked_row
 from .states import State
 
 __all__ = ["COLUMNS", "TAMPERED", "TaskRecord", "TaskTrace", "outcome", "record"]
@@ -84,7 +85,8 @@ def outcome(trace: TaskTrace) -> tuple[Any, ...]:
     """A task's outcome as the journal records it: one plain value per name in ``COLUMNS``."""
     state = trace.state
     message = state.message
-    return (type(state).__name__, None if message is None else str(message), *_plain(trace))
+    # Messages, logs and tracebacks may quote a secret: the journal keeps them masked.
+    return masked_row((type(state).__name__, None if message is None else str(message), *_plain(trace)))
 
 
 #: The marker of a blob whose signature did not match.
