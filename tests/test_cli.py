@@ -407,7 +407,8 @@ def test_cache_ls_and_clear(tmp_path: Path, taskloom_home: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", [[], ["run"], ["runs"], ["show"], ["resume"], ["cache"], ["cache", "ls"], ["cache", "clear"]]
+    "command",
+    [[], ["run"], ["runs"], ["show"], ["resume"], ["migrate"], ["cache"], ["cache", "ls"], ["cache", "clear"]],
 )
 def test_help_on_every_command_has_an_example(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
@@ -422,7 +423,7 @@ def test_python_dash_m_and_console_script(taskloom_home: Path) -> None:
     result = taskloom(taskloom_home, "--help")
     assert result.returncode == 0, describe(result)
     listed = [line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ")]
-    assert listed == ["run", "runs", "show", "visualize", "report", "resume", "cache"], result.stdout
+    assert listed == ["run", "runs", "show", "visualize", "report", "resume", "migrate", "cache"], result.stdout
     missing = taskloom(taskloom_home)
     assert missing.returncode == 2 and "required" in missing.stderr
     scripts = importlib.metadata.entry_points(group="console_scripts", name="taskloom")

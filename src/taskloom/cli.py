@@ -589,6 +589,63 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
     return EXIT_SUCCESS
 
 
+def _python_files(paths: Sequence[str]) -> list[Path]:
+    """The files to migrate: each file given, and the ``*.py`` files under each folder."""
+    files: list[Path] = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            files.extend(sorted(path.rglob("*.py")))
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise UsageError(f"no such file or folder: {name}")
+    return files
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    try:
+        from .migrate import migrate_source
+    except ImportError as error:
+        if error.name != "libcst":
+            raise
+        raise UsageError(
+            "taskloom migrate needs libcst: pip install -e \".[migrate]\" from taskloom's clone "
+            "(or: pip install libcst)"
+        ) from None
+    done = []
+    for path in _python_files(args.paths):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise UsageError(f"cannot read {path}: {error}") from None
+        done.append((path, migrate_source(text, str(path))))  # a file that does not parse: exit 2
+    report = sys.stderr if args.diff else sys.stdout
+    something_left = False
+    for path, migration in done:
+        if args.diff:
+            sys.stdout.write(migration.diff(str(path)))
+        elif migration.changed and not args.check:
+            path.write_text(migration.code, encoding="utf-8")
+        if not migration.changed:
+            status = "unchanged"
+        elif args.check or args.diff:
+            status = "would be rewritten"
+            something_left = something_left or args.check
+        else:
+            status = "rewritten"
+        left = migration.leftovers
+        if left:
+            status += f", {len(left)} construct{'s' if len(left) != 1 else ''} left to translate by hand"
+            something_left = True
+        print(f"{path}: {status}", file=report)
+        for removed in migration.removed:
+            print(f"{path}:{removed.line}: removed ({removed.what})", file=report)
+        for leftover in left:
+            print(f"{path}:{leftover.line}: not translated: {leftover.what}", file=report)
+    return EXIT_FAILED if something_left else EXIT_SUCCESS
+
+
 # -- the parser ----------------------------------------------------------------------------------
 
 
@@ -755,6 +812,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_execution_options(resume)
     resume.set_defaults(handler=cmd_resume)
+
+    migrate = commands.add_parser(
+        "migrate", help="rewrite Prefect 1.x flow files for taskloom", formatter_class=formatter,
+        description="Rewrite Prefect 1.x flow files in place for taskloom: imports and renamed "
+        "names (LocalDaskExecutor -> LokyExecutor or ThreadExecutor, prefect.engine.state -> "
+        "taskloom.states, ...), keeping comments and formatting; deployment-only code (storage, "
+        "run_config, register(), Prefect Cloud calls) is removed with a comment. Prints, per "
+        "file, what it could not translate, with the line. Exit status: 0 done, 1 something "
+        "is left to translate by hand (with --check: or a file would change), 2 a file does "
+        "not parse (nothing is written then). Needs libcst: pip install -e \".[migrate]\".",
+        epilog=_example(
+            "taskloom migrate flows/etl.py --diff",
+            "taskloom migrate flows/            # every *.py file under flows/",
+            "taskloom migrate flows/ --check    # in CI: fails while something is left",
+        ),
+    )
+    migrate.add_argument("paths", nargs="+", metavar="PATH", help="a flow file, or a folder of them")
+    migrate.add_argument(
+        "--check", action="store_true",
+        help="write nothing; exit 1 if a file would change or something is left to translate",
+    )
+    migrate.add_argument("--diff", action="store_true", help="print a unified diff; write nothing")
+    migrate.set_defaults(handler=cmd_migrate)
 
     cache = commands.add_parser(
         "cache", help="list or clear cached task results", formatter_class=formatter,
