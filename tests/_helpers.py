@@ -7,6 +7,7 @@ Python object in a worker are invisible to the test.
 
 from __future__ import annotations
 
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -53,3 +54,14 @@ def as_task(handle: object) -> Task[Any, Any]:
     """A handle (typed as its task's result for mypy) seen as the task it is at run time."""
     assert isinstance(handle, Task), handle
     return handle
+
+
+class Keep(logging.Handler):
+    """Keeps every record it is handed (the ``kept`` fixture puts one on ``taskloom``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)

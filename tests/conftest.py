@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from taskloom.executors import DaskExecutor, Executor, LocalExecutor, LokyExecutor
+from taskloom.logging import get_logger
+
+from ._helpers import Keep
 
 
 @pytest.fixture(autouse=True)
@@ -16,6 +20,21 @@ def taskloom_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "taskloom-home"
     monkeypatch.setenv("TASKLOOM_HOME", str(home))
     return home
+
+
+@pytest.fixture
+def kept() -> Iterator[Keep]:
+    """A ``Keep`` handler on the ``taskloom`` logger, which logs INFO and up meanwhile."""
+    handler = Keep()
+    logger = get_logger()
+    old = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
 
 
 EXECUTORS = ["local", "loky", "dask"]

@@ -47,7 +47,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("back ends", ["executors", "executors.*"]),
     ("engine", ["_run_args", "runner", "mapping_run", "resume"]),
     ("presentation", ["progress", "_runview", "_timeline", "_report_html", "visualize", "report"]),
-    ("entry points", ["cli", "__main__", "migrate", ""]),  # "": the package itself (__init__.py)
+    ("entry points", ["cli", "__main__", "migrate", "_cst_edits", "_prefect_names", ""]),  # "": the package itself (__init__.py)
 ]
 
 #: The imports that point up, each made inside a function, and why.

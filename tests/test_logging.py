@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from taskloom import Flow, task
 from taskloom.executors import Executor
 from taskloom.logging import LOG_CAP, RunLogs, basic_config, get_logger
 
+from ._helpers import Keep
 from ._cli import RUN_ID, taskloom as run_cli, write_flow
 
 FIELDS = ("flow_run_id", "task_name", "task_run_id", "map_index", "attempt")
@@ -36,31 +36,6 @@ def chatty(n: int) -> int:
 @task(log_stdout=True)
 def printer() -> None:
     print("first line\nsecond line")
-
-
-class Keep(logging.Handler):
-    """Keeps every record it is handed."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-
-@pytest.fixture
-def kept() -> Iterator[Keep]:
-    handler = Keep()
-    logger = get_logger()
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
 
 
 def test_get_logger() -> None:

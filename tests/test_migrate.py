@@ -217,7 +217,7 @@ def test_a_file_without_prefect_is_unchanged() -> None:
 
 
 def test_every_name_the_rewrite_targets_exists_in_taskloom() -> None:
-    from taskloom.migrate import _NAMES
+    from taskloom._prefect_names import _NAMES
 
     def exists(target: str) -> bool:
         module, _, name = target.rpartition(".")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -19,41 +18,14 @@ from taskloom import Flow, task, triggers
 from taskloom.caching import SQLiteCacheStore
 from taskloom.executors import Executor
 from taskloom.journal import default_journal
-from taskloom.logging import get_logger
 from taskloom.report import render_report
 from taskloom.resume import resume
 from taskloom.states import Cached, Failed, Paused, Success
 from taskloom.tasks.secrets import PrefectSecret, Secret
 
+from ._helpers import Keep
+
 MASK = "<secret API_TOKEN>"
-
-
-class Keep(logging.Handler):
-    """Keeps every record it is handed, formatted as a handler would write it."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-        self.lines: list[str] = []
-        self.setFormatter(logging.Formatter("%(name)s %(message)s"))
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-        self.lines.append(self.format(record))
-
-
-@pytest.fixture
-def kept() -> Iterator[Keep]:
-    handler = Keep()
-    logger = get_logger()
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
 
 
 @pytest.fixture
@@ -148,10 +120,12 @@ def test_a_secret_reaches_tasks_but_never_what_is_kept_or_shown(
     assert MASK in repr(states[h["token"]])
 
     # Log records, as made (worker processes included) and as a handler formats them.
-    assert any(f"calling the API with {MASK}" in line for line in kept.lines)
-    assert any(f"printed {MASK}" in line for line in kept.lines)
-    assert any("reset while sending" in line for line in kept.lines)
-    for record, line in zip(kept.records, kept.lines):
+    formatter = logging.Formatter("%(name)s %(message)s")
+    lines = [formatter.format(record) for record in kept.records]
+    assert any(f"calling the API with {MASK}" in line for line in lines)
+    assert any(f"printed {MASK}" in line for line in lines)
+    assert any("reset while sending" in line for line in lines)
+    for record, line in zip(kept.records, lines):
         assert secret not in line and secret not in record.getMessage()
         error = record.exc_info[1] if record.exc_info else None
         assert error is None or secret not in repr(error.args)

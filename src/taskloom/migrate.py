@@ -12,7 +12,7 @@
 What it does, on a concrete syntax tree (libcst: the file's comments and formatting stay
 as they are, except on the lines it changes):
 
-- imports of Prefect names get taskloom's (``_NAMES``: ``from prefect import Flow, task``,
+- imports of Prefect names get taskloom's (``taskloom._prefect_names``: ``from prefect import Flow, task``,
   ``prefect.engine.state`` -> ``taskloom.states``, ``prefect.engine.signals`` ->
   ``taskloom.signals``, triggers, control flow, secrets, executors, results, schedules,
   ``get_logger``, ...); a name whose taskloom spelling differs is imported under the
@@ -42,121 +42,19 @@ from __future__ import annotations
 
 import ast
 import difflib
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar, cast
 
 import libcst as cst
 from libcst.metadata import MetadataWrapper, PositionProvider
 
+from ._cst_edits import StatementEdits, code_of, dotted, expr, import_path, local_name, short
+from ._prefect_names import (
+    DASK_LEFT, DEPLOYMENT_KEYWORDS, DEPLOYMENT_METHODS, LOCAL_DASK, canonical, is_deployment,
+    is_module, translate,
+)
 from .errors import TaskloomError
 
 __all__ = ["Leftover", "MigrateError", "Migration", "migrate_source", "translate"]
-
-_N = TypeVar("_N", bound=cst.CSTNode)
-
-#: What a comment added by the rewrite starts with.
-NOTE = "# taskloom migrate:"
-
-
-def _spec() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
-    """``_MODULES`` and ``_NAMES``, from a compact table: for each Prefect module, the
-    taskloom module it becomes and its names there (``"old=new"`` for a renamed one)."""
-    states = (
-        "State Pending Scheduled Paused Resume Retrying Running Finished Looped Success "
-        "Cached Mapped Cancelled Failed TimedOut TriggerFailed ValidationFailed Skipped"
-    )
-    signals = "ENDRUN FAIL LOOP TRIGGERFAIL VALIDATIONFAIL SUCCESS RETRY SKIP PAUSE"
-    triggers = (
-        "all_finished always_run manual_only all_successful all_failed any_successful "
-        "any_failed some_failed some_successful not_all_skipped"
-    )
-    validators = (
-        "never_use duration_only all_inputs all_parameters partial_parameters_only "
-        "partial_inputs_only"
-    )
-    control = "case merge switch ifelse FilterTask"
-    executors = "LocalExecutor DaskExecutor Executor"
-    table: dict[str, tuple[str, str]] = {
-        "prefect": ("taskloom", "Flow Task Parameter task context unmapped flatten apply_map case"),
-        "prefect.core": ("taskloom", "Flow Task Parameter Edge"),
-        "prefect.core.flow": ("taskloom", "Flow"),
-        "prefect.core.task": ("taskloom", "Task"),
-        "prefect.core.parameter": ("taskloom", "Parameter"),
-        "prefect.core.edge": ("taskloom", "Edge"),
-        "prefect.engine": ("taskloom", "signals state=states cache_validators"),
-        "prefect.engine.state": ("taskloom.states", states),
-        "prefect.engine.signals": ("taskloom.signals", signals),
-        "prefect.triggers": ("taskloom.triggers", triggers),
-        "prefect.engine.cache_validators": ("taskloom.cache_validators", validators),
-        "prefect.tasks.control_flow": ("taskloom.tasks.control_flow", control),
-        "prefect.tasks.control_flow.conditional": ("taskloom.tasks.control_flow", "merge switch ifelse"),
-        "prefect.tasks.control_flow.case": ("taskloom.tasks.control_flow", "case"),
-        "prefect.tasks.control_flow.filter": ("taskloom.tasks.control_flow", "FilterTask"),
-        "prefect.tasks": ("taskloom.tasks", "control_flow secrets"),
-        "prefect.tasks.secrets": ("taskloom.tasks.secrets", "PrefectSecret SecretBase=Secret"),
-        "prefect.executors": ("taskloom.executors", executors),
-        "prefect.engine.executors": ("taskloom.executors", executors),
-        "prefect.engine.result": ("taskloom.results", "Result"),
-        "prefect.engine.results": ("taskloom.results", "LocalResult"),
-        "prefect.engine.serializers": ("taskloom.results", "PickleSerializer JSONSerializer"),
-        "prefect.schedules": ("taskloom.schedules", "IntervalSchedule CronSchedule"),
-        "prefect.utilities.logging": ("taskloom", "get_logger"),
-        "prefect.utilities.edges": ("taskloom", "unmapped flatten"),
-        "prefect.utilities.tasks": ("taskloom", "task apply_map"),
-        "prefect.utilities.notifications": ("taskloom.notifications", "slack_notifier"),
-    }
-    modules = {old: new for old, (new, _) in table.items()}
-    names = {
-        old: {
-            before: f"{new}.{after or before}"
-            for before, _, after in (name.partition("=") for name in spelled.split())
-        }
-        for old, (new, spelled) in table.items()
-    }
-    return modules, names
-
-
-#: Prefect modules -> taskloom's; for each Prefect module, its names -> taskloom paths.
-_MODULES, _NAMES = _spec()
-
-#: Prefect modules whose every use is deployment-only: their imports go when nothing is
-#: left that uses them.
-_DEPLOYMENT_MODULES = ("prefect.storage", "prefect.run_configs", "prefect.environments", "prefect.artifacts")
-#: Keywords of ``Flow(...)`` that only a Prefect server or agent honours.
-_DEPLOYMENT_KEYWORDS = ("storage", "run_config", "environment")
-#: Methods of a flow that only a Prefect server or agent honours (as statements).
-_DEPLOYMENT_METHODS = ("register", "run_agent", "deploy")
-_DASK_LEFT = ("cluster_class", "adapt_kwargs", "client_kwargs", "debug", "performance_report_path")
-_LOCAL_DASK = "prefect.executors.LocalDaskExecutor"
-
-
-def translate(path: str) -> str | None:
-    """The taskloom path of a Prefect dotted path, or None when taskloom has no equivalent.
-
-    >>> translate("prefect.engine.state.Success"), translate("prefect.context.get")
-    ('taskloom.states.Success', 'taskloom.context.get')
-    >>> translate("prefect.config.flows") is None
-    True
-    """
-    path = path.replace("prefect.engine.executors.", "prefect.executors.")
-    parts = path.split(".")
-    # A name of a module first, the longest module first (`prefect.tasks.control_flow.case`
-    # is the function `case`, though a module of that name exists too).
-    for end in range(len(parts) - 1, 0, -1):
-        target = _NAMES.get(".".join(parts[:end]), {}).get(parts[end])
-        if target is not None:
-            return ".".join([target, *parts[end + 1 :]])
-    return _MODULES.get(path)
-
-
-def _is_module(path: str) -> bool:
-    """Whether a Prefect path is a module that taskloom has (its name does not win)."""
-    return path in _MODULES and translate(path) == _MODULES[path]
-
-
-def _is_deployment(path: str) -> bool:
-    return any(path == m or path.startswith(m + ".") for m in _DEPLOYMENT_MODULES)
 
 
 @dataclass(frozen=True)
@@ -210,117 +108,7 @@ class _Binding:
     is_module: bool  # bound by `import prefect...`: a chain root
 
 
-def _dotted(node: cst.BaseExpression) -> str | None:
-    """``a.b.c`` for a chain of names and attributes, else None."""
-    if isinstance(node, cst.Name):
-        return node.value
-    if isinstance(node, cst.Attribute):
-        inner = _dotted(node.value)
-        return None if inner is None else f"{inner}.{node.attr.value}"
-    return None
-
-
-def _expr(dotted: str) -> cst.BaseExpression:
-    """The expression ``a.b.c``."""
-    first, *rest = dotted.split(".")
-    expr: cst.BaseExpression = cst.Name(first)
-    for part in rest:
-        expr = cst.Attribute(value=expr, attr=cst.Name(part))
-    return expr
-
-
-def _import_path(node: cst.ImportFrom) -> str:
-    module = node.module
-    return "" if module is None else (_dotted(module) or "")
-
-
-def _note_lines(notes: Iterable[str]) -> list[cst.EmptyLine]:
-    return [cst.EmptyLine(indent=True, comment=cst.Comment(f"{NOTE} {note}")) for note in notes]
-
-
-def _short(code: str) -> str:
-    """One line of code for a comment: the first line, cut to 60 characters."""
-    lines = code.strip().splitlines() or [""]
-    text = lines[0] + (" ..." if len(lines) > 1 else "")
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-class _Statements(cst.CSTTransformer):
-    """Comments on statements, and statements removed with a comment, for both passes.
-
-    A statement may collect notes while its parts are visited (``note``); they become
-    comment lines above it. A statement removed (``removed``) becomes a ``pass`` line with
-    its comment until its block is left: there it is dropped and its comment moved above
-    the next statement, unless it was alone in its block."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._notes: list[list[str]] = []
-        self._placeholders: set[int] = set()
-
-    def note(self, text: str) -> None:
-        if self._notes:
-            self._notes[-1].append(text)
-
-    def removed(self, original: cst.CSTNode, why: str) -> cst.SimpleStatementLine:
-        code = cst.Module(body=[]).code_for_node(original)
-        comment = f"{NOTE} removed `{_short(code)}` ({why})"
-        leading = original.leading_lines if isinstance(original, cst.SimpleStatementLine) else ()
-        line = cst.SimpleStatementLine(
-            body=[cst.Pass()],
-            leading_lines=leading,
-            trailing_whitespace=cst.TrailingWhitespace(
-                whitespace=cst.SimpleWhitespace("  "), comment=cst.Comment(comment)
-            ),
-        )
-        self._placeholders.add(id(line))
-        return line
-
-    def on_visit(self, node: cst.CSTNode) -> bool:
-        if isinstance(node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
-            self._notes.append([])
-        return super().on_visit(node)
-
-    def on_leave(
-        self, original_node: _N, updated_node: _N
-    ) -> _N | cst.RemovalSentinel | cst.FlattenSentinel[_N]:
-        result = super().on_leave(original_node, updated_node)
-        if isinstance(original_node, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
-            notes = self._notes.pop()
-            if notes and isinstance(result, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
-                lines = [*result.leading_lines, *_note_lines(notes)]
-                return cast(_N, result.with_changes(leading_lines=lines))
-        if isinstance(result, (cst.Module, cst.IndentedBlock)):
-            body, trailing = self._settle(result.body)
-            return cast(_N, result.with_changes(body=body, footer=[*trailing, *result.footer]))
-        return result
-
-    def _settle(
-        self, body: Sequence[cst.BaseStatement]
-    ) -> tuple[list[cst.BaseStatement], list[cst.EmptyLine]]:
-        """Drop the placeholders of removed statements that are not alone in ``body``,
-        moving their comments above the next statement, or below the last one (the
-        block's footer, returned second)."""
-        kept = [s for s in body if id(s) not in self._placeholders]
-        if not kept or len(kept) == len(body):
-            return list(body), []
-        out: list[cst.BaseStatement] = []
-        carried: list[cst.EmptyLine] = []
-        for statement in body:
-            if id(statement) in self._placeholders and isinstance(statement, cst.SimpleStatementLine):
-                comment = statement.trailing_whitespace.comment
-                carried.extend(statement.leading_lines)
-                if comment is not None:
-                    carried.append(cst.EmptyLine(indent=True, comment=comment))
-                continue
-            if carried and isinstance(statement, (cst.SimpleStatementLine, cst.BaseCompoundStatement)):
-                statement = statement.with_changes(leading_lines=[*carried, *statement.leading_lines])
-                carried = []
-            out.append(statement)
-        return out, carried
-
-
-class _Rewriter(_Statements):
+class _Rewriter(StatementEdits):
     """Pass one: everything but the imports (see the module docstring)."""
 
     METADATA_DEPENDENCIES = (PositionProvider,)
@@ -342,10 +130,10 @@ class _Rewriter(_Statements):
 
     def _path(self, node: cst.BaseExpression) -> tuple[str, _Binding] | None:
         """The Prefect path an expression refers to, with the binding it goes through."""
-        dotted = _dotted(node)
-        if dotted is None:
+        name = dotted(node)
+        if name is None:
             return None
-        root, _, rest = dotted.partition(".")
+        root, _, rest = name.partition(".")
         binding = self.bindings.get(root)
         if binding is None:
             return None
@@ -378,11 +166,11 @@ class _Rewriter(_Statements):
                 isinstance(func, cst.Attribute)
                 and isinstance(func.value, cst.Name)
                 and func.value.value in self.flows
-                and func.attr.value in _DEPLOYMENT_METHODS
+                and func.attr.value in DEPLOYMENT_METHODS
             ):
                 return "deployment-only: taskloom runs flows without a Prefect server or agent"
             found = self._path(func)
-            if found is not None and _is_deployment(found[0]):
+            if found is not None and is_deployment(found[0]):
                 return "Prefect Cloud only"
         if isinstance(statement, (cst.Assign, cst.AnnAssign)):
             targets = (
@@ -394,7 +182,7 @@ class _Rewriter(_Statements):
                 isinstance(t, cst.Attribute)
                 and isinstance(t.value, cst.Name)
                 and t.value.value in self.flows
-                and t.attr.value in _DEPLOYMENT_KEYWORDS
+                and t.attr.value in DEPLOYMENT_KEYWORDS
                 for t in targets
             ):
                 return "deployment-only: taskloom runs flows without a Prefect server or agent"
@@ -414,8 +202,8 @@ class _Rewriter(_Statements):
         kept = [s for s, reason in zip(updated_node.body, whys) if not reason]
         for s, reason in zip(original_node.body, whys):
             if reason:
-                code = cst.Module(body=[]).code_for_node(s)
-                self.note(f"removed `{_short(code)}` ({reason})")
+                code = code_of(s)
+                self.note(f"removed `{short(code)}` ({reason})")
                 self.removed_notes.append(Leftover(line, reason))
         last = kept[-1]
         if isinstance(last, (cst.Expr, cst.Assign, cst.AnnAssign, cst.AugAssign, cst.Pass)):
@@ -428,11 +216,11 @@ class _Rewriter(_Statements):
         found = self._path(original_node.func)
         if found is None:
             return updated_node
-        path = found[0].replace("prefect.engine.executors.", "prefect.executors.")
+        path = canonical(found[0])
         line = self._line(original_node)
         if translate(path) == "taskloom.Flow":
             return self._flow_call(updated_node, line)
-        if path == _LOCAL_DASK:
+        if path == LOCAL_DASK:
             return self._local_dask(updated_node, found[1], line)
         if path == "prefect.executors.DaskExecutor":
             return self._dask(updated_node, line)
@@ -440,14 +228,14 @@ class _Rewriter(_Statements):
 
     def _flow_call(self, node: cst.Call, line: int) -> cst.Call:
         dropped = [
-            a for a in node.args if a.keyword is not None and a.keyword.value in _DEPLOYMENT_KEYWORDS
+            a for a in node.args if a.keyword is not None and a.keyword.value in DEPLOYMENT_KEYWORDS
         ]
         if not dropped:
             return node
         for arg in dropped:
-            code = cst.Module(body=[]).code_for_node(arg.with_changes(comma=cst.MaybeSentinel.DEFAULT))
+            code = code_of(arg.with_changes(comma=cst.MaybeSentinel.DEFAULT))
             why = "deployment-only: taskloom runs flows without a Prefect server or agent"
-            self.note(f"removed `{_short(code)}` from Flow(...) ({why})")
+            self.note(f"removed `{short(code)}` from Flow(...) ({why})")
             self.removed_notes.append(Leftover(line, why))
         args = [a for a in node.args if a not in dropped]
         if args:  # the last one takes the old last one's comma (and the line break after it)
@@ -518,7 +306,7 @@ class _Rewriter(_Statements):
                     args.append(arg.with_changes(keyword=None, equal=cst.MaybeSentinel.DEFAULT, star="**"))
                 spread = True
                 continue
-            if key in _DASK_LEFT:
+            if key in DASK_LEFT:
                 self.leftovers.append(Leftover(line, f"DaskExecutor({key}=...) has no taskloom equivalent; left as is"))
             args.append(arg)
         return node.with_changes(args=args) if spread else node
@@ -532,11 +320,11 @@ class _Rewriter(_Statements):
         if binding.local == "prefect" and binding.path != "prefect":
             module = "taskloom"  # `import prefect.engine.signals` binds `prefect`: the root
         rest = target[len(module):] if target.startswith(module + ".") else "." + target
-        return _expr(local + rest)
+        return expr(local + rest)
 
     def visit_Call(self, node: cst.Call) -> None:
         found = self._path(node.func)
-        if found is not None and found[0].replace("prefect.engine.executors.", "prefect.executors.") == _LOCAL_DASK:
+        if found is not None and canonical(found[0]) == LOCAL_DASK:
             self._handled.add(id(node.func))  # the call is rewritten whole (leave_Call)
 
     def visit_Import(self, node: cst.Import) -> bool:
@@ -555,7 +343,7 @@ class _Rewriter(_Statements):
         if found is None or not found[1].is_module or id(original_node) in self._handled:
             return updated_node
         path, binding = found
-        if _is_deployment(path):
+        if is_deployment(path):
             return updated_node  # reported with the import when still used
         target = translate(path)
         if target is None:
@@ -586,7 +374,7 @@ class _Bindings(cst.CSTVisitor):
     def visit_Import(self, node: cst.Import) -> None:
         line = self.get_metadata(PositionProvider, node).start.line
         for alias in node.names:
-            path = _dotted(alias.name) or ""
+            path = dotted(alias.name) or ""
             if path != "prefect" and not path.startswith("prefect."):
                 if alias.asname is None:
                     self.plain_imports.add(path)
@@ -597,7 +385,7 @@ class _Bindings(cst.CSTVisitor):
                 self.bindings["prefect"] = _Binding("prefect", path if "." not in path else "prefect", line, True)
 
     def visit_ImportFrom(self, node: cst.ImportFrom) -> None:
-        module = _import_path(node)
+        module = import_path(node)
         if node.relative or (module != "prefect" and not module.startswith("prefect.")):
             return
         line = self.get_metadata(PositionProvider, node).start.line
@@ -605,10 +393,10 @@ class _Bindings(cst.CSTVisitor):
             self.leftovers.append(Leftover(line, f"from {module} import *: name the names to import"))
             return
         for alias in node.names:
-            name = _dotted(alias.name) or ""
-            local = alias.asname.name.value if alias.asname is not None and isinstance(alias.asname.name, cst.Name) else name
+            name = dotted(alias.name) or ""
+            local = local_name(alias, name)
             path = f"{module}.{name}"
-            self.bindings[local] = _Binding(local, path, line, _is_module(path))
+            self.bindings[local] = _Binding(local, path, line, is_module(path))
 
 
 class _Uses(cst.CSTVisitor):
@@ -628,7 +416,7 @@ class _Uses(cst.CSTVisitor):
         self.counts[node.value] = self.counts.get(node.value, 0) + 1
 
 
-class _Imports(_Statements):
+class _Imports(StatementEdits):
     """Pass two: the imports, given what pass one left in use."""
 
     def __init__(
@@ -646,7 +434,7 @@ class _Imports(_Statements):
 
     def _alias_target(self, binding: _Binding) -> tuple[str, str] | None:
         """``(taskloom module, name)`` to import for a binding, or None if it has none."""
-        if binding.path.replace("prefect.engine.executors.", "prefect.executors.") == _LOCAL_DASK:
+        if canonical(binding.path) == LOCAL_DASK:
             return None
         target = translate(binding.path)
         if target is None:
@@ -669,25 +457,24 @@ class _Imports(_Statements):
     def _import(self, line: cst.SimpleStatementLine, node: cst.Import) -> cst.BaseStatement:
         names = []
         for alias in node.names:
-            path = _dotted(alias.name) or ""
+            path = dotted(alias.name) or ""
             if path != "prefect" and not path.startswith("prefect."):
                 names.append(alias)
                 continue
+            local = local_name(alias, "prefect")
             target = translate(path)
-            if target is None or _is_deployment(path):
-                local = alias.asname.name.value if alias.asname is not None and isinstance(alias.asname.name, cst.Name) else "prefect"
+            if target is None or is_deployment(path):
                 binding = self.bindings.get(local)
-                if binding is not None and _is_deployment(path) and not self.uses.get(local):
+                if binding is not None and is_deployment(path) and not self.uses.get(local):
                     continue
                 names.append(alias)
                 if binding is not None:
                     self.leftovers.append(Leftover(binding.line, f"import {path}: no taskloom equivalent; left as is"))
                 continue
-            new = _expr(target)
+            new = expr(target)
             assert isinstance(new, (cst.Name, cst.Attribute))
             if alias.asname is not None or target not in self.plain_imports:
                 names.append(alias.with_changes(name=new))
-            local = alias.asname.name.value if alias.asname is not None and isinstance(alias.asname.name, cst.Name) else "prefect"
             if local in self.left_modules:  # untranslated `prefect.x` chains still need it
                 names.append(alias)
         if not names:
@@ -698,7 +485,7 @@ class _Imports(_Statements):
     def _from(
         self, line: cst.SimpleStatementLine, node: cst.ImportFrom
     ) -> cst.BaseStatement | cst.FlattenSentinel[cst.BaseStatement]:
-        module = _import_path(node)
+        module = import_path(node)
         if node.relative or (module != "prefect" and not module.startswith("prefect.")):
             return line
         if isinstance(node.names, cst.ImportStar):
@@ -707,11 +494,11 @@ class _Imports(_Statements):
         left: list[cst.ImportAlias] = []
         dropped = 0
         for alias in node.names:
-            name = _dotted(alias.name) or ""
-            local = alias.asname.name.value if alias.asname is not None and isinstance(alias.asname.name, cst.Name) else name
+            name = dotted(alias.name) or ""
+            local = local_name(alias, name)
             binding = self.bindings.get(local)
             path = f"{module}.{name}"
-            if path.replace("prefect.engine.executors.", "prefect.executors.") == _LOCAL_DASK:
+            if canonical(path) == LOCAL_DASK:
                 if self.uses.get(local):
                     left.append(alias)
                     self.leftovers.append(Leftover(binding.line if binding else 0, f"{path} is used other than called; left as is"))
@@ -721,7 +508,7 @@ class _Imports(_Statements):
                     )
                     self.executors_needed = []
                 continue
-            if _is_deployment(path) and not self.uses.get(local):
+            if is_deployment(path) and not self.uses.get(local):
                 dropped += 1
                 continue
             target = self._alias_target(binding) if binding is not None else None
@@ -736,7 +523,7 @@ class _Imports(_Statements):
             )
         statements: list[cst.SimpleStatementLine] = []
         for new_module, aliases in groups.items():
-            aliases = list({cst.Module(body=[]).code_for_node(a.with_changes(comma=cst.MaybeSentinel.DEFAULT)): a for a in aliases}.values())
+            aliases = list({code_of(a.with_changes(comma=cst.MaybeSentinel.DEFAULT)): a for a in aliases}.values())
             statements.append(self._from_line(line, node, new_module, aliases))
         if left:
             statements.append(self._from_line(line, node, module, left))
@@ -754,9 +541,8 @@ class _Imports(_Statements):
     ) -> cst.SimpleStatementLine:
         """``from module import aliases`` in the shape of ``node`` (its parentheses and
         commas where the aliases are the original ones)."""
-        module_expr = _expr(module)
+        module_expr = expr(module)
         assert isinstance(module_expr, (cst.Name, cst.Attribute))
-        last = aliases[-1]
         if node.lpar is None or len(aliases) == 1:
             aliases = [a.with_changes(comma=cst.MaybeSentinel.DEFAULT) for a in aliases]
             aliases = [
@@ -764,7 +550,6 @@ class _Imports(_Statements):
                 for a in aliases[:-1]
             ] + aliases[-1:]
             return line.with_changes(body=[cst.ImportFrom(module=module_expr, names=aliases)])
-        aliases[-1] = last
         return line.with_changes(body=[node.with_changes(module=module_expr, names=aliases)])
 
 
