@@ -51,6 +51,12 @@ def test_quickstart_demo_succeeds_and_reuses_its_cache(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_readme_prefect_style_example_prints_what_the_readme_says(tmp_path: Path) -> None:
+    done = _readme_example("Flows, Prefect 1.x style", tmp_path)
+    assert done.stdout.strip().splitlines()[-1] == "10 on 2024-05-01"
+
+
+@pytest.mark.slow
 def test_readme_mapping_example_prints_what_the_readme_says(tmp_path: Path) -> None:
     done = _readme_example("Mapping", tmp_path)
     first, second = done.stdout.strip().splitlines()[-2:]

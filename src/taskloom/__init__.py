@@ -34,6 +34,7 @@ from . import logging as logging
 from .flow import Flow as Flow
 from .logging import get_logger as get_logger
 from .mapping import apply_map as apply_map
+from .parameters import DateTimeParameter as DateTimeParameter
 from .task import Parameter as Parameter
 from .task import ParameterTask as ParameterTask
 from .task import Task as Task
@@ -47,6 +48,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CycleError",
+    "DateTimeParameter",
     "Edge",
     "Flow",
     "FlowDefinitionError",

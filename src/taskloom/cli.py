@@ -98,10 +98,13 @@ def _parameters(items: Sequence[str]) -> dict[str, Any]:
     return values
 
 
-def _executor(name: str | None, workers: int | None) -> Executor:
-    """The executor named on the command line (default: loky on every core)."""
+def _executor(name: str | None, workers: int | None, flow: Flow | None = None) -> Executor:
+    """The executor named on the command line; without ``--executor`` or ``--workers``, the
+    flow's own (``flow.executor``), else loky on every core."""
     from .executors import DaskExecutor, LocalExecutor, LokyExecutor
 
+    if name is None and workers is None and flow is not None and flow.executor is not None:
+        return flow.executor
     if workers is not None and workers < 1:
         raise UsageError(f"--workers must be at least 1, not {workers}")
     if name == "local":
@@ -289,7 +292,7 @@ _INTERNAL = (str(Path(__file__).resolve().parent), "<frozen ")
 def cmd_run(args: argparse.Namespace) -> int:
     parameters = _parameters(args.parameter or [])
     flow = _load(args.flow)
-    executor = _executor(args.executor, args.workers)
+    executor = _executor(args.executor, args.workers, flow)
     state = _running(lambda progress: flow.run(parameters, executor=executor, progress=progress), args)
     return _report(state, flow.name, sys.stdout)
 
@@ -299,8 +302,10 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
     journal = default_journal()
     record = _reading(journal, lambda: journal.load(args.run_id))
-    flow = _load(args.flow) if args.flow else None
-    executor = _executor(args.executor, args.workers)
+    # The flow is loaded here, not by resume(), so that its own executor is known.
+    spec = args.flow or record.source
+    flow = _load(spec) if spec else None
+    executor = _executor(args.executor, args.workers, flow)
     state = _running(
         lambda progress: resume(
             record.run_id,
@@ -656,7 +661,8 @@ def _example(*lines: str) -> str:
 def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--executor", choices=("local", "loky", "dask"), default=None,
-        help="where tasks run (default: loky, one worker per core)",
+        help="where tasks run (default: the flow's own flow.executor if it has one, "
+        "else loky, one worker per core)",
     )
     parser.add_argument(
         "--workers", type=int, metavar="N", default=None,

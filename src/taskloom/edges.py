@@ -14,9 +14,12 @@ In a ``.map`` call every argument is mapped over unless wrapped in ``unmapped(..
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from .errors import CycleError, FlowDefinitionError
 
 if TYPE_CHECKING:
     from .task import Task
@@ -38,6 +41,11 @@ class Edge:
         mapped: each child of the (mapped) downstream task gets one element of the
             upstream result, or the upstream child of its own index.
         flattened: the upstream result is a list of lists, mapped over as one list.
+
+    Raises:
+        CycleError: the two tasks are the same task.
+        FlowDefinitionError: ``key`` is not a Python identifier (it names a keyword
+            argument of the downstream task's ``run``).
     """
 
     upstream_task: Task[Any, Any]
@@ -45,6 +53,24 @@ class Edge:
     key: str | None = None
     mapped: bool = False
     flattened: bool = False
+
+    def __post_init__(self) -> None:
+        # Checked here, as Prefect 1.x's Edge does, so that no way of adding an edge can
+        # build a graph that only fails once it runs.
+        if self.upstream_task is self.downstream_task:
+            raise CycleError(
+                f"task {self.upstream_task.name!r} cannot depend on itself "
+                "(an edge from a task to itself)"
+            )
+        key: object = self.key  # object: untyped callers pass anything
+        if key is not None and not (
+            isinstance(key, str) and key.isidentifier() and not keyword.iskeyword(key)
+        ):
+            raise FlowDefinitionError(
+                f"edge {self.upstream_task.name!r} -> {self.downstream_task.name!r}: key "
+                f"{key!r} is not a Python identifier; a key names the keyword argument of "
+                f"{self.downstream_task.name!r}'s run() that receives the upstream result"
+            )
 
     def __repr__(self) -> str:
         key = f", key={self.key!r}" if self.key is not None else ""

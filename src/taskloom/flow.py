@@ -7,8 +7,17 @@
         numbers = extract(n)
         total = load(transform(numbers))
 
-    state = flow.run(parameters={"n": 5})
+    state = flow.run(n=5)               # or flow.run(parameters={"n": 5})
     state.result[total].result
+
+The same flow built imperatively, Prefect 1.x style (``taskloom.flow_edit`` holds the graph
+edits: ``chain``, ``copy``, ``replace``, ``update``, ``validate``)::
+
+    flow = Flow("etl", executor=LokyExecutor(max_workers=2))
+    n = Parameter("n", default=3)
+    extract.bind(n, flow=flow)
+    transform.set_upstream(extract, key="numbers", flow=flow)
+    load.set_upstream(transform, key="rows", flow=flow)
 
 A flow only describes work; ``flow.run`` hands it to the scheduler (``taskloom.runner``).
 Every method that takes a task also takes a handle (what a call inside ``with Flow`` returns),
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import weakref
 from collections.abc import Iterable, KeysView, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
@@ -37,6 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 from .edges import Edge, Flattened, Unmapped
 from .errors import CycleError, FlowDefinitionError
+from .flow_edit import FlowEditing
 from .handlers import OnFailure, StateHandler, TerminalStateHandler, check_handlers
 from .logging import flow_logger
 from .plan import plan
@@ -59,6 +70,13 @@ def _as_task(value: object, role: str) -> Task[Any, Any]:
     if not isinstance(value, Task):
         raise FlowDefinitionError(f"{role} must be a task, not {type(value).__name__} {value!r}")
     return value
+
+
+#: Every flow alive. A task given arguments in one (``flow.arguments(t)``) and brought
+#: into another by an edge would run there without them (issue 18): ``_check_edge`` looks
+#: for such a flow, only for a task that is new to the flow it joins (rare: a call's own
+#: copy is new, but it brings its arguments), so building pays nothing per call.
+_flows: weakref.WeakSet[Flow] = weakref.WeakSet()
 
 
 @dataclass(eq=False)
@@ -91,12 +109,17 @@ class CaseBlock:
 active_cases: ContextVar[tuple[CaseBlock, ...]] = ContextVar("taskloom.active_cases", default=())
 
 
-class Flow:
+class Flow(FlowEditing):
     """A named graph of tasks.
 
     Args:
         name: the flow's name; also part of the default cache key of its tasks.
+        executor: where ``flow.run()`` runs tasks when it is not given one (the
+            ``executor`` attribute, which may also be set later); None: ``LocalExecutor()``.
         tasks: tasks to add at once.
+        edges: edges to add (``Edge(upstream, downstream, key=...)``), after ``tasks``.
+        reference_tasks: the tasks whose states decide the flow's state (default: the
+            terminal tasks); see ``set_reference_tasks``.
         state_handlers: callables ``fn(flow, old_state, new_state)`` called, in the calling
             process, when the run starts (``Scheduled`` -> ``Running``) and ends
             (``Running`` -> its final state); one may return a replacement for the final
@@ -107,14 +130,23 @@ class Flow:
 
     Raises:
         FlowDefinitionError: for a handler that is not callable or cannot take its
-            arguments, naming the flow and the handler.
+            arguments, naming the flow and the handler; an executor that is not one; an
+            edge or reference task that cannot be added (see ``add_edge``).
+
+    Built imperatively, as Prefect 1.x flows often are::
+
+        flow = Flow("etl", executor=LokyExecutor(max_workers=2),
+                    tasks=[extract, load], edges=[Edge(extract, load, key="rows")])
     """
 
     def __init__(
         self,
         name: str,
-        tasks: Iterable[object] = (),
         *,
+        executor: Executor | None = None,
+        tasks: Iterable[object] = (),
+        edges: Iterable[Edge] = (),
+        reference_tasks: Iterable[object] = (),
         state_handlers: Iterable[StateHandler] | None = None,
         on_failure: OnFailure | None = None,
         terminal_state_handler: TerminalStateHandler | None = None,
@@ -146,8 +178,42 @@ class Flow:
         #: ``package.module:name``), recorded in the run journal for ``taskloom resume``.
         #: The command line sets it; a library user may too.
         self.source: str | None = None
+        _flows.add(self)
+        self.executor = executor
         for t in tasks:
             self.add_task(t)
+        for edge in edges:
+            if not isinstance(edge, Edge):
+                raise FlowDefinitionError(
+                    f"Flow {self.name!r}: edges must hold Edge objects, not "
+                    f"{type(edge).__name__} {edge!r}"
+                )
+            self.add_edge(
+                edge.upstream_task, edge.downstream_task, edge.key, edge.mapped, edge.flattened
+            )
+        if reference_tasks:
+            self.set_reference_tasks(reference_tasks)
+
+    @property
+    def executor(self) -> Executor | None:
+        """Where ``flow.run()`` runs tasks when it is not given an executor (None:
+        ``LocalExecutor()``, in this process). Settable, as in Prefect 1.x::
+
+            flow.executor = LokyExecutor(max_workers=2)
+            flow.run()                      # tasks run in the loky workers
+        """
+        return self._executor
+
+    @executor.setter
+    def executor(self, value: Executor | None) -> None:
+        # Checked here, not when a run starts, so the line that set it is the one named.
+        if value is not None and not callable(getattr(value, "begin", None)):
+            raise FlowDefinitionError(
+                f"Flow {self.name!r}: executor must be a taskloom executor (LocalExecutor(), "
+                f"LokyExecutor(...), DaskExecutor(...), from taskloom.executors) or None, "
+                f"not {type(value).__name__} {value!r}"
+            )
+        self._executor = value
 
     @property
     def logger(self) -> logging.Logger:
@@ -189,22 +255,46 @@ class Flow:
         self._arguments[t] = {}
         return t
 
-    def add_edge(self, upstream: object, downstream: object, key: str | None = None) -> Edge:
+    def add_edge(
+        self,
+        upstream: object,
+        downstream: object,
+        key: str | None = None,
+        mapped: bool = False,
+        flattened: bool = False,
+    ) -> Edge:
         """Make ``downstream`` depend on ``upstream``; with ``key``, receive its result as that argument.
 
+        With ``mapped``, ``downstream`` is mapped over the upstream result (one child per
+        element, as ``t.map`` does); with ``flattened`` too, over a list of lists as one list.
+
         Raises:
-            CycleError: the edge would close a cycle (the message lists the tasks on it).
-            FlowDefinitionError: ``key`` is not a parameter of ``downstream``, or is taken.
+            CycleError: the edge would close a cycle (the message lists the tasks on it),
+                or joins a task to itself.
+            FlowDefinitionError: ``key`` is not a parameter of ``downstream``, is taken, or is
+                not an identifier; ``downstream`` is a ``Parameter`` (it has no upstream
+                tasks); a task called in another flow (with its arguments there) would join
+                this one without them; ``flattened`` without ``mapped``.
         """
         up = _as_task(upstream, f"Flow {self.name!r}: add_edge's upstream")
         down = _as_task(downstream, f"Flow {self.name!r}: add_edge's downstream")
+        if flattened and not mapped:
+            raise FlowDefinitionError(
+                f"Flow {self.name!r}: edge {up.name!r} -> {down.name!r} is flattened but not "
+                "mapped; flattening only means something for a mapped edge (mapped=True)"
+            )
         if key is not None:
             self._check_key(down, key)
             if key in self._arguments.get(down, {}):
                 raise FlowDefinitionError(
                     f"Flow {self.name!r}: task {down.name!r} already has an argument {key!r}"
                 )
-        edge = self._add_edge(up, down, key)
+        edge = self._add_edge(up, down, key, mapped, flattened)
+        if mapped:
+            self.version += 1
+            spec = self._mapped.setdefault(down, {})
+            if key is not None:
+                spec[key] = flattened
         if key is not None:
             self.version += 1
             self._arguments[down][key] = up
@@ -217,18 +307,52 @@ class Flow:
         key: str | None,
         mapped: bool = False,
         flattened: bool = False,
+        checked: bool = False,
     ) -> Edge:
-        self.add_task(up)
-        self.add_task(down)
-        edge = Edge(up, down, key, mapped, flattened)
+        """Add the edge (``checked``: ``_check_edge`` passed already)."""
+        edge = Edge(up, down, key, mapped, flattened)  # checks the key, and up is not down
         if edge in self._edges:
             return edge
+        if not checked:
+            self._check_edge(up, down)
+        self.add_task(up)
+        self.add_task(down)
         self._check_acyclic(up, down)
         self.version += 1
         self._edges[edge] = None
         self._upstream[down][edge] = None
         self._downstream[up][edge] = None
         return edge
+
+    def _check_edge(self, up: Task[Any, Any], down: Task[Any, Any], binding: bool = False) -> None:
+        """What an edge ``up -> down`` must satisfy besides being acyclic: a Parameter has no
+        upstream tasks, and a task called in another flow does not join this one without
+        the arguments it was given there (``binding``: ``down`` is being given its own)."""
+        if up is down:
+            raise CycleError(f"Flow {self.name!r}: task {up.name!r} cannot depend on itself")
+        if isinstance(down, ParameterTask):
+            raise FlowDefinitionError(
+                f"Flow {self.name!r}: parameter {down.name!r} cannot depend on task "
+                f"{up.name!r}: a Parameter takes its value from flow.run and has no upstream "
+                "tasks (make the task depend on the parameter instead)"
+            )
+        for t in (up,) if binding else (up, down):
+            if t not in self._tasks:
+                self._check_not_bound_elsewhere(t, up, down)
+
+    def _check_not_bound_elsewhere(
+        self, task: Task[Any, Any], up: Task[Any, Any], down: Task[Any, Any]
+    ) -> None:
+        other = next((f.name for f in _flows if f is not self and f._arguments.get(task)), None)
+        if other is None:
+            return
+        raise FlowDefinitionError(
+            f"Flow {self.name!r}: the edge {up.name!r} -> {down.name!r} would bring in task "
+            f"{task.name!r}, which was called in flow {other!r}: its arguments were given "
+            f"there, so in flow {self.name!r} it would run without them. Call the task inside "
+            f"`with Flow({self.name!r})` (or bind it with flow=...), or bring flow {other!r}'s "
+            f"tasks in with their arguments: flow.update(other_flow)"
+        )
 
     def _check_key(self, task: Task[Any, Any], key: str) -> None:
         parameters = task.signature().parameters
@@ -273,19 +397,32 @@ class Flow:
     def set_dependencies(
         self,
         task: object,
-        upstream_tasks: Iterable[object] = (),
-        downstream_tasks: Iterable[object] = (),
+        upstream_tasks: Iterable[object] | None = (),
+        downstream_tasks: Iterable[object] | None = (),
         keyword_tasks: Mapping[str, object] | None = None,
+        mapped: bool = False,
     ) -> None:
         """Add ``task`` with ordering edges from ``upstream_tasks`` and to ``downstream_tasks``,
-        and data edges from ``keyword_tasks`` (argument name -> task)."""
-        t = self.add_task(task)
-        for up in upstream_tasks:
-            self._add_edge(_as_task(up, "an upstream task"), t, None)
-        for down in downstream_tasks:
-            self._add_edge(t, _as_task(down, "a downstream task"), None)
-        for key, up in (keyword_tasks or {}).items():
-            self.add_edge(up, t, key=key)
+        and its arguments from ``keyword_tasks`` (argument name -> a task, whose result it
+        receives, or a constant).
+
+        With ``mapped``, ``task`` is mapped over its upstream and keyword tasks (each not
+        wrapped in ``unmapped(...)``), as ``t.map`` does.
+
+        Raises:
+            FlowDefinitionError: a keyword that is not an argument of ``task``'s ``run``, or
+                one it already has; an edge ``add_edge`` refuses.
+        """
+        t = _as_task(task, f"Flow {self.name!r}: set_dependencies' task")
+        arguments = dict(keyword_tasks or {})
+        for key in arguments:
+            self._check_key(t, key)
+        downs = [_as_task(d, f"{t.name!r}: a downstream task") for d in downstream_tasks or ()]
+        for down in downs:  # before anything changes, as _bind_arguments checks its own
+            self._check_edge(t, down)
+        self._bind_arguments(t, arguments, upstream_tasks or (), mapped)
+        for down in downs:
+            self._add_edge(t, down, None, checked=True)
 
     def _bind(
         self,
@@ -298,7 +435,31 @@ class Flow:
         collection holding tasks (an edge from each, the collection rebuilt at run time).
 
         With ``mapped`` (``t.map(...)``) every argument and upstream task is mapped over,
-        unless wrapped in ``unmapped(...)``; ``flatten(...)`` maps over a list of lists."""
+        unless wrapped in ``unmapped(...)``; ``flatten(...)`` maps over a list of lists.
+        The task is gated by the open ``case`` blocks of this flow."""
+        self._bind_arguments(task, arguments, upstream_tasks, mapped)
+        self._gate(task)
+
+    def _registered(self) -> None:
+        """Count this flow among the flows alive (``copy`` makes one without ``__init__``)."""
+        _flows.add(self)
+
+    def _bind_arguments(
+        self,
+        task: Task[Any, Any],
+        arguments: Mapping[str, Any],
+        upstream_tasks: Iterable[object],
+        mapped: bool = False,
+    ) -> None:
+        """``_bind`` without the case gating: what ``set_dependencies`` does too."""
+        taken = self._arguments.get(task)
+        if taken and not taken.keys().isdisjoint(arguments):
+            twice = ", ".join(sorted(taken.keys() & arguments.keys()))
+            raise FlowDefinitionError(
+                f"Flow {self.name!r}: task {task.name!r} already has argument(s) {twice} in "
+                "this flow; to use the task again with other arguments, call it (each call "
+                "adds a copy) instead of binding it a second time"
+            )
         values: dict[str, Any] = {}
         spec: dict[str, bool] = {}
         for key, value in arguments.items():
@@ -323,24 +484,36 @@ class Flow:
                 f"Flow {self.name!r}: {task.name}.map(...) has nothing to map over: every "
                 "argument is unmapped(...); pass at least one iterable (or call the task plainly)"
             )
+        # The edges' own checks, before anything changes: a refused edge leaves the flow as
+        # it was (a cycle is still found only as its edge is added). A task given arguments
+        # here may have been given others in another flow.
+        binding = bool(values)
+        for value in values.values():
+            for up in _tasks_in(value):
+                self._check_edge(up, task, binding)
+        for entry in upstream_tasks:
+            ordered = entry.value if isinstance(entry, Unmapped) else entry
+            up = _as_task(ordered, f"{task.name!r}: an upstream_tasks entry")
+            self._check_edge(up, task, binding)
         self.add_task(task)
         self.version += 1
         self._arguments[task].update(values)
         if mapped:
-            self._mapped[task] = spec
+            self._mapped.setdefault(task, {}).update(spec)
         for key, value in values.items():
             direct = isinstance(value, Task)
             for up in _tasks_in(value):
                 # Tasks nested in a collection feed it whole; the rebuilt collection is
                 # what is mapped over.
-                self._add_edge(up, task, key, direct and key in spec, direct and spec.get(key, False))
+                self._add_edge(
+                    up, task, key, direct and key in spec, direct and spec.get(key, False), True
+                )
         for entry in upstream_tasks:
             order_mapped = mapped and not isinstance(entry, Unmapped)
             if isinstance(entry, Unmapped):
                 entry = entry.value
             up = _as_task(entry, f"{task.name!r}: an upstream_tasks entry")
-            self._add_edge(up, task, None, order_mapped)
-        self._gate(task)
+            self._add_edge(up, task, None, order_mapped, checked=True)
 
     def _gate(self, task: Task[Any, Any]) -> None:
         """The case hook: a task added inside ``with case(...)`` blocks of this flow depends
@@ -476,12 +649,19 @@ class Flow:
         cache_store: CacheStore | None = None,
         journal: Journal | bool = True,
         progress: RunObserver | bool = False,
+        **parameter_values: Any,
     ) -> State[FlowResult]:
         """Run the flow and return its final state.
 
+        Parameters are given by name, in ``parameters`` or as keywords (Prefect 1.x style);
+        ``flow.run(n=5)`` is ``flow.run(parameters={"n": 5})``. The run options below are
+        never parameters: a parameter named like one (``context``, ``executor``, ...) is
+        given in ``parameters`` (``flow.run(parameters={"context": "prod"})``).
+
         Args:
             parameters: values for the flow's parameters, by name.
-            executor: where tasks run (default ``LocalExecutor()``, in this process).
+            executor: where tasks run (default: ``flow.executor``, and when that is None,
+                ``LocalExecutor()``, in this process).
             context: values for ``taskloom.context`` during this run.
             task_states: states to start from: a finished state is kept and the task is not
                 run again; a ``Resume`` state lets a paused task through.
@@ -495,6 +675,7 @@ class Flow:
             progress: ``True`` shows progress on stderr (live with rich on a terminal, plain
                 lines otherwise: ``progress.default_progress``); or any ``RunObserver`` to be
                 told as tasks change state.
+            parameter_values: more parameter values, by name.
 
         Returns:
             ``Success`` when every reference task succeeded, ``Failed`` when one failed,
@@ -503,17 +684,24 @@ class Flow:
             ``run_id`` names the run in the journal.
 
         Raises:
-            FlowDefinitionError: (a ``ValueError``) for an unknown or missing parameter, a
-                ``start_tasks`` or ``task_states`` entry that is not in the flow, before any
-                task runs.
+            FlowDefinitionError: (a ``ValueError``) for an unknown or missing parameter (a
+                keyword that is neither a parameter nor a run option is named, with both
+                lists), one given both ways, a ``start_tasks`` or ``task_states`` entry that
+                is not in the flow, before any task runs; a run started inside the flow's
+                own ``with Flow(...)`` block.
             UnsafeHomeError: the taskloom home belongs to another user or others may write
                 to it (checked before any task runs).
         """
         from .runner import run_flow
 
+        if active_flow.get() is self:
+            raise FlowDefinitionError(
+                f"Flow {self.name!r}: flow.run() was called inside the flow's own "
+                f"`with Flow(...)` block; build the flow first, then run it after the block"
+            )
         return run_flow(
             self,
-            parameters=parameters or {},
+            parameters=_parameter_values(self, parameters or {}, parameter_values),
             executor=executor,
             context=context or {},
             task_states=task_states or {},
@@ -522,6 +710,39 @@ class Flow:
             journal=journal,
             progress=progress,
         )
+
+
+def _parameter_values(
+    flow: Flow, parameters: Mapping[str, Any], keywords: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """``flow.run``'s parameters: ``parameters`` and the keywords that name parameters.
+
+    Raises:
+        FlowDefinitionError: a keyword that names no parameter (listing the parameters and
+            the run options), or a parameter given in both.
+    """
+    if not keywords:
+        return parameters
+    declared = flow.parameters()
+    unknown = [k for k in keywords if k not in declared]
+    if unknown:
+        options = [
+            p.name
+            for p in inspect.signature(Flow.run).parameters.values()
+            if p.kind is inspect.Parameter.KEYWORD_ONLY
+        ]
+        raise FlowDefinitionError(
+            f"Flow {flow.name!r}: flow.run() got unexpected keyword argument(s) "
+            f"{', '.join(unknown)}; a keyword is a parameter of the flow (its parameters: "
+            f"{', '.join(sorted(declared)) or 'none'}) or a run option ({', '.join(options)})"
+        )
+    twice = sorted(k for k in keywords if k in parameters)
+    if twice:
+        raise FlowDefinitionError(
+            f"Flow {flow.name!r}: parameter(s) {', '.join(twice)} given twice, in "
+            "parameters={...} and as keyword(s); give each once"
+        )
+    return {**parameters, **keywords}
 
 
 class FlowResult(dict["Task[Any, Any]", State[Any]]):

@@ -491,7 +491,8 @@ class _Scheduler(_Mapping):
             self._map(i)
             return None
         if isinstance(task, ParameterTask):
-            self._finish(i, Success("Task run succeeded.", args.parameters[task.name]))
+            value = task.parse(args.parameters[task.name])
+            self._finish(i, Success("Task run succeeded.", value))
             return None
         seeded = args.seeded.get(i)
         resume = isinstance(seeded, Resume)
@@ -784,6 +785,14 @@ def _log_flow_end(flow_name: str, run_id: str, state: State[Any]) -> None:
         logger.info("Flow run %s: %s", type(state).__name__.upper(), state.message, extra=extra)
 
 
+def _executor_for(flow: Flow, given: Executor | None) -> Executor:
+    """The run's executor: the one given, else the flow's own (``flow.executor``), else
+    ``LocalExecutor()``. Never silently another: a flow's executor is what its runs use."""
+    if given is not None:
+        return given
+    return flow.executor if flow.executor is not None else LocalExecutor()
+
+
 def run_flow(
     flow: Flow,
     *,
@@ -823,7 +832,7 @@ def run_flow(
         flow,
         compiled,
         args,
-        executor if executor is not None else LocalExecutor(),
+        _executor_for(flow, executor),
         cache_store,
         journal or None,
         resumed_from,

@@ -42,6 +42,9 @@ from .handlers import OnFailure, StateHandler, check_handlers
 from .logging import task_logger
 from .triggers import Trigger
 
+if TYPE_CHECKING:
+    from .flow import Flow
+
 __all__ = ["Parameter", "ParameterTask", "Task", "task"]
 
 P = ParamSpec("P")
@@ -92,7 +95,14 @@ class _FlowBuilder(Protocol):
 
     def add_task(self, task: object) -> Any: ...
 
-    def add_edge(self, upstream: object, downstream: object, key: str | None = None) -> Any: ...
+    def set_dependencies(
+        self,
+        task: object,
+        upstream_tasks: Iterable[object] | None = (),
+        downstream_tasks: Iterable[object] | None = (),
+        keyword_tasks: Mapping[str, object] | None = None,
+        mapped: bool = False,
+    ) -> None: ...
 
 
 #: The flow of the innermost ``with Flow(...)`` block, if any.
@@ -356,15 +366,17 @@ class Task(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Add a copy of this task to the current flow, wired to ``args`` and ``kwargs``.
 
-        The special keyword ``upstream_tasks=[...]`` adds ordering-only edges. Returns the
-        copy (typed as the task's result, so the type checker checks the wiring).
+        The special keyword ``upstream_tasks=[...]`` adds ordering-only edges, and
+        ``flow=`` names the flow outside a ``with Flow(...)`` block (as ``bind`` does).
+        Returns the copy (typed as the task's result, so the type checker checks the wiring).
         """
-        flow = active_flow.get()
+        given = cast("_FlowBuilder | None", kwargs.pop("flow", None))
+        flow = given if given is not None else active_flow.get()
         if flow is None:
             raise FlowDefinitionError(
                 f"Task {self.name!r} was called outside a flow. Calling a task wires it into "
-                f"the flow of the enclosing `with Flow(...)` block; to call the work itself, "
-                f"use {self.name}.run(...)"
+                f"the flow of the enclosing `with Flow(...)` block (or the one given as "
+                f"flow=...); to call the work itself, use {self.name}.run(...)"
             )
         upstream_tasks = cast("Iterable[object]", kwargs.pop("upstream_tasks", ()))
         bound = self.copy()
@@ -380,32 +392,42 @@ class Task(Generic[P, R]):
     @overload
     def map(
         self: _Run1[A, T], a: Iterable[A] | Unmapped[A], /, *,
-        upstream_tasks: Iterable[object] | None = None,
+        upstream_tasks: Iterable[object] | None = None, flow: Flow | None = None,
     ) -> list[T]: ...
 
     @overload
     def map(
         self: _Run2[A, B, T], a: Iterable[A] | Unmapped[A], b: Iterable[B] | Unmapped[B], /, *,
-        upstream_tasks: Iterable[object] | None = None,
+        upstream_tasks: Iterable[object] | None = None, flow: Flow | None = None,
     ) -> list[T]: ...
 
     @overload
     def map(
         self: _Run3[A, B, C, T], a: Iterable[A] | Unmapped[A], b: Iterable[B] | Unmapped[B],
         c: Iterable[C] | Unmapped[C], /, *, upstream_tasks: Iterable[object] | None = None,
+        flow: Flow | None = None,
     ) -> list[T]: ...
 
     @overload
     def map(
         self: _Run4[A, B, C, D, T], a: Iterable[A] | Unmapped[A], b: Iterable[B] | Unmapped[B],
         c: Iterable[C] | Unmapped[C], d: Iterable[D] | Unmapped[D], /, *,
-        upstream_tasks: Iterable[object] | None = None,
+        upstream_tasks: Iterable[object] | None = None, flow: Flow | None = None,
     ) -> list[T]: ...
 
     @overload
-    def map(self, *, upstream_tasks: Iterable[object] | None = None, **kwargs: Any) -> list[R]: ...
+    def map(
+        self, *, upstream_tasks: Iterable[object] | None = None, flow: Flow | None = None,
+        **kwargs: Any,
+    ) -> list[R]: ...
 
-    def map(self, *args: Any, upstream_tasks: Iterable[object] | None = None, **kwargs: Any) -> Any:
+    def map(
+        self,
+        *args: Any,
+        upstream_tasks: Iterable[object] | None = None,
+        flow: Flow | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Add a mapped copy of this task to the current flow: one child run per element.
 
         Child ``i`` gets element ``i`` of every mapped argument (the shortest decides how
@@ -418,37 +440,108 @@ class Task(Generic[P, R]):
         >>> with Flow("squares") as flow:                 # doctest: +SKIP
         ...     squares = square.map([1, 2, 3])
         ...     total = add_up(squares)
+
+        Outside a ``with Flow(...)`` block, ``flow=`` names the flow.
         """
-        flow = active_flow.get()
-        if flow is None:
+        target: _FlowBuilder | None = flow if flow is not None else active_flow.get()
+        if target is None:
             raise FlowDefinitionError(
                 f"Task {self.name!r}: .map() was called outside a flow; call it inside "
-                f"`with Flow(...)` (to run the work itself, use {self.name}.run(...) in a loop)"
+                f"`with Flow(...)` or pass flow=... (to run the work itself, use "
+                f"{self.name}.run(...) in a loop)"
             )
         bound = self.copy()
         if bound.__dict__.get("nout") is not None:
             # Its result is a list of the children's results, not the tuple nout counts
             # (as in Prefect 1.x, a mapped copy does not unpack).
             bound.nout = None
-        flow._bind(bound, bound.bind_arguments(args, kwargs), upstream_tasks or (), mapped=True)
+        target._bind(bound, bound.bind_arguments(args, kwargs), upstream_tasks or (), mapped=True)
         return bound
 
-    def set_upstream(self, task: object, key: str | None = None) -> None:
-        """Inside ``with Flow(...)``: make this task depend on ``task`` (as argument ``key``)."""
-        self._building_flow("set_upstream").add_edge(task, self, key)
+    # -- the imperative API (Prefect 1.x): this task itself, not a copy ----------------------
+    # Each works in ``flow`` when given, else in the flow of the enclosing ``with Flow(...)``.
+    # Typed with ``Any``/``object`` arguments: imperative code passes tasks, not handles.
 
-    def set_downstream(self, task: object, key: str | None = None) -> None:
-        """Inside ``with Flow(...)``: make ``task`` depend on this one (as argument ``key``)."""
-        self._building_flow("set_downstream").add_edge(self, task, key)
+    def bind(
+        self,
+        *args: Any,
+        flow: Flow | None = None,
+        upstream_tasks: Iterable[object] | None = None,
+        mapped: bool = False,
+        **kwargs: Any,
+    ) -> Task[P, R]:
+        """Wire this task itself (not a copy, as calling it does) to ``args`` and ``kwargs``
+        in ``flow``: each task argument becomes a data edge, any other value a constant;
+        ``upstream_tasks`` adds ordering edges; ``mapped`` maps it over its arguments (not
+        those in ``unmapped(...)``). A task is bound once per flow. Returns the task::
 
-    def _building_flow(self, method: str) -> _FlowBuilder:
-        flow = active_flow.get()
-        if flow is None:
+            flow = Flow("imperative")
+            total = add.bind(one, 2, flow=flow)     # add itself is now in flow
+
+        Raises:
+            FlowDefinitionError: no flow given and none being built; arguments that do not
+                fit ``run``; an argument the task already has in that flow.
+        """
+        target = self._target_flow(flow, "bind")
+        target._bind(self, self.bind_arguments(args, kwargs), upstream_tasks or (), mapped=mapped)
+        return self
+
+    def set_dependencies(
+        self,
+        flow: Flow | None = None,
+        upstream_tasks: Iterable[object] | None = None,
+        downstream_tasks: Iterable[object] | None = None,
+        keyword_tasks: Mapping[str, object] | None = None,
+        mapped: bool = False,
+    ) -> Task[P, R]:
+        """Add this task to ``flow`` with ordering edges from ``upstream_tasks`` and to
+        ``downstream_tasks``, and arguments from ``keyword_tasks`` (name -> task or
+        constant); see ``Flow.set_dependencies``. Returns the task."""
+        target = self._target_flow(flow, "set_dependencies")
+        target.set_dependencies(self, upstream_tasks, downstream_tasks, keyword_tasks, mapped)
+        return self
+
+    def set_upstream(
+        self, task: object, key: str | None = None, flow: Flow | None = None, mapped: bool = False
+    ) -> Task[P, R]:
+        """Make this task depend on ``task`` in ``flow`` (receiving its result as argument
+        ``key`` when given). Returns this task, so calls chain::
+
+            load.set_upstream(transform, key="rows", flow=flow).set_upstream(check, flow=flow)
+        """
+        if key is not None:
+            return self.set_dependencies(flow, keyword_tasks={key: task}, mapped=mapped)
+        return self.set_dependencies(flow, upstream_tasks=[task], mapped=mapped)
+
+    def set_downstream(
+        self, task: object, key: str | None = None, flow: Flow | None = None, mapped: bool = False
+    ) -> Task[P, R]:
+        """Make ``task`` depend on this one in ``flow`` (receiving this task's result as its
+        argument ``key`` when given). Returns this task, so calls chain.
+
+        Raises:
+            FlowDefinitionError: ``task`` is a ``Parameter`` (a parameter has no upstream
+                tasks), or not a task.
+        """
+        if not isinstance(task, Task):
+            raise FlowDefinitionError(
+                f"Task {self.name!r}: set_downstream() needs a task, not "
+                f"{type(task).__name__} {task!r}"
+            )
+        if key is not None:
+            task.set_dependencies(flow, keyword_tasks={key: self}, mapped=mapped)
+        else:
+            task.set_dependencies(flow, upstream_tasks=[self], mapped=mapped)
+        return self
+
+    def _target_flow(self, flow: Flow | None, method: str) -> _FlowBuilder:
+        target: _FlowBuilder | None = flow if flow is not None else active_flow.get()
+        if target is None:
             raise FlowDefinitionError(
                 f"Task {self.name!r}: {method}() needs a flow; call it inside `with Flow(...)`, "
-                f"or use flow.add_edge(...)"
+                f"or pass flow=..."
             )
-        return flow
+        return target
 
     def bind_arguments(self, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> dict[str, Any]:
         """Map a call's arguments to ``run``'s parameter names, or raise naming the task."""
@@ -720,11 +813,29 @@ class ParameterTask(Task[[], Any]):
         if flow is not None:
             flow.add_task(self)
 
+    def __call__(self, flow: Flow | None = None) -> ParameterTask:
+        """Add this parameter itself to ``flow`` (default: the flow being built), once: a
+        parameter is one task however often it is called or used. Returns it."""
+        target: _FlowBuilder | None = flow if flow is not None else active_flow.get()
+        if target is None:
+            raise FlowDefinitionError(
+                f"Parameter {self.name!r} was called outside a flow; call it inside "
+                "`with Flow(...)` or pass flow=..."
+            )
+        target.add_task(self)
+        return self
+
     def run(self) -> Any:
         """The run's value for this parameter."""
         from .context import current
 
         return current()["parameters"][self.name]
+
+    def parse(self, value: Any) -> Any:
+        """The parameter's result for the value a run gives it (here: that value). A
+        parameter of a given kind (``DateTimeParameter``) converts it; the run's context
+        keeps the value as given."""
+        return value
 
     def check(self, value: Any) -> None:
         """Raise ``FlowDefinitionError`` naming the parameter if ``value`` has the wrong type."""
