@@ -484,36 +484,35 @@ class Flow(FlowEditing):
                 f"Flow {self.name!r}: {task.name}.map(...) has nothing to map over: every "
                 "argument is unmapped(...); pass at least one iterable (or call the task plainly)"
             )
-        # The edges' own checks, before anything changes: a refused edge leaves the flow as
-        # it was (a cycle is still found only as its edge is added). A task given arguments
-        # here may have been given others in another flow.
-        binding = bool(values)
-        for value in values.values():
-            for up in _tasks_in(value):
-                self._check_edge(up, task, binding)
-        for entry in upstream_tasks:
-            ordered = entry.value if isinstance(entry, Unmapped) else entry
-            up = _as_task(ordered, f"{task.name!r}: an upstream_tasks entry")
-            self._check_edge(up, task, binding)
-        self.add_task(task)
-        self.version += 1
-        self._arguments[task].update(values)
-        if mapped:
-            self._mapped.setdefault(task, {}).update(spec)
+        # Every edge into the task, checked before anything changes: a refused edge leaves
+        # the flow as it was (a cycle is still found only as its edge is added). A task
+        # given arguments here may have been given others in another flow.
+        wiring: list[tuple[Task[Any, Any], str | None, bool, bool]] = []
         for key, value in values.items():
             direct = isinstance(value, Task)
             for up in _tasks_in(value):
                 # Tasks nested in a collection feed it whole; the rebuilt collection is
                 # what is mapped over.
-                self._add_edge(
-                    up, task, key, direct and key in spec, direct and spec.get(key, False), True
-                )
+                wiring.append((up, key, direct and key in spec, direct and spec.get(key, False)))
         for entry in upstream_tasks:
             order_mapped = mapped and not isinstance(entry, Unmapped)
             if isinstance(entry, Unmapped):
                 entry = entry.value
             up = _as_task(entry, f"{task.name!r}: an upstream_tasks entry")
-            self._add_edge(up, task, None, order_mapped, checked=True)
+            wiring.append((up, None, order_mapped, False))
+        binding = bool(values)
+        refused = isinstance(task, ParameterTask)
+        tasks = self._tasks
+        for up, *_ in wiring:
+            if refused or up is task or up not in tasks:  # else nothing to check (the common case)
+                self._check_edge(up, task, binding)
+        self.add_task(task)
+        self.version += 1
+        self._arguments[task].update(values)
+        if mapped:
+            self._mapped.setdefault(task, {}).update(spec)
+        for up, edge_key, edge_mapped, flattened in wiring:
+            self._add_edge(up, task, edge_key, edge_mapped, flattened, checked=True)
 
     def _gate(self, task: Task[Any, Any]) -> None:
         """The case hook: a task added inside ``with case(...)`` blocks of this flow depends
