@@ -20,6 +20,7 @@ import taskloom
 from taskloom import CycleError, DateTimeParameter, Edge, Flow, Parameter, Task, task, unmapped
 from taskloom.errors import FlowDefinitionError
 from taskloom.executors import Executor, LocalExecutor
+from taskloom.migrate import migrate_source
 from taskloom.states import Mapped, Success
 from taskloom.tasks.control_flow import case
 
@@ -370,6 +371,12 @@ def test_a_bad_datetime_is_named_before_any_task_runs(tmp_path: Path, executor: 
     assert lines(log) == []
     with pytest.raises(FlowDefinitionError, match="'start'.*'soon'"):
         DateTimeParameter("start", default="soon")
+
+
+def test_migrate_translates_datetime_parameter() -> None:
+    done = migrate_source("from prefect.core.parameter import DateTimeParameter\n")
+    assert done.code == "from taskloom import DateTimeParameter\n"
+    assert done.leftovers == []
 
 
 # -- copy, replace, update, validate -------------------------------------------------------------

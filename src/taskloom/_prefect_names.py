@@ -46,7 +46,7 @@ def _spec() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         "prefect.core": ("taskloom", "Flow Task Parameter Edge"),
         "prefect.core.flow": ("taskloom", "Flow"),
         "prefect.core.task": ("taskloom", "Task"),
-        "prefect.core.parameter": ("taskloom", "Parameter"),
+        "prefect.core.parameter": ("taskloom", "Parameter DateTimeParameter"),
         "prefect.core.edge": ("taskloom", "Edge"),
         "prefect.engine": ("taskloom", "signals state=states cache_validators"),
         "prefect.engine.state": ("taskloom.states", states),
