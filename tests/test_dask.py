@@ -27,7 +27,7 @@ import pytest
 import taskloom
 from taskloom import Flow, Parameter, task
 from taskloom.executors import DaskExecutor
-from taskloom.executors.dask import INSTALL_HINT, DaskResult
+from taskloom.executors.dask import INSTALL_HINT, DaskResult, close_clients
 from taskloom.states import Failed, State, Success
 
 from ._helpers import as_task, kind, lines, record
@@ -166,6 +166,14 @@ def children() -> dict[int, str]:
         except psutil.NoSuchProcess:
             continue
     return found
+
+
+def wait_gone(pid: int, timeout: float = 60) -> None:
+    """Wait until process ``pid`` has ended (psutil raises TimeoutExpired if it does not)."""
+    try:
+        psutil.Process(pid).wait(timeout=timeout)
+    except psutil.NoSuchProcess:
+        pass
 
 
 def alive(pid: int) -> bool:
@@ -352,3 +360,91 @@ def test_a_killed_worker_fails_only_its_task(killer: Any) -> None:
     assert state.result[after].result == state.result[a].result + 1
     assert state.is_failed()  # the flow's state says a reference task failed
     assert elapsed < 45, elapsed
+
+
+# -- 6. a cluster with no workers --------------------------------------------------------------
+
+
+def test_a_cluster_without_workers_fails_the_run_naming_the_scheduler(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    from taskloom.executors.dask import NoWorkersError
+
+    path = str(tmp_path / "ran")
+    with Flow("dask-no-workers") as flow:
+        record_and_return(path)
+    with distributed.LocalCluster(
+        n_workers=0, host="127.0.0.1", dashboard_address="127.0.0.1:0"
+    ) as cluster:
+        address = cluster.scheduler_address
+        executor = DaskExecutor(address=address, worker_wait=0.5)
+        with pytest.raises(NoWorkersError) as raised:
+            flow.run(executor=executor)
+        message = str(raised.value)
+        assert address in message and "no workers" in message, message
+        assert "worker_wait" in message, message
+        assert executor.client is None  # the run released what it started
+        close_clients()  # before its scheduler goes
+    assert lines(path) == []
+
+
+@task
+def record_and_return(path: str) -> str:
+    record(path, "ran")
+    return "ran"
+
+
+def test_worker_wait_and_grace_must_be_seconds() -> None:
+    pytest.importorskip("distributed")
+    with pytest.raises(ValueError, match="worker_wait"):
+        DaskExecutor(worker_wait=-1)
+    with pytest.raises(ValueError, match="hard_timeout_grace"):
+        DaskExecutor(hard_timeout_grace="5")  # type: ignore[arg-type]  # the wrong type is the test
+
+
+# -- 7. a task that outlives its timeout does not keep its worker -------------------------------
+
+
+@task(timeout=0.5)
+def hangs_in_python(path: str) -> int:
+    record(path, str(os.getpid()))
+    time.sleep(300)  # past its timeout, in its thread: nothing in Python can stop it
+    return 0
+
+
+@task(timeout=0.5)
+def hangs_in_c(path: str) -> int:
+    record(path, str(os.getpid()))
+    return sum(range(4 * 10**10))  # one C call holding the GIL: minutes
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("hang", [hangs_in_python, hangs_in_c], ids=["python", "c-code"])
+def test_a_hung_task_gets_its_worker_restarted_and_the_next_run_its_slot(
+    hang: Any, tmp_path: Path
+) -> None:
+    """One worker with one thread: the hung task ends TimedOut, its worker process is
+    replaced through the nanny (the body does not run on), and the next run gets the
+    worker's slot."""
+    distributed = pytest.importorskip("distributed")
+    path = str(tmp_path / "pid")
+    with Flow("dask-hung") as hung:
+        stuck = hang(path)
+    with Flow("dask-after-hung") as after:
+        t = pid_of_worker()
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address="127.0.0.1:0", scheduler_kwargs={"allowed_failures": 0},
+    ) as cluster:
+        executor = DaskExecutor(address=cluster.scheduler_address, hard_timeout_grace=1.0)
+        try:
+            state = hung.run(executor=executor)
+            assert kind(state.result[stuck]) == "TimedOut", state.result[stuck]
+            [hung_pid] = map(int, lines(path))
+            wait_gone(hung_pid)
+            state = after.run(executor=executor)
+            assert state.is_successful(), state.result
+            new_pid, _ = state.result[t].result
+            assert new_pid != hung_pid and alive(new_pid)
+            assert lines(path) == [str(hung_pid)]  # the hung task was not run again
+        finally:
+            close_clients()

@@ -16,6 +16,7 @@ import glob
 import logging
 import os
 import signal
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ import psutil  # type: ignore[import-untyped, unused-ignore]
 import pytest
 
 from taskloom import Flow, task
-from taskloom.executors import LokyExecutor
+from taskloom.executors import LocalExecutor, LokyExecutor
 from taskloom.states import Failed, Success, TimedOut
 
 from ._helpers import kind, lines, record
@@ -179,6 +180,14 @@ def assert_pool_works() -> None:
     assert time.monotonic() - started < 10.0
 
 
+def wait_gone(pid: int, timeout: float = 60) -> None:
+    """Wait until process ``pid`` has ended (psutil raises TimeoutExpired if it does not)."""
+    try:
+        psutil.Process(pid).wait(timeout=timeout)
+    except psutil.NoSuchProcess:
+        pass
+
+
 def alive(pid: int) -> bool:
     """Whether ``pid`` is a live process (a zombie, dead but not reaped, is not)."""
     try:
@@ -305,6 +314,73 @@ def test_timeout_kills_a_task_stuck_in_c_code(tmp_path: Path) -> None:
     # stopped for real: the worker that was stuck in C is gone (killed with its pool)
     [stuck_pid] = map(int, lines(stuck_pid_file))
     assert not alive(stuck_pid), f"worker {stuck_pid} still runs the timed-out task"
+    assert_pool_works()
+
+
+@task(timeout=1)
+def c_loop_one_second(path: str) -> int:
+    record(path, str(os.getpid()))
+    return sum(range(4 * 10**10))  # one C call: SIGALRM's handler never runs; minutes
+
+
+@task
+def pid_here() -> int:
+    return os.getpid()
+
+
+@pytest.mark.slow
+def test_local_hard_timeouts_stop_c_code_in_a_worker_process(tmp_path: Path) -> None:
+    """``LocalExecutor(hard_timeouts=True)``: the task with a timeout runs in a worker
+    process, which is killed when C code ignores the timeout; the other task runs in the
+    calling process, as without the option."""
+    path = str(tmp_path / "pid")
+    with Flow("local-hard-timeout") as flow:
+        stuck = c_loop_one_second(path)
+        here = pid_here()
+    state = flow.run(executor=LocalExecutor(hard_timeouts=True))
+    assert isinstance(state.result[stuck], TimedOut), state.result[stuck]
+    assert state.result[here].result == os.getpid()
+    [stuck_pid] = map(int, lines(path))
+    assert stuck_pid != os.getpid()
+    wait_gone(stuck_pid)
+    # the option's pool serves the next run
+    with Flow("local-hard-timeout-after") as after:
+        quick = task(timeout=5)(lambda: os.getpid())()
+    state = after.run(executor=LocalExecutor(hard_timeouts=True))
+    assert state.is_successful(), state.result
+    assert state.result[quick].result != os.getpid()
+
+
+def test_hard_timeouts_must_be_a_bool() -> None:
+    with pytest.raises(TypeError, match="hard_timeouts"):
+        LocalExecutor(hard_timeouts="yes")  # type: ignore[arg-type]  # the wrong type is the test
+
+
+# -- 4. a dead worker's processes die with it ---------------------------------------------------
+
+
+@task
+def starts_sleep_then_dies(path: str) -> int:
+    child = subprocess.Popen(["sleep", "300"])
+    grandchild = subprocess.Popen(["sh", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE)
+    assert grandchild.stdout is not None
+    record(path, f"{child.pid} {grandchild.pid} {int(grandchild.stdout.readline())}")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+@pytest.mark.slow
+def test_the_processes_a_task_started_die_with_its_crashed_worker(tmp_path: Path) -> None:
+    path = str(tmp_path / "pids")
+    with Flow("orphans") as flow:
+        crash = starts_sleep_then_dies(path)
+    state = flow.run(executor=LokyExecutor(max_workers=WORKERS))
+    assert isinstance(state.result[crash], Failed), state.result[crash]
+    [started] = lines(path)
+    pids = [int(pid) for pid in started.split()]
+    assert len(pids) == 3
+    for pid in pids:  # a child, a shell, and the shell's own child
+        wait_gone(pid, timeout=10)
     assert_pool_works()
 
 

@@ -71,8 +71,9 @@ broken pool at the next send; Dask's nanny restarts the worker).
 timeout (loky: a task in C code ignores ``SIGALRM``) gives a ``hard_timeout_grace``: a
 run of a task with a timeout that is still out ``2 × timeout + grace`` seconds after it
 was sent ends ``TimedOut``, and the back end stops it by killing its workers
-(``Backend.kill``). The other batches of this run lost with them go back to ``pending``
-(they did nothing wrong); other runs see a worker death.
+(``Backend.kill``; Dask: restarting the one worker through its nanny). The other batches
+of this run lost with them (loky: the whole pool) go back to ``pending`` (they did nothing
+wrong); other runs see a worker death.
 
 **Large results** stay where they were made: the worker's ``prepare`` hook leaves a
 marker in the state, and ``Backend.take_over`` turns it into a ``DeferredResult`` the
@@ -229,8 +230,9 @@ class Backend(Protocol[_Payload, _Sent]):
         in place, and keep them for release at ``stop``."""
         ...
 
-    def kill(self, sent: _Sent) -> None:
-        """Stop a stuck batch by killing its workers (only with ``hard_timeout_grace``)."""
+    def kill(self, sent: _Sent) -> bool:
+        """Stop a stuck batch by killing its workers (only with ``hard_timeout_grace``):
+        whether the run's other batches in flight were lost with them (loky: the pool)."""
         ...
 
     def stop(self, abandoned: Sequence[_Sent] | None) -> None:
@@ -539,9 +541,10 @@ class Dispatcher(Generic[_Payload, _Sent]):
         else:
             return False
         others = [run for f in self._in_flight.values() if f is not flight for run in f.runs]
-        self._in_flight.clear()  # what comes back of them now is dropped
-        self._backend.kill(sent)
-        requeue(self._pending, others)
+        del self._in_flight[sent]  # what comes back of it now is dropped
+        if self._backend.kill(sent):
+            self._in_flight.clear()  # and of the others lost with it
+            requeue(self._pending, others)
         stopped = TimedOut(TIMEOUT_MESSAGE, TimeoutError("stopped by killing its worker"))
         self._ready.append(decided_here(flight.runs[0].key, stopped, self._where))
         self._pump()

@@ -22,8 +22,16 @@ its own):
   ``allowed-failures``, then fails them with ``KilledWorker``: the batches on the dead
   worker, the culprit's and any queued behind it there. The local cluster this executor
   starts uses ``allowed-failures=0``, so a crash costs one worker restart, not four.
-- **Timeouts** are soft: Dask runs tasks in worker threads, which cannot be interrupted;
-  a task past its timeout ends ``TimedOut`` and its body runs on in the background.
+- **No workers.** A run waits at most ``worker_wait`` seconds for a first worker, then
+  fails with ``NoWorkersError`` naming the scheduler's address (it never queues tasks on a
+  cluster nobody serves).
+- **Timeouts** end the run ``TimedOut`` when they pass, but Dask runs tasks in worker
+  threads, which cannot be interrupted: the body runs on. So that a hung body never holds
+  a worker for good, the worker is restarted through its nanny once a task outlives its
+  timeout by ``hard_timeout_grace`` seconds: from the worker (``_watch_overrun``: a body
+  still running in its timeout thread), or from the parent when the whole batch is stuck
+  (C code holding the GIL: the dispatcher's hard deadline, ``kill``). Other tasks running
+  on that worker are lost with it and run again (``_dispatch``: suspects).
 - **Interrupts.** A run that ends with batches out has them cancelled, and a local cluster
   is closed with its workers; on an existing cluster, bodies already running finish there
   (Dask cannot stop a running thread), and the large results they publish are dropped.
@@ -45,13 +53,15 @@ import logging
 import os
 import pickle
 import threading
+import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cloudpickle
 
-from ..attempt import TaskResult, TaskRun
+from ..attempt import OVERRUN_THREAD, TaskResult, TaskRun
 from ..errors import RemoteTaskError
 from ..states import Failed, State, Success
 from ._dispatch import Dispatcher, Loss, Reply, Workers
@@ -62,7 +72,7 @@ from .base import DeferredResult, ExecutorRun
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
 
-__all__ = ["DaskExecutor", "DaskResult", "close_clients"]
+__all__ = ["DaskExecutor", "DaskResult", "NoWorkersError", "close_clients"]
 
 log = logging.getLogger("taskloom.executors.dask")
 
@@ -75,6 +85,10 @@ LARGE_RESULT = 1 << 20
 LARGE_PAYLOAD = 4 << 20
 #: The local cluster's ``allowed-failures``: fail a task at the first worker it kills.
 LOCAL_ALLOWED_FAILURES = 0
+#: Seconds a run waits for a first worker on a cluster that has none (``worker_wait``).
+WORKER_WAIT = 30.0
+#: Seconds a task may outlive its timeout before its worker is restarted (``hard_timeout_grace``).
+HARD_TIMEOUT_GRACE = 5.0
 
 #: Where ``pip`` finds the optional dependency.
 INSTALL_HINT = 'pip install -e ".[dask]" in the taskloom clone (or: pip install distributed)'
@@ -97,6 +111,10 @@ class MainGuardError(RuntimeError):
             f"{script} again, which runs the flow again. Put the flow run under "
             f'`if __name__ == "__main__":` in {script}.'
         )
+
+
+class NoWorkersError(TimeoutError):
+    """The Dask scheduler had no worker for a run within ``DaskExecutor(worker_wait=...)``."""
 
 
 def _unguarded_main_script() -> str | None:
@@ -239,11 +257,13 @@ def _run_batch(
     log_level: int,
     parent_pid: int,
     datasets: str,
+    grace: float | None,
     *values: Any,
 ) -> Reply:
     """Run a batch in a Dask worker thread (``_worker.run_batch``). ``values`` are the
     Dask futures the runs take as inputs, resolved by Dask on this worker; large results
-    are published under names starting with ``datasets``."""
+    are published under names starting with ``datasets``; a body that outlives its
+    timeout by ``grace`` seconds gets this worker restarted (``_watch_overrun``)."""
     from distributed import get_worker
 
     try:
@@ -254,11 +274,62 @@ def _run_batch(
     def fill(inputs: dict[str, Any]) -> dict[str, Any]:
         return {name: _fill(value, values) for name, value in inputs.items()}
 
-    return run_batch(
-        header, payload, pickle.loads(keys_blob), log_level, worker=worker,
-        where="on a Dask worker", capture=_LOGS if os.getpid() != parent_pid else None,
-        fill=fill if values else None, prepare=lambda state: _hold(datasets, state),
+    try:
+        return run_batch(
+            header, payload, pickle.loads(keys_blob), log_level, worker=worker,
+            where="on a Dask worker", capture=_LOGS if os.getpid() != parent_pid else None,
+            fill=fill if values else None, prepare=lambda state: _hold(datasets, state),
+        )
+    finally:
+        if grace is not None and os.getpid() != parent_pid:  # never restart the caller's process
+            _watch_overrun(grace)
+
+
+#: The overrun threads a watchdog already looks after (in this worker process).
+_watched: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+_watched_lock = threading.Lock()
+
+
+def _watch_overrun(grace: float) -> None:
+    """In a Dask worker, after a batch: if a task body outlived its timeout (its thread is
+    an ``OVERRUN_THREAD``), give it ``grace`` seconds more, then restart this worker."""
+    with _watched_lock:
+        overrun = [
+            t for t in threading.enumerate()
+            if t.name == OVERRUN_THREAD and t.is_alive() and t not in _watched
+        ]
+        _watched.update(overrun)
+    if not overrun:
+        return
+    from distributed import get_client, get_worker
+
+    try:  # in the batch's thread: a worker task, where both are known
+        worker = get_worker()
+        address, client = worker.address, get_client()
+    except ValueError:
+        return
+    if not worker.nanny:
+        return  # nothing would start it again
+    threading.Thread(
+        target=_restart_if_running, args=(overrun, grace, address, client),
+        daemon=True, name="taskloom-overrun-watch",
+    ).start()
+
+
+def _restart_if_running(threads: list[threading.Thread], grace: float, address: str, client: Client) -> None:
+    deadline = time.monotonic() + grace
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if not any(thread.is_alive() for thread in threads):
+        return
+    log.warning(
+        "a task body still runs %.1f s past its timeout on Dask worker %s: restarting the "
+        "worker through its nanny", grace, address,
     )
+    try:
+        client.restart_workers([address], raise_for_error=False)
+    except Exception as error:  # the worker may be gone before the answer comes back
+        log.debug("restart of %s: %r", address, error)
 
 
 # --- the parent side ------------------------------------------------------------------------
@@ -386,10 +457,10 @@ class _DaskRun:
 
     name = "dask"
     long_task = LONG_TASK
-    hard_timeout_grace: float | None = None
 
     def __init__(self, executor: DaskExecutor, tag: str) -> None:
         self._executor = executor
+        self.hard_timeout_grace = executor.hard_timeout_grace
         self._tag = tag
         self._datasets = f"{_DATASETS}{uuid.uuid4().hex[:12]}-"
         self._cluster: LocalCluster | None = None
@@ -414,7 +485,7 @@ class _DaskRun:
         self._client = client
         self._executor._live.append(self)
         try:
-            slots = max(1, sum(client.nthreads().values()))
+            slots = _wait_for_workers(client, self._executor.worker_wait)
             self._header = header
             if len(header) >= LARGE_PAYLOAD:  # a large context: sent once per worker
                 key = f"taskloom-context-{self._tag}-{next(_sequence)}"
@@ -490,7 +561,8 @@ class _DaskRun:
             payload = self._payloads[key] = _scatter(client, f"{key}-payload", out.payload)
         return client.submit(
             _run_batch, self._header, payload, pickle.dumps(list(keys)), self._log_level,
-            os.getpid(), self._datasets, *out.futures, key=key, pure=False,
+            os.getpid(), self._datasets, self.hard_timeout_grace, *out.futures, key=key,
+            pure=False,
         )
 
     def receive(self, sent: Sequence[Future[Reply]]) -> list[Reply | BaseException]:
@@ -571,8 +643,27 @@ class _DaskRun:
             result = results[index]
             results[index] = result._replace(state=result.state.replace(result=deferred))
 
-    def kill(self, sent: Future[Reply]) -> None:
-        raise NotImplementedError("Dask has no hard timeouts (hard_timeout_grace is None)")
+    def kill(self, sent: Future[Reply]) -> bool:
+        """Restart the worker running the stuck batch through its nanny (the batches of
+        this run on other workers go on)."""
+        client = self._client
+        assert client is not None
+        try:
+            workers = client.scheduler_info().get("workers", {})
+            holders = [
+                w for w, keys in client.processing().items()
+                if sent.key in keys and workers.get(w, {}).get("nanny")  # else it cannot restart
+            ]
+            client.cancel([sent])  # not rescheduled on another worker once its own goes
+            if holders:
+                log.warning(
+                    "a task is stuck past its timeout on Dask worker %s: restarting the worker "
+                    "through its nanny", ", ".join(holders),
+                )
+                client.restart_workers(holders, raise_for_error=False)
+        except Exception as error:
+            log.warning("could not restart the Dask worker of a stuck task: %r", error)
+        return False
 
     def stop(self, abandoned: Sequence[Future[Reply]] | None) -> None:
         client = self._client
@@ -612,6 +703,30 @@ class _DaskRun:
             pass
 
 
+def _wait_for_workers(client: Client, wait: float) -> int:
+    """How many threads the cluster's workers have, once it has a worker: at most ``wait``
+    seconds, else ``NoWorkersError`` naming the scheduler."""
+    threads = sum(client.nthreads().values())
+    if threads:
+        return threads
+    address = client.scheduler.address if client.scheduler is not None else "?"
+    try:
+        client.wait_for_workers(1, timeout=wait)
+    except TimeoutError:
+        raise NoWorkersError(
+            f"DaskExecutor: the Dask scheduler at {address} has no workers; none joined "
+            f"within {wait:g} s (DaskExecutor(worker_wait=...)). Start one: dask worker {address}"
+        ) from None
+    return max(1, sum(client.nthreads().values()))
+
+
+def _seconds(name: str, value: object) -> float:
+    """``value`` as seconds; ValueError naming the keyword if it is not a number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"DaskExecutor({name}={value!r}): use a number of seconds >= 0")
+    return float(value)
+
+
 def _batch_error(future: Future[Any]) -> BaseException:
     try:
         error = future.exception(timeout=5)
@@ -634,13 +749,29 @@ class DaskExecutor:
     The workers need taskloom and the task's modules importable (functions defined in
     ``__main__`` or as closures travel by value).
 
+    ``worker_wait``: seconds a run waits for a first worker on a cluster that has none,
+    before it fails with ``NoWorkersError`` naming the scheduler. ``hard_timeout_grace``:
+    seconds a task may outlive its ``timeout`` (its body runs on in a worker thread) before
+    its worker is restarted through its nanny; None: never.
+
     Needs the dask extra: ``pip install -e ".[dask]"`` from the taskloom clone.
 
     >>> flow.run(executor=DaskExecutor("tcp://127.0.0.1:8786"))   # doctest: +SKIP
     """
 
-    def __init__(self, address: str | None = None, **cluster_kwargs: Any) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        worker_wait: float = WORKER_WAIT,
+        hard_timeout_grace: float | None = HARD_TIMEOUT_GRACE,
+        **cluster_kwargs: Any,
+    ) -> None:
         _require_distributed()
+        self.worker_wait: float = _seconds("worker_wait", worker_wait)
+        self.hard_timeout_grace: float | None = (
+            None if hard_timeout_grace is None else _seconds("hard_timeout_grace", hard_timeout_grace)
+        )
         if address is not None and cluster_kwargs:
             raise ValueError(
                 f"DaskExecutor(address={address!r}) connects to an existing cluster; keyword "
