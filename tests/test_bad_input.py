@@ -144,7 +144,7 @@ def test_an_unpicklable_parameter_is_named_with_the_task_that_takes_it(
 
     path = str(tmp_path / "ran")
     with Flow("bad-parameter") as flow:
-        handle = Parameter("handle")
+        handle = Parameter("handle", default=None)
         takes_handle(handle, path)
     with pytest.raises(ValueError) as raised:
         flow.run(parameters={"handle": threading.Lock()}, executor=pool_executor)
