@@ -448,3 +448,85 @@ def test_a_hung_task_gets_its_worker_restarted_and_the_next_run_its_slot(
             assert lines(path) == [str(hung_pid)]  # the hung task was not run again
         finally:
             close_clients()
+
+
+# -- 8. a large result lost with its worker is made again ---------------------------------------
+
+
+@task
+def make_big_counted(runs: str, nbytes: int) -> bytes:
+    record(runs, str(os.getpid()))  # each time the body runs, and where
+    return b"\x07" * nbytes
+
+
+@task
+def wait_for_file(path: str) -> str:
+    deadline = time.monotonic() + 60
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.01)  # a rendezvous with the test, which writes the file
+    return path
+
+
+@task
+def size_of(data: bytes, gate: str) -> int:
+    return len(data)
+
+
+class KillHolder:
+    """A ``RunObserver``: once ``make_big_counted`` finished, wait until its value is on a
+    worker, kill that worker's process (SIGKILL) and wait until it is gone, then write
+    ``gate`` (the consumers wait for it)."""
+
+    def __init__(self, address: str, gate: str) -> None:
+        self.address = address
+        self.gate = gate
+        self.killed: list[int] = []
+
+    def run_started(self, flow_name: str, run_id: str, total: int) -> None:
+        pass
+
+    def task_changed(self, key: int, task_name: str, state: State[Any]) -> None:
+        if task_name != "make_big_counted" or not state.is_successful():
+            return
+        import distributed
+
+        held = state._result
+        assert isinstance(held, DaskResult) and held.future is not None, held
+        held.future.result(timeout=60)  # on its worker now
+        with distributed.Client(self.address, set_as_default=False) as client:
+            future: distributed.Future[bytes] = distributed.Future(held.future.key, client)
+            [holder] = client.who_has([future])[future.key]
+            pid = client.run(os.getpid, workers=[holder])[holder]
+        os.kill(pid, signal.SIGKILL)
+        wait_gone(pid)
+        self.killed.append(pid)
+        Path(self.gate).touch()
+
+    def run_finished(self, state: State[Any]) -> None:
+        pass
+
+
+@pytest.mark.slow
+def test_a_large_result_lost_with_its_worker_is_made_again(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    runs, gate = str(tmp_path / "runs"), str(tmp_path / "gate")
+    nbytes = 2 * 2**20
+    with Flow("dask-large-lost") as flow:
+        big = make_big_counted(runs, nbytes)
+        opened = wait_for_file(gate)
+        sizes = [size_of(big, opened) for _ in range(2)]
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address="127.0.0.1:0", scheduler_kwargs={"allowed_failures": 0},
+    ) as cluster:
+        observer = KillHolder(cluster.scheduler_address, gate)
+        try:
+            state = flow.run(executor=DaskExecutor(address=cluster.scheduler_address), progress=observer)
+        finally:
+            close_clients()
+    assert [kind(state.result[s]) for s in sizes] == ["Success", "Success"], state.result
+    assert [state.result[s].result for s in sizes] == [nbytes, nbytes]
+    assert state.result[big].result == b"\x07" * nbytes
+    [killed] = observer.killed
+    made = [int(pid) for pid in lines(runs)]
+    assert len(made) == 2 and made[0] == killed and made[1] != killed, (made, killed)

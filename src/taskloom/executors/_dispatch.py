@@ -225,9 +225,11 @@ class Backend(Protocol[_Payload, _Sent]):
         """What ``error`` (a batch's, from ``receive``) means: a worker death or not."""
         ...
 
-    def take_over(self, results: list[TaskResult], names: Mapping[int, str]) -> None:
-        """Turn the large-result markers in ``results`` into ``DeferredResult`` states,
-        in place, and keep them for release at ``stop``."""
+    def take_over(
+        self, results: list[TaskResult], runs: Sequence[TaskRun], names: Mapping[int, str]
+    ) -> None:
+        """Turn the large-result markers in ``results`` (of the batch of ``runs``) into
+        ``DeferredResult`` states, in place, and keep them for release at ``stop``."""
         ...
 
     def kill(self, sent: _Sent) -> bool:
@@ -502,7 +504,7 @@ class Dispatcher(Generic[_Payload, _Sent]):
                     if logger.isEnabledFor(record.levelno):
                         logger.handle(record)
         results = decode_rows(data, flight.runs, self._names, self._durations, self._where)
-        self._backend.take_over(results, self._names)
+        self._backend.take_over(results, flight.runs, self._names)
         return results
 
     def _lost(self, flight: _Flight, loss: Loss) -> list[TaskResult]:

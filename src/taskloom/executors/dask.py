@@ -12,12 +12,16 @@ its own):
   ``LONG_TASK`` (20 ms). A batch's payload of ``LARGE_PAYLOAD`` or more is scattered
   first (Dask warns about large graphs), and so is a large run context (once per worker).
 - **Large results** (``LARGE_RESULT`` or more, by ``len`` for bytes-like values, else
-  Dask's ``sizeof``) stay on the worker that made them: the worker scatters the value
-  locally and publishes it under a name of its run; the parent takes a Dask ``Future``
-  for it (``get_dataset``, then ``unpublish_dataset``) and keeps a ``DaskResult``. A later
-  run gets the future as an argument of its Dask task (in the payload, a ``_Slot`` marks
-  its place), so Dask moves the value worker to worker, or not at all. Such a value is
-  held by one worker: if that worker dies, the runs that need it fail.
+  Dask's ``sizeof``) stay on the worker that made them: the worker keeps the value in a
+  dict of its process (``_kept``) under a name of its run; the parent then submits a Dask
+  task of that name (``_take_kept``) bound to that worker, which takes the value out of
+  the dict, and keeps its future as a ``DaskResult``. A later run gets the future as an
+  argument of its Dask task (in the payload, a ``_Slot`` marks its place), so Dask moves
+  the value worker to worker, or not at all. The Dask task carries a recipe: the run that
+  made the value, with its inputs. If the worker holding the value dies, Dask computes
+  the key again elsewhere (its own behaviour for its graph): the dict has no value there,
+  so the task runs the recipe, and the runs that need the value still get it, as long as
+  their own large inputs can be had again (Dask holds them while a key needs them).
 - **Worker death.** Dask reschedules the tasks a dead worker held, up to the scheduler's
   ``allowed-failures``, then fails them with ``KilledWorker``: the batches on the dead
   worker, the culprit's and any queued behind it there. The local cluster this executor
@@ -34,7 +38,7 @@ its own):
   on that worker are lost with it and run again (``_dispatch``: suspects).
 - **Interrupts.** A run that ends with batches out has them cancelled, and a local cluster
   is closed with its workers; on an existing cluster, bodies already running finish there
-  (Dask cannot stop a running thread), and the large results they publish are dropped.
+  (Dask cannot stop a running thread), and the large results they keep are dropped.
 - **Logs.** A Dask worker belongs to whoever started it: capture is per thread, beside its
   handlers. A worker thread in this very process (``processes=False``) logs to the
   parent's handlers already, and captures nothing.
@@ -57,11 +61,12 @@ import time
 import uuid
 import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cloudpickle
 
-from ..attempt import OVERRUN_THREAD, TaskResult, TaskRun
+from ..attempt import OVERRUN_THREAD, FollowOn, TaskResult, TaskRun
 from ..errors import RemoteTaskError
 from ..states import Failed, State, Success
 from ._dispatch import Dispatcher, Loss, Reply, Workers
@@ -93,7 +98,7 @@ HARD_TIMEOUT_GRACE = 5.0
 #: Where ``pip`` finds the optional dependency.
 INSTALL_HINT = 'pip install -e ".[dask]" in the taskloom clone (or: pip install distributed)'
 
-#: The prefix of the dataset names large results are published under.
+#: The prefix of the names large results are kept under.
 _DATASETS = "taskloom-result-"
 
 
@@ -175,17 +180,18 @@ class _Slot:
 
 
 class _Held:
-    """In a state sent back: a large result left on the worker, published as ``name``."""
+    """In a state sent back: a large result kept on the worker at ``address`` as ``name``."""
 
-    __slots__ = ("name", "size", "type_name")
+    __slots__ = ("address", "name", "size", "type_name")
 
-    def __init__(self, name: str, size: int, type_name: str) -> None:
+    def __init__(self, name: str, size: int, type_name: str, address: str) -> None:
         self.name = name
         self.size = size
         self.type_name = type_name
+        self.address = address
 
-    def __reduce__(self) -> tuple[type[_Held], tuple[str, int, str]]:
-        return (_Held, (self.name, self.size, self.type_name))
+    def __reduce__(self) -> tuple[type[_Held], tuple[str, int, str, str]]:
+        return (_Held, (self.name, self.size, self.type_name, self.address))
 
 
 def _fill(value: Any, values: Sequence[Any]) -> Any:
@@ -226,28 +232,67 @@ def _travels(value: object) -> bool:
     return True
 
 
+#: Large results kept in this worker process until the parent's ``_take_kept`` takes them.
+_kept: dict[str, Any] = {}
+_kept_lock = threading.Lock()
+
+
 def _hold(prefix: str, state: State[Any]) -> State[Any]:
-    """In a worker: leave a large result of a successful run in this worker's memory,
-    published under a name that starts with ``prefix``."""
+    """In a worker: keep a large result of a successful run in this process, under a name
+    that starts with ``prefix``, until the parent's ``_take_kept`` task takes it."""
     value: object = state.result
     if not isinstance(state, Success):
         return state
     size = _size(value)
     if size < LARGE_RESULT or not _travels(value):
         return state  # an unpicklable one fails its task in encode_rows, as with loky
-    try:
-        from distributed import get_client
+    from distributed import get_worker
 
-        client = get_client()
-        name = f"{prefix}{uuid.uuid4().hex}"
-        # A dict, so a list or tuple is kept whole (scatter would split it into items).
-        future = client.scatter({name: value}, hash=False)[name]
-        client.publish_dataset(future, name=name)  # held by the scheduler until unpublished
-    except Exception as error:  # no worker client: send the value along instead
-        log.warning("a %d-byte result could not stay on the worker (%r); sending it", size, error)
+    try:
+        address = get_worker().address
+    except ValueError:  # not in a worker (called directly): send the value along
         return state
+    name = f"{prefix}{uuid.uuid4().hex}"
+    with _kept_lock:
+        _kept[name] = value
     type_name = f"{type(value).__module__}.{type(value).__qualname__}"
-    return state.replace(result=_Held(name, size, type_name))
+    return state.replace(result=_Held(name, size, type_name, address))
+
+
+def _take_kept(name: str, header: bytes, recipe: bytes | None, *values: Any) -> Any:
+    """The Dask task of a large result: the value kept here under ``name`` (where it was
+    made), else (its worker died) made again by running ``recipe``, the run that made it
+    (``values``: its large inputs, for their ``_Slot``s)."""
+    with _kept_lock:
+        found = _kept.pop(name, _kept)
+    if found is not _kept:
+        return found
+    if recipe is None:
+        raise RuntimeError(f"the large result {name} was lost with its worker and cannot be made again")
+    from ._worker import load_runs, run_all
+
+    def fill(inputs: dict[str, Any]) -> dict[str, Any]:
+        return {k: _fill(v, values) for k, v in inputs.items()}
+
+    [run] = load_runs(recipe, fill if values else None)
+    log.warning("Task %r: making its large result again, lost with the Dask worker that held it", run.task.name)
+    [result] = run_all([run], cloudpickle.loads(header), "dask", "on a Dask worker")
+    if not isinstance(result.state, Success):
+        raise RuntimeError(
+            f"Task {run.task.name!r}: its large result was lost with its Dask worker, and "
+            f"running it again ended {type(result.state).__name__}: {result.state.message}"
+        )
+    return result.state.result
+
+
+def _drop_kept(prefix: str) -> int:
+    """In each worker (``client.run``), after an interrupted run: forget the large results
+    kept under ``prefix`` that no ``_take_kept`` took."""
+    with _kept_lock:
+        names = [name for name in _kept if name.startswith(prefix)]
+        for name in names:
+            del _kept[name]
+    return len(names)
 
 
 def _run_batch(
@@ -469,6 +514,7 @@ class _DaskRun:
         self._log_level = logging.WARNING
         self._results: list[DaskResult] = []  # its large results, released at stop
         self._payloads: dict[str, Future[bytes]] = {}  # scattered payloads, until they return
+        self._templates: Templates | None = None
 
     @property
     def client(self) -> Client | None:
@@ -527,6 +573,7 @@ class _DaskRun:
         return client
 
     def encode(self, templates: Templates, batch: Sequence[TaskRun]) -> _Out:
+        self._templates = templates  # the run's: recipes of large results use it too
         futures: dict[str, tuple[int, Future[Any]]] = {}
 
         def slotted(run: TaskRun) -> dict[str, Any]:
@@ -613,35 +660,69 @@ class _DaskRun:
             return Loss(False, why, error)
         return Loss(False, f"could not run on the Dask cluster: {error!r}", error)
 
-    def take_over(self, results: list[TaskResult], names: Mapping[int, str]) -> None:
-        """Take a future for each large result a worker published, and unpublish it."""
-        held: list[tuple[int, _Held]] = []
-        for index, result in enumerate(results):
-            value = result.state.result
-            if isinstance(value, _Held):
-                held.append((index, value))
-        if not held:
+    def take_over(
+        self, results: list[TaskResult], runs: Sequence[TaskRun], names: Mapping[int, str]
+    ) -> None:
+        """Take a future for each large result a worker kept: a Dask task that takes the
+        value where it is, or makes it again from its run (``_take_kept``)."""
+        if not any(isinstance(result.state.result, _Held) for result in results):
             return
         client = self._client
         assert client is not None
-        found = [h.name for _, h in held]
-        try:
-            futures = client.get_dataset(found)
-            client.unpublish_dataset(found)
-        except Exception as error:
-            for index, h in held:
-                result = results[index]
-                message = (
-                    f"Task {names.get(result.key, '?')!r}: its {h.type_name} result "
-                    f"({h.size} bytes) was left on a Dask worker and is gone: {error!r}"
-                )
-                results[index] = result._replace(state=Failed(message, error))
-            return
-        for (index, h), future in zip(held, futures):
-            deferred = DaskResult(future, h.size, h.type_name)
+        made = {run.key: run for run in runs}
+        follow_ons = {f.key: (run, f) for run in runs for f in run.then}
+        states = {result.key: result.state for result in results}
+        for index, result in enumerate(results):
+            held = result.state.result
+            if not isinstance(held, _Held):
+                continue
+            futures: dict[str, tuple[int, Future[Any]]] = {}
+            recipe = self._recipe(result.key, made, follow_ons, states, futures)
+            ordered = [future for _, future in sorted(futures.values(), key=lambda p: p[0])]
+            future = client.submit(
+                _take_kept, held.name, self._header, recipe, *ordered, key=held.name,
+                workers=[held.address], allow_other_workers=True, pure=False,
+            )
+            deferred = DaskResult(future, held.size, held.type_name)
             self._results.append(deferred)
-            result = results[index]
-            results[index] = result._replace(state=result.state.replace(result=deferred))
+            state = result.state.replace(result=deferred)
+            results[index] = result._replace(state=state)
+            states[result.key] = state
+
+    def _recipe(
+        self,
+        key: int,
+        made: Mapping[int, TaskRun],
+        follow_ons: Mapping[int, tuple[TaskRun, FollowOn]],
+        states: Mapping[int, State[Any]],
+        futures: dict[str, tuple[int, Future[Any]]],
+    ) -> bytes | None:
+        """The run that made result ``key``, encoded with its inputs (large ones as
+        ``_Slot``s for ``futures``), to run again if the value is lost; None if unknown."""
+        run = made.get(key)
+        if run is not None:
+            again = replace(run, then=())
+        elif key in follow_ons:  # inputs: its constants, and the result of the run before it
+            head, follow = follow_ons[key]
+            chain = [head.key, *(f.key for f in head.then)]
+            inputs = dict(follow.constants)
+            if follow.input_key is not None:
+                before = states.get(chain[chain.index(key) - 1])
+                if before is None:
+                    return None
+                inputs[follow.input_key] = before.result
+            again = TaskRun(key, follow.task, inputs, map_index=follow.map_index)
+        else:
+            return None
+        templates = self._templates
+        if templates is None:
+            return None
+        try:
+            return templates.encode(
+                [again], lambda r: {k: self._slotted(v, futures) for k, v in r.inputs.items()}
+            )
+        except Exception:  # its inputs no longer pickle: the value cannot be made again
+            return None
 
     def kill(self, sent: Future[Reply]) -> bool:
         """Restart the worker running the stuck batch through its nanny (the batches of
@@ -694,11 +775,9 @@ class _DaskRun:
 
     def _unpublish_leftovers(self, client: Client) -> None:
         """After an interrupted run on a shared cluster: drop the large results its batches
-        published that it never took over (a batch still running may add more)."""
+        kept that it never took over (a batch still running may add more)."""
         try:
-            leftovers = [n for n in client.list_datasets() if str(n).startswith(self._datasets)]
-            if leftovers:
-                client.unpublish_dataset(leftovers)
+            client.run(_drop_kept, self._datasets)
         except Exception:
             pass
 

@@ -356,7 +356,9 @@ class _LokyRun:
         )
         return Loss(True, why, error, cause)
 
-    def take_over(self, results: list[TaskResult], names: Mapping[int, str]) -> None:
+    def take_over(
+        self, results: list[TaskResult], runs: Sequence[TaskRun], names: Mapping[int, str]
+    ) -> None:
         for result in results:
             value = result.state.result
             if type(value) is SharedResult:
