@@ -30,6 +30,7 @@ from taskloom import Flow, task
 from taskloom.executors import LocalExecutor, LokyExecutor
 from taskloom.states import Failed, Success, TimedOut
 
+from ._faults import started_sleeper, wait_for_a_file, wait_gone
 from ._helpers import kind, lines, record
 
 pytestmark = pytest.mark.timeout(60)
@@ -64,15 +65,15 @@ def sleeper(seconds: float) -> int:
 
 
 @task
-def sigkill_self() -> int:
-    time.sleep(0.15)  # let the sleepers start: they are in flight when this worker dies
+def sigkill_self(folder: str) -> int:
+    wait_for_a_file(folder)  # a sleeper has started: it is in flight when this worker dies
     os.kill(os.getpid(), signal.SIGKILL)
     return 0
 
 
 @task
-def segfault() -> int:
-    time.sleep(0.15)
+def segfault(folder: str) -> int:
+    wait_for_a_file(folder)
     return len(ctypes.string_at(0))
 
 
@@ -172,20 +173,10 @@ def assert_pool_works() -> None:
     with Flow("after") as flow:
         a = pid_of_worker()
         b = sleeper(0.01)
-    started = time.monotonic()
     state = flow.run(executor=LokyExecutor(max_workers=WORKERS))
     assert kind(state) == "Success", state.result
     assert kind(state.result[a]) == "Success" and kind(state.result[b]) == "Success"
     assert isinstance(state.result[a].result, int) and state.result[a].result != os.getpid()
-    assert time.monotonic() - started < 10.0
-
-
-def wait_gone(pid: int, timeout: float = 60) -> None:
-    """Wait until process ``pid`` has ended (psutil raises TimeoutExpired if it does not)."""
-    try:
-        psutil.Process(pid).wait(timeout=timeout)
-    except psutil.NoSuchProcess:
-        pass
 
 
 def alive(pid: int) -> bool:
@@ -206,14 +197,14 @@ def alive(pid: int) -> bool:
     [(sigkill_self, "SIGKILL(-9)"), (segfault, "SIGSEGV(-11)")],
     ids=["sigkill", "segfault"],
 )
-def test_worker_death_fails_only_its_task(crasher: Any, cause: str) -> None:
+def test_worker_death_fails_only_its_task(crasher: Any, cause: str, tmp_path: Path) -> None:
+    folder = str(tmp_path / "started")
+    os.mkdir(folder)
     with Flow("worker-death") as flow:
-        crash = crasher()
-        slow = sleeper(0.5)
-        quick = sleeper(0.3)
-    started = time.monotonic()
+        crash = crasher(folder)
+        slow = started_sleeper(folder, 0.5)
+        quick = started_sleeper(folder, 0.3)
     state = flow.run(executor=LokyExecutor(max_workers=WORKERS))
-    elapsed = time.monotonic() - started
 
     states = state.result
     assert set(states) == set(flow.tasks)  # the run returned every task's state
@@ -223,7 +214,6 @@ def test_worker_death_fails_only_its_task(crasher: Any, cause: str) -> None:
     assert isinstance(states[slow], Success), states[slow]
     assert isinstance(states[quick], Success), states[quick]
     assert kind(state) == "Failed"
-    assert elapsed < 20.0
     assert_pool_works()
 
 
@@ -286,12 +276,11 @@ def test_timeout_interrupts_sleep(tmp_path: Path) -> None:
     before = worker_pids(tmp_path, "before")  # also warms the pool up
     with Flow("timeout-sleep") as flow:
         stuck = sleeps_past_timeout()
-    started = time.monotonic()
     state = flow.run(executor=LokyExecutor(max_workers=WORKERS))
-    elapsed = time.monotonic() - started
     assert isinstance(state.result[stuck], TimedOut), state.result[stuck]
-    assert 0.45 <= elapsed < 2.0, elapsed  # SIGALRM at 0.5 s, not the hard kill at 3 s
-    # stopped inside the worker: the pool was not killed
+    # SIGALRM stopped it in the worker (the hard kill would say "stopped by killing its
+    # worker"), and the pool was not killed
+    assert str(state.result[stuck].result) == "timed out after 0.5 s", state.result[stuck].result
     assert worker_pids(tmp_path, "after") == before
 
 
@@ -303,11 +292,10 @@ def test_timeout_kills_a_task_stuck_in_c_code(tmp_path: Path) -> None:
         stuck = c_loop_past_timeout(stuck_pid_file)
         independent = sleeper(0.3)
         also = writes(path)
-    started = time.monotonic()
     state = flow.run(executor=LokyExecutor(max_workers=WORKERS))
-    elapsed = time.monotonic() - started
     assert isinstance(state.result[stuck], TimedOut), state.result[stuck]
-    assert elapsed < 8.0, elapsed
+    # stopped by the hard kill, not by SIGALRM (C code never lets its handler run)
+    assert str(state.result[stuck].result) == "stopped by killing its worker", state.result[stuck]
     assert isinstance(state.result[independent], Success), state.result[independent]
     assert isinstance(state.result[also], Success), state.result[also]
     assert lines(path)  # it ran (maybe twice: bystanders of a killed pool may re-run)
