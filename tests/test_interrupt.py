@@ -17,7 +17,7 @@ from taskloom.journal import Journal
 
 SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from pathlib import Path
     from taskloom import Flow, task
 
@@ -33,15 +33,20 @@ SCRIPT = textwrap.dedent(
     def slow(x: int, y: int, flag: str) -> int:
         if Path(flag).exists():  # resumed: finish at once
             return x + y
-        Path(flag).write_text("started")
+        Path(flag).write_text(str(os.getpid()))
         time.sleep(60)
         return x + y
 
-    with Flow("interrupted") as flow:
+    with Flow("interrupted") as flow:  # two upstreams: slow is not chained to one
         slow(quick(), other(), sys.argv[1])
 
     if __name__ == "__main__":
-        flow.run()
+        if sys.argv[2:] == ["dask"]:  # a local cluster of its own
+            from taskloom.executors import DaskExecutor
+
+            flow.run(executor=DaskExecutor(n_workers=1, threads_per_worker=1))
+        else:
+            flow.run()
     """
 )
 
@@ -128,36 +133,6 @@ def test_resume_runs_tasks_the_run_never_reached_from_stored_results(taskloom_ho
     assert Journal().load(str(again.run_id)).tasks[0].attempts == 0  # `start` did not run again
 
 
-DASK_SCRIPT = textwrap.dedent(
-    """
-    import os, sys, time
-    from pathlib import Path
-    from taskloom import Flow, task
-    from taskloom.executors import DaskExecutor
-
-    @task
-    def quick() -> int:
-        return 1
-
-    @task
-    def other() -> int:
-        return 2
-
-    @task
-    def slow(x: int, y: int, flag: str) -> int:
-        Path(flag).write_text(str(os.getpid()))
-        time.sleep(60)
-        return x + y
-
-    with Flow("interrupted-dask") as flow:  # two upstreams: slow is not chained to one
-        slow(quick(), other(), sys.argv[1])
-
-    if __name__ == "__main__":
-        flow.run(executor=DaskExecutor(n_workers=1, threads_per_worker=1))
-    """
-)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_ctrl_c_on_dask_leaves_no_process_and_records_the_run_interrupted(tmp_path: Path) -> None:
@@ -172,9 +147,9 @@ def test_ctrl_c_on_dask_leaves_no_process_and_records_the_run_interrupted(tmp_pa
     home = tmp_path / "home"
     flag = tmp_path / "started"
     script = tmp_path / "flow.py"
-    script.write_text(DASK_SCRIPT)
+    script.write_text(SCRIPT)
     child = subprocess.Popen(
-        [sys.executable, str(script), str(flag)],
+        [sys.executable, str(script), str(flag), "dask"],
         env={**os.environ, "TASKLOOM_HOME": str(home)},
         stderr=subprocess.PIPE,
         text=True,
