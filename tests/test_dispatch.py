@@ -9,6 +9,8 @@ workers import them by reference.
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from taskloom.executors import Executor, LokyExecutor
 from taskloom.executors._dispatch import MAX_BATCH, Workers, alone, requeue, take_batch
 from taskloom.states import Failed, Success
 
-from ._faults import started_sleeper, wait_for_a_file
+from ._faults import started_sleeper, wait_for_a_file, wait_gone
 from ._helpers import kind
 from .test_dask import inc, sleeper
 
@@ -191,3 +193,35 @@ def test_a_task_that_kills_its_worker_is_the_only_culprit(
     again = next_flow.run(executor=pool_executor)
     assert isinstance(again.result[worker_pid], Success), again.result[worker_pid]
     assert again.result[worker_pid].result != os.getpid()
+
+
+# -- what a task started dies with its worker, on both back ends -------------------------------
+
+
+@task
+def starts_sleep_then_dies(path: str) -> int:
+    """Start ``sleep 300``, and a shell with a ``sleep 300`` of its own, note their PIDs,
+    then kill this worker (SIGKILL): they are left without it."""
+    child = subprocess.Popen(["sleep", "300"])
+    shell = subprocess.Popen(["sh", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE)
+    assert shell.stdout is not None
+    with open(path, "w", encoding="utf-8") as noted:
+        noted.write(f"{child.pid} {shell.pid} {int(shell.stdout.readline())}")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_the_processes_a_task_started_die_with_its_crashed_worker(
+    pool_executor: Executor, tmp_path: Path
+) -> None:
+    path = tmp_path / "pids"
+    with Flow("orphans") as flow:
+        crash = starts_sleep_then_dies(str(path))
+    state = flow.run(executor=pool_executor)
+    assert isinstance(state.result[crash], Failed), state.result[crash]
+    pids = [int(pid) for pid in path.read_text().split()]
+    assert len(pids) == 3
+    for pid in pids:  # a child, a shell, and the shell's own child
+        wait_gone(pid, timeout=20)

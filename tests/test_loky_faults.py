@@ -16,7 +16,6 @@ import glob
 import logging
 import os
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -342,34 +341,6 @@ def test_local_hard_timeouts_stop_c_code_in_a_worker_process(tmp_path: Path) -> 
 def test_hard_timeouts_must_be_a_bool() -> None:
     with pytest.raises(TypeError, match="hard_timeouts"):
         LocalExecutor(hard_timeouts="yes")  # type: ignore[arg-type]  # the wrong type is the test
-
-
-# -- 4. a dead worker's processes die with it ---------------------------------------------------
-
-
-@task
-def starts_sleep_then_dies(path: str) -> int:
-    child = subprocess.Popen(["sleep", "300"])
-    grandchild = subprocess.Popen(["sh", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE)
-    assert grandchild.stdout is not None
-    record(path, f"{child.pid} {grandchild.pid} {int(grandchild.stdout.readline())}")
-    os.kill(os.getpid(), signal.SIGKILL)
-    return 0
-
-
-@pytest.mark.slow
-def test_the_processes_a_task_started_die_with_its_crashed_worker(tmp_path: Path) -> None:
-    path = str(tmp_path / "pids")
-    with Flow("orphans") as flow:
-        crash = starts_sleep_then_dies(path)
-    state = flow.run(executor=LokyExecutor(max_workers=WORKERS))
-    assert isinstance(state.result[crash], Failed), state.result[crash]
-    [started] = lines(path)
-    pids = [int(pid) for pid in started.split()]
-    assert len(pids) == 3
-    for pid in pids:  # a child, a shell, and the shell's own child
-        wait_gone(pid, timeout=10)
-    assert_pool_works()
 
 
 # -- 6. logs from workers reach the parent's handlers -----------------------------------------

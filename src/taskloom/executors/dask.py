@@ -69,6 +69,7 @@ import cloudpickle
 from ..attempt import OVERRUN_THREAD, FollowOn, TaskResult, TaskRun
 from ..errors import RemoteTaskError
 from ..states import Failed, State, Success
+from . import _groups
 from ._dispatch import Dispatcher, Loss, Reply, Workers
 from ._wire import Templates
 from ._worker import LogCapture, run_batch
@@ -319,6 +320,8 @@ def _run_batch(
     def fill(inputs: dict[str, Any]) -> dict[str, Any]:
         return {name: _fill(value, values) for name, value in inputs.items()}
 
+    if os.getpid() != parent_pid:
+        _join_groups()
     try:
         return run_batch(
             header, payload, pickle.loads(keys_blob), log_level, worker=worker,
@@ -328,6 +331,19 @@ def _run_batch(
     finally:
         if grace is not None and os.getpid() != parent_pid:  # never restart the caller's process
             _watch_overrun(grace)
+
+
+_joined: list[bool] = []
+
+
+def _join_groups() -> None:
+    """Once per worker process: lead a process group, noted on the host, and kill what
+    the tasks of workers that died here before it left running (``_groups``)."""
+    if _joined:
+        return
+    _joined.append(True)
+    _groups.register()
+    _groups.reap()
 
 
 #: The overrun threads a watchdog already looks after (in this worker process).
@@ -645,6 +661,7 @@ class _DaskRun:
         from distributed import KilledWorker
 
         if isinstance(error, KilledWorker):
+            self._reap()
             why = (
                 "killed the Dask worker running it: the worker process died (os._exit, a "
                 "signal such as SIGKILL from the out-of-memory killer, a crash in native "
@@ -659,6 +676,17 @@ class _DaskRun:
             )
             return Loss(False, why, error)
         return Loss(False, f"could not run on the Dask cluster: {error!r}", error)
+
+    def _reap(self) -> None:
+        """After a worker died: each live worker kills what the tasks of dead workers on its
+        host left running (``_groups.reap``)."""
+        client = self._client
+        if client is None:
+            return
+        try:
+            client.run(_groups.reap)
+        except Exception as error:
+            log.debug("could not reap the processes of a dead Dask worker: %r", error)
 
     def take_over(
         self, results: list[TaskResult], runs: Sequence[TaskRun], names: Mapping[int, str]
@@ -742,6 +770,7 @@ class _DaskRun:
                     "through its nanny", ", ".join(holders),
                 )
                 client.restart_workers(holders, raise_for_error=False)
+                self._reap()  # what the stuck task started, left by the worker
         except Exception as error:
             log.warning("could not restart the Dask worker of a stuck task: %r", error)
         return False

@@ -17,8 +17,9 @@ is loky's own, each a lesson measured on loky (see the reliability catalogue):
   it) and ends ``TimedOut``.
 - **Process trees.** Each worker leads a process group of its own, which the processes
   its tasks start join: when a worker dies (a crash, a signal, a hard timeout), the
-  parent kills what is left of its group (``_kill_orphans``), so a ``sleep 300`` started
-  by a task does not outlive its dead worker. A worker whose parent dies kills its group.
+  parent kills what is left of its group (``_kill_orphans``, with ``_groups``), so a
+  ``sleep 300`` started by a task does not outlive its dead worker. A worker whose parent
+  dies kills its group.
 - **Interrupts.** A run that ends with batches out (Ctrl-C, SIGINT, SIGTERM, an exception
   in the scheduler) shuts the pool down with its workers and their children, if no other
   run uses the pool. If another run does, only this run's batches that have not started
@@ -50,6 +51,7 @@ from ..attempt import TaskResult, TaskRun
 from ..errors import RemoteTaskError
 from ..states import State, Success
 from ._dispatch import Dispatcher, Loss, Reply, Workers
+from ._groups import alive, kill_group, lead
 from ._wire import Templates, unpack_state
 from ._worker import LogCapture, run_batch
 from .base import DeferredResult, ExecutorRun, resolve_deferred
@@ -72,10 +74,7 @@ _LOGS = LogCapture(sole=True)
 
 
 def _init_worker(parent_pid: int) -> None:
-    try:
-        os.setpgid(0, 0)  # a group of its own: what its tasks start can be found once it died
-    except OSError:
-        pass
+    lead()  # a group of its own: what its tasks start can be found once it died
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
 
 
@@ -207,31 +206,13 @@ def _note_workers(pool: _Pool, executor: loky.ProcessPoolExecutor) -> None:
 
 
 def _kill_orphans(pool: _Pool) -> None:
-    """Kill the process groups of the workers of ``pool`` that died: the processes their
-    tasks started, left running without them (see the module docstring)."""
+    """Kill what is left of the process groups of the workers of ``pool`` that died: the
+    processes their tasks started (see the module docstring)."""
     with _pools_lock:
-        executor = pool.executor
-        live = set(getattr(executor, "_processes", None) or ()) if executor is not None else set()
-        dead = [pid for pid in pool.pids if pid not in live or not _alive(pid)]
-        pool.pids.difference_update(dead)  # once: a PID may be reused later
+        dead = [pid for pid in pool.pids if not alive(pid)]
+        pool.pids.difference_update(dead)
     for pid in dead:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:  # nothing left in that group
-            pass
-
-
-def _alive(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie, dead and not yet reaped, does not)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as stat:
-            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
-    except (OSError, IndexError):
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
+        kill_group(pid)
 
 
 _pools: dict[int, _Pool] = {}
