@@ -678,8 +678,10 @@ class _DaskRun:
         return Loss(False, f"could not run on the Dask cluster: {error!r}", error)
 
     def _reap(self) -> None:
-        """After a worker died: each live worker kills what the tasks of dead workers on its
-        host left running (``_groups.reap``)."""
+        """After a worker died: this process (for workers on its own host, even when none
+        of them is left alive) and each live worker kill what the tasks of dead workers on
+        their host left running (``_groups.reap``)."""
+        _groups.reap()
         client = self._client
         if client is None:
             return
