@@ -35,10 +35,16 @@ def record(path: str, line: str) -> None:
 
 
 def taskloom(
-    home: Path, *args: str, cwd: Path | None = None, timeout: float = 60, umask: int = -1
+    home: Path,
+    *args: str,
+    cwd: Path | None = None,
+    timeout: float = 60,
+    umask: int = -1,
+    env_extra: dict[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """``python -m taskloom ARGS`` with ``TASKLOOM_HOME=home``; output captured as text."""
-    env = {**os.environ, "TASKLOOM_HOME": str(home)}
+    """``python -m taskloom ARGS`` with ``TASKLOOM_HOME=home`` (and ``env_extra``); output
+    captured as text."""
+    env = {**os.environ, "TASKLOOM_HOME": str(home), **(env_extra or {})}
     return subprocess.run(
         [sys.executable, "-m", "taskloom", *args],
         env=env,

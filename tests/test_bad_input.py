@@ -124,3 +124,32 @@ def test_a_start_task_without_stored_inputs_is_named(tmp_path: Path, executor: E
     with pytest.raises(ValueError, match="needs_input"):
         flow.run(task_states={needs_input: Resume()}, start_tasks=[needs_input], executor=executor)
     assert lines(log) == []
+
+
+# -- a parameter value that cannot reach a worker process ---------------------------------------
+
+
+@task
+def takes_handle(handle: object, path: str) -> str:
+    record(path, "ran")
+    return type(handle).__name__
+
+
+def test_an_unpicklable_parameter_is_named_with_the_task_that_takes_it(
+    tmp_path: Path, pool_executor: Executor
+) -> None:
+    import threading
+
+    from taskloom import Parameter
+
+    path = str(tmp_path / "ran")
+    with Flow("bad-parameter") as flow:
+        handle = Parameter("handle", default=None)
+        takes_handle(handle, path)
+    with pytest.raises(ValueError) as raised:
+        flow.run(parameters={"handle": threading.Lock()}, executor=pool_executor)
+    message = str(raised.value)
+    assert "parameter 'handle'" in message and "lock" in message, message
+    assert "task 'takes_handle' (input 'handle')" in message, message
+    assert "'parameters'" not in message, message
+    assert lines(path) == []  # refused before any task ran

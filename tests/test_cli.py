@@ -292,22 +292,43 @@ def test_bad_executor_options_are_usage_errors(tmp_path: Path, taskloom_home: Pa
     assert not (tmp_path / "log").exists()
 
 
-def test_dask_executor_that_cannot_start_is_a_usage_error(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import taskloom.executors
-
-    class Unavailable:
-        def __init__(self, *args: object, **kwargs: object) -> None:
-            raise RuntimeError("no dask here")
-
-    monkeypatch.setattr(taskloom.executors, "DaskExecutor", Unavailable)
+def test_dask_executor_that_cannot_start_is_a_usage_error(tmp_path: Path, taskloom_home: Path) -> None:
+    """A real ``taskloom run --executor dask`` where ``distributed`` cannot be imported (a
+    module of that name first on the path raises ImportError)."""
+    shadow = tmp_path / "shadow" / "distributed"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text('raise ImportError("no dask here")\n', encoding="utf-8")
     log = tmp_path / "log"
     flows = write_flow(tmp_path / "flows.py", BASIC, LOG=str(log))
-    assert cli.main(["run", f"{flows}:flow", "--executor", "dask"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("taskloom: error: --executor dask is not available: no dask here"), err
+    result = taskloom(
+        taskloom_home, "run", f"{flows}:flow", "--executor", "dask",
+        env_extra={"PYTHONPATH": str(shadow.parent)},
+    )
+    assert result.returncode == 2, describe(result)
+    assert result.stderr.startswith("taskloom: error: --executor dask is not available: "), describe(result)
+    assert "no dask here" in result.stderr and "Traceback" not in result.stderr
     assert not log.exists()
+
+
+@pytest.mark.slow
+def test_run_on_dask_starts_a_local_cluster_and_records_the_run(
+    tmp_path: Path, taskloom_home: Path
+) -> None:
+    """``taskloom run --executor dask`` for real: the CLI starts a local cluster of one
+    worker process, the tasks run there, and the run is journaled."""
+    pytest.importorskip("distributed")
+    log = tmp_path / "log"
+    flows = write_flow(tmp_path / "flows.py", BASIC, LOG=str(log))
+    result = taskloom(
+        taskloom_home, "run", f"{flows}:flow", "-p", "n=5", "--executor", "dask", "--workers", "1",
+        timeout=120,
+    )
+    assert result.returncode == 0, describe(result)
+    rows = table_rows(result.stdout)
+    assert [rows[name][1] for name in ("n", "double", "describe")] == ["Success"] * 3
+    assert re.fullmatch(r"dask:tcp://127\.0\.0\.1:\d+", rows["double"][3]), describe(result)
+    assert lines(log) == ["double 5", "describe 10"]
+    assert recorded_runs(taskloom_home) == [run_id(result.stdout)]
 
 
 def test_default_executor_is_loky(tmp_path: Path, taskloom_home: Path) -> None:

@@ -9,8 +9,10 @@ workers import them by reference.
 from __future__ import annotations
 
 import os
-import time
+import signal
+import subprocess
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from taskloom.executors import Executor, LokyExecutor
 from taskloom.executors._dispatch import MAX_BATCH, Workers, alone, requeue, take_batch
 from taskloom.states import Failed, Success
 
+from ._faults import started_sleeper, wait_for_a_file, wait_gone
 from ._helpers import kind
 from .test_dask import inc, sleeper
 
@@ -151,26 +154,28 @@ def test_a_run_that_leaves_lets_the_others_on() -> None:
 
 
 @task
-def exit_3() -> int:
-    time.sleep(0.2)  # let the others start: they are in flight when this worker dies
+def exit_3(folder: str) -> int:
+    wait_for_a_file(folder)  # a sleeper has started: it is in flight when this worker dies
     os._exit(3)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(90)
-def test_a_task_that_kills_its_worker_is_the_only_culprit(pool_executor: Executor) -> None:
+def test_a_task_that_kills_its_worker_is_the_only_culprit(
+    pool_executor: Executor, tmp_path: Path
+) -> None:
     """It ends Failed with a message naming it and the cause; the tasks in flight with it
     (which ran again, one at a time, to find it) and what follows them end Success; the
     run returns, and the executor serves the next one."""
     on_loky = isinstance(pool_executor, LokyExecutor)
+    folder = str(tmp_path / "started")
+    os.mkdir(folder)
     with Flow("worker-death") as flow:
-        crash = exit_3()
-        slow = sleeper(0.5)
-        quick = sleeper(0.3)
+        crash = exit_3(folder)
+        slow = started_sleeper(folder, 0.5)
+        quick = started_sleeper(folder, 0.3)
         after = inc(slow)
-    started = time.monotonic()
     state = flow.run(executor=pool_executor)
-    elapsed = time.monotonic() - started
 
     states = state.result
     assert set(states) == set(flow.tasks)  # the run returned every task's state
@@ -182,10 +187,41 @@ def test_a_task_that_kills_its_worker_is_the_only_culprit(pool_executor: Executo
     assert [kind(states[x]) for x in (slow, quick, after)] == ["Success"] * 3
     assert states[after].result == states[slow].result + 1
     assert kind(state) == "Failed"  # the flow's state says a reference task failed
-    assert elapsed < (20 if on_loky else 45), elapsed
 
     with Flow("after") as next_flow:
         worker_pid = sleeper(0.01)
     again = next_flow.run(executor=pool_executor)
     assert isinstance(again.result[worker_pid], Success), again.result[worker_pid]
     assert again.result[worker_pid].result != os.getpid()
+
+
+# -- what a task started dies with its worker, on both back ends -------------------------------
+
+
+@task
+def starts_sleep_then_dies(path: str) -> int:
+    """Start ``sleep 300``, and a shell with a ``sleep 300`` of its own, note their PIDs,
+    then kill this worker (SIGKILL): they are left without it."""
+    child = subprocess.Popen(["sleep", "300"])
+    shell = subprocess.Popen(["sh", "-c", "sleep 300 & echo $!; wait"], stdout=subprocess.PIPE)
+    assert shell.stdout is not None
+    with open(path, "w", encoding="utf-8") as noted:
+        noted.write(f"{child.pid} {shell.pid} {int(shell.stdout.readline())}")
+    os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_the_processes_a_task_started_die_with_its_crashed_worker(
+    pool_executor: Executor, tmp_path: Path
+) -> None:
+    path = tmp_path / "pids"
+    with Flow("orphans") as flow:
+        crash = starts_sleep_then_dies(str(path))
+    state = flow.run(executor=pool_executor)
+    assert isinstance(state.result[crash], Failed), state.result[crash]
+    pids = [int(pid) for pid in path.read_text().split()]
+    assert len(pids) == 3
+    for pid in pids:  # a child, a shell, and the shell's own child
+        wait_gone(pid, timeout=20)

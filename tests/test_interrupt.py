@@ -17,7 +17,7 @@ from taskloom.journal import Journal
 
 SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import os, sys, time
     from pathlib import Path
     from taskloom import Flow, task
 
@@ -33,15 +33,20 @@ SCRIPT = textwrap.dedent(
     def slow(x: int, y: int, flag: str) -> int:
         if Path(flag).exists():  # resumed: finish at once
             return x + y
-        Path(flag).write_text("started")
+        Path(flag).write_text(str(os.getpid()))
         time.sleep(60)
         return x + y
 
-    with Flow("interrupted") as flow:
+    with Flow("interrupted") as flow:  # two upstreams: slow is not chained to one
         slow(quick(), other(), sys.argv[1])
 
     if __name__ == "__main__":
-        flow.run()
+        if sys.argv[2:] == ["dask"]:  # a local cluster of its own
+            from taskloom.executors import DaskExecutor
+
+            flow.run(executor=DaskExecutor(n_workers=1, threads_per_worker=1))
+        else:
+            flow.run()
     """
 )
 
@@ -126,3 +131,51 @@ def test_resume_runs_tasks_the_run_never_reached_from_stored_results(taskloom_ho
     assert again.is_successful(), again.result
     assert again.result[d].result == 11  # from the stored result of `source`, and the constant
     assert Journal().load(str(again.run_id)).tasks[0].attempts == 0  # `start` did not run again
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_ctrl_c_on_dask_leaves_no_process_and_records_the_run_interrupted(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT to the whole process group, as a terminal sends it) while a task runs
+    on the local Dask cluster the run started: the run is journaled as interrupted with
+    what finished, and every process it started (scheduler side, nanny, worker) is gone."""
+    pytest.importorskip("distributed")
+    import psutil  # type: ignore[import-untyped, unused-ignore]
+
+    from ._faults import wait_gone
+
+    home = tmp_path / "home"
+    flag = tmp_path / "started"
+    script = tmp_path / "flow.py"
+    script.write_text(SCRIPT)
+    child = subprocess.Popen(
+        [sys.executable, str(script), str(flag), "dask"],
+        env={**os.environ, "TASKLOOM_HOME": str(home)},
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its own process group, as a terminal job
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not flag.exists() or not flag.read_text():  # wait until the slow task runs
+            assert child.poll() is None and time.monotonic() < deadline, "flow never started"
+            time.sleep(0.02)
+        started = [p.pid for p in psutil.Process(child.pid).children(recursive=True)]
+        worker_pid = int(flag.read_text())
+        assert worker_pid in started  # the task runs in a process of the run's cluster
+        os.killpg(child.pid, signal.SIGINT)
+        _, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    assert "KeyboardInterrupt" in err, err[-2000:]
+    for pid in started:
+        wait_gone(pid, timeout=30)
+    os.environ["TASKLOOM_HOME"] = str(home)  # the autouse fixture restores it
+    journal = Journal()
+    [run] = journal.runs()
+    assert run.state == "Failed"
+    assert run.message is not None and "interrupted" in run.message
+    recorded = {t.name: t.state for t in journal.load(run.run_id).tasks}
+    assert recorded == {"quick": "Success", "other": "Success", "slow": "Failed"}

@@ -129,7 +129,7 @@ def test_a_retry_reuses_its_inputs_and_does_not_rerun_upstream(
     assert state.result[u].result == {"value": 7}
 
 
-@task(max_retries=1, retry_delay=dt.timedelta(seconds=0.3))
+@task(max_retries=1, retry_delay=dt.timedelta(seconds=0.5))
 def flaky_with_delay(log: str) -> str:
     count: int = taskloom.context.task_run_count
     stamp(log, f"flaky {count}")
@@ -144,6 +144,19 @@ def independent(log: str, label: str, upstream: object = None) -> str:
     return label
 
 
+@task
+def after_first_failure(log: str, label: str) -> str:
+    """Wait (at most 30 s) until ``flaky 1`` is stamped, then stamp ``label``: what runs
+    after this one runs while the retry waits."""
+    deadline = time.monotonic() + 30
+    while not any(line.startswith("flaky 1 ") for line in lines(log)):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.005)  # a rendezvous with the first attempt, through the log
+    stamp(log, label)
+    return label
+
+
 def test_a_retry_delay_does_not_block_independent_tasks(
     tmp_path: Path, executor: Executor
 ) -> None:
@@ -151,7 +164,7 @@ def test_a_retry_delay_does_not_block_independent_tasks(
     with Flow("retry-delay") as flow:
         f = flaky_with_delay(log)
         behind = independent(log, "behind flaky", f)
-        o1 = independent(log, "o1")
+        o1 = after_first_failure(log, "o1")
         o2 = independent(log, "o2", o1)
         o3 = independent(log, "o3", o2)
     state = flow.run(executor=executor)
@@ -160,11 +173,12 @@ def test_a_retry_delay_does_not_block_independent_tasks(
     assert state.result[behind].result == "behind flaky"
     assert state.result[o3].result == "o3"
     times = stamps(log)
-    # the delay was respected ...
-    assert times["flaky 2"] - times["flaky 1"] >= 0.3 - 0.02
-    # ... and the independent branch ran to its end while the retry waited
-    assert times["o3"] < times["flaky 2"]
-    assert times["behind flaky"] > times["flaky 2"]
+    order = sorted(times, key=times.__getitem__)
+    # o1 waited for the first failure; o2 and o3 were sent after it, while the retry
+    # waited its delay: they ran before the second attempt, and what follows flaky after it
+    assert order == ["flaky 1", "o1", "o2", "o3", "flaky 2", "behind flaky"], order
+    # the delay was respected
+    assert times["flaky 2"] - times["flaky 1"] >= 0.5 - 0.02
 
 
 @task
@@ -203,6 +217,13 @@ def _slow(seconds: float) -> str:
     return "finished"
 
 
+def _slow_noted(seconds: float, log: str) -> str:
+    """``_slow``, then a line in ``log`` once the body finished."""
+    _slow(seconds)
+    record(log, "finished")
+    return "finished"
+
+
 @task
 def seconds(value: float) -> float:
     return value
@@ -212,23 +233,23 @@ def seconds(value: float) -> float:
     "timeout", [0.3, dt.timedelta(milliseconds=300)], ids=["seconds", "timedelta"]
 )
 def test_a_task_running_past_its_timeout_ends_timedout(
-    timeout: float | dt.timedelta, executor: Executor
+    timeout: float | dt.timedelta, executor: Executor, tmp_path: Path
 ) -> None:
-    slow = task(name="slow", timeout=timeout)(_slow)
+    slow = task(name="slow", timeout=timeout)(_slow_noted)
+    log = str(tmp_path / "log")
     with Flow("timeout") as flow:
-        t = slow(3.0)
+        t = slow(3.0, log)
         d = task(name="after")(lambda x: x)(t)
         # the same behind an upstream task (a run an executor may chain to its upstream)
-        t2 = slow(seconds(3.0))
-    started = time.monotonic()
+        t2 = slow(seconds(3.0), log)
     state = flow.run(executor=executor)
-    elapsed = time.monotonic() - started
+    # the run did not wait for the bodies (on Dask they run on, in the background)
+    assert lines(log) == []
     assert type(state.result[t]) is TimedOut, state.result[t]
     assert type(state.result[t2]) is TimedOut, state.result[t2]
     assert state.result[t].is_failed()
     assert type(state.result[d]) is TriggerFailed
     assert type(state) is Failed
-    assert elapsed < 2.5
 
 
 def test_a_fast_task_with_a_timeout_succeeds(executor: Executor) -> None:
@@ -276,3 +297,58 @@ def test_skip_and_pause_are_not_retried(tmp_path: Path, executor: Executor) -> N
     assert type(state.result[s]) is Skipped
     assert type(state.result[p]) is Paused
     assert sorted(lines(log)) == ["pause 1", "skip 1"]
+
+
+# -- RETRY and PAUSE with a start time ------------------------------------------------------------
+
+
+def _asks_for(log: str, label: str, seconds: float) -> dt.datetime:
+    """A start time ``seconds`` from now, recorded in ``log`` as ``label`` (epoch seconds)."""
+    when = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+    record(log, f"{label} {when.timestamp():.6f}")
+    return when
+
+
+@task
+def retry_at_a_time(log: str) -> str:
+    count: int = taskloom.context.task_run_count
+    stamp(log, f"retry attempt {count}")
+    if count == 1:
+        raise signals.RETRY("later", start_time=_asks_for(log, "retry asked", 0.3))
+    return "retried"
+
+
+@task
+def pause_until_a_time(log: str) -> str:
+    done = [line for line in lines(log) if line.startswith("pause attempt ")]
+    stamp(log, f"pause attempt {len(done) + 1}")
+    if not done:
+        raise signals.PAUSE("until later", start_time=_asks_for(log, "pause asked", 0.3))
+    return "resumed"
+
+
+@task
+def length(text: str) -> int:
+    return len(text)
+
+
+def test_retry_and_pause_with_a_start_time_run_again_then_and_not_before(
+    tmp_path: Path, executor: Executor
+) -> None:
+    log = str(tmp_path / "log")
+    with Flow("signals-start-time") as flow:
+        r = retry_at_a_time(log)
+        p = pause_until_a_time(log)
+        d = after(length(r))
+    state = flow.run(executor=executor)
+    assert type(state) is Success, {t.name: kind(s) for t, s in state.result.items()}
+    assert state.result[r].result == "retried"
+    assert state.result[p].result == "resumed"  # a PAUSE with a start time resumes by itself
+    assert state.result[d].result == 70
+    times = stamps(log)
+    assert set(times) == {
+        "retry attempt 1", "retry asked", "retry attempt 2",
+        "pause attempt 1", "pause asked", "pause attempt 2",
+    }, times
+    assert times["retry attempt 2"] >= times["retry asked"]  # not before the time asked for
+    assert times["pause attempt 2"] >= times["pause asked"]

@@ -84,6 +84,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FollowOn",
+    "OVERRUN_THREAD",
     "TaskResult",
     "TaskRun",
     "follows",
@@ -96,6 +97,9 @@ log = logging.getLogger("taskloom.task")
 
 SUCCESS_MESSAGE = "Task run succeeded."
 TIMEOUT_MESSAGE = "Task timed out during execution."
+#: The name a soft timeout gives the thread of a body that outlived it and runs on (a
+#: Dask worker restarts itself if such a thread is still alive after a grace period).
+OVERRUN_THREAD = "taskloom-timed-out"
 RUNNING_MESSAGE = "Starting task run."
 #: The state handlers' old state for a run the scheduler gave none (``TaskRun.previous``).
 _NOT_RUN: State[Any] = Pending("Task not run.")
@@ -229,6 +233,7 @@ def _call_in_thread(body: Callable[[], Any], seconds: float) -> Any:
     worker.start()
     worker.join(seconds)
     if worker.is_alive():
+        worker.name = OVERRUN_THREAD
         raise _Timeout()
     if failure:
         raise failure[0]

@@ -141,6 +141,7 @@ from .attempt import FollowOn, TaskResult, TaskRun
 from .caching import CacheStore, cache_key, default_cache_store, lookup, remember
 from .context import enter, leave
 from .decide import decide
+from .executors._wire import UnpicklableParameterError
 from .executors.base import DeferredResult, Executor, ExecutorRun, resolve_deferred
 from .executors.local import LocalExecutor
 from .flow import Flow, FlowResult
@@ -247,11 +248,25 @@ class _Scheduler(_Mapping):
             if 0 <= i < len(self.traces) and i not in self.args.starts and state.is_finished():
                 observer.task_changed(i, self.traces[i].name, state)
 
+    def _consumers(self, parameter: str) -> list[tuple[str, str]]:
+        """The (task name, input) pairs that take ``parameter`` as an input."""
+        found = self.flow.parameters().get(parameter)
+        if found is None:
+            return []
+        return [
+            (edge.downstream_task.name, edge.key)
+            for edge in self.flow.edges_from(found)
+            if edge.key is not None
+        ]
+
     def run(self) -> State[FlowResult]:
         """Run the flow; see "Lifecycle" in the module docstring."""
         args, observer = self.args, self.observer
         run_id = args.run_id
-        session = self.session = self.executor.begin(args.context)
+        try:
+            session = self.session = self.executor.begin(args.context)
+        except UnpicklableParameterError as error:
+            raise error.with_consumers(self._consumers(error.parameter)) from None
         journal = self.journal
         try:
             if journal is not None and not journal.begin(

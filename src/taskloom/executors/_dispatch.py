@@ -71,8 +71,9 @@ broken pool at the next send; Dask's nanny restarts the worker).
 timeout (loky: a task in C code ignores ``SIGALRM``) gives a ``hard_timeout_grace``: a
 run of a task with a timeout that is still out ``2 × timeout + grace`` seconds after it
 was sent ends ``TimedOut``, and the back end stops it by killing its workers
-(``Backend.kill``). The other batches of this run lost with them go back to ``pending``
-(they did nothing wrong); other runs see a worker death.
+(``Backend.kill``; Dask: restarting the one worker through its nanny). The other batches
+of this run lost with them (loky: the whole pool) go back to ``pending`` (they did nothing
+wrong); other runs see a worker death.
 
 **Large results** stay where they were made: the worker's ``prepare`` hook leaves a
 marker in the state, and ``Backend.take_over`` turns it into a ``DeferredResult`` the
@@ -224,13 +225,16 @@ class Backend(Protocol[_Payload, _Sent]):
         """What ``error`` (a batch's, from ``receive``) means: a worker death or not."""
         ...
 
-    def take_over(self, results: list[TaskResult], names: Mapping[int, str]) -> None:
-        """Turn the large-result markers in ``results`` into ``DeferredResult`` states,
-        in place, and keep them for release at ``stop``."""
+    def take_over(
+        self, results: list[TaskResult], runs: Sequence[TaskRun], names: Mapping[int, str]
+    ) -> None:
+        """Turn the large-result markers in ``results`` (of the batch of ``runs``) into
+        ``DeferredResult`` states, in place, and keep them for release at ``stop``."""
         ...
 
-    def kill(self, sent: _Sent) -> None:
-        """Stop a stuck batch by killing its workers (only with ``hard_timeout_grace``)."""
+    def kill(self, sent: _Sent) -> bool:
+        """Stop a stuck batch by killing its workers (only with ``hard_timeout_grace``):
+        whether the run's other batches in flight were lost with them (loky: the pool)."""
         ...
 
     def stop(self, abandoned: Sequence[_Sent] | None) -> None:
@@ -500,7 +504,7 @@ class Dispatcher(Generic[_Payload, _Sent]):
                     if logger.isEnabledFor(record.levelno):
                         logger.handle(record)
         results = decode_rows(data, flight.runs, self._names, self._durations, self._where)
-        self._backend.take_over(results, self._names)
+        self._backend.take_over(results, flight.runs, self._names)
         return results
 
     def _lost(self, flight: _Flight, loss: Loss) -> list[TaskResult]:
@@ -539,9 +543,10 @@ class Dispatcher(Generic[_Payload, _Sent]):
         else:
             return False
         others = [run for f in self._in_flight.values() if f is not flight for run in f.runs]
-        self._in_flight.clear()  # what comes back of them now is dropped
-        self._backend.kill(sent)
-        requeue(self._pending, others)
+        del self._in_flight[sent]  # what comes back of it now is dropped
+        if self._backend.kill(sent):
+            self._in_flight.clear()  # and of the others lost with it
+            requeue(self._pending, others)
         stopped = TimedOut(TIMEOUT_MESSAGE, TimeoutError("stopped by killing its worker"))
         self._ready.append(decided_here(flight.runs[0].key, stopped, self._where))
         self._pump()

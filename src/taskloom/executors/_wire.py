@@ -40,6 +40,7 @@ from ..task import Task, _same_options
 
 __all__ = [
     "Templates",
+    "UnpicklableParameterError",
     "WireRow",
     "WireFollowOn",
     "WireRun",
@@ -155,12 +156,42 @@ class Templates:
         return cloudpickle.dumps((blobs, wire))
 
 
+class UnpicklableParameterError(FlowDefinitionError):
+    """A parameter's value cannot be pickled to reach worker processes.
+
+    ``parameter`` is its name; ``with_consumers`` adds the tasks that take it as an input."""
+
+    def __init__(self, parameter: str, value: object, error: Exception) -> None:
+        self.parameter = parameter
+        self.detail = (
+            f"parameter {parameter!r} ({type(value).__qualname__}) cannot be pickled to send "
+            f"it to worker processes: {error!r}"
+        )
+        super().__init__(f"{self.detail}; pass a picklable value, or run on LocalExecutor")
+
+    def with_consumers(self, inputs: Sequence[tuple[str, str]]) -> UnpicklableParameterError:
+        """This error, its message naming each (task, input) that takes the parameter."""
+        if inputs:
+            taken = ", ".join(f"task {t!r} (input {k!r})" for t, k in inputs)
+            self.args = (f"{self.detail}; it is an input of {taken}: pass a picklable value, "
+                         "or run on LocalExecutor",)
+        return self
+
+
 def check_context(run_context: Mapping[str, Any]) -> bytes:
-    """The run context pickled for the workers; FlowDefinitionError naming what cannot be."""
+    """The run context pickled for the workers; FlowDefinitionError naming what cannot be
+    (``UnpicklableParameterError`` for a parameter's value)."""
     try:
         return cloudpickle.dumps(dict(run_context))
     except Exception:
         pass
+    parameters = run_context.get("parameters")
+    if isinstance(parameters, Mapping):  # a parameter's value: name the parameter
+        for name, value in parameters.items():
+            try:
+                cloudpickle.dumps(value)
+            except Exception as error:
+                raise UnpicklableParameterError(str(name), value, error) from None
     for key, value in run_context.items():
         try:
             cloudpickle.dumps(value)

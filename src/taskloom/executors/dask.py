@@ -12,21 +12,33 @@ its own):
   ``LONG_TASK`` (20 ms). A batch's payload of ``LARGE_PAYLOAD`` or more is scattered
   first (Dask warns about large graphs), and so is a large run context (once per worker).
 - **Large results** (``LARGE_RESULT`` or more, by ``len`` for bytes-like values, else
-  Dask's ``sizeof``) stay on the worker that made them: the worker scatters the value
-  locally and publishes it under a name of its run; the parent takes a Dask ``Future``
-  for it (``get_dataset``, then ``unpublish_dataset``) and keeps a ``DaskResult``. A later
-  run gets the future as an argument of its Dask task (in the payload, a ``_Slot`` marks
-  its place), so Dask moves the value worker to worker, or not at all. Such a value is
-  held by one worker: if that worker dies, the runs that need it fail.
+  Dask's ``sizeof``) stay on the worker that made them: the worker keeps the value in a
+  dict of its process (``_kept``) under a name of its run; the parent then submits a Dask
+  task of that name (``_take_kept``) bound to that worker, which takes the value out of
+  the dict, and keeps its future as a ``DaskResult``. A later run gets the future as an
+  argument of its Dask task (in the payload, a ``_Slot`` marks its place), so Dask moves
+  the value worker to worker, or not at all. The Dask task carries a recipe: the run that
+  made the value, with its inputs. If the worker holding the value dies, Dask computes
+  the key again elsewhere (its own behaviour for its graph): the dict has no value there,
+  so the task runs the recipe, and the runs that need the value still get it, as long as
+  their own large inputs can be had again (Dask holds them while a key needs them).
 - **Worker death.** Dask reschedules the tasks a dead worker held, up to the scheduler's
   ``allowed-failures``, then fails them with ``KilledWorker``: the batches on the dead
   worker, the culprit's and any queued behind it there. The local cluster this executor
   starts uses ``allowed-failures=0``, so a crash costs one worker restart, not four.
-- **Timeouts** are soft: Dask runs tasks in worker threads, which cannot be interrupted;
-  a task past its timeout ends ``TimedOut`` and its body runs on in the background.
+- **No workers.** A run waits at most ``worker_wait`` seconds for a first worker, then
+  fails with ``NoWorkersError`` naming the scheduler's address (it never queues tasks on a
+  cluster nobody serves).
+- **Timeouts** end the run ``TimedOut`` when they pass, but Dask runs tasks in worker
+  threads, which cannot be interrupted: the body runs on. So that a hung body never holds
+  a worker for good, the worker is restarted through its nanny once a task outlives its
+  timeout by ``hard_timeout_grace`` seconds: from the worker (``_watch_overrun``: a body
+  still running in its timeout thread), or from the parent when the whole batch is stuck
+  (C code holding the GIL: the dispatcher's hard deadline, ``kill``). Other tasks running
+  on that worker are lost with it and run again (``_dispatch``: suspects).
 - **Interrupts.** A run that ends with batches out has them cancelled, and a local cluster
   is closed with its workers; on an existing cluster, bodies already running finish there
-  (Dask cannot stop a running thread), and the large results they publish are dropped.
+  (Dask cannot stop a running thread), and the large results they keep are dropped.
 - **Logs.** A Dask worker belongs to whoever started it: capture is per thread, beside its
   handlers. A worker thread in this very process (``processes=False``) logs to the
   parent's handlers already, and captures nothing.
@@ -45,15 +57,19 @@ import logging
 import os
 import pickle
 import threading
+import time
 import uuid
+import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cloudpickle
 
-from ..attempt import TaskResult, TaskRun
+from ..attempt import OVERRUN_THREAD, FollowOn, TaskResult, TaskRun
 from ..errors import RemoteTaskError
 from ..states import Failed, State, Success
+from . import _groups
 from ._dispatch import Dispatcher, Loss, Reply, Workers
 from ._wire import Templates
 from ._worker import LogCapture, run_batch
@@ -62,7 +78,7 @@ from .base import DeferredResult, ExecutorRun
 if TYPE_CHECKING:
     from distributed import Client, Future, LocalCluster
 
-__all__ = ["DaskExecutor", "DaskResult", "close_clients"]
+__all__ = ["DaskExecutor", "DaskResult", "NoWorkersError", "close_clients"]
 
 log = logging.getLogger("taskloom.executors.dask")
 
@@ -75,11 +91,15 @@ LARGE_RESULT = 1 << 20
 LARGE_PAYLOAD = 4 << 20
 #: The local cluster's ``allowed-failures``: fail a task at the first worker it kills.
 LOCAL_ALLOWED_FAILURES = 0
+#: Seconds a run waits for a first worker on a cluster that has none (``worker_wait``).
+WORKER_WAIT = 30.0
+#: Seconds a task may outlive its timeout before its worker is restarted (``hard_timeout_grace``).
+HARD_TIMEOUT_GRACE = 5.0
 
 #: Where ``pip`` finds the optional dependency.
 INSTALL_HINT = 'pip install -e ".[dask]" in the taskloom clone (or: pip install distributed)'
 
-#: The prefix of the dataset names large results are published under.
+#: The prefix of the names large results are kept under.
 _DATASETS = "taskloom-result-"
 
 
@@ -97,6 +117,10 @@ class MainGuardError(RuntimeError):
             f"{script} again, which runs the flow again. Put the flow run under "
             f'`if __name__ == "__main__":` in {script}.'
         )
+
+
+class NoWorkersError(TimeoutError):
+    """The Dask scheduler had no worker for a run within ``DaskExecutor(worker_wait=...)``."""
 
 
 def _unguarded_main_script() -> str | None:
@@ -157,17 +181,18 @@ class _Slot:
 
 
 class _Held:
-    """In a state sent back: a large result left on the worker, published as ``name``."""
+    """In a state sent back: a large result kept on the worker at ``address`` as ``name``."""
 
-    __slots__ = ("name", "size", "type_name")
+    __slots__ = ("address", "name", "size", "type_name")
 
-    def __init__(self, name: str, size: int, type_name: str) -> None:
+    def __init__(self, name: str, size: int, type_name: str, address: str) -> None:
         self.name = name
         self.size = size
         self.type_name = type_name
+        self.address = address
 
-    def __reduce__(self) -> tuple[type[_Held], tuple[str, int, str]]:
-        return (_Held, (self.name, self.size, self.type_name))
+    def __reduce__(self) -> tuple[type[_Held], tuple[str, int, str, str]]:
+        return (_Held, (self.name, self.size, self.type_name, self.address))
 
 
 def _fill(value: Any, values: Sequence[Any]) -> Any:
@@ -208,28 +233,67 @@ def _travels(value: object) -> bool:
     return True
 
 
+#: Large results kept in this worker process until the parent's ``_take_kept`` takes them.
+_kept: dict[str, Any] = {}
+_kept_lock = threading.Lock()
+
+
 def _hold(prefix: str, state: State[Any]) -> State[Any]:
-    """In a worker: leave a large result of a successful run in this worker's memory,
-    published under a name that starts with ``prefix``."""
+    """In a worker: keep a large result of a successful run in this process, under a name
+    that starts with ``prefix``, until the parent's ``_take_kept`` task takes it."""
     value: object = state.result
     if not isinstance(state, Success):
         return state
     size = _size(value)
     if size < LARGE_RESULT or not _travels(value):
         return state  # an unpicklable one fails its task in encode_rows, as with loky
-    try:
-        from distributed import get_client
+    from distributed import get_worker
 
-        client = get_client()
-        name = f"{prefix}{uuid.uuid4().hex}"
-        # A dict, so a list or tuple is kept whole (scatter would split it into items).
-        future = client.scatter({name: value}, hash=False)[name]
-        client.publish_dataset(future, name=name)  # held by the scheduler until unpublished
-    except Exception as error:  # no worker client: send the value along instead
-        log.warning("a %d-byte result could not stay on the worker (%r); sending it", size, error)
+    try:
+        address = get_worker().address
+    except ValueError:  # not in a worker (called directly): send the value along
         return state
+    name = f"{prefix}{uuid.uuid4().hex}"
+    with _kept_lock:
+        _kept[name] = value
     type_name = f"{type(value).__module__}.{type(value).__qualname__}"
-    return state.replace(result=_Held(name, size, type_name))
+    return state.replace(result=_Held(name, size, type_name, address))
+
+
+def _take_kept(name: str, header: bytes, recipe: bytes | None, *values: Any) -> Any:
+    """The Dask task of a large result: the value kept here under ``name`` (where it was
+    made), else (its worker died) made again by running ``recipe``, the run that made it
+    (``values``: its large inputs, for their ``_Slot``s)."""
+    with _kept_lock:
+        found = _kept.pop(name, _kept)
+    if found is not _kept:
+        return found
+    if recipe is None:
+        raise RuntimeError(f"the large result {name} was lost with its worker and cannot be made again")
+    from ._worker import load_runs, run_all
+
+    def fill(inputs: dict[str, Any]) -> dict[str, Any]:
+        return {k: _fill(v, values) for k, v in inputs.items()}
+
+    [run] = load_runs(recipe, fill if values else None)
+    log.warning("Task %r: making its large result again, lost with the Dask worker that held it", run.task.name)
+    [result] = run_all([run], cloudpickle.loads(header), "dask", "on a Dask worker")
+    if not isinstance(result.state, Success):
+        raise RuntimeError(
+            f"Task {run.task.name!r}: its large result was lost with its Dask worker, and "
+            f"running it again ended {type(result.state).__name__}: {result.state.message}"
+        )
+    return result.state.result
+
+
+def _drop_kept(prefix: str) -> int:
+    """In each worker (``client.run``), after an interrupted run: forget the large results
+    kept under ``prefix`` that no ``_take_kept`` took."""
+    with _kept_lock:
+        names = [name for name in _kept if name.startswith(prefix)]
+        for name in names:
+            del _kept[name]
+    return len(names)
 
 
 def _run_batch(
@@ -239,11 +303,13 @@ def _run_batch(
     log_level: int,
     parent_pid: int,
     datasets: str,
+    grace: float | None,
     *values: Any,
 ) -> Reply:
     """Run a batch in a Dask worker thread (``_worker.run_batch``). ``values`` are the
     Dask futures the runs take as inputs, resolved by Dask on this worker; large results
-    are published under names starting with ``datasets``."""
+    are published under names starting with ``datasets``; a body that outlives its
+    timeout by ``grace`` seconds gets this worker restarted (``_watch_overrun``)."""
     from distributed import get_worker
 
     try:
@@ -254,11 +320,77 @@ def _run_batch(
     def fill(inputs: dict[str, Any]) -> dict[str, Any]:
         return {name: _fill(value, values) for name, value in inputs.items()}
 
-    return run_batch(
-        header, payload, pickle.loads(keys_blob), log_level, worker=worker,
-        where="on a Dask worker", capture=_LOGS if os.getpid() != parent_pid else None,
-        fill=fill if values else None, prepare=lambda state: _hold(datasets, state),
+    if os.getpid() != parent_pid:
+        _join_groups()
+    try:
+        return run_batch(
+            header, payload, pickle.loads(keys_blob), log_level, worker=worker,
+            where="on a Dask worker", capture=_LOGS if os.getpid() != parent_pid else None,
+            fill=fill if values else None, prepare=lambda state: _hold(datasets, state),
+        )
+    finally:
+        if grace is not None and os.getpid() != parent_pid:  # never restart the caller's process
+            _watch_overrun(grace)
+
+
+_joined: list[bool] = []
+
+
+def _join_groups() -> None:
+    """Once per worker process: lead a process group, noted on the host, and kill what
+    the tasks of workers that died here before it left running (``_groups``)."""
+    if _joined:
+        return
+    _joined.append(True)
+    _groups.register()
+    _groups.reap()
+
+
+#: The overrun threads a watchdog already looks after (in this worker process).
+_watched: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+_watched_lock = threading.Lock()
+
+
+def _watch_overrun(grace: float) -> None:
+    """In a Dask worker, after a batch: if a task body outlived its timeout (its thread is
+    an ``OVERRUN_THREAD``), give it ``grace`` seconds more, then restart this worker."""
+    with _watched_lock:
+        overrun = [
+            t for t in threading.enumerate()
+            if t.name == OVERRUN_THREAD and t.is_alive() and t not in _watched
+        ]
+        _watched.update(overrun)
+    if not overrun:
+        return
+    from distributed import get_client, get_worker
+
+    try:  # in the batch's thread: a worker task, where both are known
+        worker = get_worker()
+        address, client = worker.address, get_client()
+    except ValueError:
+        return
+    if not worker.nanny:
+        return  # nothing would start it again
+    threading.Thread(
+        target=_restart_if_running, args=(overrun, grace, address, client),
+        daemon=True, name="taskloom-overrun-watch",
+    ).start()
+
+
+def _restart_if_running(threads: list[threading.Thread], grace: float, address: str, client: Client) -> None:
+    deadline = time.monotonic() + grace
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if not any(thread.is_alive() for thread in threads):
+        return
+    log.warning(
+        "a task body still runs %.1f s past its timeout on Dask worker %s: restarting the "
+        "worker through its nanny", grace, address,
     )
+    try:
+        client.restart_workers([address], raise_for_error=False)
+    except Exception as error:  # the worker may be gone before the answer comes back
+        log.debug("restart of %s: %r", address, error)
 
 
 # --- the parent side ------------------------------------------------------------------------
@@ -386,10 +518,10 @@ class _DaskRun:
 
     name = "dask"
     long_task = LONG_TASK
-    hard_timeout_grace: float | None = None
 
     def __init__(self, executor: DaskExecutor, tag: str) -> None:
         self._executor = executor
+        self.hard_timeout_grace = executor.hard_timeout_grace
         self._tag = tag
         self._datasets = f"{_DATASETS}{uuid.uuid4().hex[:12]}-"
         self._cluster: LocalCluster | None = None
@@ -398,6 +530,7 @@ class _DaskRun:
         self._log_level = logging.WARNING
         self._results: list[DaskResult] = []  # its large results, released at stop
         self._payloads: dict[str, Future[bytes]] = {}  # scattered payloads, until they return
+        self._templates: Templates | None = None
 
     @property
     def client(self) -> Client | None:
@@ -414,7 +547,7 @@ class _DaskRun:
         self._client = client
         self._executor._live.append(self)
         try:
-            slots = max(1, sum(client.nthreads().values()))
+            slots = _wait_for_workers(client, self._executor.worker_wait)
             self._header = header
             if len(header) >= LARGE_PAYLOAD:  # a large context: sent once per worker
                 key = f"taskloom-context-{self._tag}-{next(_sequence)}"
@@ -456,6 +589,7 @@ class _DaskRun:
         return client
 
     def encode(self, templates: Templates, batch: Sequence[TaskRun]) -> _Out:
+        self._templates = templates  # the run's: recipes of large results use it too
         futures: dict[str, tuple[int, Future[Any]]] = {}
 
         def slotted(run: TaskRun) -> dict[str, Any]:
@@ -490,7 +624,8 @@ class _DaskRun:
             payload = self._payloads[key] = _scatter(client, f"{key}-payload", out.payload)
         return client.submit(
             _run_batch, self._header, payload, pickle.dumps(list(keys)), self._log_level,
-            os.getpid(), self._datasets, *out.futures, key=key, pure=False,
+            os.getpid(), self._datasets, self.hard_timeout_grace, *out.futures, key=key,
+            pure=False,
         )
 
     def receive(self, sent: Sequence[Future[Reply]]) -> list[Reply | BaseException]:
@@ -526,6 +661,7 @@ class _DaskRun:
         from distributed import KilledWorker
 
         if isinstance(error, KilledWorker):
+            self._reap()
             why = (
                 "killed the Dask worker running it: the worker process died (os._exit, a "
                 "signal such as SIGKILL from the out-of-memory killer, a crash in native "
@@ -541,38 +677,105 @@ class _DaskRun:
             return Loss(False, why, error)
         return Loss(False, f"could not run on the Dask cluster: {error!r}", error)
 
-    def take_over(self, results: list[TaskResult], names: Mapping[int, str]) -> None:
-        """Take a future for each large result a worker published, and unpublish it."""
-        held: list[tuple[int, _Held]] = []
-        for index, result in enumerate(results):
-            value = result.state.result
-            if isinstance(value, _Held):
-                held.append((index, value))
-        if not held:
+    def _reap(self) -> None:
+        """After a worker died: this process (for workers on its own host, even when none
+        of them is left alive) and each live worker kill what the tasks of dead workers on
+        their host left running (``_groups.reap``)."""
+        _groups.reap()
+        client = self._client
+        if client is None:
+            return
+        try:
+            client.run(_groups.reap)
+        except Exception as error:
+            log.debug("could not reap the processes of a dead Dask worker: %r", error)
+
+    def take_over(
+        self, results: list[TaskResult], runs: Sequence[TaskRun], names: Mapping[int, str]
+    ) -> None:
+        """Take a future for each large result a worker kept: a Dask task that takes the
+        value where it is, or makes it again from its run (``_take_kept``)."""
+        if not any(isinstance(result.state.result, _Held) for result in results):
             return
         client = self._client
         assert client is not None
-        found = [h.name for _, h in held]
-        try:
-            futures = client.get_dataset(found)
-            client.unpublish_dataset(found)
-        except Exception as error:
-            for index, h in held:
-                result = results[index]
-                message = (
-                    f"Task {names.get(result.key, '?')!r}: its {h.type_name} result "
-                    f"({h.size} bytes) was left on a Dask worker and is gone: {error!r}"
-                )
-                results[index] = result._replace(state=Failed(message, error))
-            return
-        for (index, h), future in zip(held, futures):
-            deferred = DaskResult(future, h.size, h.type_name)
+        made = {run.key: run for run in runs}
+        follow_ons = {f.key: (run, f) for run in runs for f in run.then}
+        states = {result.key: result.state for result in results}
+        for index, result in enumerate(results):
+            held = result.state.result
+            if not isinstance(held, _Held):
+                continue
+            futures: dict[str, tuple[int, Future[Any]]] = {}
+            recipe = self._recipe(result.key, made, follow_ons, states, futures)
+            ordered = [future for _, future in sorted(futures.values(), key=lambda p: p[0])]
+            future = client.submit(
+                _take_kept, held.name, self._header, recipe, *ordered, key=held.name,
+                workers=[held.address], allow_other_workers=True, pure=False,
+            )
+            deferred = DaskResult(future, held.size, held.type_name)
             self._results.append(deferred)
-            result = results[index]
-            results[index] = result._replace(state=result.state.replace(result=deferred))
+            state = result.state.replace(result=deferred)
+            results[index] = result._replace(state=state)
+            states[result.key] = state
 
-    def kill(self, sent: Future[Reply]) -> None:
-        raise NotImplementedError("Dask has no hard timeouts (hard_timeout_grace is None)")
+    def _recipe(
+        self,
+        key: int,
+        made: Mapping[int, TaskRun],
+        follow_ons: Mapping[int, tuple[TaskRun, FollowOn]],
+        states: Mapping[int, State[Any]],
+        futures: dict[str, tuple[int, Future[Any]]],
+    ) -> bytes | None:
+        """The run that made result ``key``, encoded with its inputs (large ones as
+        ``_Slot``s for ``futures``), to run again if the value is lost; None if unknown."""
+        run = made.get(key)
+        if run is not None:
+            again = replace(run, then=())
+        elif key in follow_ons:  # inputs: its constants, and the result of the run before it
+            head, follow = follow_ons[key]
+            chain = [head.key, *(f.key for f in head.then)]
+            inputs = dict(follow.constants)
+            if follow.input_key is not None:
+                before = states.get(chain[chain.index(key) - 1])
+                if before is None:
+                    return None
+                inputs[follow.input_key] = before.result
+            again = TaskRun(key, follow.task, inputs, map_index=follow.map_index)
+        else:
+            return None
+        templates = self._templates
+        if templates is None:
+            return None
+        try:
+            return templates.encode(
+                [again], lambda r: {k: self._slotted(v, futures) for k, v in r.inputs.items()}
+            )
+        except Exception:  # its inputs no longer pickle: the value cannot be made again
+            return None
+
+    def kill(self, sent: Future[Reply]) -> bool:
+        """Restart the worker running the stuck batch through its nanny (the batches of
+        this run on other workers go on)."""
+        client = self._client
+        assert client is not None
+        try:
+            workers = client.scheduler_info().get("workers", {})
+            holders = [
+                w for w, keys in client.processing().items()
+                if sent.key in keys and workers.get(w, {}).get("nanny")  # else it cannot restart
+            ]
+            client.cancel([sent])  # not rescheduled on another worker once its own goes
+            if holders:
+                log.warning(
+                    "a task is stuck past its timeout on Dask worker %s: restarting the worker "
+                    "through its nanny", ", ".join(holders),
+                )
+                client.restart_workers(holders, raise_for_error=False)
+                self._reap()  # what the stuck task started, left by the worker
+        except Exception as error:
+            log.warning("could not restart the Dask worker of a stuck task: %r", error)
+        return False
 
     def stop(self, abandoned: Sequence[Future[Reply]] | None) -> None:
         client = self._client
@@ -603,13 +806,35 @@ class _DaskRun:
 
     def _unpublish_leftovers(self, client: Client) -> None:
         """After an interrupted run on a shared cluster: drop the large results its batches
-        published that it never took over (a batch still running may add more)."""
+        kept that it never took over (a batch still running may add more)."""
         try:
-            leftovers = [n for n in client.list_datasets() if str(n).startswith(self._datasets)]
-            if leftovers:
-                client.unpublish_dataset(leftovers)
+            client.run(_drop_kept, self._datasets)
         except Exception:
             pass
+
+
+def _wait_for_workers(client: Client, wait: float) -> int:
+    """How many threads the cluster's workers have, once it has a worker: at most ``wait``
+    seconds, else ``NoWorkersError`` naming the scheduler."""
+    threads = sum(client.nthreads().values())
+    if threads:
+        return threads
+    address = client.scheduler.address if client.scheduler is not None else "?"
+    try:
+        client.wait_for_workers(1, timeout=wait)
+    except TimeoutError:
+        raise NoWorkersError(
+            f"DaskExecutor: the Dask scheduler at {address} has no workers; none joined "
+            f"within {wait:g} s (DaskExecutor(worker_wait=...)). Start one: dask worker {address}"
+        ) from None
+    return max(1, sum(client.nthreads().values()))
+
+
+def _seconds(name: str, value: object) -> float:
+    """``value`` as seconds; ValueError naming the keyword if it is not a number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"DaskExecutor({name}={value!r}): use a number of seconds >= 0")
+    return float(value)
 
 
 def _batch_error(future: Future[Any]) -> BaseException:
@@ -634,13 +859,29 @@ class DaskExecutor:
     The workers need taskloom and the task's modules importable (functions defined in
     ``__main__`` or as closures travel by value).
 
+    ``worker_wait``: seconds a run waits for a first worker on a cluster that has none,
+    before it fails with ``NoWorkersError`` naming the scheduler. ``hard_timeout_grace``:
+    seconds a task may outlive its ``timeout`` (its body runs on in a worker thread) before
+    its worker is restarted through its nanny; None: never.
+
     Needs the dask extra: ``pip install -e ".[dask]"`` from the taskloom clone.
 
     >>> flow.run(executor=DaskExecutor("tcp://127.0.0.1:8786"))   # doctest: +SKIP
     """
 
-    def __init__(self, address: str | None = None, **cluster_kwargs: Any) -> None:
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        worker_wait: float = WORKER_WAIT,
+        hard_timeout_grace: float | None = HARD_TIMEOUT_GRACE,
+        **cluster_kwargs: Any,
+    ) -> None:
         _require_distributed()
+        self.worker_wait: float = _seconds("worker_wait", worker_wait)
+        self.hard_timeout_grace: float | None = (
+            None if hard_timeout_grace is None else _seconds("hard_timeout_grace", hard_timeout_grace)
+        )
         if address is not None and cluster_kwargs:
             raise ValueError(
                 f"DaskExecutor(address={address!r}) connects to an existing cluster; keyword "

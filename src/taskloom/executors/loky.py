@@ -15,6 +15,11 @@ is loky's own, each a lesson measured on loky (see the reliability catalogue):
 - **Timeouts** are hard in the worker (``SIGALRM``); a task stuck in C code past twice its
   timeout plus ``HARD_TIMEOUT_GRACE`` gets its pool killed (with the other runs' batches on
   it) and ends ``TimedOut``.
+- **Process trees.** Each worker leads a process group of its own, which the processes
+  its tasks start join: when a worker dies (a crash, a signal, a hard timeout), the
+  parent kills what is left of its group (``_kill_orphans``, with ``_groups``), so a
+  ``sleep 300`` started by a task does not outlive its dead worker. A worker whose parent
+  dies kills its group.
 - **Interrupts.** A run that ends with batches out (Ctrl-C, SIGINT, SIGTERM, an exception
   in the scheduler) shuts the pool down with its workers and their children, if no other
   run uses the pool. If another run does, only this run's batches that have not started
@@ -46,6 +51,7 @@ from ..attempt import TaskResult, TaskRun
 from ..errors import RemoteTaskError
 from ..states import State, Success
 from ._dispatch import Dispatcher, Loss, Reply, Workers
+from ._groups import alive, kill_group, lead
 from ._wire import Templates, unpack_state
 from ._worker import LogCapture, run_batch
 from .base import DeferredResult, ExecutorRun, resolve_deferred
@@ -68,6 +74,7 @@ _LOGS = LogCapture(sole=True)
 
 
 def _init_worker(parent_pid: int) -> None:
+    lead()  # a group of its own: what its tasks start can be found once it died
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
 
 
@@ -77,6 +84,8 @@ def _watch_parent(parent_pid: int) -> None:
         time.sleep(0.5)
         if os.getppid() != parent_pid:
             _kill_children(os.getpid())
+            if os.getpgid(0) == os.getpid():
+                os.killpg(os.getpid(), signal.SIGKILL)  # the rest of its group, and itself
             os._exit(70)
 
 
@@ -177,13 +186,33 @@ def _remove(path: str) -> None:
 class _Pool:
     """This process's pool of one size, and what the runs on it share."""
 
-    __slots__ = ("executor", "runs", "size", "workers")
+    __slots__ = ("executor", "pids", "runs", "size", "workers")
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.executor: loky.ProcessPoolExecutor | None = None
         self.runs = 0  # runs begun and not ended
         self.workers = Workers()
+        #: The workers seen (each leads a process group): their groups are killed once they died.
+        self.pids: set[int] = set()
+
+
+def _note_workers(pool: _Pool, executor: loky.ProcessPoolExecutor) -> None:
+    """Remember the PIDs of ``executor``'s workers (loky forgets them when they die)."""
+    processes: Mapping[int, object] = getattr(executor, "_processes", None) or {}
+    if not pool.pids.issuperset(processes):
+        with _pools_lock:
+            pool.pids.update(processes)
+
+
+def _kill_orphans(pool: _Pool) -> None:
+    """Kill what is left of the process groups of the workers of ``pool`` that died: the
+    processes their tasks started (see the module docstring)."""
+    with _pools_lock:
+        dead = [pid for pid in pool.pids if not alive(pid)]
+        pool.pids.difference_update(dead)
+    for pid in dead:
+        kill_group(pid)
 
 
 _pools: dict[int, _Pool] = {}
@@ -209,7 +238,9 @@ def _replace(pool: _Pool, broken: loky.ProcessPoolExecutor | None) -> loky.Proce
             if broken is not None:
                 broken.shutdown(wait=True, kill_workers=True)
             pool.executor = _new_executor(pool.size)
-        return pool.executor
+        executor = pool.executor
+    _kill_orphans(pool)
+    return executor
 
 
 def _leave(pool: _Pool, abandoned: Sequence[Future[Reply]] | None) -> None:
@@ -273,10 +304,15 @@ class _LokyRun:
         args = (self._header, payload, list(keys), self._log_level)
         try:
             if executor is not None:
-                return executor.submit(_run_batch, *args)
+                sent = executor.submit(_run_batch, *args)
+                _note_workers(self._pool, executor)  # started by the submit, if new
+                return sent
         except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
             pass  # a worker died since the last send, or the pool was stopped: replace it
-        return _replace(self._pool, executor).submit(_run_batch, *args)
+        executor = _replace(self._pool, executor)
+        sent = executor.submit(_run_batch, *args)
+        _note_workers(self._pool, executor)
+        return sent
 
     def receive(self, sent: Sequence[Future[Reply]]) -> list[Reply | BaseException]:
         replies: list[Reply | BaseException] = []
@@ -292,6 +328,7 @@ class _LokyRun:
             cause = "the pool was shut down"
         elif isinstance(error, BrokenProcessPool):
             cause = _exit_codes(error)
+            _kill_orphans(self._pool)
         else:
             return Loss(False, f"could not run on the loky pool: {error!r}", error)
         why = (
@@ -300,15 +337,18 @@ class _LokyRun:
         )
         return Loss(True, why, error, cause)
 
-    def take_over(self, results: list[TaskResult], names: Mapping[int, str]) -> None:
+    def take_over(
+        self, results: list[TaskResult], runs: Sequence[TaskRun], names: Mapping[int, str]
+    ) -> None:
         for result in results:
             value = result.state.result
             if type(value) is SharedResult:
                 self._shared.append(value.path)
 
-    def kill(self, sent: Future[Reply]) -> None:
+    def kill(self, sent: Future[Reply]) -> bool:
         if not sent.done():  # then it is on the current executor: its pool never broke
             _replace(self._pool, self._pool.executor)
+        return True
 
     def stop(self, abandoned: Sequence[Future[Reply]] | None) -> None:
         try:
