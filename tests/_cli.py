@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,15 +42,18 @@ def taskloom(
     timeout: float = 60,
     umask: int = -1,
     env_extra: dict[str, str] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """``python -m taskloom ARGS`` with ``TASKLOOM_HOME=home`` (and ``env_extra``); output
-    captured as text."""
+    captured as text; ``preexec_fn`` runs in the child before it starts (e.g.
+    ``unprivileged``)."""
     env = {**os.environ, "TASKLOOM_HOME": str(home), **(env_extra or {})}
     return subprocess.run(
         [sys.executable, "-m", "taskloom", *args],
         env=env,
         cwd=cwd,
         umask=umask,
+        preexec_fn=preexec_fn,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -121,3 +125,24 @@ class Planted:
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (open, (self.marker, "w"))
+
+
+#: The capabilities that let root ignore file permissions: DAC_OVERRIDE, DAC_READ_SEARCH, FOWNER.
+_PERMISSION_CAPABILITIES = (1, 2, 3)
+
+
+def unprivileged() -> None:
+    """For ``preexec_fn``: a child of root that respects file permissions as any user does
+    (it drops the capabilities that override them; a non-root child needs nothing).
+
+    Raises:
+        OSError: the capabilities cannot be dropped (the caller skips the test).
+    """
+    if os.geteuid() != 0:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in _PERMISSION_CAPABILITIES:
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # 24: PR_CAPBSET_DROP, effective at exec
+            raise OSError(ctypes.get_errno(), "cannot drop a capability")

@@ -407,8 +407,10 @@ def test_cache_ls_and_clear(tmp_path: Path, taskloom_home: Path) -> None:
     def listed(*args: str) -> dict[str, str]:
         result = taskloom(taskloom_home, "cache", "ls", *args)
         assert result.returncode == 0, describe(result)
-        header, *rows = result.stdout.splitlines()
-        assert header.split() == ["KEY", "ENTRIES", "NEWEST"]
+        table, _, footer = result.stdout.partition("\n\n")
+        header, *rows = table.splitlines()
+        assert header.split() == ["KEY", "ENTRIES", "SIZE", "FILES", "NEWEST"]
+        assert footer.startswith(f"Index: {taskloom_home / 'cache.sqlite'};"), footer
         return {row.split()[0]: row.split()[1] for row in rows}
 
     assert listed() == {"cachey/square": "2", "elsewhere/other": "1", "shared-lookup": "1"}

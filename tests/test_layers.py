@@ -42,7 +42,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("policies", ["triggers", "cache_validators", "decide", "mapped"]),
     # "tasks.*": ready-made tasks (operators' GetItem, Add...; case, merge...), defined with Task.
     ("definitions", ["handlers", "notifications", "task", "parameters", "plan", "flow_edit", "flow", "mapping", "loader", "tasks", "tasks.*"]),
-    ("stores", ["_home", "_sqlite", "caching", "journal"]),
+    ("stores", ["_home", "_lockholders", "_sqlite", "caching", "journal"]),
     ("worker", ["attempt"]),
     ("back ends", ["executors", "executors.*"]),
     ("engine", ["_run_args", "runner", "mapping_run", "resume"]),

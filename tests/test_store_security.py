@@ -288,17 +288,29 @@ def test_a_corrupt_store_never_fails_a_run(
     assert any(str(taskloom_home / store) in w for w in warnings), warnings
 
 
-def test_the_cli_runs_a_flow_over_a_corrupt_journal(tmp_path: Path, taskloom_home: Path) -> None:
+def test_the_cli_heals_a_corrupt_journal_and_cache_once(tmp_path: Path, taskloom_home: Path) -> None:
+    """Garbage in place of both stores: the first run moves each aside (kept), says so
+    once naming both paths, and records into fresh ones; later runs say nothing."""
     taskloom_home.mkdir(mode=0o700)
-    (taskloom_home / "journal.sqlite").write_bytes(GARBAGE["random-bytes"])
+    for store in ("journal.sqlite", "cache.sqlite"):
+        (taskloom_home / store).write_bytes(GARBAGE["random-bytes"])
     flows = write_flow(tmp_path / "flows.py", CACHED, LOG=str(tmp_path / "log"))
     result = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local")
     assert result.returncode == 0, describe(result)
     assert table_rows(result.stdout)["compute"][1] == "Success"
-    assert "WARNING taskloom.journal: journal" in result.stderr and "not recorded" in result.stderr
+    for store, logger, kind_ in (("journal.sqlite", "journal", "journal"), ("cache.sqlite", "caching", "cache store")):
+        [aside] = taskloom_home.glob(f"{store}.corrupt-*")
+        assert aside.read_bytes() == GARBAGE["random-bytes"], "the damaged file is kept as it was"
+        said = [line for line in result.stderr.splitlines() if f"WARNING taskloom.{logger}:" in line]
+        assert said == [
+            f"WARNING taskloom.{logger}: {kind_} {taskloom_home / store} is damaged (file is not a "
+            f"database): moved it to {aside} and started a new one"
+        ], result.stderr
     listing = taskloom(taskloom_home, "runs")
-    assert listing.returncode == 2 and "cannot read the run journal" in listing.stderr, describe(listing)
-    assert "Traceback" not in listing.stderr
+    assert listing.returncode == 0 and run_id(result.stdout) in listing.stdout, describe(listing)
+    again = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local")
+    assert again.returncode == 0 and "WARNING" not in again.stderr, describe(again)
+    assert table_rows(again.stdout)["compute"][1] == "Cached"
 
 
 def test_two_processes_share_one_home_and_lose_nothing(tmp_path: Path, taskloom_home: Path) -> None:

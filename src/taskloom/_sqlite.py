@@ -5,95 +5,153 @@ stop a flow run. What they share is here:
 
 - one connection per process (a connection must not cross ``fork()``), opened on first
   use, in WAL mode, the file created private (0600);
-- a schema version (``PRAGMA user_version``): a file written by another version of
-  taskloom is moved aside with a warning and a new one started, rather than failing every
+- a schema version (``PRAGMA user_version``): a file of an older version is brought up to
+  date in place where the store knows how (``MIGRATIONS``); a file written by another
+  version is moved aside with a warning and a new one started, rather than failing every
   run;
+- a file that is not a database, or is damaged (truncated, overwritten), is healed the same
+  way, once, whenever SQLite first says so (opening it, reading or writing it): moved
+  aside under a timestamped name (``cache.sqlite.corrupt-20261202T101500Z``, kept for a
+  post-mortem), a warning naming both paths, and a fresh store;
+- a file that cannot be written (a read-only home or disk) is opened read-only: it still
+  serves reads, and every write fails as SQLite does (the stores skip them and say so);
 - ``BEGIN IMMEDIATE`` for every write: a deferred read-then-write transaction fails with
   "database is locked" under concurrent writers whatever the busy timeout;
-- a retry for what the busy timeout does not cover (switching to WAL, creating tables
-  while another process does the same).
+- patience with another process's lock, and no silent stall: a write (or the opening of
+  the file) waits up to ``lock_timeout`` seconds, and after ``WARN_AFTER`` it warns, once,
+  naming the file and the process holding it when that can be told (``_lockholders``).
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+import urllib.parse
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from ._home import private_file, taskloom_home
+from ._lockholders import describe, holders
 
-__all__ = ["SQLiteFile", "per_home", "retrying"]
+__all__ = ["LOCK_TIMEOUT", "WARN_AFTER", "SQLiteFile", "is_corrupt", "per_home"]
 
-log = logging.getLogger("taskloom")
 
 T = TypeVar("T")
 
+#: How long a write waits for another process's lock before it gives up (seconds).
+LOCK_TIMEOUT = 30.0
 
-def retrying(call: Callable[[], T], patience: float = 30.0) -> T:
-    """``call()``, tried again while SQLite says the database is locked."""
-    deadline = time.monotonic() + patience
-    delay = 0.005
-    while True:
-        try:
-            return call()
-        except sqlite3.OperationalError as error:
-            if "locked" not in str(error) or time.monotonic() > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(2 * delay, 0.2)
+#: How long a write waits for another process's lock before it warns (seconds).
+WARN_AFTER = 1.0
+
+_CORRUPT = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+_LOCKED = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_CANNOT_WRITE_SQLITE = (sqlite3.SQLITE_READONLY, sqlite3.SQLITE_CANTOPEN, sqlite3.SQLITE_PERM)
+_CANNOT_WRITE_OS = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _code(error: BaseException) -> int:
+    """SQLite's primary result code of ``error`` (0 for another error)."""
+    code = getattr(error, "sqlite_errorcode", None)
+    return code & 0xFF if isinstance(code, int) else 0
+
+
+def is_corrupt(error: BaseException) -> bool:
+    """Whether SQLite says the file is not a database, or a damaged one."""
+    return _code(error) in _CORRUPT
+
+
+def _is_locked(error: BaseException) -> bool:
+    return _code(error) in _LOCKED or (isinstance(error, sqlite3.OperationalError) and "locked" in str(error))
+
+
+def _cannot_write(error: BaseException) -> bool:
+    """Whether ``error`` says the store's file or directory cannot be written."""
+    if isinstance(error, sqlite3.Error):
+        return _code(error) in _CANNOT_WRITE_SQLITE
+    return isinstance(error, OSError) and error.errno in _CANNOT_WRITE_OS
 
 
 class SQLiteFile:
-    """A store in one SQLite file; subclasses give ``SCHEMA``, ``VERSION`` and ``KIND``."""
+    """A store in one SQLite file; subclasses give ``SCHEMA``, ``VERSION`` and ``KIND``.
+
+    Args:
+        path: the database file.
+        lock_timeout: how long a write waits for another process's lock before it gives up
+            (seconds); after ``WARN_AFTER`` it warns, naming the holder.
+    """
 
     SCHEMA: ClassVar[str]
     VERSION: ClassVar[int]
     #: What the file is, in messages ("cache store", "journal").
     KIND: ClassVar[str]
+    #: The statements that bring a file of an older version to the next one, by the
+    #: version they start from (``{1: (...)}`` takes a version 1 file to version 2).
+    MIGRATIONS: ClassVar[Mapping[int, Sequence[str]]] = {}
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lock_timeout: float = LOCK_TIMEOUT) -> None:
         self.path = path
+        self.lock_timeout = lock_timeout
+        #: Whether the file could only be opened for reading (set when it is opened).
+        self.read_only = False
+        self._read_only_why = ""
         self._lock = threading.Lock()
         self._connection: sqlite3.Connection | None = None
         self._pid = -1
+        self._inode = -1
+
+    @property
+    def _log(self) -> logging.Logger:
+        """The logger of the store's module (``taskloom.caching``, ``taskloom.journal``)."""
+        return logging.getLogger(type(self).__module__)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({str(self.path)!r})"
 
+    # -- opening ----------------------------------------------------------------------------------
+
     def _connect(self) -> sqlite3.Connection:
         """This process's connection (call with ``self._lock`` held)."""
         if self._connection is None or self._pid != os.getpid():
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            connection = self._open()
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if version != self.VERSION and (tables or version):
-                connection.close()
-                aside = self._move_aside(version)
-                log.warning(
-                    "%s %s has schema version %d, not %d: moved it to %s and started a new one",
-                    self.KIND, self.path, version, self.VERSION, aside,
-                )
-                connection = self._open()
+            connection = self._open_healed()
+            connection = self._up_to_date(connection)
             self._connection, self._pid = connection, os.getpid()
         return self._connection
+
+    def _open_healed(self) -> sqlite3.Connection:
+        """A connection to the file: writable if it can be, else read-only; a corrupt file
+        is moved aside first."""
+        try:
+            try:
+                self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+                return self._open()
+            except (sqlite3.Error, OSError) as error:
+                if not _cannot_write(error) or not self.path.exists():
+                    raise
+                return self._open_read_only(error)
+        except sqlite3.DatabaseError as error:
+            if not is_corrupt(error) or self.read_only:
+                raise
+            self._move_corrupt(error)
+            return self._open()
 
     def _open(self) -> sqlite3.Connection:
         private_file(self.path)
         connection = sqlite3.connect(
-            self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            self.path, timeout=WARN_AFTER, isolation_level=None, check_same_thread=False
         )
         try:
-            retrying(lambda: connection.execute("PRAGMA journal_mode=WAL"))
+            self._inode = os.stat(self.path).st_ino
+            self._patiently(lambda: connection.execute("PRAGMA journal_mode=WAL"))
             connection.execute("PRAGMA synchronous=NORMAL")
             if not connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
-                retrying(
+                self._patiently(
                     lambda: connection.executescript(
                         f"BEGIN IMMEDIATE; {self.SCHEMA} "
                         f"PRAGMA user_version = {self.VERSION}; COMMIT;"
@@ -102,27 +160,200 @@ class SQLiteFile:
         except BaseException:
             connection.close()
             raise
+        self.read_only = False
         return connection
 
-    def _move_aside(self, version: int) -> Path:
-        aside = self.path.with_name(f"{self.path.name}.v{version}-{int(time.time())}")
+    def _open_read_only(self, why: BaseException) -> sqlite3.Connection:
+        """The file opened for reading only: through its WAL where that can be read, else
+        as an immutable file (a read-only directory cannot hold the WAL's index)."""
+        uri = "file:" + urllib.parse.quote(str(self.path.resolve()))
+        error: sqlite3.Error | None = None
+        for mode in ("mode=ro", "immutable=1"):
+            connection = sqlite3.connect(
+                f"{uri}?{mode}", uri=True, timeout=WARN_AFTER, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+            try:
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.Error as failed:
+                connection.close()
+                if is_corrupt(failed):
+                    raise
+                error = failed
+                continue
+            self.read_only = True
+            self._read_only_why = str(why)
+            # Said by each store when it first skips a write (once), not here as well.
+            self._log.info("%s %s cannot be written (%s): opened it read-only", self.KIND, self.path, why)
+            return connection
+        assert error is not None
+        raise error
+
+    def _up_to_date(self, connection: sqlite3.Connection) -> sqlite3.Connection:
+        """``connection``, to a file of this version: an older one migrated in place where
+        ``MIGRATIONS`` knows how, another moved aside for a new one."""
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version == self.VERSION:
+            return connection
+        tables = connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+        if not tables and not version:
+            return connection
+        if self.read_only:
+            connection.close()
+            raise sqlite3.DatabaseError(
+                f"{self.KIND} {self.path} has schema version {version}, not {self.VERSION}, "
+                "and cannot be written: not using it"
+            )
+        if self._migrates(version):
+            self._patiently(lambda: self._migrate(connection))
+            return connection
+        connection.close()
+        aside = self._move_aside(f"v{version}")
+        self._log.warning(
+            "%s %s has schema version %d, not %d: moved it to %s and started a new one",
+            self.KIND, self.path, version, self.VERSION, aside,
+        )
+        return self._open()
+
+    def _migrates(self, version: int) -> bool:
+        while version in self.MIGRATIONS:
+            version += 1
+        return version == self.VERSION
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated it while this one waited for the lock.
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            while version in self.MIGRATIONS:
+                for statement in self.MIGRATIONS[version]:
+                    connection.execute(statement)
+                version += 1
+            connection.execute(f"PRAGMA user_version = {version}")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def writable(self) -> bool:
+        """Whether the file can be written (it is opened, if it was not, to tell)."""
+        with self._lock:
+            self._connect()
+            return not self.read_only
+
+    # -- healing ----------------------------------------------------------------------------------
+
+    def _move_aside(self, tag: str) -> Path:
+        """Move the file (and its WAL) to ``NAME.TAG-TIMESTAMP``, a name no other file has."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        aside = self.path.with_name(f"{self.path.name}.{tag}-{stamp}")
+        number = 1
+        while aside.exists():
+            number += 1
+            aside = self.path.with_name(f"{self.path.name}.{tag}-{stamp}-{number}")
         os.replace(self.path, aside)
         for suffix in ("-wal", "-shm"):
             if os.path.exists(f"{self.path}{suffix}"):
                 os.replace(f"{self.path}{suffix}", f"{aside}{suffix}")
+        self._moved_aside(aside)
         return aside
+
+    def _moved_aside(self, aside: Path) -> None:
+        """Called when the file was moved to ``aside``: a store keeping more than the one
+        file moves the rest along."""
+
+    def _move_corrupt(self, error: sqlite3.DatabaseError) -> None:
+        """Move the corrupt file aside (unless another process did already) and warn;
+        ``error`` again when it cannot be moved."""
+        if self._connection is not None and self._pid == os.getpid():
+            self._connection.close()
+        self._connection = None
+        try:
+            if os.stat(self.path).st_ino != self._inode:
+                return  # not the file this process found corrupt: another process healed it
+            aside = self._move_aside("corrupt")
+        except FileNotFoundError:
+            return  # moved by another process
+        except OSError as failed:
+            raise error from failed
+        self._log.warning(
+            "%s %s is damaged (%s): moved it to %s and started a new one",
+            self.KIND, self.path, error, aside,
+        )
+
+    def _healed(self, error: sqlite3.DatabaseError) -> bool:
+        """Whether ``error`` said the file is corrupt and it was healed (moved aside, the
+        next use opens a fresh one). Call with ``self._lock`` held."""
+        if not is_corrupt(error) or self.read_only:
+            return False
+        self._move_corrupt(error)
+        return True
+
+    def _read(self, sql: str, args: Sequence[Any] = ()) -> list[Any]:
+        """The rows of one query; on a file found corrupt, the rows of the fresh one."""
+        with self._lock:
+            try:
+                return self._connect().execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as error:
+                if not self._healed(error):
+                    raise
+                return self._connect().execute(sql, args).fetchall()
+
+    # -- waiting for other processes ------------------------------------------------------------
+
+    def _patiently(self, call: Callable[[], T]) -> T:
+        """``call()``, tried again while another process holds the lock, up to
+        ``lock_timeout``; once it has waited ``WARN_AFTER`` (SQLite's busy timeout, so
+        usually at the first failed try) it warns, once, naming the holder."""
+        start = time.monotonic()
+        delay = 0.005
+        warned = False
+        while True:
+            try:
+                return call()
+            except sqlite3.OperationalError as error:
+                waited = time.monotonic() - start
+                if not _is_locked(error) or waited >= self.lock_timeout:
+                    raise
+                if not warned and waited >= WARN_AFTER:
+                    self._warn_locked()
+                    warned = True
+                # Most waits happen in SQLite's busy handler; this backs off the errors
+                # it does not wait for (a lock that cannot be waited for without deadlock).
+                time.sleep(delay)
+                delay = min(2 * delay, 0.2)
+
+    def _warn_locked(self) -> None:
+        pids = holders([self.path, Path(f"{self.path}-shm")])
+        who = ", ".join(describe(pid) for pid in pids) if pids else "which one cannot be told"
+        self._log.warning(
+            "%s %s is locked by another process (%s): waiting up to %.0f s for it",
+            self.KIND, self.path, who, self.lock_timeout,
+        )
+
+    # -- writing ----------------------------------------------------------------------------------
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """A write transaction, holding the write lock from the start."""
         with self._lock:
             connection = self._connect()
-            retrying(lambda: connection.execute("BEGIN IMMEDIATE"))
+            if self.read_only:
+                raise sqlite3.OperationalError(f"read-only: {self._read_only_why}")
+            try:
+                self._patiently(lambda: connection.execute("BEGIN IMMEDIATE"))
+            except sqlite3.DatabaseError as error:
+                if not self._healed(error):
+                    raise
+                connection = self._connect()
+                self._patiently(lambda: connection.execute("BEGIN IMMEDIATE"))
             try:
                 yield connection
-            except BaseException:
+            except BaseException as error:
                 if connection.in_transaction:  # SQLITE_FULL has rolled back already
                     connection.execute("ROLLBACK")
+                if isinstance(error, sqlite3.DatabaseError):
+                    self._healed(error)
                 raise
             else:
                 connection.execute("COMMIT")

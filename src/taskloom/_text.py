@@ -3,6 +3,8 @@ run report and the progress display.
 
 >>> duration(0.0123), duration(4.567, spaced=True), duration(123), duration(0.25, coarse=True)
 ('12.3ms', '4.57 s', '2m03s', '0.2s')
+>>> size(512), size(1536), size(50 * 2**20)
+('512 B', '1.5 KiB', '50.0 MiB')
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import datetime as _dt
 from collections.abc import Sequence
 
-__all__ = ["clock", "duration", "factor", "one_line", "table"]
+__all__ = ["clock", "duration", "factor", "one_line", "size", "table"]
 
 
 def duration(seconds: float | None, *, coarse: bool = False, spaced: bool = False) -> str:
@@ -35,6 +37,18 @@ def duration(seconds: float | None, *, coarse: bool = False, spaced: bool = Fals
     if minutes < 60:
         return f"{minutes}{gap}{'min ' if spaced else 'm'}{secs:02d}{gap}s"
     return f"{minutes // 60}{gap}h{gap}{minutes % 60:02d}{gap}{'min' if spaced else 'm'}"
+
+
+def size(num_bytes: int) -> str:
+    """An amount of data in binary units: ``512 B``, ``1.5 KiB``, ``50.0 MiB``, ``1.2 GiB``."""
+    if num_bytes < 1024:
+        return f"{num_bytes} B"
+    value = float(num_bytes)
+    for unit in ("KiB", "MiB", "GiB"):
+        value /= 1024
+        if value < 1024 or unit == "GiB":
+            break
+    return f"{value:.1f} {unit}"
 
 
 def factor(value: float | None) -> str:

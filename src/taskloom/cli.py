@@ -24,6 +24,7 @@ import json
 import pprint
 import textwrap
 import logging
+import os
 import shutil
 import sqlite3
 import sys
@@ -33,11 +34,11 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, TextIO, TypeVar
 
 from ._home import UnsafeHomeError
-from ._text import clock, duration, one_line, table
+from ._text import clock, duration, one_line, size, table
 from .errors import FlowDefinitionError
 from .executors.base import Executor
 from .flow import Flow, FlowResult
-from .caching import default_cache_store
+from .caching import LARGE_VALUE, default_cache_store
 from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, default_journal
 from .loader import FlowNotFoundError, load_flow
 from .logging import basic_config, get_logger
@@ -562,18 +563,22 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
     store = default_cache_store()
     try:
         entries = store.entries()
-    except sqlite3.Error as error:
+    except (sqlite3.Error, OSError) as error:
         raise UsageError(f"cannot read the cache store {store.path}: {error}") from None
     rows = [
-        [key, str(count), clock(newest)]
-        for key, count, newest in entries
-        if _matches(key, args.flow, None)
+        [info.key, str(info.entries), size(info.size), str(info.files), clock(info.newest)]
+        for info in entries
+        if _matches(info.key, args.flow, None)
     ]
     if not rows:
         where = f" for flow {args.flow!r}" if args.flow else ""
         print(f"No cached results{where} in {store.path}.")
         return EXIT_SUCCESS
-    print(table(["KEY", "ENTRIES", "NEWEST"], rows, right=(1,)))
+    print(table(["KEY", "ENTRIES", "SIZE", "FILES", "NEWEST"], rows, right=(1, 2, 3)))
+    print(
+        f"\nIndex: {store.path}; values of {size(LARGE_VALUE)} or more (FILES) are kept in "
+        f"{store.files}{os.sep}"
+    )
     return EXIT_SUCCESS
 
 
@@ -587,7 +592,7 @@ def cmd_cache_clear(args: argparse.Namespace) -> int:
             keys = [key for key in store.keys() if _matches(key, args.flow, args.task)]
             for key in keys:
                 store.clear(key)
-    except sqlite3.Error as error:
+    except (sqlite3.Error, OSError) as error:
         raise UsageError(f"cannot clear the cache store {store.path}: {error}") from None
     noun = "key" if len(keys) == 1 else "keys"
     print(f"Cleared {len(keys)} cache {noun}" + (f": {', '.join(keys)}" if keys else "") + ".")

@@ -27,9 +27,11 @@ secret's value is not kept (a warning says so), and messages, logs and traceback
 recorded with secret values masked (``trace.outcome``).
 
 Blobs are cloudpickled and signed with the home's HMAC key; one whose signature does not
-match is reported as tampered and never unpickled. A journal that cannot be written (a
-corrupt file, a full disk, a lock held too long) never stops a flow run: the run goes on
-and a warning is logged.
+match is reported as tampered and never unpickled; a signed row of outcomes that holds a
+class is reported as refused content and not loaded either. A damaged journal file is
+moved aside and a fresh one started (``_sqlite``). A journal that cannot be written (a full
+disk, a read-only home, a lock held too long) never stops a flow run: the run goes on and
+a warning is logged.
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ import cloudpickle
 
 from ._home import Signer, taskloom_home
 from ._secrets import as_refs, found_in
-from ._sqlite import SQLiteFile, per_home
+from ._sqlite import LOCK_TIMEOUT, SQLiteFile, per_home
 from .errors import TaskloomError
 from .plan import Plan
 from .states import Running, State
@@ -117,6 +119,16 @@ class JournalError(TaskloomError):
         what = f"the stored data of task {task!r} is tampered with (its signature"
         return cls(f"run {run_id}: {what} does not match); it was not loaded")
 
+    @classmethod
+    def refused(cls, run_id: str, why: BaseException) -> JournalError:
+        """The error for a run whose task outcomes are signed but hold what the journal
+        never loads there (a class: they are plain values, so this was not written by
+        taskloom): they were not loaded, and the run cannot be shown or resumed."""
+        return cls(
+            f"run {run_id}: its stored task outcomes hold refused content ({why}; they are "
+            "plain values when taskloom writes them); they were not loaded"
+        )
+
 
 #: The columns of the outcome rows journals written by taskloom 0.1 hold (a bare list of
 #: tuples, the task's number first). Frozen: it describes files already written.
@@ -154,6 +166,9 @@ class RunRecord:
 class Journal(SQLiteFile):
     """The run journal in ``path`` (default ``journal.sqlite`` in the taskloom home).
 
+    ``lock_timeout``: how long a write waits for another process's lock before the run
+    goes on without recording it (seconds); after a second it warns, naming the holder.
+
     Raises:
         UnsafeHomeError: the taskloom home belongs to another user or others may write to it.
     """
@@ -162,9 +177,11 @@ class Journal(SQLiteFile):
     VERSION = SCHEMA_VERSION
     KIND = "journal"
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, lock_timeout: float = LOCK_TIMEOUT
+    ) -> None:
         home = taskloom_home()
-        super().__init__(Path(path) if path is not None else home / "journal.sqlite")
+        super().__init__(Path(path) if path is not None else home / "journal.sqlite", lock_timeout)
         self._signer = Signer.for_home(home)
 
     def _blob(self, value: Any, what: str) -> bytes | None:
@@ -263,8 +280,7 @@ class Journal(SQLiteFile):
             query += " WHERE flow_name = ?"
             args = (flow_name,)
         query += " ORDER BY started DESC LIMIT ?"
-        with self._lock:
-            rows = self._connect().execute(query, (*args, limit)).fetchall()
+        rows = self._read(query, (*args, limit))
         return [self._run(row) for row in rows]
 
     def _run(self, row: Sequence[Any]) -> RunRecord:
@@ -292,20 +308,17 @@ class Journal(SQLiteFile):
         Raises:
             JournalError: no run has this id (a unique prefix of one is accepted).
         """
-        with self._lock:
-            connection = self._connect()
-            rows = connection.execute(
-                "SELECT run_id, flow_name, source, parameters, started, ended, state, message, "
-                "resumed_from, tasks FROM runs WHERE run_id = ? OR run_id LIKE ? LIMIT 2",
-                (run_id, run_id.replace("%", "") + "%"),
-            ).fetchall()
-            if len(rows) != 1:
-                why = "no run has" if not rows else "more than one run starts with"
-                raise JournalError(f"{why} the id {run_id!r} in the journal {self.path}")
-            blobs = connection.execute(
-                "SELECT task_index, inputs, result FROM resume_data WHERE run_id = ?",
-                (rows[0][0],),
-            ).fetchall()
+        rows = self._read(
+            "SELECT run_id, flow_name, source, parameters, started, ended, state, message, "
+            "resumed_from, tasks FROM runs WHERE run_id = ? OR run_id LIKE ? LIMIT 2",
+            (run_id, run_id.replace("%", "") + "%"),
+        )
+        if len(rows) != 1:
+            why = "no run has" if not rows else "more than one run starts with"
+            raise JournalError(f"{why} the id {run_id!r} in the journal {self.path}")
+        blobs = self._read(
+            "SELECT task_index, inputs, result FROM resume_data WHERE run_id = ?", (rows[0][0],)
+        )
         record = self._run(rows[0])
         signed = rows[0][9]
         if signed is not None:
@@ -313,7 +326,11 @@ class Journal(SQLiteFile):
             if payload is None:
                 record.tampered = True
             else:
-                for row in _task_records(_plain_loads(payload)):
+                try:
+                    outcomes = _plain_loads(payload)
+                except Exception as error:  # a class (refused), or not a pickle at all
+                    raise JournalError.refused(record.run_id, error) from None
+                for row in _task_records(outcomes):
                     if row.parent is None:
                         record.tasks.append(row)
                     else:
