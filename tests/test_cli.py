@@ -508,7 +508,10 @@ def test_show_gives_a_paused_tasks_inputs_bounded_and_whole(tmp_path: Path, task
     ("body", "expected"),
     [
         ("x = 1\ndef broken(:\n    pass\n", ["SyntaxError", "def broken(:", "^"]),
-        ("def boom() -> None:\n    raise KeyError('missing')\n\n\nboom()\n", ["KeyError", "raise KeyError('missing')"]),
+        (
+            "def boom() -> None:\n    raise KeyError('missing')\n\n\nboom()\n",
+            ["KeyError", ", in <module>\n    boom()\n", ", in boom\n    raise KeyError('missing')\n"],
+        ),
     ],
     ids=["syntax-error", "raises-on-import"],
 )
@@ -523,5 +526,31 @@ def test_flow_file_that_fails_to_load_names_the_line_without_a_traceback(
     assert str(flows) in result.stderr
     for text in expected:
         assert text in result.stderr, describe(result)
+    # The user's frames only: none of taskloom's, none of the import machinery's.
+    assert "taskloom/" not in result.stderr and "<frozen" not in result.stderr, result.stderr
+    assert result.stderr.rstrip().endswith("(run with -v for the whole traceback)")
     verbose = taskloom(taskloom_home, "-v", "run", f"{flows}:flow", "--executor", "local")
     assert verbose.returncode == 2 and "Traceback" in verbose.stderr
+    assert "loader.py" in verbose.stderr  # the whole of it
+
+
+def test_a_flow_file_broken_after_its_run_fails_resume_and_visualize_cleanly(
+    tmp_path: Path, taskloom_home: Path
+) -> None:
+    """``resume`` loads the flow from where the run came from: a file broken since is the
+    same one-line error (file, line, caret) as for ``run``, not a traceback."""
+    flows = write_flow(tmp_path / "flows.py", PAUSING)
+    result = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local")
+    assert result.returncode == 3, describe(result)
+    rid = run_id(result.stdout)
+    flows.write_text(flows.read_text() + "\nbroken = (\n", encoding="utf-8")
+    lineno = len(flows.read_text().splitlines())
+    for args in (["resume", rid, "--executor", "local"], ["visualize", f"{flows}:flow"]):
+        failed = taskloom(taskloom_home, *args)
+        assert failed.returncode == 2, describe(failed)
+        assert failed.stderr.startswith(f"taskloom: error: loading {flows}:flow failed: SyntaxError: "), describe(failed)
+        assert f'  File "{flows}", line {lineno}\n    broken = (\n             ^\n' in failed.stderr, failed.stderr
+        assert "Traceback" not in failed.stderr
+    report = taskloom(taskloom_home, "report", rid, "-o", str(tmp_path / "r.html"))
+    assert report.returncode == 0, describe(report)
+    assert report.stderr.count("\n") == 1 and "SyntaxError" in report.stderr  # one note line

@@ -40,7 +40,7 @@ from .executors.base import Executor
 from .flow import Flow, FlowResult
 from .caching import LARGE_VALUE, default_cache_store
 from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, default_journal
-from .loader import FlowNotFoundError, load_flow
+from .loader import FlowLoadError, FlowNotFoundError, load_flow
 from .logging import basic_config, get_logger
 from .progress import RunObserver, default_progress
 from .visualize import MissingRendererError
@@ -244,55 +244,21 @@ def _see_why(result: FlowResult, run_id: str | None, out: TextIO) -> None:
 _verbose = False
 
 
-def _load(spec: str) -> Flow:
-    """The flow ``spec`` names; a file that fails to load (a syntax error, an exception
-    while importing it) is a usage error naming the file and line of the user's code
-    (``_where_it_broke``), with the traceback only under ``-v``."""
-    try:
-        return load_flow(spec)
-    except FlowNotFoundError:
-        raise
-    except Exception as error:
-        if _verbose:
-            traceback.print_exc()
-        raise UsageError(f"loading {spec} failed: {_where_it_broke(error)}") from None
-
-
-def _where_it_broke(error: BaseException) -> str:
-    """The error, the file:line of the user's code it came from and that line: for a
-    syntax error, where the parser stopped, with a caret under the place; else the last
-    frame outside taskloom and Python's import machinery."""
-    if isinstance(error, SyntaxError):
-        where = f"{error.filename}:{error.lineno}"
-        text = f"{type(error).__name__}: {error.msg} ({where})"
-        if error.text:
-            line = error.text.rstrip("\n")
-            stripped = line.lstrip()
-            text += f"\n    {stripped}"
-            if error.offset:
-                caret = max(0, error.offset - 1 - (len(line) - len(stripped)))
-                text += "\n    " + " " * caret + "^"
-        return text
-    text = f"{type(error).__name__}: {error}"
-    frames = [
-        frame for frame in traceback.extract_tb(error.__traceback__)
-        if not frame.filename.startswith(_INTERNAL)
-    ]
-    if frames:
-        last = frames[-1]
-        text += f"\n  File \"{last.filename}\", line {last.lineno}, in {last.name}"
-        if last.line:
-            text += f"\n    {last.line}"
-    return text + "\n(run with -v for the whole traceback)"
-
-
-#: Where frames are not the user's: taskloom itself and Python's import machinery.
-_INTERNAL = (str(Path(__file__).resolve().parent), "<frozen ")
+def _with_traceback(error: FlowLoadError) -> str:
+    """``error``'s message and, under ``-v``, the whole traceback of what it wraps; else
+    how to see it."""
+    cause = error.__cause__
+    if cause is None:
+        return str(error)
+    if not _verbose:
+        return f"{error}\n(run with -v for the whole traceback)"
+    whole = "".join(traceback.format_exception(type(cause), cause, cause.__traceback__))
+    return f"{error}\n\nThe whole traceback:\n{whole.rstrip()}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     parameters = _parameters(args.parameter or [])
-    flow = _load(args.flow)
+    flow = load_flow(args.flow)
     executor = _executor(args.executor, args.workers, flow)
     state = _running(lambda progress: flow.run(parameters, executor=executor, progress=progress), args)
     return _report(state, flow.name, sys.stdout)
@@ -305,7 +271,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     record = _reading(journal, lambda: journal.load(args.run_id))
     # The flow is loaded here, not by resume(), so that its own executor is known.
     spec = args.flow or record.source
-    flow = _load(spec) if spec else None
+    flow = load_flow(spec) if spec else None
     executor = _executor(args.executor, args.workers, flow)
     state = _running(
         lambda progress: resume(
@@ -508,20 +474,21 @@ def _flow_of(record: RunRecord, spec: str | None) -> Flow | None:
     """The run's flow, from ``--flow`` or where the run came from; None if it cannot be
     found (a report without it shows no critical path, and says why)."""
     if spec is not None:
-        return _load(spec)
+        return load_flow(spec)
     if record.source is None:
         return None
     try:
         return load_flow(record.source)
     except Exception as error:
-        print(f"taskloom: note: cannot load {record.source} ({error}); no critical path", file=sys.stderr)
+        why = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"taskloom: note: cannot load {record.source} ({why}); no critical path", file=sys.stderr)
         return None
 
 
 def cmd_visualize(args: argparse.Namespace) -> int:
     from .visualize import render
 
-    flow = _load(args.flow)
+    flow = load_flow(args.flow)
     record = None
     if args.run is not None:
         journal = default_journal()
@@ -889,6 +856,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _verbose = bool(args.verbose)
     try:
         return handler(args)
+    except FlowLoadError as error:
+        print(f"taskloom: error: {_with_traceback(error)}", file=sys.stderr)
+        return EXIT_USAGE
     except (
         UsageError, FlowDefinitionError, FlowNotFoundError, JournalError, UnsafeHomeError, ValueError,
         MissingRendererError,

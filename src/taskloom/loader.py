@@ -2,6 +2,12 @@
 
 The flow it returns remembers where it came from (``flow.source``, absolute for files), so
 the run journal can find it again for ``taskloom resume`` in another process.
+
+A file or module that fails while it is loaded (a syntax error, an exception raised by its
+code) is a ``FlowLoadError`` whose message is the user's side of it only: for a syntax
+error the file, line and a caret under the place, as Python prints it; for an exception
+the frames of the user's code (taskloom's and the import machinery's left out). The
+original exception is its ``__cause__``, for a whole traceback.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
 
 import cloudpickle
@@ -17,11 +24,45 @@ import cloudpickle
 from .errors import TaskloomError
 from .flow import Flow
 
-__all__ = ["FlowNotFoundError", "load_flow"]
+__all__ = ["FlowLoadError", "FlowNotFoundError", "load_flow"]
 
 
 class FlowNotFoundError(TaskloomError, LookupError):
     """The file, module or flow a spec names does not exist, or is not a Flow."""
+
+
+class FlowLoadError(FlowNotFoundError):
+    """The file or module a spec names raised while it was loaded (a syntax error, or an
+    exception from its code): the message says where in the user's code; the exception
+    itself is ``__cause__``."""
+
+
+#: Where frames are not the user's: taskloom itself and Python's import machinery.
+_INTERNAL = (str(Path(__file__).resolve().parent), "<frozen ")
+
+
+def where_it_broke(error: BaseException) -> str:
+    """``error`` and where in the user's code it came from, as Python prints it but
+    without taskloom's frames: a syntax error's file, line and a caret under the place;
+    else every frame outside taskloom and the import machinery."""
+    text = f"{type(error).__name__}: {error.msg if isinstance(error, SyntaxError) else error}"
+    if isinstance(error, SyntaxError):
+        text += f'\n  File "{error.filename}", line {error.lineno}'
+        if error.text:
+            line = error.text.rstrip("\n")
+            stripped = line.lstrip()
+            text += f"\n    {stripped}"
+            if error.offset:
+                caret = max(0, error.offset - 1 - (len(line) - len(stripped)))
+                text += "\n    " + " " * caret + "^"
+        return text
+    for frame in traceback.extract_tb(error.__traceback__):
+        if frame.filename.startswith(_INTERNAL):
+            continue
+        text += f'\n  File "{frame.filename}", line {frame.lineno}, in {frame.name}'
+        if frame.line:
+            text += f"\n    {frame.line}"
+    return text
 
 
 def _module_from_file(path: Path) -> object:
@@ -53,7 +94,17 @@ def load_flow(spec: str) -> Flow:
 
     Raises:
         FlowNotFoundError: with a message naming the file, module or attribute.
+        FlowLoadError: the file or module raised while loading (``where_it_broke``).
     """
+    try:
+        return _load(spec)
+    except FlowNotFoundError:
+        raise
+    except Exception as error:
+        raise FlowLoadError(f"loading {spec} failed: {where_it_broke(error)}") from error
+
+
+def _load(spec: str) -> Flow:
     where, sep, attribute = spec.rpartition(":")
     if not sep or not where or not attribute:
         raise FlowNotFoundError(
