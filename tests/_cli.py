@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -146,3 +147,27 @@ def unprivileged() -> None:
     for capability in _PERMISSION_CAPABILITIES:
         if libc.prctl(24, capability, 0, 0, 0) != 0:  # 24: PR_CAPBSET_DROP, effective at exec
             raise OSError(ctypes.get_errno(), "cannot drop a capability")
+
+
+def killed_after(script: str, home: Path, count: int) -> int:
+    """Run ``python -c script`` (it prints a number after each commit) with
+    ``TASKLOOM_HOME=home`` and SIGKILL it once it has printed ``count``; the last number
+    it printed."""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env={**os.environ, "TASKLOOM_HOME": str(home)},
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert writer.stdout is not None
+    last = -1
+    try:
+        while last < count:
+            line = writer.stdout.readline()
+            assert line, f"the writer stopped early (exit {writer.poll()})"
+            last = int(line)
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(timeout=30)
+        writer.stdout.close()
+    assert writer.returncode == -signal.SIGKILL
+    return last

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from taskloom import Flow, Parameter, cache_validators, task
-from taskloom.caching import MemoryCacheStore, SQLiteCacheStore
+from taskloom.caching import CacheStore, MemoryCacheStore, SQLiteCacheStore
 from taskloom.executors import Executor
-from taskloom.states import Cached
+from taskloom.flow import FlowResult
+from taskloom.states import Cached, State
 
 from ._helpers import kind, lines, record
 
@@ -120,6 +121,27 @@ def test_inputs_of_every_kind_are_compared_by_value(
     assert outcomes == ["Success", "Cached"] + ["Success"] * len(KINDS[kind_][2])
 
 
+def _run_twice_uncached(
+    flow: Flow,
+    executor: Executor,
+    store: CacheStore,
+    caplog: pytest.LogCaptureFixture,
+    log: str,
+    warning: str,
+) -> list[State[FlowResult]]:
+    """Run ``flow`` twice: its one cached task computes both times (nothing was stored),
+    and each run logs ``warning`` (the start of the message) once, saying why."""
+    with caplog.at_level(logging.WARNING, logger="taskloom.caching"):
+        states = [flow.run(executor=executor, cache_store=store) for _ in range(2)]
+    assert [kind(state) for state in states] == ["Success", "Success"]
+    assert all(type(s).__name__ == "Success" for state in states for s in state.result.values())
+    assert lines(log) == ["computed", "computed"]
+    assert store.keys() == []
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 2 and all(m.startswith(warning) for m in said), said
+    return states
+
+
 @task(cache_for=HOUR)
 def apply(function: Callable[[int], int], log: str) -> int:
     record(log, "computed")
@@ -135,17 +157,11 @@ def test_an_input_that_cannot_be_hashed_is_run_and_not_cached(
     store = MemoryCacheStore()
     with Flow("unhashable") as flow:
         applied = apply(lambda x: x * 21, log)
-    with caplog.at_level(logging.WARNING, logger="taskloom.caching"):
-        states = [flow.run(executor=executor, cache_store=store) for _ in range(2)]
-    assert [kind(s.result[applied]) for s in states] == ["Success", "Success"]
+    states = _run_twice_uncached(
+        flow, executor, store, caplog, log,
+        "Task 'apply': result not cached, an input cannot be hashed: cannot hash a value of type function",
+    )  # fmt: skip
     assert [s.result[applied].result for s in states] == [42, 42]
-    assert lines(log) == ["computed", "computed"]
-    assert store.keys() == []
-    said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 2 and all(
-        m.startswith("Task 'apply': result not cached, an input cannot be hashed: cannot hash a value of type function")
-        for m in said
-    ), said
 
 
 def _raising_validator(state: Cached[Any], inputs: Mapping[str, Any], parameters: Mapping[str, Any], /) -> bool:
@@ -201,15 +217,9 @@ def test_a_result_that_cannot_be_pickled_is_not_cached(
     store = SQLiteCacheStore(tmp_path / "cache.sqlite")
     with Flow("unpicklable") as flow:
         made = make_function(log)
-    with caplog.at_level(logging.WARNING, logger="taskloom.caching"):
-        states = [flow.run(executor=executor, cache_store=store) for _ in range(2)]
-    assert [kind(s.result[made]) for s in states] == ["Success", "Success"]
+    states = _run_twice_uncached(
+        flow, executor, store, caplog, log,
+        "result for 'unpicklable/make_function' not cached: function cannot be stored with pickle",
+    )  # fmt: skip
     assert states[1].result[made].result(1) == 2
-    assert lines(log) == ["computed", "computed"]
-    assert store.keys() == []
-    said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 2 and all(
-        m.startswith("result for 'unpicklable/make_function' not cached: function cannot be stored with pickle")
-        for m in said
-    ), said
     store.close()

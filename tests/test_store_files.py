@@ -9,10 +9,7 @@ import logging
 import os
 import pickle
 import re
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +22,7 @@ from taskloom.caching import LARGE_VALUE, SQLiteCacheStore
 from taskloom.executors import Executor, LocalExecutor
 from taskloom.states import Cached
 
-from ._cli import Planted, describe, query, taskloom, write_flow
+from ._cli import killed_after, Planted, describe, query, taskloom, write_flow
 from ._helpers import kind, lines, record
 
 HOUR = dt.timedelta(hours=1)
@@ -268,22 +265,7 @@ while True:
 
 @pytest.mark.slow
 def test_a_writer_killed_mid_write_leaves_only_whole_files_indexed(taskloom_home: Path) -> None:
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER],
-        env={**os.environ, "TASKLOOM_HOME": str(taskloom_home)},
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert writer.stdout is not None
-    last = -1
-    try:
-        while last < 40:
-            line = writer.stdout.readline()
-            assert line, f"the writer stopped early (exit {writer.poll()})"
-            last = int(line)
-    finally:
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=30)
-        writer.stdout.close()
+    last = killed_after(WRITER, taskloom_home, 40)
     assert query(taskloom_home / "cache.sqlite", "PRAGMA integrity_check") == [("ok",)]
     store = SQLiteCacheStore()
     seen = set()

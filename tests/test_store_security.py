@@ -15,7 +15,6 @@ import logging
 import os
 import pickle
 import re
-import signal
 import stat
 import subprocess
 import sys
@@ -30,7 +29,7 @@ from taskloom.caching import SQLiteCacheStore
 from taskloom.executors import LocalExecutor
 from taskloom.journal import Journal
 
-from ._cli import Planted, describe, execute, lines, query, run_id, table_rows, taskloom, write_flow
+from ._cli import killed_after, Planted, describe, execute, lines, query, run_id, table_rows, taskloom, write_flow
 from ._helpers import kind
 
 HOUR = dt.timedelta(hours=1)
@@ -271,23 +270,6 @@ GARBAGE = {
 }
 
 
-@pytest.mark.parametrize("garbage", list(GARBAGE))
-@pytest.mark.parametrize("store", ["cache.sqlite", "journal.sqlite"])
-def test_a_corrupt_store_never_fails_a_run(
-    taskloom_home: Path, caplog: pytest.LogCaptureFixture, store: str, garbage: str
-) -> None:
-    taskloom_home.mkdir(mode=0o700)
-    (taskloom_home / store).write_bytes(GARBAGE[garbage])
-    flow, result = _cached_flow()
-    with caplog.at_level(logging.WARNING, logger="taskloom"):
-        state = flow.run(executor=LocalExecutor())
-    assert kind(state) == "Success", state
-    assert state.result[result].result == 42
-    logger = "taskloom.caching" if store == "cache.sqlite" else "taskloom.journal"
-    warnings = [r.getMessage() for r in caplog.records if r.name == logger and r.levelno == logging.WARNING]
-    assert any(str(taskloom_home / store) in w for w in warnings), warnings
-
-
 def test_the_cli_heals_a_corrupt_journal_and_cache_once(tmp_path: Path, taskloom_home: Path) -> None:
     """Garbage in place of both stores: the first run moves each aside (kept), says so
     once naming both paths, and records into fresh ones; later runs say nothing."""
@@ -357,23 +339,7 @@ while True:
 
 
 def test_a_sigkilled_writer_leaves_a_readable_store(taskloom_home: Path) -> None:
-    writer = subprocess.Popen(
-        [sys.executable, "-c", WRITER],
-        env={**os.environ, "TASKLOOM_HOME": str(taskloom_home)},
-        stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert writer.stdout is not None
-    last = -1
-    try:
-        while last < 300:
-            line = writer.stdout.readline()
-            assert line, f"the writer stopped early (exit {writer.poll()})"
-            last = int(line)
-    finally:
-        writer.send_signal(signal.SIGKILL)
-        writer.wait(timeout=30)
-        writer.stdout.close()
-    assert writer.returncode == -signal.SIGKILL
+    last = killed_after(WRITER, taskloom_home, 300)
     database = taskloom_home / "cache.sqlite"
     assert query(database, "PRAGMA integrity_check") == [("ok",)]
     store = SQLiteCacheStore(database)
