@@ -179,6 +179,26 @@ def test_a_read_only_home_still_serves_cache_hits(tmp_path: Path, taskloom_home:
     assert listing.returncode == 0 and "read-only/kept" in listing.stdout, describe(listing)
 
 
+def test_an_empty_read_only_home_runs_flows_without_stores(tmp_path: Path, taskloom_home: Path) -> None:
+    """No key, no stores, and none can be made: the run goes on, each store says once
+    that it cannot be written."""
+    try:
+        subprocess.run([sys.executable, "-c", "pass"], preexec_fn=unprivileged, check=True)
+    except subprocess.SubprocessError as error:  # pragma: no cover - a root without CAP_SETPCAP
+        pytest.skip(f"cannot make a root process respect file permissions here: {error}")
+    flows = write_flow(tmp_path / "flows.py", THREE_CACHED, LOG=str(tmp_path / "log"))
+    taskloom_home.mkdir(mode=0o500)
+    try:
+        result = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local", preexec_fn=unprivileged)
+    finally:
+        taskloom_home.chmod(0o700)
+    assert result.returncode == 0, describe(result)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("WARNING")]
+    assert len(warnings) == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "results are not cached" in warnings[0] or "results are not cached" in warnings[1]
+    assert list(taskloom_home.iterdir()) == []
+
+
 # -- a store locked by another process --------------------------------------------------------------------
 
 HOLDER = """\

@@ -12,6 +12,7 @@ code, so anyone who could write there could run code as the user. Hence:
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import os
@@ -121,7 +122,14 @@ class Signer:
         """The signer of ``home``: its key is created (0600) on first use."""
         path = home / KEY_FILE
         if not path.exists():
-            _publish_key(path, secrets.token_bytes(32))
+            try:
+                _publish_key(path, secrets.token_bytes(32))
+            except OSError as error:
+                if error.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise
+                # A read-only home without a key: nothing stored there can be trusted, and
+                # nothing can be stored; a key of this process's own says exactly that.
+                return cls(secrets.token_bytes(32))
         key = path.read_bytes()
         if len(key) < 16:
             raise UnsafeHomeError(f"the signing key {path} is truncated; delete it to make a new one")

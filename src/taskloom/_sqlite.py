@@ -236,9 +236,16 @@ class SQLiteFile:
         connection.execute("COMMIT")
 
     def writable(self) -> bool:
-        """Whether the file can be written (it is opened, if it was not, to tell)."""
+        """Whether the file can be written (it is opened, if it was not, to tell): False
+        too when it does not exist and cannot be created (a read-only home)."""
         with self._lock:
-            self._connect()
+            try:
+                self._connect()
+            except (sqlite3.Error, OSError) as error:
+                if not _cannot_write(error):
+                    raise
+                self._read_only_why = str(error)
+                return False
             return not self.read_only
 
     # -- healing ----------------------------------------------------------------------------------

@@ -241,6 +241,8 @@ class SQLiteCacheStore(SQLiteFile):
                 (key, time.time()),
             )
         except (sqlite3.Error, OSError) as error:
+            if not self.path.exists():
+                return []  # nothing stored, and it could not be created (a read-only home)
             log.warning("cache store %s unreadable (%s): treating %r as a miss", self.path, error, key)
             return []
         found: list[Cached[Any]] = []
