@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from taskloom import Task
+from taskloom.executors import Executor, LocalExecutor, ThreadExecutor
 from taskloom.states import State
 
 
@@ -65,3 +66,9 @@ class Keep(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         self.records.append(record)
+
+
+def in_process(executor: Executor) -> bool:
+    """Whether ``executor`` runs tasks in the calling process, where nothing is pickled
+    (``LocalExecutor``, ``ThreadExecutor``): any value may be a result or an input."""
+    return isinstance(executor, (LocalExecutor, ThreadExecutor))

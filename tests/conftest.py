@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from taskloom.executors import DaskExecutor, Executor, LocalExecutor, LokyExecutor
+from taskloom.executors import DaskExecutor, Executor, LocalExecutor, LokyExecutor, ThreadExecutor
 from taskloom.logging import get_logger
 
 from ._helpers import Keep
@@ -37,7 +37,7 @@ def kept() -> Iterator[Keep]:
         logger.setLevel(old)
 
 
-EXECUTORS = ["local", "loky", "dask"]
+EXECUTORS = ["local", "loky", "dask", "threads"]
 
 #: Conformance tests known to fail on one executor, and why (strict: a fix makes them fail
 #: as XPASS, so the entry must then go).
@@ -71,6 +71,8 @@ def dask_cluster() -> Iterator[str]:
 def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
     """Each executor the engine must behave the same on (the conformance matrix).
 
+    A ``ThreadExecutor`` has 2 threads, like the pools, so that tasks do run at once.
+
     The loky pool is shared by every test in an xdist worker process (LokyExecutor reuses
     its pool), and kept at 2 workers: more would oversubscribe the 2 cores CI has. The
     Dask executor connects to the ``dask_cluster`` of this xdist worker process.
@@ -82,6 +84,8 @@ def executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
     elif request.param == "dask":
         address = request.getfixturevalue("dask_cluster")
         yield DaskExecutor(address=address)
+    elif request.param == "threads":
+        yield ThreadExecutor(max_workers=2)
     else:  # pragma: no cover
         raise ValueError(request.param)
 

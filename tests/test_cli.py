@@ -278,6 +278,20 @@ def test_progress_is_on_by_default_as_plain_lines_off_a_terminal(
     assert quiet.returncode == 0 and quiet.stderr == "", describe(quiet)
 
 
+def test_run_on_threads_with_a_thread_count(tmp_path: Path, taskloom_home: Path) -> None:
+    log = tmp_path / "log"
+    flows = write_flow(tmp_path / "flows.py", BASIC, LOG=str(log))
+    result = taskloom(
+        taskloom_home, "run", f"{flows}:flow", "-p", "n=5", "--executor", "threads", "--workers", "3",
+        "--no-progress",
+    )
+    assert result.returncode == 0, describe(result)
+    rows = table_rows(result.stdout)
+    assert rows["double"][1:3] == ["Success", "1"]
+    assert re.fullmatch(r"thread:[012]", rows["double"][3]), rows["double"]  # one of 3 threads
+    assert lines(log) == ["double 5", "describe 10"]
+
+
 def test_bad_executor_options_are_usage_errors(tmp_path: Path, taskloom_home: Path) -> None:
     flows = write_flow(tmp_path / "flows.py", BASIC, LOG=str(tmp_path / "log"))
     for args, named in [
@@ -287,7 +301,7 @@ def test_bad_executor_options_are_usage_errors(tmp_path: Path, taskloom_home: Pa
         result = taskloom(taskloom_home, "run", f"{flows}:flow", *args)
         assert result.returncode == 2, describe(result)
         assert named in result.stderr and "Traceback" not in result.stderr
-    argparse_error = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "threads")
+    argparse_error = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "processes")
     assert argparse_error.returncode == 2 and "invalid choice" in argparse_error.stderr
     assert not (tmp_path / "log").exists()
 

@@ -37,7 +37,7 @@ PROMISED: dict[str, list[str]] = {
         "Paused",
         "Resume",
     ],
-    "taskloom.executors": ["Executor", "LocalExecutor", "LokyExecutor", "DaskExecutor"],
+    "taskloom.executors": ["Executor", "LocalExecutor", "LokyExecutor", "DaskExecutor", "ThreadExecutor"],
     "taskloom.caching": ["CacheStore", "MemoryCacheStore", "SQLiteCacheStore"],
     "taskloom.triggers": [
         "Trigger",

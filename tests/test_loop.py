@@ -20,7 +20,7 @@ from taskloom.states import (
     by_name,
 )
 
-from ._helpers import lines, record
+from ._helpers import in_process, lines, record
 
 
 def _seen() -> str:
@@ -221,7 +221,7 @@ def test_an_unpicklable_loop_result_fails_only_when_it_must_travel(executor: Exe
         carried = loop_unpicklable(True)
     state = flow.run(executor=executor)
     assert state.result[ok].result == 2  # the result never left the worker
-    if isinstance(executor, LocalExecutor):
+    if in_process(executor):
         assert state.result[carried].result == 2  # nothing travels
         return
     failed = state.result[carried]

@@ -18,7 +18,7 @@ from taskloom.errors import FlowDefinitionError
 from taskloom.executors import Executor
 from taskloom.states import Failed, Mapped, Skipped, Success, TriggerFailed
 
-from ._helpers import as_task, kind, lines, record
+from ._helpers import as_task, in_process, kind, lines, record
 
 
 def children(state: object) -> list[str]:
@@ -232,7 +232,7 @@ def test_a_generator_result_is_materialised_once_in_order(executor: Executor) ->
         g = generated(4)
         m = inc.map(g)
     state = flow.run(executor=executor)
-    if type(executor).__name__ == "LocalExecutor":
+    if in_process(executor):
         assert state.result[m].result == [1, 2, 5, 10]
     else:  # a generator cannot travel back from a worker: that fails its own task, by name
         assert type(state.result[g]) is Failed

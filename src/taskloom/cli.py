@@ -102,7 +102,7 @@ def _parameters(items: Sequence[str]) -> dict[str, Any]:
 def _executor(name: str | None, workers: int | None, flow: Flow | None = None) -> Executor:
     """The executor named on the command line; without ``--executor`` or ``--workers``, the
     flow's own (``flow.executor``), else loky on every core."""
-    from .executors import DaskExecutor, LocalExecutor, LokyExecutor
+    from .executors import DaskExecutor, LocalExecutor, LokyExecutor, ThreadExecutor
 
     if name is None and workers is None and flow is not None and flow.executor is not None:
         return flow.executor
@@ -112,6 +112,8 @@ def _executor(name: str | None, workers: int | None, flow: Flow | None = None) -
         if workers is not None:
             raise UsageError("--workers does not apply to --executor local (it runs one task at a time)")
         return LocalExecutor()
+    if name == "threads":
+        return ThreadExecutor(max_workers=workers)
     if name == "dask":
         try:
             return DaskExecutor() if workers is None else DaskExecutor(n_workers=workers)
@@ -632,13 +634,14 @@ def _example(*lines: str) -> str:
 
 def _add_execution_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--executor", choices=("local", "loky", "dask"), default=None,
+        "--executor", choices=("local", "loky", "dask", "threads"), default=None,
         help="where tasks run (default: the flow's own flow.executor if it has one, "
-        "else loky, one worker per core)",
+        "else loky, one worker per core; threads: for I/O-bound tasks)",
     )
     parser.add_argument(
         "--workers", type=int, metavar="N", default=None,
-        help="how many worker processes (loky or dask; default: every core)",
+        help="how many worker processes (loky or dask; default: every core) or threads "
+        "(threads; default: cores + 4, at most 32)",
     )
     parser.add_argument(
         "--progress", action=argparse.BooleanOptionalAction, default=True,

@@ -14,9 +14,9 @@ worker) and the parent's filter must not restamp them with the scheduler's conte
 the engine's own lines about a task, logged by the scheduler, pass the fields in
 ``extra``.
 
-Where records go. Records from task code on ``LocalExecutor`` (and on a Dask worker thread
-in the caller's own process) are emitted where they are made, straight to the caller's
-handlers. On loky and Dask worker processes the worker's capture keeps them and they
+Where records go. Records from task code on ``LocalExecutor`` and ``ThreadExecutor`` (and
+on a Dask worker thread in the caller's own process) are emitted where they are made,
+straight to the caller's handlers. On loky and Dask worker processes the worker's capture keeps them and they
 travel back with the batch's results; the parent hands each to its logger's handlers, in
 the order made, once, and only if that logger is enabled for its level in the parent (the
 worker captures at the lowest level the parent may want: ``capture_level``).
@@ -297,14 +297,16 @@ class RunLogs(logging.Handler):
         self.cap = cap
         self._prefix = f"{run_id}."
         self._tasks: dict[int, _TaskLog] = {}
-        self._last: logging.LogRecord | None = None
+        # Per thread: threads that log at once (ThreadExecutor) interleave their records.
+        self._last = threading.local()
 
     def emit(self, record: logging.LogRecord) -> None:
         """Keep ``record`` under its task when it belongs to this run (once: the handler is
-        on two loggers, and a record propagating reaches it twice in a row)."""
-        if record is self._last:
+        on two loggers, and a record propagating reaches it twice in a row in its thread)."""
+        last = self._last
+        if getattr(last, "record", None) is record:
             return
-        self._last = record
+        last.record = record
         self._fallback(record)
         run_id = record.__dict__.get("task_run_id")
         if run_id is None:

@@ -1,4 +1,5 @@
-"""The worker side of ``LokyExecutor`` and ``DaskExecutor``: one entry point for a batch.
+"""The worker side of ``LokyExecutor`` and ``DaskExecutor``: one entry point for a batch
+(``ThreadExecutor`` shares ``run_guarded``, one run and its chain).
 
 ``run_batch`` is what a loky worker process or a Dask worker thread runs for one batch::
 
@@ -49,7 +50,7 @@ from ..states import Failed, State
 from ..task import Task
 from ._wire import encode_records, encode_rows, flatten_record
 
-__all__ = ["LogCapture", "failed_to_load", "load_runs", "run_all", "run_batch"]
+__all__ = ["LogCapture", "failed_to_load", "load_runs", "run_all", "run_batch", "run_guarded"]
 
 #: Fills in a run's inputs on the worker (``load_runs``).
 Fill = Callable[[dict[str, Any]], dict[str, Any]]
@@ -254,17 +255,24 @@ def run_all(
     fails, with ``where`` it was in the message. Tracebacks are kept as notes."""
     rows: list[TaskResult] = []
     for run in runs:
-        started = time.time()
-        try:
-            results = run_chain(run, run_context, worker)
-        except BaseException as error:  # SystemExit / KeyboardInterrupt raised by the task
-            message = f"Task {run.task.name!r} raised {error!r} {where}"
-            failed = Failed[Any](message, error)
-            results = [TaskResult(run.key, failed, started, time.time(), worker)]
+        results = run_guarded(run, run_context, worker, where)
         for result in results:
             note_traceback(result.state)
         rows.extend(results)
     return rows
+
+
+def run_guarded(
+    run: TaskRun, run_context: Mapping[str, Any], worker: str, where: str
+) -> list[TaskResult]:
+    """``run_chain``, except that a task raising ``SystemExit`` or ``KeyboardInterrupt``
+    fails (with ``where`` it was in the message) instead of taking its worker down."""
+    started = time.time()
+    try:
+        return run_chain(run, run_context, worker)
+    except BaseException as error:  # SystemExit / KeyboardInterrupt raised by the task
+        message = f"Task {run.task.name!r} raised {error!r} {where}"
+        return [TaskResult(run.key, Failed[Any](message, error), started, time.time(), worker)]
 
 
 def note_traceback(state: State[Any]) -> None:
