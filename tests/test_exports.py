@@ -39,6 +39,7 @@ PROMISED: dict[str, list[str]] = {
     ],
     "taskloom.executors": ["Executor", "LocalExecutor", "LokyExecutor", "DaskExecutor", "ThreadExecutor"],
     "taskloom.caching": ["CacheStore", "MemoryCacheStore", "SQLiteCacheStore"],
+    "taskloom.schedules": ["IntervalSchedule", "CronSchedule"],
     "taskloom.triggers": [
         "Trigger",
         "all_successful",

@@ -41,7 +41,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("data", ["errors", "states", "signals", "context", "edges", "_hashing", "trace", "_text", "logging", "_tracebacks", "_secrets"]),
     ("policies", ["triggers", "cache_validators", "decide", "mapped"]),
     # "tasks.*": ready-made tasks (operators' GetItem, Add...; case, merge...), defined with Task.
-    ("definitions", ["handlers", "notifications", "task", "parameters", "plan", "flow_edit", "flow", "mapping", "loader", "tasks", "tasks.*"]),
+    ("definitions", ["handlers", "notifications", "task", "parameters", "plan", "schedules", "flow_edit", "flow", "mapping", "loader", "tasks", "tasks.*"]),
     ("stores", ["_home", "_lockholders", "_sqlite", "caching", "journal"]),
     ("worker", ["attempt"]),
     ("back ends", ["executors", "executors.*"]),

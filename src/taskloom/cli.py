@@ -4,6 +4,7 @@ and look after the output cache.
 ::
 
     taskloom run flows.py:etl -p day=2024-05-01 --workers 4
+    taskloom run flows.py:hourly --schedule --executor threads
     taskloom runs --flow etl
     taskloom show 3f2a9c1e
     taskloom resume 3f2a9c1e --task approve
@@ -14,12 +15,14 @@ It only parses, calls the public API (``load_flow``, ``Flow.run``, ``taskloom.re
 the run journal, the cache store) and prints. Exit status: 0 when the flow succeeded (or
 the command did its job), 1 when the flow failed (or did not finish), 3 when it is paused
 waiting to be resumed, 2 for a usage error (an unknown flow, file or run, a bad
-parameter, an unsafe home), reported as ``taskloom: error: ...`` before any task runs.
+parameter, an unsafe home), reported as ``taskloom: error: ...`` before any task runs,
+130 when Ctrl-C stopped it (a run, or ``run --schedule`` between runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import pprint
 import textwrap
@@ -43,6 +46,8 @@ from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, def
 from .loader import FlowLoadError, FlowNotFoundError, load_flow
 from .logging import basic_config, get_logger
 from .progress import RunObserver, default_progress
+from .runner import check_run
+from .schedules import run_on_schedule
 from .visualize import MissingRendererError
 from ._runview import mapped_outcome
 from .states import Mapped, Paused, State, TriggerFailed
@@ -52,6 +57,8 @@ __all__ = ["main"]
 T = TypeVar("T")
 
 EXIT_SUCCESS, EXIT_FAILED, EXIT_USAGE, EXIT_PAUSED = 0, 1, 2, 3
+#: Stopped by Ctrl-C (128 + SIGINT, as shells report it).
+EXIT_INTERRUPTED = 130
 
 #: The width a message is cut to in the run table.
 MESSAGE_WIDTH = 60
@@ -171,6 +178,11 @@ class _NotRunLog(logging.Filter):
 
 def _running(run: Callable[[RunObserver | bool], State[FlowResult]], args: argparse.Namespace) -> State[FlowResult]:
     _configure_logging(args.log_level)
+    return _observed(run, args)
+
+
+def _observed(run: Callable[[RunObserver | bool], State[FlowResult]], args: argparse.Namespace) -> State[FlowResult]:
+    """``run(progress)`` with the progress display of ``args``, closed after the run."""
     observer = _progress(args)
     try:
         return run(observer)
@@ -262,8 +274,66 @@ def cmd_run(args: argparse.Namespace) -> int:
     parameters = _parameters(args.parameter or [])
     flow = load_flow(args.flow)
     executor = _executor(args.executor, args.workers, flow)
-    state = _running(lambda progress: flow.run(parameters, executor=executor, progress=progress), args)
+    if args.schedule:
+        return _run_scheduled(args, flow, parameters, executor)
+    state = _running(
+        lambda progress: flow.run(
+            parameters, executor=executor, progress=progress, run_on_schedule=False
+        ),
+        args,
+    )
     return _report(state, flow.name, sys.stdout)
+
+
+def _run_scheduled(
+    args: argparse.Namespace, flow: Flow, parameters: dict[str, Any], executor: Executor
+) -> int:
+    """``run --schedule``: run at each due time of the flow's schedule, a table per run,
+    until the schedule ends (the last run's exit status) or Ctrl-C while waiting
+    (``EXIT_INTERRUPTED``, saying how many runs were done). Ctrl-C during a run
+    interrupts that run as without ``--schedule``."""
+    schedule = flow.schedule
+    if schedule is None:
+        raise UsageError(
+            f"--schedule: flow {flow.name!r} ({args.flow}) has no schedule; give it one "
+            "(Flow(..., schedule=IntervalSchedule(...))) or run it once without --schedule"
+        )
+    check_run(flow, parameters=parameters, context={}, task_states={}, start_tasks=None)
+    _configure_logging(args.log_level)
+    statuses: list[int] = []
+    running = False
+
+    def once(due: datetime.datetime) -> int:
+        nonlocal running
+        running = True
+        state = _observed(
+            lambda progress: flow.run(
+                parameters, executor=executor, progress=progress, run_on_schedule=False,
+                context={"scheduled_start_time": due},
+            ),
+            args,
+        )
+        running = False
+        statuses.append(_report(state, flow.name, sys.stdout))
+        return statuses[-1]
+
+    def waiting(due: datetime.datetime) -> None:
+        print(f"Next run of {flow.name!r} at {due.isoformat()} (Ctrl-C to stop)", flush=True)
+
+    try:
+        return run_on_schedule(
+            schedule, once, owner=f"Flow {flow.name!r} ({args.flow})", logger=flow.logger,
+            waiting=waiting,
+        )
+    except KeyboardInterrupt:
+        if running:
+            raise
+        print(
+            f"taskloom: schedule stopped (Ctrl-C) between runs, after {len(statuses)} run(s) "
+            f"of {flow.name!r}; none was interrupted",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -677,12 +747,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_example(
             "taskloom run flows.py:etl -p day=2024-05-01 -p limit=100 --workers 4",
             "taskloom run mypackage.pipelines:nightly --executor local",
+            "taskloom run flows.py:hourly --schedule --executor threads",
         ) + "\n\nA value is read as JSON where it parses (5, [1, 2], true, \"5\"), else as a string.",
     )
     run.add_argument("flow", metavar="FLOW", help="FILE.py:NAME or package.module:NAME")
     run.add_argument(
         "-p", "--parameter", action="append", metavar="NAME=VALUE",
         help="a parameter of the flow (repeat for more)",
+    )
+    run.add_argument(
+        "--schedule", action="store_true",
+        help="run at each due time of the flow's schedule (Flow(..., schedule=...)), a table "
+        "per run, until the schedule ends or Ctrl-C; without it the flow runs once, now",
     )
     _add_execution_options(run)
     run.set_defaults(handler=cmd_run)
@@ -870,4 +946,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("taskloom: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

@@ -7,6 +7,8 @@
     │   │                                      a cycle, an unknown parameter, a bad start task
     │   └── CycleError                         the edge that closes a cycle
     ├── TaskDefinitionError (+ ValueError)   a task constructed with bad options
+    ├── ScheduleError (+ ValueError)         a schedule that cannot be built (a bad cron
+    │                                          string), or that has no due time left
     ├── HandleError (+ TypeError, AttributeError)
     │                                        a task handle used as a value while building a flow
     └── RemoteTaskError                      a task's exception that could not travel back from
@@ -26,6 +28,7 @@ __all__ = [
     "FlowDefinitionError",
     "HandleError",
     "RemoteTaskError",
+    "ScheduleError",
     "TaskDefinitionError",
     "TaskloomError",
 ]
@@ -45,6 +48,11 @@ class CycleError(FlowDefinitionError):
 
 class TaskDefinitionError(TaskloomError, ValueError):
     """A task constructed with invalid options; the message names the task and the option."""
+
+
+class ScheduleError(TaskloomError, ValueError):
+    """A schedule that cannot be built (a bad cron string, a bad interval or date), or
+    that has no due time left when a flow is run on it; the message names the value."""
 
 
 class HandleError(TaskloomError, TypeError, AttributeError):

@@ -51,6 +51,8 @@ from .flow_edit import FlowEditing
 from .handlers import OnFailure, StateHandler, TerminalStateHandler, check_handlers
 from .logging import flow_logger
 from .plan import plan
+from .schedules import Schedule, check_schedule
+from .schedules import run_on_schedule as _run_on_schedule  # `run`'s keyword has its name
 from .states import State
 from .task import ParameterTask, Task, _FlowBuilder, _nonempty_name, _tasks_in, active_flow
 
@@ -127,11 +129,14 @@ class Flow(FlowEditing):
         on_failure: ``fn(flow, state)``, called once when a run ends failed.
         terminal_state_handler: ``fn(flow, state, reference_task_states)``, which may
             return a replacement for the final state before the state handlers see it.
+        schedule: when ``flow.run()`` runs the flow (``taskloom.schedules``): at each due
+            time, until the schedule ends or Ctrl-C; ``None`` (default): once, at once.
 
     Raises:
         FlowDefinitionError: for a handler that is not callable or cannot take its
             arguments, naming the flow and the handler; an executor that is not one; an
             edge or reference task that cannot be added (see ``add_edge``).
+        ScheduleError: for a ``schedule`` that is not one (it has no ``next``).
 
     Built imperatively, as Prefect 1.x flows often are::
 
@@ -150,8 +155,12 @@ class Flow(FlowEditing):
         state_handlers: Iterable[StateHandler] | None = None,
         on_failure: OnFailure | None = None,
         terminal_state_handler: TerminalStateHandler | None = None,
+        schedule: Schedule | None = None,
     ) -> None:
         self.name = _nonempty_name(name, "Flow")
+        self.schedule: Schedule | None = (
+            None if schedule is None else check_schedule(schedule, f"Flow {self.name!r}")
+        )
         self.state_handlers: list[StateHandler] = check_handlers(
             f"Flow {self.name!r}", FlowDefinitionError, state_handlers, on_failure,
             terminal_state_handler,
@@ -648,9 +657,11 @@ class Flow(FlowEditing):
         cache_store: CacheStore | None = None,
         journal: Journal | bool = True,
         progress: RunObserver | bool = False,
+        run_on_schedule: bool = True,
         **parameter_values: Any,
     ) -> State[FlowResult]:
-        """Run the flow and return its final state.
+        """Run the flow and return its final state; on a flow with a ``schedule``, run it
+        at each due time and return the last run's final state.
 
         Parameters are given by name, in ``parameters`` or as keywords (Prefect 1.x style);
         ``flow.run(n=5)`` is ``flow.run(parameters={"n": 5})``. The run options below are
@@ -674,6 +685,11 @@ class Flow(FlowEditing):
             progress: ``True`` shows progress on stderr (live with rich on a terminal, plain
                 lines otherwise: ``progress.default_progress``); or any ``RunObserver`` to be
                 told as tasks change state.
+            run_on_schedule: with a ``schedule`` on the flow, wait for each due time and run
+                then (each run with its own run id and journal entry, ``scheduled_start_time``
+                in its context the due time), until the schedule has no due time left, as
+                Prefect 1.x does; Ctrl-C while waiting raises ``KeyboardInterrupt`` (the runs
+                done are journaled). ``False``: run once, now. Ignored without a schedule.
             parameter_values: more parameter values, by name.
 
         Returns:
@@ -690,24 +706,42 @@ class Flow(FlowEditing):
                 own ``with Flow(...)`` block.
             UnsafeHomeError: the taskloom home belongs to another user or others may write
                 to it (checked before any task runs).
+            ScheduleError: (a ``ValueError``) the flow's schedule has no due time after now,
+                before any waiting.
         """
-        from .runner import run_flow
+        from .runner import check_run, run_flow
 
         if active_flow.get() is self:
             raise FlowDefinitionError(
                 f"Flow {self.name!r}: flow.run() was called inside the flow's own "
                 f"`with Flow(...)` block; build the flow first, then run it after the block"
             )
-        return run_flow(
-            self,
-            parameters=_parameter_values(self, parameters or {}, parameter_values),
-            executor=executor,
-            context=context or {},
-            task_states=task_states or {},
-            start_tasks=start_tasks,
-            cache_store=cache_store,
-            journal=journal,
-            progress=progress,
+        values = _parameter_values(self, parameters or {}, parameter_values)
+        context, task_states = context or {}, task_states or {}
+
+        def once(extra: Mapping[str, Any]) -> State[FlowResult]:
+            return run_flow(
+                self,
+                parameters=values,
+                executor=executor,
+                context={**context, **extra},
+                task_states=task_states,
+                start_tasks=start_tasks,
+                cache_store=cache_store,
+                journal=journal,
+                progress=progress,
+            )
+
+        if self.schedule is None or not run_on_schedule:
+            return once({})
+        # What a run would refuse is refused now, not after waiting for the first due time.
+        check_run(self, parameters=values, context=context, task_states=task_states,
+                  start_tasks=start_tasks)
+        return _run_on_schedule(
+            self.schedule,
+            lambda due: once({"scheduled_start_time": due}),
+            owner=f"Flow {self.name!r}",
+            logger=self.logger,
         )
 
 

@@ -161,7 +161,7 @@ from .trace import TaskTrace
 if TYPE_CHECKING:
     from .progress import RunObserver
 
-__all__ = ["FlowResult", "run_flow"]
+__all__ = ["FlowResult", "check_run", "run_flow"]
 
 log = logging.getLogger("taskloom.runner")
 
@@ -806,6 +806,22 @@ def _executor_for(flow: Flow, given: Executor | None) -> Executor:
     if given is not None:
         return given
     return flow.executor if flow.executor is not None else LocalExecutor()
+
+
+def check_run(
+    flow: Flow,
+    *,
+    parameters: Mapping[str, Any],
+    context: Mapping[str, Any],
+    task_states: Mapping[object, State[Any]],
+    start_tasks: Iterable[object] | None,
+) -> None:
+    """Raise what ``run_flow`` would raise for these arguments before any task runs,
+    without running (a scheduled flow checks before it waits for its first due time)."""
+    _run_args.check(
+        flow, plan(flow), parameters=parameters, context=context, task_states=task_states,
+        start_tasks=start_tasks,
+    )
 
 
 def run_flow(
