@@ -10,7 +10,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,43 @@ def taskloom(
         timeout=timeout,
         check=False,
     )
+
+
+@contextmanager
+def spawned(args: list[str], home: Path) -> Iterator[subprocess.Popen[str]]:
+    """``python ARGS`` with ``TASKLOOM_HOME=home``, its stdout and stderr piped as text;
+    killed on the way out if it still runs."""
+    child = subprocess.Popen(
+        [sys.executable, *args],
+        env={**os.environ, "TASKLOOM_HOME": str(home)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield child
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+
+
+def read_until(child: subprocess.Popen[str], done: Any) -> list[str]:
+    """The lines ``child`` prints, read until ``done(lines)`` is true (the test's event:
+    a line printed); fails if its output ends first."""
+    assert child.stdout is not None
+    seen: list[str] = []
+    while not done(seen):
+        line = child.stdout.readline()
+        assert line, f"the process ended its output early: {seen}"
+        seen.append(line)
+    return seen
+
+
+def interrupt(child: subprocess.Popen[str]) -> tuple[str, str]:
+    """Ctrl-C (SIGINT) to ``child``; the rest of its stdout and stderr once it ended."""
+    child.send_signal(signal.SIGINT)
+    return child.communicate(timeout=20)
 
 
 def write_flow(path: Path, body: str, **values: Any) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 import textwrap
@@ -14,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from taskloom.journal import Journal
+
+from ._cli import interrupt, spawned
 
 SCRIPT = textwrap.dedent(
     """
@@ -58,23 +59,12 @@ def test_an_interrupted_run_is_recorded_with_what_finished(tmp_path: Path) -> No
     flag = tmp_path / "started"
     script = tmp_path / "flow.py"
     script.write_text(SCRIPT)
-    child = subprocess.Popen(
-        [sys.executable, str(script), str(flag)],
-        env={**os.environ, "TASKLOOM_HOME": str(home)},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
+    with spawned([str(script), str(flag)], home) as child:
         deadline = time.monotonic() + 30
         while not flag.exists():  # wait until the slow task runs
             assert child.poll() is None and time.monotonic() < deadline, "flow never started"
             time.sleep(0.02)
-        child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=20)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        _, err = interrupt(child)
     assert "KeyboardInterrupt" in err
     os.environ["TASKLOOM_HOME"] = str(home)  # the autouse fixture restores it
     journal = Journal()

@@ -8,11 +8,7 @@ itself; the tests count runs and journal entries, never time them."""
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -24,7 +20,7 @@ from taskloom.executors import Executor
 from taskloom.journal import Journal
 from taskloom.schedules import CronSchedule, IntervalSchedule
 
-from ._cli import RUN_ID, describe, taskloom, write_flow
+from ._cli import RUN_ID, describe, interrupt, read_until, spawned, taskloom, write_flow
 from ._helpers import lines, record
 
 UTC = dt.timezone.utc
@@ -101,6 +97,17 @@ def test_cron_day_or_false_needs_both_days() -> None:
     assert friday_13th.next(2, after=at(2026, 1, 1)) == [at(2026, 2, 13), at(2026, 3, 13)]
 
 
+def test_schedules_built_alike_are_equal_and_print_their_settings() -> None:
+    hourly = IntervalSchedule(dt.timedelta(hours=1), start_date=dt.datetime(2026, 1, 1))
+    assert hourly == IntervalSchedule(dt.timedelta(hours=1), start_date=at(2026, 1, 1))  # naive: UTC
+    assert len({hourly, IntervalSchedule(dt.timedelta(hours=1), start_date=at(2026, 1, 1))}) == 1
+    assert hourly != IntervalSchedule(dt.timedelta(hours=2), start_date=at(2026, 1, 1))
+    assert CronSchedule("0 9 * * *") != CronSchedule("0 9 * * *", day_or=False)
+    assert repr(CronSchedule("0 9 * * *")) == (
+        "CronSchedule(cron='0 9 * * *', start_date=None, end_date=None, day_or=True)"
+    )
+
+
 # -- bad input ------------------------------------------------------------------------------------
 
 
@@ -162,30 +169,50 @@ def test_bad_parameters_fail_at_once_not_after_waiting_for_the_first_due_time() 
 # -- runs on a schedule ---------------------------------------------------------------------------
 
 
-def test_a_scheduled_flow_runs_at_each_due_time_until_its_end_date(
-    executor: Executor, tmp_path: Path
-) -> None:
+def schedule_soon(flow: Flow, interval: float, span: float) -> list[str]:
+    """Give ``flow`` a schedule due every ``interval`` seconds for ``span`` seconds from
+    half a second from now; its due times, ISO-formatted."""
+    start = dt.datetime.now(UTC) + dt.timedelta(seconds=0.5)
+    flow.schedule = IntervalSchedule(
+        dt.timedelta(seconds=interval), start_date=start, end_date=start + dt.timedelta(seconds=span)
+    )
+    return [t.isoformat() for t in flow.schedule.next(100, after=start - dt.timedelta(seconds=1))]
+
+
+def test_a_scheduled_flow_runs_at_each_due_time_until_its_end_date(tmp_path: Path) -> None:
     log = str(tmp_path / "log")
     with Flow("scheduled") as flow:
         noted = note(log)
-    # Warm up (a pool's workers, a Dask client) so that no run outlasts an interval.
-    assert flow.run(executor=executor, run_on_schedule=False).is_successful()
-    start = dt.datetime.now(UTC) + dt.timedelta(seconds=0.3)
-    flow.schedule = IntervalSchedule(
-        dt.timedelta(seconds=0.4), start_date=start, end_date=start + dt.timedelta(seconds=0.8)
-    )
-    due = [t.isoformat() for t in flow.schedule.next(10, after=start - dt.timedelta(seconds=1))]
+    due = schedule_soon(flow, 0.5, 1.0)
     assert len(due) == 3
+
+    state = flow.run()
+
+    assert lines(log) == due  # each due time once, in order (no run outlasts 0.5 s)
+    assert state.is_successful() and state.result[noted].result == due[-1]  # the last run's
+    runs = list(reversed(Journal().runs(flow_name="scheduled")))  # oldest first
+    assert [r.state for r in runs] == ["Success"] * 3 and state.run_id == runs[-1].run_id
+    for run, when in zip(runs, due):
+        assert run.started >= dt.datetime.fromisoformat(when).timestamp()  # not before its time
+
+
+def test_scheduled_runs_on_every_executor_are_each_journaled(executor: Executor, tmp_path: Path) -> None:
+    log = str(tmp_path / "log")
+    with Flow("scheduled-on") as flow:
+        noted = note(log)
+    # Warm up (a pool's workers, a Dask client): the first scheduled run is then on time.
+    assert flow.run(executor=executor, run_on_schedule=False).is_successful()
+    due = schedule_soon(flow, 0.5, 1.0)
 
     state = flow.run(executor=executor)
 
-    assert state.is_successful() and state.result[noted].result == due[-1]  # the last run's
-    assert lines(log)[1:] == due
-    runs = list(reversed(Journal().runs(flow_name="scheduled")))  # oldest first
-    assert len(runs) == 4 and state.run_id == runs[-1].run_id
-    for run, when in zip(runs[1:], due):
-        assert run.state == "Success"
-        assert run.started >= dt.datetime.fromisoformat(when).timestamp()  # not before its time
+    ran = lines(log)[1:]
+    # On a loaded machine a run may outlast the interval: the due times it missed are
+    # skipped (as cron does), never run late or twice.
+    assert ran[0] == due[0] and ran == sorted(set(ran)) and set(ran) <= set(due)
+    assert state.is_successful() and state.result[noted].result == ran[-1]
+    runs = list(reversed(Journal().runs(flow_name="scheduled-on")))[1:]  # oldest first
+    assert [r.state for r in runs] == ["Success"] * len(ran) and state.run_id == runs[-1].run_id
 
 
 def test_run_on_schedule_false_runs_once_now(tmp_path: Path) -> None:
@@ -234,7 +261,9 @@ def test_cli_schedule_runs_at_each_due_time_with_a_table_per_run(tmp_path: Path,
     )
     assert done.returncode == 0, describe(done)
     ids = RUN_ID.findall(done.stdout)
-    assert len(ids) == 3 and done.stdout.count("Next run of 'ticking' at ") == 3
+    # 3 due times; a run started late on a loaded machine skips the ones it missed.
+    assert 1 <= len(ids) <= 3 and done.stdout.count("Next run of 'ticking' at ") == len(ids)
+    assert done.stdout.count("Flow 'ticking': Success") == len(ids)
     assert sorted(ids) == sorted(r.run_id for r in Journal(taskloom_home / "journal.sqlite").runs())
 
 
@@ -265,25 +294,11 @@ def test_cli_schedule_bad_input_is_a_usage_error(tmp_path: Path, taskloom_home: 
 @pytest.mark.timeout(60)
 def test_ctrl_c_between_scheduled_runs_exits_cleanly(tmp_path: Path, taskloom_home: Path) -> None:
     flows = scheduled_flows(tmp_path, 3600, 7200)  # one run soon, the next in an hour
-    child = subprocess.Popen(
-        [sys.executable, "-m", "taskloom", "run", f"{flows}:flow", "--schedule", "--executor", "local",
-         "--no-progress"],
-        env={**os.environ, "TASKLOOM_HOME": str(taskloom_home)},
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        assert child.stdout is not None
-        seen: list[str] = []
-        while sum(line.startswith("Next run of") for line in seen) < 2:  # after the first run
-            line = child.stdout.readline()
-            assert line, f"the schedule ended early: {seen}"
-            seen.append(line)
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=20)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    args = ["-m", "taskloom", "run", f"{flows}:flow", "--schedule", "--executor", "local", "--no-progress"]
+    with spawned(args, taskloom_home) as child:
+        # Waiting after the first run: its table is printed, then the next due time.
+        seen = read_until(child, lambda lines: sum(x.startswith("Next run of") for x in lines) == 2)
+        out, err = interrupt(child)
     assert child.returncode == 130, (seen, out, err)
     assert "schedule stopped (Ctrl-C) between runs, after 1 run(s) of 'ticking'" in err
     assert "Traceback" not in err

@@ -8,9 +8,6 @@ import contextvars
 import gc
 import logging
 import os
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 from pathlib import Path
@@ -22,6 +19,8 @@ from taskloom import Flow, task
 from taskloom.executors import ThreadExecutor
 from taskloom.journal import Journal
 from taskloom.states import Failed, Success, TimedOut
+
+from ._cli import interrupt, read_until, spawned
 
 
 #: A contextvar of the caller's own, not taskloom's.
@@ -197,22 +196,9 @@ def test_ctrl_c_ends_the_run_at_once_though_a_body_still_runs(tmp_path: Path) ->
     run is journaled as interrupted and the process exits."""
     home, script = tmp_path / "home", tmp_path / "flow.py"
     script.write_text(INTERRUPTED)
-    child = subprocess.Popen(
-        [sys.executable, str(script)],
-        env={**os.environ, "TASKLOOM_HOME": str(home)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout is not None
-        assert child.stdout.readline() == "started\n", "the blocked task never started"
-        child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=20)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    with spawned([str(script)], home) as child:
+        read_until(child, lambda seen: "started\n" in seen)  # the blocked task runs
+        _, err = interrupt(child)
     assert "KeyboardInterrupt" in err
     os.environ["TASKLOOM_HOME"] = str(home)  # the autouse fixture restores it
     journal = Journal()

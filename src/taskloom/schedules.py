@@ -108,7 +108,30 @@ def _check_count(n: object, owner: str) -> None:
         raise ScheduleError(f"{owner}.next(n={n!r}): n must be a whole number >= 0")
 
 
-class IntervalSchedule:
+class _Described:
+    """Equality, hash and repr from the attributes named in ``_fields`` (a schedule is its
+    settings: two built alike are equal)."""
+
+    _fields: tuple[str, ...] = ()
+
+    def _key(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self._fields)
+
+    def __repr__(self) -> str:
+        settings = ", ".join(f"{name}={getattr(self, name)!r}" for name in self._fields)
+        return f"{type(self).__name__}({settings})"
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, _Described)
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash((type(self), self._key()))
+
+
+class IntervalSchedule(_Described):
     """Due every ``interval``, from ``start_date`` (default: 2019-01-01 UTC) until
     ``end_date`` (inclusive; default: never). See the module docstring.
 
@@ -120,6 +143,8 @@ class IntervalSchedule:
         ScheduleError: (a ``ValueError``) an interval that is not a positive ``timedelta``,
             a date that is not a datetime, or an ``end_date`` before ``start_date``.
     """
+
+    _fields = ("interval", "start_date", "end_date")
 
     def __init__(
         self,
@@ -149,21 +174,6 @@ class IntervalSchedule:
             times.append(due)
         return times
 
-    def __repr__(self) -> str:
-        return (
-            f"IntervalSchedule(interval={self.interval!r}, start_date={self.start_date!r}, "
-            f"end_date={self.end_date!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, IntervalSchedule):
-            return NotImplemented
-        return (self.interval, self.start_date, self.end_date) == (
-            other.interval, other.start_date, other.end_date
-        )
-
-    def __hash__(self) -> int:
-        return hash((IntervalSchedule, self.interval, self.start_date, self.end_date))
 
 
 def _interval(interval: object) -> _dt.timedelta:
@@ -192,7 +202,7 @@ def _shift(start: _dt.datetime, delta: _dt.timedelta) -> _dt.datetime:
     return (wall.astimezone(_UTC) + rest).astimezone(start.tzinfo)
 
 
-class CronSchedule:
+class CronSchedule(_Described):
     """Due at each match of the cron string ``cron`` (read by croniter, in
     ``start_date``'s time zone, UTC without one), from ``start_date`` until ``end_date``
     (inclusive). ``day_or=False`` requires both the day of month and the day of week to
@@ -207,6 +217,8 @@ class CronSchedule:
             croniter's reason), a date that is not a datetime, or an ``end_date`` before
             ``start_date``.
     """
+
+    _fields = ("cron", "start_date", "end_date", "day_or")
 
     def __init__(
         self,
@@ -244,21 +256,6 @@ class CronSchedule:
             times.append(due)
         return times
 
-    def __repr__(self) -> str:
-        return (
-            f"CronSchedule(cron={self.cron!r}, start_date={self.start_date!r}, "
-            f"end_date={self.end_date!r})"
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CronSchedule):
-            return NotImplemented
-        return (self.cron, self.start_date, self.end_date, self.day_or) == (
-            other.cron, other.start_date, other.end_date, other.day_or
-        )
-
-    def __hash__(self) -> int:
-        return hash((CronSchedule, self.cron, self.start_date, self.end_date, self.day_or))
 
 
 def _cron(cron: object) -> str:
