@@ -230,7 +230,7 @@ def test_run_on_schedule_false_runs_once_now(tmp_path: Path) -> None:
 SCHEDULED = """\
 from taskloom.schedules import CronSchedule, IntervalSchedule
 
-START = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=0.3)
+START = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=LEAD)
 
 
 @task
@@ -250,12 +250,14 @@ with Flow("over", schedule=IntervalSchedule(dt.timedelta(seconds=1), end_date=ST
 """
 
 
-def scheduled_flows(tmp_path: Path, interval: float, span: float) -> Path:
-    return write_flow(tmp_path / "flows.py", SCHEDULED, INTERVAL=interval, SPAN=span)
+def scheduled_flows(tmp_path: Path, interval: float, span: float, lead: float = 1.0) -> Path:
+    """A flow file whose flow ``ticking`` is due every ``interval`` seconds for ``span``
+    seconds from ``lead`` seconds after it is loaded (room for a loaded machine)."""
+    return write_flow(tmp_path / "flows.py", SCHEDULED, INTERVAL=interval, SPAN=span, LEAD=lead)
 
 
 def test_cli_schedule_runs_at_each_due_time_with_a_table_per_run(tmp_path: Path, taskloom_home: Path) -> None:
-    flows = scheduled_flows(tmp_path, 0.4, 0.8)
+    flows = scheduled_flows(tmp_path, 0.5, 1.0)
     done = taskloom(
         taskloom_home, "run", f"{flows}:flow", "--schedule", "--executor", "threads", "--no-progress"
     )
@@ -293,7 +295,7 @@ def test_cli_schedule_bad_input_is_a_usage_error(tmp_path: Path, taskloom_home: 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_ctrl_c_between_scheduled_runs_exits_cleanly(tmp_path: Path, taskloom_home: Path) -> None:
-    flows = scheduled_flows(tmp_path, 3600, 7200)  # one run soon, the next in an hour
+    flows = scheduled_flows(tmp_path, 3600, 7200, lead=2.0)  # one run soon, the next in an hour
     args = ["-m", "taskloom", "run", f"{flows}:flow", "--schedule", "--executor", "local", "--no-progress"]
     with spawned(args, taskloom_home) as child:
         # Waiting after the first run: its table is printed, then the next due time.
