@@ -26,13 +26,10 @@ NAMES = ["etl", "branches", "deployment"]
 
 #: taskloom names the rewrite targets that other parts of issue 14 add (API.md names them).
 PENDING = {
-    "taskloom.executors.ThreadExecutor",
     "taskloom.results.LocalResult",
     "taskloom.results.Result",
     "taskloom.results.PickleSerializer",
     "taskloom.results.JSONSerializer",
-    "taskloom.schedules.IntervalSchedule",
-    "taskloom.schedules.CronSchedule",
 }
 
 
