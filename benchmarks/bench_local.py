@@ -22,38 +22,47 @@ import sys
 import _harness as h
 import workloads as wl
 
-from taskloom.executors import LocalExecutor
+from taskloom.executors import Executor, LocalExecutor
 
 MIN_RUNS = 7
 DESCRIPTION = "LocalExecutor overhead per task against plain sequential calls (W1, W2)."
 
 
-def measure(w: wl.Workload, runs: int) -> h.Figures:
+def measure(
+    w: wl.Workload, runs: int, executor: Executor | None = None, key: str = "local"
+) -> h.Figures:
+    """The engine's overhead per task on ``executor`` (default: a new ``LocalExecutor``
+    per run) against plain sequential calls; figures under ``KEY.W.*``."""
     flow, tasks = wl.build_flow(w)
+    label = type(executor).__name__ if executor is not None else "LocalExecutor"
+
+    def run() -> object:
+        return flow.run(executor=executor or LocalExecutor(), journal=False)
+
     # Warm-up (and a check that the engine computes what plain Python computes).
     expected = wl.run_sequential(w)
-    got = wl.flow_terminal_results(w, flow.run(executor=LocalExecutor(), journal=False), tasks)
+    got = wl.flow_terminal_results(w, run(), tasks)
     if got != expected:
         raise RuntimeError(f"{w.name}: taskloom gave {got!r}, plain Python {expected!r}")
     seq: list[float] = []
     loom: list[float] = []
     for _ in range(runs):
         seq.append(h.timed(lambda: wl.run_sequential(w))[0])
-        loom.append(h.timed(lambda: flow.run(executor=LocalExecutor(), journal=False))[0])
+        loom.append(h.timed(run)[0])
     n = w.size
     overhead = h.paired(loom, seq, lambda a, b: (a - b) / n)
     ratio = h.paired(loom, seq, lambda a, b: a / b)
     print(f"  {w.name}: {w.description} ({n} tasks), {runs} runs")
     print(f"    sequential    {h.Series(seq).show(1e3, 2, ' ms')}")
-    print(f"    LocalExecutor {h.Series(loom).show(1e3, 2, ' ms')}")
+    print(f"    {label:<13} {h.Series(loom).show(1e3, 2, ' ms')}")
     print(f"    overhead      {overhead.show(1e6, 2, ' µs/task')}   "
           f"ratio taskloom/sequential {ratio.show(1, 1, 'x')}")
     sys.stdout.flush()
     figures: h.Figures = {}
-    h.put(figures, f"local.{w.name}.seq_ms", h.Series(seq), 1e3)
-    h.put(figures, f"local.{w.name}.wall_ms", h.Series(loom), 1e3)
-    h.put(figures, f"local.{w.name}.overhead_us", overhead, 1e6)
-    h.put(figures, f"local.{w.name}.ratio", ratio)
+    h.put(figures, f"{key}.{w.name}.seq_ms", h.Series(seq), 1e3)
+    h.put(figures, f"{key}.{w.name}.wall_ms", h.Series(loom), 1e3)
+    h.put(figures, f"{key}.{w.name}.overhead_us", overhead, 1e6)
+    h.put(figures, f"{key}.{w.name}.ratio", ratio)
     return figures
 
 

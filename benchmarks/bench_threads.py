@@ -1,8 +1,8 @@
 """ThreadExecutor: what it costs per task, and what it gives on I/O-bound work.
 
 * W1 (1,000 no-ops -> reduce) on ``ThreadExecutor(max_workers=2)`` against plain sequential
-  calls, as ``bench_local.py`` measures ``LocalExecutor``: engine overhead per task, in µs
-  (each task is a hand-over between the scheduler's thread and a pool thread).
+  calls, with ``bench_local.measure`` (as for ``LocalExecutor``): engine overhead per task,
+  in µs (each task is a hand-over between the scheduler's thread and a pool thread).
 * I/O: ``IO_TASKS`` tasks that each wait ``IO_WAIT`` s (``time.sleep``, which releases the
   GIL as a socket read does), on ``LocalExecutor`` (one at a time: about tasks x wait) and
   on ``ThreadExecutor`` with 8 and 32 threads; speed-up = local wall / threads wall.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import time
 
 import _harness as h
+import bench_local
 import workloads as wl
 
 from taskloom import Flow, task
@@ -33,28 +34,6 @@ IO_WAIT = 0.05
 def wait_io(i: int) -> int:
     time.sleep(IO_WAIT)  # a request's round trip: the GIL is released while waiting
     return i
-
-
-def measure_overhead(w: wl.Workload, runs: int) -> h.Figures:
-    flow, tasks = wl.build_flow(w)
-    executor = ThreadExecutor(max_workers=2)
-    expected = wl.run_sequential(w)
-    got = wl.flow_terminal_results(w, flow.run(executor=executor, journal=False), tasks)
-    if got != expected:
-        raise RuntimeError(f"{w.name}: taskloom gave {got!r}, plain Python {expected!r}")
-    seq: list[float] = []
-    loom: list[float] = []
-    for _ in range(runs):
-        seq.append(h.timed(lambda: wl.run_sequential(w))[0])
-        loom.append(h.timed(lambda: flow.run(executor=executor, journal=False))[0])
-    overhead = h.paired(loom, seq, lambda a, b: (a - b) / w.size)
-    print(f"  {w.name}: {w.description} ({w.size} tasks), {runs} runs")
-    print(f"    sequential         {h.Series(seq).show(1e3, 2, ' ms')}")
-    print(f"    ThreadExecutor(2)  {h.Series(loom).show(1e3, 2, ' ms')}")
-    h.line(f"overhead {overhead.show(1e6, 2, ' µs/task')}")
-    figures: h.Figures = {}
-    h.put(figures, f"threads.{w.name}.overhead_us", overhead, 1e6)
-    return figures
 
 
 def measure_io(tasks: int, runs: int) -> h.Figures:
@@ -86,7 +65,8 @@ def main() -> None:
     runs = args.runs if args.quick else max(MIN_RUNS, args.runs)
     h.print_header("bench_threads: ThreadExecutor" + (" (quick)" if args.quick else ""))
     figures: h.Figures = {}
-    figures.update(measure_overhead(wl.w1_wide(100 if args.quick else 1000), runs))
+    w1 = wl.w1_wide(100 if args.quick else 1000)
+    figures.update(bench_local.measure(w1, runs, ThreadExecutor(max_workers=2), key="threads"))
     figures.update(measure_io(8 if args.quick else IO_TASKS, runs))
     h.finish(args.json, figures, False)
 
