@@ -17,7 +17,7 @@ from taskloom.errors import FlowDefinitionError
 from taskloom.executors import Executor
 from taskloom.journal import default_journal
 from taskloom.report import render_report
-from taskloom.states import Failed, State, Success, TimedOut
+from taskloom.states import Failed, Retrying, State, Success, TimedOut
 
 from ._cli import run_id, taskloom, write_flow
 from ._helpers import as_task, kind, lines, record
@@ -106,6 +106,25 @@ def test_on_failure_is_called_once_when_retry_on_ends_the_task(
 
 def _raise_value_error() -> None:
     raise ValueError("not a KeyError")
+
+
+def test_states_record_the_tags_and_a_retry_its_attempt_in_their_context(
+    executor: Executor, tmp_path: Path
+) -> None:
+    path = str(tmp_path / "retrying.txt")
+
+    def seen(task: Task[Any, Any], old: State[Any], new: State[Any]) -> None:
+        if isinstance(new, Retrying):
+            record(path, f"{new.context.get('task_run_count')} {new.context.get('tags')}")
+
+    flaky = task(
+        name="flaky", max_retries=2, retry_delay=NOW, tags=["net", "db"], state_handlers=[seen]
+    )(_raise_value_error)
+    with Flow("retry-context") as flow:
+        t = flaky()
+    state = flow.run(executor=executor)
+    assert lines(path) == ["1 ['db', 'net']", "2 ['db', 'net']"]
+    assert state.result[t].context == {"tags": ["db", "net"]}
 
 
 def test_skipping_a_retry_is_logged(caplog: pytest.LogCaptureFixture) -> None:

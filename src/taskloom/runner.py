@@ -672,7 +672,10 @@ class _Scheduler(_Mapping):
         trace = self.traces[i]
         run_count = trace.attempts
         if isinstance(state, Retrying):  # the RETRY signal
-            state = state.replace(run_count=run_count, cached_inputs=trace.inputs)
+            state = state.replace(
+                run_count=run_count, cached_inputs=trace.inputs,
+                context={**state.context, "task_run_count": run_count},
+            )
             self._schedule(i, state, state.start_time)
             return
         if task.retries_after(state, run_count):
@@ -685,6 +688,8 @@ class _Scheduler(_Mapping):
                 run_count=run_count,
                 loop_count=loop_count,
                 loop_result=loop_result,
+                # as Prefect: the attempt's facts (tags, run name) and which attempt it was
+                context={**state.context, "task_run_count": run_count},
             )
             decided = self._handled(i, retry, state)
             if isinstance(decided, Retrying):

@@ -220,7 +220,7 @@ def _check_run_signature(name: str, signature: inspect.Signature) -> None:
             raise TaskDefinitionError(
                 f"Task {name!r}: run() takes *{parameter.name}, which a flow cannot fill: "
                 "every argument of a task is wired by name. Take the values as one list "
-                f"argument, or as **kwargs"
+                "argument, or as **kwargs"
             )
     clashes = [p.name for p in parameters if p.name in RESERVED_PARAMETERS and
                p.kind is not inspect.Parameter.VAR_KEYWORD]
@@ -415,7 +415,14 @@ class Task(Generic[P, R]):
         task_run_name: str | Callable[..., str] | None = None,
     ) -> None:
         self.name: str = _nonempty_name(name, "Task") if name is not None else type(self).__name__
-        _check_run_signature(self.name, self.signature())
+        try:
+            signature = self.signature()
+        except (TypeError, ValueError) as error:  # a builtin that inspect cannot read
+            raise TaskDefinitionError(
+                f"Task {self.name!r}: its function's signature cannot be read ({error}); "
+                "wrap it in a def that calls it"
+            ) from None
+        _check_run_signature(self.name, signature)
         _check_naming(self.name, slug, task_run_name)
         self.slug: str | None = slug
         self.task_run_name: str | Callable[..., str] | None = task_run_name
@@ -530,9 +537,8 @@ class Task(Generic[P, R]):
         if error is None or any(isinstance(error, kind) for kind in kinds):
             return True
         # An exception that could not be pickled stands in by its type's name.
-        type_name = getattr(error, "type_name", None) if isinstance(error, StandInError) else None
-        return type_name is not None and any(
-            type_name == f"{kind.__module__}.{kind.__qualname__}" for kind in kinds
+        return isinstance(error, StandInError) and any(
+            error.type_name == f"{kind.__module__}.{kind.__qualname__}" for kind in kinds
         )
 
     def _run_function(self) -> Callable[..., Any]:
