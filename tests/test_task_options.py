@@ -74,7 +74,8 @@ def test_a_retry_signal_retries_whatever_retry_on_says(executor: Executor, tmp_p
 @task(max_retries=1, retry_delay=NOW, retry_on=TimeoutError, timeout=0.3)
 def hangs(path: str) -> None:
     record(path, "ran")
-    threading.Event().wait(30)  # stopped by the timeout
+    # past the timeout, but well within Dask's hard-timeout grace: no worker restart
+    threading.Event().wait(1.5)
 
 
 def test_retry_on_timeout_error_retries_a_timeout(executor: Executor, tmp_path: Path) -> None:
@@ -410,3 +411,17 @@ def test_a_parameter_outside_a_flow_run_returns_its_default() -> None:
     # `Parameter(...)` reads as its value for mypy; at run time it is a task
     assert as_task(Parameter("x", default=2)).run() == 2
     assert as_task(Parameter("y", required=False, type=int)).run() is None
+
+
+def test_a_copied_or_edited_flow_keeps_its_slugs_unique() -> None:
+    keyed = task(name="keyed", slug="key")(_raise_value_error)
+    other = task(name="other")(_raise_value_error)
+    flow = Flow("edited")
+    flow.add_task(keyed)
+    copied = flow.copy()
+    assert copied.slugs == {keyed: "key"}
+    with pytest.raises(FlowDefinitionError, match="'key'"):
+        copied.add_task(task(name="again", slug="key")(_raise_value_error))
+    flow.replace(keyed, other)
+    assert flow.slugs == {other: "other-1"}
+    flow.add_task(task(name="again", slug="key")(_raise_value_error))  # free again
