@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import datetime as dt
 import pickle
+import threading
 from typing import Any
 
 import cloudpickle
 import pytest
 
+from taskloom import Flow, task, triggers
+from taskloom.executors import Executor
+from taskloom.resume import resume
 from taskloom.states import (
     Cached,
     Failed,
     Finished,
+    Mapped,
     Paused,
     Pending,
     Resume,
@@ -20,6 +25,7 @@ from taskloom.states import (
     Running,
     Scheduled,
     Skipped,
+    StandInError,
     State,
     Success,
     TimedOut,
@@ -178,3 +184,97 @@ def test_a_failed_state_holding_an_exception_pickles() -> None:
         assert isinstance(copy, Failed)
         assert isinstance(copy.result, ValueError)
         assert copy.result.args == ("boom",)
+
+
+# -- repr and context (Prefect's) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cls", ALL_STATES, ids=lambda c: c.__name__)
+def test_repr_is_prefects_and_never_shows_the_result(cls: type[State[Any]]) -> None:
+    assert repr(cls("Task run succeeded.", {"secret": "hunter2"})) == f'<{cls.__name__}: "Task run succeeded.">'
+    assert repr(cls(result="hunter2")) == f"<{cls.__name__}>"
+
+
+@pytest.mark.parametrize("cls", ALL_STATES, ids=lambda c: c.__name__)
+def test_every_state_keeps_a_context(cls: type[State[Any]]) -> None:
+    assert cls().context == {}
+    state = cls("msg", 1, context={"tags": ["db"], "task_run_count": 2})
+    assert state.context == {"tags": ["db"], "task_run_count": 2}
+    for copy in _roundtrips(state):
+        assert copy.context == {"tags": ["db"], "task_run_count": 2}
+    changed = state.replace(context={"task_run_name": "load-users"})
+    assert changed.context == {"task_run_name": "load-users"}
+    assert state.context["tags"] == ["db"]  # a copy was changed, not the state
+    assert state == cls("other", 1)  # the context does not count for equality, as in Prefect
+    with pytest.raises(TypeError):
+        state.context["tags"] = []  # type: ignore[index]  # read-only is the test
+
+
+def test_a_state_pickled_before_it_had_a_context_still_loads() -> None:
+    # the cache store keeps pickled Cached states: one written by an older taskloom has
+    # every value but the context
+    cached = Cached("hit", 42, hashed_inputs={"x": "abc"})
+    older = cached.__getstate__()[:-1]
+    loaded = Cached.__new__(Cached)
+    loaded.__setstate__(older)
+    assert loaded.context == {} and loaded.result == 42 and loaded.hashed_inputs == {"x": "abc"}
+
+
+# -- exceptions that cannot be pickled ------------------------------------------------------------
+
+
+class HoldsLock(Exception):
+    """Cannot be pickled: a lock among its attributes."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.lock = threading.Lock()
+
+
+# (An exception whose ``__init__`` unpickling cannot call is another such case, but not
+# once Dask distributed is imported: it patches exception pickling, so no test uses one.)
+def test_a_state_whose_exception_cannot_be_pickled_still_pickles() -> None:
+    error = HoldsLock("holding a lock")
+    failed = Failed(f"Error during execution of task: {error!r}", error, cached_inputs={"e": error})
+    mapped = Mapped("Ready to proceed with mapping.", [1, error], map_states=[Success(result=1), failed])
+    for copy in [*_roundtrips(failed), *_roundtrips(mapped)]:
+        stand = copy.result if isinstance(copy, Failed) else copy.result[1]
+        assert isinstance(stand, StandInError) and isinstance(stand, Exception)
+        assert stand.type_name == f"{__name__}.{type(error).__qualname__}"
+        assert stand.original_repr == repr(error)
+        assert stand.text == str(error)
+        assert stand.reason  # why it could not be pickled
+    assert failed.result is error  # the state itself is unchanged
+    copy = pickle.loads(pickle.dumps(failed))
+    assert isinstance(copy.cached_inputs, dict) and isinstance(copy.cached_inputs["e"], StandInError)
+    assert copy.message == failed.message
+
+
+@task
+def raises_unpicklable(code: int) -> int:
+    raise HoldsLock(f"holding a lock {code}")
+
+
+@task(trigger=triggers.manual_only)
+def report_error(error: object) -> str:
+    return f"{type(error).__name__}: {getattr(error, 'original_repr', None)}"
+
+
+def test_an_unpicklable_exception_on_every_executor_and_a_resume_from_the_journal(
+    executor: Executor,
+) -> None:
+    with Flow("unpicklable-exception") as flow:
+        failing = raises_unpicklable(7)
+        waiting = report_error(failing)  # paused, its input the exception: journaled
+    state = flow.run(executor=executor)
+    assert isinstance(state, Paused), state
+    failed = state.result[failing]
+    assert isinstance(failed, Failed) and "HoldsLock" in str(failed.message)
+    copy = pickle.loads(pickle.dumps(failed))  # a process executor's state, or the local one's
+    assert getattr(copy.result, "original_repr", None) == "HoldsLock('holding a lock 7')"
+    assert getattr(copy.result, "type_name", "").endswith("HoldsLock")
+
+    resumed = resume(state.run_id or "", flow=flow, executor=executor)
+    # a StandInError (a RemoteTaskError from a worker process) with the exception's repr
+    assert str(resumed.result[waiting].result).endswith("Error: HoldsLock('holding a lock 7')")
+    assert isinstance(resumed.result[failing], Failed)  # it ran again, and failed again

@@ -108,6 +108,9 @@ CASES: list[tuple[str, Trigger, list[str], type[State[Any]]]] = [
     ("some_failed 1..2 1/3", triggers.some_failed(at_least=1, at_most=2), ["bad", "ok", "ok"], Success),
     ("some_failed 1..2 0/3", triggers.some_failed(at_least=1, at_most=2), ["ok", "ok", "ok"], TriggerFailed),
     ("some_failed 1..2 3/3", triggers.some_failed(at_least=1, at_most=2), ["bad", "bad", "bad"], TriggerFailed),
+    # with no upstream state there is nothing to count: they pass (Prefect 1.4.1)
+    ("some_successful >=1 none", triggers.some_successful(at_least=1), [], Success),
+    ("some_failed >=1 none", triggers.some_failed(at_least=1), [], Success),
 ]
 
 
@@ -302,3 +305,25 @@ def test_a_non_callable_trigger_is_refused() -> None:
     not_callable: Any = "all_successful"
     with pytest.raises(ValueError, match="trigger"):
         task(name="strict", trigger=not_callable)(gather_fn)
+
+
+@pytest.mark.parametrize(
+    ("bounds", "culprit"),
+    [
+        ({"at_least": 1.5}, "whole number"),
+        ({"at_least": float("nan")}, "at_least=nan"),
+        ({"at_most": "2"}, "not a str"),
+        ({"at_least": True}, "not a bool"),
+        ({"at_least": 3, "at_most": 2}, "at_least is above at_most"),
+        ({"at_least": 0.75, "at_most": 0.25}, "at_least is above at_most"),
+    ],
+    ids=["fractional-count", "nan", "str", "bool", "counts", "fractions"],
+)
+@pytest.mark.parametrize("factory", [triggers.some_successful, triggers.some_failed], ids=lambda f: f.__name__)
+def test_a_bound_that_makes_no_sense_is_refused_when_the_trigger_is_built(
+    factory: Any, bounds: dict[str, Any], culprit: str
+) -> None:
+    with pytest.raises(ValueError, match=factory.__name__) as raised:
+        factory(**bounds)
+    assert culprit in str(raised.value)
+

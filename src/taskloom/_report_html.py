@@ -127,7 +127,7 @@ def _bar_svg(bar: Bar, top: float, scale: float, critical: bool,
         classes.append("critical")
     if t.attempts > 1:
         classes.append("retried")
-    tip = [f"{t.name} (task {t.index}): {t.state}"]
+    tip = [f"{t.label} (task {t.index}): {t.state}"]
     if bar.ran:
         tip.append(f"worker {t.worker}")
         up, queue = bar.startup(), bar.queue_wait()
@@ -322,7 +322,7 @@ def render_report(record: RunRecord, flow: Flow | None = None, *, title: str | N
         crit = (' <b class="crit" title="on the critical path">*</b>'
                 if stats.critical and t.index in stats.critical else "")
         table_rows.append(
-            f'<tr data-index="{t.index}"><td class="num">{t.index}</td><td>{e(t.name)}{crit}</td>'
+            f'<tr data-index="{t.index}"><td class="num">{t.index}</td><td>{e(t.label)}{crit}</td>'
             f'<td><span class="dot" style="background:{colour(b)}"></span>{e(t.state)}</td>'
             f"<td>{e(t.worker or '-')}</td><td class=\"num\">{t.attempts}</td>"
             f'<td class="num">{duration(waited, spaced=True)}</td><td class="num">{duration(ran, spaced=True)}</td>'

@@ -24,8 +24,7 @@ import traceback
 from pathlib import Path
 from types import TracebackType
 
-from .errors import RemoteTaskError
-from .states import State
+from .states import StandInError, State
 
 __all__ = ["NOTE_PREFIX", "failure_traceback", "format_error", "format_frames"]
 
@@ -108,11 +107,11 @@ def _format(error: BaseException, depth: int = 0) -> str:
 
 def failure_traceback(state: State[object]) -> str | None:
     """The traceback of a failed state's exception, as text (None if its result is not an
-    exception); a ``RemoteTaskError`` gives the traceback it carries."""
+    exception); a ``StandInError`` (``RemoteTaskError``) gives the traceback it carries."""
     error = state.result
     if not isinstance(error, BaseException):
         return None
-    if isinstance(error, RemoteTaskError):
+    if isinstance(error, StandInError):
         if error.remote_traceback:
             return error.remote_traceback.rstrip()
     return _format(error).rstrip()

@@ -75,6 +75,7 @@ from .context import enter, leave
 from .handlers import (
     OnFailure, StateHandler, call_on_failure, call_state_handlers, has_handlers,
 )
+from ._run_name import RunNameError, run_name
 from .logging import stdout_lines, task_logger
 from .signals import ENDRUN, TaskloomSignal
 from .states import Failed, Looped, Pending, Running, Skipped, State, Success, TimedOut
@@ -277,6 +278,12 @@ def _masked(state: State[Any]) -> State[Any]:
     return state
 
 
+def _label(task_name: str, values: Mapping[str, Any]) -> str:
+    """How log lines name a task run: ``Task 'fetch'``, with its run name if it has one."""
+    name = values.get("task_run_name")
+    return f"Task {task_name!r}" if name is None else f"Task {task_name!r} ({name})"
+
+
 def _too_many_loops(task: Task[Any, Any]) -> Failed[Any]:
     """The state of a task that asked for more passes than its ``max_loops``."""
     message = (
@@ -307,12 +314,12 @@ class _Hooks:
 
     def end(self, result: TaskResult) -> TaskResult:
         """``on_failure`` if the attempt's state is the task's last and it failed: ended,
-        or failed with no retry left (the scheduler's rule, ``runner._complete``)."""
+        or failed with no retry to follow (``Task.retries_after``, the scheduler's rule)."""
         state = result.state
         if (
             self.on_failure is not None
             and state.is_failed()
-            and (result.ended or self.run.run_count > self.task.max_retries)
+            and (result.ended or not self.task.retries_after(state, self.run.run_count))
         ):
             return result._replace(
                 state=call_on_failure(self.task, self.owner, self.on_failure, state)
@@ -329,14 +336,38 @@ def _attempt(run: TaskRun, run_context: Mapping[str, Any]) -> TaskResult:
     """Run one attempt (its passes: see the module docstring); the result's times and
     worker are left for the caller to fill."""
     hooks = _hooks(run)
-    result = _passes(run, run_context, hooks)
+    task = run.task
+    values = task_context(run, run_context)
+    spec = task.__dict__.get("task_run_name")
+    name: str | None = None
+    if spec is not None:
+        try:
+            # filled from inputs, which may hold a secret: masked like messages
+            name = values["task_run_name"] = mask(run_name(task.name, spec, values, run.inputs))
+        except RunNameError as error:  # the same every time: fail for good, no retry
+            result = TaskResult(run.key, Failed(str(error), error), 0.0, 0.0, "", ended=True)
+            return result if hooks is None else hooks.end(result)
+    result = _passes(run, values, hooks)
+    if name is not None or task.tags:
+        result = result._replace(state=_stamped(result.state, task, name))
     return result if hooks is None else hooks.end(result)
 
 
-def _passes(run: TaskRun, run_context: Mapping[str, Any], hooks: _Hooks | None) -> TaskResult:
-    """The passes of one attempt, with the state handlers of each change when ``hooks``."""
+def _stamped(state: State[Any], task: Task[Any, Any], name: str | None) -> State[Any]:
+    """``state`` with what Prefect keeps in a state's context: the task's tags, and here
+    the run's name (the scheduler reads it back for the journal)."""
+    extra: dict[str, Any] = {}
+    if task.tags:
+        extra["tags"] = sorted(task.tags)
+    if name is not None:
+        extra["task_run_name"] = name
+    return state.replace(context={**state.context, **extra})
+
+
+def _passes(run: TaskRun, values: dict[str, Any], hooks: _Hooks | None) -> TaskResult:
+    """The passes of one attempt, in the task's context ``values`` (``task_context``),
+    with the state handlers of each change when ``hooks``."""
     task = run.task
-    values = task_context(run, run_context)
     count, loop_result = run.loop_count, run.loop_result
     limit: int | None = getattr(task, "max_loops", None)
     previous: State[Any] = run.previous if run.previous is not None else _NOT_RUN
@@ -353,7 +384,7 @@ def _passes(run: TaskRun, run_context: Mapping[str, Any], hooks: _Hooks | None) 
             if first:
                 first = False
                 if logger.isEnabledFor(logging.INFO):
-                    logger.info("Task %r: Starting task run...", task.name)
+                    logger.info("%s: Starting task run...", _label(task.name, values))
             if hooks is not None:
                 running, stop = hooks.change(previous, Running(RUNNING_MESSAGE))
                 if stop or not isinstance(running, Running):  # the body does not run
@@ -379,7 +410,7 @@ def _passes(run: TaskRun, run_context: Mapping[str, Any], hooks: _Hooks | None) 
             leave(token)
         if not isinstance(state, Looped):
             loop = None
-            if count > 1 and isinstance(state, Failed) and run.run_count <= task.max_retries:
+            if count > 1 and task.retries_after(state, run.run_count):
                 loop = (count, loop_result)
             return TaskResult(run.key, state, 0.0, 0.0, "", loop=loop)
         if limit is not None and count >= limit:

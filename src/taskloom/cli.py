@@ -404,7 +404,7 @@ def _stored(task: TaskRecord) -> str:
 
 def _show_row(task: TaskRecord, origin: float, indent: str = "") -> list[str]:
     return [
-        indent + task.name,
+        indent + task.label,
         task.state,
         str(task.attempts),
         task.worker or "-",
@@ -509,10 +509,10 @@ def _print_task(run: RunRecord, name: str, logs: bool) -> None:
     shown = 0
     for task in run.tasks:
         for member in (task, *run.children.get(task.index, ())):
-            if name not in (member.name, task.name):
+            if name not in (member.name, task.name, member.run_name):
                 continue
             shown += 1
-            print(f"\n--- {member.name} ({member.state}) ---")
+            print(f"\n--- {member.label} ({member.state}) ---")
             if member.message:
                 print(f"Message: {member.message}")
             if member.traceback:
@@ -536,7 +536,7 @@ def _print_logs(run: RunRecord, only: str | None) -> None:
             if only is not None and member.name != only and task.name != only:
                 continue
             shown += 1
-            print(f"\n--- {member.name} ({member.state}) ---")
+            print(f"\n--- {member.label} ({member.state}) ---")
             print(member.logs if member.logs else "(no log records)")
     if only is not None and not shown:
         raise UsageError(f"run {run.run_id} has no task named {only!r}")

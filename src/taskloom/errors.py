@@ -15,6 +15,7 @@
                                              a worker: its type name, text and traceback
 
 ``RemoteTaskError`` is the exception: it is never raised, only found as a failed state's result.
+It is a ``states.StandInError``, what a state whose exception cannot be pickled pickles as.
 
 Each derives from the built-in error a Prefect Core user would catch (``ValueError`` for
 definitions), so ``except ValueError`` keeps working. ``RemoteTaskError`` is also importable
@@ -22,6 +23,10 @@ from ``taskloom.executors.loky``, its home in 0.1, so pickles that name it there
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+from .states import StandInError
 
 __all__ = [
     "CycleError",
@@ -63,20 +68,17 @@ class HandleError(TaskloomError, TypeError, AttributeError):
     """
 
 
-class RemoteTaskError(TaskloomError):
-    """An exception raised by a task in a worker that could not be sent back as itself.
+class RemoteTaskError(TaskloomError, StandInError):
+    """A task's exception that could not be sent back from a worker as itself: its type
+    name, text and traceback (``StandInError``'s attributes), formatted in the worker."""
 
-    Attributes:
-        type_name: the qualified name of the original exception's type.
-        text: ``str()`` of the original exception.
-        remote_traceback: the traceback, formatted in the worker.
-    """
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_remote_task_error, self._parts())
 
-    def __init__(self, type_name: str, text: str, remote_traceback: str) -> None:
-        super().__init__(f"{type_name}: {text}")
-        self.type_name = type_name
-        self.text = text
-        self.remote_traceback = remote_traceback
 
-    def __reduce__(self) -> tuple[type[RemoteTaskError], tuple[str, str, str]]:
-        return (RemoteTaskError, (self.type_name, self.text, self.remote_traceback))
+def _remote_task_error(
+    type_name: str, text: str, remote_traceback: str, original_repr: str = "", reason: str = ""
+) -> RemoteTaskError:
+    return RemoteTaskError(
+        type_name, text, remote_traceback, original_repr=original_repr, reason=reason
+    )

@@ -176,6 +176,10 @@ class Flow(FlowEditing):
         #: Mapped tasks: each mapped argument's key, and whether it is flattened.
         self._mapped: dict[Task[Any, Any], dict[str, bool]] = {}
         self._parameters: dict[str, ParameterTask] = {}
+        #: Every task's slug (``slugs``), and how many each generated prefix has given.
+        self._slugs: dict[Task[Any, Any], str] = {}
+        self._slugs_used: set[str] = set()
+        self._slug_counts: dict[str, int] = {}
         self._reference_tasks: dict[Task[Any, Any], None] = {}
         self._tokens: list[Token[_FlowBuilder | None]] = []
         #: The case blocks (``taskloom.tasks.control_flow``), by compare task.
@@ -257,12 +261,54 @@ class Flow(FlowEditing):
                     "parameter names must be unique"
                 )
             self._parameters[t.name] = t
+        self._add_slug(t)
         self.version += 1
         self._tasks[t] = None
         self._upstream[t] = {}
         self._downstream[t] = {}
         self._arguments[t] = {}
         return t
+
+    def _add_slug(self, task: Task[Any, Any]) -> None:
+        """Give ``task`` its slug in this flow: its own, which must be unique here, or
+        ``<name>-<sorted tags>-<n>`` (Prefect's)."""
+        slug = task.__dict__.get("slug")
+        if slug is not None:
+            if slug in self._slugs_used:
+                raise FlowDefinitionError(
+                    f"Flow {self.name!r}: task {task.name!r} has the slug {slug!r}, which "
+                    "another task of the flow has; slugs must be unique within a flow "
+                    "(a task called in a flow is a copy, with the slug '<slug>-copy')"
+                )
+        else:
+            prefix = "-".join([task.name, *sorted(task.tags)])
+            count = self._slug_counts.get(prefix, 0)
+            while True:
+                count += 1
+                slug = f"{prefix}-{count}"
+                if slug not in self._slugs_used:
+                    break
+            self._slug_counts[prefix] = count
+        self._slugs[task] = slug
+        self._slugs_used.add(slug)
+
+    def _swap_slug(self, old: Task[Any, Any], new: Task[Any, Any]) -> None:
+        """``new`` takes ``old``'s place among the slugs (``flow.replace``); ``old``'s slug
+        stays if ``new``'s is taken."""
+        slug = self._slugs.pop(old)
+        self._slugs_used.discard(slug)
+        try:
+            self._add_slug(new)
+        except FlowDefinitionError:
+            self._slugs[old] = slug
+            self._slugs_used.add(slug)
+            raise
+
+    @property
+    def slugs(self) -> Mapping[Task[Any, Any], str]:
+        """Every task's slug, its id in this flow: its own ``slug``, or one the flow made,
+        ``<name>-<sorted tags>-<n>`` (as in Prefect)."""
+        return self._slugs
 
     def add_edge(
         self,
@@ -612,13 +658,17 @@ class Flow(FlowEditing):
                 )
         self._reference_tasks = dict.fromkeys(chosen)
 
-    def get_tasks(self, name: str | None = None, tags: Iterable[str] = ()) -> list[Task[Any, Any]]:
-        """The tasks with this name (if given) and all these tags."""
+    def get_tasks(
+        self, name: str | None = None, tags: Iterable[str] = (), slug: str | None = None
+    ) -> list[Task[Any, Any]]:
+        """The tasks with this name and this slug (if given) and all these tags."""
         wanted = set(tags)
         return [
             t
             for t in self._tasks
-            if (name is None or t.name == name) and wanted <= t.tags
+            if (name is None or t.name == name)
+            and wanted <= t.tags
+            and (slug is None or self._slugs[t] == slug)
         ]
 
     def sorted_tasks(self) -> list[Task[Any, Any]]:

@@ -92,7 +92,12 @@ class FlowEditing:
         _reference_tasks: dict[Task[Any, Any], None]
         _cases: dict[Task[Any, Any], CaseBlock]
         _tokens: list[Any]
+        _slugs: dict[Task[Any, Any], str]
+        _slugs_used: set[str]
+        _slug_counts: dict[str, int]
         state_handlers: list[Any]
+
+        def _swap_slug(self, old: Task[Any, Any], new: Task[Any, Any]) -> None: ...
 
         def add_task(self, task: object) -> Task[Any, Any]: ...
 
@@ -144,6 +149,9 @@ class FlowEditing:
         new._arguments = {t: dict(arguments) for t, arguments in self._arguments.items()}
         new._mapped = {t: dict(spec) for t, spec in self._mapped.items()}
         new._parameters = dict(self._parameters)
+        new._slugs = dict(self._slugs)
+        new._slugs_used = set(self._slugs_used)
+        new._slug_counts = dict(self._slug_counts)
         new._reference_tasks = dict(self._reference_tasks)
         new._tokens = []
         new._registered()
@@ -187,6 +195,7 @@ class FlowEditing:
                 "place of one that is"
             )
         self._check_replacement(o, n)
+        self._swap_slug(o, n)  # before any change: raises if n's slug is taken
         self._tasks = {(n if t is o else t): None for t in self._tasks}
         self._edges = {self._moved(e, o, n): None for e in self._edges}
         self._upstream = {t: {} for t in self._tasks}

@@ -53,7 +53,7 @@ from ._secrets import as_refs, found_in
 from ._sqlite import LOCK_TIMEOUT, SQLiteFile, per_home
 from .errors import TaskloomError
 from .plan import Plan
-from .states import Running, State
+from .states import Running, State, picklable
 from .trace import COLUMNS, TAMPERED, TaskRecord, TaskTrace, outcome, record
 
 __all__ = [
@@ -186,6 +186,9 @@ class Journal(SQLiteFile):
 
     def _blob(self, value: Any, what: str) -> bytes | None:
         try:
+            # An exception among the values (a failed task's, fed to a task that runs
+            # after failures) that would not unpickle is stored as a stand-in.
+            value = picklable(value)
             data = cloudpickle.dumps(value)
             secret = found_in(data)
             if secret is not None:

@@ -6,8 +6,9 @@ Loggers. Every logger taskloom hands out is a plain ``logging.Logger`` under ``t
 ``flow.logger`` is ``taskloom.flow.<flow name>``, and ``taskloom.context.logger`` (or
 ``context.get("logger")``) is the running task's logger inside a task and the flow's
 during a run. Each has a ``logging.Filter`` (``ContextFilter``) that stamps its records,
-when they are made, with ``flow_run_id``, ``task_name``, ``task_run_id``, ``map_index``
-and ``attempt`` read from the run context of the thread logging: plain
+when they are made, with ``flow_run_id``, ``task_name``, ``task_run_id``, ``map_index``,
+``attempt`` and ``task_run_name`` (None for a task without one) read from the run
+context of the thread logging: plain
 ``logger.info("...")`` is enough. A field already on the record is kept, which matters
 twice: records from worker processes arrive stamped (``_wire.flatten_record``, in the
 worker) and the parent's filter must not restamp them with the scheduler's context, and
@@ -89,6 +90,7 @@ FIELDS = (
     ("task_run_id", "task_run_id"),
     ("map_index", "map_index"),
     ("attempt", "task_run_count"),
+    ("task_run_name", "task_run_name"),
 )
 
 

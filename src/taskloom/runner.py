@@ -468,6 +468,8 @@ class _Scheduler(_Mapping):
                 head_queued = trace.queued
             if state.is_failed():  # formatted here for the local executor, else in the worker
                 trace.traceback = failure_traceback(state)
+            if self.task_of[key].__dict__.get("task_run_name") is not None:
+                trace.run_name = state.context.get("task_run_name", trace.run_name)
             if ended:  # ENDRUN: exactly this state, no retry and no cache
                 self._settle(key, state)
             else:
@@ -670,10 +672,13 @@ class _Scheduler(_Mapping):
         trace = self.traces[i]
         run_count = trace.attempts
         if isinstance(state, Retrying):  # the RETRY signal
-            state = state.replace(run_count=run_count, cached_inputs=trace.inputs)
+            state = state.replace(
+                run_count=run_count, cached_inputs=trace.inputs,
+                context={**state.context, "task_run_count": run_count},
+            )
             self._schedule(i, state, state.start_time)
             return
-        if state.is_failed() and run_count <= task.max_retries:
+        if task.retries_after(state, run_count):
             delay = task.retry_delay or _dt.timedelta(0)
             loop_count, loop_result = loop if loop is not None else (1, None)
             retry = Retrying(
@@ -683,6 +688,8 @@ class _Scheduler(_Mapping):
                 run_count=run_count,
                 loop_count=loop_count,
                 loop_result=loop_result,
+                # as Prefect: the attempt's facts (tags, run name) and which attempt it was
+                context={**state.context, "task_run_count": run_count},
             )
             decided = self._handled(i, retry, state)
             if isinstance(decided, Retrying):
@@ -690,6 +697,8 @@ class _Scheduler(_Mapping):
                 return
             self._settle(i, decided)
             return
+        if state.is_failed() and run_count <= task.max_retries:
+            _log_no_retry(task, state)
         if isinstance(state, Paused):
             state = state.replace(cached_inputs=trace.inputs)
         elif task.cache_for is not None and type(state) is Success:
@@ -716,10 +725,12 @@ class _Scheduler(_Mapping):
             "task_run_id": f"{run_id}.{i}.{trace.attempts}",
             "map_index": trace.map_index,
             "attempt": trace.attempts,
+            "task_run_name": trace.run_name,
         }
+        label = f"Task {trace.name!r}" + ("" if trace.run_name is None else f" ({trace.run_name})")
         logger.info(
-            "Task %r: Finished task run for task with final state: %r",
-            trace.name, type(state).__name__, extra=fields,
+            "%s: Finished task run for task with final state: %r",
+            label, type(state).__name__, extra=fields,
         )
 
     def _schedule(self, i: int, state: State[Any], start_time: _dt.datetime | None) -> None:
@@ -784,6 +795,16 @@ class _Scheduler(_Mapping):
         if all(s.is_finished() for s in references):
             return Success("No reference tasks failed.", result)
         return Running("Some reference tasks did not run.", result)
+
+
+def _log_no_retry(task: Task[Any, Any], state: State[Any]) -> None:
+    """Say why a failed task with retries left is not retried: ``retry_on`` (Prefect's line)."""
+    logger = task_logger(task.name)
+    if logger.isEnabledFor(logging.INFO):
+        logger.info(
+            "Task %r: Skipping retry. Exception of type %r is not an instance of the retry on "
+            "exception types.", task.name, type(state.result).__name__,
+        )
 
 
 def _log_flow_end(flow_name: str, run_id: str, state: State[Any]) -> None:

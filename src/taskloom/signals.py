@@ -175,8 +175,9 @@ class LOOP(TaskloomSignal):
     """Run the task again at once, in the same place: the next pass reads ``result=`` as
     ``context.task_loop_result`` and ``context.task_loop_count`` one more.
 
-    >>> LOOP("again", result=2).to_state()
-    Looped('again', result=2)
+    >>> state = LOOP("again", result=2).to_state()
+    >>> state, state.result
+    (<Looped: "again">, 2)
     """
 
     state_class = states.Looped

@@ -76,9 +76,13 @@ True
 from __future__ import annotations
 
 import datetime as _dt
+import pickle
+import traceback
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, ClassVar, Generic
 
+import cloudpickle
 from typing_extensions import Self, TypeVar
 
 __all__ = [
@@ -95,6 +99,7 @@ __all__ = [
     "Running",
     "Scheduled",
     "Skipped",
+    "StandInError",
     "State",
     "Success",
     "TimedOut",
@@ -102,6 +107,8 @@ __all__ = [
     "ValidationFailed",
     "all_classes",
     "by_name",
+    "picklable",
+    "stand_in",
 ]
 
 #: The type of a state's result. It defaults to ``Any`` so that ``Pending()`` needs no
@@ -157,9 +164,21 @@ class State(Generic[R_co]):
         cached_inputs: the inputs a task will need when it runs again later; the engine
             fills this on ``Retrying`` and ``Paused`` states, and reads it back when the
             task is resumed (see ``Flow.run(start_tasks=...)``).
+        context: facts about the run that made the state (Prefect's ``State.context``):
+            the engine records ``tags`` (a task's tags, when it has some),
+            ``task_run_name`` (when the task has a ``task_run_name``) and, on ``Retrying``,
+            ``task_run_count``. Read-only: ``state.replace(context=...)`` makes a copy.
+
+    ``repr`` is Prefect's: ``<Success: "Task run succeeded.">``, ``<Pending>`` without a
+    message; the result is never shown (it may be large, or a secret).
+
+    >>> Success("Task run succeeded.", 42)
+    <Success: "Task run succeeded.">
+    >>> Failed(context={"tags": ["db"]}).context["tags"]
+    ['db']
     """
 
-    __slots__ = ("_result", "cached_inputs", "message", "run_id")
+    __slots__ = ("_context", "_result", "cached_inputs", "message", "run_id")
 
     #: A task left in this state by a run runs again when the run is resumed (see the
     #: module docstring).
@@ -173,6 +192,7 @@ class State(Generic[R_co]):
         result: R_co | None = None,
         *,
         cached_inputs: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> None:
         self.message = message
         self._result = result
@@ -181,6 +201,9 @@ class State(Generic[R_co]):
         )
         #: On the state ``flow.run`` returns: the run's id in the run journal.
         self.run_id: str | None = None
+        # None, not an empty dict, for the many states with no context: one allocation
+        # less per task run.
+        self._context: dict[str, Any] | None = dict(context) if context else None
 
     @property
     def result(self) -> R_co:
@@ -188,6 +211,12 @@ class State(Generic[R_co]):
         # An unset result reads as None, as in Prefect; the static type is the one the
         # task declared, which is what readers of a finished state want.
         return self._result  # type: ignore[return-value]
+
+    @property
+    def context(self) -> Mapping[str, Any]:
+        """Facts about the run that made this state (see the class docstring); read-only."""
+        values = self._context
+        return _NO_CONTEXT if values is None else MappingProxyType(values)
 
     # -- predicates ---------------------------------------------------------------------
 
@@ -243,19 +272,22 @@ class State(Generic[R_co]):
 
     def replace(self, **changes: Any) -> Self:
         """A copy of this state with some attributes changed (``result``, ``message``,
-        ``cached_inputs``, ``run_id``, or a subclass's own, such as ``run_count``).
+        ``cached_inputs``, ``context``, ``run_id``, or a subclass's own, such as
+        ``run_count``).
 
-        >>> Success("done", 1).replace(result=2)
-        Success('done', result=2)
+        >>> Success("done", 1).replace(result=2).result
+        2
         """
         copy = object.__new__(type(self))
         copy.__setstate__(self.__getstate__())
         for name, value in changes.items():
-            slot = "_result" if name == "result" else name
+            slot = _SLOT_OF.get(name, name)
             if slot not in self._fields:
                 raise TypeError(f"{type(self).__name__} has no attribute {name!r} to replace")
             if name == "cached_inputs" and value is not None:
                 value = dict(value)
+            elif name == "context":
+                value = dict(value) if value else None
             object.__setattr__(copy, slot, value)
         return copy
 
@@ -275,21 +307,28 @@ class State(Generic[R_co]):
     __hash__ = object.__hash__
 
     def __repr__(self) -> str:
-        parts = []
         if self.message is not None:
-            parts.append(repr(self.message))
-        if self._result is not None:
-            parts.append(f"result={self._result!r}")
-        return _repr_filter(f"{type(self).__name__}({', '.join(parts)})")
+            return _repr_filter(f'<{type(self).__name__}: "{self.message}">')
+        return f"<{type(self).__name__}>"
 
     # Pickling is on the hot path of every process hop: one tuple of the slot values, in
-    # an order fixed per class.
-    _fields: tuple[str, ...] = ("_result", "cached_inputs", "message", "run_id")
+    # an order fixed per class. ``__getstate__`` gives them as they are (``replace`` and
+    # the executors' wire format use it); ``__reduce__``, what pickle calls, gives them
+    # with an exception result that cannot travel replaced (``picklable``). ``_context``
+    # comes last, so that states pickled before it existed (the cache store keeps some)
+    # still line up.
+    _fields: tuple[str, ...] = ("_result", "cached_inputs", "message", "run_id", "_context")
 
     def __init_subclass__(cls) -> None:
         super().__init_subclass__()
-        cls._fields = tuple(
-            name for klass in reversed(cls.__mro__) for name in getattr(klass, "__slots__", ())
+        cls._fields = (
+            *(
+                name
+                for klass in reversed(cls.__mro__)
+                for name in getattr(klass, "__slots__", ())
+                if name != "_context"
+            ),
+            "_context",
         )
         # The latest class of a name wins (a test may register its own in a copy of the table).
         _BY_NAME[cls.__name__] = cls
@@ -298,11 +337,135 @@ class State(Generic[R_co]):
         return tuple([getattr(self, name) for name in self._fields])
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
+        if len(state) < len(self._fields):  # pickled before a slot was added: leave it unset
+            object.__setattr__(self, "_context", None)
         for name, value in zip(self._fields, state):
             object.__setattr__(self, name, value)
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        values = self.__getstate__()
+        result = self._result
+        # Only where an exception can be: a failure's result, a mapped task's results, the
+        # inputs kept for a retry or a resume (a long list result is not searched).
+        if (
+            isinstance(result, Exception)
+            or (isinstance(result, list) and isinstance(self, Mapped))
+            or self.cached_inputs
+        ):
+            values = tuple(
+                picklable(value) if name in ("_result", "cached_inputs") else value
+                for name, value in zip(self._fields, values)
+            )
+        return (_new_state, (type(self),), values)
+
 
 _BY_NAME["State"] = State
+
+_NO_CONTEXT: Mapping[str, Any] = MappingProxyType({})
+#: ``replace``'s names for the slots behind a property.
+_SLOT_OF = {"result": "_result", "context": "_context"}
+
+
+def _new_state(cls: type[State[Any]]) -> State[Any]:
+    return cls.__new__(cls)
+
+
+def picklable(value: Any) -> Any:
+    """``value`` as it can be pickled and unpickled again: an exception that cannot (a
+    lock on it, a custom ``__init__`` that unpickling cannot call) becomes a
+    ``StandInError`` with its type name, text, repr and traceback (``stand_in``); so does
+    each such exception in a list or tuple, or among a dict's values (a task's inputs, a
+    ``Mapped`` state's results). Anything else is returned as it is. Signals are
+    ``BaseException``s, never ``Exception``s: they pickle themselves.
+
+    >>> import threading
+    >>> error = ValueError("boom")
+    >>> error.lock = threading.Lock()
+    >>> picklable({"x": 1, "error": error})["error"].original_repr
+    "ValueError('boom')"
+    """
+    if isinstance(value, Exception):
+        if isinstance(value, StandInError):
+            return value
+        try:
+            pickle.loads(cloudpickle.dumps(value))
+            return value
+        except Exception as error:
+            return stand_in(value, error)
+    if type(value) in (list, tuple):
+        if any(isinstance(item, Exception) for item in value):
+            return type(value)(picklable(item) for item in value)
+    elif type(value) is dict:
+        if any(isinstance(item, Exception) for item in value.values()):
+            return {key: picklable(item) for key, item in value.items()}
+    return value
+
+
+class StandInError(Exception):
+    """An exception standing in for one that could not be pickled (``stand_in``): what a
+    failed state's result becomes when the state is pickled (to the run journal, to or
+    from a worker process), so the state always pickles.
+
+    Attributes:
+        type_name: the qualified name of the original exception's type.
+        text: ``str()`` of the original exception.
+        remote_traceback: its traceback, formatted where it was raised.
+        original_repr: ``repr()`` of the original exception ("" when not kept).
+        reason: why it could not be pickled ("" when not known).
+    """
+
+    def __init__(
+        self,
+        type_name: str,
+        text: str,
+        remote_traceback: str,
+        *,
+        original_repr: str = "",
+        reason: str = "",
+    ) -> None:
+        super().__init__(f"{type_name}: {text}")
+        self.type_name = type_name
+        self.text = text
+        self.remote_traceback = remote_traceback
+        self.original_repr = original_repr
+        self.reason = reason
+
+    def _parts(self) -> tuple[str, str, str, str, str]:
+        return (self.type_name, self.text, self.remote_traceback, self.original_repr, self.reason)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_stand_in_error, self._parts())
+
+
+_E = TypeVar("_E", bound=StandInError)
+
+
+def _stand_in_error(
+    type_name: str, text: str, remote_traceback: str, original_repr: str, reason: str
+) -> StandInError:
+    return StandInError(
+        type_name, text, remote_traceback, original_repr=original_repr, reason=reason
+    )
+
+
+def stand_in(
+    error: BaseException, why: BaseException | None = None, cls: type[_E] = StandInError  # type: ignore[assignment]  # mypy cannot tie a default to a TypeVar
+) -> _E:
+    """An exception that pickles, standing in for ``error``, which does not: its type name,
+    ``str``, ``repr`` and traceback, and why it could not be pickled (``why``); a
+    ``StandInError``, or the subclass ``cls``.
+
+    >>> stand_in(ValueError("boom")).original_repr
+    "ValueError('boom')"
+    """
+    kind = type(error)
+    return cls(
+        f"{kind.__module__}.{kind.__qualname__}",
+        str(error),
+        "".join(traceback.format_exception(error)),
+        original_repr=repr(error),
+        reason="" if why is None else repr(why),
+    )
 
 
 class Pending(State[R_co]):
@@ -322,9 +485,10 @@ class Scheduled(Pending[R_co]):
         result: R_co | None = None,
         *,
         cached_inputs: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
         start_time: _dt.datetime | None = None,
     ) -> None:
-        super().__init__(message, result, cached_inputs=cached_inputs)
+        super().__init__(message, result, cached_inputs=cached_inputs, context=context)
         self.start_time: _dt.datetime | None = (
             start_time if start_time is not None else self._default_start_time()
         )
@@ -351,12 +515,15 @@ class Retrying(Scheduled[R_co]):
         result: R_co | None = None,
         *,
         cached_inputs: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
         start_time: _dt.datetime | None = None,
         run_count: int = 1,
         loop_count: int = 1,
         loop_result: Any = None,
     ) -> None:
-        super().__init__(message, result, cached_inputs=cached_inputs, start_time=start_time)
+        super().__init__(
+            message, result, cached_inputs=cached_inputs, context=context, start_time=start_time
+        )
         self.run_count = run_count
         self.loop_count = loop_count
         self.loop_result: Any = loop_result
@@ -419,9 +586,10 @@ class Looped(Finished[R_co]):
         result: R_co | None = None,
         *,
         cached_inputs: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
         loop_count: int = 1,
     ) -> None:
-        super().__init__(message, result, cached_inputs=cached_inputs)
+        super().__init__(message, result, cached_inputs=cached_inputs, context=context)
         self.loop_count = loop_count
 
 
@@ -458,11 +626,12 @@ class Cached(Success[R_co]):
         result: R_co | None = None,
         *,
         cached_inputs: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
         cached_result_expiration: _dt.datetime | None = None,
         hashed_inputs: Mapping[str, str] | None = None,
         cached_parameters: Mapping[str, Any] | None = None,
     ) -> None:
-        super().__init__(message, result, cached_inputs=cached_inputs)
+        super().__init__(message, result, cached_inputs=cached_inputs, context=context)
         self.cached_result_expiration = cached_result_expiration
         self.hashed_inputs: dict[str, str] = dict(hashed_inputs or {})
         self.cached_parameters: dict[str, Any] = dict(cached_parameters or {})
@@ -488,9 +657,10 @@ class Mapped(Success[R_co]):
         result: R_co | None = None,
         *,
         cached_inputs: Mapping[str, Any] | None = None,
+        context: Mapping[str, Any] | None = None,
         map_states: list[State[Any]] | None = None,
     ) -> None:
-        super().__init__(message, result, cached_inputs=cached_inputs)
+        super().__init__(message, result, cached_inputs=cached_inputs, context=context)
         self.map_states: list[State[Any]] = list(map_states or [])
 
     @property

@@ -30,7 +30,7 @@ import logging
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypedDict, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec
 
@@ -40,12 +40,13 @@ from .edges import Unmapped
 from .errors import FlowDefinitionError, HandleError, TaskDefinitionError
 from .handlers import OnFailure, StateHandler, check_handlers
 from .logging import task_logger
+from .states import StandInError, State
 from .triggers import Trigger
 
 if TYPE_CHECKING:
     from .flow import Flow
 
-__all__ = ["Parameter", "ParameterTask", "Task", "task"]
+__all__ = ["Parameter", "ParameterTask", "RESERVED_PARAMETERS", "Task", "TaskInput", "task"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -145,6 +146,12 @@ def _check_options(
             raise bad("retry_delay", f"must be a datetime.timedelta, not {retry_delay!r}")
         if retry_delay < _dt.timedelta(0):
             raise bad("retry_delay", f"must not be negative, not {retry_delay!r}")
+    if retry_delay is not None and max_retries == 0:
+        raise bad(
+            "retry_delay",
+            "has no effect without max_retries: pass max_retries=N (how many times to run "
+            "the task again after it fails), or drop retry_delay",
+        )
     if max_retries > 0 and retry_delay is None:
         raise bad(
             f"max_retries={max_retries}",
@@ -199,6 +206,75 @@ def _check_options(
     return seconds, tag_set
 
 
+#: The keywords a call of a task in a flow takes for itself (``t(x, upstream_tasks=[...])``,
+#: ``t.bind(..., flow=f)``): a ``run`` cannot use them as parameter names (Prefect's list).
+RESERVED_PARAMETERS = ("upstream_tasks", "mapped", "flow", "task_args")
+
+
+def _check_run_signature(name: str, signature: inspect.Signature) -> None:
+    """Refuse a ``run`` (or ``@task`` function) that a call in a flow could not bind: one
+    with ``*args``, or with a parameter named like a call keyword (``RESERVED_PARAMETERS``)."""
+    parameters = signature.parameters.values()
+    for parameter in parameters:
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+            raise TaskDefinitionError(
+                f"Task {name!r}: run() takes *{parameter.name}, which a flow cannot fill: "
+                "every argument of a task is wired by name. Take the values as one list "
+                "argument, or as **kwargs"
+            )
+    clashes = [p.name for p in parameters if p.name in RESERVED_PARAMETERS and
+               p.kind is not inspect.Parameter.VAR_KEYWORD]
+    if clashes:
+        raise TaskDefinitionError(
+            f"Task {name!r}: run() has parameters named {', '.join(map(repr, clashes))}, "
+            f"which are reserved for the keywords of a task call "
+            f"({', '.join(RESERVED_PARAMETERS)}); rename them"
+        )
+
+
+def _retry_on(name: str, retry_on: object, max_retries: int) -> frozenset[type[Exception]] | None:
+    """The exception types ``retry_on`` names (one type or several), checked; None when
+    it names none (every failure is retried)."""
+    if retry_on is None:
+        return None
+    if isinstance(retry_on, type):
+        kinds: list[object] = [retry_on]
+    elif isinstance(retry_on, Iterable) and not isinstance(retry_on, (str, bytes)):
+        kinds = list(retry_on)
+    else:
+        kinds = [retry_on]
+    for kind in kinds:
+        if not (isinstance(kind, type) and issubclass(kind, Exception)):
+            what = (
+                f"an instance of {type(kind).__name__}" if not isinstance(kind, type)
+                else "not an Exception subclass"
+            )
+            raise TaskDefinitionError(
+                f"Task {name!r}: retry_on={retry_on!r}: {kind!r} is {what}; pass an "
+                "exception type or several, e.g. retry_on=(ConnectionError, TimeoutError)"
+            )
+    if not kinds:
+        return None
+    if max_retries == 0:
+        raise TaskDefinitionError(
+            f"Task {name!r}: retry_on has no effect without max_retries: pass max_retries=N "
+            "and a retry_delay"
+        )
+    return frozenset(cast("list[type[Exception]]", kinds))
+
+
+def _check_naming(name: str, slug: object, task_run_name: object) -> None:
+    """Refuse a ``slug`` that is not a non-empty string, and a ``task_run_name`` that is
+    neither a string nor a callable."""
+    if slug is not None and (not isinstance(slug, str) or not slug):
+        raise TaskDefinitionError(f"Task {name!r}: slug must be a non-empty string, not {slug!r}")
+    if task_run_name is not None and not isinstance(task_run_name, str) and not callable(task_run_name):
+        raise TaskDefinitionError(
+            f"Task {name!r}: task_run_name must be a template string such as "
+            f"'fetch-{{city}}', or a callable returning the name, not {task_run_name!r}"
+        )
+
+
 def _tuple_length(fn: Callable[..., Any]) -> int | None:
     """How many values ``fn`` returns, read from a fixed-length ``tuple[A, B]`` return
     annotation; None for any other annotation, or one that cannot be resolved."""
@@ -238,6 +314,31 @@ def _handle_error(task: Task[Any, Any], what: str) -> HandleError:
     )
 
 
+class TaskInput(TypedDict):
+    """One input of a task, as ``Task.inputs`` describes it (Prefect's keys)."""
+
+    type: Any
+    default: Any
+    required: bool
+
+
+_NO_PARAMETERS = inspect.Signature()
+
+
+def _annotation(annotation: Any) -> Any:
+    """An annotation as ``inputs``/``outputs`` report it: ``Any`` for none."""
+    return Any if annotation is inspect.Parameter.empty else annotation
+
+
+def _hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """``fn``'s annotations resolved to types (string annotations, ``from __future__ import
+    annotations``); empty when they cannot be resolved, so the raw annotations are used."""
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # a forward reference that does not resolve: fall back
+        return {}
+
+
 class Task(Generic[P, R]):
     """A unit of work: subclass it and implement ``run``, or build one with ``@task``.
 
@@ -271,9 +372,24 @@ class Task(Generic[P, R]):
             last retry).
         log_stdout: send what the task ``print``s to its logger (``task.logger``) at INFO,
             a record per line, instead of ``sys.stdout``.
+        slug: the task's id in its flow, unique there (Prefect's ``slug``). Without one, the
+            flow gives it ``<name>-<sorted tags>-<n>`` (``flow.slugs``). A copy of a task
+            (what calling it in a flow adds) has the slug ``<slug>-copy``, as in Prefect.
+        retry_on: the exception type, or types, that are retried (subclasses too); a
+            failure with any other exception ends the task at once. Needs ``max_retries``.
+            A ``RETRY`` signal retries whatever ``retry_on`` says; a timeout is retried when
+            ``TimeoutError`` is among the types (its state's result is one).
+        task_run_name: the name of each run of the task, shown in its log records, the
+            run journal, ``taskloom show`` and the report: a template such as
+            ``"fetch-{city}"``, filled from the flow's parameters, the run context and the
+            task's inputs (the latter win), or a callable taking them as keyword arguments
+            and returning the name. A template naming a field none of them has fails
+            that task run, naming the field.
 
     Raises:
-        TaskDefinitionError: (a ``ValueError``) for an invalid option, naming it.
+        TaskDefinitionError: (a ``ValueError``) for an invalid option, naming it: e.g.
+            ``retry_delay`` or ``retry_on`` without ``max_retries``, or a ``run`` taking
+            ``*args`` or a parameter named like a call keyword (``RESERVED_PARAMETERS``).
     """
 
     def __init__(
@@ -294,8 +410,22 @@ class Task(Generic[P, R]):
         state_handlers: Iterable[StateHandler] | None = None,
         on_failure: OnFailure | None = None,
         log_stdout: bool = False,
+        slug: str | None = None,
+        retry_on: type[Exception] | Iterable[type[Exception]] | None = None,
+        task_run_name: str | Callable[..., str] | None = None,
     ) -> None:
         self.name: str = _nonempty_name(name, "Task") if name is not None else type(self).__name__
+        try:
+            signature = self.signature()
+        except (TypeError, ValueError) as error:  # a builtin that inspect cannot read
+            raise TaskDefinitionError(
+                f"Task {self.name!r}: its function's signature cannot be read ({error}); "
+                "wrap it in a def that calls it"
+            ) from None
+        _check_run_signature(self.name, signature)
+        _check_naming(self.name, slug, task_run_name)
+        self.slug: str | None = slug
+        self.task_run_name: str | Callable[..., str] | None = task_run_name
         self.state_handlers: list[StateHandler] = check_handlers(
             f"Task {self.name!r}", TaskDefinitionError, state_handlers, on_failure
         )
@@ -318,6 +448,7 @@ class Task(Generic[P, R]):
             nout if nout is not None else _tuple_length(self.__dict__.get("fn") or type(self).run)
         )
         self.max_retries = max_retries
+        self.retry_on: frozenset[type[Exception]] | None = _retry_on(self.name, retry_on, max_retries)
         self.max_loops = max_loops
         self.log_stdout = log_stdout
         self.retry_delay = retry_delay
@@ -336,21 +467,94 @@ class Task(Generic[P, R]):
         return task_logger(self.name)
 
     def run(self, *args: P.args, **kwargs: P.kwargs) -> R:
-        """The task's work. Subclasses implement it; ``@task`` tasks call their function."""
-        raise NotImplementedError(
-            f"Task {self.name!r} ({type(self).__name__}) does not implement run(); "
-            "subclass Task and define run(self, ...), or use @task on a function"
-        )
+        """The task's work. Subclasses implement it; ``@task`` tasks call their function.
+
+        A bare ``Task`` does nothing and returns None, as in Prefect (a placeholder, or a
+        task that only orders others).
+        """
+        return cast(R, None)
 
     def signature(self) -> inspect.Signature:
-        """The parameters ``run`` takes: what a call in a flow binds its arguments to."""
+        """The parameters ``run`` takes: what a call in a flow binds its arguments to
+        (none for a bare ``Task``, whose ``run`` is the placeholder)."""
+        if type(self).run is Task.run:
+            return _NO_PARAMETERS
         return inspect.signature(self.run)
 
+    def inputs(self) -> dict[str, TaskInput]:
+        """The task's inputs, read from ``run``'s signature (Prefect's ``Task.inputs``):
+        for each parameter, its ``type`` (the annotation, ``Any`` without one), whether it
+        is ``required`` (it has no default), and its ``default`` (None when required).
+
+        >>> @task
+        ... def greet(name: str, punctuation: str = "!") -> str:
+        ...     return name + punctuation
+        >>> greet.inputs()["punctuation"]
+        {'type': <class 'str'>, 'default': '!', 'required': False}
+        """
+        hints = _hints(self._run_function())
+        found: dict[str, TaskInput] = {}
+        for name, parameter in self.signature().parameters.items():
+            if parameter.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                continue
+            required = parameter.default is inspect.Parameter.empty
+            found[name] = TaskInput(
+                type=hints.get(name, _annotation(parameter.annotation)),
+                default=None if required else parameter.default,
+                required=required,
+            )
+        return found
+
+    def outputs(self) -> Any:
+        """The type ``run`` returns, read from its annotation (``Any`` without one, None
+        for ``-> None`` and a bare ``Task``), as Prefect's ``Task.outputs``.
+
+        >>> @task
+        ... def count(text: str) -> int:
+        ...     return len(text)
+        >>> count.outputs()
+        <class 'int'>
+        """
+        fn = self._run_function()
+        if fn is Task.run:  # the placeholder, which returns None
+            return None
+        hints = _hints(fn)
+        hint = hints["return"] if "return" in hints else _annotation(self.signature().return_annotation)
+        return None if hint is type(None) else hint  # `-> None` reads None, as in Prefect
+
+    def retries_after(self, state: State[Any], run_count: int) -> bool:
+        """Whether attempt ``run_count`` (1 for the first), ending in ``state``, is
+        followed by a retry: the state is failed, attempts are left (``run_count <=
+        max_retries``), and, with ``retry_on``, its result is an instance of one of those
+        types, or None (as Prefect: a ``FAIL`` signal's result is the signal, so it is not
+        retried). ``RETRY`` is not a failure: the scheduler retries it regardless."""
+        if not state.is_failed() or run_count > self.max_retries:
+            return False
+        kinds: frozenset[type[Exception]] | None = self.__dict__.get("retry_on")
+        if kinds is None:
+            return True
+        error = state.result
+        if error is None or any(isinstance(error, kind) for kind in kinds):
+            return True
+        # An exception that could not be pickled stands in by its type's name.
+        return isinstance(error, StandInError) and any(
+            error.type_name == f"{kind.__module__}.{kind.__qualname__}" for kind in kinds
+        )
+
+    def _run_function(self) -> Callable[..., Any]:
+        """The function whose signature is the task's: the ``@task`` function, or ``run``."""
+        fn: Callable[..., Any] | None = self.__dict__.get("fn")
+        return fn if fn is not None else type(self).run
+
     def copy(self) -> Task[P, R]:
-        """A new task with the same options (what calling a task in a flow adds)."""
+        """A new task with the same options (what calling a task in a flow adds); a task
+        with a ``slug`` gives its copy ``<slug>-copy``."""
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         new.__dict__["_template"] = self.__dict__.get("_template", self)
+        slug = self.__dict__.get("slug")
+        if slug is not None:  # as Prefect's copy: a flow's slugs stay unique
+            new.slug = f"{slug}-copy"
         return new
 
     def __reduce__(self) -> tuple[Any, ...]:
@@ -756,6 +960,9 @@ def task(
     state_handlers: Iterable[StateHandler] | None = None,
     on_failure: OnFailure | None = None,
     log_stdout: bool = False,
+    slug: str | None = None,
+    retry_on: type[Exception] | Iterable[type[Exception]] | None = None,
+    task_run_name: str | Callable[..., str] | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 
@@ -805,7 +1012,7 @@ class ParameterTask(Task[[], Any]):
         required: bool | None = None,
         type: type | None = None,
     ) -> None:
-        super().__init__(name=_nonempty_name(name, "Parameter"))
+        super().__init__(name=_nonempty_name(name, "Parameter"), slug=name)
         self.default = None if default is _NO_DEFAULT else default
         self.required = (default is _NO_DEFAULT) if required is None else required
         self.type = type
@@ -826,10 +1033,15 @@ class ParameterTask(Task[[], Any]):
         return self
 
     def run(self) -> Any:
-        """The run's value for this parameter."""
+        """The run's value for this parameter; outside a flow run, its default.
+
+        >>> Parameter("x", default=2).run()
+        2
+        """
         from .context import current
 
-        return current()["parameters"][self.name]
+        parameters = current().get("parameters") or {}
+        return parameters.get(self.name, self.default)
 
     def parse(self, value: Any) -> Any:
         """The parameter's result for the value a run gives it (here: that value). A

@@ -57,6 +57,8 @@ class TaskTrace:
         traceback: the traceback of its last attempt's exception, formatted where the
             failure was decided, with the real file names of the user's code
             (``taskloom._tracebacks``); None when it did not fail with an exception.
+        run_name: the name of its last attempt, its ``task_run_name`` filled in; None
+            when the task has none (or never ran).
     """
 
     name: str
@@ -71,6 +73,7 @@ class TaskTrace:
     map_index: int | None = None
     logs: str | None = None
     traceback: str | None = None
+    run_name: str | None = None
 
 
 #: The fields of a trace recorded as they are: plain values (str, int, float, None).
@@ -103,8 +106,9 @@ class TaskRecord:
     ``inputs`` is set for tasks left paused, retrying or failed; ``result`` (with
     ``has_result``) for finished tasks whose result a resume needs. Either is ``TAMPERED``
     when its signature did not match. ``logs`` is the text of its last attempt's log
-    records (``TaskTrace.logs``; None in journals written before it was recorded), and
-    ``traceback`` its last exception's traceback (``TaskTrace.traceback``, likewise).
+    records (``TaskTrace.logs``; None in journals written before it was recorded),
+    ``traceback`` its last exception's traceback (``TaskTrace.traceback``, likewise), and
+    ``run_name`` the name of its last run (``TaskTrace.run_name``, likewise).
     """
 
     index: int
@@ -123,6 +127,13 @@ class TaskRecord:
     map_index: int | None = None
     logs: str | None = None
     traceback: str | None = None
+    run_name: str | None = None
+
+    @property
+    def label(self) -> str:
+        """How displays name the task: its name, with its run's name when it has one,
+        e.g. ``fetch[0] (fetch-paris)``."""
+        return self.name if self.run_name is None else f"{self.name} ({self.run_name})"
 
     @property
     def tampered(self) -> bool:

@@ -20,6 +20,7 @@ every trigger here looks at those (``states_of`` gives them to triggers of your 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -136,27 +137,53 @@ def not_all_skipped(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
     raise _fail("not_all_skipped", "some of the upstream tasks failed")
 
 
+def _check_bound(name: str, label: str, bound: object) -> float | None:
+    """``bound`` if it makes sense as a count or a fraction, else ValueError naming it."""
+    if bound is None:
+        return None
+    if isinstance(bound, bool) or not isinstance(bound, (int, float)):
+        raise ValueError(
+            f"{name}({label}={bound!r}): a bound is a number, a count (2) or a fraction "
+            f"of the upstream tasks (0.5), not a {type(bound).__name__}"
+        )
+    if not math.isfinite(bound) or bound < 0:
+        raise ValueError(f"{name}({label}={bound!r}): a bound must be a count or a fraction >= 0")
+    if bound >= 1 and bound != int(bound):
+        raise ValueError(
+            f"{name}({label}={bound!r}): a bound below 1 is a fraction of the upstream tasks, "
+            "one of 1 or more a count of them, so it must be a whole number"
+        )
+    return bound
+
+
 def _threshold(
     name: str,
     predicate: Callable[[State[Any]], bool],
     at_least: float | None,
     at_most: float | None,
 ) -> Trigger:
-    for label, bound in (("at_least", at_least), ("at_most", at_most)):
-        if bound is not None and (isinstance(bound, bool) or bound < 0):
-            raise ValueError(f"{name}({label}={bound!r}): a bound is a count or a fraction >= 0")
+    low = _check_bound(name, "at_least", at_least)
+    high = _check_bound(name, "at_most", at_most)
+    # A fraction and a count can only be compared against a number of upstream tasks.
+    if low is not None and high is not None and (low < 1) == (high < 1) and low > high:
+        raise ValueError(
+            f"{name}(at_least={at_least!r}, at_most={at_most!r}): at_least is above at_most, "
+            "so the trigger could never pass"
+        )
 
     def trigger(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
         distinct = states_of(upstream_states)
+        if not distinct:  # as Prefect 1.4.1: no upstream state, nothing to count
+            return True
         total = len(distinct)
         hits = sum(1 for state in distinct if predicate(state))
 
         def limit(bound: float | None, default: float) -> float:
             if bound is None:
                 return default
-            return bound * total if 0 < bound < 1 else bound
+            return bound * total if bound < 1 else bound
 
-        if limit(at_least, 0) <= hits <= limit(at_most, total):
+        if limit(low, 0) <= hits <= limit(high, total):
             return True
         raise _fail(name, "thresholds were not met")
 
@@ -167,8 +194,13 @@ def _threshold(
 def some_successful(at_least: float | None = None, at_most: float | None = None) -> Trigger:
     """Run when the number of successful upstream tasks is within the bounds.
 
-    A bound between 0 and 1 is a fraction of the upstream tasks:
-    ``some_successful(at_least=0.5)`` needs half of them. Bounds are inclusive.
+    A bound below 1 is a fraction of the upstream tasks: ``some_successful(at_least=0.5)``
+    needs half of them; one of 1 or more is a count. Bounds are inclusive. With no
+    upstream task the trigger passes (as in Prefect 1.4.1).
+
+    Raises:
+        ValueError: a bound that makes no sense (negative, not a number, a count that is
+            not whole such as 1.5, ``at_least`` above ``at_most``), when the trigger is built.
     """
     return _threshold("some_successful", State.is_successful, at_least, at_most)
 

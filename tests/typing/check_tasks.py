@@ -73,6 +73,30 @@ def all_options(x: int) -> int:
     return x
 
 
+@task(max_retries=1, retry_delay=timedelta(0), retry_on=(KeyError, OSError),
+      task_run_name="load-{x}", slug="load")
+def prefect_options(x: int) -> int:
+    return x
+
+
+@task(task_run_name=lambda **fields: f"load-{fields['x']}")
+def named_by_callable(x: int) -> int:
+    return x
+
+
+@task(retry_on=KeyError("x"))  # type: ignore[call-overload, untyped-decorator]
+def retry_on_an_instance(x: int) -> int:
+    return x
+
+
+@task(task_run_name=3)  # type: ignore[call-overload, untyped-decorator]
+def run_name_not_a_string(x: int) -> int:
+    return x
+
+
+assert_type(add.inputs()["x"]["required"], bool)
+
+
 task(42)  # type: ignore[call-overload]
 
 # -- a Task has no attributes beyond its API: Task.__getattr__ is hidden from mypy -------------

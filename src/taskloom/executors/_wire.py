@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import pickle
-import traceback
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -35,7 +34,7 @@ from .._tracebacks import format_error
 from ..attempt import TaskResult, TaskRun
 from ..errors import FlowDefinitionError, RemoteTaskError
 from ..logging import FIELDS, stamp
-from ..states import Failed, State, all_classes
+from ..states import Failed, State, all_classes, stand_in
 from ..task import Task, _same_options
 
 __all__ = [
@@ -276,8 +275,7 @@ def unpicklable(task_name: str, state: State[Any], error: Exception) -> State[An
     """A state to send instead of one whose result cannot be pickled (or unpickled)."""
     result = state.result
     if isinstance(result, BaseException):
-        type_name = f"{type(result).__module__}.{type(result).__qualname__}"
-        remote = RemoteTaskError(type_name, str(result), "".join(traceback.format_exception(result)))
+        remote = stand_in(result, error, RemoteTaskError)
         message = (
             f"Task {task_name!r}: {state.message} (the {type(result).__qualname__} cannot be "
             f"pickled to send it back from the worker process: {error!r}; the state's "
