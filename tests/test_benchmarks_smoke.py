@@ -93,4 +93,4 @@ def test_profile_mode_prints_parent_and_worker_costs() -> None:
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output
     assert "parent:" in output and "workers (2 processes, summed)" in output, output
-    assert "_decide (runner.py" in output  # the scheduler's own costs are listed
+    assert "(runner.py:" in output  # the scheduler's own costs are listed
