@@ -42,10 +42,10 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("policies", ["triggers", "cache_validators", "decide", "mapped"]),
     # "tasks.*": ready-made tasks (operators' GetItem, Add...; case, merge...), defined with Task.
     ("definitions", ["handlers", "notifications", "task", "parameters", "plan", "schedules", "flow_edit", "flow", "mapping", "loader", "tasks", "tasks.*"]),
-    ("stores", ["_home", "_lockholders", "_sqlite", "caching", "journal"]),
+    ("stores", ["_home", "_lockholders", "_process", "_sqlite", "caching", "journal"]),
     ("worker", ["attempt"]),
     ("back ends", ["executors", "executors.*"]),
-    ("engine", ["_run_args", "runner", "mapping_run", "resume"]),
+    ("engine", ["_run_args", "recording", "runner", "mapping_run", "resume"]),
     ("presentation", ["progress", "_runview", "_timeline", "_report_html", "visualize", "report"]),
     ("entry points", ["cli", "__main__", "migrate", "_cst_edits", "_prefect_names", ""]),  # "": the package itself (__init__.py)
 ]

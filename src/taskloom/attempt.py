@@ -88,6 +88,7 @@ __all__ = [
     "OVERRUN_THREAD",
     "TaskResult",
     "TaskRun",
+    "finished_before",
     "follows",
     "run_attempt",
     "run_chain",
@@ -440,10 +441,32 @@ def follows(previous: State[Any]) -> bool:
     return isinstance(previous, Success) and not isinstance(previous, Skipped)
 
 
+#: The attribute of an interrupt (``KeyboardInterrupt``, ``SystemExit``) raised in a link
+#: of a chain after the first that holds the results of the links before it, and the key
+#: of the link it stopped (``run_chain``).
+_FINISHED = "taskloom_finished_before"
+
+
+def finished_before(error: BaseException) -> list[TaskResult]:
+    """The results of the links of a chain that finished before ``error``, raised by a
+    later link, stopped it (``run_chain``); [] for any other error."""
+    kept: tuple[list[TaskResult], int] | None = getattr(error, _FINISHED, None)
+    return [] if kept is None else kept[0]
+
+
+def stopped_link(error: BaseException) -> int | None:
+    """The key of the link of a chain ``error`` stopped, when it was not the first."""
+    kept: tuple[list[TaskResult], int] | None = getattr(error, _FINISHED, None)
+    return None if kept is None else kept[1]
+
+
 def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list[TaskResult]:
     """Run ``run``, then each of ``run.then`` while the previous one ``follows``.
 
-    Returns a result for every task that ran; the scheduler decides the rest.
+    Returns a result for every task that ran; the scheduler decides the rest. An
+    interrupt (``KeyboardInterrupt``, ``SystemExit``) in a link after the first goes on up
+    carrying the results of the links that finished (``finished_before``): they finished,
+    and are recorded so, wherever the interrupt is caught.
     """
     started = time.time()
     first = _attempt(run, run_context)
@@ -457,9 +480,13 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
         if follow.input_key is not None:
             inputs[follow.input_key] = state.result
         started = finished
-        outcome = _attempt(
-            TaskRun(follow.key, follow.task, inputs, map_index=follow.map_index), run_context
-        )
+        try:
+            outcome = _attempt(
+                TaskRun(follow.key, follow.task, inputs, map_index=follow.map_index), run_context
+            )
+        except BaseException as error:  # only interrupts: _attempt turns the rest into states
+            setattr(error, _FINISHED, (results, follow.key))
+            raise
         state = outcome.state
         finished = time.time()
         results.append(_placed(outcome, started, finished, worker))

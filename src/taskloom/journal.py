@@ -2,12 +2,23 @@
 
 One SQLite file, ``journal.sqlite`` in the taskloom home (see ``_home``), shared by every
 process of the user. ``flow.run`` records a run when it starts and again when it ends:
-its id, flow, where the flow came from, parameters, times and final state, and for every
-task what its ``TaskTrace`` holds (``taskloom.trace``): its final state, message, timings
-(queued, started, finished), attempt count and the worker that ran it. The task outcomes
-of a run are one row (a signed pickle of plain values, loaded with an unpickler that
-refuses every class), written in one transaction at the end, so the journal costs about a
-microsecond per task.
+its id, flow, where the flow came from, parameters, times and final state, the process
+running it (pid, host, start time: ``taskloom._process``), and for every task what its
+``TaskTrace`` holds (``taskloom.trace``): its final state, message, timings (queued,
+started, finished), attempt count and the worker that ran it. The task outcomes of a run
+are one row (a signed pickle of plain values, loaded with an unpickler that refuses every
+class), written in one transaction at the end, so the journal costs about a microsecond
+per task.
+
+While the run goes, the outcomes of the tasks that settled are also written as they
+settle, a batch at a time (``log_tasks``, driven by ``taskloom.recording``): one
+``task_log`` row per batch, holding the outcomes (signed, plain) and the values a resume
+needs (the inputs of failed tasks, the results of finished tasks whose downstream tasks
+have not finished; one signed cloudpickle). ``begin`` writes the first, with the task
+names. ``finish`` replaces them by the run's one row. A run that never finished (its
+process was killed) is read from them: ``load`` gives its recorded tasks, and the others
+as ``Pending`` (never recorded: in flight or never reached), and a run whose process is
+gone reads as ``Crashed`` (decided by pid, host and start time, never by its age).
 
 The outcomes are stored by column name: ``{"columns": trace.COLUMNS, "rows": [one tuple
 per task]}``, and read back by name (``trace.record``), so a field added to the trace is
@@ -50,10 +61,11 @@ import cloudpickle
 
 from ._home import Signer, taskloom_home
 from ._secrets import as_refs, found_in
+from ._process import ProcessMark, gone, this_process
 from ._sqlite import LOCK_TIMEOUT, SQLiteFile, per_home
 from .errors import TaskloomError
 from .plan import Plan
-from .states import Running, State, picklable
+from .states import Crashed, Pending, Running, State, picklable
 from .trace import COLUMNS, TAMPERED, TaskRecord, TaskTrace, outcome, record
 
 __all__ = [
@@ -68,8 +80,9 @@ __all__ = [
 
 log = logging.getLogger("taskloom.journal")
 
-#: Bumped when the tables change; a file of another version is moved aside.
-SCHEMA_VERSION = 1
+#: Bumped when the tables change; a file of a version in ``_MIGRATIONS`` is brought up to
+#: date in place, one of any other version is moved aside.
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -82,7 +95,10 @@ CREATE TABLE IF NOT EXISTS runs (
     state TEXT NOT NULL,
     message TEXT,
     resumed_from TEXT,
-    tasks BLOB
+    tasks BLOB,
+    pid INTEGER,
+    host TEXT,
+    process_start TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (flow_name, started);
 CREATE TABLE IF NOT EXISTS resume_data (
@@ -92,7 +108,31 @@ CREATE TABLE IF NOT EXISTS resume_data (
     result BLOB,
     PRIMARY KEY (run_id, task_index)
 );
+CREATE TABLE IF NOT EXISTS task_log (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    outcomes BLOB NOT NULL,
+    task_values BLOB,
+    PRIMARY KEY (run_id, seq)
+);
 """
+
+#: Version 1 (taskloom 0.1) had no process columns and no task log.
+_MIGRATIONS = {
+    1: (
+        "ALTER TABLE runs ADD COLUMN pid INTEGER",
+        "ALTER TABLE runs ADD COLUMN host TEXT",
+        "ALTER TABLE runs ADD COLUMN process_start TEXT",
+        "CREATE TABLE IF NOT EXISTS task_log (run_id TEXT NOT NULL, seq INTEGER NOT NULL, "
+        "outcomes BLOB NOT NULL, task_values BLOB, PRIMARY KEY (run_id, seq))",
+    ),
+}
+
+#: The message of a task a run that never finished did not record.
+NOT_RECORDED = "Not recorded: the run ended before the task finished (in flight, or never reached)."
+
+#: What a resume needs of one task, as ``log_tasks`` takes it: (inputs, result, has_result).
+Values = tuple["dict[str, Any] | None", Any, bool]
 
 
 class _PlainUnpickler(pickle.Unpickler):
@@ -156,6 +196,13 @@ class RunRecord:
     #: Whether a stored blob of the run (its parameters or task outcomes) failed its
     #: signature check; such a blob is never unpickled.
     tampered: bool = False
+    #: The process that ran it (None in journals written before it was recorded).
+    process: ProcessMark | None = None
+
+    @property
+    def crashed(self) -> bool:
+        """Whether the run never recorded its end and its process is gone (``Crashed``)."""
+        return self.state == Crashed.__name__
 
     @property
     def duration(self) -> float | None:
@@ -176,6 +223,7 @@ class Journal(SQLiteFile):
     SCHEMA = _SCHEMA
     VERSION = SCHEMA_VERSION
     KIND = "journal"
+    MIGRATIONS = _MIGRATIONS
 
     def __init__(
         self, path: str | os.PathLike[str] | None = None, lock_timeout: float = LOCK_TIMEOUT
@@ -221,20 +269,64 @@ class Journal(SQLiteFile):
         parameters: Mapping[str, Any],
         started: float,
         resumed_from: str | None = None,
+        *,
+        names: Sequence[str] = (),
     ) -> bool:
-        """Record that a run started; False (and a warning) if the journal is unusable."""
+        """Record that a run of the tasks ``names`` (by number) started, in this process;
+        False (and a warning) if the journal is unusable."""
         try:
             params = self._blob(dict(parameters), "parameters")
+            skeleton = self._signer.sign(pickle.dumps({"names": list(names)}, protocol=5))
+            me = this_process()
             with self._transaction() as connection:
                 connection.execute(
                     "INSERT INTO runs (run_id, flow_name, source, parameters, started, state, "
-                    "resumed_from) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (run_id, flow_name, source, params, started, Running.__name__, resumed_from),
+                    "resumed_from, pid, host, process_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id, flow_name, source, params, started, Running.__name__, resumed_from,
+                     me.pid, me.host, me.started),
+                )
+                connection.execute(
+                    "INSERT INTO task_log VALUES (?, 0, ?, NULL)", (run_id, skeleton)
                 )
             return True
         except (sqlite3.Error, OSError) as error:
             log.warning("journal %s unusable (%s): this run is not recorded", self.path, error)
             return False
+
+    def log_tasks(
+        self,
+        run_id: str,
+        seq: int,
+        rows: Sequence[tuple[Any, ...]],
+        values: Mapping[int, Values],
+    ) -> bool:
+        """Record batch ``seq`` (1, 2, ...) of a run's settled tasks: ``rows`` are each
+        ``(task number, *trace.outcome(trace))``, ``values`` what a resume needs of some of
+        them, by number. One transaction; False (and a warning) if it failed."""
+        try:
+            signed = self._signer.sign(
+                pickle.dumps({"columns": ("index", *COLUMNS), "rows": list(rows)}, protocol=5)
+            )
+            blob = self._values_blob(values) if values else None
+            with self._transaction() as connection:
+                connection.execute(
+                    "INSERT OR REPLACE INTO task_log VALUES (?, ?, ?, ?)", (run_id, seq, signed, blob)
+                )
+            return True
+        except (sqlite3.Error, OSError) as error:
+            log.warning("journal %s unusable (%s): tasks of run %s not recorded yet", self.path, error, run_id)
+            return False
+
+    def _values_blob(self, values: Mapping[int, Values]) -> bytes | None:
+        """One signed pickle of ``values``; one that cannot be pickled is left out, named."""
+        try:
+            return self._signer.sign(cloudpickle.dumps(dict(values)))
+        except Exception:
+            kept = {
+                index: value for index, value in values.items()
+                if self._blob(value, f"the inputs or result of task number {index}") is not None
+            }
+            return self._signer.sign(cloudpickle.dumps(kept)) if kept else None
 
     def finish(
         self,
@@ -263,6 +355,7 @@ class Journal(SQLiteFile):
                     "UPDATE runs SET ended = ?, state = ?, message = ?, tasks = ? WHERE run_id = ?",
                     (ended, type(state).__name__, message, signed, run_id),
                 )
+                connection.execute("DELETE FROM task_log WHERE run_id = ?", (run_id,))
                 if blobs:
                     connection.executemany(
                         "INSERT OR REPLACE INTO resume_data VALUES (?, ?, ?, ?)", blobs
@@ -274,10 +367,7 @@ class Journal(SQLiteFile):
 
     def runs(self, flow_name: str | None = None, limit: int = 20) -> list[RunRecord]:
         """The most recent runs, newest first (without their tasks)."""
-        query = (
-            "SELECT run_id, flow_name, source, parameters, started, ended, state, message, "
-            "resumed_from FROM runs"
-        )
+        query = f"SELECT {_RUN_COLUMNS} FROM runs"
         args: tuple[Any, ...] = ()
         if flow_name is not None:
             query += " WHERE flow_name = ?"
@@ -289,6 +379,14 @@ class Journal(SQLiteFile):
     def _run(self, row: Sequence[Any]) -> RunRecord:
         parameters = self._value(row[3])
         tampered = parameters is TAMPERED
+        process = None if row[9] is None else ProcessMark(row[9], row[10], row[11])
+        state, message = row[6], row[7]
+        if state == Running.__name__ and row[5] is None and process is not None and gone(process):
+            state = Crashed.__name__
+            message = (
+                f"The run's process ({process}) is gone and the run never recorded its end: "
+                f"it was killed or crashed. `taskloom resume {row[0][:8]}` completes it."
+            )
         return RunRecord(
             run_id=row[0],
             flow_name=row[1],
@@ -297,9 +395,10 @@ class Journal(SQLiteFile):
             tampered=tampered,
             started=row[4],
             ended=row[5],
-            state=row[6],
-            message=row[7],
+            state=state,
+            message=message,
             resumed_from=row[8],
+            process=process,
         )
 
     def load(self, run_id: str) -> RunRecord:
@@ -312,8 +411,7 @@ class Journal(SQLiteFile):
             JournalError: no run has this id (a unique prefix of one is accepted).
         """
         rows = self._read(
-            "SELECT run_id, flow_name, source, parameters, started, ended, state, message, "
-            "resumed_from, tasks FROM runs WHERE run_id = ? OR run_id LIKE ? LIMIT 2",
+            f"SELECT {_RUN_COLUMNS}, tasks FROM runs WHERE run_id = ? OR run_id LIKE ? LIMIT 2",
             (run_id, run_id.replace("%", "") + "%"),
         )
         if len(rows) != 1:
@@ -322,9 +420,17 @@ class Journal(SQLiteFile):
         blobs = self._read(
             "SELECT task_index, inputs, result FROM resume_data WHERE run_id = ?", (rows[0][0],)
         )
+        logged = []
+        if rows[0][12] is None:  # it never finished: what it logged as it went
+            logged = self._read(
+                "SELECT outcomes, task_values FROM task_log WHERE run_id = ? ORDER BY seq",
+                (rows[0][0],),
+            )
         record = self._run(rows[0])
-        signed = rows[0][9]
-        if signed is not None:
+        signed = rows[0][12]
+        if signed is None and logged:
+            self._logged(record, logged)
+        elif signed is not None:
             payload = self._signer.verify(signed)
             if payload is None:
                 record.tampered = True
@@ -347,6 +453,48 @@ class Journal(SQLiteFile):
                 task.result = self._value(result)
                 task.has_result = result is not None
         return record
+
+    def _logged(self, run: RunRecord, logged: Sequence[tuple[bytes, bytes | None]]) -> None:
+        """Fill a run that never finished from its task log: each recorded task's last
+        outcome and values, the others ``Pending`` (``NOT_RECORDED``). A mapped task's
+        children are all there once it mapped (``recording``)."""
+        names: list[str] = []
+        found: dict[int, TaskRecord] = {}
+        values: dict[int, Values] = {}
+        for outcomes, task_values in logged:
+            payload = self._signer.verify(outcomes)
+            if payload is None:
+                run.tampered = True
+                return
+            batch = _plain_loads(payload)
+            names = batch.get("names", names)
+            for row in batch.get("rows", ()):
+                found[row[0]] = record(row[0], batch["columns"][1:], row[1:])
+            stored = self._value(task_values)
+            if stored is TAMPERED:
+                run.tampered = True
+                return
+            values.update(stored or {})
+        n = len(names)
+        run.tasks = [
+            found.get(i) or TaskRecord(i, name, Pending.__name__, NOT_RECORDED)
+            for i, name in enumerate(names)
+        ]
+        for index, task in sorted(found.items()):
+            if index >= n and task.parent is not None:
+                run.children.setdefault(task.parent, []).append(task)
+        for index, (inputs, result, has_result) in values.items():
+            kept = found.get(index)
+            if kept is not None:
+                kept.inputs, kept.result, kept.has_result = inputs, result, has_result
+
+
+#: The columns ``Journal._run`` reads, in its order.
+_RUN_COLUMNS = (
+    "run_id, flow_name, source, parameters, started, ended, state, message, resumed_from, "
+    "pid, host, process_start"
+)
+
 
 def default_journal() -> Journal:
     """The journal of the current taskloom home, one per process (its connection is reused)."""

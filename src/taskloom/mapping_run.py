@@ -49,6 +49,7 @@ from .decide import decide
 from .executors.base import resolve_deferred
 from .mapped import Unmappable, child_name, elements, parent_decision
 from .plan import Node, rebuild
+from .recording import TaskLog
 from .states import Failed, Finished, Mapped, Paused, Pending, Resume, Running, State, Success
 from .task import Task
 from .trace import TaskTrace
@@ -109,6 +110,7 @@ class _Mapping:
     map_index: list[int | None]
     expansions: dict[int, _Expansion]
     dependents: dict[int, list[int]]
+    task_log: TaskLog | None
 
     if TYPE_CHECKING:  # the scheduler's methods this half calls (``runner._Scheduler``)
 
@@ -219,6 +221,9 @@ class _Mapping:
         self.task_of.extend([task] * n)
         self.parent.extend([i] * n)
         self.map_index.extend(range(n))
+        if self.task_log is not None:  # a killed run then still knows it had n children
+            for slot in exp.slots:
+                self.task_log.note(slot)
         kept = self.args.seeded.get(i)
         if isinstance(kept, Mapped) and len(kept.map_states) == n:
             # A resumed mapped task: children that finished keep their states; those given

@@ -18,6 +18,12 @@ depends on the class of the state the run left it in (``states.by_name(row.state
   its children's: those that finished keep their states, the others (failed, paused,
   never run) run again, and so does what follows the mapped task.
 
+A ``Crashed`` run (its process was killed before it recorded its end: see
+``taskloom.journal``) is resumed from what it recorded as it went: its recorded tasks are
+as above, and every task it did not record (in flight, or never reached) is one the run
+never ran; a mapped task keeps the children it recorded finished. A run whose process
+still runs on this host is refused.
+
 The flow's graph is read from its compiled plan (``taskloom.plan``), by task number: a
 recorded run's tasks are numbered as the flow's are.
 """
@@ -27,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ._process import running_here
 from ._secrets import resolve
 from .flow import Flow, FlowResult
 from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, default_journal
@@ -150,6 +157,11 @@ def resume(
     record = journal.load(run_id)
     if record.tampered:
         raise JournalError.tampered(record.run_id)
+    if record.ended is None and record.process is not None and running_here(record.process):
+        raise JournalError(
+            f"run {record.run_id} is still running ({record.process}): resume it once it "
+            "has ended (or been stopped)"
+        )
     if flow is None:
         if record.source is None:
             raise JournalError(

@@ -77,11 +77,13 @@ Lifecycle of one run (``_Scheduler.run``; the order matters):
 
 1. ``executor.begin(context)`` may refuse the run (a context value that cannot reach the
    workers): before the journal records it, and before the context is entered.
-2. ``journal.begin``: the run is recorded as ``Running``.
+2. ``journal.begin``: the run is recorded as ``Running``, with its process and its tasks'
+   names; from then on each task that settles is recorded within ``FLUSH_SECONDS``
+   (``recording.TaskLog``, fed by ``_finish`` and ``_settle``), so a killed run loses little.
 3. enter the run's context; ``observer.run_started``.
 4. the loop (``_loop``), until nothing is ready, in flight or due.
 5. leave the context (what follows runs no task code, and needs none).
-6. ``_end``: materialise, then ``session.end()``. An executor may hand back results as
+6. ``_end``: stop the task log, materialise, then ``session.end()``. An executor may hand back results as
    ``DeferredResult`` (a value left in shared memory or on a worker) that live only until
    ``session.end()``; materialising turns the final states' results, and the inputs the
    journal keeps, into values. ``_end`` does both, in this order, and ``session.end()`` is
@@ -137,7 +139,7 @@ from typing import TYPE_CHECKING, Any
 from . import _run_args
 from ._run_args import RunArgs
 from ._tracebacks import failure_traceback
-from .attempt import FollowOn, TaskResult, TaskRun
+from .attempt import FollowOn, TaskResult, TaskRun, finished_before
 from .caching import CacheStore, cache_key, default_cache_store, lookup, remember
 from .context import enter, leave
 from .decide import decide
@@ -151,6 +153,7 @@ from .logging import RunLogs, flow_logger, task_logger
 from .mapped import mapped_state, unfinished_children
 from .mapping_run import NOT_RUN_MESSAGE, _children_of, _Expansion, _Mapping
 from .plan import Node, Plan, plan, rebuild
+from .recording import TaskLog
 from .states import (
     Cancelled, Failed, Finished, Mapped, Paused, Pending, Resume, Retrying, Running, Scheduled,
     State, Success,
@@ -164,6 +167,9 @@ if TYPE_CHECKING:
 __all__ = ["FlowResult", "check_run", "run_flow"]
 
 log = logging.getLogger("taskloom.runner")
+
+#: How long an interrupted run waits for its workers to hand back what finished (seconds).
+INTERRUPT_GRACE = 2.0
 
 #: What observers are told when a task is handed to the executor.
 _RUNNING: State[Any] = Running("Task handed to the executor.")
@@ -227,6 +233,8 @@ class _Scheduler(_Mapping):
         self.session: ExecutorRun | None = None
         #: The flow's Running state, as its state handlers left it (``_flow_started``).
         self._flow_running: State[Any] = Running("Running flow.")
+        #: Settled tasks on their way to the journal, while the run goes (``recording``).
+        self.task_log: TaskLog | None = None
 
     @property
     def cache_store(self) -> CacheStore:
@@ -276,8 +284,11 @@ class _Scheduler(_Mapping):
                 args.parameters,
                 time.time(),
                 self.resumed_from,
+                names=self.plan.names,
             ):
                 journal = None
+            if journal is not None:
+                self.task_log = TaskLog(journal, run_id, self)
             logs = RunLogs(run_id) if journal is not None else None
             if logs is not None:
                 logs.attach()
@@ -300,6 +311,7 @@ class _Scheduler(_Mapping):
         except BaseException as error:
             interrupted = isinstance(error, (KeyboardInterrupt, SystemExit)) and journal is not None
             if interrupted:
+                self._take_finished(session, error)
                 self._salvage(error)
             try:
                 self._end(session, keep_values=interrupted)
@@ -343,8 +355,11 @@ class _Scheduler(_Mapping):
         """End the executor's side of the run; with ``keep_values``, first materialise.
 
         One method, because the order is the rule: a ``DeferredResult`` is valid only
-        until ``session.end()`` releases it. ``session.end()`` is called nowhere else.
+        until ``session.end()`` releases it. ``session.end()`` is called nowhere else. The
+        task log (``recording``), which may be fetching one, stops first.
         """
+        if self.task_log is not None:
+            self.task_log.close()
         try:
             if keep_values:
                 self._materialize()
@@ -363,6 +378,24 @@ class _Scheduler(_Mapping):
                 state = trace.state = state.replace(cached_inputs=resolve_deferred(state.cached_inputs))
             if trace.inputs is not None and type(state).keeps_inputs:
                 trace.inputs = resolve_deferred(trace.inputs)
+
+    def _take_finished(self, session: ExecutorRun, error: BaseException) -> None:
+        """After an interrupt: take what finished before it and did not come back yet,
+        so it is recorded as finished. A chain interrupted in one of its links hands back
+        the links before it (``attempt.finished_before``); an executor that can
+        (``interrupt``) stops its bodies and hands back what its workers finished."""
+        results = finished_before(error)
+        interrupt = getattr(session, "interrupt", None)
+        if callable(interrupt):
+            try:
+                results = [*results, *interrupt(INTERRUPT_GRACE)]
+            except Exception as failure:
+                log.warning("run %s: what the workers finished was not taken back: %r",
+                            self.args.run_id, failure)
+        try:
+            self._take(results)
+        except Exception as failure:  # the interrupt goes on up, not this
+            log.warning("run %s: finished tasks not taken: %r", self.args.run_id, failure)
 
     def _salvage(self, error: BaseException) -> None:
         """After an interrupt: tasks waiting for a retry end ``Cancelled``, and tasks handed
@@ -753,6 +786,8 @@ class _Scheduler(_Mapping):
             if state.start_time is not None:  # PAUSE(start_time=...) resumes by itself
                 trace.inputs = state.cached_inputs or {}
                 self._schedule(i, state, state.start_time)
+            elif self.task_log is not None:
+                self.task_log.note(i)
             return
         self._finish(i, state)
 
@@ -763,6 +798,8 @@ class _Scheduler(_Mapping):
         if not type(state).keeps_inputs:
             trace.inputs = None  # nothing will read them (a run of many tasks holds less)
         self.finished[i] = True
+        if self.task_log is not None:
+            self.task_log.note(i)
         if self.observer is not None:
             self.observer.task_changed(i, trace.name, state)
         if i >= len(self.nodes):  # a child: its dependents, then maybe its parent

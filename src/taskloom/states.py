@@ -20,7 +20,8 @@ The hierarchy is Prefect Core's::
         └── Failed                                                 yes        yes
             ├── TriggerFailed                                       -          -
             ├── TimedOut                                           yes        yes
-            └── ValidationFailed                                   yes        yes
+            ├── ValidationFailed                                   yes        yes
+            └── Crashed                                            yes        yes
 
 Every predicate (``is_failed()`` and so on) is an ``isinstance`` test, so it is true for
 every subclass: a ``TriggerFailed`` state ``is_failed()``, a ``Cached`` one ``is_successful()``.
@@ -61,6 +62,12 @@ through (``manual_only`` passes). The task has not run yet. A task a run left in
 ``Resume`` (it was let through, but what it waits for never finished) is one that never
 ran: a resume runs it after what it waits for, and keeps its permission.
 
+``Crashed`` is what a process that died leaves behind. On a flow run: the process that ran
+it is gone (by its recorded pid, host and start time: ``taskloom._process``) and the run
+never recorded its end; the journal reads such a run as ``Crashed`` and ``taskloom resume``
+completes it. On a task: it was in flight with a worker that died and asked not to run
+again after a crash (``Task(rerun_after_crash=False)``); it runs again on resume only.
+
 So adding a state is a change to this file: the class, and where it differs from its
 parent, its two attributes (presentation buckets follow the hierarchy: see
 ``progress.category``).
@@ -88,6 +95,7 @@ from typing_extensions import Self, TypeVar
 __all__ = [
     "Cached",
     "Cancelled",
+    "Crashed",
     "Failed",
     "Finished",
     "Looped",
@@ -702,5 +710,13 @@ class TimedOut(Failed[R_co]):
 
 class ValidationFailed(Failed[R_co]):
     """The task found its data invalid (``signals.VALIDATIONFAIL``); retries apply."""
+
+    __slots__ = ()
+
+
+class Crashed(Failed[R_co]):
+    """A process died under it: the flow run's own (a run read back from the journal
+    whose process is gone), or the worker running the task (a task with
+    ``rerun_after_crash=False``, failed instead of run again). A resume runs it again."""
 
     __slots__ = ()

@@ -1,0 +1,136 @@
+"""Recording a run's tasks in the journal as they settle, so a killed run loses little.
+
+The scheduler (``taskloom.runner``) tells a ``TaskLog`` each task that settled (finished,
+or paused) with ``note``: an append to a queue, nothing more. A thread of the log's own
+writes what is queued in one transaction (``Journal.log_tasks``) every ``FLUSH_SECONDS``,
+or as soon as ``FLUSH_TASKS`` tasks are queued. A thread, because the scheduler's thread
+may be busy for a long time where no check could run (``LocalExecutor`` runs a task in
+it). So a run killed at any instant (SIGKILL, a power cut) loses the tasks in flight and
+at most the outcomes of the last ``FLUSH_SECONDS``; the run's end (``Journal.finish``)
+writes every outcome again, as one row, and drops these.
+
+With each outcome goes what a resume needs of the task (``_values``):
+
+- its inputs, if its state ``keeps_inputs`` (a failed or paused task runs again from them);
+- its result, if it succeeded and a task downstream of it is not written yet (in this
+  batch or before): a resume runs that task from it. A mapped task's child's result is
+  kept until its mapped task is written, and a mapped task's result (its children's)
+  while a child did not finish well.
+
+A mapped task's children are noted when it maps (``mapping_run``), each as it stands
+(``Pending``, or the state a resume gave it), so a killed run still knows how many it had:
+a resume runs only those that did not finish.
+
+A deferred result (``DeferredResult``, left in shared memory or on a worker) is fetched
+first: the value must outlive the run's workers. The scheduler stops the log (``close``)
+before it ends the executor's run, which releases them.
+
+The thread reads only what the scheduler will not change again: the trace of a task that
+settled (a finished task's state, a paused task's inputs), and which tasks are written.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from typing import TYPE_CHECKING
+
+from .executors.base import resolve_deferred
+from .journal import Journal, Values
+from .mapped import unfinished_children
+from .states import Skipped, Success
+from .trace import outcome
+
+if TYPE_CHECKING:
+    from .runner import _Scheduler
+
+__all__ = ["FLUSH_SECONDS", "FLUSH_TASKS", "TaskLog"]
+
+log = logging.getLogger("taskloom.journal")
+
+#: The longest a settled task waits before its outcome is written (seconds).
+FLUSH_SECONDS = 0.25
+#: How many settled tasks are written in one transaction at most.
+FLUSH_TASKS = 1000
+
+
+class TaskLog:
+    """The outcomes of one run's settled tasks on their way to the journal (see the
+    module docstring)."""
+
+    __slots__ = ("_journal", "_run_id", "_scheduler", "_seq", "_stop", "_thread", "_waiting",
+                 "_wake", "_written")
+
+    def __init__(self, journal: Journal, run_id: str, scheduler: _Scheduler) -> None:
+        self._journal = journal
+        self._run_id = run_id
+        self._scheduler = scheduler
+        self._waiting: deque[int] = deque()  # appended by the scheduler, taken by the thread
+        self._written: set[int] = set()
+        self._seq = 0
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+
+    def note(self, i: int) -> None:
+        """Task or child ``i`` settled: write it with the next batch."""
+        waiting = self._waiting
+        waiting.append(i)
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"taskloom-journal-{self._run_id[:8]}", daemon=True
+            )
+            self._thread.start()
+        elif len(waiting) >= FLUSH_TASKS and not self._wake.is_set():
+            self._wake.set()
+
+    def close(self) -> None:
+        """Stop writing (the run's end records every task): wait for a batch being
+        written, drop what is queued."""
+        self._stop = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(FLUSH_SECONDS)
+            self._wake.clear()
+            if self._stop:
+                return
+            try:
+                self.flush()
+            except Exception as error:  # never the run's failure: its end records it all
+                log.warning("journal: run %s: settled tasks not recorded yet: %r", self._run_id, error)
+
+    def flush(self) -> None:
+        """Write the queued outcomes, each task's latest, in one transaction."""
+        waiting = self._waiting
+        keys: dict[int, None] = {}
+        while waiting:
+            keys[waiting.popleft()] = None
+        if not keys:
+            return
+        self._written.update(keys)
+        traces = self._scheduler.traces
+        rows = [(i, *outcome(traces[i])) for i in keys]
+        values = {i: value for i in keys if (value := self._values(i)) is not None}
+        self._seq += 1
+        self._journal.log_tasks(self._run_id, self._seq, rows, values)
+
+    def _values(self, i: int) -> Values | None:
+        scheduler = self._scheduler
+        trace = scheduler.traces[i]
+        state = trace.state
+        if type(state).keeps_inputs:
+            inputs = trace.inputs or state.cached_inputs or {}
+            return (resolve_deferred(dict(inputs)), None, False)
+        if not isinstance(state, Success) or isinstance(state, Skipped):
+            return None
+        nodes, written = scheduler.nodes, self._written
+        if i >= len(nodes):  # a child: its mapped task will need it until it is written
+            needed = trace.parent not in written
+        else:
+            needed = unfinished_children(state) or any(d not in written for d in nodes[i].downstream)
+        return (None, resolve_deferred(state.result), True) if needed else None
