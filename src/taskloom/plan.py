@@ -198,12 +198,15 @@ def _followable(node: Node) -> bool:
 
 
 def _decided_as_followable(task: Task[Any, Any]) -> bool:
-    """The default trigger, skip propagation on, no output cache, not a parameter."""
+    """The default trigger, skip propagation on, no output cache, not a parameter, and
+    it may run again after a worker crash (a follow-on lost with its worker is decided
+    again, so its body may run twice: see ``Task(rerun_after_crash=...)``)."""
     return (
         task.trigger is all_successful
         and task.skip_on_upstream_skip
         and task.cache_for is None
         and not isinstance(task, ParameterTask)
+        and getattr(task, "rerun_after_crash", True)
     )
 
 

@@ -385,6 +385,12 @@ class Task(Generic[P, R]):
             task's inputs (the latter win), or a callable taking them as keyword arguments
             and returning the name. A template naming a field none of them has fails
             that task run, naming the field.
+        rerun_after_crash: whether a run of the task that was in flight on a worker
+            process that died (``LokyExecutor``, ``DaskExecutor``) runs again. True (the
+            default): it runs again, alone, to find which task killed the worker, so its
+            body may run twice. False, for a task that must not run twice (it charges a
+            card, sends a mail): it ends ``Crashed`` ("lost with a crashed worker")
+            instead, and never travels in a chain. Prefect has no such option.
 
     Raises:
         TaskDefinitionError: (a ``ValueError``) for an invalid option, naming it: e.g.
@@ -413,6 +419,7 @@ class Task(Generic[P, R]):
         slug: str | None = None,
         retry_on: type[Exception] | Iterable[type[Exception]] | None = None,
         task_run_name: str | Callable[..., str] | None = None,
+        rerun_after_crash: bool = True,
     ) -> None:
         self.name: str = _nonempty_name(name, "Task") if name is not None else type(self).__name__
         try:
@@ -426,6 +433,11 @@ class Task(Generic[P, R]):
         _check_naming(self.name, slug, task_run_name)
         self.slug: str | None = slug
         self.task_run_name: str | Callable[..., str] | None = task_run_name
+        if not isinstance(rerun_after_crash, bool):
+            raise TaskDefinitionError(
+                f"Task {self.name!r}: rerun_after_crash must be True or False, not {rerun_after_crash!r}"
+            )
+        self.rerun_after_crash = rerun_after_crash
         self.state_handlers: list[StateHandler] = check_handlers(
             f"Task {self.name!r}", TaskDefinitionError, state_handlers, on_failure
         )
@@ -963,6 +975,7 @@ def task(
     slug: str | None = None,
     retry_on: type[Exception] | Iterable[type[Exception]] | None = None,
     task_run_name: str | Callable[..., str] | None = None,
+    rerun_after_crash: bool = True,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -51,7 +51,11 @@ fails; Dask: the batches on the dead worker fail), one rule decides:
 3. A run that kills its worker while it was alone on them is the *culprit*: it ends
    ``Failed`` with a message naming it and the cause the back end reports. So is a batch
    of one run that happened to be alone the first time.
-4. The others finish normally; their bodies ran more than once: make tasks idempotent.
+4. The others finish normally; their bodies ran more than once: make tasks idempotent,
+   or mark those that must not run twice ``Task(rerun_after_crash=False)``: a run of one
+   lost with a dead worker is not a suspect, it ends ``Crashed`` ("lost with a crashed
+   worker", ``lost_with_worker``), and such a task never travels as a follow-on (whose
+   fate a death hides). The same holds for the runs a hard timeout's kill takes down.
 
 A death is judged "alone" only if nothing else was in flight on the workers from before
 the batch was sent until it came back (``Workers.release``); a doubt costs one more
@@ -113,7 +117,7 @@ from typing_extensions import Self
 from ..attempt import TIMEOUT_MESSAGE, TaskResult, TaskRun
 from ..errors import RemoteTaskError
 from ..logging import STDOUT_LOGGER, capture_level
-from ..states import Failed, State, TimedOut
+from ..states import Crashed, Failed, State, TimedOut
 from ._wire import Templates, check_context, pickling_message, unpack_state
 
 __all__ = [
@@ -129,6 +133,7 @@ __all__ = [
     "decided_here",
     "decode_rows",
     "encode_batch",
+    "lost_with_worker",
     "requeue",
     "restore_sigterm",
     "take_batch",
@@ -235,6 +240,11 @@ class Backend(Protocol[_Payload, _Sent]):
     def kill(self, sent: _Sent) -> bool:
         """Stop a stuck batch by killing its workers (only with ``hard_timeout_grace``):
         whether the run's other batches in flight were lost with them (loky: the pool)."""
+        ...
+
+    def interrupt(self) -> bool:
+        """The run was interrupted: make the workers stop this run's bodies and send back
+        what finished, if the back end can without harming other runs; whether it did."""
         ...
 
     def stop(self, abandoned: Sequence[_Sent] | None) -> None:
@@ -357,6 +367,8 @@ class Dispatcher(Generic[_Payload, _Sent]):
         self._encode: Callable[[list[TaskRun]], _Payload] = partial(backend.encode, self._templates)
         self._slots, self._workers = backend.start(header, capture_level())
         self._previous_sigterm = catch_sigterm()
+        #: Batches ``interrupt`` took back: stopped at ``end`` like those still out.
+        self._drained: list[_Sent] = []
 
     @property
     def slots(self) -> int:
@@ -398,9 +410,10 @@ class Dispatcher(Generic[_Payload, _Sent]):
     def end(self) -> None:
         """Stop what is still out (if the run did not finish) and release the run."""
         try:
-            unfinished = self._in_flight or self._pending or self._suspects
-            self._backend.stop(list(self._in_flight) if unfinished else None)
+            unfinished = self._in_flight or self._pending or self._suspects or self._drained
+            self._backend.stop([*self._in_flight, *self._drained] if unfinished else None)
         finally:
+            self._drained = []
             self._workers.leave(self._wake)
             self._pending.clear()
             self._suspects.clear()
@@ -408,6 +421,30 @@ class Dispatcher(Generic[_Payload, _Sent]):
             self._ready = []
             restore_sigterm(self._previous_sigterm)
             self._previous_sigterm = None
+
+    def interrupt(self, grace: float) -> list[TaskResult]:
+        """The run was interrupted (then ``end()`` follows): the results it has not handed
+        back, and those of the batches out, which the back end stops (``Backend.interrupt``)
+        so that they come back with what finished; waits at most ``grace`` seconds for them
+        (not at all if the back end cannot stop them: only what already came back is taken).
+        A batch that does not come back, or fails, is left for ``end()``."""
+        results, self._ready = self._ready, []
+        deadline = time.monotonic() + (grace if self._in_flight and self._backend.interrupt() else 0.0)
+        while self._in_flight:
+            try:
+                sent = self._done.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if sent is None:
+                continue  # a wake-up
+            flight = self._in_flight.pop(sent, None)
+            if flight is None:
+                continue
+            self._drained.append(sent)
+            [reply] = self._backend.receive([sent])
+            if not isinstance(reply, BaseException):
+                results.extend(self._decode(flight, reply))
+        return results
 
     # -- sending --------------------------------------------------------------------------------
 
@@ -508,12 +545,14 @@ class Dispatcher(Generic[_Payload, _Sent]):
         return results
 
     def _lost(self, flight: _Flight, loss: Loss) -> list[TaskResult]:
-        """A batch that did not come back: each run fails, or the culprit rule decides."""
+        """A batch that did not come back: each run fails, or the culprit rule decides
+        (but a run of a task that must not run twice ends ``Crashed``: ``lost``)."""
         runs = flight.runs
         if loss.died:
             if not (flight.alone and len(runs) == 1 and not runs[0].then):
-                requeue(self._suspects, runs)
-                return []
+                again, lost = self._rerun(runs, loss.cause)
+                requeue(self._suspects, again)
+                return lost
             if flight.deadline is not None and time.monotonic() >= flight.deadline:
                 # Its workers died after its hard deadline: the timeout, not the task.
                 timed_out = TimedOut(TIMEOUT_MESSAGE, TimeoutError(loss.cause))
@@ -523,6 +562,19 @@ class Dispatcher(Generic[_Payload, _Sent]):
             decided_here(run.key, Failed(f"Task {run.task.name!r} {loss.why}", loss.error), where)
             for run in runs
         ]
+
+    def _rerun(self, runs: list[TaskRun], cause: str) -> tuple[list[TaskRun], list[TaskResult]]:
+        """The runs lost with a dead worker that may run again, and the results of those
+        that may not (``Task.rerun_after_crash``): ``Crashed``, naming the cause."""
+        again = [run for run in runs if getattr(run.task, "rerun_after_crash", True)]
+        if len(again) == len(runs):
+            return runs, []
+        where = self._where
+        lost = [
+            decided_here(run.key, lost_with_worker(run, cause, where), where)
+            for run in runs if not getattr(run.task, "rerun_after_crash", True)
+        ]
+        return again, lost
 
     # -- hard timeouts --------------------------------------------------------------------------
 
@@ -546,6 +598,8 @@ class Dispatcher(Generic[_Payload, _Sent]):
         del self._in_flight[sent]  # what comes back of it now is dropped
         if self._backend.kill(sent):
             self._in_flight.clear()  # and of the others lost with it
+            others, lost = self._rerun(others, "killed at another task's hard timeout")
+            self._ready.extend(lost)
             requeue(self._pending, others)
         stopped = TimedOut(TIMEOUT_MESSAGE, TimeoutError("stopped by killing its worker"))
         self._ready.append(decided_here(flight.runs[0].key, stopped, self._where))
@@ -645,6 +699,16 @@ def decode_rows(
             previous = durations.get(name)
             durations[name] = seconds if previous is None else 0.7 * previous + 0.3 * seconds
     return results
+
+
+def lost_with_worker(run: TaskRun, cause: str, where: str) -> Crashed[Any]:
+    """The state of a run of a task with ``rerun_after_crash=False`` whose worker died."""
+    message = (
+        f"Task {run.task.name!r} was lost with a crashed {where} worker ({cause or 'it died'}): "
+        "not run again because the task has rerun_after_crash=False (its body may have run, "
+        "in whole or in part)"
+    )
+    return Crashed(message, RuntimeError(message))
 
 
 def decided_here(key: int, state: State[Any], where: str) -> TaskResult:

@@ -42,7 +42,7 @@ from typing import Any
 import cloudpickle
 
 from .._tracebacks import NOTE_PREFIX, format_frames
-from ..attempt import FollowOn, TaskResult, TaskRun, run_chain
+from ..attempt import FollowOn, TaskResult, TaskRun, finished_before, run_chain, stopped_link
 from ..context import current as _current_context
 from ..logging import STDOUT_LOGGER, stdout_lines
 from ..errors import RemoteTaskError
@@ -50,12 +50,20 @@ from ..states import Failed, State
 from ..task import Task
 from ._wire import encode_records, encode_rows, flatten_record
 
-__all__ = ["LogCapture", "failed_to_load", "load_runs", "run_all", "run_batch", "run_guarded"]
+__all__ = [
+    "BatchInterrupted", "LogCapture", "failed_to_load", "load_runs", "run_all", "run_batch",
+    "run_guarded",
+]
 
 #: Fills in a run's inputs on the worker (``load_runs``).
 Fill = Callable[[dict[str, Any]], dict[str, Any]]
 #: Turns a finished state into the one sent back (``encode_rows``).
 Prepare = Callable[[State[Any]], State[Any]]
+
+class BatchInterrupted(BaseException):
+    """Raised into a batch's task by its worker when the parent's run is interrupted
+    (``LokyExecutor``): ``run_all`` stops the batch and sends back what finished."""
+
 
 # A Dask worker serves several flow runs (and several parents): a few contexts, not one.
 _CONTEXTS_KEPT = 8
@@ -252,10 +260,19 @@ def run_all(
     runs: Sequence[TaskRun], run_context: Mapping[str, Any], worker: str, where: str
 ) -> list[TaskResult]:
     """Run each run (and its chain); a task raising ``SystemExit`` or ``KeyboardInterrupt``
-    fails, with ``where`` it was in the message. Tracebacks are kept as notes."""
+    fails, with ``where`` it was in the message (the links of its chain before it keep
+    their results). Tracebacks are kept as notes.
+
+    ``BatchInterrupted`` (the parent's run was interrupted: see ``LokyExecutor``) stops
+    the batch: the results of what finished go back, the run it stopped and those after
+    it do not (the parent records them as interrupted)."""
     rows: list[TaskResult] = []
     for run in runs:
-        results = run_guarded(run, run_context, worker, where)
+        try:
+            results = run_guarded(run, run_context, worker, where)
+        except BatchInterrupted as error:
+            rows.extend(finished_before(error))
+            break
         for result in results:
             note_traceback(result.state)
         rows.extend(results)
@@ -270,9 +287,20 @@ def run_guarded(
     started = time.time()
     try:
         return run_chain(run, run_context, worker)
+    except BatchInterrupted:
+        raise
     except BaseException as error:  # SystemExit / KeyboardInterrupt raised by the task
-        message = f"Task {run.task.name!r} raised {error!r} {where}"
-        return [TaskResult(run.key, Failed[Any](message, error), started, time.time(), worker)]
+        # Raised in a later link: the links before it finished and keep their results.
+        link = stopped_link(error)
+        results = finished_before(error)
+        name = run.task.name
+        if link is not None:
+            name = next(f.task.name for f in run.then if f.key == link)
+            started = results[-1].finished
+        message = f"Task {name!r} raised {error!r} {where}"
+        failed = Failed[Any](message, error)
+        key = run.key if link is None else link
+        return [*results, TaskResult(key, failed, started, time.time(), worker)]
 
 
 def note_traceback(state: State[Any]) -> None:

@@ -777,6 +777,11 @@ class _DaskRun:
             log.warning("could not restart the Dask worker of a stuck task: %r", error)
         return False
 
+    def interrupt(self) -> bool:
+        # A Dask worker runs batches in threads of a process it shares: a body cannot be
+        # stopped alone, so only what already came back is taken.
+        return False
+
     def stop(self, abandoned: Sequence[Future[Reply]] | None) -> None:
         client = self._client
         try:

@@ -20,9 +20,13 @@ is loky's own, each a lesson measured on loky (see the reliability catalogue):
   parent kills what is left of its group (``_kill_orphans``, with ``_groups``), so a
   ``sleep 300`` started by a task does not outlive its dead worker. A worker whose parent
   dies kills its group.
-- **Interrupts.** A run that ends with batches out (Ctrl-C, SIGINT, SIGTERM, an exception
-  in the scheduler) shuts the pool down with its workers and their children, if no other
-  run uses the pool. If another run does, only this run's batches that have not started
+- **Interrupts.** A run interrupted (Ctrl-C, SIGINT, SIGTERM) while it is the pool's only
+  run first sends each worker ``SIGUSR1``: the task a worker runs for it is stopped
+  (``_worker.BatchInterrupted``) and the batch comes back with what finished before it, so
+  the run records those tasks as finished (waiting at most ``runner.INTERRUPT_GRACE``).
+  A run that ends with batches out (an interrupt, an exception in the scheduler) then
+  shuts the pool down with its workers and their children, if no other run uses the pool.
+  If another run does, only this run's batches that have not started
   are cancelled; bodies already running finish, and their results are dropped. Each worker
   also watches its parent and exits when it dies (SIGKILL leaves no time to stop the pool).
 - **Large results** (``bytes``/``bytearray`` of ``SHARE_THRESHOLD`` or more) stay in shared
@@ -53,7 +57,7 @@ from ..states import State, Success
 from ._dispatch import Dispatcher, Loss, Reply, Workers
 from ._groups import alive, kill_group, lead
 from ._wire import Templates, unpack_state
-from ._worker import LogCapture, run_batch
+from ._worker import BatchInterrupted, LogCapture, run_batch
 from .base import DeferredResult, ExecutorRun, resolve_deferred
 
 # RemoteTaskError lived here in 0.1: pickles of old results name it so.
@@ -73,9 +77,20 @@ _SHARED_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 _LOGS = LogCapture(sole=True)
 
 
+#: Whether this worker runs a batch now (``SIGUSR1`` stops it only then).
+_in_batch = False
+
+
 def _init_worker(parent_pid: int) -> None:
     lead()  # a group of its own: what its tasks start can be found once it died
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+    signal.signal(signal.SIGUSR1, _stop_batch)
+
+
+def _stop_batch(signum: int, frame: object) -> None:
+    """``SIGUSR1`` from the parent, whose run was interrupted: stop the batch running."""
+    if _in_batch:
+        raise BatchInterrupted()
 
 
 def _watch_parent(parent_pid: int) -> None:
@@ -109,10 +124,15 @@ def _kill_children(pid: int) -> None:
 
 def _run_batch(header: bytes, payload: bytes, keys: list[tuple[int, str]], log_level: int) -> Reply:
     """Run a batch in a pool worker (``_worker.run_batch``)."""
-    return run_batch(
-        header, payload, keys, log_level, worker=f"loky:{os.getpid()}",
-        where="in a worker process", capture=_LOGS, fill=_resolve_inputs, prepare=_share,
-    )
+    global _in_batch
+    _in_batch = True
+    try:
+        return run_batch(
+            header, payload, keys, log_level, worker=f"loky:{os.getpid()}",
+            where="in a worker process", capture=_LOGS, fill=_resolve_inputs, prepare=_share,
+        )
+    finally:
+        _in_batch = False
 
 
 def _resolve_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -344,6 +364,19 @@ class _LokyRun:
             value = result.state.result
             if type(value) is SharedResult:
                 self._shared.append(value.path)
+
+    def interrupt(self) -> bool:
+        with _pools_lock:
+            executor = self._pool.executor if self._pool.runs == 1 else None
+        if executor is None:  # other runs use the pool: their batches must go on
+            return False
+        processes: Mapping[int, object] = getattr(executor, "_processes", None) or {}
+        for pid in list(processes):
+            try:
+                os.kill(pid, signal.SIGUSR1)
+            except OSError:
+                pass
+        return bool(processes)
 
     def kill(self, sent: Future[Reply]) -> bool:
         if not sent.done():  # then it is on the current executor: its pool never broke

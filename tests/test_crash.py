@@ -1,0 +1,452 @@
+"""Nothing lost: a run killed with SIGKILL keeps what finished, reads as ``Crashed`` and
+resumes without running it again; a chain interrupted in its second link keeps the first;
+a task that must not run twice is not run again after its worker dies.
+
+Every test runs real processes: the flow in a subprocess killed with a real signal, the
+CLI in another, and counts each task body's executions by the files it leaves."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from taskloom import Flow, Parameter, task
+from taskloom.executors import Executor
+from taskloom.journal import NOT_RECORDED, Journal, RunRecord, TaskRecord
+from taskloom.states import Crashed, Failed, Pending, Running, Success
+
+from ._cli import describe, execute, taskloom, write_flow
+
+#: A flow whose ``hold`` task waits for the file ``resuming`` in ``OUT``: the run is
+#: killed while it waits. Each body leaves a file ``NAME.PID.NS`` in ``OUT``.
+CRASHY = """
+import sys
+from pathlib import Path
+
+def mark(name: str) -> None:
+    Path(OUT, f"{name}.{os.getpid()}.{time.monotonic_ns()}").touch()
+
+@task
+def first(i: int) -> int:
+    mark(f"first{i}")
+    return i
+
+@task
+def hold(values: list[int]) -> int:
+    mark("hold")
+    while not Path(OUT, "resuming").exists():
+        time.sleep(0.01)
+    return sum(values)
+
+@task
+def last(total: int, one: int) -> int:
+    mark("last")
+    return total + one
+
+with Flow("crashy") as flow:
+    firsts = [first(i) for i in range(4)]
+    last(hold(firsts), firsts[0])  # two inputs: not a follow-on of hold
+
+if __name__ == "__main__":
+    from taskloom.executors import DaskExecutor, LocalExecutor, LokyExecutor
+    kind = sys.argv[1]
+    if kind == "loky":
+        chosen = LokyExecutor(max_workers=2)
+    elif kind == "dask":
+        chosen = DaskExecutor(address=sys.argv[2])
+    else:
+        chosen = LocalExecutor()
+    flow.run(executor=chosen)
+"""
+
+
+def _bodies(out: Path) -> Counter[str]:
+    """How many times each task body ran: one file per execution, named after the task."""
+    return Counter(p.name.split(".")[0] for p in out.iterdir() if p.name.count(".") == 2)
+
+
+def _start(script: Path, home: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        env={**os.environ, "TASKLOOM_HOME": str(home)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(condition: str, check: object, child: subprocess.Popen[str], seconds: float = 60) -> None:
+    """Poll ``check()`` (a file, the journal) until true; the child must stay alive."""
+    assert callable(check)
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert child.poll() is None, f"the flow process ended before {condition}: {child.communicate()[1]}"
+        assert time.monotonic() < deadline, f"never {condition}"
+        time.sleep(0.01)
+
+
+def _recorded(home: Path, names: set[str]) -> bool:
+    """Whether the journal in ``home`` records each of ``names`` as succeeded."""
+    journal = Journal(home / "journal.sqlite")
+    try:
+        runs = journal.runs()
+        if not runs:
+            return False
+        done = {t.name for t in journal.load(runs[0].run_id).tasks if t.state == Success.__name__}
+        return names <= done
+    finally:
+        journal.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind", ["local", "loky", "dask"])
+def test_a_killed_run_reads_as_crashed_and_resume_runs_only_what_did_not_finish(
+    kind: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
+) -> None:
+    home, out = taskloom_home, tmp_path / "out"
+    out.mkdir()
+    script = write_flow(tmp_path / "crashy.py", CRASHY, OUT=str(out))
+    extra = [request.getfixturevalue("dask_cluster")] if kind == "dask" else []
+    child = _start(script, home, kind, *extra)
+    try:
+        # The four first tasks finished and are in the journal while the run goes on.
+        firsts = {f"first[{i}]" for i in range(4)}
+        _wait_for("the first tasks were journaled", lambda: _recorded(home, firsts), child)
+        _wait_for("hold ran", lambda: _bodies(out)["hold"] == 1, child)
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    (out / "resuming").touch()  # lets a hold still running on a Dask worker end
+
+    listed = taskloom(home, "runs")
+    assert listed.returncode == 0, describe(listed)
+    assert re.search(rf"crashy\s+{Crashed.__name__}\b", listed.stdout), listed.stdout
+    journal = Journal(home / "journal.sqlite")
+    [run] = journal.runs()
+    shown = taskloom(home, "show", run.run_id[:8])
+    assert shown.returncode == 0, describe(shown)
+    assert f"State       {Crashed.__name__}: The run's process (pid {child.pid} on" in shown.stdout
+    assert re.search(r"^first\[2\]\s+Success", shown.stdout, re.M), shown.stdout
+    assert re.search(rf"^hold\s+{Pending.__name__}\b", shown.stdout, re.M), shown.stdout
+
+    resumed = taskloom(
+        home, "resume", run.run_id, "--flow", f"{script}:flow", "--executor", "local",
+        "--no-progress",
+    )
+    assert resumed.returncode == 0, describe(resumed)
+    assert "Flow 'crashy': Success" in resumed.stdout, resumed.stdout
+    assert _bodies(out) == {"first0": 1, "first1": 1, "first2": 1, "first3": 1, "hold": 2, "last": 1}
+    final = journal.load(journal.runs()[0].run_id)
+    assert final.resumed_from == run.run_id
+    assert {t.name: t.state for t in final.tasks}["last"] == Success.__name__
+    journal.close()
+
+
+MAPPED = """
+import sys
+from pathlib import Path
+
+def mark(name: str) -> None:
+    Path(OUT, f"{name}.{os.getpid()}.{time.monotonic_ns()}").touch()
+
+@task
+def child(i: int) -> int:
+    mark(f"child{i}")
+    if len(list(Path(OUT).glob("child*"))) == 3:  # the last child to start holds
+        Path(OUT, "held").write_text(str(i))
+        while not Path(OUT, "resuming").exists():
+            time.sleep(0.01)
+    return i
+
+@task
+def total(xs: list[int]) -> int:
+    mark("total")
+    return sum(xs)
+
+with Flow("mappy") as flow:
+    total(child.map([0, 1, 2]))
+
+if __name__ == "__main__":
+    flow.run()
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_killed_mapped_task_resumes_only_the_children_that_did_not_finish(
+    tmp_path: Path, taskloom_home: Path
+) -> None:
+    """Two children finish, the third is in flight at the kill: the resume runs that
+    child alone, then ``total`` over the three results."""
+    home, out = taskloom_home, tmp_path / "out"
+    out.mkdir()
+    script = write_flow(tmp_path / "mappy.py", MAPPED, OUT=str(out))
+    child = _start(script, home, "local")
+    try:
+        _wait_for("the third child started", (out / "held").exists, child)
+        held = int((out / "held").read_text())
+        others = {f"child[{i}]" for i in range(3) if i != held}
+        _wait_for("two children journaled", lambda: _recorded(home, set()) and {
+            t.name for t in _children(home) if t.state == Success.__name__
+        } >= others, child)
+        child.send_signal(signal.SIGKILL)
+        child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    (out / "resuming").touch()
+    journal = Journal(home / "journal.sqlite")
+    [run] = journal.runs()
+    assert run.crashed
+    resumed = taskloom(home, "resume", run.run_id, "--flow", f"{script}:flow", "--no-progress")
+    assert resumed.returncode == 0, describe(resumed)
+    assert _bodies(out) == {"child0": 1, "child1": 1, "child2": 1, f"child{held}": 2, "total": 1}
+    final = journal.load(journal.runs()[0].run_id)
+    [summed] = [t for t in final.tasks if t.name == "total"]
+    assert summed.state == Success.__name__
+    journal.close()
+
+
+def _children(home: Path) -> list[TaskRecord]:
+    """The children of the mapped tasks of the newest run in ``home``'s journal, as named
+    in the journal (``child[2]``: the map index)."""
+    journal = Journal(home / "journal.sqlite")
+    try:
+        record = journal.load(journal.runs()[0].run_id)
+        return [
+            dataclasses.replace(c, name=f"child[{c.map_index}]")
+            for family in record.children.values() for c in family
+        ]
+    finally:
+        journal.close()
+
+
+def _begun(journal: Journal, run_id: str, pid: int, host: str, started: str | None) -> RunRecord:
+    """A run recorded as begun by the process ``pid`` on ``host`` (started at ``started``)."""
+    assert journal.begin(run_id, "who", None, {}, 1000.0, names=["a"])
+    execute(
+        journal.path, "UPDATE runs SET pid = ?, host = ?, process_start = ? WHERE run_id = ?",
+        pid, host, started, run_id,
+    )
+    return journal.load(run_id)
+
+
+def test_a_run_is_crashed_only_when_its_process_is_certainly_gone(tmp_path: Path) -> None:
+    """By pid, host and start time: a live process's run is running, a dead pid's or a
+    reused pid's (another start time) is crashed, another host's cannot be judged."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    here = socket.gethostname()
+    live = _begun(journal, "live", os.getpid(), here, None)  # no start time: the pid decides
+    assert live.state == Running.__name__ and not live.crashed
+    from taskloom._process import this_process
+
+    me = this_process()
+    assert _begun(journal, "me", me.pid, me.host, me.started).state == Running.__name__
+    gone = _begun(journal, "gone", dead.pid, here, "x:1")
+    assert gone.crashed and gone.message is not None and f"pid {dead.pid}" in gone.message
+    reused = _begun(journal, "reused", me.pid, me.host, f"{me.started}0")
+    assert reused.state == Crashed.__name__
+    elsewhere = _begun(journal, "elsewhere", dead.pid, f"not-{here}", "x:1")
+    assert elsewhere.state == Running.__name__
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        while Path(f"/proc/{zombie.pid}").exists() and "Z" not in Path(f"/proc/{zombie.pid}/stat").read_text().rsplit(")", 1)[1][:3]:
+            time.sleep(0.01)  # until it exited (not waited for: a zombie)
+        from taskloom._process import start_stamp
+
+        assert start_stamp(zombie.pid) is None
+    finally:
+        zombie.wait()
+    journal.close()
+
+
+def test_resume_refuses_a_run_whose_process_still_runs(tmp_path: Path) -> None:
+    from taskloom._process import this_process
+    from taskloom.journal import JournalError
+    from taskloom.resume import resume
+
+    journal = Journal(tmp_path / "journal.sqlite")
+    me = this_process()
+    _begun(journal, "mine", me.pid, me.host, me.started)
+    with Flow("who") as flow:
+        one()
+    with pytest.raises(JournalError, match=rf"run mine is still running \(pid {me.pid} on"):
+        resume("mine", flow=flow, journal=journal)
+    journal.close()
+
+
+@task
+def one() -> int:
+    return 1
+
+
+def test_a_run_that_never_finished_loads_what_it_logged(tmp_path: Path) -> None:
+    """Its tasks from the log, in flow order; what it did not log reads as not recorded."""
+    journal = Journal(tmp_path / "journal.sqlite")
+    assert journal.begin("r", "f", None, {}, 1.0, names=["a", "b", "c"])
+    from taskloom.trace import TaskTrace, outcome
+
+    rows = [(1, *outcome(TaskTrace("b", Success("ok", 5), attempts=1)))]
+    assert journal.log_tasks("r", 1, rows, {1: (None, 5, True)})
+    rows = [(0, *outcome(TaskTrace("a", Failed("boom"), attempts=1)))]
+    assert journal.log_tasks("r", 2, rows, {0: ({"x": 1}, None, False)})
+    record = journal.load("r")
+    assert [(t.name, t.state) for t in record.tasks] == [
+        ("a", Failed.__name__), ("b", Success.__name__), ("c", Pending.__name__)
+    ]
+    assert record.tasks[0].inputs == {"x": 1}
+    assert record.tasks[1].result == 5 and record.tasks[1].has_result
+    assert record.tasks[2].message == NOT_RECORDED
+    journal.close()
+
+
+# -- a chain interrupted in its second link -------------------------------------------------------
+
+CHAIN = """
+import sys
+from pathlib import Path
+
+def mark(name: str) -> None:
+    Path(OUT, f"{name}.{os.getpid()}.{time.monotonic_ns()}").touch()
+
+@task
+def head() -> int:
+    mark("head")
+    return 1
+
+@task
+def link(x: int) -> int:
+    mark("link")
+    while not Path(OUT, "resuming").exists():
+        time.sleep(0.01)
+    return x + 1
+
+with Flow("chained") as flow:
+    link(head())
+
+if __name__ == "__main__":
+    from taskloom.executors import DaskExecutor, LocalExecutor, LokyExecutor
+    kind = sys.argv[1]
+    if kind == "loky":
+        chosen = LokyExecutor(max_workers=2)
+    elif kind == "dask":
+        chosen = DaskExecutor(address=sys.argv[2])
+    else:
+        chosen = LocalExecutor()
+    flow.run(executor=chosen)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["local", "loky"])
+def test_a_chain_interrupted_in_its_second_link_records_the_first_as_finished(
+    kind: str, tmp_path: Path, taskloom_home: Path
+) -> None:
+    """``link`` follows ``head`` on the worker that ran it (one round trip): SIGINT while
+    ``link`` runs. ``head`` finished: it is journaled ``Success`` and does not run again."""
+    home, out = taskloom_home, tmp_path / "out"
+    out.mkdir()
+    script = write_flow(tmp_path / "chained.py", CHAIN, OUT=str(out))
+    child = _start(script, home, kind)
+    try:
+        _wait_for("link ran", lambda: _bodies(out)["link"] == 1, child)
+        child.send_signal(signal.SIGINT)
+        _, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert "KeyboardInterrupt" in err, err
+    journal = Journal(home / "journal.sqlite")
+    [run] = journal.runs()
+    states = {t.name: t.state for t in journal.load(run.run_id).tasks}
+    assert states["head"] == Success.__name__, states
+    assert states["link"] != Success.__name__, states
+    (out / "resuming").touch()
+    resumed = taskloom(
+        home, "resume", run.run_id, "--flow", f"{script}:flow", "--executor", "local",
+        "--no-progress",
+    )
+    assert resumed.returncode == 0, describe(resumed)
+    assert _bodies(out) == {"head": 1, "link": 2}
+    journal.close()
+
+
+# -- rerun_after_crash=False -------------------------------------------------------------------------
+
+
+@task(rerun_after_crash=False)
+def pay(folder: str, i: int) -> int:
+    Path(folder, f"pay{i}.{os.getpid()}.{time.monotonic_ns()}").touch()
+    return i
+
+
+@task
+def bomb(folder: str) -> int:
+    Path(folder, f"bomb.{os.getpid()}.{time.monotonic_ns()}").touch()
+    if Path(folder, "armed").exists():
+        os.kill(os.getpid(), signal.SIGKILL)
+    return 0
+
+
+def _paying_flow() -> Flow:
+    with Flow("paying") as flow:
+        folder = Parameter("folder", type=str)
+        bomb(folder)
+        for i in range(6):
+            pay(folder, i)
+    return flow
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_task_that_must_not_run_twice_ends_crashed_with_its_worker(
+    pool_executor: Executor, tmp_path: Path
+) -> None:
+    """A worker dies (SIGKILL) with ``pay`` runs in flight beside the bomb (in its batch):
+    with ``rerun_after_crash=False`` they end ``Crashed``, and no ``pay`` body runs twice
+    (without it they would run again, one at a time, to find the culprit)."""
+    flow = _paying_flow()
+    warm, armed = tmp_path / "warm", tmp_path / "armed"
+    for folder in (warm, armed):
+        folder.mkdir()
+    # A first run times the tasks, so the next one sends them in batches.
+    assert flow.run({"folder": str(warm)}, executor=pool_executor).is_successful()
+    (armed / "armed").touch()
+    state = flow.run({"folder": str(armed)}, executor=pool_executor)
+    assert state.result is not None
+    pays = [s for t, s in state.result.items() if t.name == "pay"]
+    crashed = [s for s in pays if isinstance(s, Crashed)]
+    assert crashed, pays
+    for lost in crashed:
+        assert lost.message is not None and "lost with a crashed" in lost.message
+        assert "rerun_after_crash=False" in lost.message
+    ran = Counter(p.name.split(".")[0] for p in armed.iterdir() if p.name.startswith("pay"))
+    assert ran and max(ran.values()) == 1, ran
+    bombed = state.result[next(t for t in state.result if t.name == "bomb")]
+    assert bombed.is_failed() and not isinstance(bombed, Crashed)
+
+
+def test_rerun_after_crash_must_be_a_bool() -> None:
+    from taskloom import TaskDefinitionError
+
+    with pytest.raises(TaskDefinitionError, match="'careful': rerun_after_crash must be True or False"):
+        task(name="careful", rerun_after_crash="no")(lambda: 1)  # type: ignore[call-overload]  # the bad input under test
