@@ -356,16 +356,19 @@ if __name__ == "__main__":
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("kind", ["local", "loky"])
+@pytest.mark.parametrize("kind", ["local", "loky", "dask"])
 def test_a_chain_interrupted_in_its_second_link_records_the_first_as_finished(
-    kind: str, tmp_path: Path, taskloom_home: Path
+    kind: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
 ) -> None:
     """``link`` follows ``head`` on the worker that ran it (one round trip): SIGINT while
-    ``link`` runs. ``head`` finished: it is journaled ``Success`` and does not run again."""
+    ``link`` runs (the parent only). ``head`` finished: it is journaled ``Success`` and
+    does not run again. (Loky: the worker is told with SIGUSR1; Dask: an asynchronous
+    exception in the worker's thread.)"""
     home, out = taskloom_home, tmp_path / "out"
     out.mkdir()
     script = write_flow(tmp_path / "chained.py", CHAIN, OUT=str(out))
-    child = _start(script, home, kind)
+    extra = [request.getfixturevalue("dask_cluster")] if kind == "dask" else []
+    child = _start(script, home, kind, *extra)
     try:
         _wait_for("link ran", lambda: _bodies(out)["link"] == 1, child)
         child.send_signal(signal.SIGINT)

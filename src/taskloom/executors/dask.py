@@ -36,9 +36,13 @@ its own):
   still running in its timeout thread), or from the parent when the whole batch is stuck
   (C code holding the GIL: the dispatcher's hard deadline, ``kill``). Other tasks running
   on that worker are lost with it and run again (``_dispatch``: suspects).
-- **Interrupts.** A run that ends with batches out has them cancelled, and a local cluster
-  is closed with its workers; on an existing cluster, bodies already running finish there
-  (Dask cannot stop a running thread), and the large results they keep are dropped.
+- **Interrupts.** An interrupted run (Ctrl-C, SIGINT, SIGTERM) first asks the workers
+  (``Client.run``) to stop the threads running its batches: ``BatchInterrupted`` is raised
+  in them asynchronously (``PyThreadState_SetAsyncExc``: at the next Python bytecode, so a
+  body in a long C call stops only when it returns), and each batch comes back with what
+  finished before it, recorded as finished. A run that ends with batches out then has
+  them cancelled, and a local cluster is closed with its workers; on an existing cluster,
+  a body still running finishes there, and the large results it keeps are dropped.
 - **Logs.** A Dask worker belongs to whoever started it: capture is per thread, beside its
   handlers. A worker thread in this very process (``processes=False``) logs to the
   parent's handlers already, and captures nothing.
@@ -52,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import ctypes
 import itertools
 import logging
 import os
@@ -72,7 +77,7 @@ from ..states import Failed, State, Success
 from . import _groups
 from ._dispatch import Dispatcher, Loss, Reply, Workers
 from ._wire import Templates
-from ._worker import LogCapture, run_batch
+from ._worker import BatchInterrupted, LogCapture, run_batch
 from .base import DeferredResult, ExecutorRun
 
 if TYPE_CHECKING:
@@ -296,6 +301,23 @@ def _drop_kept(prefix: str) -> int:
     return len(names)
 
 
+#: The threads of this worker running a batch, by the run's token (its ``datasets``).
+_batches: dict[str, set[int]] = {}
+_batches_lock = threading.Lock()
+
+
+def _interrupt_batches(token: str) -> int:
+    """On a worker (``Client.run``): raise ``BatchInterrupted`` in the threads running a
+    batch of the run ``token``; how many there were."""
+    with _batches_lock:
+        threads = list(_batches.get(token, ()))
+        for thread in threads:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(thread), ctypes.py_object(BatchInterrupted)
+            )
+    return len(threads)
+
+
 def _run_batch(
     header: bytes,
     payload: bytes,
@@ -322,6 +344,9 @@ def _run_batch(
 
     if os.getpid() != parent_pid:
         _join_groups()
+    me = threading.get_ident()
+    with _batches_lock:
+        _batches.setdefault(datasets, set()).add(me)
     try:
         return run_batch(
             header, payload, pickle.loads(keys_blob), log_level, worker=worker,
@@ -329,6 +354,13 @@ def _run_batch(
             fill=fill if values else None, prepare=lambda state: _hold(datasets, state),
         )
     finally:
+        with _batches_lock:
+            running = _batches.get(datasets, set())
+            running.discard(me)
+            if not running:
+                _batches.pop(datasets, None)
+            # An interrupt that came too late to be raised must not hit Dask's own code.
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(me), None)
         if grace is not None and os.getpid() != parent_pid:  # never restart the caller's process
             _watch_overrun(grace)
 
@@ -778,9 +810,14 @@ class _DaskRun:
         return False
 
     def interrupt(self) -> bool:
-        # A Dask worker runs batches in threads of a process it shares: a body cannot be
-        # stopped alone, so only what already came back is taken.
-        return False
+        client = self._client
+        if client is None:
+            return False
+        try:
+            stopped: dict[str, int] = client.run(_interrupt_batches, self._datasets)
+        except Exception:  # a cluster that cannot be reached: take what came back
+            return False
+        return any(stopped.values())
 
     def stop(self, abandoned: Sequence[Future[Reply]] | None) -> None:
         client = self._client
