@@ -27,15 +27,34 @@ from taskloom.states import Crashed, Failed, Pending, Running, Success
 
 from ._cli import describe, execute, taskloom, write_flow
 
-#: A flow whose ``hold`` task waits for the file ``resuming`` in ``OUT``: the run is
-#: killed while it waits. Each body leaves a file ``NAME.PID.NS`` in ``OUT``.
-CRASHY = """
+#: What each flow file below starts with: ``mark(name)`` leaves a file ``NAME.PID.NS`` in
+#: ``OUT`` (one per execution of a task body: ``_bodies`` counts them).
+_HEAD = """
 import sys
 from pathlib import Path
 
 def mark(name: str) -> None:
     Path(OUT, f"{name}.{os.getpid()}.{time.monotonic_ns()}").touch()
+"""
 
+#: ... and ends with: run ``flow`` on the executor named by the first argument (``dask``:
+#: on the cluster at the second).
+_MAIN = """
+if __name__ == "__main__":
+    from taskloom.executors import DaskExecutor, LocalExecutor, LokyExecutor
+    kind = sys.argv[1]
+    if kind == "loky":
+        chosen = LokyExecutor(max_workers=2)
+    elif kind == "dask":
+        chosen = DaskExecutor(address=sys.argv[2])
+    else:
+        chosen = LocalExecutor()
+    flow.run(executor=chosen)
+"""
+
+#: A flow whose ``hold`` task waits for the file ``resuming`` in ``OUT``: the run is
+#: killed while it waits. Each body leaves a file ``NAME.PID.NS`` in ``OUT``.
+CRASHY = _HEAD + """
 @task
 def first(i: int) -> int:
     mark(f"first{i}")
@@ -56,18 +75,7 @@ def last(total: int, one: int) -> int:
 with Flow("crashy") as flow:
     firsts = [first(i) for i in range(4)]
     last(hold(firsts), firsts[0])  # two inputs: not a follow-on of hold
-
-if __name__ == "__main__":
-    from taskloom.executors import DaskExecutor, LocalExecutor, LokyExecutor
-    kind = sys.argv[1]
-    if kind == "loky":
-        chosen = LokyExecutor(max_workers=2)
-    elif kind == "dask":
-        chosen = DaskExecutor(address=sys.argv[2])
-    else:
-        chosen = LocalExecutor()
-    flow.run(executor=chosen)
-"""
+""" + _MAIN
 
 
 def _bodies(out: Path) -> Counter[str]:
@@ -83,6 +91,29 @@ def _start(script: Path, home: Path, *args: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def _launch(
+    body: str, kind: str, tmp_path: Path, home: Path, request: pytest.FixtureRequest
+) -> tuple[Path, Path, subprocess.Popen[str]]:
+    """Write the flow file ``body`` and start it on executor ``kind``: the file, its
+    ``OUT`` folder and the process."""
+    out = tmp_path / "out"
+    out.mkdir()
+    script = write_flow(tmp_path / "flow_under_test.py", body, OUT=str(out))
+    extra = [request.getfixturevalue("dask_cluster")] if kind == "dask" else []
+    return script, out, _start(script, home, kind, *extra)
+
+
+def _stop(child: subprocess.Popen[str], signum: int) -> str:
+    """Send ``signum`` to the flow process and wait for its end: what it wrote on stderr."""
+    try:
+        child.send_signal(signum)
+        return child.communicate(timeout=30)[1]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
 
 
 def _wait_for(condition: str, check: object, child: subprocess.Popen[str], seconds: float = 60) -> None:
@@ -114,22 +145,13 @@ def _recorded(home: Path, names: set[str]) -> bool:
 def test_a_killed_run_reads_as_crashed_and_resume_runs_only_what_did_not_finish(
     kind: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
 ) -> None:
-    home, out = taskloom_home, tmp_path / "out"
-    out.mkdir()
-    script = write_flow(tmp_path / "crashy.py", CRASHY, OUT=str(out))
-    extra = [request.getfixturevalue("dask_cluster")] if kind == "dask" else []
-    child = _start(script, home, kind, *extra)
-    try:
-        # The four first tasks finished and are in the journal while the run goes on.
-        firsts = {f"first[{i}]" for i in range(4)}
-        _wait_for("the first tasks were journaled", lambda: _recorded(home, firsts), child)
-        _wait_for("hold ran", lambda: _bodies(out)["hold"] == 1, child)
-        child.send_signal(signal.SIGKILL)
-        child.communicate(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    home = taskloom_home
+    script, out, child = _launch(CRASHY, kind, tmp_path, home, request)
+    # The four first tasks finished and are in the journal while the run goes on.
+    firsts = {f"first[{i}]" for i in range(4)}
+    _wait_for("the first tasks were journaled", lambda: _recorded(home, firsts), child)
+    _wait_for("hold ran", lambda: _bodies(out)["hold"] == 1, child)
+    _stop(child, signal.SIGKILL)
     (out / "resuming").touch()  # lets a hold still running on a Dask worker end
 
     listed = taskloom(home, "runs")
@@ -156,13 +178,7 @@ def test_a_killed_run_reads_as_crashed_and_resume_runs_only_what_did_not_finish(
     journal.close()
 
 
-MAPPED = """
-import sys
-from pathlib import Path
-
-def mark(name: str) -> None:
-    Path(OUT, f"{name}.{os.getpid()}.{time.monotonic_ns()}").touch()
-
+MAPPED = _HEAD + """
 @task
 def child(i: int) -> int:
     mark(f"child{i}")
@@ -180,42 +196,32 @@ def total(xs: list[int]) -> int:
 with Flow("mappy") as flow:
     total(child.map([0, 1, 2]))
 
-if __name__ == "__main__":
-    flow.run()
-"""
+""" + _MAIN
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_a_killed_mapped_task_resumes_only_the_children_that_did_not_finish(
-    tmp_path: Path, taskloom_home: Path
+    tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
 ) -> None:
     """Two children finish, the third is in flight at the kill: the resume runs that
     child alone, then ``total`` over the three results."""
-    home, out = taskloom_home, tmp_path / "out"
-    out.mkdir()
-    script = write_flow(tmp_path / "mappy.py", MAPPED, OUT=str(out))
-    child = _start(script, home, "local")
-    try:
-        _wait_for("the third child started", (out / "held").exists, child)
-        held = int((out / "held").read_text())
-        others = {f"child[{i}]" for i in range(3) if i != held}
-        _wait_for("two children journaled", lambda: _recorded(home, set()) and {
-            t.name for t in _children(home) if t.state == Success.__name__
-        } >= others, child)
-        child.send_signal(signal.SIGKILL)
-        child.communicate(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    home = taskloom_home
+    script, out, child = _launch(MAPPED, "local", tmp_path, home, request)
+    _wait_for("the third child started", (out / "held").exists, child)
+    held = int((out / "held").read_text())
+    others = {f"child[{i}]" for i in range(3) if i != held}
+    _wait_for("two children journaled", lambda: _recorded(home, set()) and {
+        t.name for t in _children(home) if t.state == Success.__name__
+    } >= others, child)
+    _stop(child, signal.SIGKILL)
     (out / "resuming").touch()
     journal = Journal(home / "journal.sqlite")
     [run] = journal.runs()
     assert run.crashed
     resumed = taskloom(home, "resume", run.run_id, "--flow", f"{script}:flow", "--no-progress")
     assert resumed.returncode == 0, describe(resumed)
-    assert _bodies(out) == {"child0": 1, "child1": 1, "child2": 1, f"child{held}": 2, "total": 1}
+    assert _bodies(out) == {f"child{i}": 1 for i in range(3)} | {f"child{held}": 2, "total": 1}
     final = journal.load(journal.runs()[0].run_id)
     [summed] = [t for t in final.tasks if t.name == "total"]
     assert summed.state == Success.__name__
@@ -319,13 +325,7 @@ def test_a_run_that_never_finished_loads_what_it_logged(tmp_path: Path) -> None:
 
 # -- a chain interrupted in its second link -------------------------------------------------------
 
-CHAIN = """
-import sys
-from pathlib import Path
-
-def mark(name: str) -> None:
-    Path(OUT, f"{name}.{os.getpid()}.{time.monotonic_ns()}").touch()
-
+CHAIN = _HEAD + """
 @task
 def head() -> int:
     mark("head")
@@ -340,18 +340,7 @@ def link(x: int) -> int:
 
 with Flow("chained") as flow:
     link(head())
-
-if __name__ == "__main__":
-    from taskloom.executors import DaskExecutor, LocalExecutor, LokyExecutor
-    kind = sys.argv[1]
-    if kind == "loky":
-        chosen = LokyExecutor(max_workers=2)
-    elif kind == "dask":
-        chosen = DaskExecutor(address=sys.argv[2])
-    else:
-        chosen = LocalExecutor()
-    flow.run(executor=chosen)
-"""
+""" + _MAIN
 
 
 @pytest.mark.slow
@@ -364,19 +353,10 @@ def test_a_chain_interrupted_in_its_second_link_records_the_first_as_finished(
     ``link`` runs (the parent only). ``head`` finished: it is journaled ``Success`` and
     does not run again. (Loky: the worker is told with SIGUSR1; Dask: an asynchronous
     exception in the worker's thread.)"""
-    home, out = taskloom_home, tmp_path / "out"
-    out.mkdir()
-    script = write_flow(tmp_path / "chained.py", CHAIN, OUT=str(out))
-    extra = [request.getfixturevalue("dask_cluster")] if kind == "dask" else []
-    child = _start(script, home, kind, *extra)
-    try:
-        _wait_for("link ran", lambda: _bodies(out)["link"] == 1, child)
-        child.send_signal(signal.SIGINT)
-        _, err = child.communicate(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    home = taskloom_home
+    script, out, child = _launch(CHAIN, kind, tmp_path, home, request)
+    _wait_for("link ran", lambda: _bodies(out)["link"] == 1, child)
+    err = _stop(child, signal.SIGINT)
     assert "KeyboardInterrupt" in err, err
     journal = Journal(home / "journal.sqlite")
     [run] = journal.runs()

@@ -4,6 +4,7 @@ outcomes of 0.1 (bare tuples) still load; outcomes are read back by column name.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 import sqlite3
 from pathlib import Path
@@ -110,3 +111,43 @@ def test_every_recorded_trace_field_is_read_back() -> None:
     assert traced <= set(COLUMNS)
     trace = TaskTrace("t", Success("done", 1), attempts=2, queued=1.0, started=2.0, finished=3.0, worker="w")
     assert record(0, COLUMNS, outcome(trace)) == TaskRecord(0, "t", "Success", "done", 1.0, 2.0, 3.0, 2, "w")
+
+
+#: The tables of a version 1 journal (taskloom 0.1), as that version created them.
+_V1_SCHEMA = """
+CREATE TABLE runs (run_id TEXT PRIMARY KEY, flow_name TEXT NOT NULL, source TEXT,
+    parameters BLOB, started REAL NOT NULL, ended REAL, state TEXT NOT NULL, message TEXT,
+    resumed_from TEXT, tasks BLOB);
+CREATE INDEX runs_by_flow ON runs (flow_name, started);
+CREATE TABLE resume_data (run_id TEXT NOT NULL, task_index INTEGER NOT NULL, inputs BLOB,
+    result BLOB, PRIMARY KEY (run_id, task_index));
+PRAGMA user_version = 1;
+"""
+
+
+def test_a_version_1_journal_is_upgraded_in_place_and_keeps_its_runs(
+    taskloom_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Version 2 adds the process columns and the task log: a version 1 file is upgraded,
+    not moved aside, so the runs it holds can still be listed, shown and resumed."""
+    taskloom_home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    old = sqlite3.connect(taskloom_home / "journal.sqlite")
+    old.executescript(_V1_SCHEMA)
+    old.execute(
+        "INSERT INTO runs (run_id, flow_name, started, ended, state) VALUES (?, ?, ?, ?, ?)",
+        ("0a1b2c3d-0000-4000-8000-000000000002", "old", 1000.0, 1001.0, "Success"),
+    )
+    old.commit()
+    old.close()
+    with Flow("schema") as flow:
+        one()
+    state = flow.run(journal=Journal())
+    assert state.is_successful()
+    assert "moved it to" not in caplog.text
+    assert not list(taskloom_home.glob("journal.sqlite.v1-*"))
+    runs = {run.run_id: run for run in Journal().runs()}
+    assert runs["0a1b2c3d-0000-4000-8000-000000000002"].state == "Success"
+    assert runs["0a1b2c3d-0000-4000-8000-000000000002"].process is None
+    assert state.run_id is not None
+    mine = runs[state.run_id]
+    assert mine.process is not None and mine.process.pid == os.getpid()

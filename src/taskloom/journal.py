@@ -84,6 +84,17 @@ log = logging.getLogger("taskloom.journal")
 #: date in place, one of any other version is moved aside.
 SCHEMA_VERSION = 2
 
+#: The batches of task outcomes a run writes as it goes (``log_tasks``).
+_TASK_LOG = """
+CREATE TABLE IF NOT EXISTS task_log (
+    run_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    outcomes BLOB NOT NULL,
+    task_values BLOB,
+    PRIMARY KEY (run_id, seq)
+);
+"""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
@@ -108,14 +119,7 @@ CREATE TABLE IF NOT EXISTS resume_data (
     result BLOB,
     PRIMARY KEY (run_id, task_index)
 );
-CREATE TABLE IF NOT EXISTS task_log (
-    run_id TEXT NOT NULL,
-    seq INTEGER NOT NULL,
-    outcomes BLOB NOT NULL,
-    task_values BLOB,
-    PRIMARY KEY (run_id, seq)
-);
-"""
+""" + _TASK_LOG
 
 #: Version 1 (taskloom 0.1) had no process columns and no task log.
 _MIGRATIONS = {
@@ -123,8 +127,7 @@ _MIGRATIONS = {
         "ALTER TABLE runs ADD COLUMN pid INTEGER",
         "ALTER TABLE runs ADD COLUMN host TEXT",
         "ALTER TABLE runs ADD COLUMN process_start TEXT",
-        "CREATE TABLE IF NOT EXISTS task_log (run_id TEXT NOT NULL, seq INTEGER NOT NULL, "
-        "outcomes BLOB NOT NULL, task_values BLOB, PRIMARY KEY (run_id, seq))",
+        _TASK_LOG.strip().rstrip(";"),
     ),
 }
 

@@ -21,9 +21,12 @@ A mapped task's children are noted when it maps (``mapping_run``), each as it st
 (``Pending``, or the state a resume gave it), so a killed run still knows how many it had:
 a resume runs only those that did not finish.
 
-A deferred result (``DeferredResult``, left in shared memory or on a worker) is fetched
-first: the value must outlive the run's workers. The scheduler stops the log (``close``)
-before it ends the executor's run, which releases them.
+A large result left where it was made (a ``DeferredResult``: loky's shared memory, a Dask
+worker) is not fetched while the run goes: the parent holds such a value only at the end.
+A task whose result a resume would need and that left it there is not written until the
+end: a killed run runs it again (and what follows it) on resume. Inputs a failed or paused
+task keeps are fetched (rare, and a resume cannot do without them). The scheduler stops
+the log (``close``) before it ends the executor's run, which releases deferred values.
 
 The thread reads only what the scheduler will not change again: the trace of a task that
 settled (a finished task's state, a paused task's inputs), and which tasks are written.
@@ -34,9 +37,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
-from .executors.base import resolve_deferred
+from .executors.base import holds_deferred, resolve_deferred
 from .journal import Journal, Values
 from .mapped import unfinished_children
 from .states import Skipped, Success
@@ -114,12 +117,21 @@ class TaskLog:
             return
         self._written.update(keys)
         traces = self._scheduler.traces
-        rows = [(i, *outcome(traces[i])) for i in keys]
-        values = {i: value for i in keys if (value := self._values(i)) is not None}
+        values: dict[int, Values] = {}
+        rows = []
+        for i in keys:
+            value = self._values(i)
+            if value is False:  # its needed result was left where it was made
+                continue
+            if value is not None:
+                values[i] = value
+            rows.append((i, *outcome(traces[i])))
         self._seq += 1
         self._journal.log_tasks(self._run_id, self._seq, rows, values)
 
-    def _values(self, i: int) -> Values | None:
+    def _values(self, i: int) -> Values | Literal[False] | None:
+        """What a resume needs of task ``i``; False: it is not to be written now (its
+        needed result was left where it was made)."""
         scheduler = self._scheduler
         trace = scheduler.traces[i]
         state = trace.state
@@ -133,4 +145,8 @@ class TaskLog:
             needed = trace.parent not in written
         else:
             needed = unfinished_children(state) or any(d not in written for d in nodes[i].downstream)
-        return (None, resolve_deferred(state.result), True) if needed else None
+        if not needed:
+            return None
+        if holds_deferred(state.result):
+            return False
+        return (None, state.result, True)

@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 from ..attempt import TaskResult, TaskRun
 
-__all__ = ["DeferredResult", "Executor", "ExecutorRun", "TaskResult", "TaskRun"]
+__all__ = ["DeferredResult", "Executor", "ExecutorRun", "TaskResult", "TaskRun", "holds_deferred"]
 
 
 class DeferredResult:
@@ -59,6 +59,18 @@ def resolve_deferred(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: resolve_deferred(v) for k, v in value.items()}
     return value
+
+
+def holds_deferred(value: Any) -> bool:
+    """Whether ``value`` is a ``DeferredResult`` or holds one (where ``resolve_deferred``
+    looks)."""
+    if isinstance(value, DeferredResult):
+        return True
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return any(holds_deferred(v) for v in value)
+    if isinstance(value, dict):
+        return any(holds_deferred(v) for v in value.values())
+    return False
 
 
 
