@@ -1,11 +1,12 @@
 """Recording a run's tasks in the journal as they settle, so a killed run loses little.
 
 The scheduler (``taskloom.runner``) tells a ``TaskLog`` each task that settled (finished,
-or paused) with ``note``: an append to a queue, nothing more. A thread of the log's own
-writes what is queued in one transaction (``Journal.log_tasks``) every ``FLUSH_SECONDS``,
-or as soon as ``FLUSH_TASKS`` tasks are queued. A thread, because the scheduler's thread
-may be busy for a long time where no check could run (``LocalExecutor`` runs a task in
-it). So a run killed at any instant (SIGKILL, a power cut) loses the tasks in flight and
+or paused) with ``note``: an append to a queue, nothing more. One thread per process (the
+writer, shared by every run) writes each run's queue in one transaction
+(``Journal.log_tasks``) every ``FLUSH_SECONDS``, or as soon as ``FLUSH_TASKS`` tasks are
+queued. A thread, because the scheduler's thread may be busy for a long time where no
+check could run (``LocalExecutor`` runs a task in it); one for all runs, so a short run
+pays no thread start. So a run killed at any instant (SIGKILL, a power cut) loses the tasks in flight and
 at most the outcomes of the last ``FLUSH_SECONDS``; the run's end (``Journal.finish``)
 writes every outcome again, as one row, and drops these.
 
@@ -35,6 +36,7 @@ settled (a finished task's state, a paused task's inputs), and which tasks are w
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections import deque
 from typing import TYPE_CHECKING, Literal
@@ -54,53 +56,90 @@ log = logging.getLogger("taskloom.journal")
 
 #: The longest a settled task waits before its outcome is written (seconds).
 FLUSH_SECONDS = 0.25
-#: How many settled tasks are written in one transaction at most.
-FLUSH_TASKS = 1000
+#: How many queued tasks make the writer write at once. Large enough that a run of a few
+#: thousand short tasks, over in less than ``FLUSH_SECONDS``, writes nothing before its end
+#: (which writes everything anyway); small enough to bound one transaction.
+FLUSH_TASKS = 10_000
+
+
+class _Writer:
+    """The one thread of this process that writes every run's task log (a thread per
+    run would cost its start and join on every run, however short)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._logs: set[TaskLog] = set()
+        self._wake = threading.Event()
+        self._pid = -1  # the process whose thread it is (threads do not cross fork)
+
+    def add(self, task_log: TaskLog) -> None:
+        with self._lock:
+            self._logs.add(task_log)
+            if self._pid != os.getpid():
+                self._pid = os.getpid()
+                self._wake = threading.Event()
+                threading.Thread(target=self._run, name="taskloom-journal", daemon=True).start()
+        self._wake.set()
+
+    def remove(self, task_log: TaskLog) -> None:
+        with self._lock:
+            self._logs.discard(task_log)
+
+    def hurry(self) -> None:
+        """A log has ``FLUSH_TASKS`` waiting: write now."""
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                logs = list(self._logs)
+            # Without a run, sleep until one starts; with runs, wake every FLUSH_SECONDS.
+            self._wake.wait(FLUSH_SECONDS if logs else None)
+            self._wake.clear()
+            for task_log in logs:
+                task_log.tick()
+
+
+_writer = _Writer()
 
 
 class TaskLog:
     """The outcomes of one run's settled tasks on their way to the journal (see the
     module docstring)."""
 
-    __slots__ = ("_journal", "_run_id", "_scheduler", "_seq", "_stop", "_thread", "_waiting",
-                 "_wake", "_written")
+    __slots__ = ("_closed", "_journal", "_lock", "_run_id", "_scheduler", "_seq", "_waiting",
+                 "_written")
 
     def __init__(self, journal: Journal, run_id: str, scheduler: _Scheduler) -> None:
         self._journal = journal
         self._run_id = run_id
         self._scheduler = scheduler
-        self._waiting: deque[int] = deque()  # appended by the scheduler, taken by the thread
+        self._waiting: deque[int] = deque()  # appended by the scheduler, taken by the writer
         self._written: set[int] = set()
         self._seq = 0
-        self._wake = threading.Event()
-        self._stop = False
-        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # held while a batch is written
+        self._closed = False
+        _writer.add(self)
 
     def note(self, i: int) -> None:
         """Task or child ``i`` settled: write it with the next batch."""
         waiting = self._waiting
         waiting.append(i)
-        if self._thread is None:
-            self._thread = threading.Thread(
-                target=self._run, name=f"taskloom-journal-{self._run_id[:8]}", daemon=True
-            )
-            self._thread.start()
-        elif len(waiting) >= FLUSH_TASKS and not self._wake.is_set():
-            self._wake.set()
+        if len(waiting) >= FLUSH_TASKS:
+            _writer.hurry()
 
     def close(self) -> None:
         """Stop writing (the run's end records every task): wait for a batch being
         written, drop what is queued."""
-        self._stop = True
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
+        with self._lock:
+            self._closed = True
+        _writer.remove(self)
 
-    def _run(self) -> None:
-        while True:
-            self._wake.wait(FLUSH_SECONDS)
-            self._wake.clear()
-            if self._stop:
+    def tick(self) -> None:
+        """The writer's turn: write what is queued, unless the run ended."""
+        with self._lock:
+            if self._closed:
                 return
             try:
                 self.flush()
