@@ -17,15 +17,17 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from taskloom import Flow, Parameter, task
-from taskloom.executors import Executor
+from taskloom import Flow, Parameter, task, triggers
+from taskloom.executors import Executor, LocalExecutor
 from taskloom.journal import NOT_RECORDED, Journal, RunRecord, TaskRecord
 from taskloom.states import Crashed, Failed, Pending, Running, Success
+from taskloom.tasks.secrets import PrefectSecret
 
-from ._cli import describe, execute, taskloom, write_flow
+from ._cli import describe, execute, query, taskloom, write_flow
 
 #: What each flow file below starts with: ``mark(name)`` leaves a file ``NAME.PID.NS`` in
 #: ``OUT`` (one per execution of a task body: ``_bodies`` counts them).
@@ -433,3 +435,42 @@ def test_rerun_after_crash_must_be_a_bool() -> None:
 
     with pytest.raises(TaskDefinitionError, match="'careful': rerun_after_crash must be True or False"):
         task(name="careful", rerun_after_crash="no")(lambda: 1)  # type: ignore[call-overload]  # the bad input under test
+
+
+# -- secrets stay out of what is written as the run goes ---------------------------------------------
+
+
+@task
+def refuse(token: str) -> None:
+    raise ValueError(f"the API refused {token}")
+
+
+@task(trigger=triggers.all_finished)
+def after_the_log(token: str, journal: str) -> list[str]:
+    """Wait until the task log holds ``refuse``'s outcome, then name the files of the
+    home that hold the secret's value now."""
+    home = Path(journal).parent
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rows = query(Path(journal), "SELECT outcomes FROM task_log WHERE seq > 0")
+        if any(b"refuse" in blob for (blob,) in rows):
+            needle = token.encode()
+            return [p.name for p in home.rglob("*") if p.is_file() and needle in p.read_bytes()]
+        time.sleep(0.01)
+    raise AssertionError("refuse's outcome was never written while the run went")
+
+
+def test_a_secret_never_reaches_the_task_log(taskloom_home: Path) -> None:
+    """What the writer thread writes while the run goes keeps secrets out as the run's end
+    does: the failed task's input, the secret, is kept as a reference (a resume reads the
+    secret again), and its message is masked. It writes in the run's context, where the
+    run's secrets are known."""
+    secret = f"tl-secret-{time.monotonic_ns()}"
+    with Flow("secret-log") as flow:
+        token: Any = PrefectSecret("API_TOKEN")
+        failed = refuse(token)
+        holding = after_the_log(token, str(taskloom_home / "journal.sqlite"))
+        flow.set_dependencies(holding, upstream_tasks=[failed])
+    state = flow.run(executor=LocalExecutor(), context={"secrets": {"API_TOKEN": secret}})
+    assert state.result is not None
+    assert state.result[holding] == Success(result=[])

@@ -321,15 +321,20 @@ class Journal(SQLiteFile):
             return False
 
     def _values_blob(self, values: Mapping[int, Values]) -> bytes | None:
-        """One signed pickle of ``values``; one that cannot be pickled is left out, named."""
+        """One signed pickle of ``values``; where that cannot be (a value does not pickle,
+        or holds a secret's value), each is kept as ``_blob`` keeps one, or left out."""
         try:
-            return self._signer.sign(cloudpickle.dumps(dict(values)))
+            data = cloudpickle.dumps(dict(values))
+            if found_in(data) is None:
+                return self._signer.sign(data)
         except Exception:
-            kept = {
-                index: value for index, value in values.items()
-                if self._blob(value, f"the inputs or result of task number {index}") is not None
-            }
-            return self._signer.sign(cloudpickle.dumps(kept)) if kept else None
+            pass
+        kept: dict[int, Values] = {}
+        for index, (inputs, result, has_result) in values.items():
+            value = (as_refs(inputs), as_refs(result), has_result)
+            if self._blob(value, f"the inputs or result of task number {index}") is not None:
+                kept[index] = value
+        return self._signer.sign(cloudpickle.dumps(kept)) if kept else None
 
     def finish(
         self,

@@ -41,6 +41,7 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Literal
 
+from .context import enter, leave
 from .executors.base import holds_deferred, resolve_deferred
 from .journal import Journal, Values
 from .mapped import unfinished_children
@@ -141,10 +142,15 @@ class TaskLog:
         with self._lock:
             if self._closed:
                 return
+            # In the run's context: the secrets it knows are masked and kept out
+            # (``taskloom._secrets``) as in what the run's end records.
+            token = enter(self._scheduler.args.context)
             try:
                 self.flush()
             except Exception as error:  # never the run's failure: its end records it all
                 log.warning("journal: run %s: settled tasks not recorded yet: %r", self._run_id, error)
+            finally:
+                leave(token)
 
     def flush(self) -> None:
         """Write the queued outcomes, each task's latest, in one transaction."""
