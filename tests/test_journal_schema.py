@@ -17,7 +17,8 @@ from taskloom._home import Signer
 from taskloom.executors import LocalExecutor
 from taskloom.journal import Journal, TaskRecord
 from taskloom.resume import resume
-from taskloom.states import Success
+from taskloom.flow import FlowResult
+from taskloom.states import State, Success
 from taskloom.trace import COLUMNS, TaskTrace, outcome, record
 
 from ._cli import execute
@@ -28,17 +29,22 @@ def one() -> int:
     return 1
 
 
-def test_a_journal_of_another_schema_is_moved_aside(
-    taskloom_home: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    taskloom_home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    old = sqlite3.connect(taskloom_home / "journal.sqlite")
-    old.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY)")  # an older layout
+def _run_on(home: Path, script: str) -> State[FlowResult]:
+    """A run of a one-task flow, journaled in ``home``'s journal made first by ``script``."""
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    old = sqlite3.connect(home / "journal.sqlite")
+    old.executescript(script)
     old.commit()
     old.close()
     with Flow("schema") as flow:
         one()
-    state = flow.run(journal=Journal())
+    return flow.run(journal=Journal())
+
+
+def test_a_journal_of_another_schema_is_moved_aside(
+    taskloom_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = _run_on(taskloom_home, "CREATE TABLE runs (run_id TEXT PRIMARY KEY);")  # older
     assert state.is_successful()
     assert "moved it to" in caplog.text
     assert [p.name for p in taskloom_home.glob("journal.sqlite.v0-*")], "old file not kept"
@@ -130,18 +136,10 @@ def test_a_version_1_journal_is_upgraded_in_place_and_keeps_its_runs(
 ) -> None:
     """Version 2 adds the process columns and the task log: a version 1 file is upgraded,
     not moved aside, so the runs it holds can still be listed, shown and resumed."""
-    taskloom_home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    old = sqlite3.connect(taskloom_home / "journal.sqlite")
-    old.executescript(_V1_SCHEMA)
-    old.execute(
-        "INSERT INTO runs (run_id, flow_name, started, ended, state) VALUES (?, ?, ?, ?, ?)",
-        ("0a1b2c3d-0000-4000-8000-000000000002", "old", 1000.0, 1001.0, "Success"),
-    )
-    old.commit()
-    old.close()
-    with Flow("schema") as flow:
-        one()
-    state = flow.run(journal=Journal())
+    state = _run_on(taskloom_home, _V1_SCHEMA + (
+        "INSERT INTO runs (run_id, flow_name, started, ended, state) VALUES "
+        "('0a1b2c3d-0000-4000-8000-000000000002', 'old', 1000.0, 1001.0, 'Success');"
+    ))
     assert state.is_successful()
     assert "moved it to" not in caplog.text
     assert not list(taskloom_home.glob("journal.sqlite.v1-*"))
