@@ -76,15 +76,16 @@ class _Writer:
     def add(self, task_log: TaskLog) -> None:
         with self._lock:
             self._logs.add(task_log)
-            if self._pid != os.getpid():
+            if self._pid != os.getpid():  # no thread in this process now
                 self._pid = os.getpid()
                 self._wake = threading.Event()
-                threading.Thread(target=self._run, name="taskloom-journal", daemon=True).start()
-        self._wake.set()
+                threading.Thread(target=self._run, name="taskloom-journal").start()
 
     def remove(self, task_log: TaskLog) -> None:
         with self._lock:
             self._logs.discard(task_log)
+            if not self._logs:
+                self._wake.set()  # the thread ends now: nothing holds the process at exit
 
     def hurry(self) -> None:
         """A log has ``FLUSH_TASKS`` waiting: write now."""
@@ -92,14 +93,24 @@ class _Writer:
             self._wake.set()
 
     def _run(self) -> None:
+        # Not a daemon, and gone as soon as no run is left: a daemon thread alive at exit
+        # keeps the stores' connections from being closed (their WAL files stay behind).
         while True:
-            with self._lock:
-                logs = list(self._logs)
-            # Without a run, sleep until one starts; with runs, wake every FLUSH_SECONDS.
-            self._wake.wait(FLUSH_SECONDS if logs else None)
+            self._wake.wait(FLUSH_SECONDS)
             self._wake.clear()
-            for task_log in logs:
-                task_log.tick()
+            with self._lock:
+                if not self._logs:
+                    self._pid = -1
+                    return
+            self._tick()
+
+    def _tick(self) -> None:
+        # Its own frame: between ticks this thread holds no run (a run's stores are closed
+        # when the interpreter ends, which a daemon thread's locals would prevent).
+        with self._lock:
+            logs = list(self._logs)
+        for task_log in logs:
+            task_log.tick()
 
 
 _writer = _Writer()
