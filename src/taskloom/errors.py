@@ -9,6 +9,9 @@
     ├── TaskDefinitionError (+ ValueError)   a task constructed with bad options
     ├── HandleError (+ TypeError, AttributeError)
     │                                        a task handle used as a value while building a flow
+    ├── ResultError                          a result store that cannot be used: a directory
+    │   │                                      that cannot be created or written, a bad URL
+    │   └── SerializationError (+ TypeError) a value the serializer cannot take (names both)
     └── RemoteTaskError                      a task's exception that could not travel back from
                                              a worker: its type name, text and traceback
 
@@ -26,6 +29,8 @@ __all__ = [
     "FlowDefinitionError",
     "HandleError",
     "RemoteTaskError",
+    "ResultError",
+    "SerializationError",
     "TaskDefinitionError",
     "TaskloomError",
 ]
@@ -53,6 +58,16 @@ class HandleError(TaskloomError, TypeError, AttributeError):
     Inside ``with Flow(...)``, calling a task returns a handle to the task in the flow,
     not its result: the result exists only once the flow has run.
     """
+
+
+class ResultError(TaskloomError):
+    """A result store (``taskloom.results``) that cannot be used; the message names it
+    (the directory, the URL) and why."""
+
+
+class SerializationError(ResultError, TypeError):
+    """A value the chosen serializer cannot take; the message names the serializer and
+    the value's type. Raised before any file is touched."""
 
 
 class RemoteTaskError(TaskloomError):

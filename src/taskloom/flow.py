@@ -52,13 +52,14 @@ from .handlers import OnFailure, StateHandler, TerminalStateHandler, check_handl
 from .logging import flow_logger
 from .plan import plan
 from .states import State
-from .task import ParameterTask, Task, _FlowBuilder, _nonempty_name, _tasks_in, active_flow
+from .task import ParameterTask, Task, _FlowBuilder, _is_result, _nonempty_name, _tasks_in, active_flow
 
 if TYPE_CHECKING:
     from .caching import CacheStore
     from .executors.base import Executor
     from .journal import Journal, RunRecord
     from .progress import RunObserver
+    from .results import Result
 
 __all__ = ["CaseBlock", "Flow", "FlowResult", "active_cases"]
 
@@ -127,6 +128,9 @@ class Flow(FlowEditing):
         on_failure: ``fn(flow, state)``, called once when a run ends failed.
         terminal_state_handler: ``fn(flow, state, reference_task_states)``, which may
             return a replacement for the final state before the state handlers see it.
+        result: where its tasks persist their results when they have no ``result=`` of
+            their own (``taskloom.results``): every task of the flow then writes its
+            successful result (unless ``checkpoint=False``).
 
     Raises:
         FlowDefinitionError: for a handler that is not callable or cannot take its
@@ -150,8 +154,16 @@ class Flow(FlowEditing):
         state_handlers: Iterable[StateHandler] | None = None,
         on_failure: OnFailure | None = None,
         terminal_state_handler: TerminalStateHandler | None = None,
+        result: Result | None = None,
     ) -> None:
         self.name = _nonempty_name(name, "Flow")
+        if result is not None and not _is_result(result):
+            raise FlowDefinitionError(
+                f"Flow {self.name!r}: result must be a Result (exists, read, write and "
+                f"location), e.g. taskloom.results.LocalResult(dir=...), not {result!r}"
+            )
+        #: The default ``result=`` of its tasks (``taskloom.results``).
+        self.result: Result | None = result
         self.state_handlers: list[StateHandler] = check_handlers(
             f"Flow {self.name!r}", FlowDefinitionError, state_handlers, on_failure,
             terminal_state_handler,

@@ -28,7 +28,7 @@ from typing import Any
 from ._secrets import masked_row
 from .states import State
 
-__all__ = ["COLUMNS", "TAMPERED", "TaskRecord", "TaskTrace", "outcome", "record"]
+__all__ = ["COLUMNS", "TAMPERED", "Stored", "TaskRecord", "TaskTrace", "outcome", "record"]
 
 
 @dataclass(slots=True)
@@ -57,6 +57,9 @@ class TaskTrace:
         traceback: the traceback of its last attempt's exception, formatted where the
             failure was decided, with the real file names of the user's code
             (``taskloom._tracebacks``); None when it did not fail with an exception.
+        location: where its last attempt's result was written, or read from (a target
+            found), by its ``result`` (``taskloom.checkpoint``); None when it does not
+            persist. The journal keeps this instead of the value.
     """
 
     name: str
@@ -71,6 +74,7 @@ class TaskTrace:
     map_index: int | None = None
     logs: str | None = None
     traceback: str | None = None
+    location: str | None = None
 
 
 #: The fields of a trace recorded as they are: plain values (str, int, float, None).
@@ -89,6 +93,16 @@ def outcome(trace: TaskTrace) -> tuple[Any, ...]:
     return masked_row((type(state).__name__, None if message is None else str(message), *_plain(trace)))
 
 
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A result the journal keeps as where it was persisted (``TaskTrace.location``) by
+    task number ``task`` (through that task's result) instead of its value: ``taskloom
+    resume`` reads it from there."""
+
+    location: str
+    task: int
+
+
 #: The marker of a blob whose signature did not match.
 TAMPERED: Any = type("Tampered", (), {"__repr__": lambda self: "<tampered>"})()
 
@@ -103,8 +117,9 @@ class TaskRecord:
     ``inputs`` is set for tasks left paused, retrying or failed; ``result`` (with
     ``has_result``) for finished tasks whose result a resume needs. Either is ``TAMPERED``
     when its signature did not match. ``logs`` is the text of its last attempt's log
-    records (``TaskTrace.logs``; None in journals written before it was recorded), and
-    ``traceback`` its last exception's traceback (``TaskTrace.traceback``, likewise).
+    records (``TaskTrace.logs``; None in journals written before it was recorded),
+    ``traceback`` its last exception's traceback (``TaskTrace.traceback``, likewise), and
+    ``location`` where its result was persisted (``TaskTrace.location``, likewise).
     """
 
     index: int
@@ -123,6 +138,7 @@ class TaskRecord:
     map_index: int | None = None
     logs: str | None = None
     traceback: str | None = None
+    location: str | None = None
 
     @property
     def tampered(self) -> bool:
