@@ -572,7 +572,6 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
     journal = default_journal()
     persisted = _reading(journal, lambda: journal.locations(args.flow))
     if not persisted:
-        print(f"No result files or targets{where} in the run journal {journal.path}.")
         return EXIT_SUCCESS
     print("\nResult files and targets (newest first, from the run journal):")
     print(table(
