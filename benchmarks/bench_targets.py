@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import sys
 import tempfile
 import traceback
 from typing import Any
@@ -132,10 +131,7 @@ def main() -> None:
     except Exception:
         traceback.print_exc()
         failed = True
-    print(f"  done; {h.load_text()}")
-    h.write_figures(args.json, figures)
-    if failed:
-        sys.exit(1)
+    h.finish(args.json, figures, failed)
 
 
 if __name__ == "__main__":

@@ -277,17 +277,18 @@ class Journal(SQLiteFile):
 
     def runs(self, flow_name: str | None = None, limit: int = 20) -> list[RunRecord]:
         """The most recent runs, newest first (without their tasks)."""
-        query = (
-            "SELECT run_id, flow_name, source, parameters, started, ended, state, message, "
-            "resumed_from FROM runs"
-        )
+        columns = "run_id, flow_name, source, parameters, started, ended, state, message, resumed_from"
+        return [self._run(row) for row in self._newest(columns, flow_name, limit)]
+
+    def _newest(self, columns: str, flow_name: str | None, limit: int) -> list[Any]:
+        """These ``columns`` of the ``limit`` newest runs (of ``flow_name``, if given)."""
+        query = f"SELECT {columns} FROM runs"
         args: tuple[Any, ...] = ()
         if flow_name is not None:
             query += " WHERE flow_name = ?"
             args = (flow_name,)
         query += " ORDER BY started DESC LIMIT ?"
-        rows = self._read(query, (*args, limit))
-        return [self._run(row) for row in rows]
+        return self._read(query, (*args, limit))
 
     def _run(self, row: Sequence[Any]) -> RunRecord:
         parameters = self._value(row[3])
@@ -355,16 +356,9 @@ class Journal(SQLiteFile):
         """Where the results of the last ``runs`` runs (of ``flow_name``, if given) were
         persisted (``TaskTrace.location``), newest first, each location once (its newest
         use). Reads only the task outcomes, never a stored value."""
-        query = "SELECT run_id, flow_name, started, tasks FROM runs"
-        args: tuple[Any, ...] = ()
-        if flow_name is not None:
-            query += " WHERE flow_name = ?"
-            args = (flow_name,)
-        query += " ORDER BY started DESC LIMIT ?"
-        with self._lock:
-            rows = self._connect().execute(query, (*args, runs)).fetchall()
         found: dict[str, PersistedResult] = {}
-        for run_id, flow, started, signed in rows:
+        newest = self._newest("run_id, flow_name, started, tasks", flow_name, runs)
+        for run_id, flow, started, signed in newest:
             payload = None if signed is None else self._signer.verify(signed)
             if payload is None:
                 continue
