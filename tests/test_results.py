@@ -6,6 +6,7 @@ reads them; the CLI lists them."""
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import logging
@@ -286,6 +287,45 @@ def test_the_journal_keeps_a_location_and_resume_reads_it(tmp_path: Path, tasklo
     Path(location).unlink()
     with pytest.raises(JournalError, match=f"'size'.*{location}.*cannot be read"):
         resume(first.run_id, flow=flow)
+
+
+@task
+def checked_sum(xs: list[int], flag: str) -> int:
+    if not os.path.exists(flag):
+        raise RuntimeError("not yet")
+    return sum(xs)
+
+
+def test_a_resume_reads_a_mapped_tasks_children_from_their_files(tmp_path: Path) -> None:
+    flag, log = tmp_path / "flag", tmp_path / "calls"
+    persisted = square.copy()
+    persisted.result, persisted.target = LocalResult(dir=tmp_path / "out"), "{map_index}.pkl"
+    with Flow("resume-mapped") as flow:
+        total = checked_sum(persisted.map([1, 2, 3], [str(log)] * 3), str(flag))
+    first = flow.run()
+    assert isinstance(first.result[total], Failed) and first.run_id is not None
+    stored = Journal().load(first.run_id).tasks[1].inputs
+    assert stored is not None and [type(x) for x in stored["xs"]] == [Stored] * 3
+    flag.write_text("")
+    assert resume(first.run_id, flow=flow).result[total].result == 14
+    assert len(calls(log)) == 3  # the children did not run again
+
+
+def _note(path: str, task: object, old: State[Any], new: State[Any]) -> None:
+    record(path, f"{type(old).__name__}->{type(new).__name__}")
+
+
+def test_state_handlers_see_a_target_found_as_one_change(executor: Executor, tmp_path: Path) -> None:
+    changes = tmp_path / "changes"
+    persisted = fresh.copy()
+    persisted.result, persisted.target = LocalResult(dir=tmp_path / "out"), "f.pkl"
+    persisted.state_handlers = [functools.partial(_note, str(changes))]
+    with Flow("handled") as flow:
+        persisted(1)
+    flow.run(executor=executor)
+    assert calls(changes) == ["Pending->Running", "Running->Success"]
+    flow.run(executor=executor)
+    assert calls(changes)[2:] == ["Pending->Cached"]
 
 
 def _writer(path: str, fill: int, times: int) -> None:

@@ -434,9 +434,9 @@ def task_records(traces: Sequence[TaskTrace], plan: Plan) -> tuple[list[tuple[An
             if kinds[i].keeps_inputs:
                 stored = dict(trace.inputs or trace.state.cached_inputs or {})
                 for key, j in nodes[i].direct:  # an input another task persisted
-                    location = traces[j].location
-                    if key in stored and location is not None:
-                        stored[key] = Stored(location, j)
+                    persisted = _persisted(j, traces, n)
+                    if key in stored and persisted is not None:
+                        stored[key] = persisted
                 keep.append((i, trace.name, stored, None, False))
             continue
         # A task that runs again from its own stored inputs does not need this result;
@@ -453,13 +453,22 @@ def _kept(trace: TaskTrace, task: int) -> Any:
 
 
 def _kept_result(i: int, traces: Sequence[TaskTrace], n: int) -> Any:
-    """``_kept`` of task ``i``; for a mapped task whose children persisted, the list of
-    theirs (each child's location, or its value), in map-index order."""
+    """What the journal keeps of task ``i``'s result: ``_persisted``, or the value."""
+    persisted = _persisted(i, traces, n)
+    return traces[i].state.result if persisted is None else persisted
+
+
+def _persisted(i: int, traces: Sequence[TaskTrace], n: int) -> Stored | list[Any] | None:
+    """Where task ``i``'s result was persisted; for a mapped task whose children persisted,
+    the list of theirs (each child's location, or its value) in map-index order; None
+    when it was not."""
     trace = traces[i]
-    if isinstance(trace.state, Mapped) and trace.location is None:
+    if trace.location is not None:
+        return Stored(trace.location, i)
+    if isinstance(trace.state, Mapped):
         children = sorted(
             (t for t in traces[n:] if t.parent == i), key=lambda t: t.map_index or 0
         )
         if any(child.location is not None for child in children):
             return [_kept(child, i) for child in children]
-    return _kept(trace, i)
+    return None
