@@ -354,7 +354,6 @@ def _persisted(
 ) -> TaskResult:
     """An attempt of a task that persists (``taskloom.checkpoint``): its location filled
     in, its target read (the body then does not run), its passes, its result written."""
-    task = run.task
     name = values["task_full_name"]
     previous: State[Any] = run.previous if run.previous is not None else _NOT_RUN
     try:
@@ -417,7 +416,7 @@ def _passes(
                     state = _masked(_one_pass(task, run))
             else:
                 state = _masked(_one_pass(task, run))
-            if persist is not None and location is not None and completes(persist, state, False):
+            if persist is not None and location is not None and completes(persist, state):
                 state, written = persist.write_result(values["task_full_name"], state, location)
             if hooks is not None:
                 state, stop = hooks.change(running, state)

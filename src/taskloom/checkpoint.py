@@ -136,9 +136,10 @@ def persist_of(task: Task[Any, Any], run_context: Mapping[str, Any]) -> Persist 
     return persist_with(task, results.flow, results.default)
 
 
-def completes(persist: Persist, state: State[Any], ended: bool) -> bool:
-    """Whether an attempt's state is written: a plain ``Success`` with a result."""
-    return persist.writes and not ended and type(state) is Success and state.result is not None
+def completes(persist: Persist, state: State[Any]) -> bool:
+    """Whether a pass's state is written: a plain ``Success`` with a result (not a skip,
+    a loop, a cache hit, a state ``ENDRUN`` gave)."""
+    return persist.writes and type(state) is Success and state.result is not None
 
 
 def _inputs_known(task: Task[Any, Any]) -> set[str] | None:
