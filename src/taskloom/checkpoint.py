@@ -39,12 +39,14 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from .errors import FlowDefinitionError
-from .locations import DEFAULT_TEMPLATE, TASK_FIELDS, Target, fill, fields, unknown_fields
+from .locations import DEFAULT_TEMPLATE, TASK_FIELDS, Target, fields, unknown_fields
 from .results import LocalResult, Result
 from .states import Failed, State, Success
 from .task import ParameterTask, Task
 
-__all__ = ["RESULTS_KEY", "Persist", "RunResults", "completes", "persist_of", "persist_with", "prepare_run"]
+__all__ = [
+    "Persist", "RESULTS_KEY", "RunResults", "completes", "persist_of", "persist_with", "prepare_run",
+]
 
 log = logging.getLogger("taskloom.results")
 
@@ -91,7 +93,9 @@ class Persist:
             )
             return False, None
 
-    def write_result(self, task_name: str, state: State[Any], location: str) -> tuple[State[Any], str | None]:
+    def write_result(
+        self, task_name: str, state: State[Any], location: str
+    ) -> tuple[State[Any], str | None]:
         """Write ``state``'s result to ``location``: the state and where it went, or a
         ``Failed`` state naming the task, the store and the value's type, and None."""
         value = state.result
@@ -106,7 +110,7 @@ class Persist:
 
 
 def _persists(task: Task[Any, Any], flow_result: Result | None) -> bool:
-    """Whether ``task`` persists in a run whose flow has ``flow_result`` (see the module docstring)."""
+    """Whether ``task`` persists in a run whose flow has ``flow_result`` (module docstring)."""
     return flow_result is not None or (
         getattr(task, "result", None) is not None
         or getattr(task, "target", None) is not None
@@ -114,7 +118,9 @@ def _persists(task: Task[Any, Any], flow_result: Result | None) -> bool:
     )
 
 
-def persist_with(task: Task[Any, Any], flow_result: Result | None, default: Result | None) -> Persist | None:
+def persist_with(
+    task: Task[Any, Any], flow_result: Result | None, default: Result | None
+) -> Persist | None:
     """How ``task`` persists with these stores for tasks without a result of their own;
     None: it does not (or needs ``default`` and none was given)."""
     if not _persists(task, flow_result):

@@ -29,7 +29,10 @@ import string
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-__all__ = ["DEFAULT_TEMPLATE", "TARGET_FOUND", "TASK_FIELDS", "Target", "TemplateError", "fields", "fill", "unknown_fields"]
+__all__ = [
+    "DEFAULT_TEMPLATE", "TARGET_FOUND", "TASK_FIELDS", "Target", "TemplateError", "fields",
+    "fill", "unknown_fields",
+]
 
 #: A task's target: a template, or a function of the same values returning the location.
 Target = str | Callable[..., str]
