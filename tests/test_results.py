@@ -328,6 +328,24 @@ def test_state_handlers_see_a_target_found_as_one_change(executor: Executor, tmp
     assert calls(changes)[2:] == ["Pending->Cached"]
 
 
+@task
+def greet(token: str) -> str:
+    return f"using {len(token)} characters"
+
+
+def test_a_secret_is_never_written_to_a_result(executor: Executor, tmp_path: Path) -> None:
+    from taskloom.tasks.secrets import Secret
+
+    out = tmp_path / "out"
+    with Flow("secretive", result=LocalResult(dir=out)) as flow:
+        greeting = greet(Secret("TOKEN")())  # called: reads as Any for mypy
+    state = flow.run(executor=executor, context={"secrets": {"TOKEN": "s3cr3t-value"}})
+    assert state.result[greeting].result == "using 12 characters"
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert len(written) == 1  # greet's result; not the secret's
+    assert all(b"s3cr3t-value" not in p.read_bytes() for p in written)
+
+
 def _writer(path: str, fill: int, times: int) -> None:
     for _ in range(times):
         LocalResult(dir=os.path.dirname(path)).write(bytes([fill]) * 3_000_000, os.path.basename(path))

@@ -15,7 +15,8 @@ has ``result=``; its store is its own result, else the flow's, else ``LocalResul
 3. unless ``checkpoint=False``, a ``Success`` whose result is not None (a returned value,
    or ``SUCCESS(result=...)``) is written there (``write_result``); a value the serializer
    cannot take, or a store that fails, ends it ``Failed`` naming the task, the store and
-   the value's type, and nothing is left half-written.
+   the value's type, and nothing is left half-written. A value that holds a secret's
+   (a ``Secret`` task's result, say) is never written: a warning says so.
 
 The location read or written travels back with the attempt's result
 (``TaskResult.location``); the scheduler keeps it on the task's trace, so the journal
@@ -38,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from ._secrets import holds_secret
 from .errors import FlowDefinitionError
 from .locations import DEFAULT_TEMPLATE, TASK_FIELDS, Target, fields, unknown_fields
 from .results import LocalResult, Result
@@ -97,8 +99,16 @@ class Persist:
         self, task_name: str, state: State[Any], location: str
     ) -> tuple[State[Any], str | None]:
         """Write ``state``'s result to ``location``: the state and where it went, or a
-        ``Failed`` state naming the task, the store and the value's type, and None."""
+        ``Failed`` state naming the task, the store and the value's type, and None. A
+        value holding a secret's (``taskloom._secrets``) is not written (a warning says so)."""
         value = state.result
+        secret = holds_secret(value)
+        if secret is not None:
+            log.warning(
+                "Task %r: its result holds the value of secret %r, so it is not written to %s",
+                task_name, secret, location,
+            )
+            return state, None
         try:
             return state, self.result.write(value, location)
         except Exception as error:
