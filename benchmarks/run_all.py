@@ -3,8 +3,9 @@
 ``bench_local.py``, ``bench_loky.py``, ``bench_dask.py`` then ``bench_map.py`` (separate
 processes, so one's pool or cluster and garbage do not perturb the next; ``bench_dask.py`` is
 skipped when Dask distributed, the dask extra, is not installed, and ``bench_map.py`` then
-skips its Dask part; ``bench_scale.py``, last, builds and runs a 1,000,000-task flow: a
-minute and a few GB). ``--runs`` and ``--quick`` are passed through. The summary lists each
+skips its Dask part; ``bench_loop.py`` and ``bench_targets.py`` (a fully cached rerun of a
+10,000-child map with targets) follow; ``bench_scale.py``, last, builds and runs a
+1,000,000-task flow: a minute and a few GB). ``--runs`` and ``--quick`` are passed through. The summary lists each
 figure, its target and whether it was met; figures are ratios against baselines measured in
 the same run (see each script's docstring). The exit status is 0 unless a benchmark failed:
 missing a target is a result, not an error.
@@ -40,6 +41,7 @@ import compare
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     "bench_local.py", "bench_loky.py", "bench_dask.py", "bench_map.py", "bench_loop.py",
+    "bench_targets.py",
     "bench_scale.py",  # last: the 1,000,000-task flow takes a minute and GBs
 ]
 #: Benchmarks that need an optional dependency (module name), skipped without it.
@@ -104,6 +106,8 @@ TARGETS = [
            1.1, operator.le, digits=2),
     Target("LOOP 1,000 passes", "overhead per pass", "loop.loky.overhead_us", " µs", 20,
            operator.le, digits=2),
+    Target("targets: cached 10k map", "cost per task", "targets.local.cached_us", " µs", 50,
+           operator.le),
     Target("1M tasks", "parent peak RSS", "big.1m.peak_rss_mb", " MB", 1024, operator.le,
            digits=0),
     Target("1M tasks", "memory per task", "big.1m.kb_per_task", " KB", 1, operator.le, digits=2),

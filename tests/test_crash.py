@@ -26,6 +26,7 @@ from taskloom.executors import Executor, LocalExecutor
 from taskloom.journal import NOT_RECORDED, Journal, RunRecord, TaskRecord
 from taskloom.states import Crashed, Failed, Pending, Running, Success
 from taskloom.tasks.secrets import PrefectSecret
+from taskloom.trace import Stored
 
 from ._cli import describe, execute, query, taskloom, write_flow
 
@@ -176,6 +177,44 @@ def test_a_killed_run_reads_as_crashed_and_resume_runs_only_what_did_not_finish(
     assert _bodies(out) == {"first0": 1, "first1": 1, "first2": 1, "first3": 1, "hold": 2, "last": 1}
     final = journal.load(journal.runs()[0].run_id)
     assert final.resumed_from == run.run_id
+    assert {t.name: t.state for t in final.tasks}["last"] == Success.__name__
+    journal.close()
+
+
+#: CRASHY with ``first``'s results persisted: the task log keeps where they went.
+PERSISTED = CRASHY.replace(
+    "@task\ndef first(i: int) -> int:",
+    "from taskloom.results import LocalResult\n\n"
+    "@task(result=LocalResult(dir=str(Path(OUT).parent / 'results'), location='first-{i}.pkl'))\n"
+    "def first(i: int) -> int:",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_a_killed_run_logs_where_persisted_results_went_and_resume_reads_them(
+    tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
+) -> None:
+    home = taskloom_home
+    assert PERSISTED != CRASHY
+    script, out, child = _launch(PERSISTED, "local", tmp_path, home, request)
+    firsts = {f"first[{i}]" for i in range(4)}
+    _wait_for("the first tasks were journaled", lambda: _recorded(home, firsts), child)
+    _wait_for("hold ran", lambda: _bodies(out)["hold"] == 1, child)
+    _stop(child, signal.SIGKILL)
+    (out / "resuming").touch()
+    journal = Journal(home / "journal.sqlite")
+    [run] = journal.runs()
+    kept = {t.name: t.result for t in journal.load(run.run_id).tasks}
+    assert isinstance(kept["first[1]"], Stored), kept  # the location, not the value
+    assert kept["first[1]"].location.endswith("first-1.pkl")
+    resumed = taskloom(
+        home, "resume", run.run_id, "--flow", f"{script}:flow", "--executor", "local",
+        "--no-progress",
+    )
+    assert resumed.returncode == 0, describe(resumed)
+    assert _bodies(out) == {"first0": 1, "first1": 1, "first2": 1, "first3": 1, "hold": 2, "last": 1}
+    final = journal.load(journal.runs()[0].run_id)
     assert {t.name: t.state for t in final.tasks}["last"] == Success.__name__
     journal.close()
 

@@ -57,6 +57,14 @@ def test_readme_prefect_style_example_prints_what_the_readme_says(tmp_path: Path
 
 
 @pytest.mark.slow
+def test_readme_results_example_skips_what_its_targets_hold(tmp_path: Path) -> None:
+    done = _readme_example("Results and targets", tmp_path)
+    lines = done.stdout.strip().splitlines()
+    assert sorted(lines[:2]) == ["fetching part 0", "fetching part 1"]
+    assert lines[2:] == ["6 ['Cached', 'Cached']"]
+
+
+@pytest.mark.slow
 def test_readme_mapping_example_prints_what_the_readme_says(tmp_path: Path) -> None:
     done = _readme_example("Mapping", tmp_path)
     first, second = done.stdout.strip().splitlines()[-2:]

@@ -38,12 +38,12 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "taskloom"
 #: The layers, bottom first. A module name ending in ".*" stands for every module under
 #: that package (so the executors' modules need not be listed one by one).
 LAYERS: list[tuple[str, list[str]]] = [
-    ("data", ["errors", "states", "signals", "context", "edges", "_hashing", "trace", "_text", "logging", "_tracebacks", "_secrets", "_run_name"]),
+    ("data", ["errors", "states", "signals", "context", "edges", "_hashing", "trace", "_text", "logging", "_tracebacks", "_secrets", "_run_name", "locations"]),
     ("policies", ["triggers", "cache_validators", "decide", "mapped"]),
     # "tasks.*": ready-made tasks (operators' GetItem, Add...; case, merge...), defined with Task.
     ("definitions", ["handlers", "notifications", "task", "parameters", "plan", "schedules", "flow_edit", "flow", "mapping", "loader", "tasks", "tasks.*"]),
-    ("stores", ["_home", "_lockholders", "_process", "_sqlite", "caching", "journal"]),
-    ("worker", ["attempt"]),
+    ("stores", ["_home", "_lockholders", "_process", "_sqlite", "caching", "journal", "serializers", "results"]),
+    ("worker", ["checkpoint", "attempt"]),
     ("back ends", ["executors", "executors.*"]),
     ("engine", ["_run_args", "recording", "runner", "mapping_run", "resume"]),
     ("presentation", ["progress", "_runview", "_timeline", "_report_html", "visualize", "report"]),

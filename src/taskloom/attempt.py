@@ -52,6 +52,13 @@ Logging. The attempt's context holds the task's logger (``context.logger``,
 attempt starts (the scheduler logs the line that ends it); with ``log_stdout=True`` on the
 task, what its passes ``print`` goes to that logger at INFO, a record per line.
 
+Results and targets (``taskloom.checkpoint``). For a task that persists, the attempt first
+fills in its location; with a ``target`` that exists and reads, it ends ``Cached`` there
+and the body does not run (handlers see the previous state -> ``Cached``); otherwise a pass
+that ends a plain ``Success`` writes its result before the handlers see it, so a write
+that fails is the pass's ``Failed``. ``TaskResult.location`` says where. All of it happens
+here, where the task runs: the calling process never handles the bytes.
+
 Retries, caching and triggers are the scheduler's business, in the parent process, with
 one exception: a chain of follow-ons (``TaskRun.then``) is decided here, one rule for every
 link (``follows``), which gives what the scheduler would decide for a task the plan marks
@@ -71,14 +78,16 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._secrets import mask
+from .checkpoint import Persist, completes, persist_of
 from .context import enter, leave
 from .handlers import (
     OnFailure, StateHandler, call_on_failure, call_state_handlers, has_handlers,
 )
 from ._run_name import RunNameError, run_name
+from .locations import TARGET_FOUND, TemplateError, fill
 from .logging import stdout_lines, task_logger
 from .signals import ENDRUN, TaskloomSignal
-from .states import Failed, Looped, Pending, Running, Skipped, State, Success, TimedOut
+from .states import Cached, Failed, Looped, Pending, Running, Skipped, State, Success, TimedOut
 
 if TYPE_CHECKING:
     from .task import Task
@@ -171,6 +180,8 @@ class TaskResult(NamedTuple):
         ended: the task raised ``ENDRUN``: its state is final (no retry, no cache).
         loop: for a looping task that failed on a pass after the first and will be
             retried, ``(that pass, the result of the LOOP before it)``; else None.
+        location: where the attempt's result was written, or read from (a target found:
+            ``taskloom.checkpoint``); None for a task that does not persist.
     """
 
     key: int
@@ -180,6 +191,7 @@ class TaskResult(NamedTuple):
     worker: str
     ended: bool = False
     loop: tuple[int, Any] | None = None
+    location: str | None = None
 
 
 class _Timeout(BaseException):
@@ -348,7 +360,11 @@ def _attempt(run: TaskRun, run_context: Mapping[str, Any]) -> TaskResult:
         except RunNameError as error:  # the same every time: fail for good, no retry
             result = TaskResult(run.key, Failed(str(error), error), 0.0, 0.0, "", ended=True)
             return result if hooks is None else hooks.end(result)
-    result = _passes(run, values, hooks)
+    persist = persist_of(task, run_context)
+    if persist is None:
+        result = _passes(run, values, hooks)
+    else:
+        result = _persisted(run, values, hooks, persist)
     if name is not None or task.tags:
         result = result._replace(state=_stamped(result.state, task, name))
     return result if hooks is None else hooks.end(result)
@@ -365,13 +381,50 @@ def _stamped(state: State[Any], task: Task[Any, Any], name: str | None) -> State
     return state.replace(context={**state.context, **extra})
 
 
-def _passes(run: TaskRun, values: dict[str, Any], hooks: _Hooks | None) -> TaskResult:
-    """The passes of one attempt, in the task's context ``values`` (``task_context``),
-    with the state handlers of each change when ``hooks``."""
+def _persisted(
+    run: TaskRun, values: dict[str, Any], hooks: _Hooks | None, persist: Persist
+) -> TaskResult:
+    """An attempt of a task that persists (``taskloom.checkpoint``): its location filled
+    in, its target read (the body then does not run), its passes, its result written."""
+    name = values["task_full_name"]
+    previous: State[Any] = run.previous if run.previous is not None else _NOT_RUN
+    try:
+        location = fill(persist.template, run.inputs, values, values.get("parameters") or {})
+    except TemplateError as error:
+        failed: State[Any] = Failed(f"Task {name!r}: {error}", error)
+        if hooks is not None:
+            failed, _ = hooks.change(previous, failed)
+        return TaskResult(run.key, failed, 0.0, 0.0, "", ended=True)
+    if persist.target:
+        found, value = persist.read_target(name, location)
+        if found:
+            location = persist.where(location)
+            cached: State[Any] = Cached(
+                f"{TARGET_FOUND}{location}", value,
+                cached_parameters=values.get("parameters"),
+            )
+            stop = False
+            if hooks is not None:
+                cached, stop = hooks.change(previous, cached)
+            return TaskResult(run.key, cached, 0.0, 0.0, "", ended=stop, location=location)
+    return _passes(run, values, hooks, persist, location)
+
+
+def _passes(
+    run: TaskRun,
+    values: dict[str, Any],
+    hooks: _Hooks | None,
+    persist: Persist | None = None,
+    location: str | None = None,
+) -> TaskResult:
+    """The passes of one attempt (in the task's context ``values``), with the state
+    handlers of each change when ``hooks``; a successful result written to ``location``
+    when ``persist`` says so."""
     task = run.task
     count, loop_result = run.loop_count, run.loop_result
     limit: int | None = getattr(task, "max_loops", None)
     previous: State[Any] = run.previous if run.previous is not None else _NOT_RUN
+    written: str | None = None
     logger: logging.Logger = values["logger"]
     log_stdout: bool = getattr(task, "log_stdout", False)
     first = True
@@ -395,10 +448,12 @@ def _passes(run: TaskRun, values: dict[str, Any], hooks: _Hooks | None) -> TaskR
                     state = _masked(_one_pass(task, run))
             else:
                 state = _masked(_one_pass(task, run))
+            if persist is not None and location is not None and completes(persist, state):
+                state, written = persist.write_result(values["task_full_name"], state, location)
             if hooks is not None:
                 state, stop = hooks.change(running, state)
                 if stop:
-                    return TaskResult(run.key, state, 0.0, 0.0, "", ended=True)
+                    return TaskResult(run.key, state, 0.0, 0.0, "", ended=True, location=written)
         except ENDRUN as ended:
             if isinstance(ended.state, State):
                 return TaskResult(run.key, ended.state, 0.0, 0.0, "", ended=True)
@@ -413,7 +468,7 @@ def _passes(run: TaskRun, values: dict[str, Any], hooks: _Hooks | None) -> TaskR
             loop = None
             if count > 1 and task.retries_after(state, run.run_count):
                 loop = (count, loop_result)
-            return TaskResult(run.key, state, 0.0, 0.0, "", loop=loop)
+            return TaskResult(run.key, state, 0.0, 0.0, "", loop=loop, location=written)
         if limit is not None and count >= limit:
             return TaskResult(run.key, _too_many_loops(task), 0.0, 0.0, "")
         count += 1
@@ -495,4 +550,6 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
 
 def _placed(result: TaskResult, started: float, finished: float, worker: str) -> TaskResult:
     """``result`` with its times and worker (``_replace`` costs a microsecond more per run)."""
-    return TaskResult(result.key, result.state, started, finished, worker, result.ended, result.loop)
+    return TaskResult(
+        result.key, result.state, started, finished, worker, result.ended, result.loop, result.location
+    )

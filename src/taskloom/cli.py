@@ -459,6 +459,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print()
         print(timeline_text(run, width=width, flow=_flow_of(run, None), ascii=plain))
     everyone = [*run.tasks, *(c for family in run.children.values() for c in family)]
+    _print_locations(run, children=args.children)
     _print_inputs(everyone, whole=args.inputs)
     if args.task:
         _print_task(run, args.task, logs=True)
@@ -471,6 +472,28 @@ def cmd_show(args: argparse.Namespace) -> int:
             "does not match); it was not loaded, and this run cannot be resumed.",
         )
     return EXIT_SUCCESS
+
+
+def _print_locations(run: RunRecord, children: bool) -> None:
+    """Where tasks' results were persisted (``result=``, ``target=``): one line per task;
+    a mapped task's children one line each with ``children``, else counted."""
+    lines: list[str] = []
+    for task in run.tasks:
+        if task.location is not None:
+            lines.append(f"  {task.name}  {task.location}")
+        family = [c for c in run.children.get(task.index, ()) if c.location is not None]
+        if not family:
+            continue
+        if children:
+            lines.extend(f"    {child.name}  {child.location}" for child in family)
+        else:
+            lines.append(
+                f"  {task.name}  {len(family)} children, e.g. {family[0].location} "
+                "(--children lists them)"
+            )
+    if lines:
+        print("\nResult locations (what `taskloom resume` reads):")
+        print("\n".join(lines))
 
 
 def _print_inputs(tasks: Sequence[TaskRecord], whole: bool) -> None:
@@ -609,16 +632,37 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
         for info in entries
         if _matches(info.key, args.flow, None)
     ]
-    if not rows:
-        where = f" for flow {args.flow!r}" if args.flow else ""
+    where = f" for flow {args.flow!r}" if args.flow else ""
+    if rows:
+        print(table(["KEY", "ENTRIES", "SIZE", "FILES", "NEWEST"], rows, right=(1, 2, 3)))
+        print(
+            f"\nIndex: {store.path}; values of {size(LARGE_VALUE)} or more (FILES) are kept in "
+            f"{store.files}{os.sep}"
+        )
+    else:
         print(f"No cached results{where} in {store.path}.")
+    journal = default_journal()
+    persisted = _reading(journal, lambda: journal.locations(args.flow))
+    if not persisted:
         return EXIT_SUCCESS
-    print(table(["KEY", "ENTRIES", "SIZE", "FILES", "NEWEST"], rows, right=(1, 2, 3)))
-    print(
-        f"\nIndex: {store.path}; values of {size(LARGE_VALUE)} or more (FILES) are kept in "
-        f"{store.files}{os.sep}"
-    )
+    print("\nResult files and targets (newest first, from the run journal):")
+    print(table(
+        ["LOCATION", "FLOW", "TASK", "RUN", "WHEN", "HOW", "EXISTS"],
+        [
+            [p.location, p.flow_name, p.task_name, p.run_id[:8], clock(p.when),
+             "target found" if p.read else "written", _exists(p.location)]
+            for p in persisted
+        ],
+    ))
     return EXIT_SUCCESS
+
+
+def _exists(location: str) -> str:
+    """Whether a persisted result is still there: checked for local files only."""
+    path = location.removeprefix("file://")
+    if "://" in path:
+        return "?"
+    return "yes" if Path(path).exists() else "no"
 
 
 def cmd_cache_clear(args: argparse.Namespace) -> int:
@@ -901,8 +945,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cache_commands = cache.add_subparsers(dest="cache_command", metavar="COMMAND", required=True)
     ls = cache_commands.add_parser(
-        "ls", help="list cache keys", formatter_class=formatter,
-        description="List cache keys with their number of unexpired entries and the newest.",
+        "ls", help="list cache keys, result files and targets", formatter_class=formatter,
+        description="List cache keys with their number of unexpired entries and the newest; "
+        "then the result files and targets recorded runs wrote or found (result=, target=), "
+        "newest first, and whether each local file is still there.",
         epilog=_example("taskloom cache ls --flow etl"),
     )
     ls.add_argument("--flow", metavar="NAME", help="only the keys of this flow")

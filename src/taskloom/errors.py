@@ -11,6 +11,9 @@
     │                                          string), or that has no due time left
     ├── HandleError (+ TypeError, AttributeError)
     │                                        a task handle used as a value while building a flow
+    ├── ResultError                          a result store that cannot be used: a directory
+    │   │                                      that cannot be created or written, a bad URL
+    │   └── SerializationError (+ TypeError) a value the serializer cannot take (names both)
     └── RemoteTaskError                      a task's exception that could not travel back from
                                              a worker: its type name, text and traceback
 
@@ -33,7 +36,9 @@ __all__ = [
     "FlowDefinitionError",
     "HandleError",
     "RemoteTaskError",
+    "ResultError",
     "ScheduleError",
+    "SerializationError",
     "TaskDefinitionError",
     "TaskloomError",
 ]
@@ -66,6 +71,16 @@ class HandleError(TaskloomError, TypeError, AttributeError):
     Inside ``with Flow(...)``, calling a task returns a handle to the task in the flow,
     not its result: the result exists only once the flow has run.
     """
+
+
+class ResultError(TaskloomError):
+    """A result store (``taskloom.results``) that cannot be used; the message names it
+    (the directory, the URL) and why."""
+
+
+class SerializationError(ResultError, TypeError):
+    """A value the chosen serializer cannot take; the message names the serializer and
+    the value's type. Raised before any file is touched."""
 
 
 class RemoteTaskError(TaskloomError, StandInError):

@@ -54,13 +54,14 @@ from .plan import plan
 from .schedules import Schedule, check_schedule
 from .schedules import run_on_schedule as _run_on_schedule  # `run`'s keyword has its name
 from .states import State
-from .task import ParameterTask, Task, _FlowBuilder, _nonempty_name, _tasks_in, active_flow
+from .task import ParameterTask, Task, _FlowBuilder, _is_result, _nonempty_name, _tasks_in, active_flow
 
 if TYPE_CHECKING:
     from .caching import CacheStore
     from .executors.base import Executor
     from .journal import Journal, RunRecord
     from .progress import RunObserver
+    from .results import Result
 
 __all__ = ["CaseBlock", "Flow", "FlowResult", "active_cases"]
 
@@ -131,6 +132,9 @@ class Flow(FlowEditing):
             return a replacement for the final state before the state handlers see it.
         schedule: when ``flow.run()`` runs the flow (``taskloom.schedules``): at each due
             time, until the schedule ends or Ctrl-C; ``None`` (default): once, at once.
+        result: where its tasks persist their results when they have no ``result=`` of
+            their own (``taskloom.results``): every task of the flow then writes its
+            successful result (unless ``checkpoint=False``).
 
     Raises:
         FlowDefinitionError: for a handler that is not callable or cannot take its
@@ -156,11 +160,19 @@ class Flow(FlowEditing):
         on_failure: OnFailure | None = None,
         terminal_state_handler: TerminalStateHandler | None = None,
         schedule: Schedule | None = None,
+        result: Result | None = None,
     ) -> None:
         self.name = _nonempty_name(name, "Flow")
         self.schedule: Schedule | None = (
             None if schedule is None else check_schedule(schedule, f"Flow {self.name!r}")
         )
+        if result is not None and not _is_result(result):
+            raise FlowDefinitionError(
+                f"Flow {self.name!r}: result must be a Result (exists, read, write and "
+                f"location), e.g. taskloom.results.LocalResult(dir=...), not {result!r}"
+            )
+        #: The default ``result=`` of its tasks (``taskloom.results``).
+        self.result: Result | None = result
         self.state_handlers: list[StateHandler] = check_handlers(
             f"Flow {self.name!r}", FlowDefinitionError, state_handlers, on_failure,
             terminal_state_handler,

@@ -37,6 +37,10 @@ is kept as a ``SecretRef`` (the resume reads the secret again), one that otherwi
 secret's value is not kept (a warning says so), and messages, logs and tracebacks are
 recorded with secret values masked (``trace.outcome``).
 
+Of a result that was persisted (``result=``, ``target=``: ``TaskTrace.location``), it keeps
+where it is (``trace.Stored``) instead of the value, as a result and as another task's
+stored input, so resuming a flow that moves large data reads its files, not journal blobs.
+
 Blobs are cloudpickled and signed with the home's HMAC key; one whose signature does not
 match is reported as tampered and never unpickled; a signed row of outcomes that holds a
 class is reported as refused content and not loaded either. A damaged journal file is
@@ -65,12 +69,14 @@ from ._process import ProcessMark, gone, this_process
 from ._sqlite import LOCK_TIMEOUT, SQLiteFile, per_home
 from .errors import TaskloomError
 from .plan import Plan
-from .states import Crashed, Pending, Running, State, picklable
-from .trace import COLUMNS, TAMPERED, TaskRecord, TaskTrace, outcome, record
+from .locations import TARGET_FOUND
+from .states import Crashed, Mapped, Pending, Running, State, picklable
+from .trace import COLUMNS, TAMPERED, Stored, TaskRecord, TaskTrace, outcome, record
 
 __all__ = [
     "Journal",
     "JournalError",
+    "PersistedResult",
     "RunRecord",
     "TAMPERED",
     "TaskRecord",
@@ -375,14 +381,17 @@ class Journal(SQLiteFile):
 
     def runs(self, flow_name: str | None = None, limit: int = 20) -> list[RunRecord]:
         """The most recent runs, newest first (without their tasks)."""
-        query = f"SELECT {_RUN_COLUMNS} FROM runs"
+        return [self._run(row) for row in self._newest(_RUN_COLUMNS, flow_name, limit)]
+
+    def _newest(self, columns: str, flow_name: str | None, limit: int) -> list[Any]:
+        """These ``columns`` of the ``limit`` newest runs (of ``flow_name``, if given)."""
+        query = f"SELECT {columns} FROM runs"
         args: tuple[Any, ...] = ()
         if flow_name is not None:
             query += " WHERE flow_name = ?"
             args = (flow_name,)
         query += " ORDER BY started DESC LIMIT ?"
-        rows = self._read(query, (*args, limit))
-        return [self._run(row) for row in rows]
+        return self._read(query, (*args, limit))
 
     def _run(self, row: Sequence[Any]) -> RunRecord:
         parameters = self._value(row[3])
@@ -462,6 +471,23 @@ class Journal(SQLiteFile):
                 task.has_result = result is not None
         return record
 
+    def locations(self, flow_name: str | None = None, runs: int = 200) -> list[PersistedResult]:
+        """Where the results of the last ``runs`` runs (of ``flow_name``, if given) were
+        persisted (``TaskTrace.location``), newest first, each location once (its newest
+        use). Reads only the task outcomes, never a stored value."""
+        found: dict[str, PersistedResult] = {}
+        newest = self._newest("run_id, flow_name, started, tasks", flow_name, runs)
+        for run_id, flow, started, signed in newest:
+            payload = None if signed is None else self._signer.verify(signed)
+            if payload is None:
+                continue
+            for task in _task_records(_plain_loads(payload)):
+                if task.location is not None and task.location not in found:
+                    when = task.finished if task.finished is not None else started
+                    read = (task.message or "").startswith(TARGET_FOUND)
+                    found[task.location] = PersistedResult(task.location, flow, task.name, run_id, when, read)
+        return list(found.values())
+
     def _logged(self, run: RunRecord, logged: Sequence[tuple[bytes, bytes | None]]) -> None:
         """Fill a run that never finished from its task log: each recorded task's last
         outcome and values, the others ``Pending`` (``NOT_RECORDED``). A mapped task's
@@ -502,6 +528,19 @@ _RUN_COLUMNS = (
     "run_id, flow_name, source, parameters, started, ended, state, message, resumed_from, "
     "pid, host, process_start"
 )
+
+
+@dataclass(frozen=True, slots=True)
+class PersistedResult:
+    """A location a recorded run persisted a task's result at (``Journal.locations``)."""
+
+    location: str
+    flow_name: str
+    task_name: str
+    run_id: str
+    when: float
+    #: The run found it there (a target) rather than wrote it.
+    read: bool
 
 
 def default_journal() -> Journal:
@@ -549,15 +588,47 @@ def task_records(traces: Sequence[TaskTrace], plan: Plan) -> tuple[list[tuple[An
         if kinds[c].keeps_inputs:
             keep.append((c, trace.name, dict(trace.inputs or trace.state.cached_inputs or {}), None, False))
         elif not kinds[c].runs_again:
-            keep.append((c, trace.name, None, trace.state.result, True))
+            keep.append((c, trace.name, None, _kept(trace, trace.parent), True))
     for i, trace in enumerate(traces[:n]):
         if again[i]:
             if kinds[i].keeps_inputs:
                 stored = dict(trace.inputs or trace.state.cached_inputs or {})
+                for key, j in nodes[i].direct:  # an input another task persisted
+                    persisted = _persisted(j, traces, n)
+                    if key in stored and persisted is not None:
+                        stored[key] = persisted
                 keep.append((i, trace.name, stored, None, False))
             continue
         # A task that runs again from its own stored inputs does not need this result;
         # one that never ran (blocked, or downstream) will read it.
         if any(again[d] and not kinds[d].keeps_inputs for d in nodes[i].downstream):
-            keep.append((i, trace.name, None, trace.state.result, True))
+            keep.append((i, trace.name, None, _kept_result(i, traces, n), True))
     return [outcome(trace) for trace in traces], keep
+
+
+def _kept(trace: TaskTrace, task: int) -> Any:
+    """What the journal keeps of task number ``task``'s result (or a child's, by its
+    mapped task's number): where it was persisted, or the value."""
+    return Stored(trace.location, task) if trace.location is not None else trace.state.result
+
+
+def _kept_result(i: int, traces: Sequence[TaskTrace], n: int) -> Any:
+    """What the journal keeps of task ``i``'s result: ``_persisted``, or the value."""
+    persisted = _persisted(i, traces, n)
+    return traces[i].state.result if persisted is None else persisted
+
+
+def _persisted(i: int, traces: Sequence[TaskTrace], n: int) -> Stored | list[Any] | None:
+    """Where task ``i``'s result was persisted; for a mapped task whose children persisted,
+    the list of theirs (each child's location, or its value) in map-index order; None
+    when it was not."""
+    trace = traces[i]
+    if trace.location is not None:
+        return Stored(trace.location, i)
+    if isinstance(trace.state, Mapped):
+        children = sorted(
+            (t for t in traces[n:] if t.parent == i), key=lambda t: t.map_index or 0
+        )
+        if any(child.location is not None for child in children):
+            return [_kept(child, i) for child in children]
+    return None

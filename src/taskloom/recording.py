@@ -46,7 +46,7 @@ from .executors.base import holds_deferred, resolve_deferred
 from .journal import Journal, Values
 from .mapped import unfinished_children
 from .states import Skipped, Success
-from .trace import outcome
+from .trace import Stored, outcome
 
 if TYPE_CHECKING:
     from .runner import _Scheduler
@@ -203,6 +203,8 @@ class TaskLog:
             needed = unfinished_children(state) or any(d not in written for d in nodes[i].downstream)
         if not needed:
             return None
+        if trace.location is not None:  # persisted (result=, target=): where, not the value
+            return (None, Stored(trace.location, i if trace.parent is None else trace.parent), True)
         if holds_deferred(state.result):
             return False
         return (None, state.result, True)

@@ -24,6 +24,10 @@ as above, and every task it did not record (in flight, or never reached) is one 
 never ran; a mapped task keeps the children it recorded finished. A run whose process
 still runs on this host is refused.
 
+A result the run persisted (``result=``, ``target=``) is kept in the journal as where it
+went (``trace.Stored``); it is read back from there, through the task's result as the flow
+now has it (``_read_stored``), only where a task that runs again needs it.
+
 The flow's graph is read from its compiled plan (``taskloom.plan``), by task number: a
 recorded run's tasks are numbered as the flow's are.
 """
@@ -35,13 +39,16 @@ from typing import TYPE_CHECKING, Any
 
 from ._process import running_here
 from ._secrets import resolve
+from .checkpoint import persist_with
 from .flow import Flow, FlowResult
 from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, default_journal
 from .loader import load_flow
 from .plan import Plan, plan, rebuild
+from .results import LocalResult
 from .runner import run_flow
 from .mapped import mapped_state, unfinished_children
 from .states import Finished, Mapped, Paused, Pending, Resume, Skipped, State, Success, by_name
+from .trace import Stored
 
 if TYPE_CHECKING:
     from .executors.base import Executor
@@ -62,6 +69,39 @@ def _match(flow: Flow, compiled: Plan, record: RunRecord) -> None:
             f"{names[:8]}{'...' if len(names) > 8 else ''}, the run had {recorded[:8]}"
             f"{'...' if len(recorded) > 8 else ''}; resume it from the flow as it was"
         )
+
+
+def _read_stored(record: RunRecord, flow: Flow, compiled: Plan) -> None:
+    """Replace the ``Stored`` results and inputs of ``record``'s tasks (also inside a mapped
+    task's list of results) with the values read from where they went, each through the
+    result of the task that persisted it."""
+    default: LocalResult | None = None
+
+    def read(row: TaskRecord, value: Any) -> Any:
+        nonlocal default
+        if isinstance(value, list):
+            return [read(row, item) for item in value]
+        if not isinstance(value, Stored):
+            return value
+        if default is None:
+            default = LocalResult()
+        persist = persist_with(compiled.nodes[value.task].task, flow.result, default)
+        store = persist.result if persist is not None else default
+        try:
+            return store.read(value.location)
+        except Exception as error:
+            raise JournalError(
+                f"run {record.run_id}: a value task {row.name!r} needs was stored at "
+                f"{value.location}, which cannot be read ({error!r}); run the flow again "
+                "instead of resuming it"
+            ) from None
+
+    rows = [*record.tasks, *(child for family in record.children.values() for child in family)]
+    for row in rows:
+        if row.has_result:
+            row.result = read(row, row.result)
+        if isinstance(row.inputs, dict):
+            row.inputs = {key: read(row, value) for key, value in row.inputs.items()}
 
 
 def _kind(record: RunRecord, row: TaskRecord) -> type[State[Any]]:
@@ -171,6 +211,7 @@ def resume(
         flow = load_flow(record.source)
     compiled = plan(flow)
     _match(flow, compiled, record)
+    _read_stored(record, flow, compiled)
     rows = record.tasks
     _read_secrets(rows, record.children.values())
     wanted = set(tasks)

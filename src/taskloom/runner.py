@@ -141,6 +141,7 @@ from ._run_args import RunArgs
 from ._tracebacks import failure_traceback
 from .attempt import FollowOn, TaskResult, TaskRun, finished_before
 from .caching import CacheStore, cache_key, default_cache_store, lookup, remember
+from .checkpoint import RESULTS_KEY, prepare_run
 from .context import enter, leave
 from .decide import decide
 from .executors._wire import UnpicklableParameterError
@@ -487,9 +488,10 @@ class _Scheduler(_Mapping):
         heads: list[int] = []
         traces, claimed = self.traces, self.claimed
         head_queued: float | None = None
-        for key, state, started, finished, worker, ended, loop in results:
+        for key, state, started, finished, worker, ended, loop, location in results:
             trace = traces[key]
             trace.started, trace.finished, trace.worker = started, finished, worker
+            trace.location = location
             if key in claimed:
                 claimed.discard(key)
                 trace.attempts = 1
@@ -905,6 +907,12 @@ def run_flow(
         task_states=task_states,
         start_tasks=start_tasks,
     )
+    # Results and targets: templates and stores checked before any task runs.
+    results = prepare_run(
+        flow, [(node.task, node.mapped) for node in compiled.nodes], args.context, args.parameters
+    )
+    if results is not None:
+        args.context[RESULTS_KEY] = results
     # Open the stores now: an unsafe home must stop the run before any task runs.
     if cache_store is None and any(node.task.cache_for is not None for node in compiled.nodes):
         cache_store = default_cache_store()

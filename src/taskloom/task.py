@@ -39,12 +39,14 @@ from .cache_validators import CacheValidator, duration_only
 from .edges import Unmapped
 from .errors import FlowDefinitionError, HandleError, TaskDefinitionError
 from .handlers import OnFailure, StateHandler, check_handlers
+from .locations import Target, TemplateError, fields
 from .logging import task_logger
 from .states import StandInError, State
 from .triggers import Trigger
 
 if TYPE_CHECKING:
     from .flow import Flow
+    from .results import Result
 
 __all__ = ["Parameter", "ParameterTask", "RESERVED_PARAMETERS", "Task", "TaskInput", "task"]
 
@@ -273,6 +275,30 @@ def _check_naming(name: str, slug: object, task_run_name: object) -> None:
             f"Task {name!r}: task_run_name must be a template string such as "
             f"'fetch-{{city}}', or a callable returning the name, not {task_run_name!r}"
         )
+def _is_result(value: object) -> bool:
+    """Whether ``value`` can be a task's or flow's ``result=`` (the ``Result`` protocol)."""
+    return all(callable(getattr(value, method, None)) for method in ("exists", "read", "write"))
+
+
+def _check_persistence(name: str, result: object, target: object, checkpoint: object) -> None:
+    """Validate ``result``, ``target`` and ``checkpoint`` (``taskloom.results``), naming the task."""
+    if result is not None and not _is_result(result):
+        raise TaskDefinitionError(
+            f"Task {name!r}: result must be a Result (exists, read, write and location), e.g. "
+            f"taskloom.results.LocalResult(dir=...), not {result!r}"
+        )
+    if isinstance(target, str):
+        try:
+            fields(target)
+        except TemplateError as error:
+            raise TaskDefinitionError(f"Task {name!r}: target {error}") from None
+    elif target is not None and not callable(target):
+        raise TaskDefinitionError(
+            f"Task {name!r}: target must be a location template such as "
+            f"'{{flow_name}}/{{task_name}}/{{today}}.pkl', or a function returning one, not {target!r}"
+        )
+    if checkpoint is not None and not isinstance(checkpoint, bool):
+        raise TaskDefinitionError(f"Task {name!r}: checkpoint must be True, False or None, not {checkpoint!r}")
 
 
 def _tuple_length(fn: Callable[..., Any]) -> int | None:
@@ -391,6 +417,15 @@ class Task(Generic[P, R]):
             body may run twice. False, for a task that must not run twice (it charges a
             card, sends a mail): it ends ``Crashed`` ("lost with a crashed worker")
             instead, and never travels in a chain. Prefect has no such option.
+        result: where a successful result is persisted (``taskloom.results``, e.g.
+            ``LocalResult(dir=...)``); default: the flow's ``result=``.
+        target: a location template (``taskloom.locations``), e.g.
+            ``"{flow_name}/{task_name}/{today}.pkl"``, or a function of the same values
+            returning the location: when something is stored there already, the task does
+            not run and ends ``Cached`` with that value; otherwise its result goes there.
+        checkpoint: ``False`` never writes the result (a target is still read); ``True``
+            writes it even without a result or target (to ``LocalResult()``). Default: write
+            when the task or its flow has a result, or the task a target.
 
     Raises:
         TaskDefinitionError: (a ``ValueError``) for an invalid option, naming it: e.g.
@@ -420,6 +455,9 @@ class Task(Generic[P, R]):
         retry_on: type[Exception] | Iterable[type[Exception]] | None = None,
         task_run_name: str | Callable[..., str] | None = None,
         rerun_after_crash: bool = True,
+        result: Result | None = None,
+        target: Target | None = None,
+        checkpoint: bool | None = None,
     ) -> None:
         self.name: str = _nonempty_name(name, "Task") if name is not None else type(self).__name__
         try:
@@ -438,6 +476,10 @@ class Task(Generic[P, R]):
                 f"Task {self.name!r}: rerun_after_crash must be True or False, not {rerun_after_crash!r}"
             )
         self.rerun_after_crash = rerun_after_crash
+        _check_persistence(self.name, result, target, checkpoint)
+        self.result: Result | None = result
+        self.target: Target | None = target
+        self.checkpoint: bool | None = checkpoint
         self.state_handlers: list[StateHandler] = check_handlers(
             f"Task {self.name!r}", TaskDefinitionError, state_handlers, on_failure
         )
@@ -976,6 +1018,9 @@ def task(
     retry_on: type[Exception] | Iterable[type[Exception]] | None = None,
     task_run_name: str | Callable[..., str] | None = None,
     rerun_after_crash: bool = True,
+    result: Result | None = None,
+    target: Target | None = None,
+    checkpoint: bool | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -28,7 +28,7 @@ from typing import Any
 from ._secrets import masked_row
 from .states import State
 
-__all__ = ["COLUMNS", "TAMPERED", "TaskRecord", "TaskTrace", "outcome", "record"]
+__all__ = ["COLUMNS", "TAMPERED", "Stored", "TaskRecord", "TaskTrace", "outcome", "record"]
 
 
 @dataclass(slots=True)
@@ -59,6 +59,9 @@ class TaskTrace:
             (``taskloom._tracebacks``); None when it did not fail with an exception.
         run_name: the name of its last attempt, its ``task_run_name`` filled in; None
             when the task has none (or never ran).
+        location: where its last attempt's result was written, or read from (a target
+            found), by its ``result`` (``taskloom.checkpoint``); None when it does not
+            persist. The journal keeps this instead of the value.
     """
 
     name: str
@@ -74,6 +77,7 @@ class TaskTrace:
     logs: str | None = None
     traceback: str | None = None
     run_name: str | None = None
+    location: str | None = None
 
 
 #: The fields of a trace recorded as they are: plain values (str, int, float, None).
@@ -90,6 +94,16 @@ def outcome(trace: TaskTrace) -> tuple[Any, ...]:
     message = state.message
     # Messages, logs and tracebacks may quote a secret: the journal keeps them masked.
     return masked_row((type(state).__name__, None if message is None else str(message), *_plain(trace)))
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A result the journal keeps as where it was persisted (``TaskTrace.location``) by
+    task number ``task`` (through that task's result) instead of its value: ``taskloom
+    resume`` reads it from there."""
+
+    location: str
+    task: int
 
 
 #: The marker of a blob whose signature did not match.
@@ -109,6 +123,7 @@ class TaskRecord:
     records (``TaskTrace.logs``; None in journals written before it was recorded),
     ``traceback`` its last exception's traceback (``TaskTrace.traceback``, likewise), and
     ``run_name`` the name of its last run (``TaskTrace.run_name``, likewise).
+    ``location`` where its result was persisted (``TaskTrace.location``, likewise).
     """
 
     index: int
@@ -128,6 +143,7 @@ class TaskRecord:
     logs: str | None = None
     traceback: str | None = None
     run_name: str | None = None
+    location: str | None = None
 
     @property
     def label(self) -> str:

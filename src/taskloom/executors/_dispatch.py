@@ -691,8 +691,10 @@ def decode_rows(
             for run in runs
         ]
     results = []
-    for key, wire, started, finished, ended, loop in rows:
-        results.append(TaskResult(key, unpack_state(wire), started, finished, worker, ended, loop))
+    for key, wire, started, finished, ended, loop, location in rows:
+        results.append(
+            TaskResult(key, unpack_state(wire), started, finished, worker, ended, loop, location)
+        )
         name = names.get(key)
         if name is not None:
             seconds = finished - started

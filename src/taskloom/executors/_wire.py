@@ -74,8 +74,9 @@ WireRun = tuple[
 #: A state on the wire: class code (or -1: pickled whole), slot values (or the state).
 WireState = tuple[int, Any]
 #: A result row on the wire: key, state, started, finished, ended by ``ENDRUN``, the loop
-#: position a retry starts from (``TaskResult.ended``, ``TaskResult.loop``).
-WireRow = tuple[int, WireState, float, float, bool, tuple[int, Any] | None]
+#: position a retry starts from, where the result was persisted (``TaskResult.ended``,
+#: ``TaskResult.loop``, ``TaskResult.location``).
+WireRow = tuple[int, WireState, float, float, bool, tuple[int, Any] | None, str | None]
 
 
 def pack_state(state: State[Any]) -> WireState:
@@ -232,7 +233,7 @@ def encode_rows(
     parent, which releases it."""
     states = [r.state if prepare is None else prepare(r.state) for r in rows]
     wire = [
-        (r.key, pack_state(state), r.started, r.finished, r.ended, r.loop)
+        (r.key, pack_state(state), r.started, r.finished, r.ended, r.loop, r.location)
         for r, state in zip(rows, states)
     ]
     try:
@@ -254,7 +255,7 @@ def encode_rows(
             except Exception as error:
                 # final (``ended``): a retry could not start where the loop was
                 state, loop, ended = unpicklable_loop(names[r.key], loop, error), None, True
-        safe.append((r.key, pack_state(state), r.started, r.finished, ended, loop))
+        safe.append((r.key, pack_state(state), r.started, r.finished, ended, loop, r.location))
     return cloudpickle.dumps((worker, safe))
 
 

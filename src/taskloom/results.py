@@ -1,0 +1,304 @@
+"""Results: where a task's output is persisted, so a later run can skip the task.
+
+::
+
+    from taskloom.results import LocalResult, JSONSerializer
+
+    @task(result=LocalResult(dir="out", serializer=JSONSerializer()),
+          target="{flow_name}/{task_name}/{today}.json")
+    def extract() -> dict[str, int]: ...
+
+A ``Result`` is a small protocol, so other stores plug in:
+
+``location``
+    the default location template of the tasks that use it (a task's ``target=`` wins;
+    None: the engine's default, ``"{flow_name}/{task_name}/{task_run_id}"``). Templates
+    are filled by the engine (``taskloom.locations``) before a result sees them.
+``exists(location)``, ``read(location)``
+    whether something is stored at a filled-in location, and its value.
+``write(value, location) -> str``
+    store ``value`` there, whole or not at all, and return where it went, as ``taskloom
+    show`` and the journal record it (a full path, a URL).
+
+A result may also have ``check()``, which the engine calls in the calling process before a
+run that uses it (an unusable store, such as a directory that cannot be created or
+written, is then an error before any task runs, naming it), and ``where(location)``, the
+full form of a location as ``write`` returns it (for a target found, in its message).
+``exists`` and ``read`` take a location in either form.
+
+Two ship: ``LocalResult`` (files under a directory) and ``FSSpecResult`` (any file system
+``fsspec`` reaches: ``s3://``, ``gcs://``, ``memory://``, ``file://``...; the ``fsspec``
+extra). Both serialize with a ``Serializer`` (``taskloom.serializers``; pickle by
+default) before touching a file, and write atomically: the bytes go to a temporary file
+in the same directory, which is flushed to disk and renamed over the target, so a crash
+or two runs writing one target never leave a half-written file that a later run would
+trust. Writes and reads happen where the task runs (a worker process, a Dask worker):
+the calling process never handles the value's bytes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+import uuid
+from typing import Any, Protocol
+
+from ._home import taskloom_home
+from .errors import ResultError
+from .serializers import JSONSerializer, ParquetSerializer, PickleSerializer, Serializer
+
+__all__ = [
+    "FSSpecResult",
+    "JSONSerializer",
+    "LocalResult",
+    "ParquetSerializer",
+    "PickleSerializer",
+    "Result",
+    "Serializer",
+    "write_atomic",
+]
+
+
+class Result(Protocol):
+    """Where a task's output is stored: see the module docstring."""
+
+    @property
+    def location(self) -> str | None:
+        """The default location template of the tasks using this result (None: the engine's)."""
+        ...
+
+    def exists(self, location: str) -> bool:
+        """Whether a value is stored at ``location`` (filled in)."""
+        ...
+
+    def read(self, location: str) -> Any:
+        """The value stored at ``location``; raises if it cannot be read."""
+        ...
+
+    def write(self, value: Any, location: str) -> str:
+        """Store ``value`` at ``location``, whole or not at all; where it went."""
+        ...
+
+
+_PICKLE = PickleSerializer()
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to the file ``path`` whole or not at all: a temporary file in the same
+    directory (created, with its parents, if missing), flushed to disk, then renamed over
+    ``path``. A reader sees the old file or the new one, never part of one."""
+    directory = os.path.dirname(path) or "."
+    os.makedirs(directory, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
+
+
+def _check_directory(directory: str, what: str) -> None:
+    """Create ``directory`` if missing and make sure a file can be written in it;
+    ``ResultError`` naming it (and ``what`` uses it) otherwise."""
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=".taskloom-probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise ResultError(
+            f"{what}: the result directory {directory} cannot be created or written: {error}"
+        ) from None
+
+
+class LocalResult:
+    """Results as files under a directory, on the machine where the task runs.
+
+    Args:
+        dir: the directory; relative paths are taken from the current directory when the
+            result is made. Default: ``results`` in the taskloom home (``TASKLOOM_HOME``,
+            else your user cache directory), private to you.
+        location: the default location template (relative to ``dir``) of the tasks using
+            it; a task's ``target=`` wins.
+        serializer: how values become bytes (default ``PickleSerializer()``).
+
+    >>> r = LocalResult(dir="/tmp/results", serializer=JSONSerializer())
+    >>> r.where("etl/total.json")
+    '/tmp/results/etl/total.json'
+    """
+
+    def __init__(
+        self,
+        dir: str | os.PathLike[str] | None = None,
+        location: str | None = None,
+        serializer: Serializer = _PICKLE,
+    ) -> None:
+        if dir is None:
+            self.dir = str(taskloom_home(create=False) / "results")
+        else:
+            self.dir = os.path.abspath(os.path.expanduser(os.fspath(dir)))
+        self.location = location
+        self.serializer = serializer
+
+    def where(self, location: str) -> str:
+        """The file of ``location`` (relative to ``dir``; an absolute one stands as it is)."""
+        return os.path.join(self.dir, location)
+
+    def exists(self, location: str) -> bool:
+        """Whether the file of ``location`` exists."""
+        return os.path.exists(os.path.join(self.dir, location))
+
+    def read(self, location: str) -> Any:
+        """The value in the file of ``location``."""
+        with open(os.path.join(self.dir, location), "rb") as file:
+            data = file.read()
+        return self.serializer.deserialize(data)
+
+    def write(self, value: Any, location: str) -> str:
+        """Serialize ``value`` (``SerializationError`` before any file is touched), write
+        it atomically to the file of ``location``; that file's path."""
+        data = self.serializer.serialize(value)
+        path = os.path.join(self.dir, location)
+        write_atomic(path, data)
+        return path
+
+    def check(self) -> None:
+        """Create ``dir`` if missing and make sure it can be written (``ResultError`` naming it)."""
+        _check_directory(self.dir, repr(self))
+
+    def __repr__(self) -> str:
+        return f"LocalResult(dir={self.dir!r}, serializer={self.serializer!r})"
+
+
+class _FileSystem(Protocol):
+    """The few methods of an ``fsspec`` file system that ``FSSpecResult`` calls."""
+
+    protocol: str | tuple[str, ...]
+
+    def exists(self, path: str) -> bool: ...
+
+    def cat_file(self, path: str) -> bytes: ...
+
+    def pipe_file(self, path: str, value: bytes) -> None: ...
+
+    def mv(self, path1: str, path2: str) -> None: ...
+
+    def makedirs(self, path: str, exist_ok: bool = False) -> None: ...
+
+    def unstrip_protocol(self, name: str) -> str: ...
+
+    def _strip_protocol(self, path: str) -> str: ...
+
+
+def _fsspec_core() -> Any:
+    try:
+        return importlib.import_module("fsspec.core")
+    except ImportError:
+        raise ImportError(
+            'FSSpecResult needs fsspec: from the taskloom clone, pip install -e ".[fsspec]"'
+        ) from None
+
+
+class FSSpecResult:
+    """Results on any file system ``fsspec`` reaches, under the URL ``url``.
+
+    Args:
+        url: where results go, e.g. ``"s3://bucket/prefix"``, ``"memory://results"``,
+            ``"file:///data/results"``.
+        location: the default location template (relative to ``url``).
+        serializer: how values become bytes (default ``PickleSerializer()``).
+        storage_options: passed to the file system (credentials, endpoint, ...).
+
+    On ``file://`` a write is ``write_atomic``'s; elsewhere the bytes go to a temporary
+    object next to the target, then are moved over it (an object store's put is whole
+    anyway). ``memory://`` lives in one process: use it with ``LocalExecutor``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        location: str | None = None,
+        serializer: Serializer = _PICKLE,
+        **storage_options: Any,
+    ) -> None:
+        if not url:
+            raise ResultError(f"FSSpecResult needs a URL such as 's3://bucket/prefix', not {url!r}")
+        self.url = url.rstrip("/")
+        self.location = location
+        self.serializer = serializer
+        self.storage_options = storage_options
+        self._fs: _FileSystem | None = None
+        self._root = ""
+
+    def _filesystem(self) -> _FileSystem:
+        if self._fs is None:
+            fs, root = _fsspec_core().url_to_fs(self.url, **self.storage_options)
+            self._fs, self._root = fs, str(root).rstrip("/")
+        return self._fs
+
+    def _path(self, location: str) -> str:
+        fs = self._filesystem()
+        if "://" in location:  # a full URL, as ``write`` returns it
+            return fs._strip_protocol(location)
+        return f"{self._root}/{location}"
+
+    def where(self, location: str) -> str:
+        """The URL of ``location``."""
+        return self._filesystem().unstrip_protocol(self._path(location))
+
+    def _is_local(self, fs: _FileSystem) -> bool:
+        protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+        return "file" in protocols
+
+    def exists(self, location: str) -> bool:
+        """Whether an object is stored at ``location``."""
+        return self._filesystem().exists(self._path(location))
+
+    def read(self, location: str) -> Any:
+        """The value stored at ``location``."""
+        return self.serializer.deserialize(self._filesystem().cat_file(self._path(location)))
+
+    def write(self, value: Any, location: str) -> str:
+        """Serialize ``value`` (``SerializationError`` before anything is written), store it
+        at ``location`` whole; its URL."""
+        data = self.serializer.serialize(value)
+        fs = self._filesystem()
+        path = self._path(location)
+        if self._is_local(fs):
+            write_atomic(path, data)
+        else:
+            parent, _, name = path.rpartition("/")
+            fs.makedirs(parent, exist_ok=True)
+            temporary = f"{parent}/.{name}.{uuid.uuid4().hex}.tmp"
+            fs.pipe_file(temporary, data)
+            fs.mv(temporary, path)
+        return fs.unstrip_protocol(path)
+
+    def check(self) -> None:
+        """Open the file system (``ResultError`` naming the URL if it cannot be); on
+        ``file://``, create the directory and make sure it can be written."""
+        try:
+            fs = self._filesystem()
+        except ImportError:
+            raise
+        except Exception as error:
+            raise ResultError(f"{self!r}: cannot open {self.url!r}: {error!r}") from None
+        if self._is_local(fs):
+            _check_directory(self._root, repr(self))
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The file system is opened again where the result is used (a worker process).
+        state = dict(self.__dict__)
+        state["_fs"], state["_root"] = None, ""
+        return state
+
+    def __repr__(self) -> str:
+        return f"FSSpecResult({self.url!r}, serializer={self.serializer!r})"

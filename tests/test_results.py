@@ -1,0 +1,459 @@
+"""Results and targets (``result=``, ``target=``, ``checkpoint=``, ``Flow(result=...)``), on
+every executor: results written where the task runs, atomically; a target found skips the
+task (``Cached``); templates filled from the context, parameters and inputs; bad input
+refused before the run or as a clear ``Failed``; the journal keeps locations, and a resume
+reads them; the CLI lists them."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+import logging
+import multiprocessing
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskloom import Flow, Parameter, task
+from taskloom.errors import FlowDefinitionError, ResultError, TaskDefinitionError
+from taskloom.executors import Executor, LocalExecutor
+from taskloom.journal import Journal, JournalError
+from taskloom.resume import resume
+from taskloom.results import FSSpecResult, JSONSerializer, LocalResult, PickleSerializer, write_atomic
+from taskloom.states import Cached, Failed, State, Success, TriggerFailed
+from taskloom.trace import Stored
+
+from ._cli import taskloom, write_flow
+
+
+def record(path: str, line: str) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(line + "\n")
+
+
+def calls(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+@task
+def square(x: int, log: str) -> int:
+    record(log, f"square{x}")
+    return x * x
+
+
+@task
+def add_up(xs: list[int]) -> int:
+    return sum(xs)
+
+
+def squares_flow(result: LocalResult, log: Path, target: str = "{task_name}/{map_index}.json") -> tuple[Flow, Any, Any]:
+    persisted = square.copy()
+    persisted.result, persisted.target = result, target
+    with Flow("squares") as flow:
+        mapped = persisted.map([1, 2, 3], [str(log)] * 3)
+        total = add_up(mapped)
+    return flow, mapped, total
+
+
+def children(state: State[Any], handle: Any) -> list[State[Any]]:
+    mapped = state.result[handle]
+    return list(getattr(mapped, "map_states"))
+
+
+def test_a_target_found_skips_the_task_and_its_value_flows_downstream(
+    executor: Executor, tmp_path: Path
+) -> None:
+    out, log = tmp_path / "out", tmp_path / "calls"
+    flow, mapped, total = squares_flow(LocalResult(dir=out, serializer=JSONSerializer()), log)
+    first = flow.run(executor=executor)
+    assert first.result[total].result == 14
+    assert [type(s) for s in children(first, mapped)] == [Success] * 3
+    assert [json.loads((out / "square" / f"{i}.json").read_text()) for i in range(3)] == [1, 4, 9]
+    assert sorted(calls(log)) == ["square1", "square2", "square3"]
+
+    second = flow.run(executor=executor)
+    assert second.result[total].result == 14
+    states = children(second, mapped)
+    assert [type(s) for s in states] == [Cached] * 3
+    assert states[1].message == f"Result found at task target {out / 'square' / '1.json'}"
+    assert len(calls(log)) == 3  # no body ran again
+
+    (out / "square" / "1.json").unlink()  # each child has its own target
+    third = flow.run(executor=executor)
+    assert [type(s) for s in children(third, mapped)] == [Cached, Success, Cached]
+    assert calls(log)[3:] == ["square2"]
+    assert third.result[total].result == 14
+
+
+@task
+def label(x: str, n: int) -> str:
+    return f"{x}-{n}"
+
+
+def test_templates_read_the_context_the_parameters_and_the_inputs(executor: Executor, tmp_path: Path) -> None:
+    result = LocalResult(dir=tmp_path, serializer=JSONSerializer())
+    persisted = label.copy()
+    persisted.result = result
+    persisted.target = "{flow_name}/{today}/{n}-{parameters[n]}-{x}-{task_name}.json"
+    with Flow("templated") as flow:
+        n = Parameter("n", default=0)
+        made = persisted("a", n)
+    state = flow.run(parameters={"n": 5}, executor=executor, context={"today": "2030-01-02"})
+    assert state.result[made].result == "a-5"
+    written = tmp_path / "templated" / "2030-01-02" / "5-5-a-label.json"
+    assert json.loads(written.read_text()) == "a-5"
+
+
+def test_an_unknown_field_is_an_error_before_the_run(tmp_path: Path) -> None:
+    log = tmp_path / "calls"
+    flow, _, _ = squares_flow(LocalResult(dir=tmp_path), log, "{task_name}/{map_index}/{colour}.pkl")
+    with pytest.raises(FlowDefinitionError) as raised:
+        flow.run()
+    message = str(raised.value)
+    assert "'square'" in message and "'colour'" in message and "flow_run_id" in message
+    assert "map_index" in message and "x" in message.split("known fields:")[1]
+    assert not log.exists()
+
+
+def test_a_mapped_target_every_child_would_share_is_refused(tmp_path: Path) -> None:
+    flow, _, _ = squares_flow(LocalResult(dir=tmp_path), tmp_path / "calls", "{task_name}.pkl")
+    with pytest.raises(FlowDefinitionError, match=r"'square' is mapped.*\{map_index\}"):
+        flow.run()
+
+
+@task
+def named(x: int) -> int:
+    return x
+
+
+def test_a_field_the_run_does_not_have_fails_the_task_clearly(executor: Executor, tmp_path: Path) -> None:
+    persisted = named.copy()
+    out = tmp_path / "out"
+    persisted.result, persisted.target = LocalResult(dir=out), "{task_run_name}.pkl"
+    with Flow("no-run-name") as flow:
+        first = persisted(1)
+        after = named(first)
+    state = flow.run(executor=executor)
+    failed = state.result[first]
+    assert isinstance(failed, Failed)
+    assert failed.message is not None
+    assert "'task_run_name'" in failed.message and "flow_name" in failed.message
+    assert isinstance(state.result[after], TriggerFailed)
+    assert list(out.iterdir()) == []
+
+
+def plain(x: int) -> int:
+    return x
+
+
+def test_bad_options_are_refused_when_the_task_is_made() -> None:
+    with pytest.raises(TaskDefinitionError, match="'t': target template '{a' is not a valid"):
+        task(name="t", target="{a")(plain)
+    with pytest.raises(TaskDefinitionError, match="positional field"):
+        task(name="t", target="{}.pkl")(plain)
+    with pytest.raises(TaskDefinitionError, match="'t': result must be a Result"):
+        task(name="t", result="out/")(plain)  # type: ignore[call-overload]  # the mistake under test
+    with pytest.raises(TaskDefinitionError, match="'t': checkpoint must be"):
+        task(name="t", checkpoint="yes")(plain)  # type: ignore[call-overload]  # the mistake under test
+    with pytest.raises(FlowDefinitionError, match="Flow 'f': result must be a Result"):
+        Flow("f", result=42)  # type: ignore[arg-type]  # the mistake under test
+
+
+def test_a_result_directory_that_cannot_be_made_is_an_error_before_the_run(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    log = tmp_path / "calls"
+    flow, _, _ = squares_flow(LocalResult(dir=blocker / "results"), log)
+    with pytest.raises(ResultError, match=str(blocker / "results")):
+        flow.run()
+    assert not log.exists()
+
+
+@task
+def a_set() -> set[int]:
+    return {1, 2}
+
+
+def test_a_value_the_serializer_cannot_take_fails_the_task_and_writes_nothing(
+    executor: Executor, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    persisted = a_set.copy()
+    persisted.result = LocalResult(dir=out, serializer=JSONSerializer())
+    persisted.target = "numbers.json"
+    with Flow("sets") as flow:
+        made = persisted()
+    state = flow.run(executor=executor)
+    failed = state.result[made]
+    assert isinstance(failed, Failed) and failed.message is not None
+    assert "'a_set'" in failed.message and "JSONSerializer" in failed.message and "a set" in failed.message
+    assert list(out.iterdir()) == []  # no file, no temporary file
+
+
+@task
+def fresh(x: int) -> dict[str, int]:
+    return {"x": x}
+
+
+@pytest.mark.parametrize("garbage", [b"\x80\x05\x95", b'{"x": 1}'], ids=["truncated", "json-not-pickle"])
+def test_an_unreadable_target_is_logged_and_the_task_runs_again(
+    executor: Executor, tmp_path: Path, garbage: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "fresh.pkl").write_bytes(garbage)
+    persisted = fresh.copy()
+    persisted.result, persisted.target = LocalResult(dir=tmp_path), "fresh.pkl"
+    with Flow("unreadable") as flow:
+        made = persisted(7)
+    with caplog.at_level(logging.WARNING, logger="taskloom"):
+        state = flow.run(executor=executor)
+    assert type(state.result[made]) is Success and state.result[made].result == {"x": 7}
+    assert pickle.loads((tmp_path / "fresh.pkl").read_bytes()) == {"x": 7}
+    assert any("cannot be read" in r.getMessage() and "fresh.pkl" in r.getMessage() for r in caplog.records)
+
+
+def test_checkpoint_false_reads_a_target_but_never_writes(executor: Executor, tmp_path: Path) -> None:
+    persisted = fresh.copy()
+    persisted.result, persisted.target, persisted.checkpoint = LocalResult(dir=tmp_path), "f.pkl", False
+    with Flow("no-checkpoint") as flow:
+        made = persisted(1)
+    assert type(flow.run(executor=executor).result[made]) is Success
+    assert not (tmp_path / "f.pkl").exists()
+    (tmp_path / "f.pkl").write_bytes(pickle.dumps({"x": 99}))
+    state = flow.run(executor=executor)
+    assert isinstance(state.result[made], Cached) and state.result[made].result == {"x": 99}
+
+
+def test_the_flows_result_is_its_tasks_default(executor: Executor, tmp_path: Path) -> None:
+    skipped = named.copy()
+    skipped.checkpoint = False
+    tmp_path = tmp_path / "out"
+    with Flow("defaults", result=LocalResult(dir=tmp_path)) as flow:
+        one = named(1)
+        two = named(one)
+        skipped(two)
+    state = flow.run(executor=executor)
+    assert state.is_successful() and state.run_id is not None
+    written = sorted(p.relative_to(tmp_path).parts[:2] for p in tmp_path.rglob("*") if p.is_file())
+    assert written == [("defaults", "named"), ("defaults", "named")]  # not the opted-out one
+    record_ = Journal().load(state.run_id)
+    locations = [t.location for t in record_.tasks]
+    assert locations[2] is None and all(loc and Path(loc).is_file() for loc in locations[:2])
+
+
+def test_a_target_without_a_result_goes_to_the_homes_results(
+    executor: Executor, taskloom_home: Path
+) -> None:
+    persisted = named.copy()
+    persisted.target = "{flow_name}/{x}.pkl"
+    with Flow("home-default") as flow:
+        persisted(3)
+    assert flow.run(executor=executor).is_successful()
+    assert pickle.loads((taskloom_home / "results" / "home-default" / "3.pkl").read_bytes()) == 3
+
+
+@task
+def big(n: int) -> bytes:
+    return bytes(n)
+
+
+@task
+def size(data: bytes, flag: str) -> int:
+    if not os.path.exists(flag):
+        raise RuntimeError("not yet")
+    return len(data)
+
+
+def test_the_journal_keeps_a_location_and_resume_reads_it(tmp_path: Path, taskloom_home: Path) -> None:
+    flag = tmp_path / "flag"
+    persisted = big.copy()
+    persisted.result = LocalResult(dir=tmp_path / "out")
+    with Flow("resume-from-files") as flow:
+        data = persisted(2_000_000)
+        measured = size(data, str(flag))
+    first = flow.run()
+    assert isinstance(first.result[measured], Failed) and first.run_id is not None
+    kept = Journal().load(first.run_id).tasks[1].inputs  # the failed task's input
+    assert kept is not None and isinstance(kept["data"], Stored)
+    location = kept["data"].location
+    assert location == Journal().load(first.run_id).tasks[0].location
+    assert Path(location).stat().st_size > 2_000_000
+    journal_files = taskloom_home.glob("journal.sqlite*")
+    assert sum(p.stat().st_size for p in journal_files) < 500_000  # the value is not in it
+
+    flag.write_text("")
+    again = resume(first.run_id, flow=flow)
+    assert again.result[measured].result == 2_000_000
+
+    Path(location).unlink()
+    with pytest.raises(JournalError, match=f"'size'.*{location}.*cannot be read"):
+        resume(first.run_id, flow=flow)
+
+
+@task
+def checked_sum(xs: list[int], flag: str) -> int:
+    if not os.path.exists(flag):
+        raise RuntimeError("not yet")
+    return sum(xs)
+
+
+def test_a_resume_reads_a_mapped_tasks_children_from_their_files(tmp_path: Path) -> None:
+    flag, log = tmp_path / "flag", tmp_path / "calls"
+    persisted = square.copy()
+    persisted.result, persisted.target = LocalResult(dir=tmp_path / "out"), "{map_index}.pkl"
+    with Flow("resume-mapped") as flow:
+        total = checked_sum(persisted.map([1, 2, 3], [str(log)] * 3), str(flag))
+    first = flow.run()
+    assert isinstance(first.result[total], Failed) and first.run_id is not None
+    stored = Journal().load(first.run_id).tasks[1].inputs
+    assert stored is not None and [type(x) for x in stored["xs"]] == [Stored] * 3
+    flag.write_text("")
+    assert resume(first.run_id, flow=flow).result[total].result == 14
+    assert len(calls(log)) == 3  # the children did not run again
+
+
+def _note(path: str, task: object, old: State[Any], new: State[Any]) -> None:
+    record(path, f"{type(old).__name__}->{type(new).__name__}")
+
+
+def test_state_handlers_see_a_target_found_as_one_change(executor: Executor, tmp_path: Path) -> None:
+    changes = tmp_path / "changes"
+    persisted = fresh.copy()
+    persisted.result, persisted.target = LocalResult(dir=tmp_path / "out"), "f.pkl"
+    persisted.state_handlers = [functools.partial(_note, str(changes))]
+    with Flow("handled") as flow:
+        persisted(1)
+    flow.run(executor=executor)
+    assert calls(changes) == ["Pending->Running", "Running->Success"]
+    flow.run(executor=executor)
+    assert calls(changes)[2:] == ["Pending->Cached"]
+
+
+@task
+def greet(token: str) -> str:
+    return f"using {len(token)} characters"
+
+
+def test_a_secret_is_never_written_to_a_result(executor: Executor, tmp_path: Path) -> None:
+    from taskloom.tasks.secrets import Secret
+
+    out = tmp_path / "out"
+    with Flow("secretive", result=LocalResult(dir=out)) as flow:
+        greeting = greet(Secret("TOKEN")())  # called: reads as Any for mypy
+    state = flow.run(executor=executor, context={"secrets": {"TOKEN": "s3cr3t-value"}})
+    assert state.result[greeting].result == "using 12 characters"
+    written = [p for p in out.rglob("*") if p.is_file()]
+    assert len(written) == 1  # greet's result; not the secret's
+    assert all(b"s3cr3t-value" not in p.read_bytes() for p in written)
+
+
+def _writer(path: str, fill: int, times: int) -> None:
+    for _ in range(times):
+        LocalResult(dir=os.path.dirname(path)).write(bytes([fill]) * 3_000_000, os.path.basename(path))
+
+
+@pytest.mark.slow
+def test_concurrent_writers_never_leave_a_half_written_target(tmp_path: Path) -> None:
+    target = tmp_path / "shared.pkl"
+    write_atomic(str(target), pickle.dumps(bytes(3_000_000)))
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_writer, args=(str(target), fill, 15)) for fill in (1, 2)]
+    for writer in writers:
+        writer.start()
+    seen = set()
+    while any(w.is_alive() for w in writers):
+        value = PickleSerializer().deserialize(target.read_bytes())  # whole, or this raises
+        seen.add(value[:1])
+    for writer in writers:
+        writer.join()
+        assert writer.exitcode == 0
+    assert seen <= {b"\x00", b"\x01", b"\x02"}
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.pkl"]  # no temporary file left
+
+
+def test_fsspec_memory_and_file_systems(tmp_path: Path) -> None:
+    pytest.importorskip("fsspec")
+    for url in ("memory://taskloom-test/results", f"file://{tmp_path}/results"):
+        persisted = fresh.copy()
+        persisted.result = FSSpecResult(url, serializer=JSONSerializer())
+        persisted.target = "{flow_name}/{x}.json"
+        with Flow("remote") as flow:
+            made = persisted(4)
+        first = flow.run(executor=LocalExecutor())
+        assert type(first.result[made]) is Success
+        second = flow.run(executor=LocalExecutor())
+        assert isinstance(second.result[made], Cached) and second.result[made].result == {"x": 4}
+        message = second.result[made].message or ""
+        assert message.startswith(f"Result found at task target {url.split('://')[0]}://")
+        assert message.endswith("/results/remote/4.json")
+    assert json.loads((tmp_path / "results" / "remote" / "4.json").read_text()) == {"x": 4}
+
+
+def test_fsspec_file_urls_on_every_executor(executor: Executor, tmp_path: Path) -> None:
+    pytest.importorskip("fsspec")
+    log = tmp_path / "calls"
+    persisted = square.copy()
+    persisted.result = FSSpecResult(f"file://{tmp_path}/results")
+    persisted.target = "{map_index}.pkl"
+    with Flow("fsspec-file") as flow:
+        total = add_up(persisted.map([1, 2], [str(log)] * 2))
+    assert flow.run(executor=executor).result[total].result == 5
+    assert flow.run(executor=executor).result[total].result == 5
+    assert len(calls(log)) == 2
+
+
+@task
+def frame(n: int) -> Any:
+    pandas = importlib.import_module("pandas")  # pandas ships no types
+    return pandas.DataFrame({"n": list(range(n))})
+
+
+def test_dataframes_as_parquet(executor: Executor, tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    pandas = pytest.importorskip("pandas")
+    from taskloom.results import ParquetSerializer
+
+    persisted = frame.copy()
+    persisted.result = LocalResult(dir=tmp_path, serializer=ParquetSerializer())
+    persisted.target = "frame-{n}.parquet"
+    with Flow("frames") as flow:
+        made = persisted(3)
+    flow.run(executor=executor)
+    assert list(pandas.read_parquet(tmp_path / "frame-3.parquet")["n"]) == [0, 1, 2]
+    state = flow.run(executor=executor)
+    assert isinstance(state.result[made], Cached) and list(state.result[made].result["n"]) == [0, 1, 2]
+    with pytest.raises(TypeError, match="ParquetSerializer cannot serialize a list"):
+        ParquetSerializer().serialize([1])
+
+
+FLOW_FILE = """\
+from taskloom.results import LocalResult
+
+@task(result=LocalResult(dir=OUT), target="{flow_name}/{task_name}-{map_index}.pkl")
+def part(x: int) -> int:
+    return x + 1
+
+
+with Flow("cli-targets") as flow:
+    part.map([1, 2])
+"""
+
+
+def test_show_and_cache_ls_list_the_locations(tmp_path: Path, taskloom_home: Path) -> None:
+    out = tmp_path / "out"
+    path = write_flow(tmp_path / "flows.py", FLOW_FILE, OUT=str(out))
+    ran = taskloom(taskloom_home, "run", f"{path}:flow", "--executor", "local")
+    assert ran.returncode == 0, ran.stderr
+    run_id = Journal(taskloom_home / "journal.sqlite").runs()[0].run_id
+    shown = taskloom(taskloom_home, "show", run_id, "--children")
+    assert str(out / "cli-targets" / "part-1.pkl") in shown.stdout, shown.stdout
+    assert "Result locations" in shown.stdout
+    (out / "cli-targets" / "part-0.pkl").unlink()
+    listed = taskloom(taskloom_home, "cache", "ls")
+    assert listed.returncode == 0, listed.stderr
+    rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines() if str(out) in line}
+    assert rows[str(out / "cli-targets" / "part-0.pkl")][-1] == "no"
+    assert rows[str(out / "cli-targets" / "part-1.pkl")][-1] == "yes"
