@@ -149,7 +149,8 @@ def test_a_dropped_executor_stops_its_threads() -> None:
         one()
     before = set(threading.enumerate())
     assert flow.run(executor=executor).is_successful()
-    threads = [t for t in set(threading.enumerate()) - before if t.name.startswith("taskloom-")]
+    # The pool's threads ("taskloom-thread:N"), not the journal's writer, which ends on its own.
+    threads = [t for t in set(threading.enumerate()) - before if t.name.startswith("taskloom-thread")]
     assert len(threads) == 2
     del executor  # the last reference: its finalizer tells its threads to stop
     gc.collect()  # a finished run may sit in a reference cycle that holds it
