@@ -84,11 +84,13 @@ class Persist:
         """``(True, value)`` when the target exists and reads; else ``(False, None)``,
         logging a target that exists but cannot be read."""
         result = self.result
-        if not result.exists(location):
-            return False, None
+        # Read first, ask later: a rerun that finds every target (the case worth making
+        # fast) pays one open per task, not a stat and an open.
         try:
             return True, result.read(location)
         except Exception as error:
+            if isinstance(error, FileNotFoundError) or not result.exists(location):
+                return False, None
             log.warning(
                 "Task %r: its target %s exists but cannot be read (%r); running the task again",
                 task_name, location, error,
