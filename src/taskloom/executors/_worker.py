@@ -36,8 +36,8 @@ import traceback
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import nullcontext
-from functools import partial
-from typing import Any
+from functools import partial, wraps
+from typing import Any, ParamSpec, TypeVar
 
 import cloudpickle
 
@@ -54,6 +54,9 @@ __all__ = [
     "BatchInterrupted", "LogCapture", "failed_to_load", "load_runs", "run_all", "run_batch",
     "run_guarded",
 ]
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 #: Fills in a run's inputs on the worker (``load_runs``).
 Fill = Callable[[dict[str, Any]], dict[str, Any]]
@@ -146,18 +149,6 @@ class LogCapture(logging.Handler):
             self._local.records = None
 
 
-def _profiler() -> cProfile.Profile | None:
-    """A profile of every batch this process runs, when ``TASKLOOM_PROFILE_DIR`` names a
-    directory (``benchmarks/profiling.py`` sets it for the workers it starts): read once,
-    so a worker without it pays nothing per batch."""
-    return cProfile.Profile() if os.environ.get(PROFILE_DIR_VARIABLE) else None
-
-
-#: The environment variable naming where workers write ``worker-<pid>.prof``.
-PROFILE_DIR_VARIABLE = "TASKLOOM_PROFILE_DIR"
-_PROFILER = _profiler()
-
-
 def run_batch(
     header: bytes,
     payload: bytes,
@@ -172,28 +163,6 @@ def run_batch(
 ) -> tuple[bytes, bytes]:
     """Run a batch (see the module docstring): its states in one pickle, and its log records
     (at ``log_level`` or above) in another. ``where`` ends messages ("in a worker process")."""
-    if _PROFILER is None:
-        return _run_batch(header, payload, keys, log_level, worker, where, capture, fill, prepare)
-    _PROFILER.enable()
-    try:
-        return _run_batch(header, payload, keys, log_level, worker, where, capture, fill, prepare)
-    finally:
-        _PROFILER.disable()
-        # Rewritten after every batch: a pool's workers are never told the run is over.
-        _PROFILER.dump_stats(os.path.join(os.environ[PROFILE_DIR_VARIABLE], f"worker-{os.getpid()}.prof"))
-
-
-def _run_batch(
-    header: bytes,
-    payload: bytes,
-    keys: Sequence[tuple[int, str]],
-    log_level: int,
-    worker: str,
-    where: str,
-    capture: LogCapture | None,
-    fill: Fill | None,
-    prepare: Prepare | None,
-) -> tuple[bytes, bytes]:
     records = capture.start(log_level) if capture is not None else []
     try:
         names = dict(keys)
@@ -310,3 +279,30 @@ def note_traceback(state: State[Any]) -> None:
         # the user's frames, with the real file names cloudpickle dropped (``_tracebacks``)
         error.add_note(f"{NOTE_PREFIX}{os.getpid()}:\n{format_frames(error.__traceback__)}")
         error.__traceback__ = None
+
+
+#: The environment variable naming where workers write ``worker-<pid>.prof``.
+PROFILE_DIR_VARIABLE = "TASKLOOM_PROFILE_DIR"
+
+
+def _profiled(fn: Callable[P, T], directory: str) -> Callable[P, T]:
+    """``fn`` run under one profile per process, written to ``directory`` after each call
+    (a pool's workers are never told the run is over)."""
+    profile = cProfile.Profile()
+
+    @wraps(fn)
+    def profiled(*args: P.args, **kwargs: P.kwargs) -> T:
+        profile.enable()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            profile.disable()
+            profile.dump_stats(os.path.join(directory, f"worker-{os.getpid()}.prof"))
+
+    return profiled
+
+
+# Read once, when a worker imports this module (``benchmarks/profiling.py`` sets it for the
+# workers it starts): without it, a batch pays nothing for profiling.
+if os.environ.get(PROFILE_DIR_VARIABLE):
+    run_batch = _profiled(run_batch, os.environ[PROFILE_DIR_VARIABLE])
