@@ -201,14 +201,18 @@ class _Timeout(BaseException):
 def task_context(run: TaskRun, run_context: Mapping[str, Any]) -> dict[str, Any]:
     """What ``taskloom.context`` holds while ``run`` executes."""
     task = run.task
-    values = dict(run_context)
-    values["task_name"] = task.name
-    values["map_index"] = run.map_index
-    values["task_full_name"] = task.name if run.map_index is None else f"{task.name}[{run.map_index}]"
-    values["task_tags"] = task.tags
-    values["task_run_count"] = run.run_count
-    values["task_run_id"] = f"{run_context.get('flow_run_id', '')}.{run.key}.{run.run_count}"
-    values["logger"] = task_logger(task.name)
+    name, index = task.name, run.map_index
+    # One dict display: every task run builds one (a µs saved per run on the hot path).
+    values = {
+        **run_context,
+        "task_name": name,
+        "map_index": index,
+        "task_full_name": name if index is None else f"{name}[{index}]",
+        "task_tags": task.tags,
+        "task_run_count": run.run_count,
+        "task_run_id": f"{run_context.get('flow_run_id', '')}.{run.key}.{run.run_count}",
+        "logger": task_logger(name),
+    }
     if run.resume:
         values["resume"] = True
     return values
@@ -282,9 +286,10 @@ def _one_pass(task: Task[Any, Any], run: TaskRun) -> State[Any]:
 
 def _masked(state: State[Any]) -> State[Any]:
     """``state`` with a message that quotes no secret (an exception's or a signal's message
-    may): handlers, the scheduler, logs and the journal see it masked."""
+    may): handlers, the scheduler, logs and the journal see it masked. The engine's own
+    success message quotes nothing, and is not searched (most runs end in it)."""
     message = state.message
-    if message:
+    if message and message is not SUCCESS_MESSAGE:
         hidden = mask(message)
         if hidden != message:
             return state.replace(message=hidden)

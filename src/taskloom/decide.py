@@ -17,23 +17,50 @@ a worker running a chain of follow-ons (``attempt.follows``) decides as this doe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from .context import context as _user_context
 from .signals import TaskloomSignal
-from .states import Mapped, Skipped, State, TriggerFailed
+from .states import Cached, Mapped, Skipped, State, Success, TriggerFailed
+from .triggers import all_successful
 
 if TYPE_CHECKING:
     from .edges import Edge
     from .task import Task
 
-__all__ = ["SKIP_MESSAGE", "decide", "propagated_skip"]
+__all__ = ["PLAIN_SUCCESS", "SKIP_MESSAGE", "decide", "propagated_skip", "runs_by_default"]
 
 SKIP_MESSAGE = (
     "Upstream task was skipped; if this was not the intended behavior, "
     "consider changing `skip_on_upstream_skip=False` for this task."
 )
+
+
+#: The upstream states after which a task with the default trigger runs, whatever else
+#: holds: successes that are neither skips nor mapped tasks (by exact type: a user's
+#: subclass of ``Success`` goes through ``decide``).
+PLAIN_SUCCESS: frozenset[type[State[Any]]] = frozenset({Success, Cached})
+
+
+def runs_by_default(task: Task[Any, Any], upstream_states: Iterable[State[Any]]) -> bool:
+    """Whether ``decide`` says "run" for ``task`` without calling anything: its trigger is
+    the default ``all_successful`` and every upstream state is in ``PLAIN_SUCCESS`` (then
+    skip propagation finds no skip, and the trigger passes, resumed or not). False means
+    only "ask ``decide``". The scheduler's shortcut for the common case.
+
+    >>> from taskloom import task
+    >>> runs_by_default(task(lambda: 1), [Success(result=1)])
+    True
+    >>> runs_by_default(task(lambda: 1), [Skipped()])
+    False
+    """
+    if task.trigger is not all_successful:
+        return False
+    for state in upstream_states:
+        if type(state) not in PLAIN_SUCCESS:
+            return False
+    return True
 
 
 def decide(

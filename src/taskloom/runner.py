@@ -143,7 +143,7 @@ from .attempt import FollowOn, TaskResult, TaskRun, finished_before
 from .caching import CacheStore, cache_key, default_cache_store, lookup, remember
 from .checkpoint import RESULTS_KEY, prepare_run
 from .context import enter, leave
-from .decide import decide
+from .decide import decide, runs_by_default
 from .executors._wire import UnpicklableParameterError
 from .executors.base import DeferredResult, Executor, ExecutorRun, resolve_deferred
 from .executors.local import LocalExecutor
@@ -211,7 +211,10 @@ class _Scheduler(_Mapping):
         self.finished = finished = [
             isinstance(t.state, Finished) and not unfinished_children(t.state) for t in traces
         ]
-        self.waiting = waiting = [sum(not finished[u] for u in node.upstream) for node in nodes]
+        self.waiting = waiting = (
+            [sum(not finished[u] for u in node.upstream) for node in nodes]
+            if any(finished) else [len(node.upstream) for node in nodes]
+        )
         self.runnable = runnable = (
             compiled.downstream_closure(starts) if starts else [True] * len(nodes)
         )
@@ -553,7 +556,11 @@ class _Scheduler(_Mapping):
             resume = True
         else:
             traces = self.traces
-            decided = decide(task, {edge: traces[j].state for edge, j in node.in_edges}, resume=resume)
+            if runs_by_default(task, [traces[j].state for j in node.upstream]):
+                decided = None
+            else:
+                upstream = {edge: traces[j].state for edge, j in node.in_edges}
+                decided = decide(task, upstream, resume=resume)
             if decided is not None:
                 if isinstance(decided, Paused):
                     decided = decided.replace(cached_inputs=self._inputs(node))
@@ -704,6 +711,9 @@ class _Scheduler(_Mapping):
 
         ``loop`` is where a looping task's retry starts (``TaskResult.loop``)."""
         task = self.task_of[i]
+        if type(state) is Success and task.cache_for is None:  # most runs: nothing to decide
+            self._finish(i, state)
+            return
         trace = self.traces[i]
         run_count = trace.attempts
         if isinstance(state, Retrying):  # the RETRY signal

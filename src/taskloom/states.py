@@ -342,9 +342,14 @@ class State(Generic[R_co]):
         _BY_NAME[cls.__name__] = cls
 
     def __getstate__(self) -> tuple[Any, ...]:
+        if len(self._fields) == 5:  # the base slots only (most classes): no loop
+            return (self._result, self.cached_inputs, self.message, self.run_id, self._context)
         return tuple([getattr(self, name) for name in self._fields])
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
+        if len(state) == 5 and len(self._fields) == 5:  # as __getstate__: no loop
+            self._result, self.cached_inputs, self.message, self.run_id, self._context = state
+            return
         if len(state) < len(self._fields):  # pickled before a slot was added: leave it unset
             object.__setattr__(self, "_context", None)
         for name, value in zip(self._fields, state):

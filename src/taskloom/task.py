@@ -27,9 +27,11 @@ import datetime as _dt
 import functools
 import inspect
 import logging
+import operator
 import typing
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextvars import ContextVar
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypedDict, TypeVar, cast, overload
 
 from typing_extensions import ParamSpec
@@ -871,11 +873,17 @@ def _tasks_in(value: Any) -> Iterator[Task[Any, Any]]:
             yield from _tasks_in(item)
 
 
+_ABSENT = object()
+
+
 def _same_options(task: Task[Any, Any], template: Task[Any, Any]) -> bool:
+    """Whether ``task`` (a copy of ``template``) still has exactly the template's options:
+    the same keys (but ``_template``) holding the same objects."""
     mine, theirs = task.__dict__, template.__dict__
-    return len(mine) == len(theirs) + ("_template" not in theirs) and all(
-        key == "_template" or theirs.get(key, mine) is value for key, value in mine.items()
-    )
+    if len(mine) != len(theirs) + ("_template" not in theirs):
+        return False
+    # In C (map/operator.is_): this runs for every task of every run sent to workers.
+    return all(map(operator.is_, map(mine.get, theirs, repeat(_ABSENT)), theirs.values()))
 
 
 def _copy_of(template: Task[Any, Any]) -> Task[Any, Any]:

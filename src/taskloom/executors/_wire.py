@@ -34,7 +34,7 @@ from .._tracebacks import format_error
 from ..attempt import TaskResult, TaskRun
 from ..errors import FlowDefinitionError, RemoteTaskError
 from ..logging import FIELDS, stamp
-from ..states import Failed, State, all_classes, stand_in
+from ..states import Failed, State, Success, all_classes, stand_in
 from ..task import Task, _same_options
 
 __all__ = [
@@ -219,6 +219,19 @@ def pickling_message(run: TaskRun, error: Exception) -> str:
 # --- results back ---------------------------------------------------------------------------
 
 
+#: Results that unpickle wherever they pickled: checking them again costs a whole unpickle
+#: of the batch, on every batch of plain results.
+_ATOMIC = frozenset({int, float, str, bytes, bool, type(None)})
+
+
+def _surely_unpickles(state: State[Any]) -> bool:
+    """A plain success with an atomic result: no custom ``__init__`` or ``__reduce__`` in it."""
+    return (
+        type(state) is Success and type(state.result) in _ATOMIC
+        and state.cached_inputs is None and not state.context
+    )
+
+
 def encode_rows(
     worker: str,
     rows: Sequence[TaskResult],
@@ -238,7 +251,8 @@ def encode_rows(
     ]
     try:
         data = cloudpickle.dumps((worker, wire))
-        pickle.loads(data)  # an exception can pickle yet fail to unpickle (custom __init__)
+        if not all(map(_surely_unpickles, states)):
+            pickle.loads(data)  # an exception can pickle yet fail to unpickle (custom __init__)
         return data
     except Exception:
         pass

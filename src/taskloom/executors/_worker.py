@@ -199,7 +199,7 @@ def load_runs(payload: bytes, fill: Fill | None = None) -> list[TaskRun]:
         follow = tuple(
             FollowOn(k, templates[t], constants, input_key, index)
             for k, t, constants, input_key, index in then
-        )
+        ) if then else ()
         runs.append(
             TaskRun(
                 key, templates[tid], inputs, run_count, resume, follow, map_index, loops, looped,
