@@ -214,6 +214,8 @@ def rebuild(value: Any, results: Mapping[Task[Any, Any], Any]) -> Any:
     """An argument with each task in it replaced by that task's result."""
     if isinstance(value, Task):
         return results[value]
+    if type(value) is list:  # a reduce's list of tasks, often thousands: one comprehension
+        return [results[v] if isinstance(v, Task) else rebuild(v, results) for v in value]
     if isinstance(value, (list, tuple, set, frozenset)):
         return type(value)(rebuild(v, results) for v in value)
     if isinstance(value, dict):
