@@ -172,10 +172,6 @@ log = logging.getLogger("taskloom.runner")
 #: How long an interrupted run waits for its workers to hand back what finished (seconds).
 INTERRUPT_GRACE = 2.0
 
-#: How many runs the loop decides before it hands them to the executor, when many are
-#: ready at once: workers start on the first ones while the rest are decided.
-SUBMIT_EVERY = 64
-
 #: What observers are told when a task is handed to the executor.
 _RUNNING: State[Any] = Running("Task handed to the executor.")
 
@@ -436,9 +432,6 @@ class _Scheduler(_Mapping):
                 outcome = self._decide(ready.pop())
                 if outcome is not None:
                     batch.append(outcome)
-                    if len(batch) == SUBMIT_EVERY:  # workers start while the rest is decided
-                        self._submit(batch)
-                        batch = []
             if batch:
                 self._submit(batch)
             if not self.in_flight and not self.retries:

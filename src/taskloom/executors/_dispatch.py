@@ -378,13 +378,8 @@ class Dispatcher(Generic[_Payload, _Sent]):
     # -- the ExecutorRun protocol ---------------------------------------------------------------
 
     def submit(self, runs: Sequence[TaskRun]) -> None:
-        """Queue the runs and send what free slots can take, after taking in (for the next
-        ``collect``) the batches already back: the scheduler submits while it is still
-        deciding, and a worker whose batch came back gets the next one now."""
+        """Queue the runs and send what free slots can take."""
         self._pending.extend(runs)
-        done = _drain(self._done, [])
-        if done:
-            self._ready.extend(self._finished(done))
         self._pump()
 
     def collect(self, timeout: float | None) -> list[TaskResult]:
@@ -403,7 +398,12 @@ class Dispatcher(Generic[_Payload, _Sent]):
                 if self._expire_stuck():
                     continue
                 return []
-            done = _drain(self._done, [first])  # and whatever else is done, without waiting
+            done = [first]
+            while True:  # take whatever else is done without waiting
+                try:
+                    done.append(self._done.get_nowait())
+                except queue.Empty:
+                    break
             self._ready.extend(self._finished(done))
             self._pump()
 
@@ -605,15 +605,6 @@ class Dispatcher(Generic[_Payload, _Sent]):
         self._ready.append(decided_here(flight.runs[0].key, stopped, self._where))
         self._pump()
         return True
-
-
-def _drain(done: queue.SimpleQueue[_Sent | None], into: list[_Sent | None]) -> list[_Sent | None]:
-    """``into`` with everything ``done`` holds now appended, without waiting."""
-    while True:
-        try:
-            into.append(done.get_nowait())
-        except queue.Empty:
-            return into
 
 
 # --- batching: pure bookkeeping ---------------------------------------------------------------
