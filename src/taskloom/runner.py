@@ -504,7 +504,7 @@ class _Scheduler(_Mapping):
                 self.in_flight -= 1
                 heads.append(key)
                 head_queued = trace.queued
-            if state.is_failed():  # formatted here for the local executor, else in the worker
+            if isinstance(state, Failed):  # formatted here for the local executor, else in the worker
                 trace.traceback = failure_traceback(state)
             if self.task_of[key].__dict__.get("task_run_name") is not None:
                 trace.run_name = state.context.get("task_run_name", trace.run_name)
@@ -556,7 +556,8 @@ class _Scheduler(_Mapping):
             resume = True
         else:
             traces = self.traces
-            if runs_by_default(task, [traces[j].state for j in node.upstream]):
+            upstream = node.upstream  # (a comprehension is a call: none for no upstream)
+            if runs_by_default(task, [traces[j].state for j in upstream] if upstream else ()):
                 decided = None
             else:
                 upstream = {edge: traces[j].state for edge, j in node.in_edges}
