@@ -42,10 +42,10 @@ from collections.abc import Iterable, KeysView, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from os import PathLike
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
-from .edges import Edge, Flattened, Unmapped
+from .edges import Edge, EdgeTable, Flattened, Unmapped, add_to_table, in_table
 from .errors import CycleError, FlowDefinitionError
 from .flow_edit import FlowEditing
 from .handlers import OnFailure, StateHandler, TerminalStateHandler, check_handlers
@@ -80,6 +80,9 @@ def _as_task(value: object, role: str) -> Task[Any, Any]:
 #: for such a flow, only for a task that is new to the flow it joins (rare: a call's own
 #: copy is new, but it brings its arguments), so building pays nothing per call.
 _flows: weakref.WeakSet[Flow] = weakref.WeakSet()
+
+#: What ``arguments`` gives for a task called with none (read-only: it is shared).
+_NO_ARGUMENTS: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(eq=False)
@@ -182,8 +185,10 @@ class Flow(FlowEditing):
         # Dicts as ordered sets: iteration follows insertion, so runs are reproducible.
         self._tasks: dict[Task[Any, Any], None] = {}
         self._edges: dict[Edge, None] = {}
-        self._upstream: dict[Task[Any, Any], dict[Edge, None]] = {}
-        self._downstream: dict[Task[Any, Any], dict[Edge, None]] = {}
+        # A flow may hold a million tasks, most with one edge and no arguments: only a task
+        # that has some is a key here (``EdgeTable``), so a task costs no empty containers.
+        self._upstream: EdgeTable = {}
+        self._downstream: EdgeTable = {}
         self._arguments: dict[Task[Any, Any], dict[str, Any]] = {}
         #: Mapped tasks: each mapped argument's key, and whether it is flattened.
         self._mapped: dict[Task[Any, Any], dict[str, bool]] = {}
@@ -276,9 +281,6 @@ class Flow(FlowEditing):
         self._add_slug(t)
         self.version += 1
         self._tasks[t] = None
-        self._upstream[t] = {}
-        self._downstream[t] = {}
-        self._arguments[t] = {}
         return t
 
     def _add_slug(self, task: Task[Any, Any]) -> None:
@@ -364,7 +366,7 @@ class Flow(FlowEditing):
                 spec[key] = flattened
         if key is not None:
             self.version += 1
-            self._arguments[down][key] = up
+            self._arguments.setdefault(down, {})[key] = up
         return edge
 
     def _add_edge(
@@ -387,8 +389,8 @@ class Flow(FlowEditing):
         self._check_acyclic(up, down)
         self.version += 1
         self._edges[edge] = None
-        self._upstream[down][edge] = None
-        self._downstream[up][edge] = None
+        add_to_table(self._upstream, down, edge)
+        add_to_table(self._downstream, up, edge)
         return edge
 
     def _check_edge(self, up: Task[Any, Any], down: Task[Any, Any], binding: bool = False) -> None:
@@ -436,14 +438,15 @@ class Flow(FlowEditing):
         if up is down:
             raise CycleError(f"Flow {self.name!r}: task {up.name!r} cannot depend on itself")
         # The common case, a freshly called task or a root, cannot close a cycle.
-        if not self._downstream[down] or not self._upstream[up]:
+        downstream = self._downstream
+        if down not in downstream or up not in self._upstream:
             return
         # Is `up` reachable from `down`? Then up -> down closes a cycle.
         parents: dict[Task[Any, Any], Task[Any, Any] | None] = {down: None}
         stack = [down]
         while stack:
             node = stack.pop()
-            for edge in self._downstream[node]:
+            for edge in in_table(downstream, node):
                 nxt = edge.downstream_task
                 if nxt in parents:
                     continue
@@ -575,7 +578,8 @@ class Flow(FlowEditing):
                 self._check_edge(up, task, binding)
         self.add_task(task)
         self.version += 1
-        self._arguments[task].update(values)
+        if values:
+            self._arguments.setdefault(task, {}).update(values)
         if mapped:
             self._mapped.setdefault(task, {}).update(spec)
         for up, edge_key, edge_mapped, flattened in wiring:
@@ -626,7 +630,19 @@ class Flow(FlowEditing):
 
     def arguments(self, task: object) -> Mapping[str, Any]:
         """The arguments ``task`` was called with: tasks, constants, or collections of both."""
-        return self._arguments[_as_task(task, "arguments' task")]
+        t = _as_task(task, "arguments' task")
+        given = self._arguments.get(t)
+        if given is not None:
+            return given
+        if t not in self._tasks:
+            raise KeyError(t)
+        return _NO_ARGUMENTS
+
+    def _known(self, task: Task[Any, Any]) -> Task[Any, Any]:
+        """``task``, which must be in the flow (a KeyError otherwise, as a dict lookup)."""
+        if task not in self._tasks:
+            raise KeyError(task)
+        return task
 
     def parameters(self) -> dict[str, ParameterTask]:
         """The flow's parameters, by name."""
@@ -634,11 +650,11 @@ class Flow(FlowEditing):
 
     def edges_to(self, task: object) -> list[Edge]:
         """The edges into ``task``."""
-        return list(self._upstream[_as_task(task, "edges_to's task")])
+        return list(in_table(self._upstream, self._known(_as_task(task, "edges_to's task"))))
 
     def edges_from(self, task: object) -> list[Edge]:
         """The edges out of ``task``."""
-        return list(self._downstream[_as_task(task, "edges_from's task")])
+        return list(in_table(self._downstream, self._known(_as_task(task, "edges_from's task"))))
 
     def upstream_tasks(self, task: object) -> list[Task[Any, Any]]:
         """The tasks ``task`` depends on directly."""
@@ -650,11 +666,11 @@ class Flow(FlowEditing):
 
     def root_tasks(self) -> list[Task[Any, Any]]:
         """Tasks with no upstream tasks."""
-        return [t for t, ups in self._upstream.items() if not ups]
+        return [t for t in self._tasks if t not in self._upstream]
 
     def terminal_tasks(self) -> list[Task[Any, Any]]:
         """Tasks with no downstream tasks."""
-        return [t for t, downs in self._downstream.items() if not downs]
+        return [t for t in self._tasks if t not in self._downstream]
 
     def reference_tasks(self) -> list[Task[Any, Any]]:
         """The tasks whose states decide the flow's state (default: the terminal tasks)."""
