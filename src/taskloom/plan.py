@@ -43,17 +43,26 @@ if TYPE_CHECKING:
 __all__ = ["Node", "Plan", "plan", "rebuild"]
 
 
+#: The constants of a node that has none: one dict shared by them all (typed read-only;
+#: a plain dict, not a ``MappingProxyType``, because a follow-on's constants are pickled).
+_NO_CONSTANTS: Mapping[str, Any] = {}
+
+
 @dataclass(slots=True)
 class Node:
-    """A task compiled for running: its place in the graph, by index."""
+    """A task compiled for running: its place in the graph, by index.
+
+    Its sequences are tuples (the shared ``()`` when empty) and ``constants`` a shared
+    empty mapping when it has none: a plan of a million tasks holds no empty container.
+    """
 
     task: Task[Any, Any]
-    in_edges: list[tuple[Edge, int]] = field(default_factory=list)
-    upstream: list[int] = field(default_factory=list)
-    downstream: list[int] = field(default_factory=list)
-    direct: list[tuple[str, int]] = field(default_factory=list)
-    constants: dict[str, Any] = field(default_factory=dict)
-    nested: list[tuple[str, Any]] = field(default_factory=list)
+    in_edges: tuple[tuple[Edge, int], ...] = ()
+    upstream: tuple[int, ...] = ()
+    downstream: tuple[int, ...] = ()
+    direct: tuple[tuple[str, int], ...] = ()
+    constants: Mapping[str, Any] = field(default_factory=lambda: _NO_CONSTANTS)
+    nested: tuple[tuple[str, Any], ...] = ()
     #: Whether this task may run as a follow-on of its sole upstream task.
     followable: bool = False
     #: For a mapped task (``t.map``): its mapped arguments (key -> whether flattened).
@@ -136,24 +145,42 @@ def plan(flow: Flow) -> Plan:
 def _compile(flow: Flow) -> Plan:
     index = {t: i for i, t in enumerate(flow.tasks)}
     nodes = [Node(t) for t in index]
-    upstream: list[dict[int, None]] = [{} for _ in nodes]
+    # Gathered here, by task number, only for the tasks that have some; each node gets
+    # tuples once all are in.
+    in_edges: dict[int, list[tuple[Edge, int]]] = {}
     for edge in flow.edges:
         up, down = index[edge.upstream_task], index[edge.downstream_task]
-        nodes[down].in_edges.append((edge, up))
-        upstream[down][up] = None
-    for down, ups in enumerate(upstream):
-        nodes[down].upstream = list(ups)
+        edges = in_edges.get(down)
+        if edges is None:
+            in_edges[down] = [(edge, up)]
+        else:
+            edges.append((edge, up))
+    downstream: dict[int, list[int]] = {}
+    # Equal tuples of task numbers are one tuple: the thousands of tasks gathered by one
+    # reduce share its number as their downstream, those fed by one task its number.
+    shared: dict[tuple[int, ...], tuple[int, ...]] = {}
+    for down in sorted(in_edges):  # downstream lists in task order, as a walk by task gives
+        edges = in_edges[down]
+        node = nodes[down]
+        node.in_edges = tuple(edges)
+        ups = tuple(dict.fromkeys([up for _, up in edges]))
+        node.upstream = ups = shared.setdefault(ups, ups)
         for up in ups:
-            nodes[up].downstream.append(down)
+            downs = downstream.get(up)
+            if downs is None:
+                downstream[up] = [down]
+            else:
+                downs.append(down)
+    del in_edges
+    for up, downs in downstream.items():
+        as_tuple = tuple(downs)
+        nodes[up].downstream = shared.setdefault(as_tuple, as_tuple)
+    del downstream, shared
     for t, i in index.items():
         node = nodes[i]
-        for key, value in flow.arguments(t).items():
-            if isinstance(value, Task):
-                node.direct.append((key, index[value]))
-            elif any(True for _ in _tasks_in(value)):
-                node.nested.append((key, value))
-            else:
-                node.constants[key] = value
+        arguments = flow.arguments(t)
+        if arguments:
+            _compile_arguments(node, arguments, index)
         node.mapped = flow.mapped_arguments(t)
         node.followable = node.mapped is None and _followable(node)
         node.chainable = node.mapped is not None and _decided_as_followable(node.task)
@@ -165,6 +192,23 @@ def _compile(flow: Flow) -> Plan:
                 and all(e.mapped and not e.flattened for e, j in node.in_edges if j == u)
             )
     return Plan(nodes, index, _display_names([t.name for t in index]))
+
+
+def _compile_arguments(node: Node, arguments: Mapping[str, Any], index: Mapping[Task[Any, Any], int]) -> None:
+    """Sort a task's arguments into its node's direct, nested and constant ones."""
+    direct: list[tuple[str, int]] = []
+    nested: list[tuple[str, Any]] = []
+    constants: dict[str, Any] = {}
+    for key, value in arguments.items():
+        if isinstance(value, Task):
+            direct.append((key, index[value]))
+        elif any(True for _ in _tasks_in(value)):
+            nested.append((key, value))
+        else:
+            constants[key] = value
+    node.direct, node.nested = tuple(direct), tuple(nested)
+    if constants:
+        node.constants = constants
 
 
 def _display_names(names: list[str]) -> list[str]:
