@@ -16,7 +16,9 @@ import tracemalloc
 from typing import Any
 
 import cloudpickle
+import pytest
 from taskloom import Edge, Flow, task
+from taskloom.errors import FlowDefinitionError
 from taskloom.executors import LocalExecutor
 from taskloom.plan import plan
 
@@ -200,3 +202,30 @@ def test_a_run_leaves_a_freeze_it_did_not_make_alone() -> None:
     finally:
         gc.unfreeze()
     assert seen[0] > 0
+
+
+def test_generated_and_own_slugs_never_collide() -> None:
+    @task
+    def step() -> None:
+        return None
+
+    mine = step.copy()
+    mine.slug = "step-2"
+    with Flow("f") as flow:
+        first = as_task(step())
+    flow.add_task(mine)
+    second = step.copy()
+    flow.add_task(second)
+    # The generated number skips the slug a task has of its own.
+    assert flow.slugs == {first: "step-1", mine: "step-2", second: "step-3"}
+    clash = step.copy()
+    clash.slug = "step-1"
+    with pytest.raises(FlowDefinitionError, match="'step-1'"):
+        flow.add_task(clash)
+    assert flow.get_tasks(slug="step-3") == [second]
+    # A replaced task's generated slug is free for a task's own; the new one gets a number.
+    new = step.copy()
+    flow.replace(first, new, validate=False)
+    assert flow.slugs[new] == "step-4"
+    flow.add_task(clash)
+    assert flow.slugs[clash] == "step-1"

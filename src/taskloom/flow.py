@@ -195,10 +195,13 @@ class Flow(FlowEditing):
         #: Mapped tasks: each mapped argument's key, and whether it is flattened.
         self._mapped: dict[Task[Any, Any], dict[str, bool]] = {}
         self._parameters: dict[str, ParameterTask] = {}
-        #: Every task's slug (``slugs``), and how many each generated prefix has given.
-        self._slugs: dict[Task[Any, Any], str] = {}
-        self._slugs_used: set[str] = set()
-        self._slug_counts: dict[str, int] = {}
+        #: The slugs (``slugs``), kept without a string per task: the tasks with a slug of
+        #: their own, by slug, and for each generated prefix (``<name>-<sorted tags>``)
+        #: the task given each number (``numbered[prefix][n - 1]``: ``<prefix>-<n>``; None
+        #: where the number went to no task, or to one no longer in the flow).
+        self._own_slugs: dict[str, Task[Any, Any]] = {}
+        self._numbered: dict[str, list[Task[Any, Any] | None]] = {}
+        self._slug_index: tuple[int, dict[Task[Any, Any], str]] | None = None
         self._reference_tasks: dict[Task[Any, Any], None] = {}
         self._tokens: list[Token[_FlowBuilder | None]] = []
         #: The case blocks (``taskloom.tasks.control_flow``), by compare task.
@@ -287,44 +290,77 @@ class Flow(FlowEditing):
 
     def _add_slug(self, task: Task[Any, Any]) -> None:
         """Give ``task`` its slug in this flow: its own, which must be unique here, or
-        ``<name>-<sorted tags>-<n>`` (Prefect's)."""
+        ``<name>-<sorted tags>-<n>`` (Prefect's), the next number of that prefix that is no
+        task's own slug. (Two generated slugs never collide: ``<n>`` is digits, so the last
+        ``-`` of a generated slug tells its prefix.)"""
         slug = task.__dict__.get("slug")
         if slug is not None:
-            if slug in self._slugs_used:
+            if slug in self._own_slugs or self._numbered_task(slug) is not None:
                 raise FlowDefinitionError(
                     f"Flow {self.name!r}: task {task.name!r} has the slug {slug!r}, which "
                     "another task of the flow has; slugs must be unique within a flow "
                     "(a task called in a flow is a copy, with the slug '<slug>-copy')"
                 )
-        else:
-            prefix = "-".join([task.name, *sorted(task.tags)])
-            count = self._slug_counts.get(prefix, 0)
-            while True:
-                count += 1
-                slug = f"{prefix}-{count}"
-                if slug not in self._slugs_used:
-                    break
-            self._slug_counts[prefix] = count
-        self._slugs[task] = slug
-        self._slugs_used.add(slug)
+            self._own_slugs[slug] = task
+            return
+        prefix = "-".join([task.name, *sorted(task.tags)]) if task.tags else task.name
+        numbered = self._numbered.get(prefix)
+        if numbered is None:
+            numbered = self._numbered[prefix] = []
+        while f"{prefix}-{len(numbered) + 1}" in self._own_slugs:
+            numbered.append(None)
+        numbered.append(task)
+
+    def _numbered_task(self, slug: str) -> Task[Any, Any] | None:
+        """The task whose generated slug is ``slug``, if any."""
+        prefix, _, number = slug.rpartition("-")
+        numbered = self._numbered.get(prefix)
+        if numbered is None or not (number.isascii() and number.isdigit()):
+            return None
+        n = int(number)
+        if str(n) != number or not 1 <= n <= len(numbered):
+            return None
+        return numbered[n - 1]
 
     def _swap_slug(self, old: Task[Any, Any], new: Task[Any, Any]) -> None:
         """``new`` takes ``old``'s place among the slugs (``flow.replace``); ``old``'s slug
         stays if ``new``'s is taken."""
-        slug = self._slugs.pop(old)
-        self._slugs_used.discard(slug)
+        slug = self.slugs[old]
+        if self._own_slugs.get(slug) is old:
+            del self._own_slugs[slug]
+            try:
+                self._add_slug(new)
+            except FlowDefinitionError:
+                self._own_slugs[slug] = old
+                raise
+            return
+        numbered = self._numbered[slug.rpartition("-")[0]]
+        n = numbered.index(old)
+        numbered[n] = None
         try:
             self._add_slug(new)
         except FlowDefinitionError:
-            self._slugs[old] = slug
-            self._slugs_used.add(slug)
+            numbered[n] = old
             raise
 
     @property
     def slugs(self) -> Mapping[Task[Any, Any], str]:
         """Every task's slug, its id in this flow: its own ``slug``, or one the flow made,
-        ``<name>-<sorted tags>-<n>`` (as in Prefect)."""
-        return self._slugs
+        ``<name>-<sorted tags>-<n>`` (as in Prefect).
+
+        Made when asked (and kept until the flow changes): a flow stores no slug string
+        for a task whose slug it generated."""
+        index = self._slug_index
+        if index is not None and index[0] == self.version:
+            return index[1]
+        found = {t: slug for slug, t in self._own_slugs.items()}
+        for prefix, numbered in self._numbered.items():
+            for n, t in enumerate(numbered, 1):
+                if t is not None:
+                    found[t] = f"{prefix}-{n}"
+        slugs = {t: found[t] for t in self._tasks}
+        self._slug_index = (self.version, slugs)
+        return slugs
 
     def add_edge(
         self,
@@ -698,7 +734,7 @@ class Flow(FlowEditing):
             for t in self._tasks
             if (name is None or t.name == name)
             and wanted <= t.tags
-            and (slug is None or self._slugs[t] == slug)
+            and (slug is None or self.slugs[t] == slug)
         ]
 
     def sorted_tasks(self) -> list[Task[Any, Any]]:

@@ -98,9 +98,9 @@ class FlowEditing:
         _reference_tasks: dict[Task[Any, Any], None]
         _cases: dict[Task[Any, Any], CaseBlock]
         _tokens: list[Any]
-        _slugs: dict[Task[Any, Any], str]
-        _slugs_used: set[str]
-        _slug_counts: dict[str, int]
+        _own_slugs: dict[str, Task[Any, Any]]
+        _numbered: dict[str, list[Task[Any, Any] | None]]
+        _slug_index: tuple[int, dict[Task[Any, Any], str]] | None
         state_handlers: list[Any]
 
         def _swap_slug(self, old: Task[Any, Any], new: Task[Any, Any]) -> None: ...
@@ -155,9 +155,9 @@ class FlowEditing:
         new._arguments = {t: dict(arguments) for t, arguments in self._arguments.items()}
         new._mapped = {t: dict(spec) for t, spec in self._mapped.items()}
         new._parameters = dict(self._parameters)
-        new._slugs = dict(self._slugs)
-        new._slugs_used = set(self._slugs_used)
-        new._slug_counts = dict(self._slug_counts)
+        new._own_slugs = dict(self._own_slugs)
+        new._numbered = {prefix: list(numbered) for prefix, numbered in self._numbered.items()}
+        new._slug_index = None
         new._reference_tasks = dict(self._reference_tasks)
         new._tokens = []
         new._registered()
