@@ -168,7 +168,23 @@ def test_plan_nodes_share_what_they_have_in_common() -> None:
     assert nodes[0].constants is nodes[1].constants is reduce.constants
     assert nodes[0].in_edges == () and nodes[0].upstream == ()
     assert reduce.upstream == tuple(compiled.index[x] for x in xs)
-    assert [j for _, j in reduce.in_edges] == list(reduce.upstream)
+    pairs = [(Edge(x, t, key="xs"), compiled.index[x]) for x in xs]
+    assert list(reduce.in_edges) == pairs and len(reduce.in_edges) == 3
+    assert reduce.in_edges[1] == pairs[1] and list(reduce.in_edges[1:]) == pairs[1:]
+
+
+def test_in_edges_keep_an_upstream_task_with_two_edges_twice() -> None:
+    @task
+    def two(a: None, b: None) -> int:
+        return 2
+
+    with Flow("f") as flow:
+        handle = noop()
+        both = as_task(two(handle, handle))
+    compiled = plan(flow)
+    node = compiled.nodes[compiled.index[both]]
+    assert node.upstream == (0,)
+    assert [(e.key, j) for e, j in node.in_edges] == [("a", 0), ("b", 0)]
 
 
 def test_a_run_leaves_the_heap_that_existed_out_of_collections_and_puts_it_back() -> None:

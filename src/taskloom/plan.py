@@ -16,6 +16,11 @@ The plan is the one place that answers questions about the graph, by index:
 A task's number is its position in ``flow.tasks``, which is also its position in a run's
 states and in the run journal.
 
+A plan of a million tasks is kept compact: a node's sequences are tuples (the shared ``()``
+for none, one tuple for equal ones: the inputs of a reduce share its number as their
+``downstream``), a node without constants shares one empty mapping, and ``in_edges`` is an
+``EdgesIn`` (its edges and their upstream numbers as two tuples, not a pair per edge).
+
 Follow-ons: ``Node.followable`` marks a task that a worker may run right after its sole
 upstream task, in the same round trip (see ``taskloom.runner``). It must only be set where
 the worker's rule (``attempt.follows``) gives the scheduler's decision
@@ -29,9 +34,9 @@ nothing from ``flow``, so that ``Flow`` can use the plan (``sorted_tasks``).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from .edges import Edge
 from .task import ParameterTask, Task, _tasks_in
@@ -40,7 +45,39 @@ from .triggers import all_successful
 if TYPE_CHECKING:
     from .flow import Flow
 
-__all__ = ["Node", "Plan", "plan", "rebuild"]
+__all__ = ["EdgesIn", "Node", "Plan", "plan", "rebuild"]
+
+
+class EdgesIn(Sequence[tuple[Edge, int]]):
+    """A node's ``in_edges``: each edge into the task with its upstream task's number, as
+    pairs, kept as two tuples (a reduce of 10,000 inputs holds no 10,000 pairs; the numbers
+    are the node's ``upstream`` tuple itself when each upstream task has one edge)."""
+
+    __slots__ = ("edges", "numbers")
+
+    def __init__(self, edges: tuple[Edge, ...], numbers: tuple[int, ...]) -> None:
+        self.edges = edges
+        self.numbers = numbers
+
+    def __iter__(self) -> Iterator[tuple[Edge, int]]:
+        return zip(self.edges, self.numbers)
+
+    def __len__(self) -> int:
+        return len(self.edges)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[Edge, int]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[tuple[Edge, int]]: ...
+
+    def __getitem__(self, i: int | slice) -> tuple[Edge, int] | Sequence[tuple[Edge, int]]:
+        if isinstance(i, slice):
+            return list(zip(self.edges[i], self.numbers[i]))
+        return self.edges[i], self.numbers[i]
+
+    def __repr__(self) -> str:
+        return f"EdgesIn({list(self)!r})"
 
 
 #: The constants of a node that has none: one dict shared by them all (typed read-only;
@@ -57,7 +94,7 @@ class Node:
     """
 
     task: Task[Any, Any]
-    in_edges: tuple[tuple[Edge, int], ...] = ()
+    in_edges: Sequence[tuple[Edge, int]] = ()
     upstream: tuple[int, ...] = ()
     downstream: tuple[int, ...] = ()
     direct: tuple[tuple[str, int], ...] = ()
@@ -147,24 +184,25 @@ def _compile(flow: Flow) -> Plan:
     nodes = [Node(t) for t in index]
     # Gathered here, by task number, only for the tasks that have some; each node gets
     # tuples once all are in.
-    in_edges: dict[int, list[tuple[Edge, int]]] = {}
+    in_edges: dict[int, tuple[list[Edge], list[int]]] = {}
     for edge in flow.edges:
         up, down = index[edge.upstream_task], index[edge.downstream_task]
-        edges = in_edges.get(down)
-        if edges is None:
-            in_edges[down] = [(edge, up)]
+        gathered = in_edges.get(down)
+        if gathered is None:
+            in_edges[down] = ([edge], [up])
         else:
-            edges.append((edge, up))
+            gathered[0].append(edge)
+            gathered[1].append(up)
     downstream: dict[int, list[int]] = {}
     # Equal tuples of task numbers are one tuple: the thousands of tasks gathered by one
     # reduce share its number as their downstream, those fed by one task its number.
     shared: dict[tuple[int, ...], tuple[int, ...]] = {}
     for down in sorted(in_edges):  # downstream lists in task order, as a walk by task gives
-        edges = in_edges[down]
+        edges, numbers = in_edges[down]
         node = nodes[down]
-        node.in_edges = tuple(edges)
-        ups = tuple(dict.fromkeys([up for _, up in edges]))
+        ups = tuple(dict.fromkeys(numbers))
         node.upstream = ups = shared.setdefault(ups, ups)
+        node.in_edges = EdgesIn(tuple(edges), ups if len(ups) == len(numbers) else tuple(numbers))
         for up in ups:
             downs = downstream.get(up)
             if downs is None:
