@@ -21,6 +21,8 @@ from taskloom import Edge, Flow, task
 from taskloom.errors import FlowDefinitionError
 from taskloom.executors import LocalExecutor
 from taskloom.plan import plan
+from taskloom.states import Success
+from taskloom.trace import COLUMNS, TaskTrace, outcome, record
 
 from ._helpers import as_task
 
@@ -245,3 +247,15 @@ def test_generated_and_own_slugs_never_collide() -> None:
     assert flow.slugs[new] == "step-4"
     flow.add_task(clash)
     assert flow.slugs[clash] == "step-1"
+
+
+def test_a_recorded_row_without_optional_values_is_short_and_reads_the_same() -> None:
+    plain = TaskTrace("t", Success("done"), attempts=1, queued=1.0, started=2.0, finished=3.0,
+                      worker="w")
+    row = outcome(plain)
+    assert len(row) < len(COLUMNS)
+    full = (*row, *(None,) * (len(COLUMNS) - len(row)))
+    assert record(0, COLUMNS, row) == record(0, COLUMNS, full)
+    child = TaskTrace("t", Success("done"), parent=3, map_index=0)
+    assert len(outcome(child)) == len(COLUMNS)
+    assert record(0, COLUMNS, outcome(child)).parent == 3
