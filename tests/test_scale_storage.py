@@ -189,7 +189,8 @@ def test_in_edges_keep_an_upstream_task_with_two_edges_twice() -> None:
     assert [(e.key, j) for e, j in node.in_edges] == [("a", 0), ("b", 0)]
 
 
-def test_a_run_leaves_the_heap_that_existed_out_of_collections_and_puts_it_back() -> None:
+def _freeze_counts_seen_by_a_task() -> tuple[Flow, list[int]]:
+    """A flow whose one task notes ``gc.get_freeze_count()`` as it runs, and the notes."""
     seen: list[int] = []
 
     @task
@@ -198,6 +199,11 @@ def test_a_run_leaves_the_heap_that_existed_out_of_collections_and_puts_it_back(
 
     with Flow("f") as flow:
         count_frozen()
+    return flow, seen
+
+
+def test_a_run_leaves_the_heap_that_existed_out_of_collections_and_puts_it_back() -> None:
+    flow, seen = _freeze_counts_seen_by_a_task()
     assert gc.get_freeze_count() == 0
     assert flow.run(executor=LocalExecutor(), journal=False).is_successful()
     assert seen[0] > 0
@@ -205,14 +211,7 @@ def test_a_run_leaves_the_heap_that_existed_out_of_collections_and_puts_it_back(
 
 
 def test_a_run_leaves_a_freeze_it_did_not_make_alone() -> None:
-    seen: list[int] = []
-
-    @task
-    def count_frozen() -> None:
-        seen.append(gc.get_freeze_count())
-
-    with Flow("f") as flow:
-        count_frozen()
+    flow, seen = _freeze_counts_seen_by_a_task()
     gc.freeze()
     try:
         assert flow.run(executor=LocalExecutor(), journal=False).is_successful()
