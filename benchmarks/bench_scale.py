@@ -100,12 +100,12 @@ def where(n: int, top: int = 15) -> None:
     tracemalloc.start()
     flow = build(n)
     built = tracemalloc.take_snapshot()
-    alive = tracemalloc.get_traced_memory()[0]
     tracemalloc.reset_peak()
     state = flow.run(executor=LocalExecutor())
+    peak = tracemalloc.get_traced_memory()[1]
     after = tracemalloc.take_snapshot()
-    kept, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    alive, kept = (sum(stat.size for stat in snap.statistics("filename")) for snap in (built, after))
     if not state.is_successful():
         raise RuntimeError(f"scale-{n}: the run ended {state!r}")
     print(f"{n:,} tasks: {alive / n:.0f} B/task after the build, {kept / n:.0f} after the run, "
