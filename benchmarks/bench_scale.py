@@ -15,15 +15,24 @@ Targets (the speed issue): the 1,000,000-task flow builds and runs with the pare
 (``big.growth``). ``--quick`` measures 1,000 and 10,000 tasks only.
 
     python benchmarks/bench_scale.py [--runs N] [--quick] [--json FILE]
+
+Where the memory goes: ``--where N`` builds and runs one flow of ``N`` tasks under
+``tracemalloc`` and prints the bytes per task alive after the build and those the run adds
+and keeps (the flow's result, the cached plan), by the line that allocated them, and the
+traced peak per task (no timing: tracing slows everything down)::
+
+    python benchmarks/bench_scale.py --where 100000
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
 import sys
 import tempfile
+import tracemalloc
 from pathlib import Path
 
 import _harness as h
@@ -84,6 +93,31 @@ def one(n: int, runs: int) -> h.Figures:
     return figures
 
 
+def where(n: int, top: int = 15) -> None:
+    """Print where a flow of ``n`` tasks keeps its memory (see the module docstring)."""
+    build(1_000).run(executor=LocalExecutor())
+    gc.collect()
+    tracemalloc.start()
+    flow = build(n)
+    built = tracemalloc.take_snapshot()
+    tracemalloc.reset_peak()
+    state = flow.run(executor=LocalExecutor())
+    peak = tracemalloc.get_traced_memory()[1]
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    alive, kept = (sum(stat.size for stat in snap.statistics("filename")) for snap in (built, after))
+    if not state.is_successful():
+        raise RuntimeError(f"scale-{n}: the run ended {state!r}")
+    print(f"{n:,} tasks: {alive / n:.0f} B/task after the build, {kept / n:.0f} after the run, "
+          f"traced peak {peak / n:.0f} B/task")
+    print("  the build, by line:")
+    for stat in built.statistics("lineno")[:top]:
+        print(f"    {stat.size / n:7.1f} B/task  {stat.count / n:5.2f} blocks/task  {stat.traceback}")
+    print("  what the run adds and keeps, by line:")
+    for diff in after.compare_to(built, "lineno")[:top]:
+        print(f"    {diff.size_diff / n:7.1f} B/task  {diff.count_diff / n:5.2f} blocks/task  {diff.traceback}")
+
+
 def measure(n: int, runs: int, tmp: Path) -> dict[str, float] | None:
     out = tmp / f"scale-{n}.json"
     command = [sys.executable, __file__, "--one", str(n), "--runs", str(runs), "--json", str(out)]
@@ -100,6 +134,9 @@ def key(n: int) -> str:
 
 
 def main() -> None:
+    if "--where" in sys.argv:
+        where(int(sys.argv[sys.argv.index("--where") + 1]))
+        return
     if "--one" in sys.argv:
         i = sys.argv.index("--one")
         n = int(sys.argv[i + 1])

@@ -129,7 +129,7 @@ class FollowOn:
 
     key: int
     task: Task[Any, Any]
-    constants: dict[str, Any]
+    constants: Mapping[str, Any]
     input_key: str | None
     map_index: int | None = None
 

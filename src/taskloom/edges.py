@@ -10,14 +10,18 @@ In a ``.map`` call every argument is mapped over unless wrapped in ``unmapped(..
 
     add.map([1, 2, 3], unmapped(10))         # [11, 12, 13]
     inc.map(flatten([[1, 2], [3]]))          # [2, 3, 4]
+
+A flow keeps each task's edges in an ``EdgeTable`` (``add_to_table``, ``in_table``): the
+edge itself for a task with one, so that a flow of a million tasks holds no container per
+task.
 """
 
 from __future__ import annotations
 
 import keyword
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeAlias, TypeVar
 
 from .errors import CycleError, FlowDefinitionError
 
@@ -77,6 +81,32 @@ class Edge:
         how = ", mapped" if self.mapped else ""
         how += ", flattened" if self.flattened else ""
         return f"Edge({self.upstream_task.name!r} -> {self.downstream_task.name!r}{key}{how})"
+
+
+#: A flow's edges into (or out of) each task, in the order they were added: the edge itself
+#: when a task has one (most tasks of a large flow: a list per task would cost more than
+#: its edge), a list when it has more; a task with none is not a key.
+EdgeTable: TypeAlias = "dict[Task[Any, Any], Edge | list[Edge]]"
+
+
+def add_to_table(table: EdgeTable, task: Task[Any, Any], edge: Edge) -> None:
+    """Record ``edge`` as one of ``task``'s in ``table`` (after those it has)."""
+    had = table.get(task)
+    if had is None:
+        table[task] = edge
+    elif isinstance(had, Edge):
+        table[task] = [had, edge]
+    else:
+        had.append(edge)
+
+
+def in_table(table: EdgeTable, task: Task[Any, Any]) -> Sequence[Edge]:
+    """``task``'s edges in ``table``, in the order they were added (none for a task that
+    is not a key)."""
+    had = table.get(task)
+    if had is None:
+        return ()
+    return (had,) if isinstance(had, Edge) else had
 
 
 class Unmapped(Generic[T]):

@@ -8,8 +8,9 @@ checker only, the ``Flow`` methods it calls. It imports nothing from ``flow`` at
 (``flow`` imports it).
 
 Every edit keeps the bookkeeping consistent (what ``plan`` compiles): a task's arguments
-and its keyed edges agree, every task has its upstream and downstream edge sets, and
-``version`` changes so the compiled plan is rebuilt. ``validate`` checks exactly that, and
+and its keyed edges agree, each task's upstream and downstream edges are in the edge
+tables (``edges.EdgeTable``: a task without any is not a key there, one without arguments
+has no entry in ``_arguments``), and ``version`` changes so the compiled plan is rebuilt. ``validate`` checks exactly that, and
 what a run would trip over (an argument its ``run`` does not take, or one it needs and
 lacks)::
 
@@ -27,7 +28,7 @@ import inspect
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
-from .edges import Edge
+from .edges import Edge, EdgeTable, add_to_table, in_table
 from .errors import CycleError, FlowDefinitionError
 from .plan import plan
 from .task import ParameterTask, Task, _tasks_in
@@ -50,6 +51,11 @@ def _swapped(value: Any, old: Task[Any, Any], new: Task[Any, Any]) -> Any:
     if isinstance(value, dict):
         return {k: _swapped(v, old, new) for k, v in value.items()}
     return value
+
+
+def _copied_table(table: EdgeTable) -> EdgeTable:
+    """An edge table whose lists the original does not share (edges are immutable)."""
+    return {t: had if isinstance(had, Edge) else list(had) for t, had in table.items()}
 
 
 def _as_task(value: object, role: str) -> Task[Any, Any]:
@@ -84,17 +90,17 @@ class FlowEditing:
         version: int
         _tasks: dict[Task[Any, Any], None]
         _edges: dict[Edge, None]
-        _upstream: dict[Task[Any, Any], dict[Edge, None]]
-        _downstream: dict[Task[Any, Any], dict[Edge, None]]
+        _upstream: EdgeTable
+        _downstream: EdgeTable
         _arguments: dict[Task[Any, Any], dict[str, Any]]
         _mapped: dict[Task[Any, Any], dict[str, bool]]
         _parameters: dict[str, ParameterTask]
         _reference_tasks: dict[Task[Any, Any], None]
         _cases: dict[Task[Any, Any], CaseBlock]
         _tokens: list[Any]
-        _slugs: dict[Task[Any, Any], str]
-        _slugs_used: set[str]
-        _slug_counts: dict[str, int]
+        _own_slugs: dict[str, Task[Any, Any]]
+        _numbered: dict[str, list[Task[Any, Any] | None]]
+        _slug_index: tuple[int, dict[Task[Any, Any], str]] | None
         state_handlers: list[Any]
 
         def _swap_slug(self, old: Task[Any, Any], new: Task[Any, Any]) -> None: ...
@@ -144,14 +150,14 @@ class FlowEditing:
         new = copy.copy(self)
         new._tasks = dict(self._tasks)
         new._edges = dict(self._edges)
-        new._upstream = {t: dict(edges) for t, edges in self._upstream.items()}
-        new._downstream = {t: dict(edges) for t, edges in self._downstream.items()}
+        new._upstream = _copied_table(self._upstream)
+        new._downstream = _copied_table(self._downstream)
         new._arguments = {t: dict(arguments) for t, arguments in self._arguments.items()}
         new._mapped = {t: dict(spec) for t, spec in self._mapped.items()}
         new._parameters = dict(self._parameters)
-        new._slugs = dict(self._slugs)
-        new._slugs_used = set(self._slugs_used)
-        new._slug_counts = dict(self._slug_counts)
+        new._own_slugs = dict(self._own_slugs)
+        new._numbered = {prefix: list(numbered) for prefix, numbered in self._numbered.items()}
+        new._slug_index = None
         new._reference_tasks = dict(self._reference_tasks)
         new._tokens = []
         new._registered()
@@ -198,16 +204,19 @@ class FlowEditing:
         self._swap_slug(o, n)  # before any change: raises if n's slug is taken
         self._tasks = {(n if t is o else t): None for t in self._tasks}
         self._edges = {self._moved(e, o, n): None for e in self._edges}
-        self._upstream = {t: {} for t in self._tasks}
-        self._downstream = {t: {} for t in self._tasks}
+        self._upstream = {}
+        self._downstream = {}
         for edge in self._edges:
-            self._upstream[edge.downstream_task][edge] = None
-            self._downstream[edge.upstream_task][edge] = None
-        arguments = self._arguments.pop(o)
-        self._arguments[n] = arguments
-        for down in self._downstream[n]:
+            add_to_table(self._upstream, edge.downstream_task, edge)
+            add_to_table(self._downstream, edge.upstream_task, edge)
+        arguments = self._arguments.pop(o, None)
+        if arguments is not None:
+            self._arguments[n] = arguments
+        for down in in_table(self._downstream, n):
             task = down.downstream_task
-            self._arguments[task] = {k: _swapped(v, o, n) for k, v in self._arguments[task].items()}
+            given = self._arguments.get(task)
+            if given is not None:
+                self._arguments[task] = {k: _swapped(v, o, n) for k, v in given.items()}
         if o in self._mapped:
             self._mapped[n] = self._mapped.pop(o)
         if isinstance(o, ParameterTask):
@@ -227,7 +236,7 @@ class FlowEditing:
     def _check_replacement(self, old: Task[Any, Any], new: Task[Any, Any]) -> None:
         where = f"Flow {self.name!r}: replacing {old.name!r} with {new.name!r}"
         if isinstance(new, ParameterTask):
-            if self._upstream[old]:
+            if old in self._upstream:
                 raise FlowDefinitionError(
                     f"{where}: a Parameter has no upstream tasks, and {old.name!r} has some"
                 )
@@ -236,7 +245,7 @@ class FlowEditing:
                 raise FlowDefinitionError(
                     f"{where}: the flow already has a parameter named {new.name!r}"
                 )
-        unknown, _ = _unfilled(new, self._arguments[old])
+        unknown, _ = _unfilled(new, self._arguments.get(old, {}))
         if unknown:
             raise FlowDefinitionError(
                 f"{where}: {new.name!r} takes no argument(s) {', '.join(unknown)}, which "
@@ -305,7 +314,9 @@ class FlowEditing:
         references = other.reference_tasks()
         for t in other._tasks:
             self.add_task(t)
-            self._arguments[t].update(other._arguments[t])
+            theirs_given = other._arguments.get(t)
+            if theirs_given:
+                self._arguments.setdefault(t, {}).update(theirs_given)
         for t, spec in other._mapped.items():
             self._mapped.setdefault(t, {}).update(spec)
         self.version += 1

@@ -16,6 +16,11 @@ The plan is the one place that answers questions about the graph, by index:
 A task's number is its position in ``flow.tasks``, which is also its position in a run's
 states and in the run journal.
 
+A plan of a million tasks is kept compact: a node's sequences are tuples (the shared ``()``
+for none, one tuple for equal ones: the inputs of a reduce share its number as their
+``downstream``), a node without constants shares one empty mapping, and ``in_edges`` is an
+``EdgesIn`` (its edges and their upstream numbers as two tuples, not a pair per edge).
+
 Follow-ons: ``Node.followable`` marks a task that a worker may run right after its sole
 upstream task, in the same round trip (see ``taskloom.runner``). It must only be set where
 the worker's rule (``attempt.follows``) gives the scheduler's decision
@@ -29,9 +34,9 @@ nothing from ``flow``, so that ``Flow`` can use the plan (``sorted_tasks``).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 from .edges import Edge
 from .task import ParameterTask, Task, _tasks_in
@@ -40,20 +45,61 @@ from .triggers import all_successful
 if TYPE_CHECKING:
     from .flow import Flow
 
-__all__ = ["Node", "Plan", "plan", "rebuild"]
+__all__ = ["EdgesIn", "Node", "Plan", "plan", "rebuild"]
+
+
+class EdgesIn(Sequence[tuple[Edge, int]]):
+    """A node's ``in_edges``: each edge into the task with its upstream task's number, as
+    pairs, kept as two tuples (a reduce of 10,000 inputs holds no 10,000 pairs; the numbers
+    are the node's ``upstream`` tuple itself when each upstream task has one edge)."""
+
+    __slots__ = ("edges", "numbers")
+
+    def __init__(self, edges: tuple[Edge, ...], numbers: tuple[int, ...]) -> None:
+        self.edges = edges
+        self.numbers = numbers
+
+    def __iter__(self) -> Iterator[tuple[Edge, int]]:
+        return zip(self.edges, self.numbers)
+
+    def __len__(self) -> int:
+        return len(self.edges)
+
+    @overload
+    def __getitem__(self, i: int) -> tuple[Edge, int]: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[tuple[Edge, int]]: ...
+
+    def __getitem__(self, i: int | slice) -> tuple[Edge, int] | Sequence[tuple[Edge, int]]:
+        if isinstance(i, slice):
+            return list(zip(self.edges[i], self.numbers[i]))
+        return self.edges[i], self.numbers[i]
+
+    def __repr__(self) -> str:
+        return f"EdgesIn({list(self)!r})"
+
+
+#: The constants of a node that has none: one dict shared by them all (typed read-only;
+#: a plain dict, not a ``MappingProxyType``, because a follow-on's constants are pickled).
+_NO_CONSTANTS: Mapping[str, Any] = {}
 
 
 @dataclass(slots=True)
 class Node:
-    """A task compiled for running: its place in the graph, by index."""
+    """A task compiled for running: its place in the graph, by index.
+
+    Its sequences are tuples (the shared ``()`` when empty) and ``constants`` a shared
+    empty mapping when it has none: a plan of a million tasks holds no empty container.
+    """
 
     task: Task[Any, Any]
-    in_edges: list[tuple[Edge, int]] = field(default_factory=list)
-    upstream: list[int] = field(default_factory=list)
-    downstream: list[int] = field(default_factory=list)
-    direct: list[tuple[str, int]] = field(default_factory=list)
-    constants: dict[str, Any] = field(default_factory=dict)
-    nested: list[tuple[str, Any]] = field(default_factory=list)
+    in_edges: Sequence[tuple[Edge, int]] = ()
+    upstream: tuple[int, ...] = ()
+    downstream: tuple[int, ...] = ()
+    direct: tuple[tuple[str, int], ...] = ()
+    constants: Mapping[str, Any] = field(default_factory=lambda: _NO_CONSTANTS)
+    nested: tuple[tuple[str, Any], ...] = ()
     #: Whether this task may run as a follow-on of its sole upstream task.
     followable: bool = False
     #: For a mapped task (``t.map``): its mapped arguments (key -> whether flattened).
@@ -136,24 +182,43 @@ def plan(flow: Flow) -> Plan:
 def _compile(flow: Flow) -> Plan:
     index = {t: i for i, t in enumerate(flow.tasks)}
     nodes = [Node(t) for t in index]
-    upstream: list[dict[int, None]] = [{} for _ in nodes]
+    # Gathered here, by task number, only for the tasks that have some; each node gets
+    # tuples once all are in.
+    in_edges: dict[int, tuple[list[Edge], list[int]]] = {}
     for edge in flow.edges:
         up, down = index[edge.upstream_task], index[edge.downstream_task]
-        nodes[down].in_edges.append((edge, up))
-        upstream[down][up] = None
-    for down, ups in enumerate(upstream):
-        nodes[down].upstream = list(ups)
+        gathered = in_edges.get(down)
+        if gathered is None:
+            in_edges[down] = ([edge], [up])
+        else:
+            gathered[0].append(edge)
+            gathered[1].append(up)
+    downstream: dict[int, list[int]] = {}
+    # Equal tuples of task numbers are one tuple: the thousands of tasks gathered by one
+    # reduce share its number as their downstream, those fed by one task its number.
+    shared: dict[tuple[int, ...], tuple[int, ...]] = {}
+    for down in sorted(in_edges):  # downstream lists in task order, as a walk by task gives
+        edges, numbers = in_edges[down]
+        node = nodes[down]
+        ups = tuple(dict.fromkeys(numbers))
+        node.upstream = ups = shared.setdefault(ups, ups)
+        node.in_edges = EdgesIn(tuple(edges), ups if len(ups) == len(numbers) else tuple(numbers))
         for up in ups:
-            nodes[up].downstream.append(down)
+            downs = downstream.get(up)
+            if downs is None:
+                downstream[up] = [down]
+            else:
+                downs.append(down)
+    del in_edges
+    for up, downs in downstream.items():
+        as_tuple = tuple(downs)
+        nodes[up].downstream = shared.setdefault(as_tuple, as_tuple)
+    del downstream, shared
     for t, i in index.items():
         node = nodes[i]
-        for key, value in flow.arguments(t).items():
-            if isinstance(value, Task):
-                node.direct.append((key, index[value]))
-            elif any(True for _ in _tasks_in(value)):
-                node.nested.append((key, value))
-            else:
-                node.constants[key] = value
+        arguments = flow.arguments(t)
+        if arguments:
+            _compile_arguments(node, arguments, index)
         node.mapped = flow.mapped_arguments(t)
         node.followable = node.mapped is None and _followable(node)
         node.chainable = node.mapped is not None and _decided_as_followable(node.task)
@@ -165,6 +230,23 @@ def _compile(flow: Flow) -> Plan:
                 and all(e.mapped and not e.flattened for e, j in node.in_edges if j == u)
             )
     return Plan(nodes, index, _display_names([t.name for t in index]))
+
+
+def _compile_arguments(node: Node, arguments: Mapping[str, Any], index: Mapping[Task[Any, Any], int]) -> None:
+    """Sort a task's arguments into its node's direct, nested and constant ones."""
+    direct: list[tuple[str, int]] = []
+    nested: list[tuple[str, Any]] = []
+    constants: dict[str, Any] = {}
+    for key, value in arguments.items():
+        if isinstance(value, Task):
+            direct.append((key, index[value]))
+        elif any(True for _ in _tasks_in(value)):
+            nested.append((key, value))
+        else:
+            constants[key] = value
+    node.direct, node.nested = tuple(direct), tuple(nested)
+    if constants:
+        node.constants = constants
 
 
 def _display_names(names: list[str]) -> list[str]:

@@ -560,8 +560,8 @@ class _Scheduler(_Mapping):
             if runs_by_default(task, [traces[j].state for j in upstream] if upstream else ()):
                 decided = None
             else:
-                upstream = {edge: traces[j].state for edge, j in node.in_edges}
-                decided = decide(task, upstream, resume=resume)
+                states = {edge: traces[j].state for edge, j in node.in_edges}
+                decided = decide(task, states, resume=resume)
             if decided is not None:
                 if isinstance(decided, Paused):
                     decided = decided.replace(cached_inputs=self._inputs(node))

@@ -604,14 +604,46 @@ class Task(Generic[P, R]):
 
     def copy(self) -> Task[P, R]:
         """A new task with the same options (what calling a task in a flow adds); a task
-        with a ``slug`` gives its copy ``<slug>-copy``."""
+        with a ``slug`` gives its copy ``<slug>-copy``.
+
+        Copies share their options: the unchanged copies of one task have one ``__dict__``
+        between them (``_SHARED`` marks it), made at the first copy and kept by the
+        template (``_COPY_OPTIONS``) until the template changes, so a flow of a million
+        calls holds one dict of options, not a million. Setting an attribute of a copy
+        first gives it a dict of its own (``__setattr__``).
+        """
         new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        new.__dict__["_template"] = self.__dict__.get("_template", self)
-        slug = self.__dict__.get("slug")
+        mine = self.__dict__
+        slug = mine.get("slug")
+        if slug is None:
+            if _SHARED in mine:  # an unchanged copy: its copies share the same options
+                object.__setattr__(new, "__dict__", mine)
+                return new
+            if "_template" not in mine:  # a template
+                shared = mine.get(_COPY_OPTIONS)
+                if shared is None:
+                    shared = {k: v for k, v in mine.items() if k != _COPY_OPTIONS}
+                    shared["_template"] = self
+                    shared[_SHARED] = True
+                    mine[_COPY_OPTIONS] = shared
+                object.__setattr__(new, "__dict__", shared)
+                return new
+        new.__dict__.update(_options(self))
+        new.__dict__["_template"] = mine.get("_template", self)
         if slug is not None:  # as Prefect's copy: a flow's slugs stay unique
             new.slug = f"{slug}-copy"
         return new
+
+    # Hidden from the type checker, which would otherwise accept any attribute name.
+    if not TYPE_CHECKING:
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            _unshare(self)
+            object.__setattr__(self, name, value)
+
+        def __delattr__(self, name: str) -> None:
+            _unshare(self)
+            object.__delattr__(self, name)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A flow holds many copies of one task; pickled together (a batch of runs sent to a
@@ -621,7 +653,7 @@ class Task(Generic[P, R]):
             return (_copy_of, (template,))
         # The state goes third, set after the object exists: a task whose own body refers to
         # it (``transform.logger`` in ``transform``, pickled by value) is a cycle.
-        return (_new_task, (type(self),), self.__dict__)
+        return (_new_task, (type(self),), _options(self))
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Add a copy of this task to the current flow, wired to ``args`` and ``kwargs``.
@@ -875,11 +907,42 @@ def _tasks_in(value: Any) -> Iterator[Task[Any, Any]]:
 
 _ABSENT = object()
 
+#: The key that marks a ``__dict__`` shared by the unchanged copies of a task (``copy``).
+_SHARED = "_shared_by_copies"
+#: The key under which a template keeps the dict its copies share, while it is unchanged.
+_COPY_OPTIONS = "_copy_options"
+
+
+def _without_bookkeeping(options: dict[str, Any]) -> dict[str, Any]:
+    """A task's ``__dict__`` without the bookkeeping of shared copies (itself when it has none)."""
+    if _SHARED in options or _COPY_OPTIONS in options:
+        return {k: v for k, v in options.items() if k != _SHARED and k != _COPY_OPTIONS}
+    return options
+
+
+def _options(task: Task[Any, Any]) -> dict[str, Any]:
+    """``task``'s ``__dict__`` without the bookkeeping of shared copies (what a pickle and
+    a copy of its own carry)."""
+    return _without_bookkeeping(task.__dict__)
+
+
+def _unshare(task: Task[Any, Any]) -> None:
+    """Before ``task`` changes: a copy sharing its options gets a dict of its own, and a
+    template forgets the dict its copies share (later copies get the changed options)."""
+    mine = task.__dict__
+    if _SHARED in mine:
+        object.__setattr__(task, "__dict__", _options(task))
+    elif _COPY_OPTIONS in mine:
+        del mine[_COPY_OPTIONS]
+
 
 def _same_options(task: Task[Any, Any], template: Task[Any, Any]) -> bool:
     """Whether ``task`` (a copy of ``template``) still has exactly the template's options:
     the same keys (but ``_template``) holding the same objects."""
     mine, theirs = task.__dict__, template.__dict__
+    if mine is theirs.get(_COPY_OPTIONS):  # an unchanged copy shares the template's options
+        return True
+    mine, theirs = _without_bookkeeping(mine), _without_bookkeeping(theirs)
     if len(mine) != len(theirs) + ("_template" not in theirs):
         return False
     # In C (map/operator.is_): this runs for every task of every run sent to workers.

@@ -64,7 +64,7 @@ _STATE_CLASSES = tuple(cls for cls in all_classes() if cls.__module__ == State._
 _STATE_CODES = {cls: code for code, cls in enumerate(_STATE_CLASSES)}
 
 #: A follow-on on the wire: key, template id, constants, input key, map index.
-WireFollowOn = tuple[int, int, dict[str, Any], str | None, int | None]
+WireFollowOn = tuple[int, int, Mapping[str, Any], str | None, int | None]
 #: A run on the wire: key, template id, inputs, run count, resume, follow-ons, map index,
 #: loop count, loop result (where a retried loop starts: ``TaskRun.loop_count``).
 WireRun = tuple[

@@ -1,0 +1,260 @@
+"""How a large flow is stored (issue 16, "Scale"): what a call, an edge and a compiled task
+cost, and that the compact storage behaves as the plain one did.
+
+A flow of a million calls must fit in memory: a call's copy shares its template's options,
+the flow keeps no container for a task that has no edges or arguments, and the plan shares
+what its nodes have in common. These tests check that structure (and the garbage collector
+policy of a run), never a time or a process's memory.
+"""
+
+from __future__ import annotations
+
+import gc
+import pickle
+import tracemalloc
+
+from typing import Any
+
+import cloudpickle
+import pytest
+from taskloom import Edge, Flow, task
+from taskloom.errors import FlowDefinitionError
+from taskloom.executors import LocalExecutor
+from taskloom.plan import plan
+from taskloom.states import Success
+from taskloom.trace import COLUMNS, TaskTrace, outcome, record
+
+from ._helpers import as_task
+
+
+@task
+def noop() -> None:
+    return None
+
+
+@task
+def total(xs: list[Any]) -> int:
+    return len(xs)
+
+
+@task(nout=2)
+def pair(x: int) -> tuple[int, int]:
+    return x, x
+
+
+def test_the_copies_of_a_task_share_one_dict_of_options() -> None:
+    with Flow("f"):
+        a, b = as_task(noop()), as_task(noop())
+    assert vars(a) is vars(b)
+    assert vars(a) is not vars(noop)
+    assert a.name == b.name == "noop" and a.trigger is noop.trigger
+
+
+def test_a_changed_copy_gets_options_of_its_own() -> None:
+    with Flow("f"):
+        a, b = as_task(noop()), as_task(noop())
+    a.max_retries = 3
+    assert (a.max_retries, b.max_retries, noop.max_retries) == (3, 0, 0)
+    del a.max_retries
+    assert "max_retries" not in vars(a) and b.max_retries == 0
+
+
+def test_a_changed_template_is_seen_by_later_copies_only() -> None:
+    @task
+    def work() -> int:
+        return 1
+
+    with Flow("f") as flow:
+        before = as_task(work())
+        work.max_retries = 2
+        after = as_task(work())
+    assert (before.max_retries, after.max_retries) == (0, 2)
+    assert vars(before) is not vars(after)
+    state = flow.run(journal=False)
+    assert state.is_successful()
+
+
+def test_a_mapped_copy_of_a_task_with_nout_does_not_change_the_others() -> None:
+    with Flow("f") as flow:
+        pair(1)
+        mapped = as_task(pair.map([1, 2]))
+        again = as_task(pair(3))
+    assert mapped.nout is None
+    assert pair.nout == 2 and again.nout == 2 and flow.arguments(again) == {"x": 3}
+
+
+def test_a_copy_pickles_as_a_copy_of_its_template() -> None:
+    with Flow("f"):
+        a = as_task(noop())
+        changed = as_task(noop())
+    changed.max_retries = 4
+    again = pickle.loads(cloudpickle.dumps(a))
+    assert again.name == "noop" and again.max_retries == 0
+    assert pickle.loads(cloudpickle.dumps(changed)).max_retries == 4
+    # What travels is options, not the bookkeeping of shared copies.
+    template = pickle.loads(cloudpickle.dumps(noop))
+    assert vars(template).keys() == vars(noop).keys() - {"_copy_options"}
+
+
+def test_a_call_costs_a_fraction_of_what_a_copied_dict_of_options_did() -> None:
+    # Deterministic: tracemalloc counts the bytes each line allocates. A call used to cost
+    # about 1,240 bytes (a 27-key dict of options per copy, three dicts per task in the
+    # flow, an Edge and its dict entries); the bound leaves room for Python versions.
+    calls = 20_000
+    with Flow("warm") as warm:  # the template's shared options, made once
+        total([noop() for _ in range(10)])
+    del warm
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        with Flow("big") as flow:
+            total([noop() for _ in range(calls)])
+        per_call = (tracemalloc.get_traced_memory()[0] - before) / calls
+    finally:
+        tracemalloc.stop()
+    assert len(flow.tasks) == calls + 1
+    assert per_call < 600, f"{per_call:.0f} bytes a call"
+
+
+def test_edges_of_tasks_with_none_one_and_many() -> None:
+    lone = noop.copy()
+    with Flow("f", tasks=[lone]) as flow:
+        xs = [as_task(noop()) for _ in range(3)]
+        t = as_task(total(xs))
+        after = noop.copy().set_upstream(t)
+    assert flow.edges_to(lone) == [] and flow.edges_from(lone) == []
+    assert flow.edges_from(xs[0]) == [Edge(xs[0], t, key="xs")]
+    assert flow.edges_to(t) == [Edge(x, t, key="xs") for x in xs]
+    assert flow.downstream_tasks(t) == [after] and flow.upstream_tasks(after) == [t]
+    assert flow.root_tasks() == [lone, *xs]
+    assert flow.terminal_tasks() == [lone, after]
+    assert flow.arguments(lone) == {} and flow.arguments(t) == {"xs": xs}
+
+
+def test_a_copied_flow_gets_its_own_edges_of_a_task_with_one() -> None:
+    with Flow("f") as flow:
+        a = as_task(noop())
+        b = noop.copy().set_upstream(a)
+    copied = flow.copy()
+    c = noop.copy()
+    copied.add_edge(a, c)
+    assert flow.edges_from(a) == [Edge(a, b)]
+    assert copied.edges_from(a) == [Edge(a, b), Edge(a, c)]
+    copied.add_edge(b, c)
+    assert c not in flow.tasks and flow.edges_to(b) == [Edge(a, b)]
+    assert copied.edges_to(c) == [Edge(a, c), Edge(b, c)]
+
+
+def test_replace_moves_a_single_edge() -> None:
+    with Flow("f") as flow:
+        a = as_task(noop())
+        t = as_task(total([a]))
+    new = noop.copy()
+    flow.replace(a, new)
+    assert flow.edges_from(new) == [Edge(new, t, key="xs")]
+    assert flow.arguments(t) == {"xs": [new]}
+    assert flow.run(journal=False).result[t].result == 1
+
+
+def test_plan_nodes_share_what_they_have_in_common() -> None:
+    with Flow("f") as flow:
+        xs = [as_task(noop()) for _ in range(3)]
+        t = as_task(total(xs))
+    compiled = plan(flow)
+    nodes = [compiled.nodes[compiled.index[x]] for x in xs]
+    reduce = compiled.nodes[compiled.index[t]]
+    # A reduce's inputs have one downstream tuple between them, and nothing of their own
+    # for what they lack.
+    assert nodes[0].downstream == (compiled.index[t],)
+    assert nodes[0].downstream is nodes[1].downstream is nodes[2].downstream
+    assert nodes[0].constants is nodes[1].constants is reduce.constants
+    assert nodes[0].in_edges == () and nodes[0].upstream == ()
+    assert reduce.upstream == tuple(compiled.index[x] for x in xs)
+    pairs = [(Edge(x, t, key="xs"), compiled.index[x]) for x in xs]
+    assert list(reduce.in_edges) == pairs and len(reduce.in_edges) == 3
+    assert reduce.in_edges[1] == pairs[1] and list(reduce.in_edges[1:]) == pairs[1:]
+
+
+def test_in_edges_keep_an_upstream_task_with_two_edges_twice() -> None:
+    @task
+    def two(a: None, b: None) -> int:
+        return 2
+
+    with Flow("f") as flow:
+        handle = noop()
+        both = as_task(two(handle, handle))
+    compiled = plan(flow)
+    node = compiled.nodes[compiled.index[both]]
+    assert node.upstream == (0,)
+    assert [(e.key, j) for e, j in node.in_edges] == [("a", 0), ("b", 0)]
+
+
+def _freeze_counts_seen_by_a_task() -> tuple[Flow, list[int]]:
+    """A flow whose one task notes ``gc.get_freeze_count()`` as it runs, and the notes."""
+    seen: list[int] = []
+
+    @task
+    def count_frozen() -> None:
+        seen.append(gc.get_freeze_count())
+
+    with Flow("f") as flow:
+        count_frozen()
+    return flow, seen
+
+
+def test_a_run_leaves_the_heap_that_existed_out_of_collections_and_puts_it_back() -> None:
+    flow, seen = _freeze_counts_seen_by_a_task()
+    assert gc.get_freeze_count() == 0
+    assert flow.run(executor=LocalExecutor(), journal=False).is_successful()
+    assert seen[0] > 0
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_run_leaves_a_freeze_it_did_not_make_alone() -> None:
+    flow, seen = _freeze_counts_seen_by_a_task()
+    gc.freeze()
+    try:
+        assert flow.run(executor=LocalExecutor(), journal=False).is_successful()
+        assert gc.get_freeze_count() > 0  # the run did not unfreeze what it did not freeze
+    finally:
+        gc.unfreeze()
+    assert seen[0] > 0
+
+
+def test_generated_and_own_slugs_never_collide() -> None:
+    @task
+    def step() -> None:
+        return None
+
+    mine = step.copy()
+    mine.slug = "step-2"
+    with Flow("f") as flow:
+        first = as_task(step())
+    flow.add_task(mine)
+    second = step.copy()
+    flow.add_task(second)
+    # The generated number skips the slug a task has of its own.
+    assert flow.slugs == {first: "step-1", mine: "step-2", second: "step-3"}
+    clash = step.copy()
+    clash.slug = "step-1"
+    with pytest.raises(FlowDefinitionError, match="'step-1'"):
+        flow.add_task(clash)
+    assert flow.get_tasks(slug="step-3") == [second]
+    # A replaced task's generated slug is free for a task's own; the new one gets a number.
+    new = step.copy()
+    flow.replace(first, new, validate=False)
+    assert flow.slugs[new] == "step-4"
+    flow.add_task(clash)
+    assert flow.slugs[clash] == "step-1"
+
+
+def test_a_recorded_row_without_optional_values_is_short_and_reads_the_same() -> None:
+    plain = TaskTrace("t", Success("done"), attempts=1, queued=1.0, started=2.0, finished=3.0,
+                      worker="w")
+    row = outcome(plain)
+    assert len(row) < len(COLUMNS)
+    full = (*row, *(None,) * (len(COLUMNS) - len(row)))
+    assert record(0, COLUMNS, row) == record(0, COLUMNS, full)
+    child = TaskTrace("t", Success("done"), parent=3, map_index=0)
+    assert len(outcome(child)) == len(COLUMNS)
+    assert record(0, COLUMNS, outcome(child)).parent == 3
