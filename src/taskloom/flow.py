@@ -35,12 +35,10 @@ import time (``tests/test_layers.py`` names them). Do not add another here.
 
 from __future__ import annotations
 
-import gc
 import inspect
 import logging
 import weakref
-from collections.abc import Iterable, Iterator, KeysView, Mapping
-from contextlib import contextmanager
+from collections.abc import Iterable, KeysView, Mapping
 from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from os import PathLike
@@ -836,19 +834,17 @@ class Flow(FlowEditing):
         context, task_states = context or {}, task_states or {}
 
         def once(extra: Mapping[str, Any]) -> State[FlowResult]:
-            plan(self)  # compiled before the heap is frozen, so that the plan is frozen too
-            with _frozen_heap():
-                return run_flow(
-                    self,
-                    parameters=values,
-                    executor=executor,
-                    context={**context, **extra},
-                    task_states=task_states,
-                    start_tasks=start_tasks,
-                    cache_store=cache_store,
-                    journal=journal,
-                    progress=progress,
-                )
+            return run_flow(
+                self,
+                parameters=values,
+                executor=executor,
+                context={**context, **extra},
+                task_states=task_states,
+                start_tasks=start_tasks,
+                cache_store=cache_store,
+                journal=journal,
+                progress=progress,
+            )
 
         if self.schedule is None or not run_on_schedule:
             return once({})
@@ -861,29 +857,6 @@ class Flow(FlowEditing):
             owner=f"Flow {self.name!r}",
             logger=self.logger,
         )
-
-
-@contextmanager
-def _frozen_heap() -> Iterator[None]:
-    """Leave what exists when a run starts (the flow, its plan, the user's data) out of the
-    garbage collector's passes during the run (``gc.freeze``), and put it back after.
-
-    A full collection walks every tracked object, and the collector runs one each time the
-    objects that outlived the young generations grew by a quarter: in a run of a million
-    tasks, each walks the flow's millions of objects, which is why the time per task grew
-    with the flow (1.7x at 1,000,000 tasks over 10,000). Garbage the run makes is collected
-    as before; objects that were already garbage wait for the first collection after it.
-    Left alone when the collector is off, or when something (the application, a run in
-    another thread) froze objects already: its unfreeze is its own.
-    """
-    if not gc.isenabled() or gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
 
 
 def _parameter_values(

@@ -90,6 +90,11 @@ Lifecycle of one run (``_Scheduler.run``; the order matters):
    called nowhere else.
 7. ``journal.finish`` records every task's trace; ``observer.run_finished``.
 
+``run_flow`` runs all of it with what existed before (the flow, its plan, the run's
+records) left out of the garbage collector's passes (``_frozen_heap``): at a million tasks,
+full collections walking the flow again and again made each task cost more the bigger the
+flow.
+
 Logging (``taskloom.logging``): the flow's logger says "Beginning Flow run" after 3 and
 how the run ended after 6; each task's logger says "Finished task run ... final state"
 where a state is settled (``_finish``, and ``_schedule`` for a retry), the worker having
@@ -130,10 +135,12 @@ one place, lazily: ``run_flow(progress=True)`` builds ``progress.default_progres
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import heapq
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import _run_args
@@ -871,6 +878,29 @@ def _log_flow_end(flow_name: str, run_id: str, state: State[Any]) -> None:
         logger.info("Flow run %s: %s", type(state).__name__.upper(), state.message, extra=extra)
 
 
+@contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Leave what exists when a run starts (the flow, its plan, the user's data) out of the
+    garbage collector's passes during the run (``gc.freeze``), and put it back after.
+
+    A full collection walks every tracked object, and the collector runs one each time the
+    objects that outlived the young generations grew by a quarter: in a run of a million
+    tasks, each walks the flow's millions of objects, which is why the time per task grew
+    with the flow (1.7x at 1,000,000 tasks over 10,000). Garbage the run makes is collected
+    as before; objects that were already garbage wait for the first collection after it.
+    Left alone when the collector is off, or when something (the application, a run in
+    another thread) froze objects already: its unfreeze is its own.
+    """
+    if not gc.isenabled() or gc.get_freeze_count():
+        yield
+        return
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _executor_for(flow: Flow, given: Executor | None) -> Executor:
     """The run's executor: the one given, else the flow's own (``flow.executor``), else
     ``LocalExecutor()``. Never silently another: a flow's executor is what its runs use."""
@@ -946,4 +976,5 @@ def run_flow(
         resumed_from,
         observer,
     )
-    return scheduler.run()
+    with _frozen_heap():  # after the plan and the run's own records exist: frozen too
+        return scheduler.run()
