@@ -51,7 +51,7 @@ __all__ = [
     "lookup",
     "mask",
     "mask_records",
-    "masked_row",
+    "masked_rows",
     "read_secret",
     "remember",
     "resolve",
@@ -184,18 +184,33 @@ def mask(text: str) -> str:
     values = _active()
     if not values:
         return text
-    # Longest first, so that a secret containing another is masked whole.
-    for value in sorted(values, key=len, reverse=True):
+    return _masked(text, _longest_first(values))
+
+
+def _longest_first(values: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(value, ``<secret NAME>``) of each known secret, longest value first, so that a
+    secret containing another is masked whole."""
+    return [(value, f"<secret {values[value]}>") for value in sorted(values, key=len, reverse=True)]
+
+
+def _masked(text: str, secrets: list[tuple[str, str]]) -> str:
+    for value, marker in secrets:
         if value in text:
-            text = text.replace(value, f"<secret {values[value]}>")
+            text = text.replace(value, marker)
     return text
 
 
-def masked_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``row`` with ``mask`` applied to each of its strings (itself when no secret is known)."""
-    if not _active():
-        return row
-    return tuple(mask(value) if isinstance(value, str) else value for value in row)
+def masked_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``rows`` with ``mask`` applied to each of their strings (``rows`` itself, at the
+    cost of one check, when no secret is known: the journal's rows of every run pass here)."""
+    values = _active()
+    if not values:
+        return rows
+    secrets = _longest_first(values)
+    return [
+        tuple(_masked(value, secrets) if isinstance(value, str) else value for value in row)
+        for row in rows
+    ]
 
 
 def found_in(data: bytes) -> str | None:

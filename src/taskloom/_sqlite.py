@@ -24,6 +24,7 @@ stop a flow run. What they share is here:
 
 from __future__ import annotations
 
+import atexit
 import errno
 import logging
 import os
@@ -31,6 +32,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,6 +124,7 @@ class SQLiteFile:
             connection = self._open_healed()
             connection = self._up_to_date(connection)
             self._connection, self._pid = connection, os.getpid()
+            _opened.add(self)
         return self._connection
 
     def _open_healed(self) -> sqlite3.Connection:
@@ -371,6 +374,19 @@ class SQLiteFile:
             if self._connection is not None and self._pid == os.getpid():
                 self._connection.close()
             self._connection = None
+
+
+#: The stores with a connection open in this process: closed when the interpreter ends.
+_opened: weakref.WeakSet[SQLiteFile] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    # Explicitly, not left to the interpreter's teardown, which closes nothing a daemon
+    # thread alive at exit can reach (``recording``'s writer): a store closed leaves no
+    # WAL file behind, all of it checkpointed into the file.
+    for store in list(_opened):
+        store.close()
 
 
 S = TypeVar("S")

@@ -53,10 +53,11 @@ from __future__ import annotations
 
 import io
 import logging
+import operator
 import os
 import pickle
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ from .errors import TaskloomError
 from .plan import Plan
 from .locations import TARGET_FOUND
 from .states import Crashed, Mapped, Pending, Running, State, picklable
-from .trace import COLUMNS, TAMPERED, Stored, TaskRecord, TaskTrace, outcome, record
+from .trace import COLUMNS, TAMPERED, Stored, TaskRecord, TaskTrace, outcomes, record
 
 __all__ = [
     "Journal",
@@ -557,6 +558,13 @@ def _task_records(outcomes: Any) -> list[TaskRecord]:
     return [record(i, columns, row) for i, row in enumerate(outcomes["rows"])]
 
 
+def _state_classes(traces: Sequence[TaskTrace]) -> set[type[State[Any]]]:
+    """The classes of the traces' states (in C: a run has thousands)."""
+    return set(map(_state_class, traces))
+
+
+_state_class: Callable[[TaskTrace], type[State[Any]]] = operator.attrgetter("state.__class__")
+
 #: What a resume needs of a task: index, name, inputs (or None), result, whether to keep it.
 Keep = tuple[int, str, "dict[str, Any] | None", Any, bool]
 
@@ -569,6 +577,9 @@ def task_records(traces: Sequence[TaskTrace], plan: Plan) -> tuple[list[tuple[An
     where the state ``keeps_inputs``) and everything downstream of them; so it needs those
     inputs, and the results of finished tasks outside that set that feed into it.
     """
+    rows = outcomes(traces)
+    if not any(kind.runs_again for kind in _state_classes(traces)):
+        return rows, []  # a resume runs nothing again: it needs nothing
     kinds = [type(trace.state) for trace in traces]
     nodes = plan.nodes
     n = len(nodes)
@@ -603,7 +614,7 @@ def task_records(traces: Sequence[TaskTrace], plan: Plan) -> tuple[list[tuple[An
         # one that never ran (blocked, or downstream) will read it.
         if any(again[d] and not kinds[d].keeps_inputs for d in nodes[i].downstream):
             keep.append((i, trace.name, None, _kept_result(i, traces, n), True))
-    return [outcome(trace) for trace in traces], keep
+    return rows, keep
 
 
 def _kept(trace: TaskTrace, task: int) -> Any:

@@ -38,6 +38,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Literal
 
@@ -46,12 +47,12 @@ from .executors.base import holds_deferred, resolve_deferred
 from .journal import Journal, Values
 from .mapped import unfinished_children
 from .states import Skipped, Success
-from .trace import Stored, outcome
+from .trace import Stored, outcomes
 
 if TYPE_CHECKING:
     from .runner import _Scheduler
 
-__all__ = ["FLUSH_SECONDS", "FLUSH_TASKS", "TaskLog"]
+__all__ = ["FLUSH_SECONDS", "FLUSH_TASKS", "IDLE_SECONDS", "TaskLog"]
 
 log = logging.getLogger("taskloom.journal")
 
@@ -61,17 +62,21 @@ FLUSH_SECONDS = 0.25
 #: thousand short tasks, over in less than ``FLUSH_SECONDS``, writes nothing before its end
 #: (which writes everything anyway); small enough to bound one transaction.
 FLUSH_TASKS = 10_000
+#: How long the writer thread waits for another run once none is left before it ends.
+IDLE_SECONDS = 2.0
 
 
 class _Writer:
     """The one thread of this process that writes every run's task log (a thread per
-    run would cost its start and join on every run, however short)."""
+    run would cost its start, and on a busy machine the wait for its first turn, on every
+    run, however short)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._logs: set[TaskLog] = set()
         self._wake = threading.Event()
         self._pid = -1  # the process whose thread it is (threads do not cross fork)
+        self._idle = False  # waiting for a run, not for a batch: a new run must wake it
 
     def add(self, task_log: TaskLog) -> None:
         with self._lock:
@@ -79,13 +84,16 @@ class _Writer:
             if self._pid != os.getpid():  # no thread in this process now
                 self._pid = os.getpid()
                 self._wake = threading.Event()
-                threading.Thread(target=self._run, name="taskloom-journal").start()
+                self._idle = False
+                threading.Thread(target=self._run, name="taskloom-journal", daemon=True).start()
+            elif self._idle:
+                # Otherwise it wakes for another run's batch before this one's is due.
+                self._idle = False
+                self._wake.set()
 
     def remove(self, task_log: TaskLog) -> None:
         with self._lock:
             self._logs.discard(task_log)
-            if not self._logs:
-                self._wake.set()  # the thread ends now: nothing holds the process at exit
 
     def hurry(self) -> None:
         """A log has ``FLUSH_TASKS`` waiting: write now."""
@@ -93,24 +101,31 @@ class _Writer:
             self._wake.set()
 
     def _run(self) -> None:
-        # Not a daemon, and gone as soon as no run is left: a daemon thread alive at exit
-        # keeps the stores' connections from being closed (their WAL files stay behind).
+        # A daemon that stays ``IDLE_SECONDS`` after the last run, so back-to-back runs
+        # share it, then ends (a process that forks later has no thread to copy). Idle, it
+        # holds no run; the stores close at exit all the same (``_sqlite``).
         while True:
-            self._wake.wait(FLUSH_SECONDS)
-            self._wake.clear()
             with self._lock:
-                if not self._logs:
-                    self._pid = -1
-                    return
+                due = min((task_log.due for task_log in self._logs), default=None)
+                self._idle = due is None
+            timeout = IDLE_SECONDS if due is None else max(0.0, due - time.monotonic())
+            woken = self._wake.wait(timeout)
+            self._wake.clear()
+            if due is None and not woken:
+                with self._lock:
+                    if not self._logs:
+                        self._pid = -1
+                        return
             self._tick()
 
     def _tick(self) -> None:
-        # Its own frame: between ticks this thread holds no run (a run's stores are closed
-        # when the interpreter ends, which a daemon thread's locals would prevent).
+        # Its own frame: between ticks this thread holds no run.
         with self._lock:
             logs = list(self._logs)
+        now = time.monotonic()
         for task_log in logs:
-            task_log.tick()
+            if task_log.due <= now or task_log.hurried:
+                task_log.tick()
 
 
 _writer = _Writer()
@@ -121,7 +136,7 @@ class TaskLog:
     module docstring)."""
 
     __slots__ = ("_closed", "_journal", "_lock", "_run_id", "_scheduler", "_seq", "_waiting",
-                 "_written")
+                 "_written", "due")
 
     def __init__(self, journal: Journal, run_id: str, scheduler: _Scheduler) -> None:
         self._journal = journal
@@ -132,7 +147,15 @@ class TaskLog:
         self._seq = 0
         self._lock = threading.Lock()  # held while a batch is written
         self._closed = False
+        #: When its next batch is due (``time.monotonic``): ``FLUSH_SECONDS`` after the run
+        #: started, or after its last batch; so a run shorter than that writes none.
+        self.due = time.monotonic() + FLUSH_SECONDS
         _writer.add(self)
+
+    @property
+    def hurried(self) -> bool:
+        """Whether ``FLUSH_TASKS`` are waiting: its batch is due now."""
+        return len(self._waiting) >= FLUSH_TASKS
 
     def note(self, i: int) -> None:
         """Task or child ``i`` settled: write it with the next batch."""
@@ -153,6 +176,7 @@ class TaskLog:
         with self._lock:
             if self._closed:
                 return
+            self.due = time.monotonic() + FLUSH_SECONDS
             # In the run's context: the secrets it knows are masked and kept out
             # (``taskloom._secrets``) as in what the run's end records.
             token = enter(self._scheduler.args.context)
@@ -174,14 +198,15 @@ class TaskLog:
         self._written.update(keys)
         traces = self._scheduler.traces
         values: dict[int, Values] = {}
-        rows = []
+        kept = []
         for i in keys:
             value = self._values(i)
             if value is False:  # its needed result was left where it was made
                 continue
             if value is not None:
                 values[i] = value
-            rows.append((i, *outcome(traces[i])))
+            kept.append(i)
+        rows = [(i, *row) for i, row in zip(kept, outcomes([traces[i] for i in kept]))]
         self._seq += 1
         self._journal.log_tasks(self._run_id, self._seq, rows, values)
 
