@@ -287,7 +287,7 @@ class Journal(SQLiteFile):
         try:
             params = self._blob(dict(parameters), "parameters")
             skeleton = self._signer.sign(pickle.dumps({"names": list(names)}, protocol=5))
-            me = this_process()
+            me = _this_process()
             with self._transaction() as connection:
                 connection.execute(
                     "INSERT INTO runs (run_id, flow_name, source, parameters, started, state, "
@@ -522,6 +522,16 @@ class Journal(SQLiteFile):
             kept = found.get(index)
             if kept is not None:
                 kept.inputs, kept.result, kept.has_result = inputs, result, has_result
+
+
+_me: list[ProcessMark] = []
+
+
+def _this_process() -> ProcessMark:
+    """``this_process()``, read once per process (it reads ``/proc``; every run asks)."""
+    if not _me or _me[0].pid != os.getpid():
+        _me[:] = [this_process()]
+    return _me[0]
 
 
 #: The columns ``Journal._run`` reads, in its order.

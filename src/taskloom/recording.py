@@ -2,13 +2,16 @@
 
 The scheduler (``taskloom.runner``) tells a ``TaskLog`` each task that settled (finished,
 or paused) with ``note``: an append to a queue, nothing more. One thread per process (the
-writer, shared by every run) writes each run's queue in one transaction
-(``Journal.log_tasks``) every ``FLUSH_SECONDS``, or as soon as ``FLUSH_TASKS`` tasks are
-queued. A thread, because the scheduler's thread may be busy for a long time where no
-check could run (``LocalExecutor`` runs a task in it); one for all runs, so a short run
-pays no thread start. So a run killed at any instant (SIGKILL, a power cut) loses the tasks in flight and
+writer, shared by every run) writes each run's queue every ``FLUSH_SECONDS`` from the
+run's start (``Journal.log_tasks``: one transaction per ``FLUSH_TASKS`` tasks). A thread,
+because the scheduler's thread may be busy for a long time where no check could run
+(``LocalExecutor`` runs a task in it); one for all runs, a daemon that waits
+``IDLE_SECONDS`` for the next run before it ends, so back-to-back runs pay no thread
+start. So a run killed at any instant (SIGKILL, a power cut) loses the tasks in flight and
 at most the outcomes of the last ``FLUSH_SECONDS``; the run's end (``Journal.finish``)
-writes every outcome again, as one row, and drops these.
+writes every outcome again, as one row, and drops these. A run shorter than
+``FLUSH_SECONDS`` writes no batch: the writer's Python work would compete with the
+scheduler for the interpreter, for rows its end writes anyway.
 
 With each outcome goes what a resume needs of the task (``_values``):
 
@@ -40,6 +43,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Literal
 
 from .context import enter, leave
@@ -58,9 +62,8 @@ log = logging.getLogger("taskloom.journal")
 
 #: The longest a settled task waits before its outcome is written (seconds).
 FLUSH_SECONDS = 0.25
-#: How many queued tasks make the writer write at once. Large enough that a run of a few
-#: thousand short tasks, over in less than ``FLUSH_SECONDS``, writes nothing before its end
-#: (which writes everything anyway); small enough to bound one transaction.
+#: The most tasks one transaction of a run's batch writes (a batch of more writes several):
+#: bounds what one transaction holds, and the values the writer pickles at once.
 FLUSH_TASKS = 10_000
 #: How long the writer thread waits for another run once none is left before it ends.
 IDLE_SECONDS = 2.0
@@ -95,11 +98,6 @@ class _Writer:
         with self._lock:
             self._logs.discard(task_log)
 
-    def hurry(self) -> None:
-        """A log has ``FLUSH_TASKS`` waiting: write now."""
-        if not self._wake.is_set():
-            self._wake.set()
-
     def _run(self) -> None:
         # A daemon that stays ``IDLE_SECONDS`` after the last run, so back-to-back runs
         # share it, then ends (a process that forks later has no thread to copy). Idle, it
@@ -124,7 +122,7 @@ class _Writer:
             logs = list(self._logs)
         now = time.monotonic()
         for task_log in logs:
-            if task_log.due <= now or task_log.hurried:
+            if task_log.due <= now:
                 task_log.tick()
 
 
@@ -136,7 +134,7 @@ class TaskLog:
     module docstring)."""
 
     __slots__ = ("_closed", "_journal", "_lock", "_run_id", "_scheduler", "_seq", "_waiting",
-                 "_written", "due")
+                 "_written", "due", "note")
 
     def __init__(self, journal: Journal, run_id: str, scheduler: _Scheduler) -> None:
         self._journal = journal
@@ -152,17 +150,9 @@ class TaskLog:
         self.due = time.monotonic() + FLUSH_SECONDS
         _writer.add(self)
 
-    @property
-    def hurried(self) -> bool:
-        """Whether ``FLUSH_TASKS`` are waiting: its batch is due now."""
-        return len(self._waiting) >= FLUSH_TASKS
-
-    def note(self, i: int) -> None:
-        """Task or child ``i`` settled: write it with the next batch."""
-        waiting = self._waiting
-        waiting.append(i)
-        if len(waiting) >= FLUSH_TASKS:
-            _writer.hurry()
+        #: Task or child ``i`` settled: write it with the next batch (the queue's own
+        #: append, the cheapest call there is: the scheduler makes one per task).
+        self.note: Callable[[int], None] = self._waiting.append
 
     def close(self) -> None:
         """Stop writing (the run's end records every task): wait for a batch being
@@ -188,13 +178,17 @@ class TaskLog:
                 leave(token)
 
     def flush(self) -> None:
-        """Write the queued outcomes, each task's latest, in one transaction."""
+        """Write the queued outcomes, each task's latest, ``FLUSH_TASKS`` at most per
+        transaction."""
         waiting = self._waiting
-        keys: dict[int, None] = {}
         while waiting:
-            keys[waiting.popleft()] = None
-        if not keys:
-            return
+            keys: dict[int, None] = {}
+            while waiting and len(keys) < FLUSH_TASKS:
+                keys[waiting.popleft()] = None
+            self._write(keys)
+
+    def _write(self, keys: Iterable[int]) -> None:
+        """Write these tasks' outcomes in one transaction."""
         self._written.update(keys)
         traces = self._scheduler.traces
         values: dict[int, Values] = {}
