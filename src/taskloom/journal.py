@@ -241,6 +241,7 @@ class Journal(SQLiteFile):
         home = taskloom_home()
         super().__init__(Path(path) if path is not None else home / "journal.sqlite", lock_timeout)
         self._signer = Signer.for_home(home)
+        self._last_skeleton: tuple[list[str], bytes] | None = None
 
     def _blob(self, value: Any, what: str) -> bytes | None:
         try:
@@ -286,7 +287,7 @@ class Journal(SQLiteFile):
         False (and a warning) if the journal is unusable."""
         try:
             params = self._blob(dict(parameters), "parameters")
-            skeleton = self._signer.sign(pickle.dumps({"names": list(names)}, protocol=5))
+            skeleton = self._skeleton(names)
             me = _this_process()
             with self._transaction() as connection:
                 connection.execute(
@@ -302,6 +303,18 @@ class Journal(SQLiteFile):
         except (sqlite3.Error, OSError) as error:
             log.warning("journal %s unusable (%s): this run is not recorded", self.path, error)
             return False
+
+    def _skeleton(self, names: Sequence[str]) -> bytes:
+        """The signed first row of a run's task log: its task names. The last one is
+        reused when the names are the same (a flow run again: its list of names is the
+        same object, compared in no time), as pickling thousands of names is not free."""
+        last = self._last_skeleton
+        if last is not None and last[0] == names:
+            return last[1]
+        names = list(names)
+        signed = self._signer.sign(pickle.dumps({"names": names}, protocol=5))
+        self._last_skeleton = (names, signed)
+        return signed
 
     def log_tasks(
         self,
