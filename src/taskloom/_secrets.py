@@ -17,6 +17,8 @@ process saw it in a run (``remember``). Then:
   ``mask_records``), so the same holds in worker processes, whose records travel back
   already masked;
 - a state's repr, and the message of a state an attempt ends in, are masked (``mask``);
+- the journal's rows of task outcomes have every string masked (``masked_rows``: the
+  rows of a run at once, untouched at the cost of one check while no secret is known);
 - the journal and the output cache check the pickled bytes of what they would store
   (``found_in``): a value that *is* a secret is stored as a ``SecretRef`` (a resume reads
   the secret again, ``resolve``), anything else holding a secret's value is not stored.

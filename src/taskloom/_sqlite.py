@@ -4,7 +4,8 @@ Both live in the taskloom home, are shared by every process of the user, and mus
 stop a flow run. What they share is here:
 
 - one connection per process (a connection must not cross ``fork()``), opened on first
-  use, in WAL mode, the file created private (0600);
+  use, in WAL mode, the file created private (0600), closed when the interpreter exits
+  (so its WAL is checkpointed into the file and removed, whatever thread is still alive);
 - a schema version (``PRAGMA user_version``): a file of an older version is brought up to
   date in place where the store knows how (``MIGRATIONS``); a file written by another
   version is moved aside with a warning and a new one started, rather than failing every
