@@ -98,6 +98,13 @@ class _Writer:
         with self._lock:
             self._logs.discard(task_log)
 
+    def forked(self) -> None:
+        """In a child of ``fork()``: no thread, no run of the parent's to write (a task
+        that forks must not write its parent's run), and a lock no thread holds."""
+        self._lock = threading.Lock()
+        self._logs = set()
+        self._pid = -1
+
     def _run(self) -> None:
         # A daemon that stays ``IDLE_SECONDS`` after the last run, so back-to-back runs
         # share it, then ends (a process that forks later has no thread to copy). Idle, it
@@ -127,6 +134,7 @@ class _Writer:
 
 
 _writer = _Writer()
+os.register_at_fork(after_in_child=_writer.forked)
 
 
 class TaskLog:
