@@ -13,7 +13,7 @@ writes every outcome again, as one row, and drops these. A run shorter than
 ``FLUSH_SECONDS`` writes no batch: the writer's Python work would compete with the
 scheduler for the interpreter, for rows its end writes anyway.
 
-With each outcome goes what a resume needs of the task (``_values``):
+With each outcome goes what a resume needs of the task (``_write``):
 
 - its inputs, if its state ``keeps_inputs`` (a failed or paused task runs again from them);
 - its result, if it succeeded and a task downstream of it is not written yet (in this
@@ -43,14 +43,14 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
 
 from .context import enter, leave
 from .executors.base import holds_deferred, resolve_deferred
 from .journal import Journal, Values
 from .mapped import unfinished_children
-from .states import Skipped, Success
+from .states import Mapped, Skipped, Success, State
 from .trace import Stored, outcomes
 
 if TYPE_CHECKING:
@@ -189,49 +189,70 @@ class TaskLog:
         """Write the queued outcomes, each task's latest, ``FLUSH_TASKS`` at most per
         transaction."""
         waiting = self._waiting
+        take = waiting.popleft
         while waiting:
-            keys: dict[int, None] = {}
-            while waiting and len(keys) < FLUSH_TASKS:
-                keys[waiting.popleft()] = None
-            self._write(keys)
+            # Each task once (its latest outcome), in the order they settled.
+            self._write(dict.fromkeys([take() for _ in range(min(len(waiting), FLUSH_TASKS))]))
 
-    def _write(self, keys: Iterable[int]) -> None:
-        """Write these tasks' outcomes in one transaction."""
-        self._written.update(keys)
-        traces = self._scheduler.traces
+    def _write(self, keys: Collection[int]) -> None:
+        """Write these tasks' outcomes in one transaction, each with what a resume needs of
+        it (see the module docstring). One loop with no call for a task that needs none:
+        the writer holds the interpreter, which the scheduler wants, while it runs."""
+        written = self._written
+        written.update(keys)
+        scheduler = self._scheduler
+        traces, nodes = scheduler.traces, scheduler.nodes
+        n = len(nodes)
         values: dict[int, Values] = {}
         kept = []
         for i in keys:
-            value = self._values(i)
-            if value is False:  # its needed result was left where it was made
-                continue
-            if value is not None:
-                values[i] = value
+            trace = traces[i]
+            state = trace.state
+            kind = _kinds.get(type(state))
+            if kind is None:
+                kind = _kind(type(state))
+            if kind is _KEEPS_INPUTS:  # it runs again from them
+                inputs = trace.inputs or state.cached_inputs or {}
+                values[i] = (resolve_deferred(dict(inputs)), None, False)
+            elif kind is not _NOTHING:  # finished well: a task not written yet may need it
+                if i >= n:  # a child: its mapped task will need it until it is written
+                    needed = trace.parent not in written
+                else:
+                    needed = not written.issuperset(nodes[i].downstream) or (
+                        kind is _MAPPED and unfinished_children(state)
+                    )
+                if needed:
+                    if trace.location is not None:  # persisted: where, not the value
+                        task = i if trace.parent is None else trace.parent
+                        values[i] = (None, Stored(trace.location, task), True)
+                    else:
+                        result = state.result
+                        if type(result) not in _SCALARS and holds_deferred(result):
+                            continue  # left where it was made: not written until the end
+                        values[i] = (None, result, True)
             kept.append(i)
         rows = [(i, *row) for i, row in zip(kept, outcomes([traces[i] for i in kept]))]
         self._seq += 1
         self._journal.log_tasks(self._run_id, self._seq, rows, values)
 
-    def _values(self, i: int) -> Values | Literal[False] | None:
-        """What a resume needs of task ``i``; False: it is not to be written now (its
-        needed result was left where it was made)."""
-        scheduler = self._scheduler
-        trace = scheduler.traces[i]
-        state = trace.state
-        if type(state).keeps_inputs:
-            inputs = trace.inputs or state.cached_inputs or {}
-            return (resolve_deferred(dict(inputs)), None, False)
-        if not isinstance(state, Success) or isinstance(state, Skipped):
-            return None
-        nodes, written = scheduler.nodes, self._written
-        if i >= len(nodes):  # a child: its mapped task will need it until it is written
-            needed = trace.parent not in written
-        else:
-            needed = unfinished_children(state) or any(d not in written for d in nodes[i].downstream)
-        if not needed:
-            return None
-        if trace.location is not None:  # persisted (result=, target=): where, not the value
-            return (None, Stored(trace.location, i if trace.parent is None else trace.parent), True)
-        if holds_deferred(state.result):
-            return False
-        return (None, state.result, True)
+
+#: Results that are certainly no ``DeferredResult`` nor hold one (most results).
+_SCALARS = frozenset((type(None), bool, int, float, str, bytes))
+
+#: What the writer keeps of a task, by its state's class (``_kind``).
+_KEEPS_INPUTS, _FINISHED_WELL, _MAPPED, _NOTHING = range(4)
+_kinds: dict[type[State[Any]], int] = {}
+
+
+def _kind(cls: type[State[Any]]) -> int:
+    """What a resume needs of a task whose state is a ``cls``: its inputs (a state that
+    ``keeps_inputs``), its result (finished well: a success, not a skip; a mapped task's
+    also while some child runs again), or nothing."""
+    if cls.keeps_inputs:
+        kind = _KEEPS_INPUTS
+    elif not issubclass(cls, Success) or issubclass(cls, Skipped):
+        kind = _NOTHING
+    else:
+        kind = _MAPPED if issubclass(cls, Mapped) else _FINISHED_WELL
+    _kinds[cls] = kind
+    return kind
