@@ -211,15 +211,15 @@ class TaskLog:
             kind = _kinds.get(type(state))
             if kind is None:
                 kind = _kind(type(state))
-            if kind is _KEEPS_INPUTS:  # it runs again from them
+            if kind == _KEEPS_INPUTS:  # it runs again from them
                 inputs = trace.inputs or state.cached_inputs or {}
                 values[i] = (resolve_deferred(dict(inputs)), None, False)
-            elif kind is not _NOTHING:  # finished well: a task not written yet may need it
+            elif kind != _NOTHING:  # finished well: a task not written yet may need it
                 if i >= n:  # a child: its mapped task will need it until it is written
                     needed = trace.parent not in written
                 else:
                     needed = not written.issuperset(nodes[i].downstream) or (
-                        kind is _MAPPED and unfinished_children(state)
+                        kind == _MAPPED and unfinished_children(state)
                     )
                 if needed:
                     if trace.location is not None:  # persisted: where, not the value
