@@ -12,14 +12,15 @@ from pathlib import Path
 import cloudpickle
 import pytest
 
+import taskloom
 from taskloom import Flow, task, triggers
 from taskloom._home import Signer
 from taskloom.executors import LocalExecutor
-from taskloom.journal import Journal, TaskRecord
+from taskloom.journal import Journal, TaskRecord, _plain_loads
 from taskloom.resume import resume
 from taskloom.flow import FlowResult
-from taskloom.states import State, Success
-from taskloom.trace import COLUMNS, TaskTrace, outcome, record
+from taskloom.states import Failed, State, Success
+from taskloom.trace import COLUMNS, TaskTrace, outcome, outcomes, record
 
 from ._cli import execute
 
@@ -117,6 +118,44 @@ def test_every_recorded_trace_field_is_read_back() -> None:
     assert traced <= set(COLUMNS)
     trace = TaskTrace("t", Success("done", 1), attempts=2, queued=1.0, started=2.0, finished=3.0, worker="w")
     assert record(0, COLUMNS, outcome(trace)) == TaskRecord(0, "t", "Success", "done", 1.0, 2.0, 3.0, 2, "w")
+
+
+class _Text(str):
+    """A str subclass: pickled, it names its class, which the journal never loads."""
+
+
+def test_outcomes_record_every_message_as_plain_text() -> None:
+    """A message that is not a plain str (a user's signal may carry any object) is recorded
+    as its text, so the row stays plain values the journal's unpickler loads."""
+    traces = [
+        TaskTrace("a", Failed(ValueError("boom"))),  # type: ignore[arg-type]  # what a user may pass
+        TaskTrace("b", Success(_Text("done"))),
+        TaskTrace("c", Success(None)),
+        TaskTrace("d", Success("ok")),
+    ]
+    rows = outcomes(traces)
+    assert [row[1] for row in rows] == ["boom", "done", None, "ok"]
+    assert [type(row[1]) for row in rows] == [str, str, type(None), str]
+    assert rows == [outcome(trace) for trace in traces]
+    assert _plain_loads(pickle.dumps(rows, protocol=5)) == rows  # it refuses every class
+
+
+def test_outcomes_mask_a_known_secret_in_every_text_column() -> None:
+    """Message, logs, traceback, run name and location may quote a secret: each is masked
+    while the secret is known; without one the rows are as the traces hold them."""
+    secret = "tl-s3cr3t-value"
+    trace = TaskTrace(
+        "t", Failed(f"refused {secret}"), logs=f"token={secret}", traceback=f"Error: {secret}",
+        run_name=f"fetch-{secret}", location=f"/data/{secret}.pkl",
+    )  # fmt: skip
+    assert secret in repr(outcomes([trace]))
+    with taskloom.context(secrets={"TOKEN": secret}):
+        (row,) = outcomes([trace])
+    assert secret not in repr(row)
+    by_column = dict(zip(COLUMNS, row))
+    assert by_column["message"] == "refused <secret TOKEN>"
+    assert by_column["logs"] == "token=<secret TOKEN>"
+    assert by_column["run_name"] == "fetch-<secret TOKEN>"
 
 
 #: The tables of a version 1 journal (taskloom 0.1), as that version created them.

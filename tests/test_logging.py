@@ -17,7 +17,7 @@ import pytest
 import taskloom
 from taskloom import Flow, task
 from taskloom.executors import Executor
-from taskloom.logging import LOG_CAP, RunLogs, basic_config, get_logger
+from taskloom.logging import DATEFMT, FORMAT, LOG_CAP, RunLogs, basic_config, get_logger
 
 from ._helpers import Keep
 from ._cli import RUN_ID, taskloom as run_cli, write_flow
@@ -120,6 +120,41 @@ def test_basic_config_prefect_lines() -> None:
     assert "Task 'chatty': Finished task run for task with final state: 'Success'" in text
     assert "INFO - taskloom.flow.etl | Flow run SUCCESS: all reference tasks succeeded" in text
     assert text.startswith("[20")
+
+
+def test_run_log_and_journal_lines_are_logging_formatters_text() -> None:
+    """The run log and the journal's log text format records as ``logging.Formatter(FORMAT,
+    DATEFMT)`` does, to the character: arguments, a message that is not a str, an
+    exception's traceback, a stack, across a change of second. Each record is kept once."""
+    stream = io.StringIO()
+    handler = basic_config("INFO", stream=stream)
+    logs = RunLogs("r")
+    logs.attach()
+    logger = logging.getLogger("taskloom.test.lines")
+    keep = Keep()
+    logger.addHandler(keep)
+    try:
+        extra = {"task_run_id": "r.4.1"}
+        logger.info("rows %d of %s", 3, "orders", extra=extra)
+        logger.warning(ValueError("not a str"), extra=extra)
+        logger.info("déjà vu %r", {"k": [1, 2]}, extra=extra)
+        try:
+            raise KeyError("boom")
+        except KeyError:
+            logger.exception("failed", extra=extra)
+        logger.info("with stack", stack_info=True, extra=extra)
+        record = logger.makeRecord(logger.name, logging.INFO, __file__, 1, "a second later", (), None, extra=extra)
+        record.created += 1.0
+        logger.handle(record)
+    finally:
+        logs.detach()
+        logger.removeHandler(keep)
+        get_logger().removeHandler(handler)
+        get_logger().setLevel(logging.NOTSET)
+    expected = [logging.Formatter(FORMAT, DATEFMT).format(r) for r in keep.records]
+    assert len(expected) == 6
+    assert stream.getvalue() == "".join(line + "\n" for line in expected)
+    assert logs.texts()[4] == "\n".join(expected)
 
 
 def test_run_logs_cap_with_note() -> None:

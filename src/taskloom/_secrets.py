@@ -17,6 +17,8 @@ process saw it in a run (``remember``). Then:
   ``mask_records``), so the same holds in worker processes, whose records travel back
   already masked;
 - a state's repr, and the message of a state an attempt ends in, are masked (``mask``);
+- the journal's rows of task outcomes have every string masked (``masked_rows``: the
+  rows of a run at once, untouched at the cost of one check while no secret is known);
 - the journal and the output cache check the pickled bytes of what they would store
   (``found_in``): a value that *is* a secret is stored as a ``SecretRef`` (a resume reads
   the secret again, ``resolve``), anything else holding a secret's value is not stored.
@@ -51,7 +53,7 @@ __all__ = [
     "lookup",
     "mask",
     "mask_records",
-    "masked_row",
+    "masked_rows",
     "read_secret",
     "remember",
     "resolve",
@@ -184,18 +186,33 @@ def mask(text: str) -> str:
     values = _active()
     if not values:
         return text
-    # Longest first, so that a secret containing another is masked whole.
-    for value in sorted(values, key=len, reverse=True):
+    return _masked(text, _longest_first(values))
+
+
+def _longest_first(values: Mapping[str, str]) -> list[tuple[str, str]]:
+    """(value, ``<secret NAME>``) of each known secret, longest value first, so that a
+    secret containing another is masked whole."""
+    return [(value, f"<secret {values[value]}>") for value in sorted(values, key=len, reverse=True)]
+
+
+def _masked(text: str, secrets: list[tuple[str, str]]) -> str:
+    for value, marker in secrets:
         if value in text:
-            text = text.replace(value, f"<secret {values[value]}>")
+            text = text.replace(value, marker)
     return text
 
 
-def masked_row(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """``row`` with ``mask`` applied to each of its strings (itself when no secret is known)."""
-    if not _active():
-        return row
-    return tuple(mask(value) if isinstance(value, str) else value for value in row)
+def masked_rows(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """``rows`` with ``mask`` applied to each of their strings (``rows`` itself, at the
+    cost of one check, when no secret is known: the journal's rows of every run pass here)."""
+    values = _active()
+    if not values:
+        return rows
+    secrets = _longest_first(values)
+    return [
+        tuple(_masked(value, secrets) if isinstance(value, str) else value for value in row)
+        for row in rows
+    ]
 
 
 def found_in(data: bytes) -> str | None:

@@ -4,7 +4,8 @@ Both live in the taskloom home, are shared by every process of the user, and mus
 stop a flow run. What they share is here:
 
 - one connection per process (a connection must not cross ``fork()``), opened on first
-  use, in WAL mode, the file created private (0600);
+  use, in WAL mode, the file created private (0600), closed when the interpreter exits
+  (so its WAL is checkpointed into the file and removed, whatever thread is still alive);
 - a schema version (``PRAGMA user_version``): a file of an older version is brought up to
   date in place where the store knows how (``MIGRATIONS``); a file written by another
   version is moved aside with a warning and a new one started, rather than failing every
@@ -24,6 +25,7 @@ stop a flow run. What they share is here:
 
 from __future__ import annotations
 
+import atexit
 import errno
 import logging
 import os
@@ -31,6 +33,7 @@ import sqlite3
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,6 +125,7 @@ class SQLiteFile:
             connection = self._open_healed()
             connection = self._up_to_date(connection)
             self._connection, self._pid = connection, os.getpid()
+            _opened.add(self)
         return self._connection
 
     def _open_healed(self) -> sqlite3.Connection:
@@ -371,6 +375,19 @@ class SQLiteFile:
             if self._connection is not None and self._pid == os.getpid():
                 self._connection.close()
             self._connection = None
+
+
+#: The stores with a connection open in this process: closed when the interpreter ends.
+_opened: weakref.WeakSet[SQLiteFile] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    # Explicitly, not left to the interpreter's teardown, which closes nothing a daemon
+    # thread alive at exit can reach (``recording``'s writer): a store closed leaves no
+    # WAL file behind, all of it checkpointed into the file.
+    for store in list(_opened):
+        store.close()
 
 
 S = TypeVar("S")

@@ -53,10 +53,11 @@ from __future__ import annotations
 
 import io
 import logging
+import operator
 import os
 import pickle
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,7 +72,7 @@ from .errors import TaskloomError
 from .plan import Plan
 from .locations import TARGET_FOUND
 from .states import Crashed, Mapped, Pending, Running, State, picklable
-from .trace import COLUMNS, TAMPERED, Stored, TaskRecord, TaskTrace, outcome, record
+from .trace import COLUMNS, TAMPERED, Stored, TaskRecord, TaskTrace, outcomes, record
 
 __all__ = [
     "Journal",
@@ -240,6 +241,7 @@ class Journal(SQLiteFile):
         home = taskloom_home()
         super().__init__(Path(path) if path is not None else home / "journal.sqlite", lock_timeout)
         self._signer = Signer.for_home(home)
+        self._last_skeleton: tuple[list[str], bytes] | None = None
 
     def _blob(self, value: Any, what: str) -> bytes | None:
         try:
@@ -285,8 +287,8 @@ class Journal(SQLiteFile):
         False (and a warning) if the journal is unusable."""
         try:
             params = self._blob(dict(parameters), "parameters")
-            skeleton = self._signer.sign(pickle.dumps({"names": list(names)}, protocol=5))
-            me = this_process()
+            skeleton = self._skeleton(names)
+            me = _this_process()
             with self._transaction() as connection:
                 connection.execute(
                     "INSERT INTO runs (run_id, flow_name, source, parameters, started, state, "
@@ -301,6 +303,18 @@ class Journal(SQLiteFile):
         except (sqlite3.Error, OSError) as error:
             log.warning("journal %s unusable (%s): this run is not recorded", self.path, error)
             return False
+
+    def _skeleton(self, names: Sequence[str]) -> bytes:
+        """The signed first row of a run's task log: its task names. The last one is
+        reused when the names are the same (a flow run again: its list of names is the
+        same object, compared in no time), as pickling thousands of names is not free."""
+        last = self._last_skeleton
+        if last is not None and last[0] == names:
+            return last[1]
+        names = list(names)
+        signed = self._signer.sign(pickle.dumps({"names": names}, protocol=5))
+        self._last_skeleton = (names, signed)
+        return signed
 
     def log_tasks(
         self,
@@ -523,6 +537,16 @@ class Journal(SQLiteFile):
                 kept.inputs, kept.result, kept.has_result = inputs, result, has_result
 
 
+_me: list[ProcessMark] = []
+
+
+def _this_process() -> ProcessMark:
+    """``this_process()``, read once per process (it reads ``/proc``; every run asks)."""
+    if not _me or _me[0].pid != os.getpid():
+        _me[:] = [this_process()]
+    return _me[0]
+
+
 #: The columns ``Journal._run`` reads, in its order.
 _RUN_COLUMNS = (
     "run_id, flow_name, source, parameters, started, ended, state, message, resumed_from, "
@@ -557,6 +581,13 @@ def _task_records(outcomes: Any) -> list[TaskRecord]:
     return [record(i, columns, row) for i, row in enumerate(outcomes["rows"])]
 
 
+def _state_classes(traces: Sequence[TaskTrace]) -> set[type[State[Any]]]:
+    """The classes of the traces' states (in C: a run has thousands)."""
+    return set(map(_state_class, traces))
+
+
+_state_class: Callable[[TaskTrace], type[State[Any]]] = operator.attrgetter("state.__class__")
+
 #: What a resume needs of a task: index, name, inputs (or None), result, whether to keep it.
 Keep = tuple[int, str, "dict[str, Any] | None", Any, bool]
 
@@ -569,6 +600,9 @@ def task_records(traces: Sequence[TaskTrace], plan: Plan) -> tuple[list[tuple[An
     where the state ``keeps_inputs``) and everything downstream of them; so it needs those
     inputs, and the results of finished tasks outside that set that feed into it.
     """
+    rows = outcomes(traces)
+    if not any(kind.runs_again for kind in _state_classes(traces)):
+        return rows, []  # a resume runs nothing again: it needs nothing
     kinds = [type(trace.state) for trace in traces]
     nodes = plan.nodes
     n = len(nodes)
@@ -603,7 +637,7 @@ def task_records(traces: Sequence[TaskTrace], plan: Plan) -> tuple[list[tuple[An
         # one that never ran (blocked, or downstream) will read it.
         if any(again[d] and not kinds[d].keeps_inputs for d in nodes[i].downstream):
             keep.append((i, trace.name, None, _kept_result(i, traces, n), True))
-    return [outcome(trace) for trace in traces], keep
+    return rows, keep
 
 
 def _kept(trace: TaskTrace, task: int) -> Any:

@@ -2,15 +2,18 @@
 
 The scheduler (``taskloom.runner``) tells a ``TaskLog`` each task that settled (finished,
 or paused) with ``note``: an append to a queue, nothing more. One thread per process (the
-writer, shared by every run) writes each run's queue in one transaction
-(``Journal.log_tasks``) every ``FLUSH_SECONDS``, or as soon as ``FLUSH_TASKS`` tasks are
-queued. A thread, because the scheduler's thread may be busy for a long time where no
-check could run (``LocalExecutor`` runs a task in it); one for all runs, so a short run
-pays no thread start. So a run killed at any instant (SIGKILL, a power cut) loses the tasks in flight and
+writer, shared by every run) writes each run's queue every ``FLUSH_SECONDS`` from the
+run's start (``Journal.log_tasks``: one transaction per ``FLUSH_TASKS`` tasks). A thread,
+because the scheduler's thread may be busy for a long time where no check could run
+(``LocalExecutor`` runs a task in it); one for all runs, a daemon that waits
+``IDLE_SECONDS`` for the next run before it ends, so back-to-back runs pay no thread
+start. So a run killed at any instant (SIGKILL, a power cut) loses the tasks in flight and
 at most the outcomes of the last ``FLUSH_SECONDS``; the run's end (``Journal.finish``)
-writes every outcome again, as one row, and drops these.
+writes every outcome again, as one row, and drops these. A run shorter than
+``FLUSH_SECONDS`` writes no batch: the writer's Python work would compete with the
+scheduler for the interpreter, for rows its end writes anyway.
 
-With each outcome goes what a resume needs of the task (``_values``):
+With each outcome goes what a resume needs of the task (``_write``):
 
 - its inputs, if its state ``keeps_inputs`` (a failed or paused task runs again from them);
 - its result, if it succeeded and a task downstream of it is not written yet (in this
@@ -38,40 +41,45 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections import deque
-from typing import TYPE_CHECKING, Literal
+from collections.abc import Callable, Collection
+from typing import TYPE_CHECKING, Any
 
 from .context import enter, leave
 from .executors.base import holds_deferred, resolve_deferred
 from .journal import Journal, Values
 from .mapped import unfinished_children
-from .states import Skipped, Success
-from .trace import Stored, outcome
+from .states import Mapped, Skipped, Success, State
+from .trace import Stored, outcomes
 
 if TYPE_CHECKING:
     from .runner import _Scheduler
 
-__all__ = ["FLUSH_SECONDS", "FLUSH_TASKS", "TaskLog"]
+__all__ = ["FLUSH_SECONDS", "FLUSH_TASKS", "IDLE_SECONDS", "TaskLog"]
 
 log = logging.getLogger("taskloom.journal")
 
 #: The longest a settled task waits before its outcome is written (seconds).
 FLUSH_SECONDS = 0.25
-#: How many queued tasks make the writer write at once. Large enough that a run of a few
-#: thousand short tasks, over in less than ``FLUSH_SECONDS``, writes nothing before its end
-#: (which writes everything anyway); small enough to bound one transaction.
+#: The most tasks one transaction of a run's batch writes (a batch of more writes several):
+#: bounds what one transaction holds, and the values the writer pickles at once.
 FLUSH_TASKS = 10_000
+#: How long the writer thread waits for another run once none is left before it ends.
+IDLE_SECONDS = 2.0
 
 
 class _Writer:
     """The one thread of this process that writes every run's task log (a thread per
-    run would cost its start and join on every run, however short)."""
+    run would cost its start, and on a busy machine the wait for its first turn, on every
+    run, however short)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._logs: set[TaskLog] = set()
         self._wake = threading.Event()
         self._pid = -1  # the process whose thread it is (threads do not cross fork)
+        self._idle = False  # waiting for a run, not for a batch: a new run must wake it
 
     def add(self, task_log: TaskLog) -> None:
         with self._lock:
@@ -79,41 +87,54 @@ class _Writer:
             if self._pid != os.getpid():  # no thread in this process now
                 self._pid = os.getpid()
                 self._wake = threading.Event()
-                threading.Thread(target=self._run, name="taskloom-journal").start()
+                self._idle = False
+                threading.Thread(target=self._run, name="taskloom-journal", daemon=True).start()
+            elif self._idle:
+                # Otherwise it wakes for another run's batch before this one's is due.
+                self._idle = False
+                self._wake.set()
 
     def remove(self, task_log: TaskLog) -> None:
         with self._lock:
             self._logs.discard(task_log)
-            if not self._logs:
-                self._wake.set()  # the thread ends now: nothing holds the process at exit
 
-    def hurry(self) -> None:
-        """A log has ``FLUSH_TASKS`` waiting: write now."""
-        if not self._wake.is_set():
-            self._wake.set()
+    def forked(self) -> None:
+        """In a child of ``fork()``: no thread, no run of the parent's to write (a task
+        that forks must not write its parent's run), and a lock no thread holds."""
+        self._lock = threading.Lock()
+        self._logs = set()
+        self._pid = -1
 
     def _run(self) -> None:
-        # Not a daemon, and gone as soon as no run is left: a daemon thread alive at exit
-        # keeps the stores' connections from being closed (their WAL files stay behind).
+        # A daemon that stays ``IDLE_SECONDS`` after the last run, so back-to-back runs
+        # share it, then ends (a process that forks later has no thread to copy). Idle, it
+        # holds no run; the stores close at exit all the same (``_sqlite``).
         while True:
-            self._wake.wait(FLUSH_SECONDS)
-            self._wake.clear()
             with self._lock:
-                if not self._logs:
-                    self._pid = -1
-                    return
+                due = min((task_log.due for task_log in self._logs), default=None)
+                self._idle = due is None
+            timeout = IDLE_SECONDS if due is None else max(0.0, due - time.monotonic())
+            woken = self._wake.wait(timeout)
+            self._wake.clear()
+            if due is None and not woken:
+                with self._lock:
+                    if not self._logs:
+                        self._pid = -1
+                        return
             self._tick()
 
     def _tick(self) -> None:
-        # Its own frame: between ticks this thread holds no run (a run's stores are closed
-        # when the interpreter ends, which a daemon thread's locals would prevent).
+        # Its own frame: between ticks this thread holds no run.
         with self._lock:
             logs = list(self._logs)
+        now = time.monotonic()
         for task_log in logs:
-            task_log.tick()
+            if task_log.due <= now:
+                task_log.tick()
 
 
 _writer = _Writer()
+os.register_at_fork(after_in_child=_writer.forked)
 
 
 class TaskLog:
@@ -121,7 +142,7 @@ class TaskLog:
     module docstring)."""
 
     __slots__ = ("_closed", "_journal", "_lock", "_run_id", "_scheduler", "_seq", "_waiting",
-                 "_written")
+                 "_written", "due", "note")
 
     def __init__(self, journal: Journal, run_id: str, scheduler: _Scheduler) -> None:
         self._journal = journal
@@ -132,14 +153,14 @@ class TaskLog:
         self._seq = 0
         self._lock = threading.Lock()  # held while a batch is written
         self._closed = False
+        #: When its next batch is due (``time.monotonic``): ``FLUSH_SECONDS`` after the run
+        #: started, or after its last batch; so a run shorter than that writes none.
+        self.due = time.monotonic() + FLUSH_SECONDS
         _writer.add(self)
 
-    def note(self, i: int) -> None:
-        """Task or child ``i`` settled: write it with the next batch."""
-        waiting = self._waiting
-        waiting.append(i)
-        if len(waiting) >= FLUSH_TASKS:
-            _writer.hurry()
+        #: Task or child ``i`` settled: write it with the next batch (the queue's own
+        #: append, the cheapest call there is: the scheduler makes one per task).
+        self.note: Callable[[int], None] = self._waiting.append
 
     def close(self) -> None:
         """Stop writing (the run's end records every task): wait for a batch being
@@ -153,6 +174,7 @@ class TaskLog:
         with self._lock:
             if self._closed:
                 return
+            self.due = time.monotonic() + FLUSH_SECONDS
             # In the run's context: the secrets it knows are masked and kept out
             # (``taskloom._secrets``) as in what the run's end records.
             token = enter(self._scheduler.args.context)
@@ -164,47 +186,73 @@ class TaskLog:
                 leave(token)
 
     def flush(self) -> None:
-        """Write the queued outcomes, each task's latest, in one transaction."""
+        """Write the queued outcomes, each task's latest, ``FLUSH_TASKS`` at most per
+        transaction."""
         waiting = self._waiting
-        keys: dict[int, None] = {}
+        take = waiting.popleft
         while waiting:
-            keys[waiting.popleft()] = None
-        if not keys:
-            return
-        self._written.update(keys)
-        traces = self._scheduler.traces
+            # Each task once (its latest outcome), in the order they settled.
+            self._write(dict.fromkeys([take() for _ in range(min(len(waiting), FLUSH_TASKS))]))
+
+    def _write(self, keys: Collection[int]) -> None:
+        """Write these tasks' outcomes in one transaction, each with what a resume needs of
+        it (see the module docstring). One loop with no call for a task that needs none:
+        the writer holds the interpreter, which the scheduler wants, while it runs."""
+        written = self._written
+        written.update(keys)
+        scheduler = self._scheduler
+        traces, nodes = scheduler.traces, scheduler.nodes
+        n = len(nodes)
         values: dict[int, Values] = {}
-        rows = []
+        kept = []
         for i in keys:
-            value = self._values(i)
-            if value is False:  # its needed result was left where it was made
-                continue
-            if value is not None:
-                values[i] = value
-            rows.append((i, *outcome(traces[i])))
+            trace = traces[i]
+            state = trace.state
+            kind = _kinds.get(type(state))
+            if kind is None:
+                kind = _kind(type(state))
+            if kind == _KEEPS_INPUTS:  # it runs again from them
+                inputs = trace.inputs or state.cached_inputs or {}
+                values[i] = (resolve_deferred(dict(inputs)), None, False)
+            elif kind != _NOTHING:  # finished well: a task not written yet may need it
+                if i >= n:  # a child: its mapped task will need it until it is written
+                    needed = trace.parent not in written
+                else:
+                    needed = not written.issuperset(nodes[i].downstream) or (
+                        kind == _MAPPED and unfinished_children(state)
+                    )
+                if needed:
+                    if trace.location is not None:  # persisted: where, not the value
+                        task = i if trace.parent is None else trace.parent
+                        values[i] = (None, Stored(trace.location, task), True)
+                    else:
+                        result = state.result
+                        if type(result) not in _SCALARS and holds_deferred(result):
+                            continue  # left where it was made: not written until the end
+                        values[i] = (None, result, True)
+            kept.append(i)
+        rows = [(i, *row) for i, row in zip(kept, outcomes([traces[i] for i in kept]))]
         self._seq += 1
         self._journal.log_tasks(self._run_id, self._seq, rows, values)
 
-    def _values(self, i: int) -> Values | Literal[False] | None:
-        """What a resume needs of task ``i``; False: it is not to be written now (its
-        needed result was left where it was made)."""
-        scheduler = self._scheduler
-        trace = scheduler.traces[i]
-        state = trace.state
-        if type(state).keeps_inputs:
-            inputs = trace.inputs or state.cached_inputs or {}
-            return (resolve_deferred(dict(inputs)), None, False)
-        if not isinstance(state, Success) or isinstance(state, Skipped):
-            return None
-        nodes, written = scheduler.nodes, self._written
-        if i >= len(nodes):  # a child: its mapped task will need it until it is written
-            needed = trace.parent not in written
-        else:
-            needed = unfinished_children(state) or any(d not in written for d in nodes[i].downstream)
-        if not needed:
-            return None
-        if trace.location is not None:  # persisted (result=, target=): where, not the value
-            return (None, Stored(trace.location, i if trace.parent is None else trace.parent), True)
-        if holds_deferred(state.result):
-            return False
-        return (None, state.result, True)
+
+#: Results that are certainly no ``DeferredResult`` nor hold one (most results).
+_SCALARS = frozenset((type(None), bool, int, float, str, bytes))
+
+#: What the writer keeps of a task, by its state's class (``_kind``).
+_KEEPS_INPUTS, _FINISHED_WELL, _MAPPED, _NOTHING = range(4)
+_kinds: dict[type[State[Any]], int] = {}
+
+
+def _kind(cls: type[State[Any]]) -> int:
+    """What a resume needs of a task whose state is a ``cls``: its inputs (a state that
+    ``keeps_inputs``), its result (finished well: a success, not a skip; a mapped task's
+    also while some child runs again), or nothing."""
+    if cls.keeps_inputs:
+        kind = _KEEPS_INPUTS
+    elif not issubclass(cls, Success) or issubclass(cls, Skipped):
+        kind = _NOTHING
+    else:
+        kind = _MAPPED if issubclass(cls, Mapped) else _FINISHED_WELL
+    _kinds[cls] = kind
+    return kind
