@@ -88,10 +88,24 @@ def test_runs_that_travel_alone() -> None:
     assert batches == [[0, 1], [2], [3, 4]]
 
 
+def test_a_run_whose_group_is_expected_to_be_long_travels_alone() -> None:
+    """A group holds its worker for its members too: a run whose group is expected to take
+    longer than ``long_task`` in all goes in a batch of its own (untimed members, links of
+    a chain, count for nothing)."""
+    [head] = runs(SHORT, 1)
+    member = FollowOn(1, SHORT, {}, ((None, 0),))
+    head.then = (member,) * 10  # 11 x 0.1 ms: short
+    assert not alone(head, DURATIONS, LONG)
+    head.then = (member,) * 60  # 61 x 0.1 ms: longer than LONG (5 ms)
+    assert alone(head, DURATIONS, LONG)
+    head.then = (FollowOn(1, NEW, {}, ((None, 0),)),) * 60  # never timed: a chain's links
+    assert not alone(head, DURATIONS, LONG)
+
+
 def test_requeue_puts_suspects_first_in_order_without_their_follow_ons() -> None:
     queue = deque(runs(SHORT, 2, 10))
     suspects = runs(SHORT, 3)
-    suspects[1].then = (FollowOn(5, SHORT, {}, None),)
+    suspects[1].then = (FollowOn(5, SHORT, {}, ((None, 1),)),)
     requeue(queue, suspects)
     assert [r.key for r in queue] == [0, 1, 2, 10, 11]
     assert all(r.then == () for r in queue)  # the scheduler decides those again

@@ -1,12 +1,14 @@
-"""The follow-on rule: where a worker decides a chain link, it decides as the scheduler would.
+"""The follow-on rule: where a worker decides a member of a group, it decides as the
+scheduler would.
 
-A task the plan marks ``followable`` may be run by a worker right after its upstream task,
-in the same round trip (``TaskRun.then``). The worker then runs it iff the upstream task
-ended in a state that ``attempt.follows``; the scheduler would run it iff ``decide.decide``
-(skip propagation, then the trigger) says "run" (None). The two must agree for every task
-the plan marks followable, whatever its trigger, skip setting and cache, and whatever
-finished state its upstream task ended in. Checked here against the real functions, for
-every combination: a new trigger, state class or plan rule is covered without a change.
+A task the plan marks ``followable`` may be run by a worker right after its upstream tasks,
+in the same round trip (``TaskRun.then``). The worker then runs it iff each of its upstream
+tasks in the group ended in a state that ``attempt.follows`` (``attempt.member_inputs``);
+the scheduler would run it iff ``decide.decide`` (skip propagation, then the trigger) says
+"run" (None). The two must agree for every task the plan marks followable, whatever its
+trigger, skip setting and cache, and whatever finished states its upstream tasks (one, or
+two fed in any way) ended in. Checked here against the real functions, for every
+combination: a new trigger, state class or plan rule is covered without a change.
 """
 
 from __future__ import annotations
@@ -19,10 +21,11 @@ from typing import Any
 import pytest
 
 from taskloom import Flow, Task, task, triggers
-from taskloom.attempt import follows
+from taskloom.attempt import FollowOn, follows, member_inputs
 from taskloom.plan import Plan, plan
 from taskloom.decide import decide
-from taskloom.states import Failed, Finished, State, Success, all_classes
+from taskloom.runner import _upstream_follows
+from taskloom.states import Failed, Finished, Mapped, State, Success, all_classes
 from taskloom.triggers import Trigger
 
 
@@ -130,3 +133,78 @@ def test_the_plan_marks_default_tasks_followable_so_the_check_above_is_not_empty
     assert ("all_successful", True, None, "order") in followable
     # What the plan refuses: a cache lookup, another trigger, or no skip propagation.
     assert all(name == "all_successful" and skip and cache is None for name, skip, cache, _ in followable)
+
+
+# -- groups: a task of several upstream tasks ----------------------------------------------------
+
+PAIR_CASES = list(itertools.product(TRIGGERS, [True, False], ["data", "order", "nested"]))
+
+
+def _two_upstream(trigger: Trigger, skip: bool, wiring: str) -> tuple[Plan, Task[Any, Any], int]:
+    """A task ``down`` of two upstream tasks: both feed arguments, one only orders it, or
+    both are in one list argument (``total([a, b])``)."""
+    options: dict[str, Any] = {"name": "down", "trigger": trigger, "skip_on_upstream_skip": skip}
+    with Flow("pair") as flow:
+        a, b = source(), source()
+        if wiring == "data":
+            down = task(**options)(lambda x, y: x)(a, b)
+        elif wiring == "order":
+            down = task(**options)(lambda x: x)(a)
+            flow.add_edge(b, down)
+        else:
+            down = task(**options)(lambda xs: xs)([a, b])
+    assert isinstance(down, Task)
+    compiled = plan(flow)
+    return compiled, down, compiled.index[down]
+
+
+@pytest.mark.parametrize(
+    ("trigger", "skip", "wiring"),
+    [(t, s, w) for (_, t), s, w in PAIR_CASES],
+    ids=[f"{n}-skip={s}-{w}" for (n, _), s, w in PAIR_CASES],
+)
+def test_a_worker_decides_a_member_of_two_sources_as_the_scheduler_would(
+    trigger: Trigger, skip: bool, wiring: str
+) -> None:
+    """A member runs iff every source ``follows`` (``attempt.member_inputs``); the
+    scheduler, given both states, must say "run" exactly then."""
+    compiled, down, i = _two_upstream(trigger, skip, wiring)
+    node = compiled.nodes[i]
+    if not node.followable:
+        return
+    edges = [edge for edge, _ in node.in_edges]
+    ups = [j for _, j in node.in_edges]
+    assert len(set(ups)) == 2
+    for (name_a, state_a), (name_b, state_b) in itertools.product(UPSTREAM, UPSTREAM):
+        by_task = {ups[0]: state_a, ups[1]: state_b}
+        states = {edge: by_task[j] for edge, j in zip(edges, ups)}
+        scheduler_runs = decide(down, states) is None
+        sources = tuple((None, j) for j in by_task)
+        worker_runs = member_inputs(FollowOn(i, down, {}, sources), by_task) is not None
+        assert worker_runs is scheduler_runs, (
+            f"upstream {name_a}, {name_b}: the worker would {'run' if worker_runs else 'not run'} "
+            f"{down.name}, the scheduler would {'run' if scheduler_runs else 'not run'} it"
+        )
+
+
+def test_a_finished_mapped_upstream_lets_a_member_run_as_the_scheduler_would() -> None:
+    """The scheduler sends a finished upstream task's result as a constant only when it
+    lets the task run: for a mapped one, when each of its children ``follows``."""
+    compiled, down, i = _chain(triggers.all_successful, True, None, "data")
+    (edge, _), = compiled.nodes[i].in_edges
+    for (name_a, a), (name_b, b) in itertools.product(UPSTREAM, UPSTREAM):
+        mapped = Mapped("children done", map_states=[a, b])
+        scheduler_runs = decide(down, {edge: mapped}) is None
+        assert _upstream_follows(mapped) is scheduler_runs, (name_a, name_b)
+
+
+def test_the_plan_marks_tasks_of_several_inputs_followable_and_not_timed_ones() -> None:
+    followable = [
+        (name, wiring) for (name, trigger), skip, wiring in PAIR_CASES
+        if skip and _two_upstream(trigger, skip, wiring)[0].nodes[-1].followable
+    ]
+    assert {w for n, w in followable if n == "all_successful"} == {"data", "order", "nested"}
+    assert all(n == "all_successful" for n, _ in followable)
+    with Flow("timed") as flow:
+        timed = task(timeout=5)(lambda x: x)(source())
+    assert not plan(flow).nodes[plan(flow).index[timed]].followable  # a member has no deadline

@@ -17,7 +17,7 @@ import pytest
 
 from taskloom import Flow, task
 from taskloom.attempt import TaskResult, TaskRun, run_attempt
-from taskloom.executors.base import DeferredResult, resolve_deferred
+from taskloom.executors.base import DeferredResult, Timings, resolve_deferred
 from taskloom.journal import Journal
 
 
@@ -45,6 +45,9 @@ class _Session:
         self.queue: deque[TaskRun] = deque()
         self.ended = False
         self.interrupt_after = interrupt_after
+
+    def timings(self) -> Timings | None:
+        return None
 
     def submit(self, runs: Sequence[TaskRun]) -> None:
         self.log.append("submit")

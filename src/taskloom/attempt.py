@@ -60,9 +60,11 @@ that fails is the pass's ``Failed``. ``TaskResult.location`` says where. All of 
 here, where the task runs: the calling process never handles the bytes.
 
 Retries, caching and triggers are the scheduler's business, in the parent process, with
-one exception: a chain of follow-ons (``TaskRun.then``) is decided here, one rule for every
-link (``follows``), which gives what the scheduler would decide for a task the plan marks
-followable (see ``taskloom.runner``).
+one exception: the members of a run's group of follow-ons (``TaskRun.then``, a chain being
+the simplest group) are decided here, one rule for every member: it runs when each of its
+upstream tasks in the group ran and ended in a state that ``follows`` (``member_inputs``),
+which gives what the scheduler would decide for a task the plan marks followable (see
+``taskloom.runner``).
 """
 
 from __future__ import annotations
@@ -94,11 +96,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FollowOn",
+    "InGroup",
     "OVERRUN_THREAD",
     "TaskResult",
     "TaskRun",
     "finished_before",
     "follows",
+    "member_inputs",
     "run_attempt",
     "run_chain",
     "task_context",
@@ -118,20 +122,77 @@ _NOT_RUN: State[Any] = Pending("Task not run.")
 
 @dataclass(slots=True)
 class FollowOn:
-    """A task that may run right after the one before it in a chain, where that one ran.
+    """A member of a run's group: a task that may run where the run ran, right after it.
 
     The scheduler offers one only when the outcome is certain to be the same as deciding
-    in the parent: the task's sole upstream task is the previous one in the chain, its
-    trigger is the default, skip propagation is on, and it has no cache, seeded state or
-    retry history. It runs only if the previous task ended in a state that ``follows``;
-    its inputs are ``constants`` plus that result under ``input_key``.
+    in the parent (see ``taskloom.runner``, "Follow-ons"): the default trigger, skip
+    propagation on, no cache, seeded state or retry history, and every upstream task either
+    finished in a state that ``follows`` (its result is then among ``constants``) or an
+    earlier member of the group, or its head (``sources``). It runs only if every one of
+    ``sources`` ran and ended in a state that ``follows``. A chain is the group whose
+    members each take the one before as their only source.
+
+    Attributes:
+        key: the task's number in this flow run.
+        task: the task.
+        constants: the inputs known in the parent.
+        sources: (input name, or None for an upstream task that only orders it; key of
+            the head or an earlier member) for each upstream task in the group.
+        map_index: for a child of a mapped task, its index.
+        nested: inputs that hold results of the group (a list of tasks, ``total([a, b])``):
+            each value with ``InGroup`` markers where those results go (``member_inputs``).
     """
 
     key: int
     task: Task[Any, Any]
     constants: Mapping[str, Any]
-    input_key: str | None
+    sources: tuple[tuple[str | None, int], ...] = ()
     map_index: int | None = None
+    nested: tuple[tuple[str, Any], ...] = ()
+
+
+class InGroup:
+    """In a member's nested input (``FollowOn.nested``): where the result of the group's
+    member (or head) ``key`` goes."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: int) -> None:
+        self.key = key
+
+    def __reduce__(self) -> tuple[type[InGroup], tuple[int]]:
+        return (InGroup, (self.key,))
+
+    def __repr__(self) -> str:
+        return f"InGroup({self.key})"
+
+
+def _filled(value: Any, states: Mapping[int, State[Any]]) -> Any:
+    """``value`` with each ``InGroup`` marker in it (and its containers) replaced by that
+    member's result (the containers ``plan.rebuild`` rebuilds)."""
+    if isinstance(value, InGroup):
+        return states[value.key].result
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return type(value)(_filled(v, states) for v in value)
+    if isinstance(value, dict):
+        return {k: _filled(v, states) for k, v in value.items()}
+    return value
+
+
+def member_inputs(follow: FollowOn, states: Mapping[int, State[Any]]) -> dict[str, Any] | None:
+    """The inputs of ``follow`` given the states its group's head and members ended in
+    (by key), or None when it must not run here: a source did not run, or ended in a
+    state that does not ``follows`` (the scheduler decides it then)."""
+    inputs = dict(follow.constants)
+    for key, source in follow.sources:
+        state = states.get(source)
+        if state is None or not follows(state):
+            return None
+        if key is not None:
+            inputs[key] = state.result
+    for key, value in follow.nested:
+        inputs[key] = _filled(value, states)
+    return inputs
 
 
 @dataclass(slots=True)
@@ -144,8 +205,9 @@ class TaskRun:
         inputs: its arguments, by name.
         run_count: 1 for the first attempt, 2 for the first retry, ...
         resume: whether the task is being resumed (``context.resume``).
-        then: a chain of tasks the executor may run next in the same place, without a
-            round trip through the scheduler (see ``run_chain``); an executor may ignore it.
+        then: the members of the run's group: tasks the executor may run next in the same
+            place, in this order, without a round trip through the scheduler (see
+            ``run_chain``); an executor may ignore it.
         map_index: for a child of a mapped task, its index (``context.map_index``).
         loop_count: the pass of a looping task the attempt starts at (1, unless a retry
             resumes a loop: see the module docstring).
@@ -490,10 +552,11 @@ def run_attempt(run: TaskRun, run_context: Mapping[str, Any]) -> State[Any]:
 
 
 def follows(previous: State[Any]) -> bool:
-    """Whether a follow-on runs after a task that ended in ``previous``: only after a
-    success that was not a skip (``Success``, ``Cached``). For a task the plan marks
-    followable this is the scheduler's decision: its default trigger passes exactly on
-    success, and skip propagation skips it after a skip.
+    """Whether a follow-on may run after an upstream task that ended in ``previous``: only
+    after a success that was not a skip (``Success``, ``Cached``). For a task the plan
+    marks followable, "every upstream task follows" is the scheduler's decision: its
+    default trigger passes exactly when all succeeded, and skip propagation skips it after
+    a skip.
 
     >>> follows(Success(result=None)), follows(Skipped()), follows(Failed())
     (True, False, False)
@@ -501,44 +564,45 @@ def follows(previous: State[Any]) -> bool:
     return isinstance(previous, Success) and not isinstance(previous, Skipped)
 
 
-#: The attribute of an interrupt (``KeyboardInterrupt``, ``SystemExit``) raised in a link
-#: of a chain after the first that holds the results of the links before it, and the key
-#: of the link it stopped (``run_chain``).
+#: The attribute of an interrupt (``KeyboardInterrupt``, ``SystemExit``) raised in a member
+#: of a group that holds the results of the tasks that ran before it, and the key of the
+#: member it stopped (``run_chain``).
 _FINISHED = "taskloom_finished_before"
 
 
 def finished_before(error: BaseException) -> list[TaskResult]:
-    """The results of the links of a chain that finished before ``error``, raised by a
-    later link, stopped it (``run_chain``); [] for any other error."""
+    """The results of the tasks of a group that finished before ``error``, raised by a
+    member, stopped it (``run_chain``); [] for any other error."""
     kept: tuple[list[TaskResult], int] | None = getattr(error, _FINISHED, None)
     return [] if kept is None else kept[0]
 
 
 def stopped_link(error: BaseException) -> int | None:
-    """The key of the link of a chain ``error`` stopped, when it was not the first."""
+    """The key of the member of a group ``error`` stopped (None: it stopped the head)."""
     kept: tuple[list[TaskResult], int] | None = getattr(error, _FINISHED, None)
     return None if kept is None else kept[1]
 
 
 def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list[TaskResult]:
-    """Run ``run``, then each of ``run.then`` while the previous one ``follows``.
+    """Run ``run``, then each member of its group (``run.then``, in order) whose sources
+    all ran and ended in a state that ``follows`` (``member_inputs``).
 
-    Returns a result for every task that ran; the scheduler decides the rest. An
-    interrupt (``KeyboardInterrupt``, ``SystemExit``) in a link after the first goes on up
-    carrying the results of the links that finished (``finished_before``): they finished,
-    and are recorded so, wherever the interrupt is caught.
+    Returns a result for every task that ran, in the order they ran; the scheduler decides
+    the rest. An interrupt (``KeyboardInterrupt``, ``SystemExit``) in a member goes on up
+    carrying the results of the tasks that finished before it (``finished_before``): they
+    finished, and are recorded so, wherever the interrupt is caught.
     """
     started = time.time()
     first = _attempt(run, run_context)
-    state = first.state
     finished = time.time()
     results = [_placed(first, started, finished, worker)]
+    if not run.then:
+        return results
+    states: dict[int, State[Any]] = {run.key: first.state}
     for follow in run.then:
-        if not follows(state):
-            break
-        inputs = dict(follow.constants)
-        if follow.input_key is not None:
-            inputs[follow.input_key] = state.result
+        inputs = member_inputs(follow, states)
+        if inputs is None:
+            continue
         started = finished
         try:
             outcome = _attempt(
@@ -547,7 +611,7 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
         except BaseException as error:  # only interrupts: _attempt turns the rest into states
             setattr(error, _FINISHED, (results, follow.key))
             raise
-        state = outcome.state
+        states[follow.key] = outcome.state
         finished = time.time()
         results.append(_placed(outcome, started, finished, worker))
     return results

@@ -362,4 +362,4 @@ class _Mapping:
         inputs = dict(exp.shared)
         for key, items in exp.by_index.items():
             inputs[key] = items[k]
-        return FollowOn(d, self.task_of[d], inputs, live[0][0].key, k)
+        return FollowOn(d, self.task_of[d], inputs, ((live[0][0].key, before),), k)

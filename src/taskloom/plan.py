@@ -21,11 +21,12 @@ for none, one tuple for equal ones: the inputs of a reduce share its number as t
 ``downstream``), a node without constants shares one empty mapping, and ``in_edges`` is an
 ``EdgesIn`` (its edges and their upstream numbers as two tuples, not a pair per edge).
 
-Follow-ons: ``Node.followable`` marks a task that a worker may run right after its sole
-upstream task, in the same round trip (see ``taskloom.runner``). It must only be set where
-the worker's rule (``attempt.follows``) gives the scheduler's decision
-(``decide.decide``); ``tests/test_follow_on.py`` checks that for every trigger, skip
-setting, cache setting and upstream state.
+Follow-ons: ``Node.followable`` marks a task that a worker may run as a member of a group
+(see "Follow-ons" in ``taskloom.runner``): right after its upstream tasks, where they ran,
+in the same round trip. It must only be set where the worker's rule (every upstream task
+``attempt.follows``) gives the scheduler's decision (``decide.decide``);
+``tests/test_follow_on.py`` checks that for every trigger, skip setting, cache setting and
+pair of upstream states.
 
 ``plan`` takes the flow as a duck (its tasks, edges, arguments and version) and imports
 nothing from ``flow``, so that ``Flow`` can use the plan (``sorted_tasks``).
@@ -100,7 +101,7 @@ class Node:
     direct: tuple[tuple[str, int], ...] = ()
     constants: Mapping[str, Any] = field(default_factory=lambda: _NO_CONSTANTS)
     nested: tuple[tuple[str, Any], ...] = ()
-    #: Whether this task may run as a follow-on of its sole upstream task.
+    #: Whether this task may run as a member of a group of follow-ons (``_decided_as_followable``).
     followable: bool = False
     #: For a mapped task (``t.map``): its mapped arguments (key -> whether flattened).
     mapped: Mapping[str, bool] | None = None
@@ -220,7 +221,7 @@ def _compile(flow: Flow) -> Plan:
         if arguments:
             _compile_arguments(node, arguments, index)
         node.mapped = flow.mapped_arguments(t)
-        node.followable = node.mapped is None and _followable(node)
+        node.followable = node.mapped is None and _decided_as_followable(node.task)
         node.chainable = node.mapped is not None and _decided_as_followable(node.task)
     for node in nodes:
         if node.mapped is not None:
@@ -266,27 +267,21 @@ def _display_names(names: list[str]) -> list[str]:
     return shown
 
 
-def _followable(node: Node) -> bool:
-    """Whether a worker may decide this task as the scheduler would: its one upstream
-    task is the one before it in the chain, the default trigger, skip propagation on (so a
-    skipped upstream skips it, as ``follows`` assumes), and no output cache (a cache
-    lookup happens in the parent)."""
-    return (
-        len(node.upstream) == 1
-        and not node.nested
-        and len(node.direct) <= 1
-        and _decided_as_followable(node.task)
-    )
-
-
 def _decided_as_followable(task: Task[Any, Any]) -> bool:
-    """The default trigger, skip propagation on, no output cache, not a parameter, and
-    it may run again after a worker crash (a follow-on lost with its worker is decided
-    again, so its body may run twice: see ``Task(rerun_after_crash=...)``)."""
+    """Whether a worker may decide this task as the scheduler would, where its upstream
+    tasks ran: the default trigger and skip propagation on (so "every upstream task
+    ``follows``" is the decision), no output cache (a lookup happens in the parent), not a
+    parameter (parsed in the parent), no timeout (a member has no hard deadline of its own:
+    the dispatcher gives one only to a run alone in its batch), and it may run again after
+    a worker crash (a member lost with its worker is decided again, so its body may run
+    twice: see ``Task(rerun_after_crash=...)``). How many upstream tasks it has, and how
+    they feed it (an argument, a list of tasks, ordering only), does not matter: the
+    scheduler sends each finished one's result, and the worker each member's."""
     return (
         task.trigger is all_successful
         and task.skip_on_upstream_skip
         and task.cache_for is None
+        and task.timeout is None
         and not isinstance(task, ParameterTask)
         and getattr(task, "rerun_after_crash", True)
     )

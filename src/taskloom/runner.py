@@ -36,7 +36,7 @@ of ``_Scheduler``. By task number ``i`` (a task's position in ``flow.tasks``):
     A task that raised ``ENDRUN`` (``TaskResult.ended``) is settled in exactly its state:
     no retry, no output cache.
 ``claimed``, ``chains``
-    follow-ons (below): tasks offered to the executor with a run, and each run's chain.
+    follow-ons (below): tasks offered to the executor with a run, and each run's group.
 ``flow``, ``plan``, ``nodes``, ``args``
     the flow, compiled (``plan.Plan``; ``nodes`` is ``plan.nodes``), and what the run was
     given, checked (``_run_args.RunArgs``: parameters, context, seeded states, start tasks).
@@ -49,23 +49,42 @@ barriers. The loop ends when nothing is ready, in flight or due to retry; tasks 
 never became ready (downstream of a paused task, or outside ``start_tasks``) keep their
 seeded state or end ``Pending("Task not run.")``.
 
-Follow-ons (chain fusion). A chain of tasks would cost a round trip to the executor per
-task; instead, a run is handed over with the chain that follows it (``TaskRun.then``) and
-the worker runs the links itself. The rule has three parts, which must agree:
+Follow-ons (fusion). Handing each task to the executor costs a round trip; instead, a run
+is handed over with a *group* of tasks downstream of it (``TaskRun.then``) that the worker
+runs right after it, where it ran, so their inputs never travel through the parent. A
+chain (each task the sole downstream task of the one before) is the simplest group. The
+rule has four parts, which must agree:
 
-1. ``plan`` marks a task ``followable`` when its sole upstream task feeds it at most one
-   input, its trigger is the default ``all_successful``, skip propagation is on, and it
-   has no output cache and is no parameter.
-2. The scheduler (``_chain_after``) offers, after each run it submits, the followable
-   task downstream of it, and so on, while each is the sole downstream task of the one
-   before, is runnable, not finished, never attempted, not seeded and not a start task.
-   An offered task is ``claimed``: it is not readied when its upstream finishes.
-3. The worker (``attempt.run_chain``) runs a link only if the one before it ended in a
-   state that ``attempt.follows`` (a success that was not a skip). For a followable task
-   that is exactly when ``decide.decide`` says "run": ``tests/test_follow_on.py`` checks
-   it for every trigger, skip setting, cache setting and finished upstream state.
-   ``_take`` reads the chain's results back in order (the head's first); a claimed task
-   the chain stopped before is released and decided here as any other.
+1. ``plan`` marks a task ``followable`` when the worker can decide it as ``decide`` would:
+   the default trigger ``all_successful``, skip propagation on, no output cache, no
+   timeout, not a parameter, not mapped, and ``rerun_after_crash`` (``plan``'s
+   ``_decided_as_followable`` says why each).
+2. The scheduler (``_grouped``, ``_grow``) builds each run's group, in an order in which
+   every member comes after its sources: a task downstream of the run or of a member
+   joins when it is followable, runnable, not finished, never attempted, not claimed,
+   not seeded and not a start task, and each of its upstream tasks is either finished in
+   a state that ``follows`` (its result is sent as a constant) or the run or a member (a
+   *source*: a list of tasks, ``total([a, b])``, is rebuilt with ``InGroup`` markers). An
+   upstream task that is another run of the same submission, a first attempt of a
+   followable task, may join as a member too (``_may_join``): that is how a grid's rows
+   fuse. A member is ``claimed``: it is not readied when its upstream tasks finish.
+3. Parallelism is not lost for real work: a member that is the sole task after the one
+   before and has it as its only source (a chain link) costs nothing, since it could not
+   run anywhere sooner; a group that branches or takes in other runs must be known to be
+   short: every member timed by the executor (``ExecutorRun.timings``) and their expected
+   seconds in all (and the run's, when other runs join it) within the executor's budget
+   (its ``long_task``), so it never holds a worker longer than one long task would.
+   Executors that give no timings (``LocalExecutor``, ``ThreadExecutor``) get chains only;
+   the first run of a flow on a pool fuses only chains until its tasks have been timed.
+4. The worker (``attempt.run_chain``) runs a member only if every source ran and ended in
+   a state that ``attempt.follows`` (a success that was not a skip). For a followable
+   task that is exactly when ``decide.decide`` says "run": ``tests/test_follow_on.py``
+   checks it for every trigger, skip setting, cache setting and pair of upstream states.
+   ``_take`` reads the group's results back in the order they ran (the run's first); a
+   claimed task the worker did not run comes back unclaimed and is decided here as any
+   other (``TriggerFailed`` after a failed source, and so on), as is one its worker never
+   reached (a worker death requeues the run without its group; an interrupt hands back
+   what finished, ``attempt.finished_before``).
 
 Mapping (``t.map``) is the other half of the scheduler, in ``taskloom.mapping_run``: a
 mapped task's children get slots numbered after the flow's tasks, and the per-slot lists
@@ -139,6 +158,7 @@ import gc
 import heapq
 import logging
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -146,13 +166,13 @@ from typing import TYPE_CHECKING, Any
 from . import _run_args
 from ._run_args import RunArgs
 from ._tracebacks import failure_traceback
-from .attempt import FollowOn, TaskResult, TaskRun, finished_before
+from .attempt import FollowOn, InGroup, TaskResult, TaskRun, finished_before, follows
 from .caching import CacheStore, cache_key, default_cache_store, lookup, remember
 from .checkpoint import RESULTS_KEY, prepare_run
 from .context import enter, leave
 from .decide import decide, runs_by_default
 from .executors._wire import UnpicklableParameterError
-from .executors.base import DeferredResult, Executor, ExecutorRun, resolve_deferred
+from .executors.base import DeferredResult, Executor, ExecutorRun, Timings, resolve_deferred
 from .executors.local import LocalExecutor
 from .flow import Flow, FlowResult
 from .handlers import call_on_failure, call_state_handlers, handler_name, has_handlers
@@ -178,6 +198,13 @@ log = logging.getLogger("taskloom.runner")
 
 #: How long an interrupted run waits for its workers to hand back what finished (seconds).
 INTERRUPT_GRACE = 2.0
+
+#: The most members of one group (a bound on the work of building one).
+MAX_GROUP = 10_000
+#: The most other runs of a submission one member may pull into a group: each saves no
+#: round trip of its own and costs the parent as much as a member, so a reduce over
+#: many runs (``total([a, b, ...])``) is left to its own round trip.
+MAX_PULLED = 4
 
 #: What observers are told when a task is handed to the executor.
 _RUNNING: State[Any] = Running("Task handed to the executor.")
@@ -458,44 +485,249 @@ class _Scheduler(_Mapping):
         session = self.session
         assert session is not None
         if session.runs_chains:
-            for run in batch:
-                chain = self._chain_after(run.key)
-                if chain:
-                    run.then = chain
-                    self.chains[run.key] = chain
+            batch = self._grouped(batch, session.timings())
         if self.observer is not None:
             for run in batch:
                 self.observer.task_changed(run.key, self.traces[run.key].name, _RUNNING)
         session.submit(batch)
         self.in_flight += len(batch)
 
-    def _chain_after(self, i: int) -> tuple[FollowOn, ...]:
-        """The follow-ons of run ``i``: each the sole downstream task of the one before."""
-        chain: list[FollowOn] = []
+    def _grouped(self, batch: list[TaskRun], timings: Timings | None) -> list[TaskRun]:
+        """The runs of ``batch`` to hand over, each with its group (``TaskRun.then``); a
+        run that joined the group of a run before it is handed over as its member."""
+        if timings is None or len(batch) == 1:  # no run of the batch may join another's
+            for run in batch:
+                self._group_after(run, None, timings, set())
+            return batch
+        roots = {run.key: run for run in batch}
+        refused: set[int] = set()
+        heads: list[TaskRun] = []
+        for run in batch:
+            if roots.pop(run.key, None) is None:
+                continue  # a member of a group before it
+            self._group_after(run, roots, timings, refused)
+            heads.append(run)
+        return heads
+
+    def _group_after(
+        self,
+        head: TaskRun,
+        roots: dict[int, TaskRun] | None,
+        timings: Timings | None,
+        refused: set[int],
+    ) -> None:
+        """Give run ``head`` its group: the tasks downstream of it that may follow it where
+        it runs (see "Follow-ons" in the module docstring), in an order in which each comes
+        after its sources. ``roots``: the other runs of its batch, which may join it as
+        members (taken out of ``roots`` when they do); ``refused``: tasks found unable to
+        join any group of this batch (not looked at again)."""
+        i = head.key
         nodes = self.nodes
         if i >= len(nodes):
-            return self._child_chain_after(i)
-        while len(nodes[i].downstream) == 1 and len(chain) < 10_000:
-            j = nodes[i].downstream[0]
-            node = nodes[j]
-            if (
-                not node.followable
-                or not self.runnable[j]
-                or self.finished[j]
-                or self.traces[j].attempts
-                or j in self.claimed
-                or j in self.args.seeded
-                or j in self.args.starts
-            ):
+            group = self._child_chain_after(i)
+        elif refused.issuperset(nodes[i].downstream):  # none, or refused (W1: its reduce)
+            return
+        else:
+            group = self._grow(head, roots, timings, refused)
+        if group:
+            head.then = group
+            self.chains[i] = group
+
+    def _grow(
+        self,
+        head: TaskRun,
+        roots: dict[int, TaskRun] | None,
+        timings: Timings | None,
+        refused: set[int],
+    ) -> tuple[FollowOn, ...]:
+        """The group of ``head`` (see ``_group_after``), grown breadth first: a task is
+        looked at each time one of its upstream tasks joins, and taken once every upstream
+        task is finished or in the group (or is one of ``roots``, pulled in with it)."""
+        nodes, finished, traces = self.nodes, self.finished, self.traces
+        seconds: Mapping[str, float] = timings.seconds if timings is not None else {}
+        budget = timings.budget if timings is not None else 0.0
+        inside = {head.key}
+        group: list[FollowOn] = []
+        spent = 0.0  # the expected seconds of the members so far
+        timed = True  # every member so far was timed
+        chain = True  # so far a chain: each member the sole task after the one before
+        last = head.key
+        head_charged = False  # runs that join wait for the head: it counts from then on
+        # For a task seen waiting for an upstream task that may still join: where in its
+        # upstream list the first such one is (a task of many inputs is scanned once).
+        blocked: dict[int, int] = {}
+        # A chain first, the common case, in a tight loop (what the loop below would take
+        # as links): the sole task after the one before, taking it as its only input.
+        while len(group) < MAX_GROUP:
+            after = nodes[last].downstream
+            if len(after) != 1:
                 break
+            j = after[0]
+            node = nodes[j]
+            if len(node.upstream) != 1 or len(node.direct) > 1 or node.nested:
+                break
+            if not self._may_follow(j):
+                break
+            key = node.direct[0][0] if node.direct else None
+            group.append(FollowOn(j, node.task, node.constants, ((key, last),)))
             self.claimed.add(j)
-            input_key = node.direct[0][0] if node.direct else None
-            chain.append(FollowOn(j, node.task, node.constants, input_key))
-            i = j
-        return tuple(chain)
+            inside.add(j)
+            last = j
+            own = seconds.get(node.task.name)
+            if own is None:
+                timed = False
+            else:
+                spent += own
+        queue = deque(nodes[last].downstream)
+        while queue and len(group) < MAX_GROUP:
+            j = queue.popleft()
+            if j in inside or j in refused:
+                continue
+            upstream = nodes[j].upstream
+            at = blocked.get(j)
+            if at is None:
+                if not self._may_follow(j):
+                    refused.add(j)
+                    continue
+                at = 0
+            elif upstream[at] not in inside:
+                continue  # what it waits for has not joined
+            pulled: list[TaskRun] = []
+            cost = 0.0  # of the runs it pulls in, and of the head if they are the first
+            link = chain and len(nodes[last].downstream) == 1 and at == 0
+            waiting = first_pulled = -1
+            for k in range(at, len(upstream)):
+                u = upstream[k]
+                if u in inside:
+                    link = link and u == last
+                    continue
+                if finished[u]:
+                    if not _upstream_follows(traces[u].state):
+                        waiting = -2  # decided in the parent: skipped, trigger failed, ...
+                        break
+                    continue
+                root = roots.get(u) if roots is not None else None
+                if root is None:  # not ready: it may still join this group
+                    waiting = k
+                    break
+                known = seconds.get(root.task.name)
+                if known is None or len(pulled) == MAX_PULLED or not self._may_join(root):
+                    waiting = -2
+                    break
+                if not head_charged and not pulled:
+                    before = seconds.get(head.task.name)
+                    if before is None:
+                        waiting = -2
+                        break
+                    cost += before
+                if not pulled:
+                    first_pulled = k
+                pulled.append(root)
+                cost += known
+                if spent + cost > budget:
+                    waiting = -2
+                    break
+            if waiting == -2:
+                refused.add(j)
+                continue
+            if waiting >= 0:  # looked at again once this one joins
+                blocked[j] = first_pulled if pulled else waiting
+                continue
+            node = nodes[j]
+            own = seconds.get(node.task.name)
+            if not (link and not pulled):
+                # The group branches: it must be known to fit in the budget.
+                if not timed or own is None or spent + cost + own > budget:
+                    continue
+                chain = False
+            if pulled and roots is not None:
+                head_charged = True
+                for root in pulled:
+                    del roots[root.key]
+                    group.append(self._joined(root))
+                    inside.add(root.key)
+                    queue.extend(nodes[root.key].downstream)
+            group.append(self._member(j, node, inside))
+            self.claimed.add(j)
+            inside.add(j)
+            queue.extend(node.downstream)
+            last = j
+            spent += cost
+            if own is None:
+                timed = False
+            else:
+                spent += own
+        return tuple(group)
+
+    def _may_follow(self, j: int) -> bool:
+        """Whether task ``j`` may be a member of a group (its sources aside): followable
+        (``plan``), runnable, not finished, never attempted, not claimed by another group,
+        not seeded and not a start task (those are decided from their seeded state)."""
+        args = self.args
+        return (
+            self.nodes[j].followable
+            and self.runnable[j]
+            and not self.finished[j]
+            and not self.traces[j].attempts
+            and j not in self.claimed
+            and j not in args.seeded
+            and j not in args.starts
+        )
+
+    def _may_join(self, run: TaskRun) -> bool:
+        """Whether a run decided here may join another run's group as a member: a first
+        attempt of a followable task (no retry, resume or loop to carry on)."""
+        j = run.key
+        args = self.args
+        return (
+            j < len(self.nodes)
+            and self.nodes[j].followable
+            and run.run_count == 1
+            and not run.resume
+            and run.loop_count == 1
+            and j not in args.seeded
+            and j not in args.starts
+        )
+
+    def _joined(self, run: TaskRun) -> FollowOn:
+        """Run ``run`` as a member of another's group: claimed, and its trace as if it was
+        never handed over (``_take`` fills it in when it comes back; if it does not run,
+        it is decided again from the start)."""
+        trace = self.traces[run.key]
+        trace.attempts = 0
+        trace.inputs = None
+        self.claimed.add(run.key)
+        return FollowOn(run.key, run.task, run.inputs)
+
+    def _member(self, j: int, node: Node, inside: set[int]) -> FollowOn:
+        """Task ``j`` as a member of a group of the tasks ``inside``: the results of its
+        finished upstream tasks as constants, the others as sources."""
+        traces = self.traces
+        known: dict[str, Any] | None = None  # the node's constants and finished results
+        sources: list[tuple[str | None, int]] = []
+        for key, u in node.direct:
+            if u in inside:
+                sources.append((key, u))
+            else:
+                if known is None:
+                    known = dict(node.constants)
+                known[key] = traces[u].state.result
+        if len(sources) != len(node.upstream):  # upstream tasks that feed it no argument
+            fed = {u for _, u in sources}
+            sources.extend((None, u) for u in node.upstream if u in inside and u not in fed)
+        nested: tuple[tuple[str, Any], ...] = ()
+        if node.nested:
+            results = {
+                self.nodes[u].task: InGroup(u) if u in inside else traces[u].state.result
+                for u in node.upstream
+            }
+            nested = tuple((key, rebuild(value, results)) for key, value in node.nested)
+        constants = node.constants if known is None else known
+        return FollowOn(j, node.task, constants, tuple(sources), None, nested)
 
     def _take(self, results: list[TaskResult]) -> None:
-        """Process what the executor handed back: runs, and follow-ons that ran with them."""
+        """Process what the executor handed back: runs, and the members of their groups that
+        ran with them (after the tasks they take from, in the order they ran)."""
         heads: list[int] = []
         traces, claimed = self.traces, self.claimed
         head_queued: float | None = None
@@ -507,7 +739,8 @@ class _Scheduler(_Mapping):
                 claimed.discard(key)
                 trace.attempts = 1
                 trace.queued = head_queued  # handed over with the run it follows
-                trace.inputs = self._inputs_of(key)
+                if type(state).keeps_inputs:  # else _finish drops them: not built at all
+                    trace.inputs = self._inputs_of(key)
             else:
                 self.in_flight -= 1
                 heads.append(key)
@@ -523,7 +756,7 @@ class _Scheduler(_Mapping):
         for head in heads:
             for follow in self.chains.pop(head, ()):
                 j = follow.key
-                if j in claimed:  # the chain stopped before it: decide it here
+                if j in claimed:  # the worker did not run it (or never got to): decide it here
                     claimed.discard(j)
                     if self.waiting[j] == 0 and not self.finished[j]:
                         self.ready.append(j)
@@ -857,6 +1090,14 @@ class _Scheduler(_Mapping):
         if all(s.is_finished() for s in references):
             return Success("No reference tasks failed.", result)
         return Running("Some reference tasks did not run.", result)
+
+
+def _upstream_follows(state: State[Any]) -> bool:
+    """Whether a finished upstream task lets a followable task run (as ``decide`` would):
+    it ended in a state that ``follows``, or, mapped, each of its children did."""
+    if isinstance(state, Mapped):
+        return all(follows(s) for s in state.map_states)
+    return follows(state)
 
 
 def _log_no_retry(task: Task[Any, Any], state: State[Any]) -> None:

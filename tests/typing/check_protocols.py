@@ -22,6 +22,7 @@ from taskloom.executors import (
     TaskResult,
     TaskRun,
 )
+from taskloom.executors.base import Timings
 from taskloom.flow import FlowResult
 from taskloom.states import Cached, State
 from taskloom.triggers import Trigger
@@ -107,6 +108,9 @@ class InlineRun:
     def __init__(self, run_context: Mapping[str, Any]) -> None:
         self._done: list[TaskResult] = []
         self._context = run_context
+
+    def timings(self) -> Timings | None:
+        return None
 
     def submit(self, runs: Sequence[TaskRun]) -> None:
         from taskloom.attempt import run_chain

@@ -14,6 +14,7 @@ from .base import Executor as Executor
 from .base import ExecutorRun as ExecutorRun
 from .base import TaskResult as TaskResult
 from .base import TaskRun as TaskRun
+from .base import Timings as Timings
 from .dask import DaskExecutor as DaskExecutor
 from .local import LocalExecutor as LocalExecutor
 from .loky import LokyExecutor as LokyExecutor
@@ -21,5 +22,5 @@ from .threads import ThreadExecutor as ThreadExecutor
 
 __all__ = [
     "DaskExecutor", "Executor", "ExecutorRun", "LocalExecutor", "LokyExecutor", "TaskResult", "TaskRun",
-    "ThreadExecutor",
+    "ThreadExecutor", "Timings",
 ]

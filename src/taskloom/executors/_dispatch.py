@@ -36,7 +36,10 @@ a timeout, was seen to take longer than the back end's ``long_task``, or was nev
 (its first run measures it): two long tasks never share a worker while another idles.
 Workers time each run; ``decode_rows`` keeps the times by task name, smoothed, in a table
 per back end kind and per process (``durations``), so a new executor still knows. A run
-carries its follow-ons (``TaskRun.then``): a chain costs one round trip. A run that
+carries its group of follow-ons (``TaskRun.then``): a group costs one round trip. The
+scheduler builds groups from the same table (``timings``: the durations and
+``long_task`` as a group's budget), so a group of tasks seen to be short holds a worker
+no longer than one long task would, and ``alone`` need only look at the run. A run that
 cannot be pickled fails alone, saying what cannot be (``encode_batch``); the rest of its
 batch goes.
 
@@ -45,7 +48,7 @@ worker died (``Backend.loss``; loky: the whole pool breaks and every batch in fl
 fails; Dask: the batches on the dead worker fail), one rule decides:
 
 1. Every run of a batch its worker's death took down is a *suspect*: it goes back to the
-   front of the queue, its follow-ons dropped (the scheduler decides them again).
+   front of the queue, its group dropped (the scheduler decides its members again).
 2. Suspects run one at a time, each with nothing else in flight on the same workers: none
    of this run, and, through ``Workers``, none of another run sharing them.
 3. A run that kills its worker while it was alone on them is the *culprit*: it ends
@@ -119,6 +122,7 @@ from ..errors import RemoteTaskError
 from ..logging import STDOUT_LOGGER, capture_level
 from ..states import Crashed, Failed, State, TimedOut
 from ._wire import Templates, check_context, pickling_message, unpack_state
+from .base import Timings
 
 __all__ = [
     "MAX_BATCH",
@@ -375,6 +379,11 @@ class Dispatcher(Generic[_Payload, _Sent]):
         """How many tasks the workers run at once (progress displays count the rest as queued)."""
         return self._slots
 
+    def timings(self) -> Timings:
+        """The durations this process has seen on this kind of back end, and its
+        ``long_task`` as the budget of a group (see "Batches" in the module docstring)."""
+        return Timings(self._durations, self._long_task)
+
     # -- the ExecutorRun protocol ---------------------------------------------------------------
 
     def submit(self, runs: Sequence[TaskRun]) -> None:
@@ -612,9 +621,15 @@ class Dispatcher(Generic[_Payload, _Sent]):
 
 def alone(run: TaskRun, durations: Mapping[str, float], long_task: float) -> bool:
     """Whether a run travels in a batch of its own: a task with a timeout, one seen to
-    take longer than ``long_task`` seconds, or one never timed yet (its first run measures it)."""
+    take longer than ``long_task`` seconds, or one never timed yet (its first run measures
+    it); or a run whose group (``TaskRun.then``) is expected to take longer in all, run
+    and members (an untimed member, a chain's link, counts for nothing)."""
     seconds = durations.get(run.task.name)
-    return run.task.timeout is not None or seconds is None or seconds > long_task
+    if run.task.timeout is not None or seconds is None or seconds > long_task:
+        return True
+    for follow in run.then:
+        seconds += durations.get(follow.task.name, 0.0)
+    return seconds > long_task
 
 
 def take_batch(

@@ -63,8 +63,12 @@ __all__ = [
 _STATE_CLASSES = tuple(cls for cls in all_classes() if cls.__module__ == State.__module__)
 _STATE_CODES = {cls: code for code, cls in enumerate(_STATE_CLASSES)}
 
-#: A follow-on on the wire: key, template id, constants, input key, map index.
-WireFollowOn = tuple[int, int, Mapping[str, Any], str | None, int | None]
+#: A member of a run's group on the wire (``attempt.FollowOn``): key, template id,
+#: constants, sources, map index, nested inputs.
+WireFollowOn = tuple[
+    int, int, Mapping[str, Any], tuple[tuple[str | None, int], ...], int | None,
+    tuple[tuple[str, Any], ...],
+]
 #: A run on the wire: key, template id, inputs, run count, resume, follow-ons, map index,
 #: loop count, loop result (where a retried loop starts: ``TaskRun.loop_count``).
 WireRun = tuple[
@@ -132,10 +136,11 @@ class Templates:
     def encode(
         self,
         batch: Sequence[TaskRun],
-        inputs_of: Callable[[TaskRun], dict[str, Any]] | None = None,
+        inputs_of: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> bytes:
         """The batch as one pickle: the templates it needs, and its runs as ``WireRun``s
-        (with ``inputs_of(run)`` as inputs, if given). Raises if any of it cannot pickle."""
+        (their inputs, and their members' constants, through ``inputs_of``, if given).
+        Raises if any of it cannot pickle."""
         blobs: dict[int, bytes] = {}
         wire: list[WireRun] = []
         for run in batch:
@@ -145,8 +150,11 @@ class Templates:
             for follow in run.then:
                 ftid = self.id(follow.task)
                 blobs[ftid] = self._blobs[ftid]
-                then.append((follow.key, ftid, follow.constants, follow.input_key, follow.map_index))
-            inputs = run.inputs if inputs_of is None else inputs_of(run)
+                constants = follow.constants if inputs_of is None else inputs_of(dict(follow.constants))
+                then.append(
+                    (follow.key, ftid, constants, follow.sources, follow.map_index, follow.nested)
+                )
+            inputs = run.inputs if inputs_of is None else inputs_of(run.inputs)
             wire.append(
                 (
                     run.key, tid, inputs, run.run_count, run.resume, tuple(then), run.map_index,

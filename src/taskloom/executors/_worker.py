@@ -1,12 +1,12 @@
 """The worker side of ``LokyExecutor`` and ``DaskExecutor``: one entry point for a batch
-(``ThreadExecutor`` shares ``run_guarded``, one run and its chain).
+(``ThreadExecutor`` shares ``run_guarded``, one run and its group of follow-ons).
 
 ``run_batch`` is what a loky worker process or a Dask worker thread runs for one batch::
 
     context   the run context, unpickled once per flow run (cached by its pickle)
     logs      capture the records the batch emits (``LogCapture``)
     load      the runs (``load_runs``); a batch that does not unpickle fails each run
-    run       each run and its chain (``run_all``)
+    run       each run and its group (``run_all``)
     prepare   per state, the back end's hook: a large result left where it was made
     encode    the states in one pickle (``_wire.encode_rows``), the records in another
 
@@ -58,7 +58,7 @@ __all__ = [
 P = ParamSpec("P")
 T = TypeVar("T")
 
-#: Fills in a run's inputs on the worker (``load_runs``).
+#: Fills in a run's inputs, and its members' constants, on the worker (``load_runs``).
 Fill = Callable[[dict[str, Any]], dict[str, Any]]
 #: Turns a finished state into the one sent back (``encode_rows``).
 Prepare = Callable[[State[Any]], State[Any]]
@@ -189,7 +189,8 @@ def _stdout_record(records: list[logging.LogRecord], line: str) -> None:
 
 
 def load_runs(payload: bytes, fill: Fill | None = None) -> list[TaskRun]:
-    """The runs of a batch encoded by ``Templates.encode`` (inputs through ``fill``)."""
+    """The runs of a batch encoded by ``Templates.encode`` (inputs, and the constants of
+    their members, through ``fill``)."""
     blobs, wire_runs = cloudpickle.loads(payload)
     templates: dict[int, Task[Any, Any]] = {tid: cloudpickle.loads(b) for tid, b in blobs.items()}
     runs = []
@@ -197,8 +198,11 @@ def load_runs(payload: bytes, fill: Fill | None = None) -> list[TaskRun]:
         if fill is not None:
             inputs = fill(inputs)
         follow = tuple(
-            FollowOn(k, templates[t], constants, input_key, index)
-            for k, t, constants, input_key, index in then
+            FollowOn(
+                k, templates[t], constants if fill is None else fill(constants), sources,
+                index, nested,
+            )
+            for k, t, constants, sources, index, nested in then
         ) if then else ()
         runs.append(
             TaskRun(
@@ -228,8 +232,8 @@ def failed_to_load(
 def run_all(
     runs: Sequence[TaskRun], run_context: Mapping[str, Any], worker: str, where: str
 ) -> list[TaskResult]:
-    """Run each run (and its chain); a task raising ``SystemExit`` or ``KeyboardInterrupt``
-    fails, with ``where`` it was in the message (the links of its chain before it keep
+    """Run each run (and its group); a task raising ``SystemExit`` or ``KeyboardInterrupt``
+    fails, with ``where`` it was in the message (the tasks of its group before it keep
     their results). Tracebacks are kept as notes.
 
     ``BatchInterrupted`` (the parent's run was interrupted: see ``LokyExecutor``) stops
@@ -251,15 +255,16 @@ def run_all(
 def run_guarded(
     run: TaskRun, run_context: Mapping[str, Any], worker: str, where: str
 ) -> list[TaskResult]:
-    """``run_chain``, except that a task raising ``SystemExit`` or ``KeyboardInterrupt``
-    fails (with ``where`` it was in the message) instead of taking its worker down."""
+    """``run_chain`` (a run and its group), except that a task raising ``SystemExit`` or
+    ``KeyboardInterrupt`` fails (with ``where`` it was in the message) instead of taking
+    its worker down."""
     started = time.time()
     try:
         return run_chain(run, run_context, worker)
     except BatchInterrupted:
         raise
     except BaseException as error:  # SystemExit / KeyboardInterrupt raised by the task
-        # Raised in a later link: the links before it finished and keep their results.
+        # Raised in a member: the tasks before it finished and keep their results.
         link = stopped_link(error)
         results = finished_before(error)
         name = run.task.name

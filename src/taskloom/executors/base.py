@@ -20,7 +20,10 @@ several flow runs at once (data jobs share one pool across threads, each calling
 
 ``collect`` returns at least one result, or an empty list once ``timeout`` seconds have
 passed (the scheduler uses the timeout to wake up for retries). The results of a run and
-of its follow-ons (``TaskRun.then``) come back together, in chain order, in one ``collect``.
+of the members of its group (``TaskRun.then``) that ran come back together, in the order
+they ran, in one ``collect``. ``timings`` tells the scheduler what the executor has seen of
+how long tasks take, so that it puts in a group only tasks known to be short (see
+"Follow-ons" in ``taskloom.runner``).
 
 A state's result may be a ``DeferredResult``: a stand-in for a large value left where it
 was made (shared memory, a worker). The scheduler passes it on as an input unchanged, so
@@ -32,11 +35,13 @@ states before ``end()``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from ..attempt import TaskResult, TaskRun
 
-__all__ = ["DeferredResult", "Executor", "ExecutorRun", "TaskResult", "TaskRun", "holds_deferred"]
+__all__ = [
+    "DeferredResult", "Executor", "ExecutorRun", "TaskResult", "TaskRun", "Timings", "holds_deferred",
+]
 
 
 class DeferredResult:
@@ -74,12 +79,31 @@ def holds_deferred(value: Any) -> bool:
 
 
 
+class Timings(NamedTuple):
+    """What an executor has seen of how long tasks take, for the scheduler's groups.
+
+    Attributes:
+        seconds: how long a run of each task took where this executor runs them (by task
+            name, smoothed); a task not in it was never timed.
+        budget: the most seconds the members of one group may be expected to take in
+            all: a group then holds a worker no longer than one long task would.
+    """
+
+    seconds: Mapping[str, float]
+    budget: float
+
+
 class ExecutorRun(Protocol):
     """One flow run on an executor, as ``Executor.begin`` returns it. See the module docstring."""
 
     @property
     def runs_chains(self) -> bool:
         """Whether ``submit`` honours ``TaskRun.then`` (runs follow-ons where their head ran)."""
+        ...
+
+    def timings(self) -> Timings | None:
+        """How long tasks were seen to take here, or None: then only chains are fused
+        (members that cost no parallelism), as where a round trip costs nothing to save."""
         ...
 
     def submit(self, runs: Sequence[TaskRun]) -> None:

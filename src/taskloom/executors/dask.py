@@ -9,7 +9,8 @@ its own):
   it at its end. With one, the client of that scheduler is shared by every run of this
   process (also from several threads at once) and the cluster is left running.
 - **Batches**: one Dask task costs milliseconds, so a task travels alone only past
-  ``LONG_TASK`` (20 ms). A batch's payload of ``LARGE_PAYLOAD`` or more is scattered
+  ``LONG_TASK`` (20 ms), which is also what a group of follow-ons seen to be short may
+  add to its run (``runner``, "Follow-ons"): a 20x20 grid of small tasks is one Dask task. A batch's payload of ``LARGE_PAYLOAD`` or more is scattered
   first (Dask warns about large graphs), and so is a large run context (once per worker).
 - **Large results** (``LARGE_RESULT`` or more, by ``len`` for bytes-like values, else
   Dask's ``sizeof``) stay on the worker that made them: the worker keeps the value in a
@@ -71,7 +72,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cloudpickle
 
-from ..attempt import OVERRUN_THREAD, FollowOn, TaskResult, TaskRun
+from ..attempt import OVERRUN_THREAD, FollowOn, TaskResult, TaskRun, member_inputs
 from ..errors import RemoteTaskError
 from ..states import Failed, State, Success
 from . import _groups
@@ -624,8 +625,8 @@ class _DaskRun:
         self._templates = templates  # the run's: recipes of large results use it too
         futures: dict[str, tuple[int, Future[Any]]] = {}
 
-        def slotted(run: TaskRun) -> dict[str, Any]:
-            return {k: self._slotted(v, futures) for k, v in run.inputs.items()}
+        def slotted(inputs: dict[str, Any]) -> dict[str, Any]:
+            return {k: self._slotted(v, futures) for k, v in inputs.items()}
 
         payload = templates.encode(batch, slotted if self._results else None)
         ordered = [future for _, future in sorted(futures.values(), key=lambda p: p[0])]
@@ -732,7 +733,7 @@ class _DaskRun:
         client = self._client
         assert client is not None
         made = {run.key: run for run in runs}
-        follow_ons = {f.key: (run, f) for run in runs for f in run.then}
+        follow_ons = {f.key: f for run in runs for f in run.then}
         states = {result.key: result.state for result in results}
         for index, result in enumerate(results):
             held = result.state.result
@@ -755,7 +756,7 @@ class _DaskRun:
         self,
         key: int,
         made: Mapping[int, TaskRun],
-        follow_ons: Mapping[int, tuple[TaskRun, FollowOn]],
+        follow_ons: Mapping[int, FollowOn],
         states: Mapping[int, State[Any]],
         futures: dict[str, tuple[int, Future[Any]]],
     ) -> bytes | None:
@@ -764,15 +765,11 @@ class _DaskRun:
         run = made.get(key)
         if run is not None:
             again = replace(run, then=())
-        elif key in follow_ons:  # inputs: its constants, and the result of the run before it
-            head, follow = follow_ons[key]
-            chain = [head.key, *(f.key for f in head.then)]
-            inputs = dict(follow.constants)
-            if follow.input_key is not None:
-                before = states.get(chain[chain.index(key) - 1])
-                if before is None:
-                    return None
-                inputs[follow.input_key] = before.result
+        elif key in follow_ons:  # a member: its inputs from the states of its group
+            follow = follow_ons[key]
+            inputs = member_inputs(follow, states)
+            if inputs is None:
+                return None
             again = TaskRun(key, follow.task, inputs, map_index=follow.map_index)
         else:
             return None
@@ -781,7 +778,7 @@ class _DaskRun:
             return None
         try:
             return templates.encode(
-                [again], lambda r: {k: self._slotted(v, futures) for k, v in r.inputs.items()}
+                [again], lambda inputs: {k: self._slotted(v, futures) for k, v in inputs.items()}
             )
         except Exception:  # its inputs no longer pickle: the value cannot be made again
             return None

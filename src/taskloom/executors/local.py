@@ -14,7 +14,7 @@ from typing import Any
 from ..attempt import run_chain
 from ..states import Failed
 from ._dispatch import Dispatcher, decided_here
-from .base import ExecutorRun, TaskResult, TaskRun
+from .base import ExecutorRun, TaskResult, TaskRun, Timings
 from .loky import _LokyRun
 
 __all__ = ["LocalExecutor"]
@@ -65,6 +65,10 @@ class _LocalRun:
         self._run_context = run_context
         self._hard_timeouts = hard_timeouts
         self._process: ExecutorRun | None = None  # the worker process, once a timed task came
+
+    def timings(self) -> Timings | None:
+        """None: one task at a time in this thread, where a group would save no round trip."""
+        return None
 
     def submit(self, runs: Sequence[TaskRun]) -> None:
         self._queue.extend(runs)

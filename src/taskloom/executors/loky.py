@@ -11,7 +11,8 @@ is loky's own, each a lesson measured on loky (see the reliability catalogue):
   next send replaces the broken pool, and only that one: a run that finds it already
   replaced by another run sends to the new pool.
 - **Batches**: one submission costs ~100-400 µs, so a task travels alone only past
-  ``LONG_TASK`` (5 ms).
+  ``LONG_TASK`` (5 ms), which is also what a group of follow-ons seen to be short may add
+  to its run (``runner``, "Follow-ons").
 - **Timeouts** are hard in the worker (``SIGALRM``); a task stuck in C code past twice its
   timeout plus ``HARD_TIMEOUT_GRACE`` gets its pool killed (with the other runs' batches on
   it) and ends ``TimedOut``.

@@ -46,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ..attempt import TaskResult, TaskRun
+from .base import Timings
 from ._worker import run_guarded
 
 __all__ = ["ThreadExecutor"]
@@ -69,6 +70,11 @@ class _ThreadRun:
         self.done: queue.SimpleQueue[list[TaskResult]] = queue.SimpleQueue()
         #: Set by ``end``: task runs of this run not started yet are dropped.
         self.ended = False
+
+    def timings(self) -> Timings | None:
+        """None: a hand-over between threads costs microseconds, and tasks that wait on I/O
+        gain from running side by side: only chains are worth fusing."""
+        return None
 
     def submit(self, runs: Sequence[TaskRun]) -> None:
         """Queue each run for the pool, with the caller's ``contextvars`` as they are now."""
