@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,11 @@ EXECUTORS = ["local", "loky", "dask", "threads"]
 
 #: Conformance tests known to fail on one executor, and why (strict: a fix makes them fail
 #: as XPASS, so the entry must then go).
+#: The shared Dask cluster of this xdist worker process, by address (``pool_executor``
+#: renews its workers when a nanny did not bring a killed one back).
+_CLUSTERS: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="session")
 def dask_cluster() -> Iterator[str]:
     """The address of one Dask ``LocalCluster`` shared by every test in this xdist worker
@@ -60,6 +66,7 @@ def dask_cluster() -> Iterator[str]:
         dashboard_address="127.0.0.1:0",  # None means port 8787: taken by the other xdist worker
         scheduler_kwargs={"allowed_failures": 0},
     )
+    _CLUSTERS[cluster.scheduler_address] = cluster
     try:
         yield cluster.scheduler_address
     finally:
@@ -105,4 +112,12 @@ def pool_executor(request: pytest.FixtureRequest) -> Iterator[Executor]:
     address = request.getfixturevalue("dask_cluster")
     yield DaskExecutor(address=address)
     with Client(address, set_as_default=False) as client:
-        client.wait_for_workers(2, timeout=60)
+        try:
+            client.wait_for_workers(2, timeout=30)
+        except TimeoutError:
+            # Seen on CI under load: a killed worker's nanny did not start it again, and
+            # every Dask test after it failed. New workers make the shared cluster whole.
+            cluster = _CLUSTERS[address]
+            cluster.scale(0)
+            cluster.scale(2)
+            client.wait_for_workers(2, timeout=60)
