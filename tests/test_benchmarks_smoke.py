@@ -8,6 +8,7 @@ never asserted in tests.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -92,5 +93,6 @@ def test_profile_mode_prints_parent_and_worker_costs() -> None:
     )
     output = completed.stdout + completed.stderr
     assert completed.returncode == 0, output
-    assert "parent:" in output and "workers (2 processes, summed)" in output, output
+    # One worker or both: a quick run's batches may all go to the first worker that is free.
+    assert "parent:" in output and re.search(r"workers \([12] processes, summed\)", output), output
     assert "(runner.py:" in output  # the scheduler's own costs are listed
