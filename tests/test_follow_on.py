@@ -23,7 +23,7 @@ import pytest
 from taskloom import Flow, Task, task, triggers
 from taskloom.attempt import FollowOn, follows, member_inputs
 from taskloom.plan import Plan, plan
-from taskloom.decide import decide
+from taskloom.decide import PLAIN_SUCCESS, decide, runs_by_default
 from taskloom.runner import _upstream_follows
 from taskloom.states import Failed, Finished, Mapped, State, Success, all_classes
 from taskloom.triggers import Trigger
@@ -208,3 +208,23 @@ def test_the_plan_marks_tasks_of_several_inputs_followable_and_not_timed_ones() 
     with Flow("timed") as flow:
         timed = task(timeout=5)(lambda x: x)(source())
     assert not plan(flow).nodes[plan(flow).index[timed]].followable  # a member has no deadline
+
+
+
+@pytest.mark.parametrize(("first", "second"), list(itertools.product(UPSTREAM, UPSTREAM)), ids=str)
+@pytest.mark.parametrize("skip", [True, False])
+def test_the_schedulers_shortcut_runs_only_what_decide_runs(
+    first: tuple[str, State[Any]], second: tuple[str, State[Any]], skip: bool
+) -> None:
+    """``decide.runs_by_default`` (the scheduler skips ``decide`` when it says True) says
+    True only where ``decide`` runs the task, for every pair of upstream states; and for the
+    plain successes it is meant for, it does say True."""
+    with Flow("shortcut") as flow:
+        a, b = source(), source()
+        down = task(name="down", skip_on_upstream_skip=skip)(lambda x: x)(a)
+        flow.add_edge(b, down)
+    assert isinstance(down, Task) and isinstance(a, Task)
+    states = {edge: (first[1] if edge.upstream_task is a else second[1]) for edge in flow.edges_to(down)}
+    shortcut = runs_by_default(down, states.values())
+    assert not shortcut or decide(down, states) is None
+    assert shortcut == all(type(s) in PLAIN_SUCCESS for s in states.values())
