@@ -392,7 +392,7 @@ def test_a_chain_interrupted_in_its_second_link_records_the_first_as_finished(
 ) -> None:
     """``link`` follows ``head`` on the worker that ran it (one round trip): SIGINT while
     ``link`` runs (the parent only). ``head`` finished: it is journaled ``Success`` and
-    does not run again. (Loky: the worker is told with SIGUSR1; Dask: an asynchronous
+    does not run again. (Loky: the worker is told with SIGURG; Dask: an asynchronous
     exception in the worker's thread.)"""
     home = taskloom_home
     script, out, child = _launch(CHAIN, kind, tmp_path, home, request)
@@ -412,6 +412,76 @@ def test_a_chain_interrupted_in_its_second_link_records_the_first_as_finished(
     assert resumed.returncode == 0, describe(resumed)
     assert _bodies(out) == {"head": 1, "link": 2}
     journal.close()
+
+
+#: A ``sitecustomize`` that holds the first loky worker to start in interpreter start-up
+#: (before loky runs taskloom's initializer) until the file ``$SLOW_WORKER_GATE.open`` exists.
+SLOW_START = """
+import os, sys, time
+gate = os.environ.get("SLOW_WORKER_GATE")
+if gate and "--process-name" in sys.argv:  # a loky worker
+    try:
+        os.rename(gate, gate + ".taken")  # only one worker takes it
+    except OSError:
+        pass
+    else:
+        deadline = time.monotonic() + 60
+        while not os.path.exists(gate + ".open") and time.monotonic() < deadline:
+            time.sleep(0.01)
+"""
+
+#: ``CHAIN`` whose ``link`` takes half a second to clean up when it is stopped.
+SLOW_CLEANUP_CHAIN = CHAIN.replace(
+    """    while not Path(OUT, "resuming").exists():
+        time.sleep(0.01)
+""",
+    """    try:
+        while not Path(OUT, "resuming").exists():
+            time.sleep(0.01)
+    finally:
+        time.sleep(0.5)
+""",
+)
+assert SLOW_CLEANUP_CHAIN != CHAIN
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_an_interrupt_while_a_worker_still_starts_keeps_what_finished(
+    tmp_path: Path, taskloom_home: Path
+) -> None:
+    """The interrupt signal reaches every worker of the pool, one still starting too (seen
+    on a loaded machine): it must leave that worker alone, not kill it and break the pool,
+    which would lose ``head``'s result that the other worker sends back once ``link`` has
+    cleaned up (half a second: the pool would be known broken by then)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(SLOW_START)
+    gate = tmp_path / "gate"
+    gate.touch()
+    out = tmp_path / "out"
+    out.mkdir()
+    script = write_flow(tmp_path / "flow_under_test.py", SLOW_CLEANUP_CHAIN, OUT=str(out))
+    child = subprocess.Popen(
+        [sys.executable, str(script), "loky"],
+        env={**os.environ, "TASKLOOM_HOME": str(taskloom_home), "SLOW_WORKER_GATE": str(gate),
+             "PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait_for("link ran", lambda: _bodies(out)["link"] == 1, child)
+        assert not gate.exists()  # one worker is held in its start-up
+        err = _stop(child, signal.SIGINT)
+    finally:
+        (tmp_path / "gate.open").touch()
+    assert "KeyboardInterrupt" in err and "TerminatedWorkerError" not in err, err
+    journal = Journal(taskloom_home / "journal.sqlite")
+    try:
+        [run] = journal.runs()
+        states = {t.name: t.state for t in journal.load(run.run_id).tasks}
+    finally:
+        journal.close()
+    assert states["head"] == Success.__name__ and states["link"] != Success.__name__, states
 
 
 # -- rerun_after_crash=False -------------------------------------------------------------------------

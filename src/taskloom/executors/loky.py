@@ -22,7 +22,7 @@ is loky's own, each a lesson measured on loky (see the reliability catalogue):
   ``sleep 300`` started by a task does not outlive its dead worker. A worker whose parent
   dies kills its group.
 - **Interrupts.** A run interrupted (Ctrl-C, SIGINT, SIGTERM) while it is the pool's only
-  run first sends each worker ``SIGUSR1``: the task a worker runs for it is stopped
+  run first sends each worker ``INTERRUPT_SIGNAL``: the task a worker runs for it is stopped
   (``_worker.BatchInterrupted``) and the batch comes back with what finished before it, so
   the run records those tasks as finished (waiting at most ``runner.INTERRUPT_GRACE``).
   A run that ends with batches out (an interrupt, an exception in the scheduler) then
@@ -78,18 +78,25 @@ _SHARED_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 _LOGS = LogCapture(sole=True)
 
 
-#: Whether this worker runs a batch now (``SIGUSR1`` stops it only then).
+#: What the parent sends its workers when its run is interrupted. Its default action must be
+#: to ignore it: a worker still starting (its initializer not run yet, which on a loaded
+#: machine can outlast a short run) would otherwise be killed by it, breaking the pool and
+#: losing the results of every batch out. ``SIGURG`` is only ever sent for out-of-band data
+#: on a socket the process claimed with ``F_SETOWN``.
+INTERRUPT_SIGNAL = signal.SIGURG
+
+#: Whether this worker runs a batch now (``INTERRUPT_SIGNAL`` stops it only then).
 _in_batch = False
 
 
 def _init_worker(parent_pid: int) -> None:
     lead()  # a group of its own: what its tasks start can be found once it died
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-    signal.signal(signal.SIGUSR1, _stop_batch)
+    signal.signal(INTERRUPT_SIGNAL, _stop_batch)
 
 
 def _stop_batch(signum: int, frame: object) -> None:
-    """``SIGUSR1`` from the parent, whose run was interrupted: stop the batch running."""
+    """``INTERRUPT_SIGNAL`` from the parent, whose run was interrupted: stop the batch running."""
     if _in_batch:
         raise BatchInterrupted()
 
@@ -374,7 +381,7 @@ class _LokyRun:
         processes: Mapping[int, object] = getattr(executor, "_processes", None) or {}
         for pid in list(processes):
             try:
-                os.kill(pid, signal.SIGUSR1)
+                os.kill(pid, INTERRUPT_SIGNAL)
             except OSError:
                 pass
         return bool(processes)
