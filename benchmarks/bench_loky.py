@@ -11,7 +11,8 @@ medians of per-run values, with [min..max] after them.
 * W1 wide: overhead µs/task vs sequential; ratio taskloom / raw loky
 * W2 chain: µs per hop (overhead per task vs sequential)
 * W3 cpu: speedup vs LocalExecutor (and vs sequential)
-* W4 50 MB payload: wall ms; ratio taskloom / raw loky
+* W4 50 MB payload: wall ms; ratio taskloom / raw loky, and taskloom / the hand-off floor
+  (the payload made in a worker, one copy out to shared memory, one copy into the parent)
 * W5 grid: overhead µs/task
 * scale: overhead µs/task at 1,000 and 10,000 tasks, their ratio, and the parent's peak RSS
   during an extra (untimed) 10,000-task run, sampled every 10 ms in a thread
@@ -24,9 +25,12 @@ column reads "taskloom: not available"; nothing here needs to change when it lan
 
 from __future__ import annotations
 
+import os
 import traceback
 from collections.abc import Callable
 from typing import Any
+
+import loky
 
 import _harness as h
 import _systems as sy
@@ -38,6 +42,7 @@ from taskloom.executors import LocalExecutor, LokyExecutor
 DESCRIPTION = "taskloom LokyExecutor vs raw loky and plain sequential calls (W1-W5, scale)."
 
 SEQ, LOCAL, RAW, LOOM = sy.SEQ, "LocalExecutor", sy.RAW, "taskloom"
+FLOOR = "hand-off floor"
 
 System = sy.System[wl.Workload]
 Result = sy.Result[wl.Workload]
@@ -53,7 +58,7 @@ class Bench(sy.Bench[wl.Workload]):
     def __init__(self, runs: int) -> None:
         super().__init__(
             runs, heading=lambda w: f"{w.name}: {w.description} ({w.size} tasks)",
-            units=lambda w: w.size, width=14, pools=(RAW, LOOM),
+            units=lambda w: w.size, width=14, pools=(RAW, LOOM, FLOOR),
         )
         self.loom: sy.Taskloom[wl.Workload] | None = None
         self.loom_missing = ""
@@ -133,17 +138,50 @@ def bench_w3(bench: Bench, tasks: int, seconds: float) -> h.Figures:
     return figures
 
 
+class HandOffFloor(sy.System[wl.Workload]):
+    """W4's floor for an engine that hands every result to the parent (a flow's state holds
+    them all): on the raw loky pool, one call makes the payload and runs the consumers and
+    the reduce where it was made, then the parent reads the payload back from shared memory
+    (``workloads.make_and_share``): the making, one copy out, one copy in."""
+
+    name = FLOOR
+
+    def __init__(self, nbytes: int, consumers: int) -> None:
+        self.nbytes, self.consumers = nbytes, consumers
+        self.pool: loky.ProcessPoolExecutor | None = None
+
+    def before(self) -> None:
+        self.pool = wl.raw_loky_pool()
+
+    def run(self) -> Any:
+        assert self.pool is not None
+        path, reduced = self.pool.submit(wl.make_and_share, self.nbytes, self.consumers).result()
+        payload = wl.take_shared(path)
+        assert len(payload) == self.nbytes
+        return [reduced]
+
+
 def bench_w4(bench: Bench, nbytes: int) -> h.Figures:
     figures: h.Figures = {}
-    r = bench.measure(wl.w4_payload(nbytes), bench.systems())
-    for system, key in ((SEQ, "seq"), (RAW, "raw"), (LOOM, "taskloom")):
+    w = wl.w4_payload(nbytes)
+    consumers = len(w.nodes) - 2
+    floor: System | sy.Absent = (
+        HandOffFloor(nbytes, consumers) if os.path.isdir(wl.SHARED_MEMORY)
+        else sy.Absent(FLOOR, f"no {wl.SHARED_MEMORY} here")
+    )
+    r = bench.measure(w, [*bench.systems(), floor])
+    for system, key in ((SEQ, "seq"), (RAW, "raw"), (LOOM, "taskloom"), (FLOOR, "floor")):
         figures[f"W4.{key}.wall_ms"] = r.series(system).median * 1e3 if r.has(system) else None
     if r.has(RAW, LOOM):
         h.line(f"wall: raw loky {r.series(RAW).show(1e3, 0, ' ms')}, "
                f"taskloom {r.series(LOOM).show(1e3, 0, ' ms')}")
     else:
         h.line(f"taskloom: {bench.loom_note(r)}")
+    if r.has(FLOOR):
+        h.line(f"hand-off floor {r.series(FLOOR).show(1e3, 0, ' ms')} (made in a worker, one "
+               "copy out, one in: where an engine that hands the result to the parent starts)")
     ratio_vs_raw(r, figures)
+    sy.ratio_figure(r, LOOM, FLOOR, "W4.taskloom_vs_floor", figures)
     return figures
 
 

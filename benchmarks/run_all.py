@@ -80,8 +80,10 @@ TARGETS = [
            "W2.raw.overhead_us"),
     Target("W3 cpu", "speedup vs LocalExecutor", "W3.taskloom.speedup_vs_local", "x", 1.85,
            operator.ge, "W3.raw.speedup_vs_local", 2),
+    # Beside it the hand-off floor (bench_loky.py: made in a worker, one copy out, one in),
+    # which the target lies below: it assumes the payload never reaches the parent.
     Target("W4 50 MB", "wall", "W4.taskloom.wall_ms", " ms", 60, operator.le,
-           "W4.raw.wall_ms", 0),
+           "W4.floor.wall_ms", 0, " ms (hand-off floor)"),
     Target("W5 grid", "overhead per task", "W5.taskloom.overhead_us", " µs", 30, operator.le,
            "W5.raw.overhead_us"),
     Target("scale 10k", "parent peak RSS", "scale.taskloom.peak_rss_mb", " MB", 150,

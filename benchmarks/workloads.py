@@ -18,7 +18,9 @@ All three return the results of the terminal nodes, so a harness can check that 
 from __future__ import annotations
 
 import functools
+import os
 import queue
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -90,6 +92,33 @@ def make_payload(nbytes: int) -> bytes:
 def consume(data: bytes) -> int:
     """A consumer of the big result that returns something small."""
     return len(data) + data[-1]
+
+
+#: Where ``make_and_share`` leaves W4's payload (tmpfs: memory, as taskloom's loky uses).
+SHARED_MEMORY = "/dev/shm"
+
+
+def make_and_share(nbytes: int, consumers: int) -> tuple[str, int]:
+    """W4's hand-off floor, in a worker: the payload made and consumed there (no engine
+    moves it between workers), then written once to a shared-memory file so the parent can
+    read it: the copy out of the worker that any engine handing the result to the parent
+    pays. Returns the file's path and the reduce's result."""
+    data = make_payload(nbytes)
+    reduced = total([consume(data) for _ in range(consumers)])
+    fd, path = tempfile.mkstemp(prefix="bench-w4-", dir=SHARED_MEMORY)
+    with open(fd, "wb") as file:
+        file.write(data)
+    return path, reduced
+
+
+def take_shared(path: str) -> bytes:
+    """The parent's side of ``make_and_share``: the payload read back (one copy in), the
+    file removed."""
+    try:
+        with open(path, "rb", buffering=0) as file:
+            return file.read()
+    finally:
+        os.unlink(path)
 
 
 # The same bodies as taskloom tasks (distinct names: the plain functions must stay what
