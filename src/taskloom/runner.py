@@ -527,11 +527,21 @@ class _Scheduler(_Mapping):
             group = self._child_chain_after(i)
         elif refused.issuperset(nodes[i].downstream):  # none, or refused (W1: its reduce)
             return
+        elif not roots and not self._may_start_group(i):
+            return
         else:
             group = self._grow(head, roots, timings, refused)
         if group:
             head.then = group
             self.chains[i] = group
+
+    def _may_start_group(self, i: int) -> bool:
+        """Whether some task right after run ``i`` waits for no other unfinished task: with
+        no other run of its batch to pull in, a group's first member is such a task (``_grow``
+        takes one only once its other upstream tasks finished). On LocalExecutor, each of
+        W1's thousand runs is thus not walked to its reduce, which waits for the others."""
+        waiting = self.waiting  # counts run ``i``, not finished
+        return any(waiting[j] == 1 for j in self.nodes[i].downstream)
 
     def _grow(
         self,
