@@ -10,20 +10,28 @@ policy of a run), never a time or a process's memory.
 from __future__ import annotations
 
 import gc
+import io
 import pickle
+import sys
+import time
 import tracemalloc
-
+from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import pytest
 from taskloom import Edge, Flow, task
+from taskloom import journal as journal_module
+from taskloom import recording
+from taskloom._home import Signer
 from taskloom.errors import FlowDefinitionError
 from taskloom.executors import LocalExecutor
+from taskloom.journal import Journal
 from taskloom.plan import plan
 from taskloom.states import Success
 from taskloom.trace import COLUMNS, TaskTrace, outcome, record
 
+from ._cli import query
 from ._helpers import as_task
 
 
@@ -258,3 +266,80 @@ def test_a_recorded_row_without_optional_values_is_short_and_reads_the_same() ->
     child = TaskTrace("t", Success("done"), parent=3, map_index=0)
     assert len(outcome(child)) == len(COLUMNS)
     assert record(0, COLUMNS, outcome(child)).parent == 3
+
+
+# -- what the end of a run and its task log hold -------------------------------------------------
+
+
+def test_a_run_s_outcomes_are_recorded_in_parts_and_load_whole(
+    taskloom_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end of a run pickles its rows a chunk at a time, one pickle after another in the
+    run's row; they load back as every task, in order."""
+    monkeypatch.setattr(journal_module, "ROWS_PER_PICKLE", 3)
+    with Flow("parts") as flow:
+        total([noop() for _ in range(7)])
+    state = flow.run(executor=LocalExecutor())
+    assert state.is_successful()
+    [(blob,)] = query(taskloom_home / "journal.sqlite", "SELECT tasks FROM runs")
+    stream = io.BytesIO(blob[Signer.DIGEST :])
+    first = pickle.load(stream)
+    assert first["columns"] == COLUMNS and len(first["rows"]) == 3
+    assert [len(pickle.load(stream)), len(pickle.load(stream))] == [3, 2]
+    assert stream.read() == b""
+    assert state.run_id is not None
+    tasks = Journal().load(state.run_id).tasks
+    assert [t.name for t in tasks] == [*(f"noop[{i}]" for i in range(7)), "total"]
+    assert {t.state for t in tasks} == {"Success"}
+
+
+def test_the_end_of_a_run_holds_its_outcomes_pickled_not_as_row_tuples() -> None:
+    # Deterministic: tracemalloc counts bytes. Rows built all at once cost about 300 bytes
+    # a task at the peak (the row tuples, their pickle and its signed copy); a chunk at a
+    # time, about 80: the pickle and one chunk's rows.
+    n = 100_000
+    with Flow("end") as flow:
+        noop()
+    traces = [
+        TaskTrace(f"noop[{i}]", Success("Task run succeeded."), attempts=1, queued=1.0 + i,
+                  started=2.0 + i, finished=3.0 + i, worker="local")
+        for i in range(n)
+    ]  # fmt: skip
+    store = Journal()
+    assert store.begin("run", "end", None, {}, 0.0)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        store.finish("run", 1.0, Success("done"), traces, plan(flow))
+        peak = (tracemalloc.get_traced_memory()[1] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert len(store.load("run").tasks) == n
+    assert peak < 150, f"{peak:.0f} bytes a task"
+
+
+@task
+def written_bytes(xs: list[None], tasks: int) -> int:
+    """Wait until this run's task log has written ``tasks`` tasks; the size of its record
+    of which tasks are written."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        [task_log] = recording._writer._logs
+        if sum(task_log._written) >= tasks:
+            return sys.getsizeof(task_log._written)
+        time.sleep(0.01)
+    raise AssertionError("the settled tasks were never written while the run went")
+
+
+def test_the_task_log_knows_which_tasks_are_written_in_a_byte_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A set of task numbers cost about 75 bytes a task (its table and the numbers).
+    monkeypatch.setattr(recording, "FLUSH_SECONDS", 0.01)
+    n = 20_000
+    with Flow("written") as flow:
+        gate = written_bytes([noop() for _ in range(n)], n)
+    state = flow.run(executor=LocalExecutor())
+    assert state.is_successful(), state
+    assert state.result is not None
+    assert state.result[gate].result < 2 * n

@@ -6,7 +6,7 @@ its id, flow, where the flow came from, parameters, times and final state, the p
 running it (pid, host, start time: ``taskloom._process``), and for every task what its
 ``TaskTrace`` holds (``taskloom.trace``): its final state, message, timings (queued,
 started, finished), attempt count and the worker that ran it. The task outcomes of a run
-are one row (a signed pickle of plain values, loaded with an unpickler that refuses every
+are one row (signed pickles of plain values, loaded with an unpickler that refuses every
 class), written in one transaction at the end, so the journal costs about a microsecond
 per task.
 
@@ -22,7 +22,11 @@ gone reads as ``Crashed`` (decided by pid, host and start time, never by its age
 
 The outcomes are stored by column name: ``{"columns": trace.COLUMNS, "rows": [one tuple
 per task]}``, and read back by name (``trace.record``), so a field added to the trace is
-recorded without a change here. Journals written by taskloom 0.1 hold a bare list of
+recorded without a change here. A run's row pickles them ``ROWS_PER_PICKLE`` rows at a time,
+one pickle after the other (the first holds the columns and the first rows, each next one
+a list of more rows), and its end writes them into the row part by part
+(``_pickled_outcomes``): the parent never holds a row tuple per task of a large run at
+once, nor more than one copy of their pickle. Journals written by taskloom 0.1 hold a bare list of
 9-tuples (``_V01_COLUMNS``, the task's number first) in the same table: they load as they
 are, so their runs can still be shown and resumed.
 
@@ -82,6 +86,7 @@ __all__ = [
     "TAMPERED",
     "TaskRecord",
     "default_journal",
+    "kept_values",
     "task_records",
 ]
 
@@ -154,6 +159,37 @@ class _PlainUnpickler(pickle.Unpickler):
 
 def _plain_loads(data: bytes) -> Any:
     return _PlainUnpickler(io.BytesIO(data)).load()
+
+
+#: The most rows of a run's outcomes pickled at once (``_pickled_outcomes``).
+ROWS_PER_PICKLE = 10_000
+
+
+def _pickled_outcomes(traces: Sequence[TaskTrace]) -> list[bytes]:
+    """A run's outcomes as ``finish`` records them: pickles one after the other, the first
+    ``{"columns": COLUMNS, "rows": [...]}`` with the first ``ROWS_PER_PICKLE`` tasks' rows,
+    each next one a list of the next tasks' rows. Only one chunk's row tuples exist at a
+    time (a run of a million tasks would hold a million of them, and then their pickle)."""
+    parts: list[bytes] = []
+    for start in range(0, max(len(traces), 1), ROWS_PER_PICKLE):
+        rows = outcomes(traces[start : start + ROWS_PER_PICKLE])
+        parts.append(
+            pickle.dumps(rows if parts else {"columns": COLUMNS, "rows": rows}, protocol=5)
+        )
+    return parts
+
+
+def _plain_outcomes(payload: bytes) -> Any:
+    """A run's recorded outcomes, from its ``tasks`` column's payload: one pickle (as
+    journals before ``_pickled_outcomes`` wrote it), or one followed by more rows."""
+    stream = io.BytesIO(payload)
+    recorded = _PlainUnpickler(stream).load()
+    while stream.tell() < len(payload):
+        more = _PlainUnpickler(stream).load()
+        if not isinstance(recorded, dict) or not isinstance(more, list):
+            raise pickle.UnpicklingError("the rows after the first are not a list")
+        recorded["rows"].extend(more)
+    return recorded
 
 
 class JournalError(TaskloomError):
@@ -364,9 +400,12 @@ class Journal(SQLiteFile):
         traces: Sequence[TaskTrace],
         plan: Plan,
     ) -> None:
-        """Record how a run ended, what each task did, and what a resume needs (one transaction)."""
-        rows, keep = task_records(traces, plan)
-        signed = self._signer.sign(pickle.dumps({"columns": COLUMNS, "rows": rows}, protocol=5))
+        """Record how a run ended, what each task did, and what a resume needs (one transaction).
+
+        The outcomes are pickled a chunk of rows at a time and written into the row part
+        by part (``_pickled_outcomes``): at the end of a run of a million tasks, the
+        parent holds them pickled once, not as a million row tuples, their pickle, its
+        signed copy and SQLite's copy of that."""
         blobs = [
             (
                 run_id,
@@ -374,15 +413,27 @@ class Journal(SQLiteFile):
                 None if inputs is None else self._blob(inputs, f"inputs of {name!r}"),
                 self._blob(result, f"result of {name!r}") if has_result else None,
             )
-            for index, name, inputs, result, has_result in keep
+            for index, name, inputs, result, has_result in kept_values(traces, plan)
         ]
+        parts = _pickled_outcomes(traces)
+        signature = self._signer.signature(parts)
+        size = len(signature) + sum(map(len, parts))
         message = None if state.message is None else str(state.message)
         try:
             with self._transaction() as connection:
                 connection.execute(
-                    "UPDATE runs SET ended = ?, state = ?, message = ?, tasks = ? WHERE run_id = ?",
-                    (ended, type(state).__name__, message, signed, run_id),
+                    "UPDATE runs SET ended = ?, state = ?, message = ?, tasks = zeroblob(?) "
+                    "WHERE run_id = ?",
+                    (ended, type(state).__name__, message, size, run_id),
                 )
+                found = connection.execute(
+                    "SELECT rowid FROM runs WHERE run_id = ?", (run_id,)
+                ).fetchone()
+                if found is not None:
+                    with connection.blobopen("runs", "tasks", found[0]) as blob:
+                        blob.write(signature)
+                        for part in parts:
+                            blob.write(part)
                 connection.execute("DELETE FROM task_log WHERE run_id = ?", (run_id,))
                 if blobs:
                     connection.executemany(
@@ -467,7 +518,7 @@ class Journal(SQLiteFile):
                 record.tampered = True
             else:
                 try:
-                    outcomes = _plain_loads(payload)
+                    outcomes = _plain_outcomes(payload)
                 except Exception as error:  # a class (refused), or not a pickle at all
                     raise JournalError.refused(record.run_id, error) from None
                 for row in _task_records(outcomes):
@@ -495,7 +546,7 @@ class Journal(SQLiteFile):
             payload = None if signed is None else self._signer.verify(signed)
             if payload is None:
                 continue
-            for task in _task_records(_plain_loads(payload)):
+            for task in _task_records(_plain_outcomes(payload)):
                 if task.location is not None and task.location not in found:
                     when = task.finished if task.finished is not None else started
                     read = (task.message or "").startswith(TARGET_FOUND)
@@ -594,15 +645,19 @@ Keep = tuple[int, str, "dict[str, Any] | None", Any, bool]
 
 def task_records(traces: Sequence[TaskTrace], plan: Plan) -> tuple[list[tuple[Any, ...]], list[Keep]]:
     """What to record of each task: its outcome (``trace.outcome``), and only what a
-    resume will need.
+    resume will need (``kept_values``)."""
+    return outcomes(traces), kept_values(traces, plan)
+
+
+def kept_values(traces: Sequence[TaskTrace], plan: Plan) -> list[Keep]:
+    """What a resume will need of a run's tasks.
 
     A resume runs again the tasks whose state ``runs_again`` (with their stored inputs
     where the state ``keeps_inputs``) and everything downstream of them; so it needs those
     inputs, and the results of finished tasks outside that set that feed into it.
     """
-    rows = outcomes(traces)
     if not any(kind.runs_again for kind in _state_classes(traces)):
-        return rows, []  # a resume runs nothing again: it needs nothing
+        return []  # a resume runs nothing again: it needs nothing
     kinds = [type(trace.state) for trace in traces]
     nodes = plan.nodes
     n = len(nodes)
@@ -637,7 +692,7 @@ def task_records(traces: Sequence[TaskTrace], plan: Plan) -> tuple[list[tuple[An
         # one that never ran (blocked, or downstream) will read it.
         if any(again[d] and not kinds[d].keeps_inputs for d in nodes[i].downstream):
             keep.append((i, trace.name, None, _kept_result(i, traces, n), True))
-    return rows, keep
+    return keep
 
 
 def _kept(trace: TaskTrace, task: int) -> Any:
