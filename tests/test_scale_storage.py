@@ -10,8 +10,8 @@ policy of a run), never a time or a process's memory.
 from __future__ import annotations
 
 import gc
-import io
 import pickle
+import sqlite3
 import sys
 import time
 import tracemalloc
@@ -27,7 +27,7 @@ from taskloom._home import Signer
 from taskloom.errors import FlowDefinitionError
 from taskloom.executors import LocalExecutor
 from taskloom.journal import Journal
-from taskloom.plan import plan
+from taskloom.plan import MappedNode, Node, plan
 from taskloom.states import Success
 from taskloom.trace import COLUMNS, TaskTrace, outcome, record
 
@@ -169,16 +169,16 @@ def test_plan_nodes_share_what_they_have_in_common() -> None:
         xs = [as_task(noop()) for _ in range(3)]
         t = as_task(total(xs))
     compiled = plan(flow)
-    nodes = [compiled.nodes[compiled.index[x]] for x in xs]
-    reduce = compiled.nodes[compiled.index[t]]
+    nodes = [compiled.nodes[compiled.number(x)] for x in xs]
+    reduce = compiled.nodes[compiled.number(t)]
     # A reduce's inputs have one downstream tuple between them, and nothing of their own
     # for what they lack.
-    assert nodes[0].downstream == (compiled.index[t],)
+    assert nodes[0].downstream == (compiled.number(t),)
     assert nodes[0].downstream is nodes[1].downstream is nodes[2].downstream
     assert nodes[0].constants is nodes[1].constants is reduce.constants
     assert nodes[0].in_edges == () and nodes[0].upstream == ()
-    assert reduce.upstream == tuple(compiled.index[x] for x in xs)
-    pairs = [(Edge(x, t, key="xs"), compiled.index[x]) for x in xs]
+    assert reduce.upstream == tuple(compiled.number(x) for x in xs)
+    pairs = [(Edge(x, t, key="xs"), compiled.number(x)) for x in xs]
     assert list(reduce.in_edges) == pairs and len(reduce.in_edges) == 3
     assert reduce.in_edges[1] == pairs[1] and list(reduce.in_edges[1:]) == pairs[1:]
 
@@ -192,7 +192,7 @@ def test_in_edges_keep_an_upstream_task_with_two_edges_twice() -> None:
         handle = noop()
         both = as_task(two(handle, handle))
     compiled = plan(flow)
-    node = compiled.nodes[compiled.index[both]]
+    node = compiled.nodes[compiled.number(both)]
     assert node.upstream == (0,)
     assert [(e.key, j) for e, j in node.in_edges] == [("a", 0), ("b", 0)]
 
@@ -274,23 +274,45 @@ def test_a_recorded_row_without_optional_values_is_short_and_reads_the_same() ->
 def test_a_run_s_outcomes_are_recorded_in_parts_and_load_whole(
     taskloom_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The end of a run pickles its rows a chunk at a time, one pickle after another in the
-    run's row; they load back as every task, in order."""
+    """The end of a run pickles its rows a chunk at a time: the first in the run's row,
+    the others in parts of their own; they load back as every task, in order."""
     monkeypatch.setattr(journal_module, "ROWS_PER_PICKLE", 3)
     with Flow("parts") as flow:
         total([noop() for _ in range(7)])
     state = flow.run(executor=LocalExecutor())
-    assert state.is_successful()
-    [(blob,)] = query(taskloom_home / "journal.sqlite", "SELECT tasks FROM runs")
-    stream = io.BytesIO(blob[Signer.DIGEST :])
-    first = pickle.load(stream)
-    assert first["columns"] == COLUMNS and len(first["rows"]) == 3
-    assert [len(pickle.load(stream)), len(pickle.load(stream))] == [3, 2]
-    assert stream.read() == b""
-    assert state.run_id is not None
+    assert state.is_successful() and state.run_id is not None
+    database = taskloom_home / "journal.sqlite"
+    [(blob,)] = query(database, "SELECT tasks FROM runs")
+    first = pickle.loads(blob[Signer.DIGEST :])
+    assert first["columns"] == COLUMNS and len(first["rows"]) == 3 and first["parts"] == 2
+    parts = query(database, "SELECT seq, outcomes FROM task_log ORDER BY seq DESC")
+    assert [seq for seq, _ in parts] == [-1, -2]
+    assert [len(pickle.loads(part[Signer.DIGEST :])[2]) for _, part in parts] == [3, 2]
     tasks = Journal().load(state.run_id).tasks
     assert [t.name for t in tasks] == [*(f"noop[{i}]" for i in range(7)), "total"]
     assert {t.state for t in tasks} == {"Success"}
+
+
+def test_a_run_whose_part_is_missing_or_moved_reads_as_tampered(
+    taskloom_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "ROWS_PER_PICKLE", 2)
+    with Flow("parts") as flow:
+        total([noop() for _ in range(3)])
+    first, second = (flow.run(executor=LocalExecutor()).run_id for _ in range(2))
+    assert first is not None and second is not None
+    database = taskloom_home / "journal.sqlite"
+    # A part of the other run, signed all the same, put in place of this run's.
+    connection = sqlite3.connect(database)
+    with connection:
+        connection.execute("DELETE FROM task_log WHERE run_id = ? AND seq = -1", (first,))
+        connection.execute(
+            "UPDATE task_log SET run_id = ? WHERE run_id = ? AND seq = -1", (first, second)
+        )
+    connection.close()
+    assert Journal().load(first).tampered
+    assert Journal().load(second).tampered  # its part is gone
+    assert Journal().locations() == []
 
 
 def test_the_end_of_a_run_holds_its_outcomes_pickled_not_as_row_tuples() -> None:
@@ -343,3 +365,40 @@ def test_the_task_log_knows_which_tasks_are_written_in_a_byte_each(
     assert state.is_successful(), state
     assert state.result is not None
     assert state.result[gate].result < 2 * n
+
+
+def test_a_plan_keeps_no_dict_of_its_tasks_and_plain_nodes_no_mapping_fields() -> None:
+    # Deterministic: tracemalloc counts bytes. A compiled copy of a task cost about 270
+    # bytes with a dict of every task's number and 11 slots a node; now about 215.
+    n = 20_000
+    with Flow("warm") as warm:  # what compiling makes once (the shared empty containers)
+        total([noop() for _ in range(3)])
+    plan(warm)
+    with Flow("big") as flow:
+        xs = [as_task(noop()) for _ in range(n)]
+        t = as_task(total(xs))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        compiled = plan(flow)
+        per_task = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert per_task < 240, f"{per_task:.0f} bytes a task"
+    assert compiled.numbers([t, xs[5], noop]) == {t: n, xs[5]: 5}  # the template is not in it
+    assert compiled.number(xs[0]) == 0
+    node = compiled.nodes[0]
+    assert type(node) is Node and node.mapped is None and not node.chainable
+    assert not node.childwise
+
+
+def test_a_mapped_task_s_node_holds_what_mapping_needs() -> None:
+    with Flow("f") as flow:
+        xs = as_task(pair.map([1, 2]))
+        after = as_task(total.map(xs))
+    compiled = plan(flow)
+    mapped = compiled.nodes[compiled.number(after)]
+    assert isinstance(mapped, MappedNode) and mapped.mapped == {"xs": False}
+    assert mapped.childwise == frozenset({compiled.number(xs)})
+    assert mapped.chainable
+    assert flow.run(journal=False).result[after].is_mapped()

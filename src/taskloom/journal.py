@@ -6,29 +6,31 @@ its id, flow, where the flow came from, parameters, times and final state, the p
 running it (pid, host, start time: ``taskloom._process``), and for every task what its
 ``TaskTrace`` holds (``taskloom.trace``): its final state, message, timings (queued,
 started, finished), attempt count and the worker that ran it. The task outcomes of a run
-are one row (signed pickles of plain values, loaded with an unpickler that refuses every
-class), written in one transaction at the end, so the journal costs about a microsecond
-per task.
+are one row (a signed pickle of plain values, loaded with an unpickler that refuses every
+class; a large run's in parts, below), written in one transaction at the end, so the
+journal costs about a microsecond per task.
 
 While the run goes, the outcomes of the tasks that settled are also written as they
 settle, a batch at a time (``log_tasks``, driven by ``taskloom.recording``): one
 ``task_log`` row per batch, holding the outcomes (signed, plain) and the values a resume
 needs (the inputs of failed tasks, the results of finished tasks whose downstream tasks
 have not finished; one signed cloudpickle). ``begin`` writes the first, with the task
-names. ``finish`` replaces them by the run's one row. A run that never finished (its
-process was killed) is read from them: ``load`` gives its recorded tasks, and the others
-as ``Pending`` (never recorded: in flight or never reached), and a run whose process is
-gone reads as ``Crashed`` (decided by pid, host and start time, never by its age).
+names. ``finish`` replaces them by the run's row (and its parts). A run that never
+finished (its process was killed) is read from them: ``load`` gives its recorded tasks,
+and the others as ``Pending`` (never recorded: in flight or never reached), and a run
+whose process is gone reads as ``Crashed`` (decided by pid, host and start time, never
+by its age).
 
 The outcomes are stored by column name: ``{"columns": trace.COLUMNS, "rows": [one tuple
 per task]}``, and read back by name (``trace.record``), so a field added to the trace is
-recorded without a change here. A run's row pickles them ``ROWS_PER_PICKLE`` rows at a time,
-one pickle after the other (the first holds the columns and the first rows, each next one
-a list of more rows), and its end writes them into the row part by part
-(``_pickled_outcomes``): the parent never holds a row tuple per task of a large run at
-once, nor more than one copy of their pickle. Journals written by taskloom 0.1 hold a bare list of
-9-tuples (``_V01_COLUMNS``, the task's number first) in the same table: they load as they
-are, so their runs can still be shown and resumed.
+recorded without a change here. The end of a run pickles them ``ROWS_PER_PICKLE`` rows at
+a time: the run's ``tasks`` holds the first rows and how many parts follow (``"parts"``),
+and each part is a ``task_log`` row of the run numbered -1, -2, ... (``(run_id, part,
+rows)``, signed), so the parent never holds a row tuple per task of a large run, nor their
+pickle, at once (a temporary file beside the journal holds the parts on their way in).
+Journals written by taskloom 0.1 hold a bare list of 9-tuples (``_V01_COLUMNS``, the task's
+number first) in the same table: they load as they are, so their runs can still be shown
+and resumed.
 
 To let a later process resume the run, and nothing more, it also keeps:
 
@@ -61,7 +63,8 @@ import operator
 import os
 import pickle
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,33 +166,25 @@ def _plain_loads(data: bytes) -> Any:
 
 #: The most rows of a run's outcomes pickled at once (``_pickled_outcomes``).
 ROWS_PER_PICKLE = 10_000
+#: The most bytes of a run's pickled outcomes ``finish`` holds in memory before it moves
+#: them to a temporary file (beside the journal) on their way into the journal.
+SPOOL_BYTES = 1 << 20
 
 
-def _pickled_outcomes(traces: Sequence[TaskTrace]) -> list[bytes]:
-    """A run's outcomes as ``finish`` records them: pickles one after the other, the first
-    ``{"columns": COLUMNS, "rows": [...]}`` with the first ``ROWS_PER_PICKLE`` tasks' rows,
-    each next one a list of the next tasks' rows. Only one chunk's row tuples exist at a
-    time (a run of a million tasks would hold a million of them, and then their pickle)."""
-    parts: list[bytes] = []
+def _outcome_chunks(traces: Sequence[TaskTrace]) -> Iterator[list[tuple[Any, ...]]]:
+    """The outcomes of a run's tasks (``trace.outcomes``), ``ROWS_PER_PICKLE`` at a time
+    (at least one chunk, empty for no task)."""
     for start in range(0, max(len(traces), 1), ROWS_PER_PICKLE):
-        rows = outcomes(traces[start : start + ROWS_PER_PICKLE])
-        parts.append(
-            pickle.dumps(rows if parts else {"columns": COLUMNS, "rows": rows}, protocol=5)
-        )
-    return parts
+        yield outcomes(traces[start : start + ROWS_PER_PICKLE])
 
 
-def _plain_outcomes(payload: bytes) -> Any:
-    """A run's recorded outcomes, from its ``tasks`` column's payload: one pickle (as
-    journals before ``_pickled_outcomes`` wrote it), or one followed by more rows."""
-    stream = io.BytesIO(payload)
-    recorded = _PlainUnpickler(stream).load()
-    while stream.tell() < len(payload):
-        more = _PlainUnpickler(stream).load()
-        if not isinstance(recorded, dict) or not isinstance(more, list):
-            raise pickle.UnpicklingError("the rows after the first are not a list")
-        recorded["rows"].extend(more)
-    return recorded
+def _refusing(run_id: str, payload: bytes) -> Any:
+    """``_plain_loads(payload)``; what cannot be loaded (a class, or no pickle at all) is
+    the run's refused content."""
+    try:
+        return _plain_loads(payload)
+    except Exception as error:
+        raise JournalError.refused(run_id, error) from None
 
 
 class JournalError(TaskloomError):
@@ -277,7 +272,7 @@ class Journal(SQLiteFile):
         home = taskloom_home()
         super().__init__(Path(path) if path is not None else home / "journal.sqlite", lock_timeout)
         self._signer = Signer.for_home(home)
-        self._last_skeleton: tuple[list[str], bytes] | None = None
+        self._last_skeleton: tuple[Sequence[str], bytes] | None = None
 
     def _blob(self, value: Any, what: str) -> bytes | None:
         try:
@@ -342,13 +337,13 @@ class Journal(SQLiteFile):
 
     def _skeleton(self, names: Sequence[str]) -> bytes:
         """The signed first row of a run's task log: its task names. The last one is
-        reused when the names are the same (a flow run again: its list of names is the
-        same object, compared in no time), as pickling thousands of names is not free."""
+        reused for the same sequence of names (a flow run again: its plan's names, the
+        same object, kept as it is: names are never changed in place, and a copy would
+        cost 8 bytes a task while a run goes), as pickling thousands of names is not free."""
         last = self._last_skeleton
-        if last is not None and last[0] == names:
+        if last is not None and last[0] is names:
             return last[1]
-        names = list(names)
-        signed = self._signer.sign(pickle.dumps({"names": names}, protocol=5))
+        signed = self._signer.sign(pickle.dumps({"names": list(names)}, protocol=5))
         self._last_skeleton = (names, signed)
         return signed
 
@@ -402,10 +397,11 @@ class Journal(SQLiteFile):
     ) -> None:
         """Record how a run ended, what each task did, and what a resume needs (one transaction).
 
-        The outcomes are pickled a chunk of rows at a time and written into the row part
-        by part (``_pickled_outcomes``): at the end of a run of a million tasks, the
-        parent holds them pickled once, not as a million row tuples, their pickle, its
-        signed copy and SQLite's copy of that."""
+        The outcomes are pickled a chunk of rows at a time (``_pickled_outcomes``), kept
+        in a temporary file once past ``SPOOL_BYTES``, and copied into the run's row a
+        piece at a time: at the end of a run of a million tasks, the parent holds one
+        chunk of them, not a million row tuples, their pickle, its signed copy and
+        SQLite's copy of that."""
         blobs = [
             (
                 run_id,
@@ -415,30 +411,37 @@ class Journal(SQLiteFile):
             )
             for index, name, inputs, result, has_result in kept_values(traces, plan)
         ]
-        parts = _pickled_outcomes(traces)
-        signature = self._signer.signature(parts)
-        size = len(signature) + sum(map(len, parts))
         message = None if state.message is None else str(state.message)
         try:
-            with self._transaction() as connection:
-                connection.execute(
-                    "UPDATE runs SET ended = ?, state = ?, message = ?, tasks = zeroblob(?) "
-                    "WHERE run_id = ?",
-                    (ended, type(state).__name__, message, size, run_id),
-                )
-                found = connection.execute(
-                    "SELECT rowid FROM runs WHERE run_id = ?", (run_id,)
-                ).fetchone()
-                if found is not None:
-                    with connection.blobopen("runs", "tasks", found[0]) as blob:
-                        blob.write(signature)
-                        for part in parts:
-                            blob.write(part)
-                connection.execute("DELETE FROM task_log WHERE run_id = ?", (run_id,))
-                if blobs:
-                    connection.executemany(
-                        "INSERT OR REPLACE INTO resume_data VALUES (?, ?, ?, ?)", blobs
+            with tempfile.SpooledTemporaryFile(SPOOL_BYTES, dir=str(self.path.parent)) as spool:
+                chunks = _outcome_chunks(traces)
+                first = next(chunks)
+                sizes = [
+                    spool.write(pickle.dumps((run_id, part, rows), protocol=5))
+                    for part, rows in enumerate(chunks, 1)
+                ]
+                header = self._signer.sign(pickle.dumps(
+                    {"columns": COLUMNS, "rows": first, "parts": len(sizes)}, protocol=5
+                ))  # fmt: skip
+                del first
+                spool.seek(0)
+                with self._transaction() as connection:
+                    connection.execute(
+                        "UPDATE runs SET ended = ?, state = ?, message = ?, tasks = ? WHERE run_id = ?",
+                        (ended, type(state).__name__, message, header, run_id),
                     )
+                    connection.execute("DELETE FROM task_log WHERE run_id = ?", (run_id,))
+                    connection.executemany(  # one part read back at a time
+                        "INSERT INTO task_log VALUES (?, ?, ?, NULL)",
+                        (
+                            (run_id, -part, self._signer.sign(spool.read(size)))
+                            for part, size in enumerate(sizes, 1)
+                        ),
+                    )
+                    if blobs:
+                        connection.executemany(
+                            "INSERT OR REPLACE INTO resume_data VALUES (?, ?, ?, ?)", blobs
+                        )
         except (sqlite3.Error, OSError) as error:
             log.warning("journal %s unusable (%s): run %s is not fully recorded", self.path, error, run_id)
 
@@ -513,14 +516,10 @@ class Journal(SQLiteFile):
         if signed is None and logged:
             self._logged(record, logged)
         elif signed is not None:
-            payload = self._signer.verify(signed)
-            if payload is None:
+            outcomes = self._recorded(record.run_id, signed)
+            if outcomes is None:
                 record.tampered = True
             else:
-                try:
-                    outcomes = _plain_outcomes(payload)
-                except Exception as error:  # a class (refused), or not a pickle at all
-                    raise JournalError.refused(record.run_id, error) from None
                 for row in _task_records(outcomes):
                     if row.parent is None:
                         record.tasks.append(row)
@@ -543,15 +542,46 @@ class Journal(SQLiteFile):
         found: dict[str, PersistedResult] = {}
         newest = self._newest("run_id, flow_name, started, tasks", flow_name, runs)
         for run_id, flow, started, signed in newest:
-            payload = None if signed is None else self._signer.verify(signed)
-            if payload is None:
+            outcomes = None if signed is None else self._recorded(run_id, signed)
+            if outcomes is None:
                 continue
-            for task in _task_records(_plain_outcomes(payload)):
+            for task in _task_records(outcomes):
                 if task.location is not None and task.location not in found:
                     when = task.finished if task.finished is not None else started
                     read = (task.message or "").startswith(TARGET_FOUND)
                     found[task.location] = PersistedResult(task.location, flow, task.name, run_id, when, read)
         return list(found.values())
+
+    def _recorded(self, run_id: str, signed: bytes) -> Any:
+        """A finished run's outcomes as ``finish`` recorded them (``{"columns", "rows"}``),
+        the rows of its parts after the first read back; None when a signature does not
+        match, or a part is missing or not this run's.
+
+        Raises:
+            JournalError: some content is refused (a class, or not a pickle).
+        """
+        payload = self._signer.verify(signed)
+        if payload is None:
+            return None
+        recorded = _refusing(run_id, payload)
+        parts = recorded.get("parts") if isinstance(recorded, dict) else None
+        if not parts:  # a run of few tasks, or recorded before runs had parts
+            return recorded
+        stored = self._read(
+            "SELECT outcomes FROM task_log WHERE run_id = ? AND seq < 0 ORDER BY seq DESC", (run_id,)
+        )
+        if len(stored) != parts:
+            return None
+        rows = recorded["rows"]
+        for part, (blob,) in enumerate(stored, 1):
+            payload = self._signer.verify(blob)
+            if payload is None:
+                return None
+            chunk = _refusing(run_id, payload)
+            if not (isinstance(chunk, tuple) and len(chunk) == 3 and chunk[:2] == (run_id, part)):
+                return None
+            rows.extend(chunk[2])
+        return recorded
 
     def _logged(self, run: RunRecord, logged: Sequence[tuple[bytes, bytes | None]]) -> None:
         """Fill a run that never finished from its task log: each recorded task's last

@@ -934,8 +934,8 @@ class _Scheduler(_Mapping):
         terminal = flow.terminal_state_handler
         if terminal is not None:
             references: set[State[Any]] = set()
-            for t in flow.reference_tasks():
-                references.update(_children_of(self.traces[self.plan.index[t]].state))
+            for i in self.plan.numbers(flow.reference_tasks()).values():
+                references.update(_children_of(self.traces[i].state))
             try:
                 returned: object = terminal(flow, state, references)
             except Exception as error:
@@ -1090,8 +1090,8 @@ class _Scheduler(_Mapping):
         if paused:
             return Paused(f"Waiting to be resumed: {', '.join(paused)}", result)
         references: list[State[Any]] = []
-        for t in self.flow.reference_tasks():
-            state = traces[self.plan.index[t]].state
+        for i in self.plan.numbers(self.flow.reference_tasks()).values():
+            state = traces[i].state
             references.extend(state.map_states if isinstance(state, Mapped) else (state,))
         if any(s.is_failed() for s in references):
             return Failed("Some reference tasks failed.", result)
