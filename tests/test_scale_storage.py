@@ -393,12 +393,16 @@ def test_a_plan_keeps_no_dict_of_its_tasks_and_plain_nodes_no_mapping_fields() -
 
 
 def test_a_mapped_task_s_node_holds_what_mapping_needs() -> None:
+    @task
+    def first(x: tuple[int, int]) -> int:
+        return x[0]
+
     with Flow("f") as flow:
-        xs = as_task(pair.map([1, 2]))
-        after = as_task(total.map(xs))
+        handle = pair.map([1, 2])
+        xs, after = as_task(handle), as_task(first.map(handle))
     compiled = plan(flow)
     mapped = compiled.nodes[compiled.number(after)]
-    assert isinstance(mapped, MappedNode) and mapped.mapped == {"xs": False}
+    assert isinstance(mapped, MappedNode) and mapped.mapped == {"x": False}
     assert mapped.childwise == frozenset({compiled.number(xs)})
     assert mapped.chainable
     assert flow.run(journal=False).result[after].is_mapped()
