@@ -406,3 +406,20 @@ def test_a_mapped_task_s_node_holds_what_mapping_needs() -> None:
     assert mapped.childwise == frozenset({compiled.number(xs)})
     assert mapped.chainable
     assert flow.run(journal=False).result[after].is_mapped()
+
+
+def test_a_trace_holds_what_most_tasks_never_have_only_once_set() -> None:
+    # A trace of 14 slots was 144 bytes; logs, traceback and run name in a dict of their
+    # own, made when one is set, and a child's parent and map index in a subclass: 112.
+    plain = TaskTrace("t", Success("done"), attempts=1, worker="local")
+    assert sys.getsizeof(plain) <= 112
+    assert (plain.logs, plain.traceback, plain.run_name, plain.parent, plain.map_index) == (None,) * 5
+    plain.traceback = "Traceback ..."
+    plain.run_name = "t-1"
+    assert (plain.logs, plain.traceback, plain.run_name) == (None, "Traceback ...", "t-1")
+    assert plain == TaskTrace("t", plain.state, attempts=1,
+                              worker="local", traceback="Traceback ...", run_name="t-1")
+    child = TaskTrace("t[0]", Success("done"), parent=2, map_index=0)
+    assert (child.parent, child.map_index) == (2, 0) and sys.getsizeof(child) <= 128
+    assert outcome(plain)[COLUMNS.index("run_name")] == "t-1"
+    assert record(0, COLUMNS, outcome(child)).map_index == 0
