@@ -423,3 +423,27 @@ def test_a_trace_holds_what_most_tasks_never_have_only_once_set() -> None:
     assert (child.parent, child.map_index) == (2, 0) and sys.getsizeof(child) <= 128
     assert outcome(plain)[COLUMNS.index("run_name")] == "t-1"
     assert record(0, COLUMNS, outcome(child)).map_index == 0
+
+
+def test_a_large_run_s_names_are_logged_in_parts_and_load_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``begin`` writes a large flow's names a part at a time (pickled at once, a
+    million names and their copies on the way into SQLite held the parent's memory for
+    the rest of the run); a run that never finished reads them back in order."""
+    monkeypatch.setattr(journal_module, "ROWS_PER_PICKLE", 2)
+    store = Journal(tmp_path / "journal.sqlite")
+    names = ["a", "b", "c", "d", "e"]
+    assert store.begin("r", "f", None, {}, 1.0, names=names)
+    seqs = query(store.path, "SELECT seq FROM task_log WHERE run_id = 'r' ORDER BY seq")
+    assert [seq for (seq,) in seqs] == [-2, -1, 0]
+    assert [t.name for t in store.load("r").tasks] == names
+    assert {t.state for t in store.load("r").tasks} == {"Pending"}
+    assert store.begin("other", "f", None, {}, 1.0, names=names)
+    connection = sqlite3.connect(store.path)
+    with connection:  # a part of another run's names in place of this run's
+        connection.execute("DELETE FROM task_log WHERE run_id = 'r' AND seq = -1")
+        connection.execute("UPDATE task_log SET run_id = 'r' WHERE run_id = 'other' AND seq = -1")
+    connection.close()
+    assert store.load("r").tampered and store.load("other").tampered
+    store.close()

@@ -15,7 +15,8 @@ settle, a batch at a time (``log_tasks``, driven by ``taskloom.recording``): one
 ``task_log`` row per batch, holding the outcomes (signed, plain) and the values a resume
 needs (the inputs of failed tasks, the results of finished tasks whose downstream tasks
 have not finished; one signed cloudpickle). ``begin`` writes the first, with the task
-names. ``finish`` replaces them by the run's row (and its parts). A run that never
+names (a large flow's in parts of their own: rows -1, -2, ...). ``finish`` replaces them by
+the run's row (and its parts). A run that never
 finished (its process was killed) is read from them: ``load`` gives its recorded tasks,
 and the others as ``Pending`` (never recorded: in flight or never reached), and a run
 whose process is gone reads as ``Crashed`` (decided by pid, host and start time, never
@@ -58,13 +59,14 @@ a warning is logged.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import operator
 import os
 import pickle
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -272,7 +274,7 @@ class Journal(SQLiteFile):
         home = taskloom_home()
         super().__init__(Path(path) if path is not None else home / "journal.sqlite", lock_timeout)
         self._signer = Signer.for_home(home)
-        self._last_skeleton: tuple[Sequence[str], bytes] | None = None
+        self._last_skeleton: tuple[Sequence[str], list[bytes]] | None = None
 
     def _blob(self, value: Any, what: str) -> bytes | None:
         try:
@@ -318,7 +320,7 @@ class Journal(SQLiteFile):
         False (and a warning) if the journal is unusable."""
         try:
             params = self._blob(dict(parameters), "parameters")
-            skeleton = self._skeleton(names)
+            skeleton = self._skeleton(run_id, names)
             me = _this_process()
             with self._transaction() as connection:
                 connection.execute(
@@ -327,25 +329,40 @@ class Journal(SQLiteFile):
                     (run_id, flow_name, source, params, started, Running.__name__, resumed_from,
                      me.pid, me.host, me.started),
                 )
-                connection.execute(
-                    "INSERT INTO task_log VALUES (?, 0, ?, NULL)", (run_id, skeleton)
+                connection.executemany(  # a part's pickle made as it is written
+                    "INSERT INTO task_log VALUES (?, ?, ?, NULL)",
+                    ((run_id, -part, signed) for part, signed in enumerate(skeleton)),
                 )
             return True
         except (sqlite3.Error, OSError) as error:
             log.warning("journal %s unusable (%s): this run is not recorded", self.path, error)
             return False
 
-    def _skeleton(self, names: Sequence[str]) -> bytes:
-        """The signed first row of a run's task log: its task names. The last one is
-        reused for the same sequence of names (a flow run again: its plan's names, the
-        same object, kept as it is: names are never changed in place, and a copy would
-        cost 8 bytes a task while a run goes), as pickling thousands of names is not free."""
+    def _skeleton(self, run_id: str, names: Sequence[str]) -> Iterable[bytes]:
+        """The signed first rows of a run's task log: its task names, ``ROWS_PER_PICKLE``
+        a row (the first ``{"names": [...], "name_parts": more}``, row 0; each next one
+        ``(run_id, part, names)``, row -part), each pickled as it is written: the names of
+        a million tasks pickled at once (and their copies on the way into SQLite) would
+        hold their RSS for the rest of the run. The rows of a flow of at most
+        ``ROWS_PER_PICKLE`` names are reused for the same sequence of names (a flow run
+        again: its plan's names, the same object, kept as it is: names are never changed
+        in place), as pickling thousands of names is not free."""
         last = self._last_skeleton
         if last is not None and last[0] is names:
             return last[1]
-        signed = self._signer.sign(pickle.dumps({"names": list(names)}, protocol=5))
-        self._last_skeleton = (names, signed)
-        return signed
+        first = list(names[:ROWS_PER_PICKLE])
+        more = -(-(len(names) - len(first)) // ROWS_PER_PICKLE)  # rounded up
+        head = self._signer.sign(pickle.dumps({"names": first, "name_parts": more}, protocol=5))
+        if not more:
+            self._last_skeleton = (names, [head])
+            return [head]
+        return itertools.chain([head], (
+            self._signer.sign(pickle.dumps(
+                (run_id, part, list(names[part * ROWS_PER_PICKLE : (part + 1) * ROWS_PER_PICKLE])),
+                protocol=5,
+            ))
+            for part in range(1, more + 1)
+        ))  # fmt: skip
 
     def log_tasks(
         self,
@@ -588,6 +605,8 @@ class Journal(SQLiteFile):
         outcome and values, the others ``Pending`` (``NOT_RECORDED``). A mapped task's
         children are all there once it mapped (``recording``)."""
         names: list[str] = []
+        parts = 0
+        more_names: dict[int, list[str]] = {}  # by part (``_skeleton``)
         found: dict[int, TaskRecord] = {}
         values: dict[int, Values] = {}
         for outcomes, task_values in logged:
@@ -596,7 +615,14 @@ class Journal(SQLiteFile):
                 run.tampered = True
                 return
             batch = _plain_loads(payload)
-            names = batch.get("names", names)
+            if isinstance(batch, tuple):  # a part of the names
+                if len(batch) != 3 or batch[0] != run.run_id:
+                    run.tampered = True
+                    return
+                more_names[batch[1]] = batch[2]
+                continue
+            if "names" in batch:
+                names, parts = batch["names"], batch.get("name_parts", 0)
             for row in batch.get("rows", ()):
                 found[row[0]] = record(row[0], batch["columns"][1:], row[1:])
             stored = self._value(task_values)
@@ -604,6 +630,11 @@ class Journal(SQLiteFile):
                 run.tampered = True
                 return
             values.update(stored or {})
+        if sorted(more_names) != list(range(1, parts + 1)):
+            run.tampered = True
+            return
+        for part in range(1, parts + 1):
+            names.extend(more_names[part])
         n = len(names)
         run.tasks = [
             found.get(i) or TaskRecord(i, name, Pending.__name__, NOT_RECORDED)

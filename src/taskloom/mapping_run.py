@@ -100,9 +100,9 @@ class _Mapping:
     args: RunArgs
     observer: RunObserver | None
     traces: list[TaskTrace]
-    finished: list[bool]
+    finished: bytearray
     waiting: list[int]
-    runnable: list[bool]
+    runnable: bytearray
     ready: list[int]
     claimed: set[int]
     task_of: list[Task[Any, Any]]
