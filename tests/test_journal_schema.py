@@ -21,7 +21,7 @@ from taskloom.journal import Journal, TaskRecord, _plain_loads
 from taskloom.resume import resume
 from taskloom.flow import FlowResult
 from taskloom.states import Failed, State, Success
-from taskloom.trace import COLUMNS, FIELDS, TaskTrace, outcome, outcomes, record
+from taskloom.trace import COLUMNS, FIELDS, ChildTrace, TaskTrace, outcome, outcomes, record
 
 from ._cli import execute
 
@@ -116,7 +116,8 @@ def test_every_recorded_trace_field_is_read_back() -> None:
     read = {f.name for f in dataclasses.fields(TaskRecord)}
     assert set(COLUMNS) <= read, set(COLUMNS) - read
     traced = set(FIELDS) - {"inputs"}
-    assert set(FIELDS) == set(inspect.signature(TaskTrace.__init__).parameters) - {"self"}
+    given = {*inspect.signature(TaskTrace.__init__).parameters, *inspect.signature(ChildTrace.__init__).parameters}
+    assert set(FIELDS) == given - {"self", "more"}
     assert traced <= set(COLUMNS)
     trace = TaskTrace("t", Success("done", 1), attempts=2, queued=1.0, started=2.0, finished=3.0, worker="w")
     assert record(0, COLUMNS, outcome(trace)) == TaskRecord(0, "t", "Success", "done", 1.0, 2.0, 3.0, 2, "w")

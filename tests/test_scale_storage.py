@@ -29,7 +29,7 @@ from taskloom.executors import LocalExecutor
 from taskloom.journal import Journal
 from taskloom.plan import MappedNode, Node, plan
 from taskloom.states import Success
-from taskloom.trace import COLUMNS, TaskTrace, outcome, record
+from taskloom.trace import COLUMNS, ChildTrace, TaskTrace, outcome, record
 
 from ._cli import query
 from ._helpers import as_task
@@ -263,7 +263,7 @@ def test_a_recorded_row_without_optional_values_is_short_and_reads_the_same() ->
     assert len(row) < len(COLUMNS)
     full = (*row, *(None,) * (len(COLUMNS) - len(row)))
     assert record(0, COLUMNS, row) == record(0, COLUMNS, full)
-    child = TaskTrace("t", Success("done"), parent=3, map_index=0)
+    child = ChildTrace("t", Success("done"), 3, 0)
     assert len(outcome(child)) == len(COLUMNS)
     assert record(0, COLUMNS, outcome(child)).parent == 3
 
@@ -419,7 +419,7 @@ def test_a_trace_holds_what_most_tasks_never_have_only_once_set() -> None:
     assert (plain.logs, plain.traceback, plain.run_name) == (None, "Traceback ...", "t-1")
     assert plain == TaskTrace("t", plain.state, attempts=1,
                               worker="local", traceback="Traceback ...", run_name="t-1")
-    child = TaskTrace("t[0]", Success("done"), parent=2, map_index=0)
+    child = ChildTrace("t[0]", Success("done"), 2, 0)
     assert (child.parent, child.map_index) == (2, 0) and sys.getsizeof(child) <= 128
     assert outcome(plain)[COLUMNS.index("run_name")] == "t-1"
     assert record(0, COLUMNS, outcome(child)).map_index == 0

@@ -33,7 +33,7 @@ from typing import Any
 from ._secrets import masked_rows
 from .states import State
 
-__all__ = ["COLUMNS", "FIELDS", "TAMPERED", "Stored", "TaskRecord", "TaskTrace", "outcome", "outcomes", "record"]
+__all__ = ["COLUMNS", "ChildTrace", "FIELDS", "TAMPERED", "Stored", "TaskRecord", "TaskTrace", "outcome", "outcomes", "record"]
 
 
 class TaskTrace:
@@ -69,23 +69,16 @@ class TaskTrace:
 
     A trace is 112 bytes, not 144: what most tasks never have (``logs``, ``traceback``,
     ``run_name``) is kept in a dict of the trace's made when the first is set, and
-    ``parent`` and ``map_index`` are a child's (a ``TaskTrace`` given them is a
-    ``_ChildTrace``, with slots for them; a task of the flow reads None from the class).
+    ``parent`` and ``map_index`` are a child's (a ``ChildTrace`` has slots for them; a task
+    of the flow reads None from the class).
     """
 
     __slots__ = ("_more", "attempts", "finished", "inputs", "location", "name", "queued",
                  "started", "state", "worker")
 
-    # A child's own (``_ChildTrace``); None for a task of the flow.
+    # A child's own (``ChildTrace``); None for a task of the flow.
     parent: int | None = None
     map_index: int | None = None
-
-    def __new__(cls, name: str, state: State[Any], *args: Any, **kwargs: Any) -> TaskTrace:
-        # ``parent`` and ``map_index`` are the 7th and 8th arguments after ``state``.
-        child = kwargs.get("parent", args[6] if len(args) > 6 else None) is not None or (
-            kwargs.get("map_index", args[7] if len(args) > 7 else None) is not None
-        )
-        return object.__new__(_ChildTrace if child and cls is TaskTrace else cls)
 
     def __init__(
         self,
@@ -97,8 +90,6 @@ class TaskTrace:
         started: float | None = None,
         finished: float | None = None,
         worker: str | None = None,
-        parent: int | None = None,
-        map_index: int | None = None,
         logs: str | None = None,
         traceback: str | None = None,
         run_name: str | None = None,
@@ -115,14 +106,8 @@ class TaskTrace:
         self.location = location
         #: ``logs``, ``traceback`` and ``run_name``, those set (None until one is).
         self._more: dict[str, str | None] | None = None
-        if isinstance(self, _ChildTrace):
-            self.parent, self.map_index = parent, map_index
-        if logs is not None:
-            self.logs = logs
-        if traceback is not None:
-            self.traceback = traceback
-        if run_name is not None:
-            self.run_name = run_name
+        if logs is not None or traceback is not None or run_name is not None:
+            self._more = {"logs": logs, "traceback": traceback, "run_name": run_name}
 
     @property
     def logs(self) -> str | None:
@@ -168,16 +153,22 @@ class TaskTrace:
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in FIELDS)
-        return f"TaskTrace({shown})"
+        return f"{type(self).__name__}({shown})"
 
 
-class _ChildTrace(TaskTrace):
-    """The trace of a child of a mapped task: ``parent`` and ``map_index`` of its own."""
+class ChildTrace(TaskTrace):
+    """The trace of a child of a mapped task: ``parent`` and ``map_index`` of its own
+    (the other arguments are ``TaskTrace``'s)."""
 
     __slots__ = ("map_index", "parent")
 
+    def __init__(self, name: str, state: State[Any], parent: int, map_index: int, **more: Any) -> None:
+        super().__init__(name, state, **more)
+        self.parent: int | None = parent
+        self.map_index: int | None = map_index
 
-#: The fields of a trace, in order (its constructor's arguments).
+
+#: The fields of a trace, in order (its constructor's arguments, and a child's).
 FIELDS: tuple[str, ...] = (
     "name", "state", "attempts", "inputs", "queued", "started", "finished", "worker", "parent",
     "map_index", "logs", "traceback", "run_name", "location",
