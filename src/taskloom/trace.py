@@ -28,12 +28,39 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, overload
 
 from ._secrets import masked_rows
 from .states import State
 
 __all__ = ["COLUMNS", "ChildTrace", "FIELDS", "TAMPERED", "Stored", "TaskRecord", "TaskTrace", "outcome", "outcomes", "record"]
+
+
+class _Rare:
+    """A field of a trace that most tasks never set (``logs``, ``traceback``, ``run_name``):
+    None until set, then kept in the trace's ``_more`` dict, made by the first one set."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, trace: None, owner: type) -> _Rare: ...
+
+    @overload
+    def __get__(self, trace: TaskTrace, owner: type) -> str | None: ...
+
+    def __get__(self, trace: TaskTrace | None, owner: type) -> _Rare | str | None:
+        if trace is None:
+            return self
+        more = trace._more
+        return None if more is None else more.get(self.name)
+
+    def __set__(self, trace: TaskTrace, value: str | None) -> None:
+        if trace._more is None:
+            if value is None:
+                return
+            trace._more = {}
+        trace._more[self.name] = value
 
 
 class TaskTrace:
@@ -109,39 +136,9 @@ class TaskTrace:
         if logs is not None or traceback is not None or run_name is not None:
             self._more = {"logs": logs, "traceback": traceback, "run_name": run_name}
 
-    @property
-    def logs(self) -> str | None:
-        """The formatted log records of its last attempt (see the class docstring)."""
-        return None if self._more is None else self._more.get("logs")
-
-    @logs.setter
-    def logs(self, value: str | None) -> None:
-        self._set("logs", value)
-
-    @property
-    def traceback(self) -> str | None:
-        """The traceback of its last attempt's exception (see the class docstring)."""
-        return None if self._more is None else self._more.get("traceback")
-
-    @traceback.setter
-    def traceback(self, value: str | None) -> None:
-        self._set("traceback", value)
-
-    @property
-    def run_name(self) -> str | None:
-        """The name of its last attempt (see the class docstring)."""
-        return None if self._more is None else self._more.get("run_name")
-
-    @run_name.setter
-    def run_name(self, value: str | None) -> None:
-        self._set("run_name", value)
-
-    def _set(self, name: str, value: str | None) -> None:
-        if self._more is None:
-            if value is None:
-                return
-            self._more = {}
-        self._more[name] = value
+    logs = _Rare()
+    traceback = _Rare()
+    run_name = _Rare()
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
