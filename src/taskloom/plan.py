@@ -171,14 +171,17 @@ class Plan:
 
     def numbers(self, tasks: Iterable[object]) -> dict[Task[Any, Any], int]:
         """The number of each of ``tasks`` that is in the plan, by task (one pass over the
-        nodes, ended once all are found)."""
+        nodes, ended once all are found; from the last, as the tasks looked up most, the
+        reference tasks, are by default the terminal ones, which a flow mostly adds last)."""
         wanted = set(tasks)
         found: dict[Task[Any, Any], int] = {}
         if not wanted:
             return found
-        for i, node in enumerate(self.nodes):
-            if node.task in wanted:
-                found[node.task] = i
+        nodes = self.nodes
+        for i in range(len(nodes) - 1, -1, -1):
+            task = nodes[i].task
+            if task in wanted:
+                found[task] = i
                 if len(found) == len(wanted):
                     break
         return found

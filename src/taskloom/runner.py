@@ -243,9 +243,9 @@ class _Scheduler(_Mapping):
             TaskTrace(name, seeded.get(i, not_run)) for i, name in enumerate(compiled.names)
         ]
         # Flags a byte a task (a list costs 8): ``finished`` and ``runnable``.
-        self.finished = finished = bytearray(
+        self.finished = finished = bytearray([  # from a list: a generator costs a call a task
             isinstance(t.state, Finished) and not unfinished_children(t.state) for t in traces
-        )
+        ])
         self.waiting = waiting = (
             [sum(not finished[u] for u in node.upstream) for node in nodes]
             if any(finished) else [len(node.upstream) for node in nodes]
