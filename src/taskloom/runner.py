@@ -112,7 +112,8 @@ Lifecycle of one run (``_Scheduler.run``; the order matters):
 ``run_flow`` runs all of it with what existed before (the flow, its plan, the run's
 records) left out of the garbage collector's passes (``_frozen_heap``): at a million tasks,
 full collections walking the flow again and again made each task cost more the bigger the
-flow.
+flow. For the same reason the run's records are built with the collector off
+(``taskloom._collector``).
 
 Logging (``taskloom.logging``): the flow's logger says "Beginning Flow run" after 3 and
 how the run ended after 6; each task's logger says "Finished task run ... final state"
@@ -164,6 +165,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import _run_args
+from ._collector import collector_off
 from ._run_args import RunArgs
 from ._tracebacks import failure_traceback
 from .attempt import FollowOn, InGroup, TaskResult, TaskRun, finished_before, follows
@@ -236,6 +238,18 @@ class _Scheduler(_Mapping):
         self.resumed_from = resumed_from
         self.observer = observer
         self._cache_store = cache_store
+        with collector_off():  # a trace and a few numbers a task, and no cycle
+            self._records(compiled, args)
+        #: The executor's side of this run: set by ``run`` (``executor.begin``).
+        self.session: ExecutorRun | None = None
+        #: The flow's Running state, as its state handlers left it (``_flow_started``).
+        self._flow_running: State[Any] = Running("Running flow.")
+        #: Settled tasks on their way to the journal, while the run goes (``recording``).
+        self.task_log: TaskLog | None = None
+
+    def _records(self, compiled: Plan, args: RunArgs) -> None:
+        """The run's bookkeeping, by task (see the module docstring)."""
+        nodes = compiled.nodes
         seeded, starts = args.seeded, args.starts
         # One "not run" state for the run: states are immutable, so tasks can share it.
         not_run: State[Any] = Pending(NOT_RUN_MESSAGE)
@@ -269,12 +283,6 @@ class _Scheduler(_Mapping):
         self._queued_at = 0.0  # the last queue time given (``_task_run``)
         self.claimed: set[int] = set()
         self.chains: dict[int, tuple[FollowOn, ...]] = {}
-        #: The executor's side of this run: set by ``run`` (``executor.begin``).
-        self.session: ExecutorRun | None = None
-        #: The flow's Running state, as its state handlers left it (``_flow_started``).
-        self._flow_running: State[Any] = Running("Running flow.")
-        #: Settled tasks on their way to the journal, while the run goes (``recording``).
-        self.task_log: TaskLog | None = None
 
     @property
     def cache_store(self) -> CacheStore:
