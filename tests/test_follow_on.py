@@ -88,7 +88,7 @@ def _chain(
             flow.add_edge(up, down)
     assert isinstance(down, Task)
     compiled = plan(flow)
-    return compiled, down, compiled.index[down]
+    return compiled, down, compiled.number(down)
 
 
 def test_every_trigger_of_the_module_is_covered() -> None:
@@ -155,7 +155,7 @@ def _two_upstream(trigger: Trigger, skip: bool, wiring: str) -> tuple[Plan, Task
             down = task(**options)(lambda xs: xs)([a, b])
     assert isinstance(down, Task)
     compiled = plan(flow)
-    return compiled, down, compiled.index[down]
+    return compiled, down, compiled.number(down)
 
 
 @pytest.mark.parametrize(
@@ -207,7 +207,7 @@ def test_the_plan_marks_tasks_of_several_inputs_followable_and_not_timed_ones() 
     assert all(n == "all_successful" for n, _ in followable)
     with Flow("timed") as flow:
         timed = task(timeout=5)(lambda x: x)(source())
-    assert not plan(flow).nodes[plan(flow).index[timed]].followable  # a member has no deadline
+    assert not plan(flow).nodes[plan(flow).number(timed)].followable  # a member has no deadline
 
 
 

@@ -4,6 +4,7 @@ outcomes of 0.1 (bare tuples) still load; outcomes are read back by column name.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 import pickle
 import sqlite3
@@ -20,7 +21,7 @@ from taskloom.journal import Journal, TaskRecord, _plain_loads
 from taskloom.resume import resume
 from taskloom.flow import FlowResult
 from taskloom.states import Failed, State, Success
-from taskloom.trace import COLUMNS, TaskTrace, outcome, outcomes, record
+from taskloom.trace import COLUMNS, FIELDS, ChildTrace, TaskTrace, outcome, outcomes, record
 
 from ._cli import execute
 
@@ -114,7 +115,9 @@ def test_every_recorded_trace_field_is_read_back() -> None:
     a TaskRecord field too, in the same module, or it is dropped when read back."""
     read = {f.name for f in dataclasses.fields(TaskRecord)}
     assert set(COLUMNS) <= read, set(COLUMNS) - read
-    traced = {f.name for f in dataclasses.fields(TaskTrace)} - {"inputs"}
+    traced = set(FIELDS) - {"inputs"}
+    given = {*inspect.signature(TaskTrace.__init__).parameters, *inspect.signature(ChildTrace.__init__).parameters}
+    assert set(FIELDS) == given - {"self", "more"}
     assert traced <= set(COLUMNS)
     trace = TaskTrace("t", Success("done", 1), attempts=2, queued=1.0, started=2.0, finished=3.0, worker="w")
     assert record(0, COLUMNS, outcome(trace)) == TaskRecord(0, "t", "Success", "done", 1.0, 2.0, 3.0, 2, "w")

@@ -11,19 +11,29 @@ from __future__ import annotations
 
 import gc
 import pickle
+import sqlite3
+import sys
+import time
 import tracemalloc
-
+from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import cloudpickle
 import pytest
 from taskloom import Edge, Flow, task
+from taskloom import _run_args, runner
+from taskloom import journal as journal_module
+from taskloom import recording
+from taskloom._home import Signer
 from taskloom.errors import FlowDefinitionError
 from taskloom.executors import LocalExecutor
-from taskloom.plan import plan
+from taskloom.journal import Journal
+from taskloom.plan import MappedNode, Node, plan
 from taskloom.states import Success
-from taskloom.trace import COLUMNS, TaskTrace, outcome, record
+from taskloom.trace import COLUMNS, ChildTrace, TaskTrace, outcome, record
 
+from ._cli import query
 from ._helpers import as_task
 
 
@@ -161,16 +171,16 @@ def test_plan_nodes_share_what_they_have_in_common() -> None:
         xs = [as_task(noop()) for _ in range(3)]
         t = as_task(total(xs))
     compiled = plan(flow)
-    nodes = [compiled.nodes[compiled.index[x]] for x in xs]
-    reduce = compiled.nodes[compiled.index[t]]
+    nodes = [compiled.nodes[compiled.number(x)] for x in xs]
+    reduce = compiled.nodes[compiled.number(t)]
     # A reduce's inputs have one downstream tuple between them, and nothing of their own
     # for what they lack.
-    assert nodes[0].downstream == (compiled.index[t],)
+    assert nodes[0].downstream == (compiled.number(t),)
     assert nodes[0].downstream is nodes[1].downstream is nodes[2].downstream
     assert nodes[0].constants is nodes[1].constants is reduce.constants
     assert nodes[0].in_edges == () and nodes[0].upstream == ()
-    assert reduce.upstream == tuple(compiled.index[x] for x in xs)
-    pairs = [(Edge(x, t, key="xs"), compiled.index[x]) for x in xs]
+    assert reduce.upstream == tuple(compiled.number(x) for x in xs)
+    pairs = [(Edge(x, t, key="xs"), compiled.number(x)) for x in xs]
     assert list(reduce.in_edges) == pairs and len(reduce.in_edges) == 3
     assert reduce.in_edges[1] == pairs[1] and list(reduce.in_edges[1:]) == pairs[1:]
 
@@ -184,7 +194,7 @@ def test_in_edges_keep_an_upstream_task_with_two_edges_twice() -> None:
         handle = noop()
         both = as_task(two(handle, handle))
     compiled = plan(flow)
-    node = compiled.nodes[compiled.index[both]]
+    node = compiled.nodes[compiled.number(both)]
     assert node.upstream == (0,)
     assert [(e.key, j) for e, j in node.in_edges] == [("a", 0), ("b", 0)]
 
@@ -255,6 +265,230 @@ def test_a_recorded_row_without_optional_values_is_short_and_reads_the_same() ->
     assert len(row) < len(COLUMNS)
     full = (*row, *(None,) * (len(COLUMNS) - len(row)))
     assert record(0, COLUMNS, row) == record(0, COLUMNS, full)
-    child = TaskTrace("t", Success("done"), parent=3, map_index=0)
+    child = ChildTrace("t", Success("done"), 3, 0)
     assert len(outcome(child)) == len(COLUMNS)
     assert record(0, COLUMNS, outcome(child)).parent == 3
+
+
+# -- what the end of a run and its task log hold -------------------------------------------------
+
+
+def test_a_run_s_outcomes_are_recorded_in_parts_and_load_whole(
+    taskloom_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The end of a run pickles its rows a chunk at a time: the first in the run's row,
+    the others in parts of their own; they load back as every task, in order."""
+    monkeypatch.setattr(journal_module, "ROWS_PER_PICKLE", 3)
+    with Flow("parts") as flow:
+        total([noop() for _ in range(7)])
+    state = flow.run(executor=LocalExecutor())
+    assert state.is_successful() and state.run_id is not None
+    database = taskloom_home / "journal.sqlite"
+    [(blob,)] = query(database, "SELECT tasks FROM runs")
+    first = pickle.loads(blob[Signer.DIGEST :])
+    assert first["columns"] == COLUMNS and len(first["rows"]) == 3 and first["parts"] == 2
+    parts = query(database, "SELECT seq, outcomes FROM task_log ORDER BY seq DESC")
+    assert [seq for seq, _ in parts] == [-1, -2]
+    assert [len(pickle.loads(part[Signer.DIGEST :])[2]) for _, part in parts] == [3, 2]
+    tasks = Journal().load(state.run_id).tasks
+    assert [t.name for t in tasks] == [*(f"noop[{i}]" for i in range(7)), "total"]
+    assert {t.state for t in tasks} == {"Success"}
+
+
+def test_a_run_whose_part_is_missing_or_moved_reads_as_tampered(
+    taskloom_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(journal_module, "ROWS_PER_PICKLE", 2)
+    with Flow("parts") as flow:
+        total([noop() for _ in range(3)])
+    first, second = (flow.run(executor=LocalExecutor()).run_id for _ in range(2))
+    assert first is not None and second is not None
+    database = taskloom_home / "journal.sqlite"
+    # A part of the other run, signed all the same, put in place of this run's.
+    connection = sqlite3.connect(database)
+    with connection:
+        connection.execute("DELETE FROM task_log WHERE run_id = ? AND seq = -1", (first,))
+        connection.execute(
+            "UPDATE task_log SET run_id = ? WHERE run_id = ? AND seq = -1", (first, second)
+        )
+    connection.close()
+    assert Journal().load(first).tampered
+    assert Journal().load(second).tampered  # its part is gone
+    assert Journal().locations() == []
+
+
+def test_the_end_of_a_run_holds_its_outcomes_pickled_not_as_row_tuples() -> None:
+    # Deterministic: tracemalloc counts bytes. Rows built all at once cost about 300 bytes
+    # a task at the peak (the row tuples, their pickle and its signed copy); a chunk at a
+    # time, about 80: the pickle and one chunk's rows.
+    n = 100_000
+    with Flow("end") as flow:
+        noop()
+    traces = [
+        TaskTrace(f"noop[{i}]", Success("Task run succeeded."), attempts=1, queued=1.0 + i,
+                  started=2.0 + i, finished=3.0 + i, worker="local")
+        for i in range(n)
+    ]  # fmt: skip
+    store = Journal()
+    assert store.begin("run", "end", None, {}, 0.0)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        store.finish("run", 1.0, Success("done"), traces, plan(flow))
+        peak = (tracemalloc.get_traced_memory()[1] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert len(store.load("run").tasks) == n
+    assert peak < 150, f"{peak:.0f} bytes a task"
+
+
+@task
+def written_bytes(xs: list[None], tasks: int) -> int:
+    """Wait until this run's task log has written ``tasks`` tasks; the size of its record
+    of which tasks are written."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        [task_log] = recording._writer._logs
+        if sum(task_log._written) >= tasks:
+            return sys.getsizeof(task_log._written)
+        time.sleep(0.01)
+    raise AssertionError("the settled tasks were never written while the run went")
+
+
+def test_the_task_log_knows_which_tasks_are_written_in_a_byte_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A set of task numbers cost about 75 bytes a task (its table and the numbers).
+    monkeypatch.setattr(recording, "FLUSH_SECONDS", 0.01)
+    n = 20_000
+    with Flow("written") as flow:
+        gate = written_bytes([noop() for _ in range(n)], n)
+    state = flow.run(executor=LocalExecutor())
+    assert state.is_successful(), state
+    assert state.result is not None
+    assert state.result[gate].result < 2 * n
+
+
+def test_a_plan_keeps_no_dict_of_its_tasks_and_plain_nodes_no_mapping_fields() -> None:
+    # Deterministic: tracemalloc counts bytes. A compiled copy of a task cost about 270
+    # bytes with a dict of every task's number and 11 slots a node; now about 215.
+    n = 20_000
+    with Flow("warm") as warm:  # what compiling makes once (the shared empty containers)
+        total([noop() for _ in range(3)])
+    plan(warm)
+    with Flow("big") as flow:
+        xs = [as_task(noop()) for _ in range(n)]
+        t = as_task(total(xs))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        compiled = plan(flow)
+        per_task = (tracemalloc.get_traced_memory()[0] - before) / n
+    finally:
+        tracemalloc.stop()
+    assert per_task < 240, f"{per_task:.0f} bytes a task"
+    assert compiled.numbers([t, xs[5], noop]) == {t: n, xs[5]: 5}  # the template is not in it
+    assert compiled.number(xs[0]) == 0
+    node = compiled.nodes[0]
+    assert type(node) is Node and node.mapped is None and not node.chainable
+    assert not node.childwise
+
+
+def test_a_mapped_task_s_node_holds_what_mapping_needs() -> None:
+    @task
+    def first(x: tuple[int, int]) -> int:
+        return x[0]
+
+    with Flow("f") as flow:
+        handle = pair.map([1, 2])
+        xs, after = as_task(handle), as_task(first.map(handle))
+    compiled = plan(flow)
+    mapped = compiled.nodes[compiled.number(after)]
+    assert isinstance(mapped, MappedNode) and mapped.mapped == {"x": False}
+    assert mapped.childwise == frozenset({compiled.number(xs)})
+    assert mapped.chainable
+    assert flow.run(journal=False).result[after].is_mapped()
+
+
+def test_a_trace_holds_what_most_tasks_never_have_only_once_set() -> None:
+    # A trace of 14 slots was 144 bytes; logs, traceback and run name in a dict of their
+    # own, made when one is set, and a child's parent and map index in a subclass: 112.
+    plain = TaskTrace("t", Success("done"), attempts=1, worker="local")
+    assert sys.getsizeof(plain) <= 112
+    assert (plain.logs, plain.traceback, plain.run_name, plain.parent, plain.map_index) == (None,) * 5
+    plain.traceback = "Traceback ..."
+    plain.run_name = "t-1"
+    assert (plain.logs, plain.traceback, plain.run_name) == (None, "Traceback ...", "t-1")
+    assert plain == TaskTrace("t", plain.state, attempts=1,
+                              worker="local", traceback="Traceback ...", run_name="t-1")
+    child = ChildTrace("t[0]", Success("done"), 2, 0)
+    assert (child.parent, child.map_index) == (2, 0) and sys.getsizeof(child) <= 128
+    assert outcome(plain)[COLUMNS.index("run_name")] == "t-1"
+    assert record(0, COLUMNS, outcome(child)).map_index == 0
+
+
+def test_a_large_run_s_names_are_logged_in_parts_and_load_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``begin`` writes a large flow's names a part at a time (pickled at once, a
+    million names and their copies on the way into SQLite held the parent's memory for
+    the rest of the run); a run that never finished reads them back in order."""
+    monkeypatch.setattr(journal_module, "ROWS_PER_PICKLE", 2)
+    store = Journal(tmp_path / "journal.sqlite")
+    names = ["a", "b", "c", "d", "e"]
+    assert store.begin("r", "f", None, {}, 1.0, names=names)
+    seqs = query(store.path, "SELECT seq FROM task_log WHERE run_id = 'r' ORDER BY seq")
+    assert [seq for (seq,) in seqs] == [-2, -1, 0]
+    assert [t.name for t in store.load("r").tasks] == names
+    assert {t.state for t in store.load("r").tasks} == {"Pending"}
+    assert store.begin("other", "f", None, {}, 1.0, names=names)
+    connection = sqlite3.connect(store.path)
+    with connection:  # a part of another run's names in place of this run's
+        connection.execute("DELETE FROM task_log WHERE run_id = 'r' AND seq = -1")
+        connection.execute("UPDATE task_log SET run_id = 'r' WHERE run_id = 'other' AND seq = -1")
+    connection.close()
+    assert store.load("r").tampered and store.load("other").tampered
+    store.close()
+
+
+def _collections_during(build: Callable[[], object]) -> int:
+    """How many garbage collections ran while ``build()`` ran."""
+    passes: list[str] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        passes.append(phase)
+
+    gc.callbacks.append(seen)
+    try:
+        assert gc.isenabled()
+        build()
+    finally:
+        gc.callbacks.remove(seen)
+    assert gc.isenabled()
+    return passes.count("start")
+
+
+def test_compiling_a_flow_and_a_run_s_records_set_off_no_garbage_collection() -> None:
+    """Compiling makes thousands of objects and no cycle, and so does setting up a run's
+    records: the collections they would set off walk the whole flow each time (issue 16:
+    the cost per task grew with the flow). The collection the allocations left due may
+    run once the collector is back, once."""
+    with Flow("big") as flow:
+        total([noop() for _ in range(20_000)])
+    assert _collections_during(lambda: plan(flow)) <= 1
+    compiled = plan(flow)
+    args = _run_args.check(
+        flow, compiled, parameters={}, context={}, task_states={}, start_tasks=None
+    )
+    scheduler = _collections_during(
+        lambda: runner._Scheduler(flow, compiled, args, LocalExecutor(), None)
+    )
+    assert scheduler <= 1
+    gc.disable()
+    try:  # a collector turned off by someone else stays off
+        with Flow("again") as other:
+            noop()
+        plan(other)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -69,7 +69,8 @@ def check(
             flow, a seeded state that is not a State, a start task whose state lacks the
             inputs it needs, or an unknown or missing parameter.
     """
-    index = compiled.index
+    starting = list(start_tasks or ())
+    index = compiled.numbers([*task_states, *starting])
     seeded: dict[int, State[Any]] = {}
     for t, state in task_states.items():
         if t not in index:
@@ -82,7 +83,7 @@ def check(
             )
         seeded[index[t]] = state
     starts: set[int] = set()
-    for t in start_tasks or ():
+    for t in starting:
         if t not in index:
             raise FlowDefinitionError(
                 f"Flow {flow.name!r}: start task {t!r} is not in the flow"

@@ -7,24 +7,31 @@ running it (pid, host, start time: ``taskloom._process``), and for every task wh
 ``TaskTrace`` holds (``taskloom.trace``): its final state, message, timings (queued,
 started, finished), attempt count and the worker that ran it. The task outcomes of a run
 are one row (a signed pickle of plain values, loaded with an unpickler that refuses every
-class), written in one transaction at the end, so the journal costs about a microsecond
-per task.
+class; a large run's in parts, below), written in one transaction at the end, so the
+journal costs about a microsecond per task.
 
 While the run goes, the outcomes of the tasks that settled are also written as they
 settle, a batch at a time (``log_tasks``, driven by ``taskloom.recording``): one
 ``task_log`` row per batch, holding the outcomes (signed, plain) and the values a resume
 needs (the inputs of failed tasks, the results of finished tasks whose downstream tasks
 have not finished; one signed cloudpickle). ``begin`` writes the first, with the task
-names. ``finish`` replaces them by the run's one row. A run that never finished (its
-process was killed) is read from them: ``load`` gives its recorded tasks, and the others
-as ``Pending`` (never recorded: in flight or never reached), and a run whose process is
-gone reads as ``Crashed`` (decided by pid, host and start time, never by its age).
+names (a large flow's in parts of their own: rows -1, -2, ...). ``finish`` replaces them by
+the run's row (and its parts). A run that never
+finished (its process was killed) is read from them: ``load`` gives its recorded tasks,
+and the others as ``Pending`` (never recorded: in flight or never reached), and a run
+whose process is gone reads as ``Crashed`` (decided by pid, host and start time, never
+by its age).
 
 The outcomes are stored by column name: ``{"columns": trace.COLUMNS, "rows": [one tuple
 per task]}``, and read back by name (``trace.record``), so a field added to the trace is
-recorded without a change here. Journals written by taskloom 0.1 hold a bare list of
-9-tuples (``_V01_COLUMNS``, the task's number first) in the same table: they load as they
-are, so their runs can still be shown and resumed.
+recorded without a change here. The end of a run pickles them ``ROWS_PER_PICKLE`` rows at
+a time: the run's ``tasks`` holds the first rows and how many parts follow (``"parts"``),
+and each part is a ``task_log`` row of the run numbered -1, -2, ... (``(run_id, part,
+rows)``, signed), so the parent never holds a row tuple per task of a large run, nor their
+pickle, at once (a temporary file beside the journal holds the parts on their way in).
+Journals written by taskloom 0.1 hold a bare list of 9-tuples (``_V01_COLUMNS``, the task's
+number first) in the same table: they load as they are, so their runs can still be shown
+and resumed.
 
 To let a later process resume the run, and nothing more, it also keeps:
 
@@ -52,12 +59,14 @@ a warning is logged.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import operator
 import os
 import pickle
 import sqlite3
-from collections.abc import Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,6 +91,7 @@ __all__ = [
     "TAMPERED",
     "TaskRecord",
     "default_journal",
+    "kept_values",
     "task_records",
 ]
 
@@ -154,6 +164,29 @@ class _PlainUnpickler(pickle.Unpickler):
 
 def _plain_loads(data: bytes) -> Any:
     return _PlainUnpickler(io.BytesIO(data)).load()
+
+
+#: The most rows of a run's outcomes pickled at once (``_pickled_outcomes``).
+ROWS_PER_PICKLE = 10_000
+#: The most bytes of a run's pickled outcomes ``finish`` holds in memory before it moves
+#: them to a temporary file (beside the journal) on their way into the journal.
+SPOOL_BYTES = 1 << 20
+
+
+def _outcome_chunks(traces: Sequence[TaskTrace]) -> Iterator[list[tuple[Any, ...]]]:
+    """The outcomes of a run's tasks (``trace.outcomes``), ``ROWS_PER_PICKLE`` at a time
+    (at least one chunk, empty for no task)."""
+    for start in range(0, max(len(traces), 1), ROWS_PER_PICKLE):
+        yield outcomes(traces[start : start + ROWS_PER_PICKLE])
+
+
+def _refusing(run_id: str, payload: bytes) -> Any:
+    """``_plain_loads(payload)``; what cannot be loaded (a class, or no pickle at all) is
+    the run's refused content."""
+    try:
+        return _plain_loads(payload)
+    except Exception as error:
+        raise JournalError.refused(run_id, error) from None
 
 
 class JournalError(TaskloomError):
@@ -241,7 +274,7 @@ class Journal(SQLiteFile):
         home = taskloom_home()
         super().__init__(Path(path) if path is not None else home / "journal.sqlite", lock_timeout)
         self._signer = Signer.for_home(home)
-        self._last_skeleton: tuple[list[str], bytes] | None = None
+        self._last_skeleton: tuple[Sequence[str], list[bytes]] | None = None
 
     def _blob(self, value: Any, what: str) -> bytes | None:
         try:
@@ -287,7 +320,7 @@ class Journal(SQLiteFile):
         False (and a warning) if the journal is unusable."""
         try:
             params = self._blob(dict(parameters), "parameters")
-            skeleton = self._skeleton(names)
+            skeleton = self._skeleton(run_id, names)
             me = _this_process()
             with self._transaction() as connection:
                 connection.execute(
@@ -296,25 +329,40 @@ class Journal(SQLiteFile):
                     (run_id, flow_name, source, params, started, Running.__name__, resumed_from,
                      me.pid, me.host, me.started),
                 )
-                connection.execute(
-                    "INSERT INTO task_log VALUES (?, 0, ?, NULL)", (run_id, skeleton)
+                connection.executemany(  # a part's pickle made as it is written
+                    "INSERT INTO task_log VALUES (?, ?, ?, NULL)",
+                    ((run_id, -part, signed) for part, signed in enumerate(skeleton)),
                 )
             return True
         except (sqlite3.Error, OSError) as error:
             log.warning("journal %s unusable (%s): this run is not recorded", self.path, error)
             return False
 
-    def _skeleton(self, names: Sequence[str]) -> bytes:
-        """The signed first row of a run's task log: its task names. The last one is
-        reused when the names are the same (a flow run again: its list of names is the
-        same object, compared in no time), as pickling thousands of names is not free."""
+    def _skeleton(self, run_id: str, names: Sequence[str]) -> Iterable[bytes]:
+        """The signed first rows of a run's task log: its task names, ``ROWS_PER_PICKLE``
+        a row (the first ``{"names": [...], "name_parts": more}``, row 0; each next one
+        ``(run_id, part, names)``, row -part), each pickled as it is written: the names of
+        a million tasks pickled at once (and their copies on the way into SQLite) would
+        hold their RSS for the rest of the run. The rows of a flow of at most
+        ``ROWS_PER_PICKLE`` names are reused for the same sequence of names (a flow run
+        again: its plan's names, the same object, kept as it is: names are never changed
+        in place), as pickling thousands of names is not free."""
         last = self._last_skeleton
-        if last is not None and last[0] == names:
+        if last is not None and last[0] is names:
             return last[1]
-        names = list(names)
-        signed = self._signer.sign(pickle.dumps({"names": names}, protocol=5))
-        self._last_skeleton = (names, signed)
-        return signed
+        first = list(names[:ROWS_PER_PICKLE])
+        more = -(-(len(names) - len(first)) // ROWS_PER_PICKLE)  # rounded up
+        head = self._signer.sign(pickle.dumps({"names": first, "name_parts": more}, protocol=5))
+        if not more:
+            self._last_skeleton = (names, [head])
+            return [head]
+        return itertools.chain([head], (
+            self._signer.sign(pickle.dumps(
+                (run_id, part, list(names[part * ROWS_PER_PICKLE : (part + 1) * ROWS_PER_PICKLE])),
+                protocol=5,
+            ))
+            for part in range(1, more + 1)
+        ))  # fmt: skip
 
     def log_tasks(
         self,
@@ -364,9 +412,13 @@ class Journal(SQLiteFile):
         traces: Sequence[TaskTrace],
         plan: Plan,
     ) -> None:
-        """Record how a run ended, what each task did, and what a resume needs (one transaction)."""
-        rows, keep = task_records(traces, plan)
-        signed = self._signer.sign(pickle.dumps({"columns": COLUMNS, "rows": rows}, protocol=5))
+        """Record how a run ended, what each task did, and what a resume needs (one transaction).
+
+        The outcomes are pickled a chunk of rows at a time (``_pickled_outcomes``), kept
+        in a temporary file once past ``SPOOL_BYTES``, and copied into the run's row a
+        piece at a time: at the end of a run of a million tasks, the parent holds one
+        chunk of them, not a million row tuples, their pickle, its signed copy and
+        SQLite's copy of that."""
         blobs = [
             (
                 run_id,
@@ -374,20 +426,39 @@ class Journal(SQLiteFile):
                 None if inputs is None else self._blob(inputs, f"inputs of {name!r}"),
                 self._blob(result, f"result of {name!r}") if has_result else None,
             )
-            for index, name, inputs, result, has_result in keep
+            for index, name, inputs, result, has_result in kept_values(traces, plan)
         ]
         message = None if state.message is None else str(state.message)
         try:
-            with self._transaction() as connection:
-                connection.execute(
-                    "UPDATE runs SET ended = ?, state = ?, message = ?, tasks = ? WHERE run_id = ?",
-                    (ended, type(state).__name__, message, signed, run_id),
-                )
-                connection.execute("DELETE FROM task_log WHERE run_id = ?", (run_id,))
-                if blobs:
-                    connection.executemany(
-                        "INSERT OR REPLACE INTO resume_data VALUES (?, ?, ?, ?)", blobs
+            with tempfile.SpooledTemporaryFile(SPOOL_BYTES, dir=str(self.path.parent)) as spool:
+                chunks = _outcome_chunks(traces)
+                first = next(chunks)
+                sizes = [
+                    spool.write(pickle.dumps((run_id, part, rows), protocol=5))
+                    for part, rows in enumerate(chunks, 1)
+                ]
+                header = self._signer.sign(pickle.dumps(
+                    {"columns": COLUMNS, "rows": first, "parts": len(sizes)}, protocol=5
+                ))  # fmt: skip
+                del first
+                spool.seek(0)
+                with self._transaction() as connection:
+                    connection.execute(
+                        "UPDATE runs SET ended = ?, state = ?, message = ?, tasks = ? WHERE run_id = ?",
+                        (ended, type(state).__name__, message, header, run_id),
                     )
+                    connection.execute("DELETE FROM task_log WHERE run_id = ?", (run_id,))
+                    connection.executemany(  # one part read back at a time
+                        "INSERT INTO task_log VALUES (?, ?, ?, NULL)",
+                        (
+                            (run_id, -part, self._signer.sign(spool.read(size)))
+                            for part, size in enumerate(sizes, 1)
+                        ),
+                    )
+                    if blobs:
+                        connection.executemany(
+                            "INSERT OR REPLACE INTO resume_data VALUES (?, ?, ?, ?)", blobs
+                        )
         except (sqlite3.Error, OSError) as error:
             log.warning("journal %s unusable (%s): run %s is not fully recorded", self.path, error, run_id)
 
@@ -462,14 +533,10 @@ class Journal(SQLiteFile):
         if signed is None and logged:
             self._logged(record, logged)
         elif signed is not None:
-            payload = self._signer.verify(signed)
-            if payload is None:
+            outcomes = self._recorded(record.run_id, signed)
+            if outcomes is None:
                 record.tampered = True
             else:
-                try:
-                    outcomes = _plain_loads(payload)
-                except Exception as error:  # a class (refused), or not a pickle at all
-                    raise JournalError.refused(record.run_id, error) from None
                 for row in _task_records(outcomes):
                     if row.parent is None:
                         record.tasks.append(row)
@@ -492,21 +559,54 @@ class Journal(SQLiteFile):
         found: dict[str, PersistedResult] = {}
         newest = self._newest("run_id, flow_name, started, tasks", flow_name, runs)
         for run_id, flow, started, signed in newest:
-            payload = None if signed is None else self._signer.verify(signed)
-            if payload is None:
+            outcomes = None if signed is None else self._recorded(run_id, signed)
+            if outcomes is None:
                 continue
-            for task in _task_records(_plain_loads(payload)):
+            for task in _task_records(outcomes):
                 if task.location is not None and task.location not in found:
                     when = task.finished if task.finished is not None else started
                     read = (task.message or "").startswith(TARGET_FOUND)
                     found[task.location] = PersistedResult(task.location, flow, task.name, run_id, when, read)
         return list(found.values())
 
+    def _recorded(self, run_id: str, signed: bytes) -> Any:
+        """A finished run's outcomes as ``finish`` recorded them (``{"columns", "rows"}``),
+        the rows of its parts after the first read back; None when a signature does not
+        match, or a part is missing or not this run's.
+
+        Raises:
+            JournalError: some content is refused (a class, or not a pickle).
+        """
+        payload = self._signer.verify(signed)
+        if payload is None:
+            return None
+        recorded = _refusing(run_id, payload)
+        parts = recorded.get("parts") if isinstance(recorded, dict) else None
+        if not parts:  # a run of few tasks, or recorded before runs had parts
+            return recorded
+        stored = self._read(
+            "SELECT outcomes FROM task_log WHERE run_id = ? AND seq < 0 ORDER BY seq DESC", (run_id,)
+        )
+        if len(stored) != parts:
+            return None
+        rows = recorded["rows"]
+        for part, (blob,) in enumerate(stored, 1):
+            payload = self._signer.verify(blob)
+            if payload is None:
+                return None
+            chunk = _refusing(run_id, payload)
+            if not (isinstance(chunk, tuple) and len(chunk) == 3 and chunk[:2] == (run_id, part)):
+                return None
+            rows.extend(chunk[2])
+        return recorded
+
     def _logged(self, run: RunRecord, logged: Sequence[tuple[bytes, bytes | None]]) -> None:
         """Fill a run that never finished from its task log: each recorded task's last
         outcome and values, the others ``Pending`` (``NOT_RECORDED``). A mapped task's
         children are all there once it mapped (``recording``)."""
         names: list[str] = []
+        parts = 0
+        more_names: dict[int, list[str]] = {}  # by part (``_skeleton``)
         found: dict[int, TaskRecord] = {}
         values: dict[int, Values] = {}
         for outcomes, task_values in logged:
@@ -515,7 +615,14 @@ class Journal(SQLiteFile):
                 run.tampered = True
                 return
             batch = _plain_loads(payload)
-            names = batch.get("names", names)
+            if isinstance(batch, tuple):  # a part of the names
+                if len(batch) != 3 or batch[0] != run.run_id:
+                    run.tampered = True
+                    return
+                more_names[batch[1]] = batch[2]
+                continue
+            if "names" in batch:
+                names, parts = batch["names"], batch.get("name_parts", 0)
             for row in batch.get("rows", ()):
                 found[row[0]] = record(row[0], batch["columns"][1:], row[1:])
             stored = self._value(task_values)
@@ -523,6 +630,11 @@ class Journal(SQLiteFile):
                 run.tampered = True
                 return
             values.update(stored or {})
+        if sorted(more_names) != list(range(1, parts + 1)):
+            run.tampered = True
+            return
+        for part in range(1, parts + 1):
+            names.extend(more_names[part])
         n = len(names)
         run.tasks = [
             found.get(i) or TaskRecord(i, name, Pending.__name__, NOT_RECORDED)
@@ -594,15 +706,19 @@ Keep = tuple[int, str, "dict[str, Any] | None", Any, bool]
 
 def task_records(traces: Sequence[TaskTrace], plan: Plan) -> tuple[list[tuple[Any, ...]], list[Keep]]:
     """What to record of each task: its outcome (``trace.outcome``), and only what a
-    resume will need.
+    resume will need (``kept_values``)."""
+    return outcomes(traces), kept_values(traces, plan)
+
+
+def kept_values(traces: Sequence[TaskTrace], plan: Plan) -> list[Keep]:
+    """What a resume will need of a run's tasks.
 
     A resume runs again the tasks whose state ``runs_again`` (with their stored inputs
     where the state ``keeps_inputs``) and everything downstream of them; so it needs those
     inputs, and the results of finished tasks outside that set that feed into it.
     """
-    rows = outcomes(traces)
     if not any(kind.runs_again for kind in _state_classes(traces)):
-        return rows, []  # a resume runs nothing again: it needs nothing
+        return []  # a resume runs nothing again: it needs nothing
     kinds = [type(trace.state) for trace in traces]
     nodes = plan.nodes
     n = len(nodes)
@@ -637,7 +753,7 @@ def task_records(traces: Sequence[TaskTrace], plan: Plan) -> tuple[list[tuple[An
         # one that never ran (blocked, or downstream) will read it.
         if any(again[d] and not kinds[d].keeps_inputs for d in nodes[i].downstream):
             keep.append((i, trace.name, None, _kept_result(i, traces, n), True))
-    return rows, keep
+    return keep
 
 
 def _kept(trace: TaskTrace, task: int) -> Any:

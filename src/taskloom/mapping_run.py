@@ -52,7 +52,7 @@ from .plan import Node, rebuild
 from .recording import TaskLog
 from .states import Failed, Finished, Mapped, Paused, Pending, Resume, Running, State, Success
 from .task import Task
-from .trace import TaskTrace
+from .trace import ChildTrace, TaskTrace
 
 if TYPE_CHECKING:
     from .progress import RunObserver
@@ -100,9 +100,9 @@ class _Mapping:
     args: RunArgs
     observer: RunObserver | None
     traces: list[TaskTrace]
-    finished: list[bool]
+    finished: bytearray
     waiting: list[int]
-    runnable: list[bool]
+    runnable: bytearray
     ready: list[int]
     claimed: set[int]
     task_of: list[Task[Any, Any]]
@@ -213,7 +213,7 @@ class _Mapping:
         self.traces[i].state = Running(f"Mapped over {n} children.")
         not_run = Pending(NOT_RUN_MESSAGE)
         traces.extend(
-            TaskTrace(child_name(traces[i].name, k), not_run, parent=i, map_index=k)
+            ChildTrace(child_name(traces[i].name, k), not_run, i, k)
             for k in range(n)
         )
         self.finished.extend([False] * n)

@@ -149,7 +149,9 @@ class TaskLog:
         self._run_id = run_id
         self._scheduler = scheduler
         self._waiting: deque[int] = deque()  # appended by the scheduler, taken by the writer
-        self._written: set[int] = set()
+        # Which tasks and children are written, a byte each (a set of a million task
+        # numbers would cost 75 bytes a task); grown as a mapped task adds children.
+        self._written = bytearray(len(scheduler.nodes))
         self._seq = 0
         self._lock = threading.Lock()  # held while a batch is written
         self._closed = False
@@ -199,7 +201,12 @@ class TaskLog:
         it (see the module docstring). One loop with no call for a task that needs none:
         the writer holds the interpreter, which the scheduler wants, while it runs."""
         written = self._written
-        written.update(keys)
+        top = max(keys, default=-1)
+        if top >= len(written):  # children mapped since: room for twice as many
+            written.extend(bytes(max(top + 1, 2 * len(written)) - len(written)))
+        for i in keys:
+            written[i] = 1
+        is_written = written.__getitem__
         scheduler = self._scheduler
         traces, nodes = scheduler.traces, scheduler.nodes
         n = len(nodes)
@@ -216,9 +223,9 @@ class TaskLog:
                 values[i] = (resolve_deferred(dict(inputs)), None, False)
             elif kind != _NOTHING:  # finished well: a task not written yet may need it
                 if i >= n:  # a child: its mapped task will need it until it is written
-                    needed = trace.parent not in written
+                    needed = trace.parent is None or not written[trace.parent]
                 else:
-                    needed = not written.issuperset(nodes[i].downstream) or (
+                    needed = not all(map(is_written, nodes[i].downstream)) or (
                         kind == _MAPPED and unfinished_children(state)
                     )
                 if needed:

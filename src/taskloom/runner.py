@@ -112,7 +112,8 @@ Lifecycle of one run (``_Scheduler.run``; the order matters):
 ``run_flow`` runs all of it with what existed before (the flow, its plan, the run's
 records) left out of the garbage collector's passes (``_frozen_heap``): at a million tasks,
 full collections walking the flow again and again made each task cost more the bigger the
-flow.
+flow. For the same reason the run's records are built with the collector off
+(``taskloom._collector``).
 
 Logging (``taskloom.logging``): the flow's logger says "Beginning Flow run" after 3 and
 how the run ended after 6; each task's logger says "Finished task run ... final state"
@@ -164,6 +165,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import _run_args
+from ._collector import collector_off
 from ._run_args import RunArgs
 from ._tracebacks import failure_traceback
 from .attempt import FollowOn, InGroup, TaskResult, TaskRun, finished_before, follows
@@ -236,21 +238,34 @@ class _Scheduler(_Mapping):
         self.resumed_from = resumed_from
         self.observer = observer
         self._cache_store = cache_store
+        with collector_off():  # a trace and a few numbers a task, and no cycle
+            self._records(compiled, args)
+        #: The executor's side of this run: set by ``run`` (``executor.begin``).
+        self.session: ExecutorRun | None = None
+        #: The flow's Running state, as its state handlers left it (``_flow_started``).
+        self._flow_running: State[Any] = Running("Running flow.")
+        #: Settled tasks on their way to the journal, while the run goes (``recording``).
+        self.task_log: TaskLog | None = None
+
+    def _records(self, compiled: Plan, args: RunArgs) -> None:
+        """The run's bookkeeping, by task (see the module docstring)."""
+        nodes = compiled.nodes
         seeded, starts = args.seeded, args.starts
         # One "not run" state for the run: states are immutable, so tasks can share it.
         not_run: State[Any] = Pending(NOT_RUN_MESSAGE)
         self.traces = traces = [
             TaskTrace(name, seeded.get(i, not_run)) for i, name in enumerate(compiled.names)
         ]
-        self.finished = finished = [
+        # Flags a byte a task (a list costs 8): ``finished`` and ``runnable``.
+        self.finished = finished = bytearray([  # from a list: a generator costs a call a task
             isinstance(t.state, Finished) and not unfinished_children(t.state) for t in traces
-        ]
+        ])
         self.waiting = waiting = (
             [sum(not finished[u] for u in node.upstream) for node in nodes]
             if any(finished) else [len(node.upstream) for node in nodes]
         )
         self.runnable = runnable = (
-            compiled.downstream_closure(starts) if starts else [True] * len(nodes)
+            bytearray(compiled.downstream_closure(starts)) if starts else bytearray(b"\x01") * len(nodes)
         )
         self.ready = [
             i for i in range(len(nodes))
@@ -268,12 +283,6 @@ class _Scheduler(_Mapping):
         self._queued_at = 0.0  # the last queue time given (``_task_run``)
         self.claimed: set[int] = set()
         self.chains: dict[int, tuple[FollowOn, ...]] = {}
-        #: The executor's side of this run: set by ``run`` (``executor.begin``).
-        self.session: ExecutorRun | None = None
-        #: The flow's Running state, as its state handlers left it (``_flow_started``).
-        self._flow_running: State[Any] = Running("Running flow.")
-        #: Settled tasks on their way to the journal, while the run goes (``recording``).
-        self.task_log: TaskLog | None = None
 
     @property
     def cache_store(self) -> CacheStore:
@@ -676,7 +685,7 @@ class _Scheduler(_Mapping):
         args = self.args
         return (
             self.nodes[j].followable
-            and self.runnable[j]
+            and self.runnable[j] != 0
             and not self.finished[j]
             and not self.traces[j].attempts
             and j not in self.claimed
@@ -934,8 +943,8 @@ class _Scheduler(_Mapping):
         terminal = flow.terminal_state_handler
         if terminal is not None:
             references: set[State[Any]] = set()
-            for t in flow.reference_tasks():
-                references.update(_children_of(self.traces[self.plan.index[t]].state))
+            for i in self.plan.numbers(flow.reference_tasks()).values():
+                references.update(_children_of(self.traces[i].state))
             try:
                 returned: object = terminal(flow, state, references)
             except Exception as error:
@@ -1084,14 +1093,20 @@ class _Scheduler(_Mapping):
         return FlowResult(zip((node.task for node in self.nodes), (t.state for t in self.traces)))
 
     def _flow_state(self) -> State[FlowResult]:
+        """The flow's final state (see the module docstring), once the loop is over.
+
+        What only the loop reads goes first: at a million tasks, the 48 MB of its
+        per-slot lists are where the result's dict can go, not on top of them."""
+        self.waiting, self.runnable, self.finished = [], bytearray(), bytearray()
+        self.task_of, self.parent, self.map_index = [], [], []
         result = self._flow_result()
         traces = self.traces
         paused = [t.name for t in traces if isinstance(t.state, Paused)]
         if paused:
             return Paused(f"Waiting to be resumed: {', '.join(paused)}", result)
         references: list[State[Any]] = []
-        for t in self.flow.reference_tasks():
-            state = traces[self.plan.index[t]].state
+        for i in self.plan.numbers(self.flow.reference_tasks()).values():
+            state = traces[i].state
             references.extend(state.map_states if isinstance(state, Mapped) else (state,))
         if any(s.is_failed() for s in references):
             return Failed("Some reference tasks failed.", result)

@@ -7,15 +7,16 @@ handed to the executor, when it ran and where. It is all the journal needs of a 
 (``journal.task_records``), so the scheduler hands the journal one list of traces.
 
 The journal records a trace by column name, not by position: ``COLUMNS`` are built from
-the dataclass's fields, a recorded run carries them as its header, and ``record`` reads a
+the trace's ``FIELDS``, a recorded run carries them as its header, and ``record`` reads a
 row back into a ``TaskRecord`` by name (dropping columns it does not know, defaulting those
 it lacks). So a new plain field of ``TaskTrace`` is recorded and read back by adding it here,
-to ``TaskTrace`` and ``TaskRecord``, and to the code that fills it: the journal does not
-change. ``state`` is recorded as its class name and message, and ``inputs`` only where a
+to ``TaskTrace`` (and ``FIELDS``) and ``TaskRecord``, and to the code that fills it: the
+journal does not change. ``state`` is recorded as its class name and message, and ``inputs`` only where a
 resume needs them (in their own table: see ``taskloom.journal``).
 
-A trace costs one small object per task (slots, no dict); the scheduler writes its fields
-in place, the way it used to write its parallel lists. A recorded row ends before the
+A trace costs one small object per task (slots; a dict only for a task that logged,
+failed with a traceback or has a run name); the scheduler writes its fields in place, the
+way it used to write its parallel lists. A recorded row ends before the
 optional columns (those after ``worker``) when all of them are None, as most tasks' are:
 ``record`` gives a column a row lacks its ``TaskRecord`` default, which for those is None.
 ``outcomes`` makes the journal's rows of a whole run in bulk (two C-level attribute getters
@@ -27,15 +28,41 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, overload
 
 from ._secrets import masked_rows
 from .states import State
 
-__all__ = ["COLUMNS", "TAMPERED", "Stored", "TaskRecord", "TaskTrace", "outcome", "outcomes", "record"]
+__all__ = ["COLUMNS", "ChildTrace", "FIELDS", "TAMPERED", "Stored", "TaskRecord", "TaskTrace", "outcome", "outcomes", "record"]
 
 
-@dataclass(slots=True)
+class _Rare:
+    """A field of a trace that most tasks never set (``logs``, ``traceback``, ``run_name``):
+    None until set, then kept in the trace's ``_more`` dict, made by the first one set."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, trace: None, owner: type) -> _Rare: ...
+
+    @overload
+    def __get__(self, trace: TaskTrace, owner: type) -> str | None: ...
+
+    def __get__(self, trace: TaskTrace | None, owner: type) -> _Rare | str | None:
+        if trace is None:
+            return self
+        more = trace._more
+        return None if more is None else more.get(self.name)
+
+    def __set__(self, trace: TaskTrace, value: str | None) -> None:
+        if trace._more is None:
+            if value is None:
+                return
+            trace._more = {}
+        trace._more[self.name] = value
+
+
 class TaskTrace:
     """One task of a run, as the scheduler saw it (see the module docstring).
 
@@ -66,37 +93,101 @@ class TaskTrace:
         location: where its last attempt's result was written, or read from (a target
             found), by its ``result`` (``taskloom.checkpoint``); None when it does not
             persist. The journal keeps this instead of the value.
+
+    A trace is 112 bytes, not 144: what most tasks never have (``logs``, ``traceback``,
+    ``run_name``) is kept in a dict of the trace's made when the first is set, and
+    ``parent`` and ``map_index`` are a child's (a ``ChildTrace`` has slots for them; a task
+    of the flow reads None from the class).
     """
 
-    name: str
-    state: State[Any]
-    attempts: int = 0
-    inputs: dict[str, Any] | None = None
-    queued: float | None = None
-    started: float | None = None
-    finished: float | None = None
-    worker: str | None = None
+    __slots__ = ("_more", "attempts", "finished", "inputs", "location", "name", "queued",
+                 "started", "state", "worker")
+
+    # A child's own (``ChildTrace``); None for a task of the flow.
     parent: int | None = None
     map_index: int | None = None
-    logs: str | None = None
-    traceback: str | None = None
-    run_name: str | None = None
-    location: str | None = None
+
+    def __init__(
+        self,
+        name: str,
+        state: State[Any],
+        attempts: int = 0,
+        inputs: dict[str, Any] | None = None,
+        queued: float | None = None,
+        started: float | None = None,
+        finished: float | None = None,
+        worker: str | None = None,
+        logs: str | None = None,
+        traceback: str | None = None,
+        run_name: str | None = None,
+        location: str | None = None,
+    ) -> None:
+        self.name = name
+        self.state = state
+        self.attempts = attempts
+        self.inputs = inputs
+        self.queued = queued
+        self.started = started
+        self.finished = finished
+        self.worker = worker
+        self.location = location
+        #: ``logs``, ``traceback`` and ``run_name``, those set (None until one is).
+        self._more: dict[str, str | None] | None = None
+        if logs is not None or traceback is not None or run_name is not None:
+            self._more = {"logs": logs, "traceback": traceback, "run_name": run_name}
+
+    logs = _Rare()
+    traceback = _Rare()
+    run_name = _Rare()
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        assert isinstance(other, TaskTrace)
+        return all(getattr(self, name) == getattr(other, name) for name in FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value (as a dataclass)
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in FIELDS)
+        return f"{type(self).__name__}({shown})"
+
+
+class ChildTrace(TaskTrace):
+    """The trace of a child of a mapped task: ``parent`` and ``map_index`` of its own
+    (the other arguments are ``TaskTrace``'s)."""
+
+    __slots__ = ("map_index", "parent")
+
+    def __init__(self, name: str, state: State[Any], parent: int, map_index: int, **more: Any) -> None:
+        super().__init__(name, state, **more)
+        self.parent: int | None = parent
+        self.map_index: int | None = map_index
+
+
+#: The fields of a trace, in order (its constructor's arguments, and a child's).
+FIELDS: tuple[str, ...] = (
+    "name", "state", "attempts", "inputs", "queued", "started", "finished", "worker", "parent",
+    "map_index", "logs", "traceback", "run_name", "location",
+)  # fmt: skip
 
 
 #: The fields of a trace recorded as they are: plain values (str, int, float, None).
-_PLAIN = tuple(f.name for f in fields(TaskTrace) if f.name not in ("state", "inputs"))
+_PLAIN = tuple(name for name in FIELDS if name not in ("state", "inputs"))
 
 #: The columns of a recorded task outcome, in the order ``outcome`` gives them.
 COLUMNS: tuple[str, ...] = ("state", "message", *_PLAIN)
 #: Where the columns that default to None begin (those after ``worker``).
 _OPTIONAL = COLUMNS.index("worker") + 1
-_NONE_OPTIONAL = (None,) * (len(COLUMNS) - _OPTIONAL)
 
 #: A trace's outcome row up to its optional columns, and those, each in one C call (a
 #: run records thousands at once).
 _row = operator.attrgetter("state.__class__.__name__", "state.message", *_PLAIN[: _OPTIONAL - 2])
 _optional = operator.attrgetter(*COLUMNS[_OPTIONAL:])
+#: Whether a trace has any optional column, in one C call that calls no property: its
+#: ``parent``, ``map_index``, ``location`` and the dict of its other optional fields.
+_any_optional = operator.attrgetter("parent", "map_index", "_more", "location")
+_NONE_ANY = (None,) * 4
 _message = operator.itemgetter(1)
 _TEXT = frozenset((str, type(None)))
 
@@ -104,13 +195,14 @@ _TEXT = frozenset((str, type(None)))
 def outcomes(traces: Sequence[TaskTrace]) -> list[tuple[Any, ...]]:
     """Each task's outcome as the journal records it (``outcome``), in bulk."""
     rows = list(map(_row, traces))
-    optional = list(map(_optional, traces))
-    if optional.count(_NONE_OPTIONAL) != len(optional):
+    some = list(map(_any_optional, traces))
+    if some.count(_NONE_ANY) != len(some):
         # Most tasks have none of the optional columns: their row ends before them
         # (``record`` reads a short row with those at their defaults), which spares the
         # journal's end of a run of a million tasks 48 MB of Nones.
         rows = [
-            row if extra == _NONE_OPTIONAL else row + extra for row, extra in zip(rows, optional)
+            row if has == _NONE_ANY else row + _optional(trace)
+            for row, has, trace in zip(rows, some, traces)
         ]
     if not _TEXT.issuperset(map(type, map(_message, rows))):
         # A message typed ``str`` that is not one (a user's signal may carry any
