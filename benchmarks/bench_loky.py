@@ -164,7 +164,7 @@ class HandOffFloor(sy.System[wl.Workload]):
 def bench_w4(bench: Bench, nbytes: int) -> h.Figures:
     figures: h.Figures = {}
     w = wl.w4_payload(nbytes)
-    consumers = len(w.nodes) - 2
+    consumers = sum(node.fn is wl.consume for node in w.nodes)
     floor: System | sy.Absent = (
         HandOffFloor(nbytes, consumers) if os.path.isdir(wl.SHARED_MEMORY)
         else sy.Absent(FLOOR, f"no {wl.SHARED_MEMORY} here")

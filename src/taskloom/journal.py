@@ -189,6 +189,24 @@ def _refusing(run_id: str, payload: bytes) -> Any:
         raise JournalError.refused(run_id, error) from None
 
 
+def _part(run_id: str, chunk: object) -> tuple[int, list[Any]] | None:
+    """A part of a run's task names or outcomes (``(run_id, number, items)``: ``_skeleton``,
+    ``finish``) as ``(number, items)``; None when it is not a part of this run."""
+    if isinstance(chunk, tuple) and len(chunk) == 3 and chunk[0] == run_id and type(chunk[1]) is int:
+        return chunk[1], chunk[2]
+    return None
+
+
+def _joined(first: list[Any], parts: Mapping[int, list[Any]], count: int) -> bool:
+    """Append the items of parts 1 to ``count``, in order, to ``first``; False (and
+    ``first`` as it was) when the parts are not exactly those."""
+    if sorted(parts) != list(range(1, count + 1)):
+        return False
+    for number in range(1, count + 1):
+        first.extend(parts[number])
+    return True
+
+
 class JournalError(TaskloomError):
     """A run the journal cannot give: unknown, or its stored data is tampered with."""
 
@@ -589,16 +607,14 @@ class Journal(SQLiteFile):
         )
         if len(stored) != parts:
             return None
-        rows = recorded["rows"]
-        for part, (blob,) in enumerate(stored, 1):
+        chunks: dict[int, list[Any]] = {}
+        for (blob,) in stored:
             payload = self._signer.verify(blob)
-            if payload is None:
+            part = None if payload is None else _part(run_id, _refusing(run_id, payload))
+            if part is None:
                 return None
-            chunk = _refusing(run_id, payload)
-            if not (isinstance(chunk, tuple) and len(chunk) == 3 and chunk[:2] == (run_id, part)):
-                return None
-            rows.extend(chunk[2])
-        return recorded
+            chunks[part[0]] = part[1]
+        return recorded if _joined(recorded["rows"], chunks, parts) else None
 
     def _logged(self, run: RunRecord, logged: Sequence[tuple[bytes, bytes | None]]) -> None:
         """Fill a run that never finished from its task log: each recorded task's last
@@ -616,10 +632,11 @@ class Journal(SQLiteFile):
                 return
             batch = _plain_loads(payload)
             if isinstance(batch, tuple):  # a part of the names
-                if len(batch) != 3 or batch[0] != run.run_id:
+                part = _part(run.run_id, batch)
+                if part is None:
                     run.tampered = True
                     return
-                more_names[batch[1]] = batch[2]
+                more_names[part[0]] = part[1]
                 continue
             if "names" in batch:
                 names, parts = batch["names"], batch.get("name_parts", 0)
@@ -630,11 +647,9 @@ class Journal(SQLiteFile):
                 run.tampered = True
                 return
             values.update(stored or {})
-        if sorted(more_names) != list(range(1, parts + 1)):
+        if not _joined(names, more_names, parts):
             run.tampered = True
             return
-        for part in range(1, parts + 1):
-            names.extend(more_names[part])
         n = len(names)
         run.tasks = [
             found.get(i) or TaskRecord(i, name, Pending.__name__, NOT_RECORDED)
