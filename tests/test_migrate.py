@@ -15,8 +15,10 @@ import sys
 import tokenize
 from pathlib import Path
 
+import libcst as cst
 import pytest
 
+from taskloom._cst_edits import StatementEdits
 from taskloom.migrate import MigrateError, migrate_source, translate
 
 from ._cli import describe, table_rows, taskloom
@@ -226,3 +228,16 @@ def test_every_name_the_rewrite_targets_exists_in_taskloom() -> None:
     missing = [target for names in _NAMES.values() for target in names.values() if not exists(target)]
     assert set(missing) <= PENDING, sorted(set(missing) - PENDING)
     assert translate("prefect.engine.state.Success") == "taskloom.states.Success"
+
+
+def test_a_statement_made_after_a_dropped_placeholder_is_kept() -> None:
+    """A removed statement's placeholder is known by its id: a placeholder dropped (a block
+    rewritten) must not lend its id to a later statement, which would then be dropped too
+    (seen on CI: ``return new_state`` vanished from a migrated state handler)."""
+    edits = StatementEdits()
+    original = cst.parse_statement("x = 1\n")
+    for _ in range(200):
+        edits.removed(original, "gone")  # dropped at once: its memory is free again
+        later = cst.SimpleStatementLine(body=[cst.Return(cst.Name("y"))])
+        body, _ = edits._settle([edits.removed(original, "kept"), later])
+        assert len(body) == 1, "a statement was taken for a placeholder and dropped"

@@ -76,7 +76,9 @@ class StatementEdits(cst.CSTTransformer):
     def __init__(self) -> None:
         super().__init__()
         self._notes: list[list[str]] = []
-        self._placeholders: set[int] = set()
+        # The placeholders by id, each held: an id is unique only while its object lives,
+        # and a dropped placeholder's id, taken by a later statement, would drop that one.
+        self._placeholders: dict[int, cst.SimpleStatementLine] = {}
 
     def note(self, text: str) -> None:
         if self._notes:
@@ -93,7 +95,7 @@ class StatementEdits(cst.CSTTransformer):
                 whitespace=cst.SimpleWhitespace("  "), comment=cst.Comment(comment)
             ),
         )
-        self._placeholders.add(id(line))
+        self._placeholders[id(line)] = line
         return line
 
     def on_visit(self, node: cst.CSTNode) -> bool:
