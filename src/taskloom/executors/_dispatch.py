@@ -117,7 +117,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 import cloudpickle
 from typing_extensions import Self
 
-from ..attempt import TIMEOUT_MESSAGE, TaskResult, TaskRun
+from ..attempt import TIMEOUT_MESSAGE, TaskResult, TaskRun, result_row
 from ..errors import RemoteTaskError
 from ..logging import STDOUT_LOGGER, capture_level
 from ..states import Crashed, Failed, State, TimedOut
@@ -705,11 +705,10 @@ def decode_rows(
             decided_here(run.key, Failed(f"Task {run.task.name!r}: {message}", failed), where)
             for run in runs
         ]
-    results = []
+    results: list[TaskResult] = []
+    append = results.append
     for key, wire, started, finished, ended, loop, location in rows:
-        results.append(
-            TaskResult(key, unpack_state(wire), started, finished, worker, ended, loop, location)
-        )
+        append(result_row((key, unpack_state(wire), started, finished, worker, ended, loop, location)))
         name = names.get(key)
         if name is not None:
             seconds = finished - started

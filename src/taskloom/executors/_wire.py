@@ -234,9 +234,10 @@ _ATOMIC = frozenset({int, float, str, bytes, bool, type(None)})
 
 def _surely_unpickles(state: State[Any]) -> bool:
     """A plain success with an atomic result: no custom ``__init__`` or ``__reduce__`` in it."""
+    # The slots behind ``result`` and ``context``: their properties cost a call each.
     return (
-        type(state) is Success and type(state.result) in _ATOMIC
-        and state.cached_inputs is None and not state.context
+        type(state) is Success and type(state._result) in _ATOMIC
+        and state.cached_inputs is None and state._context is None
     )
 
 
@@ -252,10 +253,10 @@ def encode_rows(
     ``prepare`` (a large result left where it was made) applies once, before either try,
     so what it made (a shared-memory file, a value held on a worker) always reaches the
     parent, which releases it."""
-    states = [r.state if prepare is None else prepare(r.state) for r in rows]
+    states = [r.state for r in rows] if prepare is None else [prepare(r.state) for r in rows]
     wire = [
-        (r.key, pack_state(state), r.started, r.finished, r.ended, r.loop, r.location)
-        for r, state in zip(rows, states)
+        (key, pack_state(state), started, finished, ended, loop, location)
+        for (key, _, started, finished, _, ended, loop, location), state in zip(rows, states)
     ]
     try:
         data = cloudpickle.dumps((worker, wire))
