@@ -21,7 +21,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
-from taskloom import Edge, Flow, task
+from taskloom import Edge, Flow, Parameter, task
 from taskloom import _run_args, runner
 from taskloom import journal as journal_module
 from taskloom import recording
@@ -229,6 +229,49 @@ def test_a_run_leaves_a_freeze_it_did_not_make_alone() -> None:
     finally:
         gc.unfreeze()
     assert seen[0] > 0
+
+
+def test_a_full_collection_during_a_run_freezes_what_survived_and_frees_garbage() -> None:
+    # What outlives a full collection in a run is left out of the next ones (so they do
+    # not walk the run's states again and again); garbage is still collected.
+    import weakref
+
+    class Node:
+        other: object = None
+
+    seen: dict[str, object] = {}
+
+    @task
+    def collect() -> None:
+        kept: list[list[int]] = [[] for _ in range(1_000)]  # alive through the collection
+        cycle = Node()
+        cycle.other = cycle
+        gone = weakref.ref(cycle)
+        del cycle
+        before = gc.get_freeze_count()
+        gc.collect()
+        seen.update(grew=gc.get_freeze_count() - before, collected=gone() is None, kept=len(kept))
+
+    with Flow("f") as flow:
+        collect()
+    assert flow.run(executor=LocalExecutor(), journal=False).is_successful()
+    assert seen["collected"] is True
+    assert isinstance(seen["grew"], int) and seen["grew"] >= 1_000
+    assert gc.get_freeze_count() == 0  # all of it put back at the end
+    assert gc.isenabled()
+
+
+def test_a_run_whose_input_is_refused_leaves_the_collector_as_it_was() -> None:
+    @task
+    def needs(x: int) -> int:
+        return x
+
+    with Flow("f") as flow:
+        needs(Parameter("x", type=int))
+    with pytest.raises(FlowDefinitionError, match="nope"):
+        flow.run(executor=LocalExecutor(), journal=False, parameters={"nope": 1})
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
 
 
 def test_generated_and_own_slugs_never_collide() -> None:

@@ -109,11 +109,11 @@ Lifecycle of one run (``_Scheduler.run``; the order matters):
    called nowhere else.
 7. ``journal.finish`` records every task's trace; ``observer.run_finished``.
 
-``run_flow`` runs all of it with what existed before (the flow, its plan, the run's
-records) left out of the garbage collector's passes (``_frozen_heap``): at a million tasks,
-full collections walking the flow again and again made each task cost more the bigger the
-flow. For the same reason the run's records are built with the collector off
-(``taskloom._collector``).
+``run_flow`` builds the plan and the run's records with the garbage collector off, then
+runs all of it with what existed before (the flow, its plan, the run's records), and what
+survives a full collection during the run, left out of the collector's passes
+(``_collector.RunHeap``): at a million tasks, full collections walking the flow and the
+run's states again and again made each task cost more the bigger the flow.
 
 Logging (``taskloom.logging``): the flow's logger says "Beginning Flow run" after 3 and
 how the run ended after 6; each task's logger says "Finished task run ... final state"
@@ -155,17 +155,15 @@ one place, lazily: ``run_flow(progress=True)`` builds ``progress.default_progres
 from __future__ import annotations
 
 import datetime as _dt
-import gc
 import heapq
 import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from . import _run_args
-from ._collector import collector_off
+from ._collector import RunHeap, collector_off
 from ._run_args import RunArgs
 from ._tracebacks import failure_traceback
 from .attempt import FollowOn, InGroup, TaskResult, TaskRun, finished_before, follows
@@ -1149,29 +1147,6 @@ def _log_flow_end(flow_name: str, run_id: str, state: State[Any]) -> None:
         logger.info("Flow run %s: %s", type(state).__name__.upper(), state.message, extra=extra)
 
 
-@contextmanager
-def _frozen_heap() -> Iterator[None]:
-    """Leave what exists when a run starts (the flow, its plan, the user's data) out of the
-    garbage collector's passes during the run (``gc.freeze``), and put it back after.
-
-    A full collection walks every tracked object, and the collector runs one each time the
-    objects that outlived the young generations grew by a quarter: in a run of a million
-    tasks, each walks the flow's millions of objects, which is why the time per task grew
-    with the flow (1.7x at 1,000,000 tasks over 10,000). Garbage the run makes is collected
-    as before; objects that were already garbage wait for the first collection after it.
-    Left alone when the collector is off, or when something (the application, a run in
-    another thread) froze objects already: its unfreeze is its own.
-    """
-    if not gc.isenabled() or gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-
-
 def _executor_for(flow: Flow, given: Executor | None) -> Executor:
     """The run's executor: the one given, else the flow's own (``flow.executor``), else
     ``LocalExecutor()``. Never silently another: a flow's executor is what its runs use."""
@@ -1210,42 +1185,45 @@ def run_flow(
     progress: RunObserver | bool = False,
 ) -> State[FlowResult]:
     """Run ``flow``; see ``Flow.run``. Every check on the input happens before any task runs."""
-    compiled = plan(flow)
-    args = _run_args.check(
-        flow,
-        compiled,
-        parameters=parameters,
-        context=context,
-        task_states=task_states,
-        start_tasks=start_tasks,
-    )
-    # Results and targets: templates and stores checked before any task runs.
-    results = prepare_run(
-        flow, [(node.task, node.mapped) for node in compiled.nodes], args.context, args.parameters
-    )
-    if results is not None:
-        args.context[RESULTS_KEY] = results
-    # Open the stores now: an unsafe home must stop the run before any task runs.
-    if cache_store is None and any(node.task.cache_for is not None for node in compiled.nodes):
-        cache_store = default_cache_store()
-    if journal is True:
-        journal = default_journal()
-    observer: RunObserver | None
-    if progress is True:
-        from .progress import default_progress  # the one call up into presentation
+    # The plan and the run's records built with the collector off, then left out of its
+    # passes while the run goes, as is everything that existed before (``RunHeap``).
+    with RunHeap() as heap:
+        compiled = plan(flow)
+        args = _run_args.check(
+            flow,
+            compiled,
+            parameters=parameters,
+            context=context,
+            task_states=task_states,
+            start_tasks=start_tasks,
+        )
+        # Results and targets: templates and stores checked before any task runs.
+        results = prepare_run(
+            flow, [(node.task, node.mapped) for node in compiled.nodes], args.context, args.parameters
+        )
+        if results is not None:
+            args.context[RESULTS_KEY] = results
+        # Open the stores now: an unsafe home must stop the run before any task runs.
+        if cache_store is None and any(node.task.cache_for is not None for node in compiled.nodes):
+            cache_store = default_cache_store()
+        if journal is True:
+            journal = default_journal()
+        observer: RunObserver | None
+        if progress is True:
+            from .progress import default_progress  # the one call up into presentation
 
-        observer = default_progress()
-    else:
-        observer = progress or None
-    scheduler = _Scheduler(
-        flow,
-        compiled,
-        args,
-        _executor_for(flow, executor),
-        cache_store,
-        journal or None,
-        resumed_from,
-        observer,
-    )
-    with _frozen_heap():  # after the plan and the run's own records exist: frozen too
+            observer = default_progress()
+        else:
+            observer = progress or None
+        scheduler = _Scheduler(
+            flow,
+            compiled,
+            args,
+            _executor_for(flow, executor),
+            cache_store,
+            journal or None,
+            resumed_from,
+            observer,
+        )
+        heap.built()
         return scheduler.run()
