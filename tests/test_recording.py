@@ -5,6 +5,7 @@ whole (no WAL file behind)."""
 from __future__ import annotations
 
 import pickle
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -14,10 +15,11 @@ from typing import Any
 
 import pytest
 
-from taskloom import Flow, task
+from taskloom import Flow, get_logger, task, unmapped
 from taskloom import recording
 from taskloom._home import Signer
-from taskloom.executors import LocalExecutor
+from taskloom.executors import Executor, LocalExecutor
+from taskloom.journal import Journal
 
 from ._cli import query, write_flow
 
@@ -50,17 +52,27 @@ def test_back_to_back_runs_share_one_writer_thread_that_ends_when_idle(
     assert len(_writers()) == 1 and _writers() != first
 
 
-@task
-def until_logged(values: list[int], journal: str, tasks: int) -> list[int]:
+def _batches(journal: Path) -> list[list[tuple[Any, ...]]]:
+    """The rows of each batch in the journal's task log, in order."""
+    blobs = query(journal, "SELECT outcomes FROM task_log WHERE seq > 0 ORDER BY seq")
+    return [pickle.loads(blob[Signer.DIGEST:])["rows"] for (blob,) in blobs]
+
+
+def _wait_logged(journal: str, tasks: int) -> list[int]:
     """Wait until the task log holds ``tasks`` outcomes; the number of tasks in each batch."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        blobs = query(Path(journal), "SELECT outcomes FROM task_log WHERE seq > 0 ORDER BY seq")
-        sizes = [len(pickle.loads(blob[Signer.DIGEST:])["rows"]) for (blob,) in blobs]
+        sizes = [len(rows) for rows in _batches(Path(journal))]
         if sum(sizes) >= tasks:
             return sizes
         time.sleep(0.01)
     raise AssertionError("the settled tasks were never written while the run went")
+
+
+@task
+def until_logged(values: list[int], journal: str, tasks: int) -> list[int]:
+    """Wait until the task log holds ``tasks`` outcomes; the number of tasks in each batch."""
+    return _wait_logged(journal, tasks)
 
 
 def test_a_batch_writes_at_most_flush_tasks_per_transaction(
@@ -107,3 +119,96 @@ def test_a_process_that_exits_with_the_writer_alive_leaves_no_wal_file(
     assert "journal.sqlite" in files and "journal.sqlite-wal" not in files, files
     rows: list[Any] = query(taskloom_home / "journal.sqlite", "SELECT state FROM runs")
     assert rows == [("Success",)]
+
+
+@pytest.fixture
+def journal(taskloom_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The journal's file, with the task log writing every 0.05 s: a test's short run
+    writes batches."""
+    monkeypatch.setattr(recording, "FLUSH_SECONDS", 0.05)
+    return taskloom_home / "journal.sqlite"
+
+
+def test_a_finished_run_keeps_its_task_logs_batches_and_writes_each_outcome_once(
+    journal: Path, executor: Executor
+) -> None:
+    """A run longer than ``FLUSH_SECONDS`` wrote most of its tasks as it went: its end
+    writes only the others (no second copy of every outcome), drops the values kept for
+    a killed run's resume, and the run reads back whole."""
+    with Flow("kept") as flow:
+        until_logged([quick(i) for i in range(7)], str(journal), 7)
+    state = flow.run(executor=executor)
+    assert state.is_successful(), state
+    numbers = [row[0] for rows in _batches(journal) for row in rows]
+    assert sorted(numbers) == list(range(8)), numbers  # each task once, the gate last
+    assert query(journal, "SELECT count(*) FROM task_log WHERE seq <= 0") == [(0,)]
+    assert query(journal, "SELECT count(*) FROM task_log WHERE task_values IS NOT NULL") == [(0,)]
+    assert state.run_id is not None
+    record = Journal().load(state.run_id)
+    assert not record.tampered
+    assert [(t.index, t.name, t.state) for t in record.tasks] == [
+        *((i, f"quick[{i}]", "Success") for i in range(7)),
+        (7, "until_logged", "Success"),
+    ]
+    assert all(t.finished is not None and t.attempts == 1 for t in record.tasks)
+
+
+@task
+def logs_a_line() -> int:
+    get_logger().warning("written before the run ends")
+    return 1
+
+
+def test_a_task_logged_as_it_went_is_recorded_with_the_logs_its_run_attached_after(
+    journal: Path,
+) -> None:
+    # A task's log records are attached to its trace when the run ends, after the task
+    # log wrote its outcome: the run's end writes it again, with them.
+    with Flow("logs") as flow:
+        # Two upstreams: the log's task is not run in a chain with the gate (whose
+        # outcomes come back with it).
+        until_logged([logs_a_line(), quick(0)], str(journal), 2)
+    state = flow.run(executor=LocalExecutor())
+    assert state.is_successful(), state
+    assert state.run_id is not None
+    [logged, _, _] = Journal().load(state.run_id).tasks
+    assert logged.logs is not None and "written before the run ends" in logged.logs
+
+
+@task
+def child(i: int, journal: str) -> int:
+    _wait_logged(journal, 3)  # the children's Pending rows are written
+    if i == 1:
+        raise SystemExit(3)
+    return i
+
+
+def test_a_task_logged_then_changed_without_being_noted_again_is_recorded_as_it_ended(
+    journal: Path,
+) -> None:
+    # Children are written as Pending when their task maps; a child the interrupt caught
+    # in flight ends Failed without settling again: the run's end sees its state is not
+    # the one written, and writes it again.
+    with Flow("salvaged") as flow:
+        child.map(list(range(3)), unmapped(str(journal)))
+    with pytest.raises(SystemExit):
+        flow.run(executor=LocalExecutor())
+    [run] = Journal().runs()
+    [children] = Journal().load(run.run_id).children.values()
+    [interrupted] = [c for c in children if c.map_index == 1]
+    assert interrupted.state == "Failed", interrupted  # not the Pending written as it mapped
+
+
+def test_a_finished_run_whose_kept_batch_was_altered_reads_as_tampered(journal: Path) -> None:
+    with Flow("altered") as flow:
+        until_logged([quick(i) for i in range(3)], str(journal), 3)
+    state = flow.run(executor=LocalExecutor())
+    assert state.is_successful() and state.run_id is not None
+    [(seq, blob)] = query(journal, "SELECT seq, outcomes FROM task_log ORDER BY seq LIMIT 1")
+    connection = sqlite3.connect(journal)
+    with connection:
+        connection.execute(
+            "UPDATE task_log SET outcomes = ? WHERE seq = ?", (blob[:-1] + bytes([blob[-1] ^ 1]), seq)
+        )
+    connection.close()
+    assert Journal().load(state.run_id).tampered

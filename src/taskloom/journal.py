@@ -15,9 +15,15 @@ settle, a batch at a time (``log_tasks``, driven by ``taskloom.recording``): one
 ``task_log`` row per batch, holding the outcomes (signed, plain) and the values a resume
 needs (the inputs of failed tasks, the results of finished tasks whose downstream tasks
 have not finished; one signed cloudpickle). ``begin`` writes the first, with the task
-names (a large flow's in parts of their own: rows -1, -2, ...). ``finish`` replaces them by
-the run's row (and its parts). A run that never
-finished (its process was killed) is read from them: ``load`` gives its recorded tasks,
+names (a large flow's in parts of their own: rows -1, -2, ...). A run that wrote no batch
+(one shorter than ``recording.FLUSH_SECONDS``) has them replaced by the run's row (and its
+parts) at its end. One that did keeps its batches: ``finish`` writes only the tasks whose
+outcome is not in them or is another since (``LoggedTasks``, ``trace.changed``), as more
+batches, drops the values kept in them, and its ``tasks`` row lists the batches
+(``{"columns", "rows": [], "count", "logged": [seq, ...]}``); each task's outcome is its
+row in the last batch that holds it. So each outcome of a long run is computed, pickled
+and written once, not again at its end (at a million tasks, 1.7 µs a task). A run that
+never finished (its process was killed) is read from them: ``load`` gives its recorded tasks,
 and the others as ``Pending`` (never recorded: in flight or never reached), and a run
 whose process is gone reads as ``Crashed`` (decided by pid, host and start time, never
 by its age).
@@ -58,6 +64,7 @@ a warning is logged.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import itertools
 import logging
@@ -81,11 +88,15 @@ from .errors import TaskloomError
 from .plan import Plan
 from .locations import TARGET_FOUND
 from .states import Crashed, Mapped, Pending, Running, State, picklable
-from .trace import COLUMNS, TAMPERED, Stored, TaskRecord, TaskTrace, outcomes, record
+from .trace import (
+    COLUMNS, TAMPERED, Stored, TaskRecord, TaskTrace, changed, numbered_outcomes,
+    outcomes, record,
+)
 
 __all__ = [
     "Journal",
     "JournalError",
+    "LoggedTasks",
     "PersistedResult",
     "RunRecord",
     "TAMPERED",
@@ -171,6 +182,8 @@ ROWS_PER_PICKLE = 10_000
 #: The most bytes of a run's pickled outcomes ``finish`` holds in memory before it moves
 #: them to a temporary file (beside the journal) on their way into the journal.
 SPOOL_BYTES = 1 << 20
+#: The columns of a batch of outcomes (``Journal._batch``): the task's number first.
+_BATCH_COLUMNS = ("index", *COLUMNS)
 
 
 def _outcome_chunks(traces: Sequence[TaskTrace]) -> Iterator[list[tuple[Any, ...]]]:
@@ -178,6 +191,16 @@ def _outcome_chunks(traces: Sequence[TaskTrace]) -> Iterator[list[tuple[Any, ...
     (at least one chunk, empty for no task)."""
     for start in range(0, max(len(traces), 1), ROWS_PER_PICKLE):
         yield outcomes(traces[start : start + ROWS_PER_PICKLE])
+
+
+@dataclass(frozen=True)
+class LoggedTasks:
+    """What a run's task log (``recording.TaskLog``) wrote while the run went: the numbers
+    of its batches, and by task number the state each task's written outcome was taken
+    from (None: not written). ``finish`` keeps those batches and writes only the rest."""
+
+    batches: list[int]
+    states: Sequence[State[Any] | None]
 
 
 def _refusing(run_id: str, payload: bytes) -> Any:
@@ -393,9 +416,7 @@ class Journal(SQLiteFile):
         ``(task number, *trace.outcome(trace))``, ``values`` what a resume needs of some of
         them, by number. One transaction; False (and a warning) if it failed."""
         try:
-            signed = self._signer.sign(
-                pickle.dumps({"columns": ("index", *COLUMNS), "rows": list(rows)}, protocol=5)
-            )
+            signed = self._batch(rows)
             blob = self._values_blob(values) if values else None
             with self._transaction() as connection:
                 connection.execute(
@@ -405,6 +426,13 @@ class Journal(SQLiteFile):
         except (sqlite3.Error, OSError) as error:
             log.warning("journal %s unusable (%s): tasks of run %s not recorded yet", self.path, error, run_id)
             return False
+
+    def _batch(self, rows: Sequence[tuple[Any, ...]]) -> bytes:
+        """A batch of outcomes as the task log and ``finish`` write it: signed, each row
+        ``(task number, *outcome)``."""
+        return self._signer.sign(
+            pickle.dumps({"columns": _BATCH_COLUMNS, "rows": list(rows)}, protocol=5)
+        )
 
     def _values_blob(self, values: Mapping[int, Values]) -> bytes | None:
         """One signed pickle of ``values``; where that cannot be (a value does not pickle,
@@ -429,13 +457,18 @@ class Journal(SQLiteFile):
         state: State[Any],
         traces: Sequence[TaskTrace],
         plan: Plan,
+        logged: LoggedTasks | None = None,
     ) -> None:
         """Record how a run ended, what each task did, and what a resume needs (one transaction).
 
-        The outcomes are pickled a chunk of rows at a time (``_pickled_outcomes``), kept
-        in a temporary file once past ``SPOOL_BYTES``, and copied into the run's row a
-        piece at a time: at the end of a run of a million tasks, the parent holds one
-        chunk of them, not a million row tuples, their pickle, its signed copy and
+        A run whose task log wrote batches (``logged``: a run longer than
+        ``recording.FLUSH_SECONDS``) keeps them: only the tasks whose outcome is not in
+        them, or is another since (``trace.changed``), are written, as more batches, and
+        the values kept there for a resume of a killed run are dropped. Otherwise the
+        outcomes are pickled a chunk of rows at a time (``_outcome_chunks``), kept in a
+        temporary file once past ``SPOOL_BYTES``, and copied into the run's row a piece at
+        a time. Either way, at the end of a run of a million tasks the parent holds one
+        chunk of rows, not a million row tuples, their pickle, its signed copy and
         SQLite's copy of that."""
         blobs = [
             (
@@ -448,30 +481,26 @@ class Journal(SQLiteFile):
         ]
         message = None if state.message is None else str(state.message)
         try:
-            with tempfile.SpooledTemporaryFile(SPOOL_BYTES, dir=str(self.path.parent)) as spool:
-                chunks = _outcome_chunks(traces)
-                first = next(chunks)
-                sizes = [
-                    spool.write(pickle.dumps((run_id, part, rows), protocol=5))
-                    for part, rows in enumerate(chunks, 1)
-                ]
-                header = self._signer.sign(pickle.dumps(
-                    {"columns": COLUMNS, "rows": first, "parts": len(sizes)}, protocol=5
-                ))  # fmt: skip
-                del first
-                spool.seek(0)
+            with self._outcomes(run_id, traces, logged) as (header, parts):
                 with self._transaction() as connection:
                     connection.execute(
                         "UPDATE runs SET ended = ?, state = ?, message = ?, tasks = ? WHERE run_id = ?",
                         (ended, type(state).__name__, message, header, run_id),
                     )
-                    connection.execute("DELETE FROM task_log WHERE run_id = ?", (run_id,))
-                    connection.executemany(  # one part read back at a time
-                        "INSERT INTO task_log VALUES (?, ?, ?, NULL)",
-                        (
-                            (run_id, -part, self._signer.sign(spool.read(size)))
-                            for part, size in enumerate(sizes, 1)
-                        ),
+                    if logged is None:
+                        connection.execute("DELETE FROM task_log WHERE run_id = ?", (run_id,))
+                    else:  # the names (rows 0, -1, ...) and the values go; the batches stay
+                        connection.execute(
+                            "DELETE FROM task_log WHERE run_id = ? AND seq <= 0", (run_id,)
+                        )
+                        connection.execute(
+                            "UPDATE task_log SET task_values = NULL "
+                            "WHERE run_id = ? AND seq > 0 AND task_values IS NOT NULL",
+                            (run_id,),
+                        )
+                    connection.executemany(  # one part made or read back at a time
+                        "INSERT OR REPLACE INTO task_log VALUES (?, ?, ?, NULL)",
+                        ((run_id, seq, signed) for seq, signed in parts),
                     )
                     if blobs:
                         connection.executemany(
@@ -479,6 +508,40 @@ class Journal(SQLiteFile):
                         )
         except (sqlite3.Error, OSError) as error:
             log.warning("journal %s unusable (%s): run %s is not fully recorded", self.path, error, run_id)
+
+    @contextlib.contextmanager
+    def _outcomes(
+        self, run_id: str, traces: Sequence[TaskTrace], logged: LoggedTasks | None
+    ) -> Iterator[tuple[bytes, Iterator[tuple[int, bytes]]]]:
+        """The run's signed ``tasks`` header and its task log rows to insert (``(seq,
+        signed)``, made as they are read): parts -1, -2, ... of a chunked record, or, after
+        a task log's batches, more batches."""
+        if logged is not None:
+            stale = changed(traces, logged.states)
+            after = max(logged.batches)
+            numbers = range(0, len(stale), ROWS_PER_PICKLE)
+            header = self._signer.sign(pickle.dumps({
+                "columns": COLUMNS, "rows": [], "count": len(traces),
+                "logged": [*logged.batches, *(after + 1 + k for k in range(len(numbers)))],
+            }, protocol=5))  # fmt: skip
+            yield header, (
+                (after + 1 + k, self._batch(numbered_outcomes(stale[start : start + ROWS_PER_PICKLE], traces)))
+                for k, start in enumerate(numbers)
+            )
+            return
+        with tempfile.SpooledTemporaryFile(SPOOL_BYTES, dir=str(self.path.parent)) as spool:
+            chunks = _outcome_chunks(traces)
+            first = next(chunks)
+            sizes = [
+                spool.write(pickle.dumps((run_id, part, rows), protocol=5))
+                for part, rows in enumerate(chunks, 1)
+            ]
+            header = self._signer.sign(pickle.dumps(
+                {"columns": COLUMNS, "rows": first, "parts": len(sizes)}, protocol=5
+            ))  # fmt: skip
+            del first
+            spool.seek(0)
+            yield header, ((-part, self._signer.sign(spool.read(size))) for part, size in enumerate(sizes, 1))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -599,6 +662,8 @@ class Journal(SQLiteFile):
         if payload is None:
             return None
         recorded = _refusing(run_id, payload)
+        if isinstance(recorded, dict) and "logged" in recorded:
+            return self._from_batches(run_id, recorded)
         parts = recorded.get("parts") if isinstance(recorded, dict) else None
         if not parts:  # a run of few tasks, or recorded before runs had parts
             return recorded
@@ -615,6 +680,37 @@ class Journal(SQLiteFile):
                 return None
             chunks[part[0]] = part[1]
         return recorded if _joined(recorded["rows"], chunks, parts) else None
+
+    def _from_batches(self, run_id: str, recorded: dict[str, Any]) -> Any:
+        """A finished run's outcomes kept in its task log's batches (``finish``, after a
+        task log): each task's row from the last batch that holds it, in task order; None
+        when a listed batch is missing or fails its signature check, or a task has no row.
+
+        Raises:
+            JournalError: some content is refused (a class, or not a pickle).
+        """
+        listed = recorded["logged"]
+        wanted = set(listed)
+        stored = [
+            (seq, blob) for seq, blob in self._read(
+                "SELECT seq, outcomes FROM task_log WHERE run_id = ? AND seq > 0 ORDER BY seq", (run_id,)
+            )
+            if seq in wanted  # a batch whose write was reported failed is not the run's
+        ]  # fmt: skip
+        if [seq for seq, _ in stored] != listed:
+            return None
+        rows: dict[int, tuple[Any, ...]] = {}
+        for _, blob in stored:
+            payload = self._signer.verify(blob)
+            batch = None if payload is None else _refusing(run_id, payload)
+            if not isinstance(batch, dict) or batch.get("columns") != ("index", *recorded["columns"]):
+                return None
+            for row in batch["rows"]:
+                rows[row[0]] = row[1:]
+        count = recorded["count"]
+        if len(rows) != count or not all(type(i) is int and 0 <= i < count for i in rows):
+            return None
+        return {"columns": recorded["columns"], "rows": [rows[i] for i in range(count)]}
 
     def _logged(self, run: RunRecord, logged: Sequence[tuple[bytes, bytes | None]]) -> None:
         """Fill a run that never finished from its task log: each recorded task's last

@@ -8,10 +8,11 @@ because the scheduler's thread may be busy for a long time where no check could 
 (``LocalExecutor`` runs a task in it); one for all runs, a daemon that waits
 ``IDLE_SECONDS`` for the next run before it ends, so back-to-back runs pay no thread
 start. So a run killed at any instant (SIGKILL, a power cut) loses the tasks in flight and
-at most the outcomes of the last ``FLUSH_SECONDS``; the run's end (``Journal.finish``)
-writes every outcome again, as one row, and drops these. A run shorter than
-``FLUSH_SECONDS`` writes no batch: the writer's Python work would compete with the
-scheduler for the interpreter, for rows its end writes anyway.
+at most the outcomes of the last ``FLUSH_SECONDS``. The run's end (``Journal.finish``)
+keeps the batches written (``close`` tells it which, and the state each task's outcome
+was taken from) and writes only the tasks whose outcome is not in them, or is another
+since. A run shorter than ``FLUSH_SECONDS`` writes no batch: the writer's Python work
+would compete with the scheduler for the interpreter, for rows its end writes at once.
 
 With each outcome goes what a resume needs of the task (``_write``):
 
@@ -48,10 +49,10 @@ from typing import TYPE_CHECKING, Any
 
 from .context import enter, leave
 from .executors.base import holds_deferred, resolve_deferred
-from .journal import Journal, Values
+from .journal import Journal, LoggedTasks, Values
 from .mapped import unfinished_children
 from .states import Mapped, Skipped, Success, State
-from .trace import Stored, outcomes
+from .trace import Stored, numbered_outcomes
 
 if TYPE_CHECKING:
     from .runner import _Scheduler
@@ -141,8 +142,8 @@ class TaskLog:
     """The outcomes of one run's settled tasks on their way to the journal (see the
     module docstring)."""
 
-    __slots__ = ("_closed", "_journal", "_lock", "_run_id", "_scheduler", "_seq", "_waiting",
-                 "_written", "due", "note")
+    __slots__ = ("_batches", "_closed", "_journal", "_lock", "_run_id", "_scheduler", "_seq",
+                 "_states", "_waiting", "_written", "due", "note")
 
     def __init__(self, journal: Journal, run_id: str, scheduler: _Scheduler) -> None:
         self._journal = journal
@@ -152,7 +153,11 @@ class TaskLog:
         # Which tasks and children are written, a byte each (a set of a million task
         # numbers would cost 75 bytes a task); grown as a mapped task adds children.
         self._written = bytearray(len(scheduler.nodes))
+        #: By task or child: the state its last written outcome was taken from (None: not
+        #: written). The run's end rewrites only the tasks whose state is another since.
+        self._states: list[State[Any] | None] = [None] * len(scheduler.nodes)
         self._seq = 0
+        self._batches: list[int] = []  # the numbers of the batches written
         self._lock = threading.Lock()  # held while a batch is written
         self._closed = False
         #: When its next batch is due (``time.monotonic``): ``FLUSH_SECONDS`` after the run
@@ -164,12 +169,14 @@ class TaskLog:
         #: append, the cheapest call there is: the scheduler makes one per task).
         self.note: Callable[[int], None] = self._waiting.append
 
-    def close(self) -> None:
-        """Stop writing (the run's end records every task): wait for a batch being
-        written, drop what is queued."""
+    def close(self) -> LoggedTasks | None:
+        """Stop writing: wait for a batch being written, drop what is queued. What was
+        written, for the run's end to keep (``Journal.finish`` writes the rest), or None
+        when no batch was."""
         with self._lock:
             self._closed = True
         _writer.remove(self)
+        return LoggedTasks(self._batches, self._states) if self._batches else None
 
     def tick(self) -> None:
         """The writer's turn: write what is queued, unless the run ended."""
@@ -200,10 +207,12 @@ class TaskLog:
         """Write these tasks' outcomes in one transaction, each with what a resume needs of
         it (see the module docstring). One loop with no call for a task that needs none:
         the writer holds the interpreter, which the scheduler wants, while it runs."""
-        written = self._written
+        written, states = self._written, self._states
         top = max(keys, default=-1)
         if top >= len(written):  # children mapped since: room for twice as many
-            written.extend(bytes(max(top + 1, 2 * len(written)) - len(written)))
+            room = max(top + 1, 2 * len(written)) - len(written)
+            written.extend(bytes(room))
+            states.extend([None] * room)
         for i in keys:
             written[i] = 1
         is_written = written.__getitem__
@@ -238,9 +247,15 @@ class TaskLog:
                             continue  # left where it was made: not written until the end
                         values[i] = (None, result, True)
             kept.append(i)
-        rows = [(i, *row) for i, row in zip(kept, outcomes([traces[i] for i in kept]))]
+        # The states before the rows: a state the scheduler replaces in between is then
+        # not the one kept, and the run's end writes that task again.
+        taken = [traces[i].state for i in kept]
+        rows = numbered_outcomes(kept, traces)
         self._seq += 1
-        self._journal.log_tasks(self._run_id, self._seq, rows, values)
+        if self._journal.log_tasks(self._run_id, self._seq, rows, values):
+            self._batches.append(self._seq)
+            for i, state in zip(kept, taken):
+                states[i] = state
 
 
 #: Results that are certainly no ``DeferredResult`` nor hold one (most results).

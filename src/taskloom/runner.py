@@ -176,7 +176,7 @@ from .executors.base import DeferredResult, Executor, ExecutorRun, Timings, reso
 from .executors.local import LocalExecutor
 from .flow import Flow, FlowResult
 from .handlers import call_on_failure, call_state_handlers, handler_name, has_handlers
-from .journal import Journal, default_journal
+from .journal import Journal, LoggedTasks, default_journal
 from .logging import RunLogs, flow_logger, task_logger
 from .mapped import mapped_state, unfinished_children
 from .mapping_run import NOT_RUN_MESSAGE, _children_of, _Expansion, _Mapping
@@ -244,6 +244,8 @@ class _Scheduler(_Mapping):
         self._flow_running: State[Any] = Running("Running flow.")
         #: Settled tasks on their way to the journal, while the run goes (``recording``).
         self.task_log: TaskLog | None = None
+        #: What the task log wrote before it stopped, for ``journal.finish`` to keep.
+        self._logged: LoggedTasks | None = None
 
     def _records(self, compiled: Plan, args: RunArgs) -> None:
         """The run's bookkeeping, by task (see the module docstring)."""
@@ -369,14 +371,14 @@ class _Scheduler(_Mapping):
                 assert journal is not None
                 journal.finish(
                     run_id, time.time(), Failed(f"Run interrupted: {error!r}", self._flow_result()),
-                    self.traces, self.plan,
+                    self.traces, self.plan, self._logged,
                 )
             raise
         self._end(session, keep_values=True)
         state = self._flow_handled(self._flow_state()).replace(run_id=run_id)
         _log_flow_end(self.flow.name, run_id, state)
         if journal is not None:
-            journal.finish(run_id, time.time(), state, self.traces, self.plan)
+            journal.finish(run_id, time.time(), state, self.traces, self.plan, self._logged)
         if observer is not None:
             observer.run_finished(state)
         return state
@@ -405,7 +407,7 @@ class _Scheduler(_Mapping):
         task log (``recording``), which may be fetching one, stops first.
         """
         if self.task_log is not None:
-            self.task_log.close()
+            self._logged = self.task_log.close()
         try:
             if keep_values:
                 self._materialize()

@@ -216,6 +216,25 @@ def outcomes(traces: Sequence[TaskTrace]) -> list[tuple[Any, ...]]:
     return masked_rows(rows)
 
 
+def changed(traces: Sequence[TaskTrace], taken: Sequence[State[Any] | None]) -> list[int]:
+    """The numbers of the traces whose outcome may differ from the one recorded when their
+    state was ``taken[i]`` (None: none recorded): their state is another since, or they
+    have a rare field set (a task's logs are attached at the end of its run, after it was
+    recorded). Every other field of an outcome changes only with the state."""
+    stale = [
+        i for i, (trace, state) in enumerate(zip(traces, taken))
+        if trace.state is not state or trace._more is not None
+    ]  # fmt: skip
+    stale.extend(range(len(taken), len(traces)))
+    return stale
+
+
+def numbered_outcomes(numbers: Sequence[int], traces: Sequence[TaskTrace]) -> list[tuple[Any, ...]]:
+    """The outcomes of the traces numbered ``numbers``, each as ``(number, *outcome)``:
+    the rows of a batch of the journal's task log."""
+    return [(i, *row) for i, row in zip(numbers, outcomes([traces[i] for i in numbers]))]
+
+
 def outcome(trace: TaskTrace) -> tuple[Any, ...]:
     """A task's outcome as the journal records it: one plain value per name in ``COLUMNS``."""
     return outcomes((trace,))[0]
