@@ -153,6 +153,25 @@ def test_a_finished_run_keeps_its_task_logs_batches_and_writes_each_outcome_once
     assert all(t.finished is not None and t.attempts == 1 for t in record.tasks)
 
 
+def test_a_mapped_run_written_as_it_went_reads_back_with_its_children(
+    journal: Path, executor: Executor
+) -> None:
+    # Children are numbered after the flow's tasks: the task log makes room for them as
+    # they map, and the run's end keeps their rows.
+    with Flow("mapped") as flow:
+        until_logged(quick.map(list(range(5))), str(journal), 6)  # the children and their task
+    state = flow.run(executor=executor)
+    assert state.is_successful() and state.run_id is not None
+    [(kept,)] = query(journal, "SELECT count(*) FROM task_log WHERE seq > 0")
+    assert kept >= 1  # the batches written as it went, kept
+    assert query(journal, "SELECT count(*) FROM task_log WHERE seq <= 0") == [(0,)]
+    record = Journal().load(state.run_id)
+    assert not record.tampered
+    assert [(t.name, t.state) for t in record.tasks] == [("quick", "Mapped"), ("until_logged", "Success")]
+    [children] = record.children.values()
+    assert sorted((c.map_index, c.state) for c in children) == [(k, "Success") for k in range(5)]
+
+
 @task
 def logs_a_line() -> int:
     get_logger().warning("written before the run ends")
