@@ -20,6 +20,7 @@ from taskloom import recording
 from taskloom._home import Signer
 from taskloom.executors import Executor, LocalExecutor
 from taskloom.journal import Journal
+from taskloom.resume import resume
 
 from ._cli import query, write_flow
 
@@ -231,3 +232,28 @@ def test_a_finished_run_whose_kept_batch_was_altered_reads_as_tampered(journal: 
         )
     connection.close()
     assert Journal().load(state.run_id).tampered
+
+
+@task
+def fails_once(sizes: list[int], flag: str) -> int:
+    if not Path(flag).exists():
+        Path(flag).write_text("failed once")
+        raise ValueError("the first time")
+    return sum(sizes)
+
+
+def test_a_long_run_that_failed_resumes_from_what_its_end_kept(journal: Path, tmp_path: Path) -> None:
+    # Its outcomes are in the batches it wrote as it went: a resume reads them back and
+    # runs only the failed task, from the result kept for it.
+    flag = tmp_path / "flag"
+    with Flow("resumed") as flow:
+        fails_once(until_logged([quick(1), quick(2)], str(journal), 2), str(flag))
+    first = flow.run(executor=LocalExecutor())
+    assert first.is_failed() and first.run_id is not None
+    assert query(journal, "SELECT count(*) FROM task_log WHERE seq > 0")[0][0] >= 1
+    again = resume(first.run_id, flow=flow)
+    assert again.is_successful(), again
+    assert again.run_id is not None
+    attempts = {t.name: t.attempts for t in Journal().load(again.run_id).tasks}
+    assert attempts.pop("fails_once") == 1
+    assert set(attempts.values()) == {0}, attempts  # the others did not run again
