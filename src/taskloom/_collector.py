@@ -61,10 +61,10 @@ class RunHeap:
     unfreeze is its own.
     """
 
-    __slots__ = ("_collecting", "_frozen", "_on")
+    __slots__ = ("_frozen", "_on")
 
     def __enter__(self) -> RunHeap:
-        self._collecting = self._on = gc.isenabled()
+        self._on = gc.isenabled()  # turned off here: to be turned on again
         self._frozen = False
         gc.disable()
         return self
@@ -72,7 +72,7 @@ class RunHeap:
     def built(self) -> None:
         """The run's records are built: freeze everything (before the collector is on
         again, so no collection walks them first), then collect as usual."""
-        if self._collecting and not gc.get_freeze_count():
+        if self._on and not gc.get_freeze_count():
             gc.freeze()
             gc.callbacks.append(_freeze_survivors)
             self._frozen = True
