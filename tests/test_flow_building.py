@@ -337,6 +337,26 @@ def test_using_a_handle_as_a_value_explains_the_handle() -> None:
         _explains_the_handle(lambda: int(h), "inc")
 
 
+def test_reading_a_missing_attribute_explains_handles_only_while_a_flow_is_built() -> None:
+    # The explanation lives on Task only while a `with Flow(...)` block is open (in any
+    # thread): outside one, a task's attribute reads take CPython's fast path.
+    with Flow("outer"):
+        h = inc(1)
+        with Flow("inner"):
+            _explains_the_handle(lambda: h.bit_length(), "inc")
+        _explains_the_handle(lambda: h.bit_length(), "inc")  # the outer block is still open
+    with pytest.raises(AttributeError) as raised:
+        h.bit_length()
+    assert type(raised.value) is AttributeError
+    assert "bit_length" in str(raised.value)
+    with pytest.raises(ZeroDivisionError):
+        with Flow("failing"):
+            1 / 0
+    assert "__getattr__" not in vars(Task)  # a block left by an error closes too
+    with Flow("again"):
+        _explains_the_handle(lambda: h.bit_length(), "inc")
+
+
 def test_operators_on_a_handle_build_tasks_instead_of_raising() -> None:
     # These four used to raise HandleError (test above); Prefect 1.x builds tasks for them.
     with Flow("operators") as flow:
