@@ -417,16 +417,12 @@ class _Hooks:
         return result
 
 
-def _hooks(run: TaskRun) -> _Hooks | None:
-    """The task's handlers, or None when it has none (the attempt then calls nothing)."""
-    return _Hooks(run) if has_handlers(run.task) else None
-
-
 def _attempt(run: TaskRun, run_context: Mapping[str, Any]) -> TaskResult:
     """Run one attempt (its passes: see the module docstring); the result's times and
     worker are left for the caller to fill."""
-    hooks = _hooks(run)
     task = run.task
+    # None for a task without handlers: the attempt then calls nothing for them.
+    hooks = _Hooks(run) if has_handlers(task) else None
     values = task_context(run, run_context)
     spec = task.__dict__.get("task_run_name")
     name: str | None = None

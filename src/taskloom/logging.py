@@ -141,16 +141,18 @@ def get_logger(name: str | None = None) -> logging.Logger:
     return logger
 
 
-_task_loggers: dict[str, logging.Logger] = {}
+class _TaskLoggers(dict[str, logging.Logger]):
+    """Task loggers by task name, each made on first use."""
+
+    def __missing__(self, name: str) -> logging.Logger:
+        found = self[name] = get_logger(f"task.{name}")
+        return found
 
 
-def task_logger(name: str) -> logging.Logger:
-    """The logger of the task named ``name``: ``taskloom.task.<name>``."""
-    # On every task run's path (its context, its end line): one dict lookup.
-    found = _task_loggers.get(name)
-    if found is None:
-        found = _task_loggers[name] = get_logger(f"task.{name}")
-    return found
+#: ``task_logger(name)``: the logger of the task named ``name``, ``taskloom.task.<name>``.
+#: On every task run's path (its context, its end line), so a dict's own lookup: no
+#: Python frame once the logger exists.
+task_logger: Callable[[str], logging.Logger] = _TaskLoggers().__getitem__
 
 
 def flow_logger(name: str) -> logging.Logger:

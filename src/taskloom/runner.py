@@ -504,12 +504,14 @@ class _Scheduler(_Mapping):
     def _grouped(self, batch: list[TaskRun], timings: Timings | None) -> list[TaskRun]:
         """The runs of ``batch`` to hand over, each with its group (``TaskRun.then``); a
         run that joined the group of a run before it is handed over as its member."""
+        # Tasks no run of the batch can take: what ``_may_follow`` refuses, it refuses for
+        # every run of the batch.
+        refused: set[int] = set()
         if timings is None or len(batch) == 1:  # no run of the batch may join another's
             for run in batch:
-                self._group_after(run, None, timings, set())
+                self._group_after(run, None, timings, refused)
             return batch
         roots = {run.key: run for run in batch}
-        refused: set[int] = set()
         heads: list[TaskRun] = []
         for run in batch:
             if roots.pop(run.key, None) is None:
@@ -550,7 +552,10 @@ class _Scheduler(_Mapping):
         takes one only once its other upstream tasks finished). On LocalExecutor, each of
         W1's thousand runs is thus not walked to its reduce, which waits for the others."""
         waiting = self.waiting  # counts run ``i``, not finished
-        return any(waiting[j] == 1 for j in self.nodes[i].downstream)
+        for j in self.nodes[i].downstream:  # (a loop: ``any`` of a generator costs a frame)
+            if waiting[j] == 1:
+                return True
+        return False
 
     def _grow(
         self,
