@@ -78,10 +78,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from types import FrameType
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 from ._secrets import mask
-from .checkpoint import Persist, completes, persist_of
+from .checkpoint import RESULTS_KEY, Persist, completes, persist_of
 from .context import enter, leave
 from .handlers import (
     OnFailure, StateHandler, call_on_failure, call_state_handlers, has_handlers,
@@ -91,9 +91,7 @@ from .locations import TARGET_FOUND, TemplateError, fill
 from .logging import stdout_lines, task_logger
 from .signals import ENDRUN, TaskloomSignal
 from .states import Cached, Failed, Looped, Pending, Running, Skipped, State, Success, TimedOut
-
-if TYPE_CHECKING:
-    from .task import Task
+from .task import FunctionTask, Task
 
 __all__ = [
     "FollowOn",
@@ -333,12 +331,20 @@ def _body(task: Task[Any, Any], inputs: Mapping[str, Any]) -> Callable[[], Any]:
     return lambda: task.run(**inputs)
 
 
+_FUNCTION_RUN = FunctionTask.run
+
+
 def _one_pass(task: Task[Any, Any], run: TaskRun) -> State[Any]:
     """One call of ``task.run`` (a pass), under the timeout, as a state; ``ENDRUN``
     passes through to the caller."""
     try:
         if task.timeout is None:
-            result = task.run(**run.inputs)
+            own = task.__dict__
+            if type(task).run is _FUNCTION_RUN and "run" not in own:
+                # ``FunctionTask.run`` only calls the function: a frame less a run.
+                result = own["fn"](**run.inputs)
+            else:
+                result = task.run(**run.inputs)
         elif hasattr(signal, "SIGALRM") and threading.current_thread() is threading.main_thread():
             result = _call_with_alarm(_body(task, run.inputs), task.timeout)
         else:
@@ -433,7 +439,7 @@ def _attempt(run: TaskRun, run_context: Mapping[str, Any]) -> TaskResult:
         except RunNameError as error:  # the same every time: fail for good, no retry
             result = TaskResult(run.key, Failed(str(error), error), 0.0, 0.0, "", ended=True)
             return result if hooks is None else hooks.end(result)
-    persist = persist_of(task, run_context)
+    persist = persist_of(task, run_context) if RESULTS_KEY in run_context else None
     if persist is None:
         result = _passes(run, values, hooks)
     else:

@@ -753,7 +753,7 @@ class _Scheduler(_Mapping):
         """Process what the executor handed back: runs, and the members of their groups that
         ran with them (after the tasks they take from, in the order they ran)."""
         heads: list[int] = []
-        traces, claimed = self.traces, self.claimed
+        traces, claimed, task_of = self.traces, self.claimed, self.task_of
         head_queued: float | None = None
         for key, state, started, finished, worker, ended, loop, location in results:
             trace = traces[key]
@@ -771,10 +771,12 @@ class _Scheduler(_Mapping):
                 head_queued = trace.queued
             if isinstance(state, Failed):  # formatted here for the local executor, else in the worker
                 trace.traceback = failure_traceback(state)
-            if self.task_of[key].__dict__.get("task_run_name") is not None:
+            if task_of[key].__dict__.get("task_run_name") is not None:
                 trace.run_name = state.context.get("task_run_name", trace.run_name)
             if ended:  # ENDRUN: exactly this state, no retry and no cache
                 self._settle(key, state)
+            elif type(state) is Success and task_of[key].cache_for is None:
+                self._finish(key, state)  # most runs: nothing to decide (see _complete)
             else:
                 self._complete(key, state, loop)
         for head in heads:
@@ -833,6 +835,8 @@ class _Scheduler(_Mapping):
                 self._settle(i, self._handled(i, decided))
                 return None
             inputs = self._inputs(node)
+        if task.cache_for is None:
+            return self._task_run(i, inputs, resume)
         return self._cached_or_run(i, inputs, resume, seeded)
 
     def _cached_or_run(
@@ -978,12 +982,11 @@ class _Scheduler(_Mapping):
         self, i: int, state: State[Any], loop: tuple[int, Any] | None = None
     ) -> None:
         """Take the state an attempt ended in: retry, store in the cache, or finish.
+        (``_take`` finishes a plain ``Success`` of a task without a cache itself: most
+        runs, with nothing to decide.)
 
         ``loop`` is where a looping task's retry starts (``TaskResult.loop``)."""
         task = self.task_of[i]
-        if type(state) is Success and task.cache_for is None:  # most runs: nothing to decide
-            self._finish(i, state)
-            return
         trace = self.traces[i]
         run_count = trace.attempts
         if isinstance(state, Retrying):  # the RETRY signal
@@ -1074,7 +1077,9 @@ class _Scheduler(_Mapping):
         self._finish(i, state)
 
     def _finish(self, i: int, state: State[Any]) -> None:
-        self._log_end(i, state)
+        # _log_end's own check, first here: most runs log nothing, and a call is a frame.
+        if task_logger(self.task_of[i].name).isEnabledFor(logging.INFO):
+            self._log_end(i, state)
         trace = self.traces[i]
         trace.state = state
         if not type(state).keeps_inputs:
