@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from taskloom import Flow, Task, task, triggers
+from taskloom.executors import Executor
 from taskloom.attempt import FollowOn, follows, member_inputs
 from taskloom.plan import Plan, plan
 from taskloom.decide import PLAIN_SUCCESS, decide, runs_by_default
@@ -209,6 +210,33 @@ def test_the_plan_marks_tasks_of_several_inputs_followable_and_not_timed_ones() 
         timed = task(timeout=5)(lambda x: x)(source())
     assert not plan(flow).nodes[plan(flow).number(timed)].followable  # a member has no deadline
 
+
+
+def test_an_option_changed_after_a_run_is_planned_for_the_next(executor: Executor) -> None:
+    """The plan is compiled once per flow version, and reads tasks' options (followable):
+    a trigger, cache or timeout set on a task between two runs must rule the next run, not
+    the plan's memory of it (the task would go on running as a follow-on in the worker)."""
+
+    @task
+    def first() -> int:
+        return 1
+
+    @task
+    def second(x: int) -> int:
+        return x + 1
+
+    with Flow("changed") as flow:
+        down = second(first())
+    assert isinstance(down, Task)
+    assert flow.run(executor=executor).result[down].result == 2
+    down.trigger = triggers.all_failed
+    assert type(flow.run(executor=executor).result[down]).__name__ == "TriggerFailed"
+    down.trigger = triggers.all_successful
+    down.cache_for = dt.timedelta(hours=1)
+    flow.run(executor=executor)
+    assert type(flow.run(executor=executor).result[down]).__name__ == "Cached"
+    down.cache_for = None  # a follow-on again
+    assert plan(flow).nodes[plan(flow).number(down)].followable
 
 
 @pytest.mark.parametrize(("first", "second"), list(itertools.product(UPSTREAM, UPSTREAM)), ids=str)

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from ._collector import collector_off
 from .edges import Edge
-from .task import ParameterTask, Task, _tasks_in
+from .task import ParameterTask, Task, _tasks_in, options_stamp
 from .triggers import all_successful
 
 if TYPE_CHECKING:
@@ -230,18 +230,26 @@ class Plan:
         return [list(node.upstream) for node in self.nodes]
 
 
-_plans: weakref.WeakKeyDictionary[Flow, tuple[int, Plan]] = weakref.WeakKeyDictionary()
+#: Each flow's plan, with the flow's version and the tasks' options stamp it was made under.
+_plans: weakref.WeakKeyDictionary[Flow, tuple[int, int, Plan]] = weakref.WeakKeyDictionary()
 
 
 def plan(flow: Flow) -> Plan:
-    """The flow compiled for running, reused while the flow does not change."""
+    """The flow compiled for running, reused while the flow does not change. A change
+    to a task's options that the plan reads (``task._PLANNED_OPTIONS``: ``t.trigger =
+    ...`` after a run) marks its tasks followable again."""
+    stamp = options_stamp()  # read first: a change made while marking is seen next time
     cached = _plans.get(flow)
     if cached is not None and cached[0] == flow.version:
-        return cached[1]
+        compiled = cached[2]
+        if cached[1] != stamp:
+            _mark_followable(compiled.nodes)
+            _plans[flow] = (cached[0], stamp, compiled)
+        return compiled
     version = flow.version
     with collector_off():  # at a million tasks, 3.2 µs a task to compile with it, 2.0 without
         compiled = _compile(flow)
-    _plans[flow] = (version, compiled)
+    _plans[flow] = (version, stamp, compiled)
     return compiled
 
 
@@ -286,11 +294,9 @@ def _compile(flow: Flow) -> Plan:
         if arguments:
             _compile_arguments(node, arguments, index)
         mapped = flow.mapped_arguments(t)
-        if mapped is None:
-            node.followable = _decided_as_followable(node.task)
-        else:
-            mapped_node = nodes[i] = MappedNode(node, mapped)
-            mapped_node.chainable = _decided_as_followable(node.task)
+        if mapped is not None:
+            nodes[i] = MappedNode(node, mapped)
+    _mark_followable(nodes)
     for node in nodes:
         if isinstance(node, MappedNode):
             node.childwise = frozenset(
@@ -333,6 +339,15 @@ def _display_names(names: list[str]) -> list[str]:
             seen[name] = k + 1
             shown.append(f"{name}[{k}]")
     return shown
+
+
+def _mark_followable(nodes: Sequence[Node]) -> None:
+    """Mark each task followable (a mapped one: chainable) from its options now."""
+    for node in nodes:
+        if isinstance(node, MappedNode):
+            node.chainable = _decided_as_followable(node.task)
+        else:
+            node.followable = _decided_as_followable(node.task)
 
 
 def _decided_as_followable(task: Task[Any, Any]) -> bool:

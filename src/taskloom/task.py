@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import inspect
+import itertools
 import logging
 import operator
 import threading
@@ -681,11 +682,16 @@ class Task(Generic[P, R]):
 
         def __setattr__(self, name: str, value: Any) -> None:
             _unshare(self)
+            changes = name in _PLANNED_OPTIONS and name in self.__dict__  # (not a first set)
             object.__setattr__(self, name, value)
+            if changes:
+                _options_changed()
 
         def __delattr__(self, name: str) -> None:
             _unshare(self)
             object.__delattr__(self, name)
+            if name in _PLANNED_OPTIONS:
+                _options_changed()
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A flow holds many copies of one task; pickled together (a batch of runs sent to a
@@ -945,6 +951,27 @@ def _tasks_in(value: Any) -> Iterator[Task[Any, Any]]:
 
 
 _ABSENT = object()
+
+#: The options a flow's compiled plan reads (``plan._decided_as_followable``): a change to
+#: one, on any task, after a plan was compiled makes ``plan`` read them again.
+_PLANNED_OPTIONS = frozenset(
+    {"trigger", "skip_on_upstream_skip", "cache_for", "timeout", "rerun_after_crash"}
+)
+_option_changes = itertools.count(1)
+_options_stamp = 0
+
+
+def _options_changed() -> None:
+    # Each change takes a number never handed out before: even if threads store theirs
+    # out of order, the stamp differs from any a plan recorded before the change.
+    global _options_stamp
+    _options_stamp = next(_option_changes)
+
+
+def options_stamp() -> int:
+    """A number that changes whenever a task's option in ``_PLANNED_OPTIONS`` changes
+    (``plan`` compares it with the one it compiled under)."""
+    return _options_stamp
 
 #: The key that marks a ``__dict__`` shared by the unchanged copies of a task (``copy``).
 _SHARED = "_shared_by_copies"
