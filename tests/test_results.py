@@ -28,6 +28,7 @@ from taskloom.states import Cached, Failed, State, Success, TriggerFailed
 from taskloom.trace import Stored
 
 from ._cli import taskloom, write_flow
+from ._helpers import as_task
 
 
 def record(path: str, line: str) -> None:
@@ -225,6 +226,18 @@ def test_checkpoint_false_reads_a_target_but_never_writes(executor: Executor, tm
     (tmp_path / "f.pkl").write_bytes(pickle.dumps({"x": 99}))
     state = flow.run(executor=executor)
     assert isinstance(state.result[made], Cached) and state.result[made].result == {"x": 99}
+
+
+def test_a_target_given_after_a_run_is_written_by_the_next(executor: Executor, tmp_path: Path) -> None:
+    # The plan keeps which tasks persist; a task given a target after a run is one now.
+    with Flow("target-later") as flow:
+        made = fresh(1)
+    assert type(flow.run(executor=executor).result[made]) is Success
+    handle = as_task(made)
+    handle.result, handle.target = LocalResult(dir=tmp_path), "later.pkl"
+    assert type(flow.run(executor=executor).result[made]) is Success
+    assert (tmp_path / "later.pkl").is_file()
+    assert isinstance(flow.run(executor=executor).result[made], Cached)
 
 
 def test_the_flows_result_is_its_tasks_default(executor: Executor, tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ from .errors import FlowDefinitionError
 from .locations import DEFAULT_TEMPLATE, TASK_FIELDS, Target, fields, unknown_fields
 from .results import LocalResult, Result
 from .states import Failed, State, Success
-from .task import ParameterTask, Task
+from .task import ParameterTask, Task, persists_by_itself
 
 __all__ = [
     "Persist", "RESULTS_KEY", "RunResults", "completes", "persist_of", "persist_with", "prepare_run",
@@ -123,11 +123,7 @@ class Persist:
 
 def _persists(task: Task[Any, Any], flow_result: Result | None) -> bool:
     """Whether ``task`` persists in a run whose flow has ``flow_result`` (module docstring)."""
-    return flow_result is not None or (
-        getattr(task, "result", None) is not None
-        or getattr(task, "target", None) is not None
-        or getattr(task, "checkpoint", None) is True
-    )
+    return flow_result is not None or persists_by_itself(task)
 
 
 def persist_with(

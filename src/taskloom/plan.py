@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from ._collector import collector_off
 from .edges import Edge
-from .task import ParameterTask, Task, _tasks_in, options_stamp
+from .task import ParameterTask, Task, _tasks_in, options_stamp, persists_by_itself
 from .triggers import all_successful
 
 if TYPE_CHECKING:
@@ -172,6 +172,12 @@ class Plan:
     #: name, numbered in flow order where copies of one task share it (``parse[0]``,
     #: ``parse[1]``, ...), so that 200 calls of ``parse`` are 200 names.
     names: list[str] = field(default_factory=list)
+    #: The tasks whose own options make them persist (``task.persists_by_itself``): what
+    #: a run checks before it starts (``checkpoint.prepare_run``), unless the flow has a
+    #: ``result``, which makes every task persist.
+    persisting: tuple[int, ...] = ()
+    #: Whether a task has an output cache (``cache_for``): the run then opens the cache.
+    caching: bool = False
 
     def numbers(self, tasks: Iterable[object]) -> dict[Task[Any, Any], int]:
         """The number of each of ``tasks`` that is in the plan, by task (one pass over the
@@ -237,13 +243,13 @@ _plans: weakref.WeakKeyDictionary[Flow, tuple[int, int, Plan]] = weakref.WeakKey
 def plan(flow: Flow) -> Plan:
     """The flow compiled for running, reused while the flow does not change. A change
     to a task's options that the plan reads (``task._PLANNED_OPTIONS``: ``t.trigger =
-    ...`` after a run) marks its tasks followable again."""
+    ...`` after a run) is read again (``_mark_options``)."""
     stamp = options_stamp()  # read first: a change made while marking is seen next time
     cached = _plans.get(flow)
     if cached is not None and cached[0] == flow.version:
         compiled = cached[2]
         if cached[1] != stamp:
-            _mark_followable(compiled.nodes)
+            _mark_options(compiled)
             _plans[flow] = (cached[0], stamp, compiled)
         return compiled
     version = flow.version
@@ -296,7 +302,6 @@ def _compile(flow: Flow) -> Plan:
         mapped = flow.mapped_arguments(t)
         if mapped is not None:
             nodes[i] = MappedNode(node, mapped)
-    _mark_followable(nodes)
     for node in nodes:
         if isinstance(node, MappedNode):
             node.childwise = frozenset(
@@ -304,7 +309,9 @@ def _compile(flow: Flow) -> Plan:
                 if nodes[u].mapped is not None
                 and all(e.mapped and not e.flattened for e, j in node.in_edges if j == u)
             )
-    return Plan(nodes, _display_names([t.name for t in index]))
+    compiled = Plan(nodes, _display_names([t.name for t in index]))
+    _mark_options(compiled)
+    return compiled
 
 
 def _compile_arguments(node: Node, arguments: Mapping[str, Any], index: Mapping[Task[Any, Any], int]) -> None:
@@ -341,13 +348,23 @@ def _display_names(names: list[str]) -> list[str]:
     return shown
 
 
-def _mark_followable(nodes: Sequence[Node]) -> None:
-    """Mark each task followable (a mapped one: chainable) from its options now."""
-    for node in nodes:
+def _mark_options(compiled: Plan) -> None:
+    """What the plan keeps of its tasks' options (``task._PLANNED_OPTIONS``), from them
+    now: each task followable (a mapped one: chainable), the tasks that persist by
+    themselves, whether any caches."""
+    persisting: list[int] = []
+    caching = False
+    for i, node in enumerate(compiled.nodes):
+        task = node.task
         if isinstance(node, MappedNode):
-            node.chainable = _decided_as_followable(node.task)
+            node.chainable = _decided_as_followable(task)
         else:
-            node.followable = _decided_as_followable(node.task)
+            node.followable = _decided_as_followable(task)
+        if persists_by_itself(task):
+            persisting.append(i)
+        if task.cache_for is not None:
+            caching = True
+    compiled.persisting, compiled.caching = tuple(persisting), caching
 
 
 def _decided_as_followable(task: Task[Any, Any]) -> bool:

@@ -1209,14 +1209,17 @@ def run_flow(
             task_states=task_states,
             start_tasks=start_tasks,
         )
-        # Results and targets: templates and stores checked before any task runs.
+        # Results and targets: templates and stores checked before any task runs, of
+        # every task if the flow has a result, else of those the plan says persist.
+        nodes = compiled.nodes
+        persisting = nodes if flow.result is not None else [nodes[i] for i in compiled.persisting]
         results = prepare_run(
-            flow, [(node.task, node.mapped) for node in compiled.nodes], args.context, args.parameters
+            flow, [(node.task, node.mapped) for node in persisting], args.context, args.parameters
         )
         if results is not None:
             args.context[RESULTS_KEY] = results
         # Open the stores now: an unsafe home must stop the run before any task runs.
-        if cache_store is None and any(node.task.cache_for is not None for node in compiled.nodes):
+        if cache_store is None and compiled.caching:
             cache_store = default_cache_store()
         if journal is True:
             journal = default_journal()

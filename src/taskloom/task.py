@@ -325,6 +325,16 @@ def _is_result(value: object) -> bool:
     return all(callable(getattr(value, method, None)) for method in ("exists", "read", "write"))
 
 
+def persists_by_itself(task: Task[Any, Any]) -> bool:
+    """Whether ``task``'s own options make it persist its result (``result=``,
+    ``target=``, ``checkpoint=True``), whatever its flow's ``result``."""
+    return (
+        getattr(task, "result", None) is not None
+        or getattr(task, "target", None) is not None
+        or getattr(task, "checkpoint", None) is True
+    )
+
+
 def _check_persistence(name: str, result: object, target: object, checkpoint: object) -> None:
     """Validate ``result``, ``target`` and ``checkpoint`` (``taskloom.results``), naming the task."""
     if result is not None and not _is_result(result):
@@ -952,11 +962,12 @@ def _tasks_in(value: Any) -> Iterator[Task[Any, Any]]:
 
 _ABSENT = object()
 
-#: The options a flow's compiled plan reads (``plan._decided_as_followable``): a change to
-#: one, on any task, after a plan was compiled makes ``plan`` read them again.
-_PLANNED_OPTIONS = frozenset(
-    {"trigger", "skip_on_upstream_skip", "cache_for", "timeout", "rerun_after_crash"}
-)
+#: The options a flow's compiled plan reads (``plan._mark_options``): a change to one, on
+#: any task, after a plan was compiled makes ``plan`` read them again.
+_PLANNED_OPTIONS = frozenset({
+    "trigger", "skip_on_upstream_skip", "cache_for", "timeout", "rerun_after_crash",
+    "result", "target", "checkpoint",
+})
 _option_changes = itertools.count(1)
 _options_stamp = 0
 
