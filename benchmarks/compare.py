@@ -3,8 +3,9 @@
 A run's JSON (``run_all.py --json``) holds ``meta`` (when, which source, the machine's load)
 and ``figures`` (name -> median), each figure measured over several runs with its spread
 beside it (``NAME~min``, ``NAME~max``: see ``_harness.put``). A change counts only when it
-leaves the noise: the two runs' [min..max] ranges do not overlap. Lower is better for every
-figure but speedups (``speedup`` in the name) and throughputs.
+leaves the noise: the two runs' [min..max] ranges do not overlap; an instruction count
+(``bench_instructions.py``), which has no spread, when it moved by more than 1%. Lower is
+better for every figure but speedups (``speedup`` in the name) and throughputs.
 
     python benchmarks/compare.py OLD.json NEW.json      (or run_all.py --compare OLD.json)
 """
@@ -42,6 +43,16 @@ def higher_is_better(name: str) -> bool:
     return "speedup" in name
 
 
+#: How far an instruction count (``bench_instructions.py``: one measurement, no spread,
+#: repeating to about 0.3%) must move to count as a change.
+EXACT_TOLERANCE = 0.01
+
+
+def exact(name: str) -> bool:
+    """Whether a figure is an instruction count, judged by ``EXACT_TOLERANCE``, not a spread."""
+    return name.endswith("instructions_per_task")
+
+
 @dataclass(frozen=True)
 class Row:
     name: str
@@ -61,6 +72,11 @@ class Row:
     def verdict(self) -> str:
         if self.old is None or self.new is None:
             return "new" if self.old is None and self.new is not None else "gone"
+        change = self.change
+        if exact(self.name) and change is not None:
+            if abs(change) <= EXACT_TOLERANCE:
+                return f"same (within {EXACT_TOLERANCE:.0%}: a count)"
+            return "SLOWER" if change > 0 else "better"
         if (self.old_range is None or self.new_range is None
                 or not (_spread(self.old_range) and _spread(self.new_range))):
             return "(no spread: one run)"

@@ -1,6 +1,8 @@
 """Run every benchmark, each in its own process, and print a summary against the targets.
 
-``bench_local.py``, ``bench_loky.py``, ``bench_dask.py`` then ``bench_map.py`` (separate
+``bench_local.py``, ``bench_instructions.py`` (instruction counts under valgrind: two
+minutes, and figures the machine's load does not move), ``bench_loky.py``,
+``bench_dask.py`` then ``bench_map.py`` (separate
 processes, so one's pool or cluster and garbage do not perturb the next; ``bench_dask.py`` is
 skipped when Dask distributed, the dask extra, is not installed, and ``bench_map.py`` then
 skips its Dask part; ``bench_loop.py`` and ``bench_targets.py`` (a fully cached rerun of a
@@ -40,7 +42,7 @@ import compare
 
 HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
-    "bench_local.py", "bench_loky.py", "bench_dask.py", "bench_map.py", "bench_loop.py",
+    "bench_local.py", "bench_instructions.py", "bench_loky.py", "bench_dask.py", "bench_map.py", "bench_loop.py",
     "bench_targets.py",
     "bench_scale.py",  # last: the 1,000,000-task flow takes a minute and GBs
 ]

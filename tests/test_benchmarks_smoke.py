@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,10 @@ def test_run_all_quick_prints_summary(tmp_path: Path) -> None:
     assert figures["local.W1.overhead_us"] is not None
     assert {"local.W1.overhead_us~min", "local.W1.overhead_us~max"} <= set(figures)
     assert figures["big.10k.tasks"] == 10_001  # bench_scale.py: 10,000 tasks and a reduce
+    # bench_instructions.py --quick: one instruction count, where valgrind is (every CI kind).
+    count = figures["instr.W1.nojournal.instructions_per_task"]
+    assert (count is None) == (shutil.which("valgrind") is None), output
+    assert count is None or 5_000 < count < 1_000_000, count
 
 
 @pytest.mark.slow
@@ -74,6 +79,25 @@ def test_compare_prints_each_figure_against_an_earlier_run(tmp_path: Path) -> No
     # The closing line lists every worse figure; others may join W2 on a noisy machine.
     worse = re.search(r"figure\(s\) worse beyond the run-to-run spread: (.*)", table)
     assert worse and "local.W2.overhead_us" in worse.group(1).split(", "), table
+
+
+def test_compare_calls_an_instruction_count_changed_beyond_one_percent(tmp_path: Path) -> None:
+    """A count has no spread: it is judged by how far it moved (``compare.EXACT_TOLERANCE``)."""
+    counts = {"a.instructions_per_task": 100_000.0, "b.instructions_per_task": 100_000.0,
+              "c.instructions_per_task": 100_000.0}
+    (tmp_path / "old.json").write_text(json.dumps({"figures": counts}))
+    counts = {"a.instructions_per_task": 100_500.0, "b.instructions_per_task": 102_000.0,
+              "c.instructions_per_task": 97_000.0}
+    (tmp_path / "new.json").write_text(json.dumps({"figures": counts}))
+    completed = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "compare.py"), str(tmp_path / "old.json"),
+         str(tmp_path / "new.json")], cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    rows = {line.split("|")[0].strip(): line for line in completed.stdout.splitlines() if "|" in line}
+    assert "same (within 1%" in rows["a.instructions_per_task"], completed.stdout
+    assert "SLOWER" in rows["b.instructions_per_task"], completed.stdout
+    assert "better" in rows["c.instructions_per_task"], completed.stdout
 
 
 def test_compare_refuses_a_file_that_is_not_a_benchmark_run(tmp_path: Path) -> None:

@@ -1,0 +1,145 @@
+"""The engine's work per task in instructions, not seconds: a figure the machine's load does
+not move.
+
+On a shared 2-core machine a wall-clock figure moves by 30-70% from one minute to the next,
+so ``--compare`` (which calls a change only beyond the run-to-run spread) misses any change
+smaller than that. Counted by valgrind's callgrind, the instructions a flow run executes
+repeat to about 0.3% for the same source, interpreter and environment, whatever else runs.
+
+For each workload, two processes run under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED=0``):
+both build the flow and run it twice (imports, the plan, the journal's file), then one runs
+it ``RUNS`` more times; the difference of their totals, divided by ``RUNS`` and the tasks, is
+the instructions per task of a run, every thread of the process counted (the journal's
+writer thread too). Figures (``instr.*``):
+
+* W1 (1,000 no-ops -> reduce) and W2 (chain of 200) on ``LocalExecutor``, journal on: the
+  engine's whole per-task path in one process (LocalExecutor runs tasks where it decides
+  them), the parent's work of every executor;
+* W1 with the journal off: the journal's share is the difference;
+* sequential: W1 as plain Python calls, the baseline of the ratio.
+
+The task log (``recording``) is held off, as in a run shorter than its 0.25 s: under
+valgrind a run lasts 50 times longer, and would write batches a real run of W1 never does.
+``compare.py`` calls an ``instructions`` figure changed when it moved by more than 1%.
+Without valgrind, the figures are absent and the script says so.
+
+``--quick`` counts only W1 with the journal off, at 20 tasks (a smoke test: each process
+under valgrind takes ~12 s to start). The full script takes about two minutes.
+
+    python benchmarks/bench_instructions.py [--runs N] [--quick] [--json FILE]
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import _harness as h
+import workloads as wl
+
+DESCRIPTION = "Instructions per task (callgrind): W1 and W2 on LocalExecutor, and the journal's share."
+HERE = Path(__file__).resolve().parent
+#: Runs counted beyond the two every process makes.
+RUNS = 3
+
+#: What one process under valgrind runs: the workload, then ``runs`` more flow runs (or
+#: plain sequential passes); argv: workload, size, mode (journal / nojournal / sequential), runs.
+_CHILD = r"""
+import os, sys, tempfile
+sys.path.insert(0, sys.argv[5])
+import workloads as wl
+from taskloom import recording
+from taskloom.executors import LocalExecutor
+recording.FLUSH_SECONDS = float("inf")  # the task log held off: see the module docstring
+w = getattr(wl, sys.argv[1])(int(sys.argv[2]))
+mode, runs = sys.argv[3], int(sys.argv[4])
+if mode == "sequential":
+    run = lambda: wl.run_sequential(w)
+else:
+    flow, _ = wl.build_flow(w)
+    executor, journal = LocalExecutor(), mode == "journal"
+    run = lambda: flow.run(executor=executor, journal=journal)
+for _ in range(2 + runs):
+    run()
+"""
+
+
+def instructions(workload: str, size: int, mode: str, runs: int) -> float:
+    """Instructions per task of one run of ``workload(size)`` in ``mode`` (see the module
+    docstring): two processes under callgrind, ``runs`` runs apart."""
+    totals = []
+    with tempfile.TemporaryDirectory(prefix="taskloom-instr-") as home:
+        env = {**os.environ, "PYTHONHASHSEED": "0", "TASKLOOM_HOME": home}
+        for extra in (0, runs):
+            done = subprocess.run(
+                [
+                    "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+                    sys.executable, "-c", _CHILD, workload, str(size), mode, str(extra), str(HERE),
+                ],
+                capture_output=True, text=True, env=env, check=False,
+            )
+            found = re.search(r"Collected : (\d+)", done.stderr)
+            if done.returncode != 0 or found is None:
+                raise RuntimeError(f"{workload} {mode}: callgrind failed:\n{done.stderr[-2000:]}")
+            totals.append(int(found.group(1)))
+    tasks: int = getattr(wl, workload)(size).size
+    return (totals[1] - totals[0]) / runs / tasks
+
+
+#: Every figure this script writes (absent ones as None).
+FIGURES = [
+    *(f"instr.{k}.instructions_per_task" for k in ("W1.journal", "W1.nojournal", "W2.journal", "W1.sequential", "W1.journal_share")),
+    "instr.W1.ratio_vs_sequential",
+]
+
+
+def main() -> None:
+    args = h.parse_args(DESCRIPTION, RUNS)
+    h.print_header("instructions per task (callgrind), LocalExecutor")
+    figures: h.Figures = dict.fromkeys(FIGURES)
+    if shutil.which("valgrind") is None:
+        h.line("valgrind is not installed here: no instruction counts (apt install valgrind)")
+        h.finish(args.json, figures, failed=False)
+        return
+    w1, w2 = 1000, 200
+    failed = False
+    try:
+        if args.quick:  # a smoke test: one figure, two processes (each starts in ~12 s)
+            w1 = 20
+            counts = {"W1.nojournal": instructions("w1_wide", w1, "nojournal", 1)}
+        else:
+            counts = {
+                "W1.journal": instructions("w1_wide", w1, "journal", args.runs),
+                "W1.nojournal": instructions("w1_wide", w1, "nojournal", args.runs),
+                "W2.journal": instructions("w2_chain", w2, "journal", args.runs),
+                "W1.sequential": instructions("w1_wide", w1, "sequential", args.runs),
+            }
+    except RuntimeError as error:
+        h.line(f"failed: {error}")
+        counts, failed = {}, True
+    for key, value in counts.items():
+        figures[f"instr.{key}.instructions_per_task"] = value
+    if args.quick and counts:
+        h.line(f"W1 ({w1} no-ops + reduce), journal off: {counts['W1.nojournal']:,.0f} "
+               "instructions per task (--quick: this figure only)")
+    elif counts:
+        seq = counts["W1.sequential"]
+        share = counts["W1.journal"] - counts["W1.nojournal"]
+        figures["instr.W1.ratio_vs_sequential"] = counts["W1.journal"] / seq
+        figures["instr.W1.journal_share.instructions_per_task"] = share
+        h.line(f"W1 ({w1:,} no-ops + reduce), journal on: {counts['W1.journal']:9,.0f} "
+               f"instructions per task ({counts['W1.journal'] / seq:,.0f}x the sequential calls' "
+               f"{seq:,.0f})")
+        h.line(f"W1, journal off:                       {counts['W1.nojournal']:9,.0f} "
+               f"(the journal's share: {share:,.0f})")
+        h.line(f"W2 (chain of {w2}), journal on:          {counts['W2.journal']:9,.0f} per hop")
+    h.finish(args.json, figures, failed)
+
+
+if __name__ == "__main__":
+    main()
