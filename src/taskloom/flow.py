@@ -56,7 +56,7 @@ from .schedules import run_on_schedule as _run_on_schedule  # `run`'s keyword ha
 from .states import State
 from .task import (
     ParameterTask, Task, _FlowBuilder, _is_result, _nonempty_name, _tasks_in, active_flow,
-    building_flow,
+    flow_block_closed, flow_block_opened,
 )
 
 if TYPE_CHECKING:
@@ -261,7 +261,7 @@ class Flow(FlowEditing):
 
     def __enter__(self) -> Flow:
         self._tokens.append(active_flow.set(self))
-        building_flow.enter()  # a task's unknown attribute explains handles, until __exit__
+        flow_block_opened()  # a task's unknown attribute explains handles, until __exit__
         return self
 
     def __exit__(
@@ -271,7 +271,7 @@ class Flow(FlowEditing):
         tb: TracebackType | None,
     ) -> None:
         active_flow.reset(self._tokens.pop())
-        building_flow.leave()
+        flow_block_closed()
 
     def add_task(self, task: object) -> Task[Any, Any]:
         """Add a task (if it is not in the flow yet) and return it."""

@@ -117,44 +117,39 @@ active_flow: ContextVar[_FlowBuilder | None] = ContextVar("taskloom.active_flow"
 
 
 def _read_on_handle(self: Task[Any, Any], name: str) -> Any:
-    """``Task.__getattr__`` while a flow is being built (``building_flow``): reading an
+    """``Task.__getattr__`` while a flow is being built (``flow_block_opened``): reading an
     attribute a task does not have (``total(xs).bit_length()``) explains handles."""
     if name.startswith("__") or name in ("fn", "name"):  # copy and pickle probe these
         raise AttributeError(name)
     raise _handle_error(self, f"reading attribute {name!r}")
 
 
-class _Building:
-    """How many ``with Flow(...)`` blocks are open, in every thread.
-
-    While one is, ``Task`` has the ``__getattr__`` that explains handles; otherwise it has
-    none, and a missing attribute is a plain ``AttributeError``. Why not always: CPython
-    3.11 does not specialise attribute reads (``LOAD_ATTR``, ``LOAD_METHOD``) on a type
-    with a ``__getattr__``, and the engine reads a task's options a few dozen times per
-    run: with it, a plain task's run cost 5% more instructions (W1 on LocalExecutor,
-    98.7k -> 93.9k per task without it)."""
-
-    __slots__ = ()
-    _open = 0
-    _lock = threading.Lock()
-
-    @classmethod
-    def enter(cls) -> None:
-        with cls._lock:
-            cls._open += 1
-            if cls._open == 1:
-                setattr(Task, "__getattr__", _read_on_handle)
-
-    @classmethod
-    def leave(cls) -> None:
-        with cls._lock:
-            cls._open -= 1
-            if cls._open == 0:
-                delattr(Task, "__getattr__")
+# How many ``with Flow(...)`` blocks are open, in every thread. While one is, ``Task`` has
+# the ``__getattr__`` that explains handles; otherwise it has none, and a missing attribute
+# is a plain ``AttributeError``. Why not always: CPython 3.11 does not specialise attribute
+# reads (``LOAD_ATTR``, ``LOAD_METHOD``) on a type with a ``__getattr__``, and the engine
+# reads a task's options a few dozen times per run: with it, a plain task's run cost 5%
+# more instructions (W1 on LocalExecutor, 98.7k -> 93.9k per task without it).
+_open_flow_blocks = 0
+_flow_blocks_lock = threading.Lock()
 
 
-#: ``building_flow.enter()`` as a ``with Flow(...)`` block opens, ``.leave()`` as it closes.
-building_flow = _Building
+def flow_block_opened() -> None:
+    """A ``with Flow(...)`` block opened: a task's unknown attribute explains handles."""
+    global _open_flow_blocks
+    with _flow_blocks_lock:
+        _open_flow_blocks += 1
+        if _open_flow_blocks == 1:
+            setattr(Task, "__getattr__", _read_on_handle)
+
+
+def flow_block_closed() -> None:
+    """A ``with Flow(...)`` block closed: the last one takes the explanation away."""
+    global _open_flow_blocks
+    with _flow_blocks_lock:
+        _open_flow_blocks -= 1
+        if _open_flow_blocks == 0:
+            delattr(Task, "__getattr__")
 
 
 def _check_options(
@@ -918,7 +913,7 @@ class Task(Generic[P, R]):
     # -- a handle is not a value ------------------------------------------------------------
     # Hidden from the type checker, which must keep rejecting unknown attributes. (Reading
     # an unknown attribute explains handles too, while a flow is being built: see
-    # ``building_flow``.)
+    # ``flow_block_opened``.)
     if not TYPE_CHECKING:
 
         def __bool__(self) -> bool:
