@@ -50,7 +50,7 @@ RUNS = 3
 #: What one process under valgrind runs: the workload, then ``runs`` more flow runs (or
 #: plain sequential passes); argv: workload, size, mode (journal / nojournal / sequential), runs.
 _CHILD = r"""
-import os, sys, tempfile
+import sys
 sys.path.insert(0, sys.argv[5])
 import workloads as wl
 from taskloom import recording
@@ -93,7 +93,10 @@ def instructions(workload: str, size: int, mode: str, runs: int) -> float:
 
 #: Every figure this script writes (absent ones as None).
 FIGURES = [
-    *(f"instr.{k}.instructions_per_task" for k in ("W1.journal", "W1.nojournal", "W2.journal", "W1.sequential", "W1.journal_share")),
+    *(
+        f"instr.{key}.instructions_per_task"
+        for key in ("W1.journal", "W1.nojournal", "W2.journal", "W1.sequential", "W1.journal_share")
+    ),
     "instr.W1.ratio_vs_sequential",
 ]
 
