@@ -439,6 +439,7 @@ def _attempt(run: TaskRun, run_context: Mapping[str, Any]) -> TaskResult:
         except RunNameError as error:  # the same every time: fail for good, no retry
             result = TaskResult(run.key, Failed(str(error), error), 0.0, 0.0, "", ended=True)
             return result if hooks is None else hooks.end(result)
+    # persist_of's own first check, here: most runs persist nothing, and a call is a frame.
     persist = persist_of(task, run_context) if RESULTS_KEY in run_context else None
     if persist is None:
         result = _passes(run, values, hooks)

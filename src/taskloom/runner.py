@@ -835,7 +835,7 @@ class _Scheduler(_Mapping):
                 self._settle(i, self._handled(i, decided))
                 return None
             inputs = self._inputs(node)
-        if task.cache_for is None:
+        if task.cache_for is None:  # _cached_or_run's own first check: a frame less a task
             return self._task_run(i, inputs, resume)
         return self._cached_or_run(i, inputs, resume, seeded)
 
