@@ -69,10 +69,20 @@ nox.options.error_on_missing_interpreters = True
 nox.options.default_venv_backend = "virtualenv"
 
 
+def _compile_sources(session: nox.Session) -> None:
+    """Write the bytecode of the editable install's sources, as ``pip install`` does for a
+    wheel. Where ``PYTHONDONTWRITEBYTECODE`` is set (this machine and CI), no import writes
+    it, and every process the tests and benchmarks start (CLI commands, pool workers, the
+    instruction counts under valgrind) compiled taskloom again: about 0.15 s each, a sixth of the
+    suite's CPU time. A stale file is never used: Python checks each against its source."""
+    session.run("python", "-m", "compileall", "-q", "src", "benchmarks", silent=True)
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """Run the whole test suite in parallel; extra arguments go to pytest."""
     session.install("-e", ".[dev]")
+    _compile_sources(session)
     # pytest exits 5 when it collects no test: nox counts that as a failure.
     session.run("pytest", "-n", "auto", *session.posargs)
 
@@ -114,6 +124,7 @@ def stubtest(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run every benchmark; each prints its figures as ratios against same-run baselines."""
     session.install("-e", ".[dask]", "psutil")
+    _compile_sources(session)
     session.run("python", "benchmarks/run_all.py", *session.posargs)
 
 

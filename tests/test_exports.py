@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 import types
 from collections.abc import Mapping
 
@@ -111,3 +113,29 @@ def test_promised_submodules_are_modules() -> None:
         assert isinstance(getattr(taskloom, name), types.ModuleType), name
     # `taskloom.context` is the context object (a mapping), not the module of that name.
     assert isinstance(taskloom.context, Mapping)
+
+
+#: Imported only by the code that needs them: a cron schedule, a process pool, Dask.
+HEAVY_DEPENDENCIES = ("croniter", "loky", "psutil", "asyncio", "distributed")
+
+
+@pytest.mark.parametrize("module_name", ["taskloom", "taskloom.executors", "taskloom.cli"])
+def test_importing_taskloom_leaves_the_heavy_dependencies_unloaded(module_name: str) -> None:
+    """Every CLI command and every worker process pays for what ``import taskloom`` loads:
+    croniter, loky and asyncio were two thirds of it. The names still resolve on use."""
+    check = (
+        f"import sys, {module_name}\n"
+        f"print(sorted(set({HEAVY_DEPENDENCIES!r}) & set(sys.modules)))\n"
+        "from taskloom.executors import DaskExecutor, LokyExecutor\n"
+        "from taskloom.schedules import CronSchedule\n"
+        "print(DaskExecutor.__module__, LokyExecutor.__module__, 'croniter' in sys.modules)\n"
+        "CronSchedule('0 * * * *')\n"
+        "print('croniter' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "[]",
+        "taskloom.executors.dask taskloom.executors.loky False",
+        "True",
+    ], done.stdout

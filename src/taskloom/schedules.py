@@ -46,8 +46,6 @@ import time
 from collections.abc import Callable
 from typing import Protocol, TypeVar, runtime_checkable
 
-from croniter import CroniterBadCronError, CroniterBadDateError, CroniterError, croniter
-
 from .errors import ScheduleError
 
 __all__ = [
@@ -239,6 +237,8 @@ class CronSchedule(_Described):
         base = after
         if self.start_date is not None and base < self.start_date:
             base = self.start_date - _dt.timedelta(seconds=1)  # start_date itself may be due
+        from croniter import CroniterBadCronError, CroniterBadDateError, croniter
+
         # Cron times are whole seconds: from the second before, every match is after `after`.
         cron = croniter(self.cron, base.replace(microsecond=0), day_or=self.day_or)
         times: list[_dt.datetime] = []
@@ -262,6 +262,10 @@ def _cron(cron: object) -> str:
     """``cron`` if croniter reads it, else a ``ScheduleError`` naming it (and croniter's why)."""
     if not isinstance(cron, str):
         raise ScheduleError(f"CronSchedule: cron must be a string, not {type(cron).__name__} {cron!r}")
+    # croniter (with dateutil) is imported here, not with taskloom: most flows have no cron
+    # schedule, and it is a third of `import taskloom`'s time.
+    from croniter import CroniterError, croniter
+
     try:
         croniter(cron, DEFAULT_START)
     except (CroniterError, TypeError, ValueError) as error:

@@ -15,7 +15,6 @@ from ..attempt import run_chain
 from ..states import Failed
 from ._dispatch import Dispatcher, decided_here
 from .base import ExecutorRun, TaskResult, TaskRun, Timings
-from .loky import _LokyRun
 
 __all__ = ["LocalExecutor"]
 
@@ -84,6 +83,9 @@ class _LocalRun:
     def _in_process(self, run: TaskRun) -> list[TaskResult]:
         """Run ``run`` (and its follow-ons) in the worker process, and wait for it."""
         if self._process is None:
+            # loky loads with the first hard timeout, not with every LocalExecutor run.
+            from .loky import _LokyRun
+
             try:
                 self._process = Dispatcher(_LokyRun(1), self._run_context)
             except ValueError as error:  # the context cannot reach a process
