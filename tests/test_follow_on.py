@@ -25,6 +25,7 @@ from taskloom.executors import Executor
 from taskloom.attempt import FollowOn, follows, member_inputs
 from taskloom.plan import Plan, plan
 from taskloom.decide import PLAIN_SUCCESS, decide, runs_by_default
+from taskloom.journal import default_journal
 from taskloom.runner import _upstream_follows
 from taskloom.states import Failed, Finished, Mapped, State, Success, all_classes
 from taskloom.triggers import Trigger
@@ -213,9 +214,10 @@ def test_the_plan_marks_tasks_of_several_inputs_followable_and_not_timed_ones() 
 
 
 def test_an_option_changed_after_a_run_is_planned_for_the_next(executor: Executor) -> None:
-    """The plan is compiled once per flow version, and reads tasks' options (followable):
-    a trigger, cache or timeout set on a task between two runs must rule the next run, not
-    the plan's memory of it (the task would go on running as a follow-on in the worker)."""
+    """The plan is compiled once per flow version, and reads tasks' options (followable,
+    names): a trigger, cache, timeout or name set on a task between two runs must rule the
+    next run, not the plan's memory of it (the task would go on running as a follow-on in
+    the worker, or be recorded under its old name)."""
 
     @task
     def first() -> int:
@@ -237,6 +239,11 @@ def test_an_option_changed_after_a_run_is_planned_for_the_next(executor: Executo
     assert type(flow.run(executor=executor).result[down]).__name__ == "Cached"
     down.cache_for = None  # a follow-on again
     assert plan(flow).nodes[plan(flow).number(down)].followable
+    # A task's name is planned too: the journal (show, the report) records the new one.
+    down.name = "renamed"
+    state = flow.run(executor=executor)
+    recorded = default_journal().load(str(state.run_id)).tasks
+    assert sorted(t.name for t in recorded) == ["first", "renamed"]
 
 
 @pytest.mark.parametrize(("first", "second"), list(itertools.product(UPSTREAM, UPSTREAM)), ids=str)

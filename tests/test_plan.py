@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from taskloom import Flow, task
+import inspect
+from typing import Any
+
+from taskloom import Flow, Task, task
 from taskloom.plan import plan
+from taskloom.task import _PLANNED_OPTIONS
 
 
 @task
@@ -55,3 +59,29 @@ def test_upstream_lists_and_reuse_until_the_flow_changes() -> None:
     assert plan(flow) is compiled
     flow.add_task(leaf.copy())
     assert plan(flow) is not compiled and len(plan(flow).nodes) == 7
+
+
+def test_compiling_reads_no_option_that_is_not_planned() -> None:
+    """A plan is compiled once per flow version; a task option changed after that is seen
+    only if it is in ``task._PLANNED_OPTIONS`` (the plan then reads them again). So every
+    option compiling reads must be listed there: recorded here on a task that notes each
+    attribute read while ``plan`` compiles."""
+    reads: set[str] = set()
+
+    class Noted(Task[Any, int]):
+        def run(self, x: int = 0) -> int:
+            return x
+
+        def __getattribute__(self, name: str) -> Any:
+            reads.add(name)
+            return super().__getattribute__(name)
+
+    with Flow("noted") as flow:
+        Noted(name="b")(Noted(name="a")())
+    reads.clear()
+    plan(flow)
+    options = set(inspect.signature(Task.__init__).parameters) - {"self"}
+    options |= set(vars(flow.sorted_tasks()[0]))
+    read_options = reads & options
+    assert read_options, reads  # the recording works: compiling reads the trigger, at least
+    assert read_options <= _PLANNED_OPTIONS, f"not in _PLANNED_OPTIONS: {read_options - _PLANNED_OPTIONS}"

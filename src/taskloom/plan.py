@@ -309,7 +309,7 @@ def _compile(flow: Flow) -> Plan:
                 if nodes[u].mapped is not None
                 and all(e.mapped and not e.flattened for e, j in node.in_edges if j == u)
             )
-    compiled = Plan(nodes, _display_names([t.name for t in index]))
+    compiled = Plan(nodes)
     _mark_options(compiled)
     return compiled
 
@@ -351,7 +351,9 @@ def _display_names(names: list[str]) -> list[str]:
 def _mark_options(compiled: Plan) -> None:
     """What the plan keeps of its tasks' options (``task._PLANNED_OPTIONS``), from them
     now: each task followable (a mapped one: chainable), the tasks that persist by
-    themselves, whether any caches."""
+    themselves, whether any caches, the names runs record. ``names`` is a new list, never
+    changed in place (the journal reuses what it made of the same list)."""
+    compiled.names = _display_names([node.task.name for node in compiled.nodes])
     persisting: list[int] = []
     caching = False
     for i, node in enumerate(compiled.nodes):

@@ -958,10 +958,11 @@ def _tasks_in(value: Any) -> Iterator[Task[Any, Any]]:
 _ABSENT = object()
 
 #: The options a flow's compiled plan reads (``plan._mark_options``): a change to one, on
-#: any task, after a plan was compiled makes ``plan`` read them again.
+#: any task, after a plan was compiled makes ``plan`` read them again. Compiling a plan
+#: reads no other option (``tests/test_plan.py`` records what it reads).
 _PLANNED_OPTIONS = frozenset({
     "trigger", "skip_on_upstream_skip", "cache_for", "timeout", "rerun_after_crash",
-    "result", "target", "checkpoint",
+    "result", "target", "checkpoint", "name",
 })
 _option_changes = itertools.count(1)
 _options_stamp = 0
