@@ -27,7 +27,7 @@ from taskloom import journal as journal_module
 from taskloom import recording
 from taskloom._home import Signer
 from taskloom.errors import FlowDefinitionError
-from taskloom.executors import LocalExecutor
+from taskloom.executors import Executor, LocalExecutor
 from taskloom.journal import Journal
 from taskloom.plan import MappedNode, Node, plan
 from taskloom.states import Success
@@ -263,6 +263,32 @@ def test_a_full_collection_during_a_run_freezes_what_survived_and_frees_garbage(
     assert seen["frozen"] == 1_000  # every object that survived it
     assert gc.get_freeze_count() == 0  # all of it put back at the end
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("journal", [True, False])
+def test_a_run_s_records_are_freed_when_it_ends_without_a_collection(
+    executor: Executor, journal: bool
+) -> None:
+    """No reference cycle holds a finished run's scheduler: its traces, states and results
+    go when the run's references do, not at some later full collection (a run of a
+    million tasks would otherwise keep its records, and a gigabyte, until then). With the
+    task log's back-reference it did, on every journaled run."""
+
+    @task
+    def one(i: int) -> int:
+        return i
+
+    with Flow("freed") as flow:
+        [one(i) for i in range(20)]
+    assert flow.run(executor=executor, journal=journal).is_successful()  # pools started
+    gc.collect()
+    gc.disable()
+    try:
+        assert flow.run(executor=executor, journal=journal).is_successful()
+        alive = [o for o in gc.get_objects() if isinstance(o, (TaskTrace, runner._Scheduler))]
+    finally:
+        gc.enable()
+    assert alive == [], f"{len(alive)} records of the finished run are still alive"
 
 
 def test_a_run_whose_input_is_refused_leaves_the_collector_as_it_was() -> None:

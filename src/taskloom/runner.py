@@ -408,6 +408,9 @@ class _Scheduler(_Mapping):
         """
         if self.task_log is not None:
             self._logged = self.task_log.close()
+            # It refers to this scheduler: dropped, the two are freed when the run's
+            # references go, not by a collection of the cycle they were.
+            self.task_log = None
         try:
             if keep_values:
                 self._materialize()
