@@ -73,8 +73,9 @@ def _compile_sources(session: nox.Session) -> None:
     """Write the bytecode of the editable install's sources, as ``pip install`` does for a
     wheel. Where ``PYTHONDONTWRITEBYTECODE`` is set (this machine and CI), no import writes
     it, and every process the tests and benchmarks start (CLI commands, pool workers, the
-    instruction counts under valgrind) compiled taskloom again: about 0.15 s each, a sixth of the
-    suite's CPU time. A stale file is never used: Python checks each against its source."""
+    instruction counts under valgrind) compiled taskloom again: about 0.15 s each, a sixth
+    of the suite's CPU time. A stale file is never used: Python checks each against its
+    source."""
     session.run("python", "-m", "compileall", "-q", "src", "benchmarks", silent=True)
 
 

@@ -132,7 +132,9 @@ def test_importing_taskloom_leaves_the_heavy_dependencies_unloaded(module_name: 
         "CronSchedule('0 * * * *')\n"
         "print('croniter' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", check], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == [
         "[]",

@@ -204,7 +204,8 @@ class TaskLog:
         while waiting:
             # Each task once (its latest outcome), in the order they settled; taken in C
             # (``operator.call`` of ``popleft``), as the writer holds the interpreter.
-            self._write(dict.fromkeys(map(operator.call, repeat(take, min(len(waiting), FLUSH_TASKS)))))
+            count = min(len(waiting), FLUSH_TASKS)
+            self._write(dict.fromkeys(map(operator.call, repeat(take, count))))
 
     def _write(self, keys: Collection[int]) -> None:
         """Write these tasks' outcomes in one transaction, each with what a resume needs of
