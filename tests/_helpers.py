@@ -7,14 +7,16 @@ Python object in a worker are invisible to the test.
 
 from __future__ import annotations
 
+import gc
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
-from taskloom import Task
+from taskloom import Task, runner
 from taskloom.executors import Executor, LocalExecutor, ThreadExecutor
 from taskloom.states import State
+from taskloom.trace import TaskTrace
 
 
 def record(path: str, line: str) -> None:
@@ -72,3 +74,11 @@ def in_process(executor: Executor) -> bool:
     """Whether ``executor`` runs tasks in the calling process, where nothing is pickled
     (``LocalExecutor``, ``ThreadExecutor``): any value may be a result or an input."""
     return isinstance(executor, (LocalExecutor, ThreadExecutor))
+
+
+def run_records() -> dict[int, object]:
+    """The flow runs' schedulers and task traces alive in this process, by ``id``: take it
+    before a run and compare after, so what earlier tests left is not counted against it."""
+    return {
+        id(o): o for o in gc.get_objects() if isinstance(o, (TaskTrace, runner._Scheduler))
+    }

@@ -8,6 +8,7 @@ workers import them by reference.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import subprocess
@@ -24,7 +25,7 @@ from taskloom.executors._dispatch import MAX_BATCH, Workers, alone, requeue, tak
 from taskloom.states import Failed, Success
 
 from ._faults import started_sleeper, wait_for_a_file, wait_gone
-from ._helpers import kind
+from ._helpers import kind, run_records
 from .test_dask import inc, sleeper
 
 LONG = 0.005
@@ -233,8 +234,13 @@ def test_the_processes_a_task_started_die_with_its_crashed_worker(
     path = tmp_path / "pids"
     with Flow("orphans") as flow:
         crash = starts_sleep_then_dies(str(path))
+    before = run_records()
     state = flow.run(executor=pool_executor)
     assert isinstance(state.result[crash], Failed), state.result[crash]
+    del state
+    gc.collect()
+    # The broken pool keeps its error: it must not keep the run that received it, too.
+    assert [o for i, o in run_records().items() if i not in before] == []
     pids = [int(pid) for pid in path.read_text().split()]
     assert len(pids) == 3
     for pid in pids:  # a child, a shell, and the shell's own child

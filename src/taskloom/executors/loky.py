@@ -343,12 +343,13 @@ class _LokyRun:
         return sent
 
     def receive(self, sent: Sequence[Future[Reply]]) -> list[Reply | BaseException]:
+        # exception(), not a raising result(): raised here, the pool's error object would
+        # take this run's frames in its traceback, and a broken pool keeps that object (and
+        # so the run's scheduler, with all its records) for as long as the pool lives.
         replies: list[Reply | BaseException] = []
         for future in sent:
-            try:
-                replies.append(future.result())
-            except Exception as error:
-                replies.append(error)
+            error = future.exception()
+            replies.append(future.result() if error is None else error)
         return replies
 
     def loss(self, error: BaseException) -> Loss:
