@@ -14,9 +14,10 @@ import pickle
 import sqlite3
 import sys
 import time
+import traceback
 import tracemalloc
 from pathlib import Path
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import cloudpickle
@@ -30,11 +31,11 @@ from taskloom.errors import FlowDefinitionError
 from taskloom.executors import Executor, LocalExecutor
 from taskloom.journal import Journal
 from taskloom.plan import MappedNode, Node, plan
-from taskloom.states import Success
+from taskloom.states import State, Success
 from taskloom.trace import COLUMNS, ChildTrace, TaskTrace, outcome, record
 
 from ._cli import query
-from ._helpers import as_task, run_records
+from ._helpers import as_task, in_process, kind, run_records
 
 
 @task
@@ -290,6 +291,54 @@ def test_a_run_s_records_are_freed_when_it_ends_without_a_collection(
     finally:
         gc.enable()
     assert alive == [], f"{len(alive)} records of the finished run are still alive"
+
+
+@task
+def fails_holding(x: int) -> int:
+    held = [x] * 3  # a local of the user's frame: kept for a post-mortem
+    raise ValueError(f"failed holding {held}")
+
+
+def broken_trigger(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
+    raise RuntimeError("this trigger is broken")
+
+
+def plus_one(i: int) -> int:
+    return i + 1
+
+
+def test_a_run_s_final_states_keep_none_of_its_records(executor: Executor) -> None:
+    """A caller who keeps a run's final state keeps its states, not the run's scheduler
+    and records, though the failures' exceptions were raised in this process (a task on
+    an in-process executor; the default trigger and a broken one, in the scheduler's own
+    frames) and keep their tracebacks. The task's frame keeps its locals."""
+
+    one = task(plus_one)
+    with Flow("kept") as flow:
+        failed = fails_holding(7)
+        after = one(failed)  # TriggerFailed: its trigger raised in the scheduler
+        odd = task(name="odd", trigger=broken_trigger)(plus_one)(one(1))
+    assert not flow.run(executor=executor).is_successful()  # pools started
+    gc.collect()
+    before = run_records()
+    gc.disable()
+    try:
+        state = flow.run(executor=executor)
+        alive = [o for i, o in run_records().items() if i not in before]
+    finally:
+        gc.enable()
+    assert alive == [], f"{len(alive)} records of the finished run are still alive"
+    states = state.result
+    assert [kind(states[t]) for t in (failed, after, odd)] == ["Failed", "TriggerFailed", "TriggerFailed"]
+    error: object = states[failed].result
+    assert isinstance(error, ValueError)
+    assert "this trigger is broken" in str(states[odd].message), states[odd]
+    if in_process(executor):
+        assert error.__traceback__ is not None
+        frames = [frame for frame, _ in traceback.walk_tb(error.__traceback__)]
+        assert frames[-1].f_code.co_name == "fails_holding"
+        assert frames[-1].f_locals == {"x": 7, "held": [7, 7, 7]}
+        assert "fails_holding" in "".join(traceback.format_exception(error))
 
 
 def test_a_run_whose_input_is_refused_leaves_the_collector_as_it_was() -> None:

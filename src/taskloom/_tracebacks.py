@@ -21,12 +21,15 @@ from __future__ import annotations
 import linecache
 import os
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
+from types import FrameType, TracebackType
 
 from .states import StandInError, State
 
-__all__ = ["NOTE_PREFIX", "failure_traceback", "format_error", "format_frames"]
+__all__ = [
+    "NOTE_PREFIX", "failure_traceback", "format_error", "format_frames", "release_frames",
+]
 
 #: How the worker's note starts (``executors._worker.note_traceback``).
 NOTE_PREFIX = "Traceback in worker process "
@@ -121,3 +124,40 @@ def format_error(error: BaseException) -> str:
     """An exception and its traceback (and its causes') as ``traceback`` prints them, with
     the real file names (a worker's log record of a failure: ``_wire.flatten_record``)."""
     return _format(error).rstrip()
+
+
+def release_frames(errors: Iterable[BaseException], caller: FrameType) -> None:
+    """Drop the local variables of taskloom's own finished frames that the tracebacks of
+    ``errors`` (and of their causes and contexts) reach, up to ``caller``, the still
+    running frame of the run's entry point.
+
+    An exception raised in the calling process (a task on ``LocalExecutor``, a trigger, a
+    state handler) keeps its traceback, whose frames keep their callers', up to the
+    scheduler's: a run's final states would keep the scheduler, and every record of the
+    run, alive for as long as the caller holds one of them (``concurrent.futures`` drops
+    its work item from its frame for the same reason). The user's frames keep their
+    locals (a post-mortem debugger reads them); taskloom's keep their file, line and name,
+    so the traceback prints as before.
+    """
+    seen: set[int] = set()
+    pending = list(errors)
+    while pending:
+        error = pending.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        tb = error.__traceback__
+        while tb is not None:
+            frame: FrameType | None = tb.tb_frame
+            while frame is not None and frame is not caller and id(frame) not in seen:
+                seen.add(id(frame))
+                if frame.f_code.co_filename.startswith(_PACKAGE):
+                    try:
+                        frame.clear()
+                    except RuntimeError:  # still running (another thread's): it keeps them
+                        pass
+                frame = frame.f_back
+            tb = tb.tb_next
+        pending.extend(e for e in (error.__cause__, error.__context__) if e is not None)
+        if isinstance(error, BaseExceptionGroup):
+            pending.extend(error.exceptions)

@@ -157,6 +157,8 @@ from __future__ import annotations
 import datetime as _dt
 import heapq
 import logging
+import operator
+import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
@@ -165,7 +167,7 @@ from typing import TYPE_CHECKING, Any
 from . import _run_args
 from ._collector import RunHeap, collector_off
 from ._run_args import RunArgs
-from ._tracebacks import failure_traceback
+from ._tracebacks import failure_traceback, release_frames
 from .attempt import FollowOn, InGroup, TaskResult, TaskRun, finished_before, follows
 from .caching import CacheStore, cache_key, default_cache_store, lookup, remember
 from .checkpoint import RESULTS_KEY, prepare_run
@@ -1244,4 +1246,19 @@ def run_flow(
             observer,
         )
         heap.built()
-        return scheduler.run()
+        state = scheduler.run()
+        # Its final states must not keep the scheduler: neither through the tracebacks of
+        # the errors they hold, nor through this frame, which such a traceback reaches.
+        release_frames(_errors(scheduler.traces), sys._getframe())
+        del scheduler
+        return state
+
+
+#: A trace's state's result, in one C call.
+_result_of = operator.attrgetter("state.result")
+
+
+def _errors(traces: list[TaskTrace]) -> list[BaseException]:
+    """The exceptions that the final states of a run's tasks hold (a ``Failed`` state's
+    result), their tracebacks kept only by the caller now."""
+    return [r for r in map(_result_of, traces) if isinstance(r, BaseException)]
