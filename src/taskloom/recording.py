@@ -50,7 +50,7 @@ from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 from .context import enter, leave
-from .executors.base import holds_deferred, resolve_deferred
+from .executors.base import SCALARS, holds_deferred, resolve_deferred
 from .journal import Journal, LoggedTasks, Values
 from .mapped import unfinished_children
 from .states import Mapped, Skipped, Success, State
@@ -247,7 +247,7 @@ class TaskLog:
                         values[i] = (None, Stored(trace.location, task), True)
                     else:
                         result = state.result
-                        if type(result) not in _SCALARS and holds_deferred(result):
+                        if type(result) not in SCALARS and holds_deferred(result):
                             continue  # left where it was made: not written until the end
                         values[i] = (None, result, True)
             kept.append(i)
@@ -261,9 +261,6 @@ class TaskLog:
             for i, state in zip(kept, taken):
                 states[i] = state
 
-
-#: Results that are certainly no ``DeferredResult`` nor hold one (most results).
-_SCALARS = frozenset((type(None), bool, int, float, str, bytes))
 
 #: What the writer keeps of a task, by its state's class (``_kind``).
 _KEEPS_INPUTS, _FINISHED_WELL, _MAPPED, _NOTHING = range(4)

@@ -157,7 +157,6 @@ from __future__ import annotations
 import datetime as _dt
 import heapq
 import logging
-import operator
 import sys
 import time
 from collections import deque
@@ -174,7 +173,9 @@ from .checkpoint import RESULTS_KEY, prepare_run
 from .context import enter, leave
 from .decide import decide, runs_by_default
 from .executors._wire import UnpicklableParameterError
-from .executors.base import DeferredResult, Executor, ExecutorRun, Timings, resolve_deferred
+from .executors.base import (
+    SCALARS, DeferredResult, Executor, ExecutorRun, Timings, resolve_deferred,
+)
 from .executors.local import LocalExecutor
 from .flow import Flow, FlowResult
 from .handlers import call_on_failure, call_state_handlers, handler_name, has_handlers
@@ -248,6 +249,8 @@ class _Scheduler(_Mapping):
         self.task_log: TaskLog | None = None
         #: What the task log wrote before it stopped, for ``journal.finish`` to keep.
         self._logged: LoggedTasks | None = None
+        #: The exceptions the final states hold (``_materialize``), for ``release_frames``.
+        self.errors: list[BaseException] = []
 
     def _records(self, compiled: Plan, args: RunArgs) -> None:
         """The run's bookkeeping, by task (see the module docstring)."""
@@ -421,12 +424,18 @@ class _Scheduler(_Mapping):
 
     def _materialize(self) -> None:
         """Give the final states real values where the executor left deferred ones, and
-        the inputs the journal keeps for a resume (of tasks whose state ``keeps_inputs``)."""
+        the inputs the journal keeps for a resume (of tasks whose state ``keeps_inputs``);
+        note the exceptions they hold (``errors``) on the way, a pass over the traces
+        being where the time goes at a million tasks."""
+        errors = self.errors
         for trace in self.traces:
             state = trace.state
             result = state.result
-            if isinstance(result, DeferredResult):
-                state = trace.state = state.replace(result=result.resolve())
+            if type(result) not in SCALARS:  # most results are neither of these
+                if isinstance(result, DeferredResult):
+                    state = trace.state = state.replace(result=result.resolve())
+                elif isinstance(result, BaseException):
+                    errors.append(result)
             if state.cached_inputs:
                 state = trace.state = state.replace(cached_inputs=resolve_deferred(state.cached_inputs))
             if trace.inputs is not None and type(state).keeps_inputs:
@@ -1249,16 +1258,6 @@ def run_flow(
         state = scheduler.run()
         # Its final states must not keep the scheduler: neither through the tracebacks of
         # the errors they hold, nor through this frame, which such a traceback reaches.
-        release_frames(_errors(scheduler.traces), sys._getframe())
+        release_frames(scheduler.errors, sys._getframe())
         del scheduler
         return state
-
-
-#: A trace's state's result, in one C call.
-_result_of = operator.attrgetter("state.result")
-
-
-def _errors(traces: list[TaskTrace]) -> list[BaseException]:
-    """The exceptions that the final states of a run's tasks hold (a ``Failed`` state's
-    result), their tracebacks kept only by the caller now."""
-    return [r for r in map(_result_of, traces) if isinstance(r, BaseException)]

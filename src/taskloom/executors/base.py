@@ -40,7 +40,8 @@ from typing import Any, NamedTuple, Protocol
 from ..attempt import TaskResult, TaskRun
 
 __all__ = [
-    "DeferredResult", "Executor", "ExecutorRun", "TaskResult", "TaskRun", "Timings", "holds_deferred",
+    "SCALARS", "DeferredResult", "Executor", "ExecutorRun", "TaskResult", "TaskRun", "Timings",
+    "holds_deferred",
 ]
 
 
@@ -66,6 +67,12 @@ def resolve_deferred(value: Any) -> Any:
     return value
 
 
+#: The types of most results, which are certainly no ``DeferredResult`` nor hold one (nor
+#: are an exception): a check of ``type(result)`` against them spares the ``isinstance``
+#: calls, each an attribute lookup when it fails, of a pass over a million results.
+SCALARS: frozenset[type] = frozenset((type(None), bool, int, float, str, bytes))
+
+
 def holds_deferred(value: Any) -> bool:
     """Whether ``value`` is a ``DeferredResult`` or holds one (where ``resolve_deferred``
     looks)."""
@@ -76,7 +83,6 @@ def holds_deferred(value: Any) -> bool:
     if isinstance(value, dict):
         return any(holds_deferred(v) for v in value.values())
     return False
-
 
 
 class Timings(NamedTuple):
