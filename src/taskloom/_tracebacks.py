@@ -14,6 +14,9 @@ it pickles by value with ``"<dynamic-code>"``, so the worker's frames read
 globals, so a frame whose file is ``<dynamic-code>`` is mapped back to
 ``frame.f_globals["__file__"]``, and its source line read with ``linecache`` from that file
 (present when the worker runs on the same machine, or the file is at the same path).
+
+A traceback also keeps its frames, and through them its callers' (``release_frames``
+lets a run's go once the run ends).
 """
 
 from __future__ import annotations

@@ -113,7 +113,11 @@ Lifecycle of one run (``_Scheduler.run``; the order matters):
 runs all of it with what existed before (the flow, its plan, the run's records), and what
 survives a full collection during the run, left out of the collector's passes
 (``_collector.RunHeap``): at a million tasks, full collections walking the flow and the
-run's states again and again made each task cost more the bigger the flow.
+run's states again and again made each task cost more the bigger the flow. After the
+run, it lets go of the scheduler: the exceptions the final states hold (noted while
+materialising) keep tracebacks whose frames reach the scheduler's, and taskloom's own
+frames there drop their locals (``_tracebacks.release_frames``), so a caller holding the
+final state holds the states, not every record of the run.
 
 Logging (``taskloom.logging``): the flow's logger says "Beginning Flow run" after 3 and
 how the run ended after 6; each task's logger says "Finished task run ... final state"
