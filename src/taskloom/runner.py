@@ -161,10 +161,12 @@ from __future__ import annotations
 import datetime as _dt
 import heapq
 import logging
+import operator
 import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from itertools import compress
 from typing import TYPE_CHECKING, Any
 
 from . import _run_args
@@ -265,10 +267,11 @@ class _Scheduler(_Mapping):
         self.traces = traces = [
             TaskTrace(name, seeded.get(i, not_run)) for i, name in enumerate(compiled.names)
         ]
-        # Flags a byte a task (a list costs 8): ``finished`` and ``runnable``.
+        # Flags a byte a task (a list costs 8): ``finished`` and ``runnable``. Only a seeded
+        # task (a resume, ``task_states``) can start finished.
         self.finished = finished = bytearray([  # from a list: a generator costs a call a task
             isinstance(t.state, Finished) and not unfinished_children(t.state) for t in traces
-        ])
+        ]) if seeded else bytearray(len(traces))
         self.waiting = waiting = (
             [sum(not finished[u] for u in node.upstream) for node in nodes]
             if any(finished) else [len(node.upstream) for node in nodes]
@@ -279,7 +282,9 @@ class _Scheduler(_Mapping):
         self.ready = [
             i for i in range(len(nodes))
             if runnable[i] and not finished[i] and (waiting[i] == 0 or i in starts)
-        ]
+        ] if starts or seeded else list(compress(range(len(nodes)), map(operator.not_, waiting)))
+        # (Without either, every task is runnable and none finished: the ready ones are
+        # those that wait for none, picked in C.)
         self.ready.reverse()  # a stack: pop() takes tasks in flow order
         # Mapped tasks add a slot per child after the tasks' own (``mapping_run``).
         self.task_of: list[Task[Any, Any]] = [node.task for node in nodes]
