@@ -92,6 +92,42 @@ def test_a_batch_writes_at_most_flush_tasks_per_transaction(
     assert sum(sizes) == 7 and max(sizes) <= 3, sizes
 
 
+#: Gates the held run of the next test waits on (it runs in this process).
+_GATES: dict[str, threading.Event] = {}
+
+
+@task
+def held_until_opened(gate: str) -> int:
+    _GATES[gate + ".started"].set()
+    assert _GATES[gate].wait(60), "never opened"
+    return 1
+
+
+def test_a_run_whose_batch_is_due_first_wakes_the_writer_waiting_for_another(
+    taskloom_home: Path, monkeypatch: pytest.MonkeyPatch, executor: Executor
+) -> None:
+    """The writer waits for the batch due first. A run that starts while it waits, with
+    ``FLUSH_SECONDS`` changed since, has its batches written on time all the same; and
+    an infinite ``FLUSH_SECONDS`` (a task log held off) is a wait, not the writer's end."""
+    gate = f"gate-{id(executor)}"
+    _GATES[gate], _GATES[gate + ".started"] = threading.Event(), threading.Event()
+    monkeypatch.setattr(recording, "FLUSH_SECONDS", float("inf"))
+    with Flow("held") as held_flow:
+        held_until_opened(gate)
+    held = threading.Thread(target=held_flow.run, kwargs={"executor": LocalExecutor()})
+    held.start()
+    try:
+        assert _GATES[gate + ".started"].wait(60)  # its task log waits for ever
+        monkeypatch.setattr(recording, "FLUSH_SECONDS", 0.05)
+        with Flow("soon") as flow:
+            until_logged([quick(i) for i in range(3)], str(taskloom_home / "journal.sqlite"), 3)
+        assert flow.run(executor=executor).is_successful()
+    finally:
+        _GATES[gate].set()
+        held.join(60)
+    assert not held.is_alive()
+
+
 EXITS_WITH_THE_WRITER = """
 import threading
 from taskloom import Flow, task

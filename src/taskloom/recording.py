@@ -82,7 +82,9 @@ class _Writer:
         self._logs: set[TaskLog] = set()
         self._wake = threading.Event()
         self._pid = -1  # the process whose thread it is (threads do not cross fork)
-        self._idle = False  # waiting for a run, not for a batch: a new run must wake it
+        #: When the batch it waits for is due (None: it waits for a run). A run added with
+        #: a batch due sooner must wake it (``FLUSH_SECONDS`` may have changed between runs).
+        self._until: float | None = None
 
     def add(self, task_log: TaskLog) -> None:
         with self._lock:
@@ -90,11 +92,11 @@ class _Writer:
             if self._pid != os.getpid():  # no thread in this process now
                 self._pid = os.getpid()
                 self._wake = threading.Event()
-                self._idle = False
+                self._until = task_log.due
                 threading.Thread(target=self._run, name="taskloom-journal", daemon=True).start()
-            elif self._idle:
+            elif self._until is None or task_log.due < self._until:
                 # Otherwise it wakes for another run's batch before this one's is due.
-                self._idle = False
+                self._until = task_log.due
                 self._wake.set()
 
     def remove(self, task_log: TaskLog) -> None:
@@ -107,6 +109,7 @@ class _Writer:
         self._lock = threading.Lock()
         self._logs = set()
         self._pid = -1
+        self._until = None
 
     def _run(self) -> None:
         # A daemon that stays ``IDLE_SECONDS`` after the last run, so back-to-back runs
@@ -114,10 +117,11 @@ class _Writer:
         # holds no run; the stores close at exit all the same (``_sqlite``).
         while True:
             with self._lock:
-                due = min((task_log.due for task_log in self._logs), default=None)
-                self._idle = due is None
+                due = self._until = min((task_log.due for task_log in self._logs), default=None)
             timeout = IDLE_SECONDS if due is None else max(0.0, due - time.monotonic())
-            woken = self._wake.wait(timeout)
+            # (A wait longer than the platform's lock allows raises: FLUSH_SECONDS may be
+            # infinite, a task log held off.)
+            woken = self._wake.wait(min(timeout, threading.TIMEOUT_MAX))
             self._wake.clear()
             if due is None and not woken:
                 with self._lock:
