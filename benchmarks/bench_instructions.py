@@ -73,9 +73,13 @@ def instructions(workload: str, size: int, mode: str, runs: int) -> float:
     """Instructions per task of one run of ``workload(size)`` in ``mode`` (see the module
     docstring): two processes under callgrind, ``runs`` runs apart."""
     totals = []
-    with tempfile.TemporaryDirectory(prefix="taskloom-instr-") as home:
-        env = {**os.environ, "PYTHONHASHSEED": "0", "TASKLOOM_HOME": home}
-        for extra in (0, runs):
+    for extra in (0, runs):
+        # A home each: both processes then create their journal alike, and the difference
+        # is the extra runs alone (with one home, the first created the journal the second
+        # opened, and the figures with the journal moved by a thousand from one call to the
+        # next).
+        with tempfile.TemporaryDirectory(prefix="taskloom-instr-") as home:
+            env = {**os.environ, "PYTHONHASHSEED": "0", "TASKLOOM_HOME": home}
             done = subprocess.run(
                 [
                     "valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
@@ -83,10 +87,10 @@ def instructions(workload: str, size: int, mode: str, runs: int) -> float:
                 ],
                 capture_output=True, text=True, env=env, check=False,
             )
-            found = re.search(r"Collected : (\d+)", done.stderr)
-            if done.returncode != 0 or found is None:
-                raise RuntimeError(f"{workload} {mode}: callgrind failed:\n{done.stderr[-2000:]}")
-            totals.append(int(found.group(1)))
+        found = re.search(r"Collected : (\d+)", done.stderr)
+        if done.returncode != 0 or found is None:
+            raise RuntimeError(f"{workload} {mode}: callgrind failed:\n{done.stderr[-2000:]}")
+        totals.append(int(found.group(1)))
     tasks: int = getattr(wl, workload)(size).size
     return (totals[1] - totals[0]) / runs / tasks
 
