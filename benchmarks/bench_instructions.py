@@ -6,7 +6,8 @@ so ``--compare`` (which calls a change only beyond the run-to-run spread) misses
 smaller than that. Counted by valgrind's callgrind, the instructions a flow run executes
 repeat to about 0.3% for the same source, interpreter and environment, whatever else runs.
 
-For each workload, two processes run under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED=0``):
+For each workload, two processes run under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED=0``,
+a taskloom home each):
 both build the flow and run it twice (imports, the plan, the journal's file), then one runs
 it ``RUNS`` more times; the difference of their totals, divided by ``RUNS`` and the tasks, is
 the instructions per task of a run, every thread of the process counted (the journal's
