@@ -7,11 +7,10 @@ smaller than that. Counted by valgrind's callgrind, the instructions a flow run 
 repeat to about 0.3% for the same source, interpreter and environment, whatever else runs.
 
 For each workload, two processes run under ``valgrind --tool=callgrind`` (``PYTHONHASHSEED=0``,
-a taskloom home each):
-both build the flow and run it twice (imports, the plan, the journal's file), then one runs
-it ``RUNS`` more times; the difference of their totals, divided by ``RUNS`` and the tasks, is
-the instructions per task of a run, every thread of the process counted (the journal's
-writer thread too). Figures (``instr.*``):
+a taskloom home each): both build the flow and run it twice (imports, the plan, the
+journal's file), then one runs it ``RUNS`` more times; the difference of their totals,
+divided by ``RUNS`` and the tasks, is the instructions per task of a run, every thread of
+the process counted (the journal's writer thread too). Figures (``instr.*``):
 
 * W1 (1,000 no-ops -> reduce) and W2 (chain of 200) on ``LocalExecutor``, journal on: the
   engine's whole per-task path in one process (LocalExecutor runs tasks where it decides
