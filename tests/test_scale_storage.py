@@ -329,7 +329,8 @@ def test_a_run_s_final_states_keep_none_of_its_records(executor: Executor) -> No
         gc.enable()
     assert alive == [], f"{len(alive)} records of the finished run are still alive"
     states = state.result
-    assert [kind(states[t]) for t in (failed, after, odd)] == ["Failed", "TriggerFailed", "TriggerFailed"]
+    kinds = [kind(states[t]) for t in (failed, after, odd)]
+    assert kinds == ["Failed", "TriggerFailed", "TriggerFailed"], kinds
     error: object = states[failed].result
     assert isinstance(error, ValueError)
     assert "this trigger is broken" in str(states[odd].message), states[odd]
