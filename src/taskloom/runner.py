@@ -372,15 +372,20 @@ class _Scheduler(_Mapping):
                         self.traces[key].logs = text
         except BaseException as error:
             interrupted = isinstance(error, (KeyboardInterrupt, SystemExit)) and journal is not None
-            if interrupted:
-                self._take_finished(session, error)
-                self._salvage(error)
             try:
-                self._end(session, keep_values=interrupted)
-            except Exception as failure:  # the error that stopped the run goes on up, not this
-                log.warning(
-                    "run %s: some values could not be kept, or ending it failed: %r", run_id, failure
-                )
+                if interrupted:
+                    self._take_finished(session, error)
+                    self._salvage(error)
+            finally:
+                # Even when a second interrupt cuts that short: an executor's run and a task
+                # log not ended would keep the pool's count and this run's records for ever.
+                try:
+                    self._end(session, keep_values=interrupted)
+                except Exception as failure:  # the error that stopped the run goes on up
+                    log.warning(
+                        "run %s: some values could not be kept, or ending it failed: %r",
+                        run_id, failure,
+                    )
             if interrupted:
                 assert journal is not None
                 journal.finish(
@@ -1264,7 +1269,14 @@ def run_flow(
             observer,
         )
         heap.built()
-        state = scheduler.run()
+        try:
+            state = scheduler.run()
+        except BaseException as error:
+            # Nor what goes on up (an interrupt, a refused input): its traceback reaches the
+            # scheduler's frames, and a caller may keep it (a notebook keeps the last one).
+            del scheduler
+            release_frames((error,), sys._getframe())
+            raise
         # Its final states must not keep the scheduler: neither through the tracebacks of
         # the errors they hold, nor through this frame, which such a traceback reaches.
         release_frames(scheduler.errors, sys._getframe())
