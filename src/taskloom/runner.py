@@ -132,6 +132,8 @@ given (``_salvage``; ``taskloom resume`` runs them again from those); tasks neve
 keep ``Pending("Task not run.")`` (a resume runs them after what they wait for),
 ``_end`` keeps what it can, the journal records the run as ``Failed("Run interrupted")``,
 and the interrupt goes on up. Any other error ends the executor's run and goes on up.
+``_end`` runs whatever happens before it (a second interrupt while the run takes back what
+finished): an executor's run or a task log left open would keep the run for ever.
 
 State handlers (``taskloom.handlers``). A change inside an attempt is handled where the
 task runs (``taskloom.attempt``). A change the scheduler decides is handled here, when it
