@@ -14,11 +14,14 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from taskloom import Flow, signals, task, triggers
-from taskloom.executors import LocalExecutor, LokyExecutor
+from taskloom.executors import Executor, LocalExecutor, LokyExecutor
 from taskloom.journal import Journal, RunRecord, TaskRecord
 from taskloom.loader import load_flow
 from taskloom.resume import resume
+from taskloom.states import State
 
 from ._cli import describe, lines, query, run_id, table_rows, taskloom, write_flow
 from ._helpers import kind, record
@@ -423,3 +426,41 @@ def test_resume_library_api_returns_a_recorded_run(tmp_path: Path, taskloom_home
     results: dict[str, Any] = {t.name: s.result for t, s in again.result.items()}
     assert results["combine"] == "side value: 6"
     assert journal(taskloom_home).load(again.run_id).resumed_from == state.run_id
+
+
+@task
+def add_one(i: int) -> int:
+    return i + 1
+
+
+class _BrokenObserver:
+    """A progress observer with a bug: it raises once a task finished."""
+
+    def run_started(self, flow_name: str, run_id: str, total: int) -> None:
+        pass
+
+    def task_changed(self, key: int, task_name: str, state: State[Any]) -> None:
+        if state.is_finished():
+            raise ValueError("observer bug")
+
+    def run_finished(self, state: State[Any]) -> None:
+        pass
+
+
+def test_a_run_stopped_by_an_error_outside_its_tasks_is_recorded_and_resumes_at_once(
+    executor: Executor, taskloom_home: Path
+) -> None:
+    """An error from outside every task (here a progress observer's) stops the run and goes
+    on up; the journal records the run as ended by it, not as running for as long as the
+    process lives, so ``resume`` takes it up in the same process."""
+    with Flow("stopped") as flow:
+        last = add_one(add_one(add_one(1)))
+    with pytest.raises(ValueError, match="observer bug"):
+        flow.run(executor=executor, progress=_BrokenObserver())
+    [run] = journal(taskloom_home).runs()
+    assert run.state == "Failed", run
+    assert run.message == "Run stopped by an error: ValueError('observer bug')", run.message
+    assert run.ended is not None
+    again = resume(run.run_id, flow=flow, executor=executor)
+    assert again.is_successful(), again
+    assert again.result[last].result == 4

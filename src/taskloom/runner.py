@@ -131,7 +131,10 @@ end ``Failed``, and tasks waiting for a retry end ``Cancelled``, each with the i
 given (``_salvage``; ``taskloom resume`` runs them again from those); tasks never reached
 keep ``Pending("Task not run.")`` (a resume runs them after what they wait for),
 ``_end`` keeps what it can, the journal records the run as ``Failed("Run interrupted")``,
-and the interrupt goes on up. Any other error ends the executor's run and goes on up.
+and the interrupt goes on up. Any other error that stops the loop (from outside every
+task: a progress observer's, taskloom's own) is recorded the same way, as
+``Failed("Run stopped by an error")`` (else the run would read as running, and refuse a
+resume, for as long as the process lives), and goes on up.
 ``_end`` runs whatever happens before it (a second interrupt while the run takes back what
 finished): an executor's run or a task log left open would keep the run for ever.
 
@@ -340,6 +343,7 @@ class _Scheduler(_Mapping):
         except UnpicklableParameterError as error:
             raise error.with_consumers(self._consumers(error.parameter)) from None
         journal = self.journal
+        begun = False  # the journal recorded the run's start: it must record its end
         try:
             if journal is not None and not journal.begin(
                 run_id,
@@ -352,6 +356,7 @@ class _Scheduler(_Mapping):
             ):
                 journal = None
             if journal is not None:
+                begun = True
                 self.task_log = TaskLog(journal, run_id, self)
             logs = RunLogs(run_id) if journal is not None else None
             if logs is not None:
@@ -373,27 +378,34 @@ class _Scheduler(_Mapping):
                     for key, text in logs.texts().items():
                         self.traces[key].logs = text
         except BaseException as error:
-            interrupted = isinstance(error, (KeyboardInterrupt, SystemExit)) and journal is not None
+            interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
+            why = "interrupted" if interrupted else "stopped by an error"
             try:
-                if interrupted:
+                if begun and interrupted:
                     self._take_finished(session, error)
-                    self._salvage(error)
+                if begun:
+                    self._salvage(error, why)
             finally:
                 # Even when a second interrupt cuts that short: an executor's run and a task
                 # log not ended would keep the pool's count and this run's records for ever.
                 try:
-                    self._end(session, keep_values=interrupted)
+                    self._end(session, keep_values=begun)
                 except Exception as failure:  # the error that stopped the run goes on up
                     log.warning(
                         "run %s: some values could not be kept, or ending it failed: %r",
                         run_id, failure,
                     )
-            if interrupted:
+            if begun:
+                # Recorded as it stopped, so it reads as ended (not running for as long as
+                # this process lives) and ``taskloom resume`` takes it up now.
                 assert journal is not None
-                journal.finish(
-                    run_id, time.time(), Failed(f"Run interrupted: {error!r}", self._flow_result()),
-                    self.traces, self.plan, self._logged,
-                )
+                try:
+                    journal.finish(
+                        run_id, time.time(), Failed(f"Run {why}: {error!r}", self._flow_result()),
+                        self.traces, self.plan, self._logged,
+                    )
+                except Exception as failure:
+                    log.warning("run %s: its end could not be recorded: %r", run_id, failure)
             raise
         self._end(session, keep_values=True)
         state = self._flow_handled(self._flow_state()).replace(run_id=run_id)
@@ -475,23 +487,24 @@ class _Scheduler(_Mapping):
         except Exception as failure:  # the interrupt goes on up, not this
             log.warning("run %s: finished tasks not taken: %r", self.args.run_id, failure)
 
-    def _salvage(self, error: BaseException) -> None:
-        """After an interrupt: tasks waiting for a retry end ``Cancelled``, and tasks handed
-        to the executor that did not come back end ``Failed``, each with the inputs it was
-        given, so a resume runs them again from those. Tasks never reached keep their
-        ``Pending`` state (a resume runs them after what they wait for)."""
+    def _salvage(self, error: BaseException, why: str) -> None:
+        """After the run stopped (``why``: "interrupted", or "stopped by an error"): tasks
+        waiting for a retry end ``Cancelled``, and tasks handed to the executor that did not
+        come back end ``Failed``, each with the inputs it was given, so a resume runs them
+        again from those. Tasks never reached keep their ``Pending`` state (a resume runs
+        them after what they wait for)."""
         due = {i for _, i in self.retries}
         for i, trace in enumerate(self.traces):
             if trace.inputs is None or self.finished[i] or isinstance(trace.state, Paused):
                 continue
             if i in due:
                 trace.state = Cancelled(
-                    f"Run interrupted while the task waited to retry: {error!r}",
+                    f"Run {why} while the task waited to retry: {error!r}",
                     cached_inputs=trace.inputs,
                 )
             else:
                 trace.state = Failed(
-                    f"Run interrupted while the task ran: {error!r}", cached_inputs=trace.inputs
+                    f"Run {why} while the task ran: {error!r}", cached_inputs=trace.inputs
                 )
 
     # -- the loop -------------------------------------------------------------------------------
