@@ -68,12 +68,11 @@ import contextlib
 import io
 import itertools
 import logging
-import operator
 import os
 import pickle
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -805,11 +804,9 @@ def _task_records(outcomes: Any) -> list[TaskRecord]:
 
 
 def _state_classes(traces: Sequence[TaskTrace]) -> set[type[State[Any]]]:
-    """The classes of the traces' states (in C: a run has thousands)."""
-    return set(map(_state_class, traces))
-
-
-_state_class: Callable[[TaskTrace], type[State[Any]]] = operator.attrgetter("state.__class__")
+    """The classes of the traces' states (a comprehension: an ``attrgetter`` of
+    ``state.__class__`` took twice as long, see ``trace.outcomes``)."""
+    return {type(trace.state) for trace in traces}
 
 #: What a resume needs of a task: index, name, inputs (or None), result, whether to keep it.
 Keep = tuple[int, str, "dict[str, Any] | None", Any, bool]
