@@ -10,8 +10,10 @@ policy of a run), never a time or a process's memory.
 from __future__ import annotations
 
 import gc
+import os
 import pickle
 import sqlite3
+import subprocess
 import sys
 import time
 import traceback
@@ -648,3 +650,37 @@ def test_compiling_a_flow_and_a_run_s_records_set_off_no_garbage_collection() ->
         assert not gc.isenabled()
     finally:
         gc.enable()
+
+
+HELD_THROUGH_A_LINK = """
+import gc
+from taskloom import Flow, runner, task
+from taskloom.executors import LocalExecutor
+
+@task
+def fails(x: int) -> int:
+    raise ValueError(x)
+
+with Flow("linked") as flow:
+    fails(1)
+state = flow.run(executor=LocalExecutor(), journal=False)
+gc.collect()
+alive = [o for o in gc.get_objects() if isinstance(o, runner._Scheduler)]
+assert not alive, f"{len(alive)} scheduler(s) kept by the held state"
+print("freed")
+"""
+
+
+def test_a_held_final_state_keeps_no_records_when_taskloom_is_imported_through_a_link(
+    tmp_path: Path,
+) -> None:
+    """taskloom's frames are known by their files' paths: imported through a symbolic link
+    (a linked install), they still are, and a held final state keeps none of the run."""
+    link = tmp_path / "linked-src"
+    link.symlink_to(Path(journal_module.__file__).resolve().parent.parent)
+    done = subprocess.run(
+        [sys.executable, "-c", HELD_THROUGH_A_LINK],
+        capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(link), "TASKLOOM_HOME": str(tmp_path / "home")},
+    )
+    assert done.returncode == 0 and "freed" in done.stdout, done.stderr[-2000:]

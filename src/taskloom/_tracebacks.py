@@ -38,7 +38,12 @@ __all__ = [
 NOTE_PREFIX = "Traceback in worker process "
 
 _DYNAMIC = "<dynamic-code>"
-_PACKAGE = str(Path(__file__).resolve().parent) + os.sep
+#: taskloom's own directory, resolved and as imported: a symlinked install names its code's
+#: files by the path it was imported from.
+_PACKAGE: tuple[str, ...] = tuple({
+    str(Path(__file__).resolve().parent) + os.sep,
+    os.path.dirname(os.path.abspath(__file__)) + os.sep,
+})  # fmt: skip
 _HEADER = "Traceback (most recent call last):\n"
 
 
