@@ -387,7 +387,8 @@ class _Scheduler(_Mapping):
                     self._salvage(error, why)
             finally:
                 # Even when a second interrupt cuts that short: an executor's run and a task
-                # log not ended would keep the pool's count and this run's records for ever.
+                # log not ended would keep the pool's count and this run's records for ever,
+                # and a run not recorded as ended reads as running while this process lives.
                 try:
                     self._end(session, keep_values=begun)
                 except Exception as failure:  # the error that stopped the run goes on up
@@ -395,17 +396,17 @@ class _Scheduler(_Mapping):
                         "run %s: some values could not be kept, or ending it failed: %r",
                         run_id, failure,
                     )
-            if begun:
-                # Recorded as it stopped, so it reads as ended (not running for as long as
-                # this process lives) and ``taskloom resume`` takes it up now.
-                assert journal is not None
-                try:
-                    journal.finish(
-                        run_id, time.time(), Failed(f"Run {why}: {error!r}", self._flow_result()),
-                        self.traces, self.plan, self._logged,
-                    )
-                except Exception as failure:
-                    log.warning("run %s: its end could not be recorded: %r", run_id, failure)
+                if begun:
+                    # Recorded as it stopped, so ``taskloom resume`` takes it up now.
+                    assert journal is not None
+                    try:
+                        journal.finish(
+                            run_id, time.time(),
+                            Failed(f"Run {why}: {error!r}", self._flow_result()),
+                            self.traces, self.plan, self._logged,
+                        )
+                    except Exception as failure:
+                        log.warning("run %s: its end could not be recorded: %r", run_id, failure)
             raise
         self._end(session, keep_values=True)
         state = self._flow_handled(self._flow_state()).replace(run_id=run_id)
