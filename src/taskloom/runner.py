@@ -135,8 +135,9 @@ and the interrupt goes on up. Any other error that stops the loop (from outside 
 task: a progress observer's, taskloom's own) is recorded the same way, as
 ``Failed("Run stopped by an error")`` (else the run would read as running, and refuse a
 resume, for as long as the process lives), and goes on up.
-``_end`` runs whatever happens before it (a second interrupt while the run takes back what
-finished): an executor's run or a task log left open would keep the run for ever.
+``_end`` and the journal's record of the end run whatever happens before them (a second
+interrupt while the run takes back what finished): an executor's run or a task log left
+open would keep the run for ever.
 
 State handlers (``taskloom.handlers``). A change inside an attempt is handled where the
 task runs (``taskloom.attempt``). A change the scheduler decides is handled here, when it
