@@ -242,9 +242,11 @@ class TaskLog:
                 if i >= n:  # a child: its mapped task will need it until it is written
                     needed = trace.parent is None or not written[trace.parent]
                 else:
-                    needed = not all(map(is_written, nodes[i].downstream)) or (
-                        kind == _MAPPED and unfinished_children(state)
-                    )
+                    after = nodes[i].downstream
+                    # (One task downstream, most often: read without a map's call.)
+                    needed = (
+                        not written[after[0]] if len(after) == 1 else not all(map(is_written, after))
+                    ) or (kind == _MAPPED and unfinished_children(state))
                 if needed:
                     if trace.location is not None:  # persisted: where, not the value
                         task = i if trace.parent is None else trace.parent
