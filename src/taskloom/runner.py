@@ -1289,10 +1289,14 @@ def run_flow(
         try:
             state = scheduler.run()
         except BaseException as error:
-            # Nor what goes on up (an interrupt, a refused input): its traceback reaches the
-            # scheduler's frames, and a caller may keep it (a notebook keeps the last one).
+            # What goes on up (an interrupt, a refused input) must not keep the scheduler
+            # either: its traceback reaches the scheduler's frames, and a caller may keep it
+            # (a notebook keeps the last one). The states' errors, if it got to note them,
+            # let go of them too, so no cycle is left for the collector.
+            errors = [error, *scheduler.errors]
             del scheduler
-            release_frames((error,), sys._getframe())
+            release_frames(errors, sys._getframe())
+            del errors  # (this frame, which the traceback keeps, then holds neither)
             raise
         # Its final states must not keep the scheduler: neither through the tracebacks of
         # the errors they hold, nor through this frame, which such a traceback reaches.
