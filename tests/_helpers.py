@@ -82,3 +82,22 @@ def run_records() -> dict[int, object]:
     return {
         id(o): o for o in gc.get_objects() if isinstance(o, (TaskTrace, runner._Scheduler))
     }
+
+
+class RaisesWhenATaskFinishes:
+    """A progress observer that raises ``kind(*args)`` each time a task finishes: a
+    Ctrl-C (``KeyboardInterrupt``), again if the run takes more back, or an observer's
+    bug (``ValueError``), both from outside every task."""
+
+    def __init__(self, kind: type[BaseException], *args: object) -> None:
+        self.kind, self.args = kind, args
+
+    def run_started(self, flow_name: str, run_id: str, total: int) -> None:
+        pass
+
+    def task_changed(self, key: int, task_name: str, state: State[Any]) -> None:
+        if state.is_finished():
+            raise self.kind(*self.args)
+
+    def run_finished(self, state: State[Any]) -> None:
+        pass

@@ -21,10 +21,9 @@ from taskloom.executors import Executor, LocalExecutor, LokyExecutor
 from taskloom.journal import Journal, RunRecord, TaskRecord
 from taskloom.loader import load_flow
 from taskloom.resume import resume
-from taskloom.states import State
 
 from ._cli import describe, lines, query, run_id, table_rows, taskloom, write_flow
-from ._helpers import kind, record
+from ._helpers import RaisesWhenATaskFinishes, kind, record
 
 # -- tasks for the in-process flows (module level, so loky workers can import them) -----------------
 
@@ -433,20 +432,6 @@ def add_one(i: int) -> int:
     return i + 1
 
 
-class _BrokenObserver:
-    """A progress observer with a bug: it raises once a task finished."""
-
-    def run_started(self, flow_name: str, run_id: str, total: int) -> None:
-        pass
-
-    def task_changed(self, key: int, task_name: str, state: State[Any]) -> None:
-        if state.is_finished():
-            raise ValueError("observer bug")
-
-    def run_finished(self, state: State[Any]) -> None:
-        pass
-
-
 def test_a_run_stopped_by_an_error_outside_its_tasks_is_recorded_and_resumes_at_once(
     executor: Executor, taskloom_home: Path
 ) -> None:
@@ -456,7 +441,7 @@ def test_a_run_stopped_by_an_error_outside_its_tasks_is_recorded_and_resumes_at_
     with Flow("stopped") as flow:
         last = add_one(add_one(add_one(1)))
     with pytest.raises(ValueError, match="observer bug"):
-        flow.run(executor=executor, progress=_BrokenObserver())
+        flow.run(executor=executor, progress=RaisesWhenATaskFinishes(ValueError, "observer bug"))
     [run] = journal(taskloom_home).runs()
     assert run.state == "Failed", run
     assert run.message == "Run stopped by an error: ValueError('observer bug')", run.message

@@ -37,7 +37,7 @@ from taskloom.states import State, Success
 from taskloom.trace import COLUMNS, ChildTrace, TaskTrace, outcome, record
 
 from ._cli import query
-from ._helpers import as_task, in_process, kind, run_records
+from ._helpers import RaisesWhenATaskFinishes, as_task, in_process, kind, run_records
 
 
 @task
@@ -344,20 +344,6 @@ def test_a_run_s_final_states_keep_none_of_its_records(executor: Executor) -> No
         assert "fails_holding" in "".join(traceback.format_exception(error))
 
 
-class _InterruptsAfterOne:
-    """A run observer that interrupts the run (as Ctrl-C would) once a task finished."""
-
-    def run_started(self, flow_name: str, run_id: str, total: int) -> None:
-        pass
-
-    def task_changed(self, key: int, task_name: str, state: State[Any]) -> None:
-        if state.is_finished():
-            raise KeyboardInterrupt
-
-    def run_finished(self, state: State[Any]) -> None:
-        pass
-
-
 def test_an_interrupted_run_s_error_keeps_none_of_its_records(executor: Executor) -> None:
     """The interrupt goes on up to the caller, who may keep it (a notebook keeps the last
     error); its traceback then keeps the scheduler's frames, not what they held."""
@@ -368,7 +354,7 @@ def test_an_interrupted_run_s_error_keeps_none_of_its_records(executor: Executor
     gc.collect()
     before = run_records()
     with pytest.raises(KeyboardInterrupt) as caught:
-        flow.run(executor=executor, progress=_InterruptsAfterOne())
+        flow.run(executor=executor, progress=RaisesWhenATaskFinishes(KeyboardInterrupt))
     gc.collect()
     alive = [o for i, o in run_records().items() if i not in before]
     assert alive == [], f"{len(alive)} records of the interrupted run are still alive"
