@@ -808,6 +808,7 @@ def _state_classes(traces: Sequence[TaskTrace]) -> set[type[State[Any]]]:
     ``state.__class__`` took twice as long, see ``trace.outcomes``)."""
     return {type(trace.state) for trace in traces}
 
+
 #: What a resume needs of a task: index, name, inputs (or None), result, whether to keep it.
 Keep = tuple[int, str, "dict[str, Any] | None", Any, bool]
 
