@@ -4,6 +4,8 @@ Prefect scenarios G44-G47), on every executor."""
 from __future__ import annotations
 
 import datetime as dt
+import io
+import logging
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from taskloom import Flow, Task, signals, task
 from taskloom.errors import TaskDefinitionError
 from taskloom.executors import Executor, LocalExecutor
 from taskloom.journal import default_journal
+from taskloom.logging import basic_config, get_logger
 from taskloom.states import (
     Cancelled, Failed, Finished, Looped, Retrying, Success, State, TriggerFailed, ValidationFailed,
     by_name,
@@ -31,8 +34,9 @@ def _seen() -> str:
 
 
 @task
-def loop_to_three(log: str) -> int:
-    record(log, _seen())
+def loop_to_three(log: str | None) -> int:
+    if log is not None:
+        record(log, _seen())
     so_far: int = taskloom.context.get("task_loop_result", 0)
     if so_far < 3:
         raise signals.LOOP(message=f"at {so_far}", result=so_far + 1)
@@ -92,6 +96,40 @@ def test_max_loops_exceeded_fails_naming_the_task_and_the_limit(executor: Execut
     message = str(state.result[t].message)
     assert "'loop_forever'" in message and "max_loops=3" in message
     assert state.is_failed()
+
+
+@pytest.mark.parametrize("limit", [1, 3])
+def test_a_task_runs_max_loops_passes_and_no_more(
+    tmp_path: Path, executor: Executor, limit: int
+) -> None:
+    log = str(tmp_path / "passes")
+
+    @task(name="loop_forever", max_loops=limit)
+    def looper(log: str) -> int:
+        record(log, _seen())
+        raise signals.LOOP(result=taskloom.context.task_loop_count)
+
+    with Flow("loop-limit") as flow:
+        t = looper(log)
+    state = flow.run(executor=executor)
+    assert type(state.result[t]) is Failed
+    assert f"max_loops={limit}" in str(state.result[t].message)
+    assert lines(log) == ["1,absent,1", "2,1,1", "3,2,1"][:limit]
+
+
+def test_a_looping_task_logs_its_start_once_an_attempt(executor: Executor) -> None:
+    stream = io.StringIO()
+    handler = basic_config("INFO", stream=stream)
+    try:
+        with Flow("loop-log") as flow:
+            loop_to_three(None)
+        assert flow.run(executor=executor, journal=False).is_successful()
+    finally:
+        get_logger().removeHandler(handler)
+        get_logger().setLevel(logging.NOTSET)
+    text = stream.getvalue()
+    assert text.count("Task 'loop_to_three': Starting task run...") == 1
+    assert text.count("Task 'loop_to_three': Finished task run") == 1
 
 
 @pytest.mark.parametrize("bad", [0, -1, True, 1.5, "3"])

@@ -59,6 +59,11 @@ that ends a plain ``Success`` writes its result before the handlers see it, so a
 that fails is the pass's ``Failed``. ``TaskResult.location`` says where. All of it happens
 here, where the task runs: the calling process never handles the bytes.
 
+Most attempts are of a function task with none of the options above (no handlers, run
+name, tags, timeout, ``log_stdout`` or result to persist), at their first pass: those take
+a short path (``_plain_attempt``) that checks nothing that cannot apply, and hands a
+``LOOP`` on to the general one (``_passes``) from the second pass.
+
 Retries, caching and triggers are the scheduler's business, in the parent process, with
 one exception: the members of a run's group of follow-ons (``TaskRun.then``, a chain being
 the simplest group) are decided here, one rule for every member: it runs when each of its
@@ -356,9 +361,27 @@ def _one_pass(task: Task[Any, Any], run: TaskRun) -> State[Any]:
     except _Timeout:
         return TimedOut(TIMEOUT_MESSAGE, TimeoutError(f"timed out after {task.timeout} s"))
     except Exception as error:
-        log.info("Task %r failed on attempt %d: %r", task.name, run.run_count, error, exc_info=True)
-        return Failed(f"Error during execution of task: {error!r}", error)
+        return _failed(task, run, error)
     return Success(SUCCESS_MESSAGE, result)
+
+
+def _failed(task: Task[Any, Any], run: TaskRun, error: Exception) -> State[Any]:
+    """The state of a pass that raised ``error`` (called while it is handled: the log
+    record carries its traceback)."""
+    log.info("Task %r failed on attempt %d: %r", task.name, run.run_count, error, exc_info=True)
+    return Failed(f"Error during execution of task: {error!r}", error)
+
+
+def _ended(task: Task[Any, Any], run: TaskRun, ended: ENDRUN) -> TaskResult:
+    """The result of an attempt a pass of which raised ``ended``: exactly its state,
+    or ``Failed`` naming what it was given instead of a State."""
+    if isinstance(ended.state, State):
+        return TaskResult(run.key, ended.state, 0.0, 0.0, "", ended=True)
+    message = (
+        f"Task {task.name!r} raised ENDRUN with a {type(ended.state).__qualname__}, "
+        "which is not a State: pass the state the task ends in, e.g. ENDRUN(Failed(...))"
+    )
+    return TaskResult(run.key, Failed(message, TypeError(message)), 0.0, 0.0, "", ended=True)
 
 
 def _masked(state: State[Any]) -> State[Any]:
@@ -423,14 +446,25 @@ class _Hooks:
         return result
 
 
-def _attempt(run: TaskRun, run_context: Mapping[str, Any]) -> TaskResult:
-    """Run one attempt (its passes: see the module docstring); the result's times and
-    worker are left for the caller to fill."""
+def _attempt(
+    run: TaskRun, run_context: Mapping[str, Any], worker: str = "", started: float = 0.0
+) -> TaskResult:
+    """Run one attempt (its passes: see the module docstring), started at ``started``
+    in ``worker``; its result is stamped with those and the time it finished."""
     task = run.task
+    own = task.__dict__
+    if (
+        type(task).run is _FUNCTION_RUN and "run" not in own
+        and task.timeout is None and not task.tags and not task.log_stdout
+        and not task.state_handlers and task.on_failure is None
+        and own.get("task_run_name") is None and run.loop_count == 1
+        and RESULTS_KEY not in run_context
+    ):
+        return _plain_attempt(run, run_context, own["fn"], worker, started)
     # None for a task without handlers: the attempt then calls nothing for them.
     hooks = _Hooks(run) if has_handlers(task) else None
     values = task_context(run, run_context)
-    spec = task.__dict__.get("task_run_name")
+    spec = own.get("task_run_name")
     name: str | None = None
     if spec is not None:
         try:
@@ -438,7 +472,8 @@ def _attempt(run: TaskRun, run_context: Mapping[str, Any]) -> TaskResult:
             name = values["task_run_name"] = mask(run_name(task.name, spec, values, run.inputs))
         except RunNameError as error:  # the same every time: fail for good, no retry
             result = TaskResult(run.key, Failed(str(error), error), 0.0, 0.0, "", ended=True)
-            return result if hooks is None else hooks.end(result)
+            result = result if hooks is None else hooks.end(result)
+            return _placed(result, started, time.time(), worker)
     # persist_of's own first check, here: most runs persist nothing, and a call is a frame.
     persist = persist_of(task, run_context) if RESULTS_KEY in run_context else None
     if persist is None:
@@ -447,7 +482,47 @@ def _attempt(run: TaskRun, run_context: Mapping[str, Any]) -> TaskResult:
         result = _persisted(run, values, hooks, persist)
     if name is not None or task.tags:
         result = result._replace(state=_stamped(result.state, task, name))
-    return result if hooks is None else hooks.end(result)
+    if hooks is not None:
+        result = hooks.end(result)
+    return _placed(result, started, time.time(), worker)
+
+
+def _plain_attempt(
+    run: TaskRun,
+    run_context: Mapping[str, Any],
+    fn: Callable[..., Any],
+    worker: str,
+    started: float,
+) -> TaskResult:
+    """An attempt of a function task with none of the options an attempt handles (state
+    handlers, a run name, tags, a timeout, ``log_stdout``, a result to persist), at its
+    first pass: what most runs are, with nothing checked that cannot apply. A ``LOOP``
+    hands the passes after the first to ``_passes``."""
+    task = run.task
+    values = task_context(run, run_context)
+    values["task_loop_count"] = 1
+    token = enter(values)
+    try:
+        logger: logging.Logger = values["logger"]
+        if logger.isEnabledFor(logging.INFO):
+            logger.info("%s: Starting task run...", _label(task.name, values))
+        try:
+            state: State[Any] = Success(SUCCESS_MESSAGE, fn(**run.inputs))
+        except ENDRUN as ended:
+            return _placed(_ended(task, run, ended), started, time.time(), worker)
+        except TaskloomSignal as raised:
+            state = _masked(raised.to_state())
+        except Exception as error:
+            state = _masked(_failed(task, run, error))
+    finally:
+        leave(token)
+    if isinstance(state, Looped):  # the next passes, as a retry that resumes a loop runs them
+        again = TaskRun(
+            run.key, task, run.inputs, run.run_count, run.resume, map_index=run.map_index,
+            loop_count=2, loop_result=state.result, previous=state,
+        )
+        return _placed(_passes(again, dict(values), None, announced=True), started, time.time(), worker)
+    return result_row((run.key, state, started, time.time(), worker, False, None, None))
 
 
 def _stamped(state: State[Any], task: Task[Any, Any], name: str | None) -> State[Any]:
@@ -496,10 +571,12 @@ def _passes(
     hooks: _Hooks | None,
     persist: Persist | None = None,
     location: str | None = None,
+    announced: bool = False,
 ) -> TaskResult:
-    """The passes of one attempt (in the task's context ``values``), with the state
-    handlers of each change when ``hooks``; a successful result written to ``location``
-    when ``persist`` says so."""
+    """The passes of one attempt (in the task's context ``values``), from pass
+    ``run.loop_count``, with the state handlers of each change when ``hooks``; a
+    successful result written to ``location`` when ``persist`` says so. ``announced``:
+    the attempt's start was logged already."""
     task = run.task
     count, loop_result = run.loop_count, run.loop_result
     limit: int | None = getattr(task, "max_loops", None)
@@ -507,8 +584,10 @@ def _passes(
     written: str | None = None
     logger: logging.Logger = values["logger"]
     log_stdout: bool = getattr(task, "log_stdout", False)
-    first = True
+    first = not announced
     while True:
+        if limit is not None and count > limit:  # the pass before asked for one too many
+            return TaskResult(run.key, _too_many_loops(task), 0.0, 0.0, "")
         values["task_loop_count"] = count
         if count > 1:
             values["task_loop_result"] = loop_result
@@ -537,13 +616,7 @@ def _passes(
                 if stop:
                     return TaskResult(run.key, state, 0.0, 0.0, "", ended=True, location=written)
         except ENDRUN as ended:
-            if isinstance(ended.state, State):
-                return TaskResult(run.key, ended.state, 0.0, 0.0, "", ended=True)
-            message = (
-                f"Task {task.name!r} raised ENDRUN with a {type(ended.state).__qualname__}, "
-                "which is not a State: pass the state the task ends in, e.g. ENDRUN(Failed(...))"
-            )
-            return TaskResult(run.key, Failed(message, TypeError(message)), 0.0, 0.0, "", ended=True)
+            return _ended(task, run, ended)
         finally:
             leave(token)
         if not isinstance(state, Looped):
@@ -551,8 +624,6 @@ def _passes(
             if count > 1 and task.retries_after(state, run.run_count):
                 loop = (count, loop_result)
             return result_row((run.key, state, 0.0, 0.0, "", False, loop, written))
-        if limit is not None and count >= limit:
-            return TaskResult(run.key, _too_many_loops(task), 0.0, 0.0, "")
         count += 1
         loop_result = state.result
         previous = state
@@ -607,28 +678,27 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
     carrying the results of the tasks that finished before it (``finished_before``): they
     finished, and are recorded so, wherever the interrupt is caught.
     """
-    started = time.time()
-    first = _attempt(run, run_context)
-    finished = time.time()
-    results = [_placed(first, started, finished, worker)]
+    first = _attempt(run, run_context, worker, time.time())
+    results = [first]
     if not run.then:
         return results
     states: dict[int, State[Any]] = {run.key: first.state}
+    finished = first.finished
     for follow in run.then:
         inputs = member_inputs(follow, states)
         if inputs is None:
             continue
-        started = finished
-        try:
+        try:  # (each member starts when the one before it finished: a clock read less)
             outcome = _attempt(
-                TaskRun(follow.key, follow.task, inputs, map_index=follow.map_index), run_context
+                TaskRun(follow.key, follow.task, inputs, map_index=follow.map_index),
+                run_context, worker, finished,
             )
         except BaseException as error:  # only interrupts: _attempt turns the rest into states
             setattr(error, _FINISHED, (results, follow.key))
             raise
         states[follow.key] = outcome.state
-        finished = time.time()
-        results.append(_placed(outcome, started, finished, worker))
+        finished = outcome.finished
+        results.append(outcome)
     return results
 
 
