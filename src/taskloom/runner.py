@@ -183,7 +183,7 @@ from .attempt import FollowOn, InGroup, TaskResult, TaskRun, finished_before, fo
 from .caching import CacheStore, cache_key, default_cache_store, lookup, remember
 from .checkpoint import RESULTS_KEY, prepare_run
 from .context import enter, leave
-from .decide import decide, runs_by_default
+from .decide import PLAIN_SUCCESS, decide, runs_by_default
 from .executors._wire import UnpicklableParameterError
 from .executors.base import (
     SCALARS, DeferredResult, Executor, ExecutorRun, Timings, resolve_deferred,
@@ -292,6 +292,8 @@ class _Scheduler(_Mapping):
         # (Without either, every task is runnable and none finished: the ready ones are
         # those that wait for none, picked in C.)
         self.ready.reverse()  # a stack: pop() takes tasks in flow order
+        #: Nothing seeded, no start tasks: every task is decided from its upstream states.
+        self._fresh = not seeded and not starts
         # Mapped tasks add a slot per child after the tasks' own (``mapping_run``).
         self.task_of: list[Task[Any, Any]] = [node.task for node in nodes]
         self.parent: list[int] = [-1] * len(nodes)
@@ -553,8 +555,12 @@ class _Scheduler(_Mapping):
         # every run of the batch.
         refused: set[int] = set()
         if timings is None or len(batch) == 1:  # no run of the batch may join another's
+            n = len(self.nodes)
+            may_start = self._may_start_group
             for run in batch:
-                self._group_after(run, None, timings, refused)
+                # (``_group_after``'s own first checks, here: most runs start no group.)
+                if run.key >= n or may_start(run.key):
+                    self._group_after(run, None, timings, refused)
             return batch
         roots = {run.key: run for run in batch}
         heads: list[TaskRun] = []
@@ -811,7 +817,6 @@ class _Scheduler(_Mapping):
                 if type(state).keeps_inputs:  # else _finish drops them: not built at all
                     trace.inputs = self._inputs_of(key)
             else:
-                self.in_flight -= 1
                 heads.append(key)
                 head_queued = trace.queued
             if isinstance(state, Failed):  # formatted here for the local executor, else in the worker
@@ -824,6 +829,9 @@ class _Scheduler(_Mapping):
                 self._finish(key, state)  # most runs: nothing to decide (see _complete)
             else:
                 self._complete(key, state, loop)
+        self.in_flight -= len(heads)
+        if not self.chains:  # (most runs: no group, nothing to look at)
+            return
         for head in heads:
             for follow in self.chains.pop(head, ()):
                 j = follow.key
@@ -852,6 +860,16 @@ class _Scheduler(_Mapping):
         if i >= len(self.nodes):
             return self._decide_child(i)
         node = self.nodes[i]
+        if node.followable and self._fresh:
+            # The default trigger, no output cache, not a parameter (``plan``), nothing
+            # seeded: it runs when every upstream task succeeded plainly (``decide``'s
+            # shortcut, ``runs_by_default``), which is most tasks of most runs.
+            traces = self.traces
+            for j in node.upstream:
+                if type(traces[j].state) not in PLAIN_SUCCESS:
+                    break
+            else:
+                return self._task_run(i, self._inputs(node), False)
         task = node.task
         args = self.args
         if node.mapped is not None:
@@ -911,10 +929,17 @@ class _Scheduler(_Mapping):
 
     def _release(self, d: int) -> None:
         """One fewer upstream task for ``d`` to wait for; ready it when none is left."""
-        self.waiting[d] -= 1
+        waiting = self.waiting
+        waiting[d] -= 1
+        if waiting[d] == 0:
+            self._ready_if_free(d)
+
+    def _ready_if_free(self, d: int) -> None:
+        """Ready ``d``, which waits for no upstream task now, unless it may not run here,
+        finished already, is a start task (decided from its seeded state) or is claimed by
+        a group (its worker runs it)."""
         if (
-            self.waiting[d] == 0
-            and self.runnable[d]
+            self.runnable[d]
             and not self.finished[d]
             and d not in self.args.starts
             and d not in self.claimed
@@ -1138,9 +1163,12 @@ class _Scheduler(_Mapping):
             self._finish_child(i)
             return
         mapped = i in self.expansions
+        waiting = self.waiting
         for d in self.nodes[i].downstream:
             if not (mapped and i in self.nodes[d].childwise):  # those were released by _map
-                self._release(d)
+                waiting[d] -= 1  # (``_release``, without its frame: a task has one or more)
+                if waiting[d] == 0:
+                    self._ready_if_free(d)
 
     # -- the end --------------------------------------------------------------------------------
 
