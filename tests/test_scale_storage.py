@@ -24,6 +24,7 @@ from typing import Any
 
 import cloudpickle
 import pytest
+import taskloom
 from taskloom import Edge, Flow, Parameter, task
 from taskloom import _run_args, runner
 from taskloom import journal as journal_module
@@ -85,6 +86,21 @@ def test_a_changed_template_is_seen_by_later_copies_only() -> None:
     assert vars(before) is not vars(after)
     state = flow.run(journal=False)
     assert state.is_successful()
+
+
+def test_copies_run_with_the_options_they_share_on_every_executor(executor: Executor) -> None:
+    # Copies made before their template changed share one dict of options, the template
+    # another: each runs with its own (a worker's task is rebuilt from what travels).
+    @task
+    def tags_of() -> list[str]:
+        return sorted(taskloom.context.task_tags)
+
+    with Flow("f") as flow:
+        before = [as_task(tags_of()) for _ in range(3)]
+        tags_of.tags = frozenset({"new"})
+        after = [as_task(tags_of()) for _ in range(2)]
+    state = flow.run(executor=executor, journal=False)
+    assert [state.result[t].result for t in before + after] == [[], [], [], ["new"], ["new"]]
 
 
 def test_a_mapped_copy_of_a_task_with_nout_does_not_change_the_others() -> None:

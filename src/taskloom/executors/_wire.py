@@ -35,7 +35,7 @@ from ..attempt import TaskResult, TaskRun
 from ..errors import FlowDefinitionError, RemoteTaskError
 from ..logging import FIELDS, stamp
 from ..states import Failed, State, Success, all_classes, stand_in
-from ..task import Task, _same_options
+from ..task import _SHARED, Task, _same_options
 
 __all__ = [
     "Templates",
@@ -114,15 +114,22 @@ class Templates:
 
     def __init__(self) -> None:
         self._ids: dict[Task[Any, Any], int] = {}
-        self._of_task: dict[Task[Any, Any], int] = {}
+        #: By task, or by the ``id`` of the options dict unchanged copies share (a flow of
+        #: a thousand calls of one task then looks its template up once a run, not a
+        #: thousand times).
+        self._of_task: dict[Task[Any, Any] | int, int] = {}
         self._blobs: dict[int, bytes] = {}
 
     def id(self, task: Task[Any, Any]) -> int:
         """The id of the task's template in this run, pickling the template on first sight."""
-        known = self._of_task.get(task)
+        options = task.__dict__
+        # Copies that share one dict of options have the same options: one template. (The
+        # dict lives as long as they do: its id names no other object during the run.)
+        key: Task[Any, Any] | int = id(options) if _SHARED in options else task
+        known = self._of_task.get(key)
         if known is not None:
             return known
-        template = task.__dict__.get("_template")
+        template = options.get("_template")
         if template is None or not _same_options(task, template):
             template = task
         tid = self._ids.get(template)
@@ -130,7 +137,7 @@ class Templates:
             tid = len(self._ids)
             self._blobs[tid] = cloudpickle.dumps(template)
             self._ids[template] = tid
-        self._of_task[task] = tid
+        self._of_task[key] = tid
         return tid
 
     def encode(
