@@ -29,7 +29,7 @@ and runs the others.
 How the two talk. ``_Mapping`` is a mixin: it declares, as annotations, the scheduler's
 attributes it reads and writes, and, for the type checker only, the scheduler's methods it
 calls (``_settle``, ``_finish``, ``_handled``, ``_mapped``, ``_release``, ``_start_inputs``,
-``_cached_or_run``). The scheduler calls into it only where a slot maps or is a child:
+``_cached_or_run``, ``_task_run``). The scheduler calls into it only where a slot maps or is a child:
 ``_map`` (a node with ``mapped``), and for a slot past the flow's tasks ``_decide_child``,
 ``_child_chain_after``, ``_child_inputs_of`` and ``_finish_child``. So a flow that does not
 map pays nothing for it: the per-task path is the same attribute reads and checks as
@@ -131,6 +131,8 @@ class _Mapping:
         def _cached_or_run(
             self, i: int, inputs: dict[str, Any], resume: bool, seeded: State[Any] | None
         ) -> TaskRun | None: ...
+
+        def _task_run(self, i: int, inputs: dict[str, Any], resume: bool) -> TaskRun: ...
 
     def _map(self, i: int) -> None:
         """Turn mapped task ``i`` into its children (see ``taskloom.mapped``), or end it."""
@@ -288,6 +290,8 @@ class _Mapping:
                 decided = decided.replace(cached_inputs=inputs)
             self._settle(slot, self._handled(slot, decided))
             return None
+        if task.cache_for is None:  # _cached_or_run's own first check: a frame less a child
+            return self._task_run(slot, inputs, resume)
         return self._cached_or_run(slot, inputs, resume, None)
 
     def _child_inputs(self, exp: _Expansion, k: int) -> dict[str, Any]:

@@ -555,11 +555,13 @@ class _Scheduler(_Mapping):
         # every run of the batch.
         refused: set[int] = set()
         if timings is None or len(batch) == 1:  # no run of the batch may join another's
-            n = len(self.nodes)
+            n, dependents = len(self.nodes), self.dependents
             may_start = self._may_start_group
             for run in batch:
-                # (``_group_after``'s own first checks, here: most runs start no group.)
-                if run.key >= n or may_start(run.key):
+                # (``_group_after``'s own first checks, here: most runs start no group. A
+                # child starts one only with a child after it: ``_child_chain_after``.)
+                i = run.key
+                if may_start(i) if i < n else i in dependents:
                     self._group_after(run, None, timings, refused)
             return batch
         roots = {run.key: run for run in batch}
