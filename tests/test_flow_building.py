@@ -280,6 +280,30 @@ def test_root_terminal_reference_sorted_and_get_tasks() -> None:
     assert len(flow.edges) == 4
 
 
+def test_terminal_tasks_follow_every_change_to_the_flow() -> None:
+    # Kept between calls until the flow changes: each change below must be seen.
+    with Flow("f") as flow:
+        called = one()
+    first = as_task(called)
+    terminal = flow.terminal_tasks()
+    assert terminal == [first]
+    terminal.clear()  # the caller's own list
+    assert flow.terminal_tasks() == [first]
+    with flow:
+        later = as_task(inc(called))
+    assert flow.terminal_tasks() == [later]
+    alone = two.copy()
+    flow.add_task(alone)
+    assert flow.terminal_tasks() == [later, alone]
+    copied = flow.copy()
+    renamed = task(name="renamed")(inc_fn)
+    flow.replace(later, renamed)
+    assert flow.terminal_tasks() == [renamed, alone]
+    assert copied.terminal_tasks() == [later, alone]
+    # and a run decides by them (the reference tasks by default)
+    assert flow.run(journal=False).result.keys() >= {renamed, alone}
+
+
 # -- misuse ----------------------------------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -101,7 +101,8 @@ def check(
                 f"for them; pass task_states={{task: Resume(cached_inputs=paused.cached_inputs)}}"
             )
     values = resolve_parameters(flow, parameters)
-    return RunArgs(values, run_context(flow, values, context), seeded, frozenset(starts))
+    secrets = [compiled.nodes[i].task for i in compiled.secrets]
+    return RunArgs(values, run_context(flow, values, context, secrets), seeded, frozenset(starts))
 
 
 def resolve_parameters(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,8 +133,11 @@ def resolve_parameters(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-def run_context(flow: Flow, parameters: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
-    """The run's context: the current one, ``extra`` over it, and the run's own keys."""
+def run_context(
+    flow: Flow, parameters: dict[str, Any], extra: Mapping[str, Any], secrets: Sequence[Task[Any, Any]]
+) -> dict[str, Any]:
+    """The run's context: the current one, ``extra`` over it, and the run's own keys
+    (with the values of the flow's ``Secret`` tasks, ``secrets``)."""
     values = {**current(), **extra}
     now = _dt.datetime.now(_dt.timezone.utc)
     values.setdefault("flow_run_id", str(uuid.uuid4()))
@@ -145,7 +149,7 @@ def run_context(flow: Flow, parameters: dict[str, Any], extra: Mapping[str, Any]
     values["flow_name"] = flow.name
     values["logger"] = flow_logger(flow.name)
     values["parameters"] = ReadOnlyDict(parameters)
-    names = [t.secret_name for t in flow.tasks if isinstance(t, Secret)]
+    names = [t.secret_name for t in secrets if isinstance(t, Secret)]
     if names or "secrets" in values:
         # Read in this process, so workers see the same values and every process masks them.
         values["secrets"] = ReadOnlyDict(run_secrets(values.get("secrets"), names))

@@ -203,6 +203,8 @@ class Flow(FlowEditing):
         self._own_slugs: dict[str, Task[Any, Any]] = {}
         self._numbered: dict[str, list[Task[Any, Any] | None]] = {}
         self._slug_index: tuple[int, dict[Task[Any, Any], str]] | None = None
+        #: ``terminal_tasks``, with the version they were found at.
+        self._terminal: tuple[int, list[Task[Any, Any]]] | None = None
         self._reference_tasks: dict[Task[Any, Any], None] = {}
         self._tokens: list[Token[_FlowBuilder | None]] = []
         #: The case blocks (``taskloom.tasks.control_flow``), by compare task.
@@ -711,7 +713,14 @@ class Flow(FlowEditing):
 
     def terminal_tasks(self) -> list[Task[Any, Any]]:
         """Tasks with no downstream tasks."""
-        return [t for t in self._tasks if t not in self._downstream]
+        # Kept until the flow changes: a run reads them (its reference tasks by default),
+        # and a pass over a large flow's tasks costs more than the rest of its end.
+        known = self._terminal
+        if known is None or known[0] != self.version:
+            known = self._terminal = (
+                self.version, [t for t in self._tasks if t not in self._downstream]
+            )
+        return list(known[1])
 
     def reference_tasks(self) -> list[Task[Any, Any]]:
         """The tasks whose states decide the flow's state (default: the terminal tasks)."""

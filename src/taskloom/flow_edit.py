@@ -92,6 +92,7 @@ class FlowEditing:
         _edges: dict[Edge, None]
         _upstream: EdgeTable
         _downstream: EdgeTable
+        _terminal: tuple[int, list[Task[Any, Any]]] | None
         _arguments: dict[Task[Any, Any], dict[str, Any]]
         _mapped: dict[Task[Any, Any], dict[str, bool]]
         _parameters: dict[str, ParameterTask]
@@ -158,6 +159,7 @@ class FlowEditing:
         new._own_slugs = dict(self._own_slugs)
         new._numbered = {prefix: list(numbered) for prefix, numbered in self._numbered.items()}
         new._slug_index = None
+        new._terminal = None
         new._reference_tasks = dict(self._reference_tasks)
         new._tokens = []
         new._registered()

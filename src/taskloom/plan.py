@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, overload
 from ._collector import collector_off
 from .edges import Edge
 from .task import ParameterTask, Task, _tasks_in, options_stamp, persists_by_itself
+from .tasks.secrets import Secret
 from .triggers import all_successful
 
 if TYPE_CHECKING:
@@ -178,6 +179,9 @@ class Plan:
     persisting: tuple[int, ...] = ()
     #: Whether a task has an output cache (``cache_for``): the run then opens the cache.
     caching: bool = False
+    #: The ``Secret`` tasks, by number: a run reads their values before any task runs
+    #: (``_run_args.run_context``), without a pass over every task.
+    secrets: tuple[int, ...] = ()
 
     def numbers(self, tasks: Iterable[object]) -> dict[Task[Any, Any], int]:
         """The number of each of ``tasks`` that is in the plan, by task (one pass over the
@@ -310,6 +314,7 @@ def _compile(flow: Flow) -> Plan:
                 and all(e.mapped and not e.flattened for e, j in node.in_edges if j == u)
             )
     compiled = Plan(nodes)
+    compiled.secrets = tuple(i for i, t in enumerate(index) if isinstance(t, Secret))
     _mark_options(compiled)
     return compiled
 

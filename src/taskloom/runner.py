@@ -172,7 +172,7 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
-from itertools import compress
+from itertools import compress, islice
 from typing import TYPE_CHECKING, Any
 
 from . import _run_args
@@ -1175,7 +1175,11 @@ class _Scheduler(_Mapping):
     # -- the end --------------------------------------------------------------------------------
 
     def _flow_result(self) -> FlowResult:
-        return FlowResult(zip((node.task for node in self.nodes), (t.state for t in self.traces)))
+        # (Lists, not generators: a generator resumes a frame for every task. The traces
+        # of mapped tasks' children come after the tasks': not read.)
+        nodes = self.nodes
+        states = [t.state for t in islice(self.traces, len(nodes))]
+        return FlowResult(zip([node.task for node in nodes], states))
 
     def _flow_state(self) -> State[FlowResult]:
         """The flow's final state (see the module docstring), once the loop is over.
