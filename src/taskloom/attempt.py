@@ -689,8 +689,8 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
         if inputs is None:
             continue
         try:  # (each member starts when the one before it finished: a clock read less)
-            outcome = _attempt(
-                TaskRun(follow.key, follow.task, inputs, map_index=follow.map_index),
+            outcome = _attempt(  # (a positional call costs less than one with keywords)
+                TaskRun(follow.key, follow.task, inputs, 1, False, (), follow.map_index),
                 run_context, worker, finished,
             )
         except BaseException as error:  # only interrupts: _attempt turns the rest into states

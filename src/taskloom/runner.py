@@ -979,8 +979,10 @@ class _Scheduler(_Mapping):
         trace.queued = self._queued_at
         trace.inputs = inputs
         task = self.task_of[i]
-        run = TaskRun(i, task, inputs, trace.attempts, resume, map_index=self.map_index[i])
-        if has_handlers(task):  # the state before the attempt, for its handlers
+        # (Positional: a call with keywords costs more. ``()``: no group yet, ``_grouped``'s.)
+        run = TaskRun(i, task, inputs, trace.attempts, resume, (), self.map_index[i])
+        if task.state_handlers or task.on_failure is not None:  # (``has_handlers``, inline)
+            # the state before the attempt, for its handlers
             run.previous = trace.state.replace(cached_inputs=None)
         return run
 
