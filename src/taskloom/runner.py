@@ -566,11 +566,17 @@ class _Scheduler(_Mapping):
             return batch
         roots = {run.key: run for run in batch}
         heads: list[TaskRun] = []
+        nodes = self.nodes
+        n = len(nodes)
         for run in batch:
-            if roots.pop(run.key, None) is None:
+            i = run.key
+            if roots.pop(i, None) is None:
                 continue  # a member of a group before it
-            self._group_after(run, roots, timings, refused)
             heads.append(run)
+            # (``_group_after``'s first check, without its frame: W1's runs, all but the
+            # first, find their reduce refused.)
+            if i >= n or not refused.issuperset(nodes[i].downstream):
+                self._group_after(run, roots, timings, refused)
         return heads
 
     def _group_after(

@@ -121,7 +121,7 @@ from ..attempt import TIMEOUT_MESSAGE, TaskResult, TaskRun, result_row
 from ..errors import RemoteTaskError
 from ..logging import STDOUT_LOGGER, capture_level
 from ..states import Crashed, Failed, State, TimedOut
-from ._wire import Templates, check_context, pickling_message, unpack_state
+from ._wire import _STATE_CLASSES, Templates, check_context, pickling_message, unpack_state
 from .base import Timings
 
 __all__ = [
@@ -707,8 +707,18 @@ def decode_rows(
         ]
     results: list[TaskResult] = []
     append = results.append
+    classes = _STATE_CLASSES
     for key, wire, started, finished, ended, loop, location in rows:
-        append(result_row((key, unpack_state(wire), started, finished, worker, ended, loop, location)))
+        code, values = wire
+        if code >= 0 and len(values) == 5:
+            # A state of taskloom's with only the slots every State has (most: a Success),
+            # rebuilt as ``unpack_state`` does, without its frame and ``__setstate__``'s.
+            cls = classes[code]
+            state = cls.__new__(cls)
+            state._result, state.cached_inputs, state.message, state.run_id, state._context = values
+        else:
+            state = unpack_state(wire)
+        append(result_row((key, state, started, finished, worker, ended, loop, location)))
         name = names.get(key)
         if name is not None:
             seconds = finished - started

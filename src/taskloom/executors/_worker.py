@@ -247,7 +247,8 @@ def run_all(
             rows.extend(finished_before(error))
             break
         for result in results:
-            note_traceback(result.state)
+            if isinstance(result.state, Failed):  # (``note_traceback``'s own first check)
+                note_traceback(result.state)
         rows.extend(results)
     return rows
 
