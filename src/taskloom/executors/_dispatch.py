@@ -120,7 +120,7 @@ from typing_extensions import Self
 from ..attempt import TIMEOUT_MESSAGE, TaskResult, TaskRun, result_row
 from ..errors import RemoteTaskError
 from ..logging import STDOUT_LOGGER, capture_level
-from ..states import Crashed, Failed, State, TimedOut
+from ..states import Crashed, Failed, State, TimedOut, restored
 from ._wire import _STATE_CLASSES, Templates, check_context, pickling_message, unpack_state
 from .base import Timings
 
@@ -710,14 +710,8 @@ def decode_rows(
     classes = _STATE_CLASSES
     for key, wire, started, finished, ended, loop, location in rows:
         code, values = wire
-        if code >= 0 and len(values) == 5:
-            # A state of taskloom's with only the slots every State has (most: a Success),
-            # rebuilt as ``unpack_state`` does, without its frame and ``__setstate__``'s.
-            cls = classes[code]
-            state = cls.__new__(cls)
-            state._result, state.cached_inputs, state.message, state.run_id, state._context = values
-        else:
-            state = unpack_state(wire)
+        # (``unpack_state``'s own first case, without its frame: most are states of ours.)
+        state = restored(classes[code], values) if code >= 0 else unpack_state(wire)
         append(result_row((key, state, started, finished, worker, ended, loop, location)))
         name = names.get(key)
         if name is not None:

@@ -34,10 +34,11 @@ from .._tracebacks import format_error
 from ..attempt import TaskResult, TaskRun
 from ..errors import FlowDefinitionError, RemoteTaskError
 from ..logging import FIELDS, stamp
-from ..states import Failed, State, Success, all_classes, stand_in
+from ..states import Failed, State, Success, all_classes, restored, stand_in
 from ..task import _SHARED, Task, _same_options
 
 __all__ = [
+    "PLAIN_CODES",
     "Templates",
     "UnpicklableParameterError",
     "WireRow",
@@ -62,6 +63,15 @@ __all__ = [
 # between the parent and a worker, so it travels pickled whole.
 _STATE_CLASSES = tuple(cls for cls in all_classes() if cls.__module__ == State.__module__)
 _STATE_CODES = {cls: code for code, cls in enumerate(_STATE_CLASSES)}
+#: The codes of the classes with only the slots every State has (``Success``, ``Failed``,
+#: most): their values travel as those five, in ``State._fields`` order, read inline
+#: where a batch's rows are made (``encode_rows``), as ``__getstate__`` gives them,
+#: without its frame.
+PLAIN_CODES = frozenset(
+    code for code, cls in enumerate(_STATE_CLASSES) if cls._fields == State._fields
+)
+if State._fields != ("_result", "cached_inputs", "message", "run_id", "_context"):
+    raise RuntimeError(f"State's slots changed ({State._fields}): update encode_rows")
 
 #: A member of a run's group on the wire (``attempt.FollowOn``): key, template id,
 #: constants, sources, map index, nested inputs.
@@ -95,10 +105,7 @@ def unpack_state(wire: WireState) -> State[Any]:
     if code < 0:
         assert isinstance(values, State)
         return values
-    cls = _STATE_CLASSES[code]
-    state = cls.__new__(cls)
-    state.__setstate__(values)
-    return state
+    return restored(_STATE_CLASSES[code], values)
 
 
 # --- runs out -------------------------------------------------------------------------------
@@ -235,17 +242,11 @@ def pickling_message(run: TaskRun, error: Exception) -> str:
 
 
 #: Results that unpickle wherever they pickled: checking them again costs a whole unpickle
-#: of the batch, on every batch of plain results.
+#: of the batch, on every batch of plain results. A batch whose states are all plain
+#: successes of these, with no inputs or context, is not checked (``encode_rows``).
 _ATOMIC = frozenset({int, float, str, bytes, bool, type(None)})
-
-
-def _surely_unpickles(state: State[Any]) -> bool:
-    """A plain success with an atomic result: no custom ``__init__`` or ``__reduce__`` in it."""
-    # The slots behind ``result`` and ``context``: their properties cost a call each.
-    return (
-        type(state) is Success and type(state._result) in _ATOMIC
-        and state.cached_inputs is None and state._context is None
-    )
+#: Results never large enough to leave where they were made (``encode_rows``' ``prepare``).
+_SMALL = frozenset({int, float, bool, type(None)})
 
 
 def encode_rows(
@@ -260,14 +261,28 @@ def encode_rows(
     ``prepare`` (a large result left where it was made) applies once, before either try,
     so what it made (a shared-memory file, a value held on a worker) always reaches the
     parent, which releases it."""
-    states = [r.state for r in rows] if prepare is None else [prepare(r.state) for r in rows]
-    wire = [
-        (key, pack_state(state), started, finished, ended, loop, location)
-        for (key, _, started, finished, _, ended, loop, location), state in zip(rows, states)
-    ]
+    states = [r.state for r in rows]
+    if prepare is not None:  # (a result of a type that is never large is not offered)
+        states = [s if type(s._result) in _SMALL else prepare(s) for s in states]
+    wire: list[WireRow] = []
+    sure = True  # every state surely unpickles: plain successes of ``_ATOMIC`` results
+    codes, plain = _STATE_CODES, PLAIN_CODES
+    for (key, _, started, finished, _, ended, loop, location), state in zip(rows, states):
+        code = codes.get(type(state))
+        if code in plain:
+            result, cached, context = state._result, state.cached_inputs, state._context
+            packed: WireState = (code, (result, cached, state.message, state.run_id, context))
+            if sure and not (
+                type(state) is Success and type(result) in _ATOMIC
+                and cached is None and context is None
+            ):
+                sure = False
+        else:
+            packed, sure = pack_state(state), False
+        wire.append((key, packed, started, finished, ended, loop, location))
     try:
         data = cloudpickle.dumps((worker, wire))
-        if not all(map(_surely_unpickles, states)):
+        if not sure:
             pickle.loads(data)  # an exception can pickle yet fail to unpickle (custom __init__)
         return data
     except Exception:

@@ -57,10 +57,12 @@ class DeferredResult:
 
 def resolve_deferred(value: Any) -> Any:
     """``value`` with every ``DeferredResult`` in it (and in its lists, tuples, sets and
-    dicts) replaced by its value."""
+    dicts) replaced by its value; a list, tuple or set of ``SCALARS`` is ``value`` itself."""
     if isinstance(value, DeferredResult):
         return value.resolve()
     if isinstance(value, (list, tuple, set, frozenset)):
+        if SCALARS.issuperset(map(type, value)):  # (a reduce's thousand results: looked at in C)
+            return value
         return type(value)(resolve_deferred(v) for v in value)
     if isinstance(value, dict):
         return {k: resolve_deferred(v) for k, v in value.items()}
