@@ -157,21 +157,32 @@ class Templates:
         Raises if any of it cannot pickle."""
         blobs: dict[int, bytes] = {}
         wire: list[WireRun] = []
+        known, every = self._of_task, self._blobs
         for run in batch:
-            tid = self.id(run.task)
-            blobs[tid] = self._blobs[tid]
-            then = []
-            for follow in run.then:
-                ftid = self.id(follow.task)
-                blobs[ftid] = self._blobs[ftid]
-                constants = follow.constants if inputs_of is None else inputs_of(dict(follow.constants))
-                then.append(
-                    (follow.key, ftid, constants, follow.sources, follow.map_index, follow.nested)
-                )
+            task = run.task
+            options = task.__dict__
+            # (``id``'s own first look, without its frame: most tasks were seen before.)
+            tid = known.get(id(options) if _SHARED in options else task)
+            if tid is None:
+                tid = self.id(task)
+            blobs[tid] = every[tid]
+            then: tuple[WireFollowOn, ...] = ()
+            if run.then:
+                members = []
+                for follow in run.then:
+                    ftid = self.id(follow.task)
+                    blobs[ftid] = every[ftid]
+                    constants = (
+                        follow.constants if inputs_of is None else inputs_of(dict(follow.constants))
+                    )
+                    members.append(
+                        (follow.key, ftid, constants, follow.sources, follow.map_index, follow.nested)
+                    )
+                then = tuple(members)
             inputs = run.inputs if inputs_of is None else inputs_of(run.inputs)
             wire.append(
                 (
-                    run.key, tid, inputs, run.run_count, run.resume, tuple(then), run.map_index,
+                    run.key, tid, inputs, run.run_count, run.resume, then, run.map_index,
                     run.loop_count, run.loop_result, run.previous,
                 )
             )
