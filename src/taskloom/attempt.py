@@ -190,13 +190,18 @@ def member_inputs(follow: FollowOn, states: Mapping[int, State[Any]]) -> dict[st
     inputs = dict(follow.constants)
     for key, source in follow.sources:
         state = states.get(source)
-        if state is None or not follows(state):
+        # (``follows``, without its frame for a plain success: most members' sources.)
+        if state is None or (type(state) not in _FOLLOWING and not follows(state)):
             return None
         if key is not None:
             inputs[key] = state.result
     for key, value in follow.nested:
         inputs[key] = _filled(value, states)
     return inputs
+
+
+#: The state classes after which a member certainly follows (``follows``), by exact type.
+_FOLLOWING: frozenset[type[State[Any]]] = frozenset({Success, Cached})
 
 
 @dataclass(slots=True)
