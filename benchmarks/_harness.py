@@ -78,8 +78,14 @@ def _version(dist: str) -> str:
 
 
 def source_revision() -> str:
-    """The commit of the checkout, and whether src/ has uncommitted changes."""
-    root = Path(__file__).resolve().parent.parent
+    """The commit of the checkout taskloom is imported from (``PYTHONPATH`` may name
+    another worktree than this one, to compare two commits with the same benchmarks), and
+    whether its src/ has uncommitted changes."""
+    import taskloom
+
+    root = Path(taskloom.__file__).resolve().parent.parent.parent  # <root>/src/taskloom
+    if not (root / "src" / "taskloom").is_dir():
+        return f"{Path(taskloom.__file__).parent} (not a checkout)"
     try:
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
