@@ -134,7 +134,10 @@ def resolve_parameters(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_context(
-    flow: Flow, parameters: dict[str, Any], extra: Mapping[str, Any], secrets: Sequence[Task[Any, Any]]
+    flow: Flow,
+    parameters: dict[str, Any],
+    extra: Mapping[str, Any],
+    secrets: Sequence[Task[Any, Any]],
 ) -> dict[str, Any]:
     """The run's context: the current one, ``extra`` over it, and the run's own keys
     (with the values of the flow's ``Secret`` tasks, ``secrets``)."""

@@ -526,7 +526,8 @@ def _plain_attempt(
             run.key, task, run.inputs, run.run_count, run.resume, map_index=run.map_index,
             loop_count=2, loop_result=state.result, previous=state,
         )
-        return _placed(_passes(again, dict(values), None, announced=True), started, time.time(), worker)
+        passes = _passes(again, dict(values), None, announced=True)
+        return _placed(passes, started, time.time(), worker)
     return result_row((run.key, state, started, time.time(), worker, False, None, None))
 
 

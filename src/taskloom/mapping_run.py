@@ -29,11 +29,11 @@ and runs the others.
 How the two talk. ``_Mapping`` is a mixin: it declares, as annotations, the scheduler's
 attributes it reads and writes, and, for the type checker only, the scheduler's methods it
 calls (``_settle``, ``_finish``, ``_handled``, ``_mapped``, ``_release``, ``_start_inputs``,
-``_cached_or_run``, ``_task_run``). The scheduler calls into it only where a slot maps or is a child:
-``_map`` (a node with ``mapped``), and for a slot past the flow's tasks ``_decide_child``,
-``_child_chain_after``, ``_child_inputs_of`` and ``_finish_child``. So a flow that does not
-map pays nothing for it: the per-task path is the same attribute reads and checks as
-before.
+``_cached_or_run``, ``_task_run``). The scheduler calls into it only where a slot maps or
+is a child: ``_map`` (a node with ``mapped``), and for a slot past the flow's tasks
+``_decide_child``, ``_child_chain_after``, ``_child_inputs_of`` and ``_finish_child``. So a
+flow that does not map pays nothing for it: the per-task path is the same attribute reads
+and checks as before.
 """
 
 from __future__ import annotations

@@ -175,9 +175,10 @@ class Templates:
                     constants = (
                         follow.constants if inputs_of is None else inputs_of(dict(follow.constants))
                     )
-                    members.append(
-                        (follow.key, ftid, constants, follow.sources, follow.map_index, follow.nested)
-                    )
+                    members.append((
+                        follow.key, ftid, constants, follow.sources, follow.map_index,
+                        follow.nested,
+                    ))
                 then = tuple(members)
             inputs = run.inputs if inputs_of is None else inputs_of(run.inputs)
             wire.append(
