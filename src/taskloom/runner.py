@@ -272,7 +272,7 @@ class _Scheduler(_Mapping):
         not_run: State[Any] = Pending(NOT_RUN_MESSAGE)
         self.traces = traces = [
             TaskTrace(name, seeded.get(i, not_run)) for i, name in enumerate(compiled.names)
-        ]
+        ] if seeded else [TaskTrace(name, not_run) for name in compiled.names]
         # Flags a byte a task (a list costs 8): ``finished`` and ``runnable``. Only a seeded
         # task (a resume, ``task_states``) can start finished.
         self.finished = finished = bytearray([  # from a list: a generator costs a call a task
@@ -815,6 +815,7 @@ class _Scheduler(_Mapping):
         traces, claimed, task_of = self.traces, self.claimed, self.task_of
         head_queued: float | None = None
         for key, state, started, finished, worker, ended, loop, location in results:
+            task = task_of[key]
             trace = traces[key]
             trace.started, trace.finished, trace.worker = started, finished, worker
             trace.location = location
@@ -829,11 +830,11 @@ class _Scheduler(_Mapping):
                 head_queued = trace.queued
             if isinstance(state, Failed):  # formatted here for the local executor, else in the worker
                 trace.traceback = failure_traceback(state)
-            if task_of[key].__dict__.get("task_run_name") is not None:
+            if task.__dict__.get("task_run_name") is not None:
                 trace.run_name = state.context.get("task_run_name", trace.run_name)
             if ended:  # ENDRUN: exactly this state, no retry and no cache
                 self._settle(key, state)
-            elif type(state) is Success and task_of[key].cache_for is None:
+            elif type(state) is Success and task.cache_for is None:
                 self._finish(key, state)  # most runs: nothing to decide (see _complete)
             else:
                 self._complete(key, state, loop)
