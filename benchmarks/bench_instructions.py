@@ -16,7 +16,13 @@ the process counted (the journal's writer thread too). Figures (``instr.*``):
   engine's whole per-task path in one process (LocalExecutor runs tasks where it decides
   them), the parent's work of every executor;
 * W1 with the journal off: the journal's share is the difference;
-* sequential: W1 as plain Python calls, the baseline of the ratio.
+* sequential: W1 as plain Python calls, the baseline of the ratio;
+* the task log's writer (``recording``), per task written: what a run longer than
+  ``FLUSH_SECONDS`` pays on top of the rest, in a thread that holds the interpreter (the
+  growth target at a million tasks is about it). Both processes run a flow of 10,000
+  no-ops and a reduce once, with the task log held off; one then has the run's task log
+  write those 10,000 tasks again ``RUNS`` times, as one batch each (their outcomes and the
+  values a resume would need, pickled, signed and written to the journal).
 
 The task log (``recording``) is held off, as in a run shorter than its 0.25 s: under
 valgrind a run lasts 50 times longer, and would write batches a real run of W1 never does.
@@ -24,7 +30,7 @@ valgrind a run lasts 50 times longer, and would write batches a real run of W1 n
 Without valgrind, the figures are absent and the script says so.
 
 ``--quick`` counts only W1 with the journal off, at 20 tasks (a smoke test: each process
-under valgrind takes ~12 s to start). The full script takes about two minutes.
+under valgrind takes ~12 s to start). The full script takes about three minutes.
 
     python benchmarks/bench_instructions.py [--runs N] [--quick] [--json FILE]
 """
@@ -42,6 +48,8 @@ from pathlib import Path
 import _harness as h
 import workloads as wl
 
+from taskloom.recording import FLUSH_TASKS
+
 DESCRIPTION = "Instructions per task (callgrind): W1 and W2 on LocalExecutor, and the journal's share."
 HERE = Path(__file__).resolve().parent
 #: Runs counted beyond the two every process makes.
@@ -58,6 +66,20 @@ from taskloom.executors import LocalExecutor
 recording.FLUSH_SECONDS = float("inf")  # the task log held off: see the module docstring
 w = getattr(wl, sys.argv[1])(int(sys.argv[2]))
 mode, runs = sys.argv[3], int(sys.argv[4])
+if mode == "tasklog":  # the writer: the run's own task log, writing its tasks again
+    logs = []
+    close = recording.TaskLog.close
+    recording.TaskLog.close = lambda self: (logs.append(self), close(self))[1]
+    flow, _ = wl.build_flow(w)
+    flow.run(executor=LocalExecutor())
+    log = logs[-1]
+    log._waiting.clear()  # what the run noted is not part of the count
+    keys = range(recording.FLUSH_TASKS)
+    for _ in range(runs):
+        log._written[:] = bytes(len(log._written))  # as if none was written yet
+        log._waiting.extend(keys)
+        log.flush()
+    raise SystemExit(0)
 if mode == "sequential":
     run = lambda: wl.run_sequential(w)
 else:
@@ -91,7 +113,7 @@ def instructions(workload: str, size: int, mode: str, runs: int) -> float:
         if done.returncode != 0 or found is None:
             raise RuntimeError(f"{workload} {mode}: callgrind failed:\n{done.stderr[-2000:]}")
         totals.append(int(found.group(1)))
-    tasks: int = getattr(wl, workload)(size).size
+    tasks: int = FLUSH_TASKS if mode == "tasklog" else getattr(wl, workload)(size).size
     return (totals[1] - totals[0]) / runs / tasks
 
 
@@ -99,7 +121,10 @@ def instructions(workload: str, size: int, mode: str, runs: int) -> float:
 FIGURES = [
     *(
         f"instr.{key}.instructions_per_task"
-        for key in ("W1.journal", "W1.nojournal", "W2.journal", "W1.sequential", "W1.journal_share")
+        for key in (
+            "W1.journal", "W1.nojournal", "W2.journal", "W1.sequential", "W1.journal_share",
+            "tasklog",
+        )
     ),
     "instr.W1.ratio_vs_sequential",
 ]
@@ -125,6 +150,7 @@ def main() -> None:
                 "W1.nojournal": instructions("w1_wide", w1, "nojournal", args.runs),
                 "W2.journal": instructions("w2_chain", w2, "journal", args.runs),
                 "W1.sequential": instructions("w1_wide", w1, "sequential", args.runs),
+                "tasklog": instructions("scale", FLUSH_TASKS, "tasklog", args.runs),
             }
     except RuntimeError as error:
         h.line(f"failed: {error}")
@@ -145,6 +171,8 @@ def main() -> None:
         h.line(f"W1, journal off:                       {counts['W1.nojournal']:9,.0f} "
                f"(the journal's share: {share:,.0f})")
         h.line(f"W2 (chain of {w2}), journal on:          {counts['W2.journal']:9,.0f} per hop")
+        h.line(f"the task log's writer:                 {counts['tasklog']:9,.0f} per task "
+               f"written (batches of {FLUSH_TASKS:,})")
     h.finish(args.json, figures, failed)
 
 
