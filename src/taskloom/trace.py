@@ -19,8 +19,8 @@ failed with a traceback or has a run name); the scheduler writes its fields in p
 way it used to write its parallel lists. A recorded row ends before the
 optional columns (those after ``worker``) when all of them are None, as most tasks' are:
 ``record`` gives a column a row lacks its ``TaskRecord`` default, which for those is None.
-``outcomes`` makes the journal's rows of a whole run in bulk (two C-level attribute getters
-per trace, secrets masked only when one is known): a run records thousands at once.
+``outcomes`` makes the journal's rows of a whole run in bulk (two comprehensions over the
+traces, secrets masked only when one is known): a run records thousands at once.
 """
 
 from __future__ import annotations
