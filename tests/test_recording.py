@@ -293,3 +293,49 @@ def test_a_long_run_that_failed_resumes_from_what_its_end_kept(journal: Path, tm
     attempts = {t.name: t.attempts for t in Journal().load(again.run_id).tasks}
     assert attempts.pop("fails_once") == 1
     assert set(attempts.values()) == {0}, attempts  # the others did not run again
+
+
+@task
+def big() -> bytes:
+    return b"\x01" * (2 << 20)  # over both pools' threshold: left where it was made
+
+
+@task
+def size_of(data: bytes, gate: list[int]) -> int:
+    return len(data)
+
+
+@task(timeout=60)  # a timeout: never run in a group, after the task it waits to see written
+def logged_numbers(journal: str, task_number: int) -> list[int]:
+    """Wait until task ``task_number``'s outcome is in the task log: the numbers written."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        numbers = [row[0] for rows in _batches(Path(journal)) for row in rows]
+        if task_number in numbers:
+            return numbers
+        time.sleep(0.01)
+    raise AssertionError(f"task {task_number} was never written while the run went")
+
+
+def test_a_result_left_in_a_worker_is_not_written_until_the_run_ends(
+    journal: Path, pool_executor: Executor
+) -> None:
+    """A large result stays where it was made while the run goes: the task log does not
+    write a task whose result a resume would need and is still there (the value is not
+    the parent's to pickle, and a resume would find it gone), but writes the tasks beside
+    it; the run's end writes it."""
+    with Flow("deferred") as flow:
+        made = big()
+        after = quick(1, upstream_tasks=[made])  # settles after it: written in a later batch
+        seen = logged_numbers(str(journal), 1, upstream_tasks=[after])
+        size_of(made, seen)  # needs the result: not written while it waits
+    numbers = {name: i for i, name in enumerate(t.name for t in flow.sorted_tasks())}
+    assert numbers["big"] == 0 and numbers["quick"] == 1, numbers
+    state = flow.run(executor=pool_executor)
+    assert state.is_successful(), state
+    assert state.result is not None
+    written_while_running = state.result[seen].result
+    assert 1 in written_while_running and 0 not in written_while_running, written_while_running
+    assert state.run_id is not None
+    record = Journal().load(state.run_id)
+    assert [(t.name, t.state) for t in record.tasks][:2] == [("big", "Success"), ("quick", "Success")]

@@ -45,7 +45,7 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Sequence
 from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
@@ -209,12 +209,14 @@ class TaskLog:
             # Each task once (its latest outcome), in the order they settled; taken in C
             # (``operator.call`` of ``popleft``), as the writer holds the interpreter.
             count = min(len(waiting), FLUSH_TASKS)
-            self._write(dict.fromkeys(map(operator.call, repeat(take, count))))
+            self._write(list(dict.fromkeys(map(operator.call, repeat(take, count)))))
 
-    def _write(self, keys: Collection[int]) -> None:
+    def _write(self, keys: Sequence[int]) -> None:
         """Write these tasks' outcomes in one transaction, each with what a resume needs of
-        it (see the module docstring). One loop with no call for a task that needs none:
-        the writer holds the interpreter, which the scheduler wants, while it runs."""
+        it (see the module docstring). Each state is read once, for the row and what is
+        kept beside it; the traces, states and what to keep of each are read in bulk, and
+        the one loop skips at once a task that needs nothing: the writer holds the
+        interpreter, which the scheduler wants, while it runs."""
         written, states = self._written, self._states
         top = max(keys, default=-1)
         if top >= len(written):  # children mapped since: room for twice as many
@@ -227,44 +229,47 @@ class TaskLog:
         scheduler = self._scheduler
         traces, nodes = scheduler.traces, scheduler.nodes
         n = len(nodes)
+        picked = list(map(traces.__getitem__, keys))
+        taken = [trace.state for trace in picked]
         values: dict[int, Values] = {}
-        kept = []
-        for i in keys:
-            trace = traces[i]
-            state = trace.state
-            kind = _kinds.get(type(state))
+        left: list[int] = []  # left where they were made: not written until the end
+        for i, trace, state, kind in zip(keys, picked, taken, map(_kinds.get, map(type, taken))):
+            if kind == _NOTHING:
+                continue
             if kind is None:
                 kind = _kind(type(state))
             if kind == _KEEPS_INPUTS:  # it runs again from them
                 inputs = trace.inputs or state.cached_inputs or {}
                 values[i] = (resolve_deferred(dict(inputs)), None, False)
-            elif kind != _NOTHING:  # finished well: a task not written yet may need it
-                if i >= n:  # a child: its mapped task will need it until it is written
-                    needed = trace.parent is None or not written[trace.parent]
+                continue
+            # Finished well: a task not written yet may need it.
+            if i < n:
+                after = nodes[i].downstream
+                # (One task downstream, most often: read without a map's call.)
+                if (written[after[0]] if len(after) == 1 else all(map(is_written, after))) and not (
+                    kind == _MAPPED and unfinished_children(state)
+                ):
+                    continue
+            elif trace.parent is not None and written[trace.parent]:
+                continue  # a child: its mapped task needs it until it is written
+            if trace.location is not None:  # persisted: where, not the value
+                task = i if trace.parent is None else trace.parent
+                values[i] = (None, Stored(trace.location, task), True)
+            else:
+                result = state.result
+                if type(result) not in SCALARS and holds_deferred(result):
+                    left.append(i)
                 else:
-                    after = nodes[i].downstream
-                    # (One task downstream, most often: read without a map's call.)
-                    needed = (
-                        not written[after[0]] if len(after) == 1 else not all(map(is_written, after))
-                    ) or (kind == _MAPPED and unfinished_children(state))
-                if needed:
-                    if trace.location is not None:  # persisted: where, not the value
-                        task = i if trace.parent is None else trace.parent
-                        values[i] = (None, Stored(trace.location, task), True)
-                    else:
-                        result = state.result
-                        if type(result) not in SCALARS and holds_deferred(result):
-                            continue  # left where it was made: not written until the end
-                        values[i] = (None, result, True)
-            kept.append(i)
-        # The states before the rows: a state the scheduler replaces in between is then
-        # not the one kept, and the run's end writes that task again.
-        taken = [traces[i].state for i in kept]
-        rows = numbered_outcomes(kept, traces)
+                    values[i] = (None, result, True)
+        if left:
+            skip = set(left)
+            taken = [state for i, state in zip(keys, taken) if i not in skip]
+            keys = [i for i in keys if i not in skip]
+        rows = numbered_outcomes(keys, traces, taken)
         self._seq += 1
         if self._journal.log_tasks(self._run_id, self._seq, rows, values):
             self._batches.append(self._seq)
-            for i, state in zip(kept, taken):
+            for i, state in zip(keys, taken):
                 states[i] = state
 
 

@@ -188,33 +188,56 @@ if COLUMNS[:_OPTIONAL] != _LEADING:  # pragma: no cover - a column added or move
     raise RuntimeError(f"trace.outcomes reads {_LEADING}, not the columns {COLUMNS[:_OPTIONAL]}")
 #: A trace's optional columns (read only for the few that have one).
 _optional = operator.attrgetter(*COLUMNS[_OPTIONAL:])
-_NONE_ANY = (None,) * 4
-_message = operator.itemgetter(1)
 _TEXT = frozenset((str, type(None)))
 
 
 def outcomes(traces: Sequence[TaskTrace]) -> list[tuple[Any, ...]]:
     """Each task's outcome as the journal records it (``outcome``), in bulk."""
-    rows = [
+    return _rows(traces, [t.state for t in traces], None)
+
+
+def numbered_outcomes(
+    numbers: Sequence[int],
+    traces: Sequence[TaskTrace],
+    states: Sequence[State[Any]] | None = None,
+) -> list[tuple[Any, ...]]:
+    """The outcomes of the traces numbered ``numbers``, each as ``(number, *outcome)``:
+    the rows of a batch of the journal's task log. ``states``: the state of each, as the
+    caller read it (the task log's writer reads them once, for the rows and what it keeps
+    beside them), else read here."""
+    picked = [traces[i] for i in numbers]
+    return _rows(picked, [t.state for t in picked] if states is None else states, numbers)
+
+
+def _rows(
+    traces: Sequence[TaskTrace], states: Sequence[State[Any]], numbers: Sequence[int] | None
+) -> list[tuple[Any, ...]]:
+    """The outcome rows of ``traces`` in ``states``, each led by its number if ``numbers``
+    are given: one comprehension reads the ``_LEADING`` columns, and the number goes in
+    the same pass (a second pass to prepend it took half as long again as the first)."""
+    rows: list[tuple[Any, ...]] = [
         (type(s).__name__, s.message, t.name, t.attempts, t.queued, t.started, t.finished, t.worker)
-        for t in traces for s in (t.state,)
+        for t, s in zip(traces, states)
+    ] if numbers is None else [
+        (i, type(s).__name__, s.message, t.name, t.attempts, t.queued, t.started, t.finished, t.worker)
+        for i, t, s in zip(numbers, traces, states)
     ]  # fmt: skip
-    # Whether a trace has any optional column, reading no property: its ``parent``,
-    # ``map_index``, ``location`` and the dict of its other optional fields.
-    some = [(t.parent, t.map_index, t._more, t.location) for t in traces]
-    if some.count(_NONE_ANY) != len(some):
-        # Most tasks have none of the optional columns: their row ends before them
-        # (``record`` reads a short row with those at their defaults), which spares the
-        # journal's end of a run of a million tasks 48 MB of Nones.
+    # Most tasks have none of the optional columns: their row ends before them (``record``
+    # reads a short row with those at their defaults), which spares the journal's end of a
+    # run of a million tasks 48 MB of Nones. (A child has a parent and a map index; a trace
+    # with logs, a traceback or a run name has its ``_more``.)
+    if True in [t.parent is not None or t._more is not None or t.location is not None for t in traces]:
         rows = [
-            row if has == _NONE_ANY else row + _optional(trace)
-            for row, has, trace in zip(rows, some, traces)
+            row if t.parent is None and t._more is None and t.location is None else row + _optional(t)
+            for row, t in zip(rows, traces)
         ]
-    if not _TEXT.issuperset(map(type, map(_message, rows))):
+    message = 1 if numbers is None else 2
+    if not _TEXT.issuperset(map(type, map(operator.itemgetter(message), rows))):
         # A message typed ``str`` that is not one (a user's signal may carry any
         # object): recorded as its text, as a state's repr shows it.
         rows = [
-            row if row[1] is None or type(row[1]) is str else (row[0], str(row[1]), *row[2:])
+            row if row[message] is None or type(row[message]) is str
+            else (*row[:message], str(row[message]), *row[message + 1 :])
             for row in rows
         ]
     # Messages, logs, tracebacks, run names and locations may quote a secret: the
@@ -233,12 +256,6 @@ def changed(traces: Sequence[TaskTrace], taken: Sequence[State[Any] | None]) -> 
     ]  # fmt: skip
     stale.extend(range(len(taken), len(traces)))
     return stale
-
-
-def numbered_outcomes(numbers: Sequence[int], traces: Sequence[TaskTrace]) -> list[tuple[Any, ...]]:
-    """The outcomes of the traces numbered ``numbers``, each as ``(number, *outcome)``:
-    the rows of a batch of the journal's task log."""
-    return [(i, *row) for i, row in zip(numbers, outcomes([traces[i] for i in numbers]))]
 
 
 def outcome(trace: TaskTrace) -> tuple[Any, ...]:
