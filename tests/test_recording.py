@@ -326,9 +326,11 @@ def test_a_result_left_in_a_worker_is_not_written_until_the_run_ends(
     it; the run's end writes it."""
     with Flow("deferred") as flow:
         made = big()
-        after = quick(1, upstream_tasks=[made])  # settles after it: written in a later batch
-        seen = logged_numbers(str(journal), 1, upstream_tasks=[after])
+        after = quick(1)
+        seen = logged_numbers(str(journal), 1)
         size_of(made, seen)  # needs the result: not written while it waits
+    flow.set_dependencies(after, upstream_tasks=[made])  # settles after it
+    flow.set_dependencies(seen, upstream_tasks=[after])
     numbers = {name: i for i, name in enumerate(t.name for t in flow.sorted_tasks())}
     assert numbers["big"] == 0 and numbers["quick"] == 1, numbers
     state = flow.run(executor=pool_executor)
