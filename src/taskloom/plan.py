@@ -37,14 +37,16 @@ nothing from ``flow``, so that ``Flow`` can use the plan (``sorted_tasks``).
 
 from __future__ import annotations
 
+import itertools
 import weakref
+from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, overload
 
 from ._collector import collector_off
 from .edges import Edge
-from .task import ParameterTask, Task, _tasks_in, options_stamp, persists_by_itself
+from .task import _SHARED, ParameterTask, Task, _tasks_in, options_stamp, persists_by_itself
 from .tasks.secrets import Secret
 from .triggers import all_successful
 
@@ -337,20 +339,13 @@ def _compile_arguments(node: Node, arguments: Mapping[str, Any], index: Mapping[
 
 
 def _display_names(names: list[str]) -> list[str]:
-    """``names`` with the copies of a repeated name numbered in order: ``parse[0]``, ..."""
-    counts: dict[str, int] = {}
-    for name in names:
-        counts[name] = counts.get(name, 0) + 1
-    seen: dict[str, int] = {}
-    shown = []
-    for name in names:
-        if counts[name] == 1:
-            shown.append(name)
-        else:
-            k = seen.get(name, 0)
-            seen[name] = k + 1
-            shown.append(f"{name}[{k}]")
-    return shown
+    """``names`` with the copies of a repeated name numbered in order: ``parse[0]``, ...
+    (``names`` itself when none repeats)."""
+    counts = Counter(names)  # (counted in C)
+    if len(counts) == len(names):
+        return names
+    numbering = {name: itertools.count() for name, count in counts.items() if count > 1}
+    return [name if name not in numbering else f"{name}[{next(numbering[name])}]" for name in names]
 
 
 def _mark_options(compiled: Plan) -> None:
@@ -361,16 +356,25 @@ def _mark_options(compiled: Plan) -> None:
     compiled.names = _display_names([node.task.name for node in compiled.nodes])
     persisting: list[int] = []
     caching = False
+    # The unchanged copies of a task share one dict of options (``Task.copy``) and a class:
+    # what the plan keeps of them is read once (a flow of a million calls of one task).
+    read: dict[int, tuple[bool, bool, bool]] = {}
     for i, node in enumerate(compiled.nodes):
         task = node.task
+        options = task.__dict__
+        kept = read.get(id(options)) if _SHARED in options else None
+        if kept is None:
+            kept = (_decided_as_followable(task), persists_by_itself(task), task.cache_for is not None)
+            if _SHARED in options:  # (the dict lives as long as the copies: its id is theirs)
+                read[id(options)] = kept
+        followable, persists, caches = kept
         if isinstance(node, MappedNode):
-            node.chainable = _decided_as_followable(task)
+            node.chainable = followable
         else:
-            node.followable = _decided_as_followable(task)
-        if persists_by_itself(task):
+            node.followable = followable
+        if persists:
             persisting.append(i)
-        if task.cache_for is not None:
-            caching = True
+        caching = caching or caches
     compiled.persisting, compiled.caching = tuple(persisting), caching
 
 
