@@ -21,7 +21,9 @@ from taskloom.journal import Journal, TaskRecord, _plain_loads
 from taskloom.resume import resume
 from taskloom.flow import FlowResult
 from taskloom.states import Failed, State, Success
-from taskloom.trace import COLUMNS, FIELDS, ChildTrace, TaskTrace, outcome, outcomes, record
+from taskloom.trace import (
+    COLUMNS, FIELDS, ChildTrace, TaskTrace, numbered_outcomes, outcome, outcomes, record,
+)
 
 from ._cli import execute
 
@@ -141,6 +143,26 @@ def test_outcomes_record_every_message_as_plain_text() -> None:
     assert [type(row[1]) for row in rows] == [str, str, type(None), str]
     assert rows == [outcome(trace) for trace in traces]
     assert _plain_loads(pickle.dumps(rows, protocol=5)) == rows  # it refuses every class
+
+
+def test_the_task_logs_rows_are_the_outcomes_with_their_numbers() -> None:
+    """The task log's writer makes its rows in one pass with their numbers (and from the
+    states it read, when it gives them): each is the task's outcome, its message plain
+    text and its optional columns there, with its number in front."""
+    traces = [
+        TaskTrace("a", Failed(ValueError("boom"))),  # type: ignore[arg-type]  # what a user may pass
+        TaskTrace("b", Success(_Text("done"))),
+        ChildTrace("c[0]", Success(None, 1), parent=0, map_index=0),
+        TaskTrace("d", Success("ok"), logs="a line", location="/data/d.pkl"),
+        TaskTrace("e", Success(None)),
+    ]
+    numbers = [3, 1, 2, 0]
+    expected = [(i, *outcome(traces[i])) for i in numbers]
+    assert numbered_outcomes(numbers, traces) == expected
+    assert numbered_outcomes(numbers, traces, [traces[i].state for i in numbers]) == expected
+    assert [type(row[2]) for row in expected] == [str, str, type(None), str]
+    assert len(expected[0]) == 1 + len(COLUMNS)  # d: its optional columns recorded
+    assert len(expected[3]) < 1 + len(COLUMNS)  # a: its row ends before them
 
 
 def test_outcomes_mask_a_known_secret_in_every_text_column() -> None:

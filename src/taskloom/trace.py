@@ -226,11 +226,9 @@ def _rows(
     # reads a short row with those at their defaults), which spares the journal's end of a
     # run of a million tasks 48 MB of Nones. (A child has a parent and a map index; a trace
     # with logs, a traceback or a run name has its ``_more``.)
-    if True in [t.parent is not None or t._more is not None or t.location is not None for t in traces]:
-        rows = [
-            row if t.parent is None and t._more is None and t.location is None else row + _optional(t)
-            for row, t in zip(rows, traces)
-        ]
+    extra = [t.parent is not None or t._more is not None or t.location is not None for t in traces]
+    if True in extra:
+        rows = [row + _optional(t) if has else row for row, has, t in zip(rows, extra, traces)]
     message = 1 if numbers is None else 2
     if not _TEXT.issuperset(map(type, map(operator.itemgetter(message), rows))):
         # A message typed ``str`` that is not one (a user's signal may carry any
