@@ -181,6 +181,63 @@ def test_a_killed_run_reads_as_crashed_and_resume_runs_only_what_did_not_finish(
     journal.close()
 
 
+#: ``big``'s result is large: loky leaves it in shared memory, Dask on its worker, and the
+#: task log does not write ``big`` while the run goes. ``first`` runs in one group with it
+#: (their outcomes reach the task log in one batch); ``hold`` is decided in the parent.
+DEFERRED = _HEAD + """
+@task
+def first() -> int:
+    mark("first")
+    return 7
+
+@task
+def big(x: int) -> bytes:
+    mark("big")
+    return bytes([x]) * (2 << 20)
+
+@task(skip_on_upstream_skip=False)  # decided in the parent: never a follow-on of big
+def hold(data: bytes) -> int:
+    mark("hold")
+    while not Path(OUT, "resuming").exists():
+        time.sleep(0.01)
+    return len(data) + data[0]
+
+with Flow("deferred") as flow:
+    hold(big(first()))
+""" + _MAIN
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind", ["loky", "dask"])
+def test_a_killed_run_keeps_the_result_a_task_left_in_a_worker_was_made_from(
+    kind: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
+) -> None:
+    """A task whose large result stayed in a worker is not written while the run goes (a
+    resume runs it again), so the result it was made from must be kept, though both
+    reached the task log together: the resume then runs it, not the task before it."""
+    home = taskloom_home
+    script, out, child = _launch(DEFERRED, kind, tmp_path, home, request)
+    _wait_for("first was journaled", lambda: _recorded(home, {"first"}), child)
+    _wait_for("hold ran", lambda: _bodies(out)["hold"] == 1, child)
+    _stop(child, signal.SIGKILL)
+    (out / "resuming").touch()  # lets a hold still running on a Dask worker end
+
+    journal = Journal(home / "journal.sqlite")
+    [run] = journal.runs()
+    tasks = {t.name: t for t in journal.load(run.run_id).tasks}
+    assert tasks["big"].state == Pending.__name__, tasks["big"]  # not written
+    assert tasks["first"].has_result and tasks["first"].result == 7, tasks["first"]
+    resumed = taskloom(
+        home, "resume", run.run_id, "--flow", f"{script}:flow", "--executor", "local",
+        "--no-progress",
+    )
+    assert resumed.returncode == 0, describe(resumed)
+    assert "Flow 'deferred': Success" in resumed.stdout, resumed.stdout
+    assert _bodies(out) == {"first": 1, "big": 2, "hold": 2}
+    journal.close()
+
+
 #: CRASHY with ``first``'s results persisted: the task log keeps where they went.
 PERSISTED = CRASHY.replace(
     "@task\ndef first(i: int) -> int:",

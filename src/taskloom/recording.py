@@ -29,7 +29,9 @@ a resume runs only those that did not finish.
 A large result left where it was made (a ``DeferredResult``: loky's shared memory, a Dask
 worker) is not fetched while the run goes: the parent holds such a value only at the end.
 A task whose result a resume would need and that left it there is not written until the
-end: a killed run runs it again (and what follows it) on resume. Inputs a failed or paused
+end: a killed run runs it again (and what follows it) on resume, so the tasks it was made
+from keep their results for it, those written in the same batch too (a group's results
+come back together). Inputs a failed or paused
 task keeps are fetched (rare, and a resume cannot do without them). The scheduler stops
 the log (``close``) before it ends the executor's run, which releases deferred values.
 
@@ -54,7 +56,7 @@ from .executors.base import SCALARS, holds_deferred, resolve_deferred
 from .journal import Journal, LoggedTasks, Values
 from .mapped import unfinished_children
 from .states import Mapped, Skipped, Success, State
-from .trace import Stored, numbered_outcomes
+from .trace import Stored, TaskTrace, numbered_outcomes
 
 if TYPE_CHECKING:
     from .runner import _Scheduler
@@ -214,9 +216,8 @@ class TaskLog:
     def _write(self, keys: Sequence[int]) -> None:
         """Write these tasks' outcomes in one transaction, each with what a resume needs of
         it (see the module docstring). Each state is read once, for the row and what is
-        kept beside it; the traces, states and what to keep of each are read in bulk, and
-        the one loop skips at once a task that needs nothing: the writer holds the
-        interpreter, which the scheduler wants, while it runs."""
+        kept beside it (``_kept``); the traces, states and their kinds are read in bulk:
+        the writer holds the interpreter, which the scheduler wants, while it runs."""
         written, states = self._written, self._states
         top = max(keys, default=-1)
         if top >= len(written):  # children mapped since: room for twice as many
@@ -225,14 +226,46 @@ class TaskLog:
             states.extend([None] * room)
         for i in keys:
             written[i] = 1
-        is_written = written.__getitem__
-        scheduler = self._scheduler
-        traces, nodes = scheduler.traces, scheduler.nodes
-        n = len(nodes)
+        traces = self._scheduler.traces
         picked = list(map(traces.__getitem__, keys))
         taken = [trace.state for trace in picked]
+        values, left = self._kept(keys, picked, taken)
+        while left:
+            # A task left where its result was made is not written (a resume runs it
+            # again): the tasks of this batch it was made from keep their results for it,
+            # and may be left in turn.
+            for i in left:
+                written[i] = 0
+            values, more = self._kept(keys, picked, taken)
+            if len(more) == len(left):  # (more holds left: unwritten tasks only add)
+                break
+            left = more
+        if left:
+            skip = set(left)
+            taken = [state for i, state in zip(keys, taken) if i not in skip]
+            keys = [i for i in keys if i not in skip]
+        rows = numbered_outcomes(keys, traces, taken)
+        self._seq += 1
+        if self._journal.log_tasks(self._run_id, self._seq, rows, values):
+            self._batches.append(self._seq)
+            for i, state in zip(keys, taken):
+                states[i] = state
+
+    def _kept(
+        self,
+        keys: Sequence[int],
+        picked: Sequence[TaskTrace],
+        taken: Sequence[State[Any]],
+    ) -> tuple[dict[int, Values], list[int]]:
+        """What a resume needs of each of these tasks (by number), and the tasks whose
+        result it needs but that left it where it was made (not written until the end).
+        One loop with no call for a task that needs nothing."""
+        written = self._written
+        is_written = written.__getitem__
+        nodes = self._scheduler.nodes
+        n = len(nodes)
         values: dict[int, Values] = {}
-        left: list[int] = []  # left where they were made: not written until the end
+        left: list[int] = []
         for i, trace, state, kind in zip(keys, picked, taken, map(_kinds.get, map(type, taken))):
             if kind == _NOTHING:
                 continue
@@ -261,17 +294,7 @@ class TaskLog:
                     left.append(i)
                 else:
                     values[i] = (None, result, True)
-        if left:
-            skip = set(left)
-            taken = [state for i, state in zip(keys, taken) if i not in skip]
-            keys = [i for i in keys if i not in skip]
-        rows = numbered_outcomes(keys, traces, taken)
-        self._seq += 1
-        if self._journal.log_tasks(self._run_id, self._seq, rows, values):
-            self._batches.append(self._seq)
-            for i, state in zip(keys, taken):
-                states[i] = state
-
+        return values, left
 
 #: What the writer keeps of a task, by its state's class (``_kind``).
 _KEEPS_INPUTS, _FINISHED_WELL, _MAPPED, _NOTHING = range(4)
