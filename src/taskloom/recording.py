@@ -296,6 +296,7 @@ class TaskLog:
                     values[i] = (None, result, True)
         return values, left
 
+
 #: What the writer keeps of a task, by its state's class (``_kind``).
 _KEEPS_INPUTS, _FINISHED_WELL, _MAPPED, _NOTHING = range(4)
 _kinds: dict[type[State[Any]], int] = {}
