@@ -238,6 +238,143 @@ def test_a_killed_run_keeps_the_result_a_task_left_in_a_worker_was_made_from(
     journal.close()
 
 
+def _states(home: Path) -> dict[str, str]:
+    """Each task's recorded state in the newest run of the journal in ``home``."""
+    journal = Journal(home / "journal.sqlite")
+    try:
+        runs = journal.runs()
+        return {t.name: t.state for t in journal.load(runs[0].run_id).tasks} if runs else {}
+    finally:
+        journal.close()
+
+
+#: ``d`` is decided ``TriggerFailed`` beside ``x``'s success (``f`` fails until the file
+#: ``fixed`` exists): a resume runs ``f`` again, then ``d`` from ``x``'s stored result.
+BLOCKED = _HEAD + """
+@task
+def x() -> int:
+    mark("x")
+    return 5
+
+@task
+def f() -> int:
+    mark("f")
+    if not Path(OUT, "fixed").exists():
+        raise ValueError("the first time")
+    return 10
+
+@task
+def d(a: int, b: int) -> int:
+    mark("d")
+    return a + b
+
+@task
+def hold() -> int:
+    mark("hold")
+    while not Path(OUT, "resuming").exists():
+        time.sleep(0.01)
+    return 1
+
+with Flow("blocked") as flow:
+    d(x(), f())
+    hold()
+""" + _MAIN
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind", ["local", "loky", "dask"])
+def test_a_killed_run_keeps_the_result_a_task_blocked_by_a_failure_will_run_from(
+    kind: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
+) -> None:
+    """A task written as decided (``TriggerFailed``) runs again on resume when what
+    blocked it does: the results it takes from the tasks that succeeded must be kept,
+    though it was written."""
+    home = taskloom_home
+    script, out, child = _launch(BLOCKED, kind, tmp_path, home, request)
+    _wait_for("d was journaled", lambda: _states(home).get("d") == "TriggerFailed", child)
+    _wait_for("hold ran", lambda: _bodies(out)["hold"] == 1, child)
+    _stop(child, signal.SIGKILL)
+    (out / "fixed").touch()
+    (out / "resuming").touch()
+
+    journal = Journal(home / "journal.sqlite")
+    [run] = journal.runs()
+    tasks = {t.name: t for t in journal.load(run.run_id).tasks}
+    assert tasks["x"].has_result and tasks["x"].result == 5, tasks["x"]
+    resumed = taskloom(
+        home, "resume", run.run_id, "--flow", f"{script}:flow", "--executor", "local",
+        "--no-progress",
+    )
+    assert resumed.returncode == 0, describe(resumed)
+    assert "Flow 'blocked': Success" in resumed.stdout, resumed.stdout
+    assert _bodies(out) == {"x": 1, "f": 2, "d": 1, "hold": 2}
+    journal.close()
+
+
+#: ``d`` finishes beside ``y``, whose large result stays in a worker (``hold`` still needs
+#: it): ``y`` is not written while the run goes, so a resume runs it again, and ``d``
+#: after it, from ``x``'s stored result.
+BESIDE = _HEAD + """
+@task
+def x() -> int:
+    mark("x")
+    return 5
+
+@task
+def y() -> bytes:
+    mark("y")
+    return b"\\x03" * (2 << 20)
+
+@task
+def d(a: int, data: bytes) -> int:
+    mark("d")
+    return a + len(data)
+
+@task(skip_on_upstream_skip=False)  # decided in the parent: never a follow-on of y
+def hold(data: bytes) -> int:
+    mark("hold")
+    while not Path(OUT, "resuming").exists():
+        time.sleep(0.01)
+    return len(data)
+
+with Flow("beside") as flow:
+    made = y()
+    d(x(), made)
+    hold(made)
+""" + _MAIN
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind", ["loky", "dask"])
+def test_a_killed_run_keeps_the_result_a_task_beside_one_left_in_a_worker_was_made_from(
+    kind: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
+) -> None:
+    """A written task downstream of one not written (its result left in a worker) runs
+    again on resume: the results it takes from the other tasks must be kept."""
+    home = taskloom_home
+    script, out, child = _launch(BESIDE, kind, tmp_path, home, request)
+    _wait_for("d was journaled", lambda: _states(home).get("d") == "Success", child)
+    _wait_for("hold ran", lambda: _bodies(out)["hold"] == 1, child)
+    _stop(child, signal.SIGKILL)
+    (out / "resuming").touch()
+
+    journal = Journal(home / "journal.sqlite")
+    [run] = journal.runs()
+    tasks = {t.name: t for t in journal.load(run.run_id).tasks}
+    assert tasks["y"].state == Pending.__name__, tasks["y"]  # not written
+    assert tasks["x"].has_result and tasks["x"].result == 5, tasks["x"]
+    resumed = taskloom(
+        home, "resume", run.run_id, "--flow", f"{script}:flow", "--executor", "local",
+        "--no-progress",
+    )
+    assert resumed.returncode == 0, describe(resumed)
+    assert "Flow 'beside': Success" in resumed.stdout, resumed.stdout
+    assert _bodies(out) == {"x": 1, "y": 2, "d": 2, "hold": 2}
+    journal.close()
+
+
 #: CRASHY with ``first``'s results persisted: the task log keeps where they went.
 PERSISTED = CRASHY.replace(
     "@task\ndef first(i: int) -> int:",

@@ -18,7 +18,10 @@ With each outcome goes what a resume needs of the task (``_write``):
 
 - its inputs, if its state ``keeps_inputs`` (a failed or paused task runs again from them);
 - its result, if it succeeded and a task downstream of it is not written yet (in this
-  batch or before): a resume runs that task from it. A mapped task's child's result is
+  batch or before), or is written but a resume would run it again without inputs of its
+  own (it is downstream of a task in a state that runs again, or of one not written): a
+  resume runs that task from it, as it does from what the run's end keeps
+  (``journal.kept_values``). A mapped task's child's result is
   kept until its mapped task is written, and a mapped task's result (its children's)
   while a child did not finish well.
 
@@ -150,8 +153,8 @@ class TaskLog:
     """The outcomes of one run's settled tasks on their way to the journal (see the
     module docstring)."""
 
-    __slots__ = ("_batches", "_closed", "_journal", "_lock", "_run_id", "_scheduler", "_seq",
-                 "_states", "_waiting", "_written", "due", "note")
+    __slots__ = ("_again", "_batches", "_closed", "_journal", "_lock", "_rerun", "_run_id",
+                 "_scheduler", "_seq", "_states", "_waiting", "_written", "due", "note")
 
     def __init__(self, journal: Journal, run_id: str, scheduler: _Scheduler) -> None:
         self._journal = journal
@@ -161,6 +164,13 @@ class TaskLog:
         # Which tasks and children are written, a byte each (a set of a million task
         # numbers would cost 75 bytes a task); grown as a mapped task adds children.
         self._written = bytearray(len(scheduler.nodes))
+        #: Which written tasks a resume of this run, killed now, would run again (``_kept``),
+        #: a byte each, like ``_written``; all 0 while ``_rerun`` is False.
+        self._again = bytearray(len(scheduler.nodes))
+        #: Whether a resume would run any task again but those not written yet: a task
+        #: settled in a state that runs again, one left where its result was made, or a
+        #: task seeded (never written: a resume runs it, and what follows it, again).
+        self._rerun = bool(scheduler.args.seeded)
         #: By task or child: the state its last written outcome was taken from (None: not
         #: written). The run's end rewrites only the tasks whose state is another since.
         self._states: list[State[Any] | None] = [None] * len(scheduler.nodes)
@@ -223,6 +233,7 @@ class TaskLog:
         if top >= len(written):  # children mapped since: room for twice as many
             room = max(top + 1, 2 * len(written)) - len(written)
             written.extend(bytes(room))
+            self._again.extend(bytes(room))
             states.extend([None] * room)
         for i in keys:
             written[i] = 1
@@ -236,6 +247,7 @@ class TaskLog:
             # and may be left in turn.
             for i in left:
                 written[i] = 0
+            self._rerun = True
             values, more = self._kept(keys, picked, taken)
             if len(more) == len(left):  # (more holds left: unwritten tasks only add)
                 break
@@ -259,11 +271,38 @@ class TaskLog:
     ) -> tuple[dict[int, Values], list[int]]:
         """What a resume needs of each of these tasks (by number), and the tasks whose
         result it needs but that left it where it was made (not written until the end).
-        One loop with no call for a task that needs nothing."""
-        written = self._written
-        is_written = written.__getitem__
+
+        A resume runs again every task in a state that ``runs_again`` (one not written:
+        ``Pending``), a mapped task with such a child, and every task downstream of those
+        (``resume``, as ``journal.kept_values`` decides at a run's end). So a task's result
+        is kept while a task downstream of it is not written, or is written but would run
+        again without inputs of its own. One loop with no call for a task that needs
+        nothing: the writer holds the interpreter."""
+        written, again, traces = self._written, self._again, self._scheduler.traces
         nodes = self._scheduler.nodes
         n = len(nodes)
+        if not self._rerun:
+            # (Most runs: nothing to run again so far. Found here, the batch's flags are
+            # made; none before it needed one: a task settles after what it waits for.)
+            classes = {type(state) for state in taken}
+            self._rerun = any(cls.runs_again for cls in classes) or (
+                any(issubclass(cls, Mapped) for cls in classes)
+                and any(unfinished_children(state) for state in taken)
+            )
+        if self._rerun:
+            # Whether a resume would run each again, in the order they settled (each after
+            # the tasks it waits for, written before it or in this batch: not written, it
+            # was left where its result was made, or seeded).
+            for i, state in zip(keys, taken):
+                runs = type(state).runs_again or (
+                    isinstance(state, Mapped) and unfinished_children(state)
+                )
+                if not runs and i < n:  # (a child runs again with its mapped task)
+                    for u in nodes[i].upstream:  # (a loop: ``any`` of a generator is a frame)
+                        if again[u] or not written[u]:
+                            runs = True
+                            break
+                again[i] = runs
         values: dict[int, Values] = {}
         left: list[int] = []
         for i, trace, state, kind in zip(keys, picked, taken, map(_kinds.get, map(type, taken))):
@@ -275,16 +314,21 @@ class TaskLog:
                 inputs = trace.inputs or state.cached_inputs or {}
                 values[i] = (resolve_deferred(dict(inputs)), None, False)
                 continue
-            # Finished well: a task not written yet may need it.
+            # Finished well: a task not written yet, or that would run again, may need it.
             if i < n:
                 after = nodes[i].downstream
-                # (One task downstream, most often: read without a map's call.)
-                if (written[after[0]] if len(after) == 1 else all(map(is_written, after))) and not (
-                    kind == _MAPPED and unfinished_children(state)
-                ):
+                if kind == _MAPPED and unfinished_children(state):
+                    pass  # a resume maps it again, keeping its finished children's results
+                # (One task downstream, most often: ``_needed_by``'s first two answers,
+                # without its frame.)
+                elif len(after) == 1 and not written[after[0]]:
+                    pass
+                elif len(after) == 1 and not again[after[0]]:
                     continue
-            elif trace.parent is not None and written[trace.parent]:
-                continue  # a child: its mapped task needs it until it is written
+                elif not _needed_by(after, written, again, traces):
+                    continue
+            elif trace.parent is not None and written[trace.parent] and not again[trace.parent]:
+                continue  # a child: its mapped task needs it until it is written for good
             if trace.location is not None:  # persisted: where, not the value
                 task = i if trace.parent is None else trace.parent
                 values[i] = (None, Stored(trace.location, task), True)
@@ -296,6 +340,16 @@ class TaskLog:
                     values[i] = (None, result, True)
         return values, left
 
+
+def _needed_by(
+    after: Sequence[int], written: bytearray, again: bytearray, traces: Sequence[TaskTrace]
+) -> bool:
+    """Whether one of the tasks ``after`` a task needs its result on resume: not written
+    yet, or written but to run again without inputs of its own (see ``TaskLog._kept``)."""
+    for d in after:
+        if not written[d] or (again[d] and not type(traces[d].state).keeps_inputs):
+            return True
+    return False
 
 #: What the writer keeps of a task, by its state's class (``_kind``).
 _KEEPS_INPUTS, _FINISHED_WELL, _MAPPED, _NOTHING = range(4)
