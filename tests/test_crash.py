@@ -181,6 +181,40 @@ def test_a_killed_run_reads_as_crashed_and_resume_runs_only_what_did_not_finish(
     journal.close()
 
 
+def _states(home: Path) -> dict[str, str]:
+    """Each task's recorded state in the newest run of the journal in ``home``."""
+    journal = Journal(home / "journal.sqlite")
+    try:
+        runs = journal.runs()
+        return {t.name: t.state for t in journal.load(runs[0].run_id).tasks} if runs else {}
+    finally:
+        journal.close()
+
+
+def _killed_and_resumed(
+    home: Path, script: Path, out: Path, child: subprocess.Popen[str], flow_name: str, *opened: str
+) -> dict[str, TaskRecord]:
+    """SIGKILL the flow process, create the files ``opened`` in ``out`` (what its tasks
+    wait for), and resume the run it left through the CLI on LocalExecutor, which must
+    succeed: the tasks as the killed run recorded them."""
+    _stop(child, signal.SIGKILL)
+    for name in opened:
+        (out / name).touch()
+    journal = Journal(home / "journal.sqlite")
+    try:
+        [run] = journal.runs()
+        killed = {t.name: t for t in journal.load(run.run_id).tasks}
+    finally:
+        journal.close()
+    resumed = taskloom(
+        home, "resume", run.run_id, "--flow", f"{script}:flow", "--executor", "local",
+        "--no-progress",
+    )
+    assert resumed.returncode == 0, describe(resumed)
+    assert f"Flow '{flow_name}': Success" in resumed.stdout, resumed.stdout
+    return killed
+
+
 #: ``big``'s result is large: loky leaves it in shared memory, Dask on its worker, and the
 #: task log does not write ``big`` while the run goes. ``first`` runs in one group with it
 #: (their outcomes reach the task log in one batch); ``hold`` is decided in the parent.
@@ -220,32 +254,10 @@ def test_a_killed_run_keeps_the_result_a_task_left_in_a_worker_was_made_from(
     script, out, child = _launch(DEFERRED, kind, tmp_path, home, request)
     _wait_for("first was journaled", lambda: _recorded(home, {"first"}), child)
     _wait_for("hold ran", lambda: _bodies(out)["hold"] == 1, child)
-    _stop(child, signal.SIGKILL)
-    (out / "resuming").touch()  # lets a hold still running on a Dask worker end
-
-    journal = Journal(home / "journal.sqlite")
-    [run] = journal.runs()
-    tasks = {t.name: t for t in journal.load(run.run_id).tasks}
+    tasks = _killed_and_resumed(home, script, out, child, "deferred", "resuming")
     assert tasks["big"].state == Pending.__name__, tasks["big"]  # not written
     assert tasks["first"].has_result and tasks["first"].result == 7, tasks["first"]
-    resumed = taskloom(
-        home, "resume", run.run_id, "--flow", f"{script}:flow", "--executor", "local",
-        "--no-progress",
-    )
-    assert resumed.returncode == 0, describe(resumed)
-    assert "Flow 'deferred': Success" in resumed.stdout, resumed.stdout
     assert _bodies(out) == {"first": 1, "big": 2, "hold": 2}
-    journal.close()
-
-
-def _states(home: Path) -> dict[str, str]:
-    """Each task's recorded state in the newest run of the journal in ``home``."""
-    journal = Journal(home / "journal.sqlite")
-    try:
-        runs = journal.runs()
-        return {t.name: t.state for t in journal.load(runs[0].run_id).tasks} if runs else {}
-    finally:
-        journal.close()
 
 
 #: ``d`` is decided ``TriggerFailed`` beside ``x``'s success (``f`` fails until the file
@@ -294,22 +306,9 @@ def test_a_killed_run_keeps_the_result_a_task_blocked_by_a_failure_will_run_from
     script, out, child = _launch(BLOCKED, kind, tmp_path, home, request)
     _wait_for("d was journaled", lambda: _states(home).get("d") == "TriggerFailed", child)
     _wait_for("hold ran", lambda: _bodies(out)["hold"] == 1, child)
-    _stop(child, signal.SIGKILL)
-    (out / "fixed").touch()
-    (out / "resuming").touch()
-
-    journal = Journal(home / "journal.sqlite")
-    [run] = journal.runs()
-    tasks = {t.name: t for t in journal.load(run.run_id).tasks}
+    tasks = _killed_and_resumed(home, script, out, child, "blocked", "fixed", "resuming")
     assert tasks["x"].has_result and tasks["x"].result == 5, tasks["x"]
-    resumed = taskloom(
-        home, "resume", run.run_id, "--flow", f"{script}:flow", "--executor", "local",
-        "--no-progress",
-    )
-    assert resumed.returncode == 0, describe(resumed)
-    assert "Flow 'blocked': Success" in resumed.stdout, resumed.stdout
     assert _bodies(out) == {"x": 1, "f": 2, "d": 1, "hold": 2}
-    journal.close()
 
 
 #: ``d`` finishes beside ``y``, whose large result stays in a worker (``hold`` still needs
@@ -357,22 +356,10 @@ def test_a_killed_run_keeps_the_result_a_task_beside_one_left_in_a_worker_was_ma
     script, out, child = _launch(BESIDE, kind, tmp_path, home, request)
     _wait_for("d was journaled", lambda: _states(home).get("d") == "Success", child)
     _wait_for("hold ran", lambda: _bodies(out)["hold"] == 1, child)
-    _stop(child, signal.SIGKILL)
-    (out / "resuming").touch()
-
-    journal = Journal(home / "journal.sqlite")
-    [run] = journal.runs()
-    tasks = {t.name: t for t in journal.load(run.run_id).tasks}
+    tasks = _killed_and_resumed(home, script, out, child, "beside", "resuming")
     assert tasks["y"].state == Pending.__name__, tasks["y"]  # not written
     assert tasks["x"].has_result and tasks["x"].result == 5, tasks["x"]
-    resumed = taskloom(
-        home, "resume", run.run_id, "--flow", f"{script}:flow", "--executor", "local",
-        "--no-progress",
-    )
-    assert resumed.returncode == 0, describe(resumed)
-    assert "Flow 'beside': Success" in resumed.stdout, resumed.stdout
     assert _bodies(out) == {"x": 1, "y": 2, "d": 2, "hold": 2}
-    journal.close()
 
 
 #: CRASHY with ``first``'s results persisted: the task log keeps where they went.
