@@ -351,6 +351,7 @@ def _needed_by(
             return True
     return False
 
+
 #: What the writer keeps of a task, by its state's class (``_kind``).
 _KEEPS_INPUTS, _FINISHED_WELL, _MAPPED, _NOTHING = range(4)
 _kinds: dict[type[State[Any]], int] = {}
