@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextvars
 import datetime as dt
 import pickle
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import cloudpickle
@@ -158,6 +160,45 @@ def test_writes_inside_a_task_do_not_leak(executor: Executor) -> None:
     assert state.result[r2].result == "<missing>"
     assert "leaked" not in taskloom.context
     assert "also_leaked" not in taskloom.context
+
+
+def first_touch(how: str) -> list[dict[str, Any]]:
+    """What the task's context holds when its first use of it is ``how``."""
+    ctx = taskloom.context
+    seen: list[dict[str, Any]] = []
+    if how == "write":
+        ctx["mine"] = 1
+    elif how == "delete":
+        del ctx["task_tags"]
+    elif how == "overlay":
+        with ctx(mine=1):
+            seen.append(ctx.to_dict())
+    elif how == "thread":  # a copy of the task's context, read in another thread
+        copied = contextvars.copy_context()
+        with ThreadPoolExecutor(1) as pool:
+            seen.append(pool.submit(copied.run, ctx.to_dict).result())
+    seen.append(ctx.to_dict())
+    return [{k: v for k, v in values.items() if k != "logger"} for values in seen]
+
+
+def test_a_task_sees_its_whole_context_whatever_it_does_first(executor: Executor) -> None:
+    """The engine makes a task's context at its first read (``context.Later``): a first
+    write, delete, overlay or copy into a thread sees it whole, and keeps what it did."""
+    hows = ("write", "delete", "overlay", "thread")
+    with Flow("ctx-first-touch") as flow:
+        touched = {how: task(name=f"touch-{how}")(first_touch)(how) for how in hows}
+    state = flow.run(context={"user_key": "u"}, executor=executor)
+    assert state.is_successful(), state.result
+    seen = {how: state.result[t].result for how, t in touched.items()}
+    for how, views in seen.items():
+        for values in views:
+            assert values["task_name"] == f"touch-{how}", (how, values)
+            assert values["user_key"] == "u" and values["task_loop_count"] == 1, (how, values)
+    assert seen["write"][-1]["mine"] == 1
+    assert "task_tags" not in seen["delete"][-1]
+    inside, after = seen["overlay"]
+    assert inside["mine"] == 1 and "mine" not in after
+    assert seen["thread"][0] == seen["thread"][1]
 
 
 @task

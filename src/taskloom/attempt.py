@@ -87,7 +87,7 @@ from typing import Any, NamedTuple, cast
 
 from ._secrets import mask
 from .checkpoint import RESULTS_KEY, Persist, completes, persist_of
-from .context import enter, leave
+from .context import Later, current, enter, leave
 from .handlers import (
     OnFailure, StateHandler, call_on_failure, call_state_handlers, has_handlers,
 )
@@ -294,6 +294,13 @@ def task_context(run: TaskRun, run_context: Mapping[str, Any]) -> dict[str, Any]
     values["logger"] = task_logger(name)
     if run.resume:
         values["resume"] = True
+    return values
+
+
+def _first_pass_context(run: TaskRun, run_context: Mapping[str, Any]) -> dict[str, Any]:
+    """The context of ``run``'s first pass."""
+    values = task_context(run, run_context)
+    values["task_loop_count"] = 1
     return values
 
 
@@ -504,13 +511,12 @@ def _plain_attempt(
     first pass: what most runs are, with nothing checked that cannot apply. A ``LOOP``
     hands the passes after the first to ``_passes``."""
     task = run.task
-    values = task_context(run, run_context)
-    values["task_loop_count"] = 1
-    token = enter(values)
+    # Made only if the task reads it (``context.Later``): most never do.
+    token = enter(Later((_first_pass_context, run, run_context)))
     try:
-        logger: logging.Logger = values["logger"]
+        logger = task_logger(task.name)
         if logger.isEnabledFor(logging.INFO):
-            logger.info("%s: Starting task run...", _label(task.name, values))
+            logger.info("%s: Starting task run...", _label(task.name, current()))
         try:
             state: State[Any] = Success(SUCCESS_MESSAGE, fn(**run.inputs))
         except ENDRUN as ended:
@@ -526,7 +532,7 @@ def _plain_attempt(
             run.key, task, run.inputs, run.run_count, run.resume, map_index=run.map_index,
             loop_count=2, loop_result=state.result, previous=state,
         )
-        passes = _passes(again, dict(values), None, announced=True)
+        passes = _passes(again, _first_pass_context(run, run_context), None, announced=True)
         return _placed(passes, started, time.time(), worker)
     return result_row((run.key, state, started, time.time(), worker, False, None, None))
 
