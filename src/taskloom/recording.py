@@ -50,8 +50,9 @@ import os
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .context import enter, leave
@@ -147,6 +148,10 @@ class _Writer:
 
 _writer = _Writer()
 os.register_at_fork(after_in_child=_writer.forked)
+
+
+#: ``TaskLog._kept``'s ``earlier`` on a batch's first call: nothing.
+_NONE_KEPT: Mapping[int, Values] = MappingProxyType({})
 
 
 class TaskLog:
@@ -248,7 +253,7 @@ class TaskLog:
             for i in left:
                 written[i] = 0
             self._rerun = True
-            values, more = self._kept(keys, picked, taken)
+            values, more = self._kept(keys, picked, taken, values)
             if len(more) == len(left):  # (more holds left: unwritten tasks only add)
                 break
             left = more
@@ -268,9 +273,12 @@ class TaskLog:
         keys: Sequence[int],
         picked: Sequence[TaskTrace],
         taken: Sequence[State[Any]],
+        earlier: Mapping[int, Values] = _NONE_KEPT,
     ) -> tuple[dict[int, Values], list[int]]:
         """What a resume needs of each of these tasks (by number), and the tasks whose
         result it needs but that left it where it was made (not written until the end).
+        ``earlier``: what the same batch's last call gave, whose inputs are taken from it
+        rather than resolved again (an input left in a worker would be read again).
 
         A resume runs again every task in a state that ``runs_again`` (one not written:
         ``Pending``), a mapped task with such a child, and every task downstream of those
@@ -311,8 +319,11 @@ class TaskLog:
             if kind is None:
                 kind = _kind(type(state))
             if kind == _KEEPS_INPUTS:  # it runs again from them
-                inputs = trace.inputs or state.cached_inputs or {}
-                values[i] = (resolve_deferred(dict(inputs)), None, False)
+                kept = earlier.get(i)
+                if kept is None:
+                    inputs = trace.inputs or state.cached_inputs or {}
+                    kept = (resolve_deferred(dict(inputs)), None, False)
+                values[i] = kept
                 continue
             # Finished well: a task not written yet, or that would run again, may need it.
             if i < n:
