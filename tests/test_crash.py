@@ -202,7 +202,7 @@ def _killed_and_resumed(
         (out / name).touch()
     journal = Journal(home / "journal.sqlite")
     try:
-        [run] = journal.runs()
+        run = journal.runs()[0]  # the newest
         killed = {t.name: t for t in journal.load(run.run_id).tasks}
     finally:
         journal.close()
@@ -360,6 +360,127 @@ def test_a_killed_run_keeps_the_result_a_task_beside_one_left_in_a_worker_was_ma
     assert tasks["y"].state == Pending.__name__, tasks["y"]  # not written
     assert tasks["x"].has_result and tasks["x"].result == 5, tasks["x"]
     assert _bodies(out) == {"x": 1, "y": 2, "d": 2, "hold": 2}
+
+
+#: ``gate`` waits to be resumed with ``x``'s result as its input; ``after`` takes both.
+PAUSED = _HEAD + """
+@task
+def x() -> int:
+    mark("x")
+    return 5
+
+@task(trigger=triggers.manual_only)
+def gate(a: int) -> int:
+    mark("gate")
+    return 2 * a
+
+@task
+def after(a: int, g: int) -> int:
+    mark("after")
+    return a + g
+
+@task
+def hold() -> int:
+    mark("hold")
+    while not Path(OUT, "resuming").exists():
+        time.sleep(0.01)
+    return 1
+
+with Flow("paused") as flow:
+    made = x()
+    after(made, gate(made))
+    hold()
+""" + _MAIN
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind", ["local", "loky", "dask"])
+def test_a_killed_run_resumes_its_paused_task_from_the_inputs_it_logged(
+    kind: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
+) -> None:
+    """A task paused (``manual_only``) before the kill is written with its inputs, and
+    the results the tasks after it take are kept: the resume runs it, then them."""
+    home = taskloom_home
+    script, out, child = _launch(PAUSED, kind, tmp_path, home, request)
+    _wait_for("gate was journaled", lambda: _states(home).get("gate") == "Paused", child)
+    _wait_for("hold ran", lambda: _bodies(out)["hold"] == 1, child)
+    tasks = _killed_and_resumed(home, script, out, child, "paused", "resuming")
+    assert tasks["gate"].inputs == {"a": 5}, tasks["gate"]
+    assert tasks["x"].has_result and tasks["x"].result == 5, tasks["x"]
+    assert _bodies(out) == {"x": 1, "gate": 1, "after": 1, "hold": 2}
+
+
+#: ``f`` fails until the file ``fixed`` exists; once ``second`` exists it first waits for
+#: ``resuming`` (the resume of the run is killed while it waits).
+AGAIN = _HEAD + """
+@task
+def x() -> int:
+    mark("x")
+    return 5
+
+@task
+def f() -> int:
+    mark("f")
+    if Path(OUT, "second").exists():
+        while not Path(OUT, "resuming").exists():
+            time.sleep(0.01)
+    if not Path(OUT, "fixed").exists():
+        raise ValueError("not fixed yet")
+    return 10
+
+@task
+def d(a: int, b: int) -> int:
+    mark("d")
+    return a + b
+
+with Flow("again") as flow:
+    d(x(), f())
+""" + _MAIN
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind", ["local", "loky"])
+def test_a_killed_resume_resumes_from_what_the_run_before_it_kept(
+    kind: str, tmp_path: Path, taskloom_home: Path
+) -> None:
+    """A run fails (``f``); its resume, its states seeded from the run, is killed while
+    ``f`` runs again; resuming that resume runs ``f`` and ``d``, from ``x``'s result kept
+    through both, and never ``x`` again."""
+    home = taskloom_home
+    out = tmp_path / "out"
+    out.mkdir()
+    script = write_flow(tmp_path / "flow_under_test.py", AGAIN, OUT=str(out))
+    first = subprocess.run(
+        [sys.executable, str(script), kind], env={**os.environ, "TASKLOOM_HOME": str(home)},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert first.returncode == 0, describe(first)  # (the flow's failure is its state)
+    assert _states(home) == {"x": "Success", "f": "Failed", "d": "TriggerFailed"}
+    [failed] = _runs(home)
+    (out / "second").touch()
+    resuming = subprocess.Popen(
+        [sys.executable, "-m", "taskloom", "resume", failed.run_id, "--flow",
+         f"{script}:flow", "--executor", kind, "--no-progress"],
+        env={**os.environ, "TASKLOOM_HOME": str(home)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    _wait_for("f ran again", lambda: _bodies(out)["f"] == 2, resuming)
+    _wait_for("the resume was journaled", lambda: len(_runs(home)) == 2, resuming)
+    (out / "fixed").touch()
+    tasks = _killed_and_resumed(home, script, out, resuming, "again", "resuming")
+    assert tasks["x"].has_result and tasks["x"].result == 5, tasks["x"]
+    assert _bodies(out) == {"x": 1, "f": 3, "d": 1}
+
+
+def _runs(home: Path) -> list[RunRecord]:
+    """The runs of the journal in ``home``, newest first."""
+    journal = Journal(home / "journal.sqlite")
+    try:
+        return journal.runs()
+    finally:
+        journal.close()
 
 
 #: CRASHY with ``first``'s results persisted: the task log keeps where they went.

@@ -25,6 +25,10 @@ With each outcome goes what a resume needs of the task (``_write``):
   kept until its mapped task is written, and a mapped task's result (its children's)
   while a child did not finish well.
 
+A resume (a run with seeded states) writes at its start the tasks it does not run again
+(seeded finished), with what a resume needs of them: a resume of the resume, killed, runs
+them not again either.
+
 A mapped task's children are noted when it maps (``mapping_run``), each as it stands
 (``Pending``, or the state a resume gave it), so a killed run still knows how many it had:
 a resume runs only those that did not finish.
@@ -174,7 +178,8 @@ class TaskLog:
         self._again = bytearray(len(scheduler.nodes))
         #: Whether a resume would run any task again but those not written yet: a task
         #: settled in a state that runs again, one left where its result was made, or a
-        #: task seeded (never written: a resume runs it, and what follows it, again).
+        #: task seeded to run (not written until it settles: a resume runs it, and what
+        #: follows it, again).
         self._rerun = bool(scheduler.args.seeded)
         #: By task or child: the state its last written outcome was taken from (None: not
         #: written). The run's end rewrites only the tasks whose state is another since.
@@ -186,6 +191,15 @@ class TaskLog:
         #: When its next batch is due (``time.monotonic``): ``FLUSH_SECONDS`` after the run
         #: started, or after its last batch; so a run shorter than that writes none.
         self.due = time.monotonic() + FLUSH_SECONDS
+        if scheduler.args.seeded:
+            # A resume's tasks seeded finished (it runs them not again) are settled from
+            # its start: written at once, in an order in which each comes after what it
+            # waits for (as tasks settle), so a resume of this run, killed, has them.
+            finished = scheduler.finished
+            settled = [i for i in scheduler.plan.order() if finished[i]]
+            if settled:
+                self._waiting.extend(settled)
+                self.due = time.monotonic()
         _writer.add(self)
 
         #: Task or child ``i`` settled: write it with the next batch (the queue's own
