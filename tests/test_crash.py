@@ -412,7 +412,9 @@ def test_a_killed_run_resumes_its_paused_task_from_the_inputs_it_logged(
 
 
 #: ``f`` fails until the file ``fixed`` exists; once ``second`` exists it first waits for
-#: ``resuming`` (the resume of the run is killed while it waits).
+#: ``resuming`` (the resume of the run is killed while it waits). ``d`` takes ``x``'s
+#: result itself (the run stores it: ``d`` runs again) or not (``f`` keeps ``x``'s result
+#: as its input, and the run stores nothing else of ``x``).
 AGAIN = _HEAD + """
 @task
 def x() -> int:
@@ -420,14 +422,14 @@ def x() -> int:
     return 5
 
 @task
-def f() -> int:
+def f(a: int) -> int:
     mark("f")
     if Path(OUT, "second").exists():
         while not Path(OUT, "resuming").exists():
             time.sleep(0.01)
     if not Path(OUT, "fixed").exists():
         raise ValueError("not fixed yet")
-    return 10
+    return a + 10
 
 @task
 def d(a: int, b: int) -> int:
@@ -435,23 +437,27 @@ def d(a: int, b: int) -> int:
     return a + b
 
 with Flow("again") as flow:
-    d(x(), f())
+    made = x()
+    d(made if SHAPE == "direct" else 1, f(made))
 """ + _MAIN
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("kind", ["local", "loky"])
+@pytest.mark.parametrize("shape", ["direct", "through"])
 def test_a_killed_resume_resumes_from_what_the_run_before_it_kept(
-    kind: str, tmp_path: Path, taskloom_home: Path
+    kind: str, shape: str, tmp_path: Path, taskloom_home: Path
 ) -> None:
     """A run fails (``f``); its resume, its states seeded from the run, is killed while
-    ``f`` runs again; resuming that resume runs ``f`` and ``d``, from ``x``'s result kept
-    through both, and never ``x`` again."""
+    ``f`` runs again; resuming that resume runs ``f`` and ``d``. ``x`` does not run again
+    when its result was stored (the killed resume wrote it at its start); when it was not
+    (``f`` kept its input instead), the killed resume does not write it as a result of
+    None: ``x`` runs again, and ``f`` after it, from its real result."""
     home = taskloom_home
     out = tmp_path / "out"
     out.mkdir()
-    script = write_flow(tmp_path / "flow_under_test.py", AGAIN, OUT=str(out))
+    script = write_flow(tmp_path / "flow_under_test.py", AGAIN, OUT=str(out), SHAPE=shape)
     first = subprocess.run(
         [sys.executable, str(script), kind], env={**os.environ, "TASKLOOM_HOME": str(home)},
         capture_output=True, text=True, timeout=120,
@@ -470,8 +476,12 @@ def test_a_killed_resume_resumes_from_what_the_run_before_it_kept(
     _wait_for("the resume was journaled", lambda: len(_runs(home)) == 2, resuming)
     (out / "fixed").touch()
     tasks = _killed_and_resumed(home, script, out, resuming, "again", "resuming")
-    assert tasks["x"].has_result and tasks["x"].result == 5, tasks["x"]
-    assert _bodies(out) == {"x": 1, "f": 3, "d": 1}
+    if shape == "direct":
+        assert tasks["x"].has_result and tasks["x"].result == 5, tasks["x"]
+        assert _bodies(out) == {"x": 1, "f": 3, "d": 1}
+    else:
+        assert tasks["x"].state == Pending.__name__, tasks["x"]  # not written
+        assert _bodies(out) == {"x": 2, "f": 3, "d": 1}
 
 
 def _runs(home: Path) -> list[RunRecord]:

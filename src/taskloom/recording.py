@@ -25,9 +25,11 @@ With each outcome goes what a resume needs of the task (``_write``):
   kept until its mapped task is written, and a mapped task's result (its children's)
   while a child did not finish well.
 
-A resume (a run with seeded states) writes at its start the tasks it does not run again
-(seeded finished), with what a resume needs of them: a resume of the resume, killed, runs
-them not again either.
+A resume (a run with seeded states) writes at its start the tasks it does not run
+(seeded finished, or left paused), with what a resume needs of them: a resume of the
+resume, killed, runs them not again either. Not a task that succeeded with a result its
+run did not store (the resume seeds it None): unwritten, a resume of the resume runs it
+again, and what follows it, as it would any task not recorded.
 
 A mapped task's children are noted when it maps (``mapping_run``), each as it stands
 (``Pending``, or the state a resume gave it), so a killed run still knows how many it had:
@@ -63,7 +65,7 @@ from .context import enter, leave
 from .executors.base import SCALARS, holds_deferred, resolve_deferred
 from .journal import Journal, LoggedTasks, Values
 from .mapped import unfinished_children
-from .states import Mapped, Skipped, Success, State
+from .states import Finished, Mapped, Paused, Skipped, Success, State
 from .trace import Stored, TaskTrace, numbered_outcomes
 
 if TYPE_CHECKING:
@@ -191,12 +193,16 @@ class TaskLog:
         #: When its next batch is due (``time.monotonic``): ``FLUSH_SECONDS`` after the run
         #: started, or after its last batch; so a run shorter than that writes none.
         self.due = time.monotonic() + FLUSH_SECONDS
-        if scheduler.args.seeded:
-            # A resume's tasks seeded finished (it runs them not again) are settled from
-            # its start: written at once, in an order in which each comes after what it
+        seeded = scheduler.args.seeded
+        if seeded:
+            # A resume's tasks it does not run (``_settled_seed``) are settled from its
+            # start: written at once, in an order in which each comes after what it
             # waits for (as tasks settle), so a resume of this run, killed, has them.
-            finished = scheduler.finished
-            settled = [i for i in scheduler.plan.order() if finished[i]]
+            starts = scheduler.args.starts
+            settled = [
+                i for i in scheduler.plan.order()
+                if i in seeded and i not in starts and _settled_seed(seeded[i])
+            ]
             if settled:
                 self._waiting.extend(settled)
                 self.due = time.monotonic()
@@ -364,6 +370,20 @@ class TaskLog:
                 else:
                     values[i] = (None, result, True)
         return values, left
+
+
+def _settled_seed(state: State[Any]) -> bool:
+    """Whether a task seeded in ``state`` (not a start task) is written at the run's start:
+    finished (the run does not change it), or left paused (decided paused again). Not a
+    mapped task (its
+    children are noted when it maps), nor a success whose result is None: a resume seeds
+    None for a result its run did not store, and written as a result it would feed a
+    resume of this run (the task stays unwritten: that resume runs it again)."""
+    if isinstance(state, Paused):
+        return True
+    if not isinstance(state, Finished) or isinstance(state, Mapped):
+        return False
+    return state.result is not None or not isinstance(state, Success) or isinstance(state, Skipped)
 
 
 def _needed_by(
