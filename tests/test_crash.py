@@ -105,7 +105,21 @@ def _launch(
     out.mkdir()
     script = write_flow(tmp_path / "flow_under_test.py", body, OUT=str(out))
     extra = [request.getfixturevalue("dask_cluster")] if kind == "dask" else []
-    return script, out, _start(script, home, kind, *extra)
+    child = _start(script, home, kind, *extra)
+    _reaped(child, request)
+    return script, out, child
+
+
+def _reaped(child: subprocess.Popen[str], request: pytest.FixtureRequest) -> None:
+    """Kill ``child`` when the test ends, if it still runs: a test that fails before its
+    kill must not leave its flow process waiting for ever (its tasks wait for files)."""
+
+    def reap() -> None:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+
+    request.addfinalizer(reap)
 
 
 def _stop(child: subprocess.Popen[str], signum: int) -> str:
@@ -447,7 +461,7 @@ with Flow("again") as flow:
 @pytest.mark.parametrize("kind", ["local", "loky"])
 @pytest.mark.parametrize("shape", ["direct", "through"])
 def test_a_killed_resume_resumes_from_what_the_run_before_it_kept(
-    kind: str, shape: str, tmp_path: Path, taskloom_home: Path
+    kind: str, shape: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
 ) -> None:
     """A run fails (``f``); its resume, its states seeded from the run, is killed while
     ``f`` runs again; resuming that resume runs ``f`` and ``d``. ``x`` does not run again
@@ -472,6 +486,7 @@ def test_a_killed_resume_resumes_from_what_the_run_before_it_kept(
         env={**os.environ, "TASKLOOM_HOME": str(home)},
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )
+    _reaped(resuming, request)
     _wait_for("f ran again", lambda: _bodies(out)["f"] == 2, resuming)
     _wait_for("the resume was journaled", lambda: len(_runs(home)) == 2, resuming)
     (out / "fixed").touch()
