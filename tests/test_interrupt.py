@@ -124,6 +124,57 @@ def test_resume_runs_tasks_the_run_never_reached_from_stored_results(taskloom_ho
     assert Journal().load(str(again.run_id)).tasks[0].attempts == 0  # `start` did not run again
 
 
+def test_resume_checks_the_trigger_of_a_task_the_run_never_reached(taskloom_home: Path) -> None:
+    """A task the run never reached starts from stored results only if its trigger lets
+    it: ``manual_only`` pauses it (a later resume runs it), ``all_failed`` after a success
+    ends it ``TriggerFailed``; the others start as before."""
+    from taskloom import Flow, task, triggers
+    from taskloom.resume import resume
+    from taskloom.states import Paused, Pending, Success, TriggerFailed
+
+    ran: list[str] = []
+
+    @task
+    def start() -> str:
+        return "started"
+
+    @task
+    def source() -> int:
+        return 5
+
+    @task(trigger=triggers.manual_only)
+    def gate(x: int) -> int:
+        ran.append("gate")
+        return 2 * x
+
+    @task(trigger=triggers.all_failed)
+    def cleanup(x: int) -> int:
+        ran.append("cleanup")
+        return 0
+
+    @task
+    def double(x: int) -> int:
+        ran.append("double")
+        return 2 * x
+
+    with Flow("never-reached") as flow:
+        s = start()
+        c = source()
+        g, k, d = gate(c), cleanup(c), double(c)
+    first = flow.run(task_states={c: Success(result=5)}, start_tasks=[s])
+    assert all(isinstance(first.result[t], Pending) for t in (g, k, d))
+    assert first.run_id is not None
+    again = resume(first.run_id, flow=flow)
+    assert isinstance(again.result[g], Paused), again.result[g]
+    assert again.result[g].cached_inputs == {"x": 5}
+    assert isinstance(again.result[k], TriggerFailed), again.result[k]
+    assert again.result[d].result == 10
+    assert ran == ["double"]
+    assert again.run_id is not None
+    approved = resume(again.run_id, flow=flow)  # the paused task runs, from its inputs
+    assert approved.result[g].result == 10 and ran == ["double", "gate"]
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_ctrl_c_on_dask_leaves_no_process_and_records_the_run_interrupted(tmp_path: Path) -> None:

@@ -11,7 +11,9 @@ depends on the class of the state the run left it in (``states.by_name(row.state
   while running) run again with their stored inputs;
 - what they blocked runs after them, and so do tasks the run never ran (an interrupted
   run, a partial one): those that follow no start task start from their upstream tasks'
-  stored results. A task left in ``Resume`` keeps it, so ``manual_only`` lets it through;
+  stored results, if their trigger, checked against those tasks' recorded states, lets
+  them run (a ``manual_only`` task pauses, an ``all_failed`` one after successes ends
+  ``TriggerFailed``). A task left in ``Resume`` keeps it, so ``manual_only`` lets it through;
 - finished tasks are not run again, and their stored results feed the tasks that need
   them;
 - a mapped task whose children did not all finish well gets back a ``Mapped`` state with
@@ -40,6 +42,7 @@ from typing import TYPE_CHECKING, Any
 from ._process import running_here
 from ._secrets import resolve
 from .checkpoint import persist_with
+from .decide import decide
 from .flow import Flow, FlowResult
 from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, default_journal
 from .loader import load_flow
@@ -152,6 +155,17 @@ def _inputs_from_results(
     return inputs
 
 
+def _decided(
+    compiled: Plan, i: int, rows: list[TaskRecord], kinds: list[type[State[Any]]]
+) -> State[Any] | None:
+    """What the trigger of never-run task ``i`` decides from its upstream tasks' recorded
+    states (each succeeded, its result stored: ``_inputs_from_results``), as the run would
+    have: None to run it."""
+    node = compiled.nodes[i]
+    upstream = {edge: kinds[u](rows[u].message, rows[u].result) for edge, u in node.in_edges}
+    return decide(node.task, upstream)
+
+
 def _mapped(
     record: RunRecord, row: TaskRecord, children: list[TaskRecord], wanted: set[str]
 ) -> Mapped[Any]:
@@ -245,16 +259,24 @@ def resume(
             states[i] = Pending("Run again from the journal.", cached_inputs=row.inputs)
             starts.append(i)
     # Tasks that never ran (an interrupted or partial run) and do not follow a start task:
-    # start them too, from their upstream tasks' stored results.
+    # start them too, from their upstream tasks' stored results, if their trigger lets
+    # them run (a start task's is not checked); else they end as it decides.
     again = compiled.downstream_closure([*starts, *partial])
+    held = False
     for i, (row, kind) in enumerate(zip(rows, kinds)):
         if again[i] or not kind.runs_again or kind.keeps_inputs or i in record.children:
             continue
         inputs = _inputs_from_results(compiled, i, rows, kinds)
-        if inputs is not None:
+        if inputs is None:
+            continue
+        decided = _decided(compiled, i, rows, kinds)
+        if decided is None:
             states[i] = Pending("Run from the journal.", cached_inputs=inputs)
             starts.append(i)
-    if not starts and not partial:
+        else:  # paused (``manual_only``: a later resume runs it), or finished (TriggerFailed)
+            states[i] = decided.replace(cached_inputs=inputs) if isinstance(decided, Paused) else decided
+            held = True
+    if not starts and not partial and not held:
         raise JournalError(
             f"run {record.run_id} ({record.state}) has no paused or failed task to resume"
         )
