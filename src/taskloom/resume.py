@@ -160,10 +160,11 @@ def _decided(
 ) -> State[Any] | None:
     """What the trigger of never-run task ``i`` decides from its upstream tasks' recorded
     states (each succeeded, its result stored: ``_inputs_from_results``), as the run would
-    have: None to run it."""
+    have: None to run it. A task left in ``Resume`` is decided as resumed (``manual_only``
+    lets it through)."""
     node = compiled.nodes[i]
     upstream = {edge: kinds[u](rows[u].message, rows[u].result) for edge, u in node.in_edges}
-    return decide(node.task, upstream)
+    return decide(node.task, upstream, resume=issubclass(kinds[i], Resume))
 
 
 def _mapped(
