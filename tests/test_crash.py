@@ -40,6 +40,23 @@ def mark(name: str) -> None:
     Path(OUT, f"{name}.{os.getpid()}.{time.monotonic_ns()}").touch()
 """
 
+#: Tasks several flows below share: ``x`` returns 5; ``hold`` waits for the file
+#: ``resuming`` in ``OUT`` (the run is killed while it waits).
+_X = """
+@task
+def x() -> int:
+    mark("x")
+    return 5
+"""
+_HOLD = """
+@task
+def hold() -> int:
+    mark("hold")
+    while not Path(OUT, "resuming").exists():
+        time.sleep(0.01)
+    return 1
+"""
+
 #: ... and ends with: run ``flow`` on the executor named by the first argument (``dask``:
 #: on the cluster at the second).
 _MAIN = """
@@ -276,12 +293,7 @@ def test_a_killed_run_keeps_the_result_a_task_left_in_a_worker_was_made_from(
 
 #: ``d`` is decided ``TriggerFailed`` beside ``x``'s success (``f`` fails until the file
 #: ``fixed`` exists): a resume runs ``f`` again, then ``d`` from ``x``'s stored result.
-BLOCKED = _HEAD + """
-@task
-def x() -> int:
-    mark("x")
-    return 5
-
+BLOCKED = _HEAD + _X + """
 @task
 def f() -> int:
     mark("f")
@@ -294,13 +306,7 @@ def d(a: int, b: int) -> int:
     mark("d")
     return a + b
 
-@task
-def hold() -> int:
-    mark("hold")
-    while not Path(OUT, "resuming").exists():
-        time.sleep(0.01)
-    return 1
-
+""" + _HOLD + """
 with Flow("blocked") as flow:
     d(x(), f())
     hold()
@@ -328,12 +334,7 @@ def test_a_killed_run_keeps_the_result_a_task_blocked_by_a_failure_will_run_from
 #: ``d`` finishes beside ``y``, whose large result stays in a worker (``hold`` still needs
 #: it): ``y`` is not written while the run goes, so a resume runs it again, and ``d``
 #: after it, from ``x``'s stored result.
-BESIDE = _HEAD + """
-@task
-def x() -> int:
-    mark("x")
-    return 5
-
+BESIDE = _HEAD + _X + """
 @task
 def y() -> bytes:
     mark("y")
@@ -377,12 +378,7 @@ def test_a_killed_run_keeps_the_result_a_task_beside_one_left_in_a_worker_was_ma
 
 
 #: ``gate`` waits to be resumed with ``x``'s result as its input; ``after`` takes both.
-PAUSED = _HEAD + """
-@task
-def x() -> int:
-    mark("x")
-    return 5
-
+PAUSED = _HEAD + _X + """
 @task(trigger=triggers.manual_only)
 def gate(a: int) -> int:
     mark("gate")
@@ -393,13 +389,7 @@ def after(a: int, g: int) -> int:
     mark("after")
     return a + g
 
-@task
-def hold() -> int:
-    mark("hold")
-    while not Path(OUT, "resuming").exists():
-        time.sleep(0.01)
-    return 1
-
+""" + _HOLD + """
 with Flow("paused") as flow:
     made = x()
     after(made, gate(made))
@@ -429,12 +419,7 @@ def test_a_killed_run_resumes_its_paused_task_from_the_inputs_it_logged(
 #: ``resuming`` (the resume of the run is killed while it waits). ``d`` takes ``x``'s
 #: result itself (the run stores it: ``d`` runs again) or not (``f`` keeps ``x``'s result
 #: as its input, and the run stores nothing else of ``x``).
-AGAIN = _HEAD + """
-@task
-def x() -> int:
-    mark("x")
-    return 5
-
+AGAIN = _HEAD + _X + """
 @task
 def f(a: int) -> int:
     mark("f")

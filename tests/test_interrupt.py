@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from taskloom import task
 from taskloom.journal import Journal
 
 from ._cli import interrupt, spawned
@@ -51,6 +52,16 @@ SCRIPT = textwrap.dedent(
             flow.run()
     """
 )
+
+
+@task
+def start() -> str:
+    return "started"
+
+
+@task
+def source() -> int:
+    return 5
 
 
 @pytest.mark.slow
@@ -94,17 +105,9 @@ def test_an_interrupted_run_is_recorded_with_what_finished(tmp_path: Path) -> No
 
 
 def test_resume_runs_tasks_the_run_never_reached_from_stored_results(taskloom_home: Path) -> None:
-    from taskloom import Flow, task
+    from taskloom import Flow
     from taskloom.resume import resume
     from taskloom.states import Pending, Success
-
-    @task
-    def start() -> str:
-        return "started"
-
-    @task
-    def source() -> int:
-        return 5
 
     @task
     def double(x: int, extra: int) -> int:
@@ -128,19 +131,11 @@ def test_resume_checks_the_trigger_of_a_task_the_run_never_reached(taskloom_home
     """A task the run never reached starts from stored results only if its trigger lets
     it: ``manual_only`` pauses it (a later resume runs it), ``all_failed`` after a success
     ends it ``TriggerFailed``; the others start as before."""
-    from taskloom import Flow, task, triggers
+    from taskloom import Flow, triggers
     from taskloom.resume import resume
     from taskloom.states import Paused, Pending, Success, TriggerFailed
 
     ran: list[str] = []
-
-    @task
-    def start() -> str:
-        return "started"
-
-    @task
-    def source() -> int:
-        return 5
 
     @task(trigger=triggers.manual_only)
     def gate(x: int) -> int:

@@ -375,10 +375,10 @@ class TaskLog:
 def _settled_seed(state: State[Any]) -> bool:
     """Whether a task seeded in ``state`` (not a start task) is written at the run's start:
     finished (the run does not change it), or left paused (decided paused again). Not a
-    mapped task (its
-    children are noted when it maps), nor a success whose result is None: a resume seeds
-    None for a result its run did not store, and written as a result it would feed a
-    resume of this run (the task stays unwritten: that resume runs it again)."""
+    mapped task (its children are noted when it maps), nor a success whose result is
+    None: a resume seeds None for a result its run did not store, and written as a result
+    it would feed a resume of this run (the task stays unwritten: that resume runs it
+    again)."""
     if isinstance(state, Paused):
         return True
     if not isinstance(state, Finished) or isinstance(state, Mapped):
