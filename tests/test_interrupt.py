@@ -130,7 +130,7 @@ def test_resume_runs_tasks_the_run_never_reached_from_stored_results(taskloom_ho
 def test_resume_checks_the_trigger_of_a_task_the_run_never_reached(taskloom_home: Path) -> None:
     """A task the run never reached starts from stored results only if its trigger lets
     it: ``manual_only`` pauses it (a later resume runs it), ``all_failed`` after a success
-    ends it ``TriggerFailed``; the others start as before."""
+    ends it ``TriggerFailed``, and so the task after it; the others start as before."""
     from taskloom import Flow, triggers
     from taskloom.resume import resume
     from taskloom.states import Paused, Pending, Success, TriggerFailed
@@ -152,17 +152,24 @@ def test_resume_checks_the_trigger_of_a_task_the_run_never_reached(taskloom_home
         ran.append("double")
         return 2 * x
 
+    @task
+    def report(x: int) -> int:
+        ran.append("report")
+        return x
+
     with Flow("never-reached") as flow:
         s = start()
         c = source()
         g, k, d = gate(c), cleanup(c), double(c)
+        r = report(k)
     first = flow.run(task_states={c: Success(result=5)}, start_tasks=[s])
-    assert all(isinstance(first.result[t], Pending) for t in (g, k, d))
+    assert all(isinstance(first.result[t], Pending) for t in (g, k, d, r))
     assert first.run_id is not None
     again = resume(first.run_id, flow=flow)
     assert isinstance(again.result[g], Paused), again.result[g]
     assert again.result[g].cached_inputs == {"x": 5}
     assert isinstance(again.result[k], TriggerFailed), again.result[k]
+    assert isinstance(again.result[r], TriggerFailed), again.result[r]  # as decided after k
     assert again.result[d].result == 10
     assert ran == ["double"]
     assert again.run_id is not None

@@ -36,13 +36,14 @@ recorded run's tasks are numbered as the flow's are.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._process import running_here
 from ._secrets import resolve
 from .checkpoint import persist_with
 from .decide import decide
+from .edges import Edge
 from .flow import Flow, FlowResult
 from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, default_journal
 from .loader import load_flow
@@ -155,16 +156,27 @@ def _inputs_from_results(
     return inputs
 
 
-def _decided(
-    compiled: Plan, i: int, rows: list[TaskRecord], kinds: list[type[State[Any]]]
-) -> State[Any] | None:
-    """What the trigger of never-run task ``i`` decides from its upstream tasks' recorded
-    states (each succeeded, its result stored: ``_inputs_from_results``), as the run would
-    have: None to run it. A task left in ``Resume`` is decided as resumed (``manual_only``
-    lets it through)."""
+def _finished_upstream(
+    compiled: Plan,
+    i: int,
+    rows: list[TaskRecord],
+    kinds: list[type[State[Any]]],
+    given: Mapping[int, State[Any]],
+) -> dict[Edge, State[Any]] | None:
+    """The states of never-run task ``i``'s upstream tasks, by edge, as the resume leaves
+    them (``given``: what it decided or seeds, else as recorded, with the result where it
+    is stored); None when one of them is not finished (the run decides ``i`` after it)."""
     node = compiled.nodes[i]
-    upstream = {edge: kinds[u](rows[u].message, rows[u].result) for edge, u in node.in_edges}
-    return decide(node.task, upstream, resume=issubclass(kinds[i], Resume))
+    upstream: dict[Edge, State[Any]] = {}
+    for edge, u in node.in_edges:
+        state = given.get(u)
+        if state is None:
+            row = rows[u]
+            state = kinds[u](row.message, row.result if _has_result(kinds[u], row) else None)
+        if not isinstance(state, Finished):
+            return None
+        upstream[edge] = state
+    return upstream
 
 
 def _mapped(
@@ -262,21 +274,27 @@ def resume(
     # Tasks that never ran (an interrupted or partial run) and do not follow a start task:
     # start them too, from their upstream tasks' stored results, if their trigger lets
     # them run (a start task's is not checked); else they end as it decides.
+    # In an order in which each comes after what it waits for: what one decides (a
+    # TriggerFailed, a skip) is what the tasks after it are decided from.
     again = compiled.downstream_closure([*starts, *partial])
     held = False
-    for i, (row, kind) in enumerate(zip(rows, kinds)):
+    for i in compiled.order():
+        row, kind = rows[i], kinds[i]
         if again[i] or not kind.runs_again or kind.keeps_inputs or i in record.children:
             continue
-        inputs = _inputs_from_results(compiled, i, rows, kinds)
-        if inputs is None:
+        upstream = _finished_upstream(compiled, i, rows, kinds, states)
+        if upstream is None:  # it waits for a task that runs: decided in the run
             continue
-        decided = _decided(compiled, i, rows, kinds)
+        decided = decide(compiled.nodes[i].task, upstream, resume=issubclass(kind, Resume))
+        inputs = _inputs_from_results(compiled, i, rows, kinds)
         if decided is None:
-            states[i] = Pending("Run from the journal.", cached_inputs=inputs)
-            starts.append(i)
-        else:  # paused (``manual_only``: a later resume runs it), or finished (TriggerFailed)
-            states[i] = decided.replace(cached_inputs=inputs) if isinstance(decided, Paused) else decided
-            held = True
+            if inputs is not None:
+                states[i] = Pending("Run from the journal.", cached_inputs=inputs)
+                starts.append(i)
+        elif not isinstance(decided, Paused):  # finished: TriggerFailed, Skipped
+            states[i], held = decided, True
+        elif inputs is not None:  # paused (``manual_only``): a later resume runs it
+            states[i], held = decided.replace(cached_inputs=inputs), True
     if not starts and not partial and not held:
         raise JournalError(
             f"run {record.run_id} ({record.state}) has no paused or failed task to resume"
