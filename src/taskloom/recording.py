@@ -193,11 +193,17 @@ class TaskLog:
         #: When its next batch is due (``time.monotonic``): ``FLUSH_SECONDS`` after the run
         #: started, or after its last batch; so a run shorter than that writes none.
         self.due = time.monotonic() + FLUSH_SECONDS
+        _writer.add(self)
+
+        #: Task or child ``i`` settled: write it with the next batch (the queue's own
+        #: append, the cheapest call there is: the scheduler makes one per task).
+        self.note: Callable[[int], None] = self._waiting.append
         seeded = scheduler.args.seeded
         if seeded:
             # A resume's tasks it does not run (``_settled_seed``) are settled from its
-            # start: written at once, in an order in which each comes after what it
-            # waits for (as tasks settle), so a resume of this run, killed, has them.
+            # start: written here, before any task runs (the writer's first batch left a
+            # moment in which a kill lost them), in an order in which each comes after
+            # what it waits for (as tasks settle), so a resume of this run, killed, has them.
             starts = scheduler.args.starts
             settled = [
                 i for i in scheduler.plan.order()
@@ -205,12 +211,7 @@ class TaskLog:
             ]
             if settled:
                 self._waiting.extend(settled)
-                self.due = time.monotonic()
-        _writer.add(self)
-
-        #: Task or child ``i`` settled: write it with the next batch (the queue's own
-        #: append, the cheapest call there is: the scheduler makes one per task).
-        self.note: Callable[[int], None] = self._waiting.append
+                self.tick()
 
     def close(self) -> LoggedTasks | None:
         """Stop writing: wait for a batch being written, drop what is queued. What was
