@@ -279,7 +279,7 @@ def resume(
     again = compiled.downstream_closure([*starts, *partial])
     held = False
     for i in compiled.order():
-        row, kind = rows[i], kinds[i]
+        kind = kinds[i]
         if again[i] or not kind.runs_again or kind.keeps_inputs or i in record.children:
             continue
         upstream = _finished_upstream(compiled, i, rows, kinds, states)
