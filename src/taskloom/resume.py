@@ -156,6 +156,12 @@ def _inputs_from_results(
     return inputs
 
 
+def _recorded(kind: type[State[Any]], row: TaskRecord) -> State[Any]:
+    """A task's state as the run recorded it: its class and message, with its result where
+    it is stored (and untampered), else None."""
+    return kind(row.message, row.result if row.has_result and row.result is not TAMPERED else None)
+
+
 def _finished_upstream(
     compiled: Plan,
     i: int,
@@ -164,15 +170,14 @@ def _finished_upstream(
     given: Mapping[int, State[Any]],
 ) -> dict[Edge, State[Any]] | None:
     """The states of never-run task ``i``'s upstream tasks, by edge, as the resume leaves
-    them (``given``: what it decided or seeds, else as recorded, with the result where it
-    is stored); None when one of them is not finished (the run decides ``i`` after it)."""
+    them (``given``: what it decided or seeds, else as recorded: ``_recorded``); None when
+    one of them is not finished (the run decides ``i`` after it)."""
     node = compiled.nodes[i]
     upstream: dict[Edge, State[Any]] = {}
     for edge, u in node.in_edges:
         state = given.get(u)
         if state is None:
-            row = rows[u]
-            state = kinds[u](row.message, row.result if _has_result(kinds[u], row) else None)
+            state = _recorded(kinds[u], rows[u])
         if not isinstance(state, Finished):
             return None
         upstream[edge] = state
@@ -310,8 +315,7 @@ def resume(
             if i not in states and issubclass(kind, Resume):
                 states[i] = Resume(RESUMED_MESSAGE)
         elif issubclass(kind, Finished):
-            result = row.result if row.has_result and row.result is not TAMPERED else None
-            states[i] = kind(row.message, result)
+            states[i] = _recorded(kind, row)
     tasks_by_number = [node.task for node in compiled.nodes]
     return run_flow(
         flow,
