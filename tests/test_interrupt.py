@@ -177,6 +177,54 @@ def test_resume_checks_the_trigger_of_a_task_the_run_never_reached(taskloom_home
     assert approved.result[g].result == 10 and ran == ["double", "gate"]
 
 
+def test_resume_runs_a_never_reached_task_after_tasks_that_did_not_succeed(taskloom_home: Path) -> None:
+    """A task the run never reached whose trigger lets it run after an upstream task that
+    did not succeed runs in the resume, as in a whole run, beside the resume's other start
+    tasks: an ``all_finished`` cleanup only ordered after a task recorded
+    ``TriggerFailed`` (no result needed), and one fed by a task the resume itself decided
+    ``TriggerFailed`` (fed that state's result). Both were left ``Pending``."""
+    from taskloom import Flow, triggers
+    from taskloom.resume import resume
+    from taskloom.states import Success, TriggerFailed
+
+    ran: list[str] = []
+
+    @task
+    def double(x: int) -> int:
+        ran.append("double")
+        return 2 * x
+
+    @task(trigger=triggers.all_failed)
+    def on_failure(x: int) -> int:
+        ran.append("on_failure")
+        return 0
+
+    @task(trigger=triggers.all_finished)
+    def tally(x: object) -> str:
+        ran.append("tally")
+        return repr(x)
+
+    @task(trigger=triggers.all_finished)
+    def cleanup() -> None:
+        ran.append("cleanup")
+
+    with Flow("after-no-success") as flow:
+        s, c, c2 = start(), source(), source()
+        d = double(c2)
+        t = tally(on_failure(c2))
+        k = cleanup(upstream_tasks=[c])
+    whole = flow.run(task_states={c: TriggerFailed("not this time")})
+    assert sorted(ran) == ["cleanup", "double", "tally"]
+    ran.clear()
+    first = flow.run(task_states={c: TriggerFailed("not this time"), c2: Success(result=5)}, start_tasks=[s])
+    assert first.run_id is not None
+    again = resume(first.run_id, flow=flow)
+    assert sorted(ran) == ["cleanup", "double", "tally"], again.result
+    assert again.result[d].result == 10
+    assert again.result[t].result == whole.result[t].result  # the TriggerFailed's result
+    assert again.result[k].is_successful()
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_ctrl_c_on_dask_leaves_no_process_and_records_the_run_interrupted(tmp_path: Path) -> None:

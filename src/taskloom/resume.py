@@ -13,7 +13,10 @@ depends on the class of the state the run left it in (``states.by_name(row.state
   run, a partial one): those that follow no start task start from their upstream tasks'
   stored results, if their trigger, checked against those tasks' recorded states, lets
   them run (a ``manual_only`` task pauses, an ``all_failed`` one after successes ends
-  ``TriggerFailed``). A task left in ``Resume`` keeps it, so ``manual_only`` lets it through;
+  ``TriggerFailed``). Only the upstream tasks that feed an argument need a result: an
+  ``all_finished`` cleanup ordered after a task that did not succeed starts, and a task
+  fed by one the resume decided (``TriggerFailed``) gets that state's result, as in a
+  whole run. A task left in ``Resume`` keeps it, so ``manual_only`` lets it through;
 - finished tasks are not run again, and their stored results feed the tasks that need
   them;
 - a mapped task whose children did not all finish well gets back a ``Mapped`` state with
@@ -139,18 +142,30 @@ def _read_secrets(rows: list[TaskRecord], families: Iterable[list[TaskRecord]]) 
 
 
 def _inputs_from_results(
-    compiled: Plan, i: int, rows: list[TaskRecord], kinds: list[type[State[Any]]]
+    compiled: Plan,
+    i: int,
+    rows: list[TaskRecord],
+    kinds: list[type[State[Any]]],
+    decided: Mapping[int, State[Any]],
 ) -> dict[str, Any] | None:
-    """A never-run task's inputs, from its upstream tasks' stored results and its
-    constants; None when an upstream task did not succeed or its result is not stored."""
+    """A never-run task's inputs, from its constants and the results of the upstream tasks
+    that feed it an argument: those the resume ``decided`` (their states are the run's),
+    or stored results of successes; None when one of those is neither. An upstream task
+    that only orders it (no argument) feeds nothing, so its result is not needed."""
     node = compiled.nodes[i]
-    if not all(_has_result(kinds[u], rows[u]) for u in node.upstream):
+    fed = node.upstream if node.nested else [u for _, u in node.direct]
+
+    def result(u: int) -> Any:
+        state = decided.get(u)
+        return rows[u].result if state is None else state.result
+
+    if not all(u in decided or _has_result(kinds[u], rows[u]) for u in fed):
         return None
     inputs = dict(node.constants)
     for key, u in node.direct:
-        inputs[key] = rows[u].result
+        inputs[key] = result(u)
     if node.nested:
-        results = {compiled.nodes[u].task: rows[u].result for u in node.upstream}
+        results = {compiled.nodes[u].task: result(u) for u in node.upstream}
         for key, value in node.nested:
             inputs[key] = rebuild(value, results)
     return inputs
@@ -283,6 +298,7 @@ def resume(
     # TriggerFailed, a skip) is what the tasks after it are decided from.
     again = compiled.downstream_closure([*starts, *partial])
     held = False
+    decided_here: dict[int, State[Any]] = {}  # finished as their trigger decided
     for i in compiled.order():
         kind = kinds[i]
         if again[i] or not kind.runs_again or kind.keeps_inputs or i in record.children:
@@ -291,13 +307,14 @@ def resume(
         if upstream is None:  # it waits for a task that runs: decided in the run
             continue
         decided = decide(compiled.nodes[i].task, upstream, resume=issubclass(kind, Resume))
-        inputs = _inputs_from_results(compiled, i, rows, kinds)
+        inputs = _inputs_from_results(compiled, i, rows, kinds, decided_here)
         if decided is None:
             if inputs is not None:
                 states[i] = Pending("Run from the journal.", cached_inputs=inputs)
                 starts.append(i)
         elif not isinstance(decided, Paused):  # finished: TriggerFailed, Skipped
-            states[i], held = decided, True
+            states[i] = decided_here[i] = decided
+            held = True
         elif inputs is not None:  # paused (``manual_only``): a later resume runs it
             states[i], held = decided.replace(cached_inputs=inputs), True
     if not starts and not partial and not held:
