@@ -144,6 +144,23 @@ def test_a_home_others_may_write_to_is_refused(tmp_path: Path, taskloom_home: Pa
         flow.run(executor=LocalExecutor())
 
 
+def test_a_home_is_checked_again_at_every_run(taskloom_home: Path) -> None:
+    # The home's path is worked out once per environment; its safety is not: a home that
+    # became unsafe since the last run refuses the next, and a file in its place is named.
+    flow, _ = _cached_flow()
+    assert flow.run(executor=LocalExecutor()).is_successful()
+    taskloom_home.chmod(0o777)
+    with pytest.raises(UnsafeHomeError, match=re.escape(str(taskloom_home))):
+        flow.run(executor=LocalExecutor())
+    taskloom_home.chmod(0o700)
+    assert flow.run(executor=LocalExecutor()).is_successful()
+    elsewhere = taskloom_home.parent / "a-file"
+    elsewhere.write_text("not a directory")
+    os.environ["TASKLOOM_HOME"] = str(elsewhere)  # (the fixture's monkeypatch restores it)
+    with pytest.raises(FileExistsError, match=re.escape(str(elsewhere))):
+        flow.run(executor=LocalExecutor())
+
+
 @pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="chown needs root")
 def test_a_home_owned_by_another_user_is_refused(tmp_path: Path, taskloom_home: Path) -> None:
     log = tmp_path / "log"

@@ -13,6 +13,7 @@ code, so anyone who could write there could run code as the user. Hence:
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import hmac
 import os
@@ -43,10 +44,11 @@ def _platform_cache_dir() -> Path:
     return Path(base) / "taskloom"
 
 
-def _check_private(path: Path) -> None:
+def _check_private(path: Path, info: os.stat_result) -> None:
+    """Refuse ``path`` (whose ``stat`` is ``info``) if another user owns it or others may
+    write to it."""
     if os.name != "posix":
         return
-    info = path.stat()
     if info.st_uid != os.getuid():
         raise UnsafeHomeError(
             f"taskloom home {path} belongs to user id {info.st_uid}, not to you "
@@ -67,13 +69,33 @@ def taskloom_home(create: bool = True) -> Path:
     Raises:
         UnsafeHomeError: the directory belongs to another user or others may write to it.
     """
-    override = os.environ.get("TASKLOOM_HOME")
-    home = Path(override).expanduser() if override else _platform_cache_dir()
-    if create:
+    environ = os.environ
+    home = _home_path(*[environ.get(name) for name in _HOME_VARIABLES])
+    # Every run asks, and is refused if the home became unsafe since: one ``stat`` when it
+    # exists (the common case), the directory made only when it does not.
+    try:
+        info = os.stat(home)
+    except FileNotFoundError:
+        if not create:
+            return home
         home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if home.exists():
-        _check_private(home)
+        info = os.stat(home)
+    if create and not stat.S_ISDIR(info.st_mode):
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)  # raises: a file is in the way
+    _check_private(home, info)
     return home
+
+
+#: The environment variables the home's path depends on: ``TASKLOOM_HOME``, and what
+#: ``_platform_cache_dir`` (``Path.home`` included) reads.
+_HOME_VARIABLES = ("TASKLOOM_HOME", "XDG_CACHE_HOME", "LOCALAPPDATA", "HOME", "USERPROFILE")
+
+
+@functools.lru_cache(maxsize=8)
+def _home_path(override: str | None, *platform: str | None) -> Path:
+    """The home's path for the values of ``_HOME_VARIABLES`` (``platform``: all but the
+    first, read by ``_platform_cache_dir`` itself), made once for each."""
+    return Path(override).expanduser() if override else _platform_cache_dir()
 
 
 def private_file(path: Path) -> Path:

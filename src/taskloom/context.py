@@ -28,6 +28,7 @@ a worker process, where it reads the values the scheduler sent along with the ta
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 from collections.abc import Callable, Iterator, Mapping
 from contextvars import ContextVar, Token
 from types import TracebackType
@@ -208,10 +209,16 @@ def date_keys(date: _dt.datetime | _dt.date | str) -> dict[str, Any]:
         date = _dt.datetime.fromisoformat(date)
     if not isinstance(date, _dt.datetime):
         date = _dt.datetime.combine(date, _dt.time(), tzinfo=_dt.timezone.utc)
-    day = date.date()
-    keys: dict[str, Any] = {"date": date}
+    return {"date": date, **_day_keys(date.date())}
+
+
+@functools.lru_cache(maxsize=4)
+def _day_keys(day: _dt.date) -> dict[str, str]:
+    """``date_keys``' keys of ``day`` but ``date``: the same strings for every run of a day
+    (made once: every run needs them, and they cost more than the rest of its context)."""
+    keys: dict[str, str] = {}
     for name, delta in (("today", 0), ("yesterday", -1), ("tomorrow", 1)):
-        value = day + _dt.timedelta(days=delta)
-        keys[name] = value.isoformat()
-        keys[f"{name}_nodash"] = value.strftime("%Y%m%d")
+        value = (day + _dt.timedelta(days=delta)).isoformat()
+        keys[name] = value
+        keys[f"{name}_nodash"] = value.replace("-", "")
     return keys
