@@ -418,33 +418,39 @@ def test_a_killed_run_resumes_its_paused_task_from_the_inputs_it_logged(
 #: ``f`` fails until the file ``fixed`` exists; once ``second`` exists it first waits for
 #: ``resuming`` (the resume of the run is killed while it waits). ``d`` takes ``x``'s
 #: result itself (the run stores it: ``d`` runs again) or not (``f`` keeps ``x``'s result
-#: as its input, and the run stores nothing else of ``x``).
-AGAIN = _HEAD + _X + """
+#: as its input, and the run stores nothing else of ``x``); in shape ``none`` it takes it
+#: and ``x`` returns None.
+AGAIN = _HEAD + """
 @task
-def f(a: int) -> int:
+def x() -> int | None:
+    mark("x")
+    return None if SHAPE == "none" else 5
+
+@task
+def f(a: int | None) -> int:
     mark("f")
     if Path(OUT, "second").exists():
         while not Path(OUT, "resuming").exists():
             time.sleep(0.01)
     if not Path(OUT, "fixed").exists():
         raise ValueError("not fixed yet")
-    return a + 10
+    return (a or 0) + 10
 
 @task
-def d(a: int, b: int) -> int:
+def d(a: int | None, b: int) -> int:
     mark("d")
-    return a + b
+    return (a or 0) + b
 
 with Flow("again") as flow:
     made = x()
-    d(made if SHAPE == "direct" else 1, f(made))
+    d(1 if SHAPE == "through" else made, f(made))
 """ + _MAIN
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("kind", ["local", "loky"])
-@pytest.mark.parametrize("shape", ["direct", "through"])
+@pytest.mark.parametrize("shape", ["direct", "through", "none"])
 def test_a_killed_resume_resumes_from_what_the_run_before_it_kept(
     kind: str, shape: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
 ) -> None:
@@ -452,7 +458,8 @@ def test_a_killed_resume_resumes_from_what_the_run_before_it_kept(
     ``f`` runs again; resuming that resume runs ``f`` and ``d``. ``x`` does not run again
     when its result was stored (the killed resume wrote it at its start); when it was not
     (``f`` kept its input instead), the killed resume does not write it as a result of
-    None: ``x`` runs again, and ``f`` after it, from its real result."""
+    None: ``x`` runs again, and ``f`` after it, from its real result. A result of None
+    that was stored is written as such (``none``): ``x`` does not run again."""
     home = taskloom_home
     out = tmp_path / "out"
     out.mkdir()
@@ -476,8 +483,8 @@ def test_a_killed_resume_resumes_from_what_the_run_before_it_kept(
     _wait_for("the resume was journaled", lambda: len(_runs(home)) == 2, resuming)
     (out / "fixed").touch()
     tasks = _killed_and_resumed(home, script, out, resuming, "again", "resuming")
-    if shape == "direct":
-        assert tasks["x"].has_result and tasks["x"].result == 5, tasks["x"]
+    if shape != "through":
+        assert tasks["x"].has_result and tasks["x"].result == (5 if shape == "direct" else None), tasks["x"]
         assert _bodies(out) == {"x": 1, "f": 3, "d": 1}
     else:
         assert tasks["x"].state == Pending.__name__, tasks["x"]  # not written

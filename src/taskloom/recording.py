@@ -205,9 +205,12 @@ class TaskLog:
             # moment in which a kill lost them), in an order in which each comes after
             # what it waits for (as tasks settle), so a resume of this run, killed, has them.
             starts = scheduler.args.starts
+            resumed = scheduler.resumed
+            unstored = frozenset() if resumed is None else resumed.unstored
             settled = [
                 i for i in scheduler.plan.order()
-                if i in seeded and i not in starts and _settled_seed(seeded[i])
+                if i in seeded and i not in starts and i not in unstored
+                and _settled_seed(seeded[i])
             ]
             if settled:
                 self._waiting.extend(settled)
@@ -374,17 +377,11 @@ class TaskLog:
 
 
 def _settled_seed(state: State[Any]) -> bool:
-    """Whether a task seeded in ``state`` (not a start task) is written at the run's start:
-    finished (the run does not change it), or left paused (decided paused again). Not a
-    mapped task (its children are noted when it maps), nor a success whose result is
-    None: a resume seeds None for a result its run did not store, and written as a result
-    it would feed a resume of this run (the task stays unwritten: that resume runs it
-    again)."""
-    if isinstance(state, Paused):
-        return True
-    if not isinstance(state, Finished) or isinstance(state, Mapped):
-        return False
-    return state.result is not None or not isinstance(state, Success) or isinstance(state, Skipped)
+    """Whether a task seeded in ``state`` (not a start task, nor a success a resume seeds
+    without the result its run did not store: ``runner.Resumed.unstored``) is written at
+    the run's start: finished (the run does not change it), or left paused (decided
+    paused again). Not a mapped task (its children are noted when it maps)."""
+    return isinstance(state, Paused) or (isinstance(state, Finished) and not isinstance(state, Mapped))
 
 
 def _needed_by(

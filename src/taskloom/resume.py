@@ -52,7 +52,7 @@ from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, def
 from .loader import load_flow
 from .plan import Plan, plan, rebuild
 from .results import LocalResult
-from .runner import run_flow
+from .runner import Resumed, run_flow
 from .mapped import mapped_state, unfinished_children
 from .states import Finished, Mapped, Paused, Pending, Resume, Skipped, State, Success, by_name
 from .trace import Stored
@@ -121,15 +121,16 @@ def _kind(record: RunRecord, row: TaskRecord) -> type[State[Any]]:
         ) from None
 
 
+def _succeeded(kind: type[State[Any]]) -> bool:
+    """Whether a task that ended in a ``kind`` has a result to feed the tasks after it: a
+    success, not a skip (which would skip them instead)."""
+    return issubclass(kind, Success) and not issubclass(kind, Skipped)
+
+
 def _has_result(kind: type[State[Any]], row: TaskRecord) -> bool:
-    """Whether a task's stored result can feed a task that never ran: it succeeded (a
-    skipped task would skip it instead) and its result is stored, untampered."""
-    return (
-        issubclass(kind, Success)
-        and not issubclass(kind, Skipped)
-        and row.has_result
-        and row.result is not TAMPERED
-    )
+    """Whether a task's stored result can feed a task that never ran: it ``_succeeded``
+    and its result is stored, untampered."""
+    return _succeeded(kind) and row.has_result and row.result is not TAMPERED
 
 
 def _read_secrets(rows: list[TaskRecord], families: Iterable[list[TaskRecord]]) -> None:
@@ -325,6 +326,7 @@ def resume(
     # keeps its recorded outcome (with its result, where a task that runs again needs it);
     # one left in Resume that runs again keeps its permission.
     again = compiled.downstream_closure([*starts, *partial])
+    unstored: set[int] = set()  # successes seeded without their result (not stored)
     for i, (row, kind) in enumerate(zip(rows, kinds)):
         if i in record.children:
             continue
@@ -333,6 +335,8 @@ def resume(
                 states[i] = Resume(RESUMED_MESSAGE)
         elif issubclass(kind, Finished):
             states[i] = _recorded(kind, row)
+            if _succeeded(kind) and not _has_result(kind, row):
+                unstored.add(i)
     tasks_by_number = [node.task for node in compiled.nodes]
     return run_flow(
         flow,
@@ -343,6 +347,6 @@ def resume(
         start_tasks=[tasks_by_number[i] for i in starts],
         cache_store=None,
         journal=journal,
-        resumed_from=record.run_id,
+        resumed=Resumed(record.run_id, frozenset(unstored)),
         progress=progress,
     )

@@ -40,9 +40,10 @@ of ``_Scheduler``. By task number ``i`` (a task's position in ``flow.tasks``):
 ``flow``, ``plan``, ``nodes``, ``args``
     the flow, compiled (``plan.Plan``; ``nodes`` is ``plan.nodes``), and what the run was
     given, checked (``_run_args.RunArgs``: parameters, context, seeded states, start tasks).
-``executor``, ``session``, ``cache_store``, ``journal``, ``resumed_from``, ``observer``
+``executor``, ``session``, ``cache_store``, ``journal``, ``resumed``, ``observer``
     where tasks run and this run's side of it (``executor.begin``), where cached results
-    live, where the run is recorded (and the run it resumes), and who is told as it goes.
+    live, where the run is recorded (and the run it resumes: ``Resumed``), and who is
+    told as it goes.
 
 A task is ready as soon as its upstream tasks are finished: there are no level-by-level
 barriers. The loop ends when nothing is ready, in flight or due to retry; tasks that
@@ -173,7 +174,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import compress, islice
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _run_args
 from ._collector import RunHeap, collector_off
@@ -207,7 +208,7 @@ from .trace import TaskTrace
 if TYPE_CHECKING:
     from .progress import RunObserver
 
-__all__ = ["FlowResult", "check_run", "run_flow"]
+__all__ = ["FlowResult", "Resumed", "check_run", "run_flow"]
 
 log = logging.getLogger("taskloom.runner")
 
@@ -228,6 +229,15 @@ _RUNNING: State[Any] = Running("Task handed to the executor.")
 # -- the scheduler -----------------------------------------------------------------------------------
 
 
+class Resumed(NamedTuple):
+    """The recorded run a run resumes (``taskloom.resume``): its id, and the tasks (by
+    number) it seeds successful without their results, which that run did not store
+    (seeded with None: the task log does not write them as results, see ``recording``)."""
+
+    run_id: str
+    unstored: frozenset[int] = frozenset()
+
+
 class _Scheduler(_Mapping):
     """The state of one flow run; see the module docstring (and ``mapping_run``'s)."""
 
@@ -239,7 +249,7 @@ class _Scheduler(_Mapping):
         executor: Executor,
         cache_store: CacheStore | None,
         journal: Journal | None = None,
-        resumed_from: str | None = None,
+        resumed: Resumed | None = None,
         observer: RunObserver | None = None,
     ) -> None:
         self.flow = flow
@@ -248,7 +258,7 @@ class _Scheduler(_Mapping):
         self.args = args
         self.executor = executor
         self.journal = journal
-        self.resumed_from = resumed_from
+        self.resumed = resumed
         self.observer = observer
         self._cache_store = cache_store
         with collector_off():  # a trace and a few numbers a task, and no cycle
@@ -354,7 +364,7 @@ class _Scheduler(_Mapping):
                 self.flow.source,
                 args.parameters,
                 time.time(),
-                self.resumed_from,
+                None if self.resumed is None else self.resumed.run_id,
                 names=self.plan.names,
             ):
                 journal = None
@@ -1281,7 +1291,7 @@ def run_flow(
     start_tasks: Iterable[object] | None,
     cache_store: CacheStore | None,
     journal: Journal | bool = True,
-    resumed_from: str | None = None,
+    resumed: Resumed | None = None,
     progress: RunObserver | bool = False,
 ) -> State[FlowResult]:
     """Run ``flow``; see ``Flow.run``. Every check on the input happens before any task runs."""
@@ -1325,7 +1335,7 @@ def run_flow(
             _executor_for(flow, executor),
             cache_store,
             journal or None,
-            resumed_from,
+            resumed,
             observer,
         )
         heap.built()
