@@ -212,7 +212,8 @@ def test_resume_runs_a_never_reached_task_after_tasks_that_did_not_succeed(taskl
         s, c, c2 = start(), source(), source()
         d = double(c2)
         t = tally(on_failure(c2))
-        k = cleanup(upstream_tasks=[c])
+        k = cleanup()
+        flow.set_dependencies(k, upstream_tasks=[c])
     whole = flow.run(task_states={c: TriggerFailed("not this time")})
     assert sorted(ran) == ["cleanup", "double", "tally"]
     ran.clear()
