@@ -295,6 +295,43 @@ def test_a_long_run_that_failed_resumes_from_what_its_end_kept(journal: Path, tm
     assert set(attempts.values()) == {0}, attempts  # the others did not run again
 
 
+class _SeenAtBegin(Journal):
+    """A journal that reads each run back as it stands the moment its start is recorded."""
+
+    seen: dict[str, Any]
+
+    def begin(self, run_id: str, *args: Any, **kwargs: Any) -> bool:
+        begun = super().begin(run_id, *args, **kwargs)
+        self.seen = {t.name: (t.state, t.has_result and t.result) for t in self.load(run_id).tasks}
+        return begun
+
+
+@task
+def plus(a: int, b: int) -> int:
+    return a + b
+
+
+def test_a_resume_records_the_tasks_it_does_not_run_with_its_start(taskloom_home: Path, tmp_path: Path) -> None:
+    # In the transaction that records the run's start, not after it: a kill between the
+    # two would have left a resume of this resume to run them again. (``quick``'s result
+    # is stored: ``plus``, which runs again, takes it.)
+    flag = tmp_path / "flag"
+    with Flow("seeds") as flow:
+        a = quick(2)
+        plus(a, fails_once([a], str(flag)))
+    first = flow.run(executor=LocalExecutor())
+    assert first.is_failed() and first.run_id is not None
+    spy = _SeenAtBegin(taskloom_home / "journal.sqlite")
+    try:
+        again = resume(first.run_id, flow=flow, journal=spy)
+    finally:
+        spy.close()
+    assert again.is_successful(), again
+    assert spy.seen == {
+        "quick": ("Success", 2), "fails_once": ("Pending", False), "plus": ("Pending", False)
+    }, spy.seen
+
+
 @task
 def big() -> bytes:
     return b"\x01" * (2 << 20)  # over both pools' threshold: left where it was made

@@ -355,12 +355,15 @@ class Journal(SQLiteFile):
         resumed_from: str | None = None,
         *,
         names: Sequence[str] = (),
+        opening: tuple[Sequence[tuple[Any, ...]], Mapping[int, Values]] | None = None,
     ) -> bool:
-        """Record that a run of the tasks ``names`` (by number) started, in this process;
-        False (and a warning) if the journal is unusable."""
+        """Record that a run of the tasks ``names`` (by number) started, in this process,
+        with ``opening`` (rows and values, as ``log_tasks`` takes them) as its task log's
+        batch 1 if given; False (and a warning) if the journal is unusable."""
         try:
             params = self._blob(dict(parameters), "parameters")
             skeleton = self._skeleton(run_id, names)
+            first = None if opening is None else self._task_log_row(run_id, 1, *opening)
             me = _this_process()
             with self._transaction() as connection:
                 connection.execute(
@@ -373,6 +376,8 @@ class Journal(SQLiteFile):
                     "INSERT INTO task_log VALUES (?, ?, ?, NULL)",
                     ((run_id, -part, signed) for part, signed in enumerate(skeleton)),
                 )
+                if first is not None:
+                    connection.execute("INSERT OR REPLACE INTO task_log VALUES (?, ?, ?, ?)", first)
             return True
         except (sqlite3.Error, OSError) as error:
             log.warning("journal %s unusable (%s): this run is not recorded", self.path, error)
@@ -415,16 +420,19 @@ class Journal(SQLiteFile):
         ``(task number, *trace.outcome(trace))``, ``values`` what a resume needs of some of
         them, by number. One transaction; False (and a warning) if it failed."""
         try:
-            signed = self._batch(rows)
-            blob = self._values_blob(values) if values else None
+            row = self._task_log_row(run_id, seq, rows, values)
             with self._transaction() as connection:
-                connection.execute(
-                    "INSERT OR REPLACE INTO task_log VALUES (?, ?, ?, ?)", (run_id, seq, signed, blob)
-                )
+                connection.execute("INSERT OR REPLACE INTO task_log VALUES (?, ?, ?, ?)", row)
             return True
         except (sqlite3.Error, OSError) as error:
             log.warning("journal %s unusable (%s): tasks of run %s not recorded yet", self.path, error, run_id)
             return False
+
+    def _task_log_row(
+        self, run_id: str, seq: int, rows: Sequence[tuple[Any, ...]], values: Mapping[int, Values]
+    ) -> tuple[str, int, bytes, bytes | None]:
+        """Batch ``seq`` of a run's task log as its row of the ``task_log`` table."""
+        return run_id, seq, self._batch(rows), self._values_blob(values) if values else None
 
     def _batch(self, rows: Sequence[tuple[Any, ...]]) -> bytes:
         """A batch of outcomes as the task log and ``finish`` write it: signed, each row

@@ -25,11 +25,13 @@ With each outcome goes what a resume needs of the task (``_write``):
   kept until its mapped task is written, and a mapped task's result (its children's)
   while a child did not finish well.
 
-A resume (a run with seeded states) writes at its start the tasks it does not run
-(seeded finished, or left paused), with what a resume needs of them: a resume of the
-resume, killed, runs them not again either. Not a task that succeeded with a result its
-run did not store (the resume seeds it None): unwritten, a resume of the resume runs it
-again, and what follows it, as it would any task not recorded.
+A resume (a run with seeded states) writes the tasks it does not run (seeded finished,
+or left paused), with what a resume needs of them, as its task log's first batch, in the
+transaction that records the run's start (``TaskLog.opening``, ``Journal.begin``): a
+resume of the resume, killed at any instant, runs them not again either. Not a task that
+succeeded with a result its run did not store (the resume seeds it None:
+``runner.Resumed.unstored``): unwritten, a resume of the resume runs it again, and what
+follows it, as it would any task not recorded.
 
 A mapped task's children are noted when it maps (``mapping_run``), each as it stands
 (``Pending``, or the state a resume gave it), so a killed run still knows how many it had:
@@ -59,7 +61,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from itertools import repeat
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .context import enter, leave
 from .executors.base import SCALARS, holds_deferred, resolve_deferred
@@ -156,6 +158,18 @@ _writer = _Writer()
 os.register_at_fork(after_in_child=_writer.forked)
 
 
+class _Batch(NamedTuple):
+    """A batch of a run's task log, made (``TaskLog._batch``) and not yet written: its
+    number, its tasks and the states their rows were taken from, the rows, and what a
+    resume needs of them (by task)."""
+
+    seq: int
+    keys: Sequence[int]
+    taken: Sequence[State[Any]]
+    rows: list[tuple[Any, ...]]
+    values: dict[int, Values]
+
+
 #: ``TaskLog._kept``'s ``earlier`` on a batch's first call: nothing.
 _NONE_KEPT: Mapping[int, Values] = MappingProxyType({})
 
@@ -164,8 +178,9 @@ class TaskLog:
     """The outcomes of one run's settled tasks on their way to the journal (see the
     module docstring)."""
 
-    __slots__ = ("_again", "_batches", "_closed", "_journal", "_lock", "_rerun", "_run_id",
-                 "_scheduler", "_seq", "_states", "_waiting", "_written", "due", "note")
+    __slots__ = ("_again", "_batches", "_closed", "_journal", "_lock", "_opening", "_rerun",
+                 "_run_id", "_scheduler", "_seq", "_states", "_waiting", "_written", "due",
+                 "note", "opening")
 
     def __init__(self, journal: Journal, run_id: str, scheduler: _Scheduler) -> None:
         self._journal = journal
@@ -193,17 +208,21 @@ class TaskLog:
         #: When its next batch is due (``time.monotonic``): ``FLUSH_SECONDS`` after the run
         #: started, or after its last batch; so a run shorter than that writes none.
         self.due = time.monotonic() + FLUSH_SECONDS
-        _writer.add(self)
 
         #: Task or child ``i`` settled: write it with the next batch (the queue's own
         #: append, the cheapest call there is: the scheduler makes one per task).
         self.note: Callable[[int], None] = self._waiting.append
+        #: The first batch, for ``Journal.begin`` to write with the run's start (rows and
+        #: values), or None: see ``opened``.
+        self.opening: tuple[list[tuple[Any, ...]], dict[int, Values]] | None = None
+        self._opening: _Batch | None = None
         seeded = scheduler.args.seeded
         if seeded:
             # A resume's tasks it does not run (``_settled_seed``) are settled from its
-            # start: written here, before any task runs (the writer's first batch left a
-            # moment in which a kill lost them), in an order in which each comes after
-            # what it waits for (as tasks settle), so a resume of this run, killed, has them.
+            # start: written with it, in the transaction that records the run (a batch
+            # of their own, after it, left a moment in which a kill lost them), in an
+            # order in which each comes after what it waits for (as tasks settle), so a
+            # resume of this run, killed, has them.
             starts = scheduler.args.starts
             resumed = scheduler.resumed
             unstored = frozenset() if resumed is None else resumed.unstored
@@ -213,8 +232,19 @@ class TaskLog:
                 and _settled_seed(seeded[i])
             ]
             if settled:
-                self._waiting.extend(settled)
-                self.tick()
+                token = enter(scheduler.args.context)  # (secrets masked: see ``tick``)
+                try:
+                    self._opening = self._batch(settled)
+                finally:
+                    leave(token)
+                self.opening = self._opening.rows, self._opening.values
+
+    def opened(self) -> None:
+        """The run's start is recorded, with ``opening`` if there was one: start writing."""
+        if self._opening is not None:
+            self._done(self._opening)
+            self._opening = None
+        _writer.add(self)
 
     def close(self) -> LoggedTasks | None:
         """Stop writing: wait for a batch being written, drop what is queued. What was
@@ -253,17 +283,23 @@ class TaskLog:
             self._write(list(dict.fromkeys(map(operator.call, repeat(take, count)))))
 
     def _write(self, keys: Sequence[int]) -> None:
-        """Write these tasks' outcomes in one transaction, each with what a resume needs of
-        it (see the module docstring). Each state is read once, for the row and what is
-        kept beside it (``_kept``); the traces, states and their kinds are read in bulk:
-        the writer holds the interpreter, which the scheduler wants, while it runs."""
-        written, states = self._written, self._states
+        """Write these tasks' outcomes in one transaction (``_batch``)."""
+        batch = self._batch(keys)
+        if self._journal.log_tasks(self._run_id, batch.seq, batch.rows, batch.values):
+            self._done(batch)
+
+    def _batch(self, keys: Sequence[int]) -> _Batch:
+        """The next batch: these tasks' outcomes, each with what a resume needs of it (see
+        the module docstring). Each state is read once, for the row and what is kept
+        beside it (``_kept``); the traces, states and their kinds are read in bulk: the
+        writer holds the interpreter, which the scheduler wants, while it runs."""
+        written = self._written
         top = max(keys, default=-1)
         if top >= len(written):  # children mapped since: room for twice as many
             room = max(top + 1, 2 * len(written)) - len(written)
             written.extend(bytes(room))
             self._again.extend(bytes(room))
-            states.extend([None] * room)
+            self._states.extend([None] * room)
         for i in keys:
             written[i] = 1
         traces = self._scheduler.traces
@@ -285,12 +321,15 @@ class TaskLog:
             skip = set(left)
             taken = [state for i, state in zip(keys, taken) if i not in skip]
             keys = [i for i in keys if i not in skip]
-        rows = numbered_outcomes(keys, traces, taken)
         self._seq += 1
-        if self._journal.log_tasks(self._run_id, self._seq, rows, values):
-            self._batches.append(self._seq)
-            for i, state in zip(keys, taken):
-                states[i] = state
+        return _Batch(self._seq, keys, taken, numbered_outcomes(keys, traces, taken), values)
+
+    def _done(self, batch: _Batch) -> None:
+        """``batch`` is written: the run's end keeps it, and rewrites only what changed."""
+        self._batches.append(batch.seq)
+        states = self._states
+        for i, state in zip(batch.keys, batch.taken):
+            states[i] = state
 
     def _kept(
         self,

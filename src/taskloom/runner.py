@@ -358,19 +358,24 @@ class _Scheduler(_Mapping):
         journal = self.journal
         begun = False  # the journal recorded the run's start: it must record its end
         try:
-            if journal is not None and not journal.begin(
-                run_id,
-                self.flow.name,
-                self.flow.source,
-                args.parameters,
-                time.time(),
-                None if self.resumed is None else self.resumed.run_id,
-                names=self.plan.names,
-            ):
-                journal = None
             if journal is not None:
-                begun = True
-                self.task_log = TaskLog(journal, run_id, self)
+                task_log = TaskLog(journal, run_id, self)
+                if journal.begin(
+                    run_id,
+                    self.flow.name,
+                    self.flow.source,
+                    args.parameters,
+                    time.time(),
+                    None if self.resumed is None else self.resumed.run_id,
+                    names=self.plan.names,
+                    opening=task_log.opening,
+                ):
+                    begun = True
+                    self.task_log = task_log
+                    task_log.opened()
+                else:
+                    journal = None
+                del task_log
             logs = RunLogs(run_id) if journal is not None else None
             if logs is not None:
                 logs.attach()
