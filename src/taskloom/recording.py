@@ -180,7 +180,7 @@ class TaskLog:
 
     __slots__ = ("_again", "_batches", "_closed", "_journal", "_lock", "_opening", "_rerun",
                  "_run_id", "_scheduler", "_seq", "_states", "_waiting", "_written", "due",
-                 "note", "opening")
+                 "note")
 
     def __init__(self, journal: Journal, run_id: str, scheduler: _Scheduler) -> None:
         self._journal = journal
@@ -212,10 +212,7 @@ class TaskLog:
         #: Task or child ``i`` settled: write it with the next batch (the queue's own
         #: append, the cheapest call there is: the scheduler makes one per task).
         self.note: Callable[[int], None] = self._waiting.append
-        #: The first batch, for ``Journal.begin`` to write with the run's start (rows and
-        #: values), or None: see ``opened``.
-        self.opening: tuple[list[tuple[Any, ...]], dict[int, Values]] | None = None
-        self._opening: _Batch | None = None
+        self._opening: _Batch | None = None  # see ``opening``
         seeded = scheduler.args.seeded
         if seeded:
             # A resume's tasks it does not run (``_settled_seed``) are settled from its
@@ -237,7 +234,13 @@ class TaskLog:
                     self._opening = self._batch(settled)
                 finally:
                     leave(token)
-                self.opening = self._opening.rows, self._opening.values
+
+    @property
+    def opening(self) -> tuple[list[tuple[Any, ...]], dict[int, Values]] | None:
+        """The first batch (rows and values), for ``Journal.begin`` to write with the run's
+        start; None when there is none (see ``opened``)."""
+        batch = self._opening
+        return None if batch is None else (batch.rows, batch.values)
 
     def opened(self) -> None:
         """The run's start is recorded, with ``opening`` if there was one: start writing."""

@@ -375,7 +375,7 @@ class _Scheduler(_Mapping):
                     task_log.opened()
                 else:
                     journal = None
-                del task_log
+                del task_log  # (an error's traceback keeps this frame: not the scheduler)
             logs = RunLogs(run_id) if journal is not None else None
             if logs is not None:
                 logs.attach()
