@@ -332,6 +332,55 @@ def test_a_resume_records_the_tasks_it_does_not_run_with_its_start(taskloom_home
     }, spy.seen
 
 
+FIRST_TRIGGER_FAILED = """
+from taskloom import Flow, task, triggers
+from taskloom.journal import Journal
+from taskloom.resume import resume
+from taskloom.states import Success
+
+@task
+def start() -> str:
+    return "s"
+
+@task
+def source() -> int:
+    return 5
+
+@task(trigger=triggers.all_failed)
+def on_failure(x: int) -> int:
+    return 0
+
+@task(trigger=triggers.all_finished)
+def after(x: object) -> str:
+    return repr(x)
+
+class SeenAtBegin(Journal):
+    def begin(self, run_id, *args, **kwargs):
+        begun = super().begin(run_id, *args, **kwargs)
+        row = {t.name: t for t in self.load(run_id).tasks}["on_failure"]
+        print(row.state, row.has_result)
+        return begun
+
+with Flow("first-seen") as flow:
+    s, x = start(), source()
+    after(on_failure(x))
+first = flow.run(task_states={x: Success(result=5)}, start_tasks=[s])
+resume(first.run_id, flow=flow, journal=SeenAtBegin())
+"""
+
+
+def test_a_state_class_a_process_writes_for_the_first_time_is_written_as_any_other(
+    tmp_path: Path, taskloom_home: Path
+) -> None:
+    # In a fresh process the resume's opening batch is the first to write a TriggerFailed:
+    # its result (the trigger's signal) was kept as if it had succeeded, and read back so
+    # while the run went (or after a kill); the second run of a process wrote none.
+    script = write_flow(tmp_path / "first_seen.py", FIRST_TRIGGER_FAILED)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["TriggerFailed", "False"], done.stdout
+
+
 @task
 def big() -> bytes:
     return b"\x01" * (2 << 20)  # over both pools' threshold: left where it was made

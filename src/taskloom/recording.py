@@ -380,10 +380,10 @@ class TaskLog:
         values: dict[int, Values] = {}
         left: list[int] = []
         for i, trace, state, kind in zip(keys, picked, taken, map(_kinds.get, map(type, taken))):
+            if kind is None:  # a state class this process writes for the first time
+                kind = _kind(type(state))
             if kind == _NOTHING:
                 continue
-            if kind is None:
-                kind = _kind(type(state))
             if kind == _KEEPS_INPUTS:  # it runs again from them
                 kept = earlier.get(i)
                 if kept is None:
