@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -224,6 +225,103 @@ def test_resume_runs_a_never_reached_task_after_tasks_that_did_not_succeed(taskl
     assert again.result[d].result == 10
     assert again.result[t].result == whole.result[t].result  # the TriggerFailed's result
     assert again.result[k].is_successful()
+
+
+def test_resume_feeds_a_never_reached_task_what_a_whole_run_would(taskloom_home: Path) -> None:
+    """A never-reached task fed by upstream tasks the run recorded ``TriggerFailed`` or
+    ``Skipped`` (their recorded results), or by a list of results beside an ordering edge
+    from such a task, runs in the resume as in a whole run seeded the same way. Each was
+    left ``Pending`` (a recorded task that did not succeed fed nothing; a list argument
+    counted the ordering edge as one)."""
+    from taskloom import Flow, triggers
+    from taskloom.resume import resume
+    from taskloom.states import Skipped, State, Success, TriggerFailed
+
+    @task
+    def double(x: int) -> int:
+        return 2 * x
+
+    @task(trigger=triggers.all_finished)
+    def tally(x: object) -> str:
+        return repr(x)
+
+    @task(skip_on_upstream_skip=False)
+    def noskip(x: object) -> str:
+        return repr(x)
+
+    @task(trigger=triggers.all_finished)
+    def total(xs: list[int]) -> int:
+        return sum(xs)
+
+    with Flow("fed-by-no-success") as flow:
+        s, c, c2, c3, a, b = start(), source(), source(), source(), source(), source()
+        d = double(c2)  # another start task of the resume
+        t, n, o = tally(c), noskip(c3), total([a, b])
+        flow.set_dependencies(o, upstream_tasks=[c])
+    seeds: dict[object, State[Any]] = {
+        c: TriggerFailed("no"), c2: Success(result=5), c3: Skipped("skip"),
+        a: Success(result=1), b: Success(result=2),
+    }
+    whole = flow.run(task_states=seeds, journal=False)
+    first = flow.run(task_states=seeds, start_tasks=[s])
+    assert first.run_id is not None
+    again = resume(first.run_id, flow=flow)
+    for x in (d, t, n, o):
+        assert again.result[x].is_successful(), (x, again.result[x])
+        assert again.result[x].result == whole.result[x].result, x
+    assert again.result[o].result == 3
+
+
+def test_resume_runs_again_a_success_whose_result_it_needs_and_the_run_did_not_store(
+    taskloom_home: Path,
+) -> None:
+    """A result that could not be pickled is not stored: a resume that runs a task taking
+    it (again after a failure, or never reached before) runs its producer again, and the
+    task gets the real value, where it got None. A resume that leaves such a task waiting
+    (behind a paused one) keeps no result for the producer, so the resume after it runs
+    the producer again too."""
+    import threading
+
+    from taskloom import Flow, triggers
+    from taskloom.journal import Journal
+    from taskloom.resume import resume
+    from taskloom.states import Failed
+
+    made: list[str] = []
+
+    @task
+    def lock() -> object:
+        made.append("lock")
+        return threading.Lock()
+
+    @task
+    def kind_of(v: object) -> str:
+        return type(v).__name__
+
+    @task(trigger=triggers.manual_only)
+    def gate() -> int:
+        return 1
+
+    @task
+    def late(v: object, g: int) -> str:
+        return type(v).__name__
+
+    with Flow("unstored") as flow:
+        s, x = start(), lock()
+        k = kind_of(x)
+        flow.set_dependencies(k, upstream_tasks=[s])  # fails first: reruns after s
+        w = late(x, gate())
+    first = flow.run(task_states={s: Failed("not yet")})
+    assert first.run_id is not None and made == ["lock"]
+    assert not {t.name: t for t in Journal().load(first.run_id).tasks}["lock"].has_result
+    again = resume(first.run_id, flow=flow, tasks=["start"])  # s, then k; gate stays paused
+    assert again.result[k].result == "lock" and made == ["lock", "lock"], again.result[k]
+    assert again.run_id is not None
+    kept = {t.name: t for t in Journal().load(again.run_id).tasks}
+    assert kept["lock"].state == "Success" and not kept["lock"].has_result, kept["lock"]
+    approved = resume(again.run_id, flow=flow)  # gate runs, then w, after lock again
+    assert approved.result[w].result == "lock", approved.result[w]
+    assert made == ["lock", "lock", "lock"]
 
 
 @pytest.mark.slow

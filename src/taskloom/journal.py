@@ -72,7 +72,7 @@ import os
 import pickle
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -465,8 +465,11 @@ class Journal(SQLiteFile):
         traces: Sequence[TaskTrace],
         plan: Plan,
         logged: LoggedTasks | None = None,
+        unknown: Collection[int] = (),
     ) -> None:
         """Record how a run ended, what each task did, and what a resume needs (one transaction).
+        ``unknown``: tasks whose results the run never had (a resume seeds None for a
+        result its run did not store): not kept as results (``kept_values``).
 
         A run whose task log wrote batches (``logged``: a run longer than
         ``recording.FLUSH_SECONDS``) keeps them: only the tasks whose outcome is not in
@@ -484,7 +487,7 @@ class Journal(SQLiteFile):
                 None if inputs is None else self._blob(inputs, f"inputs of {name!r}"),
                 self._blob(result, f"result of {name!r}") if has_result else None,
             )
-            for index, name, inputs, result, has_result in kept_values(traces, plan)
+            for index, name, inputs, result, has_result in kept_values(traces, plan, unknown)
         ]
         message = None if state.message is None else str(state.message)
         try:
@@ -827,12 +830,13 @@ def task_records(traces: Sequence[TaskTrace], plan: Plan) -> tuple[list[tuple[An
     return outcomes(traces), kept_values(traces, plan)
 
 
-def kept_values(traces: Sequence[TaskTrace], plan: Plan) -> list[Keep]:
+def kept_values(traces: Sequence[TaskTrace], plan: Plan, unknown: Collection[int] = ()) -> list[Keep]:
     """What a resume will need of a run's tasks.
 
     A resume runs again the tasks whose state ``runs_again`` (with their stored inputs
     where the state ``keeps_inputs``) and everything downstream of them; so it needs those
-    inputs, and the results of finished tasks outside that set that feed into it.
+    inputs, and the results of finished tasks outside that set that feed into it, but for
+    those ``unknown`` to the run (a resume then runs them again: see ``taskloom.resume``).
     """
     if not any(kind.runs_again for kind in _state_classes(traces)):
         return []  # a resume runs nothing again: it needs nothing
@@ -868,7 +872,7 @@ def kept_values(traces: Sequence[TaskTrace], plan: Plan) -> list[Keep]:
             continue
         # A task that runs again from its own stored inputs does not need this result;
         # one that never ran (blocked, or downstream) will read it.
-        if any(again[d] and not kinds[d].keeps_inputs for d in nodes[i].downstream):
+        if i not in unknown and any(again[d] and not kinds[d].keeps_inputs for d in nodes[i].downstream):
             keep.append((i, trace.name, None, _kept_result(i, traces, n), True))
     return keep
 

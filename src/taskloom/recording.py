@@ -221,8 +221,7 @@ class TaskLog:
             # order in which each comes after what it waits for (as tasks settle), so a
             # resume of this run, killed, has them.
             starts = scheduler.args.starts
-            resumed = scheduler.resumed
-            unstored = frozenset() if resumed is None else resumed.unstored
+            unstored = scheduler.unstored()
             settled = [
                 i for i in scheduler.plan.order()
                 if i in seeded and i not in starts and i not in unstored

@@ -18,7 +18,8 @@ depends on the class of the state the run left it in (``states.by_name(row.state
   fed by one the resume decided (``TriggerFailed``) gets that state's result, as in a
   whole run. A task left in ``Resume`` keeps it, so ``manual_only`` lets it through;
 - finished tasks are not run again, and their stored results feed the tasks that need
-  them;
+  them; a success whose result the run did not store (it could not be pickled, or held a
+  secret's value) runs again when a task that runs needs it (before, it fed None);
 - a mapped task whose children did not all finish well gets back a ``Mapped`` state with
   its children's: those that finished keep their states, the others (failed, paused,
   never run) run again, and so does what follows the mapped task.
@@ -64,6 +65,9 @@ if TYPE_CHECKING:
 __all__ = ["resume"]
 
 RESUMED_MESSAGE = "Resumed from the journal."
+#: A success that runs again because a task that runs needs its result, which was not
+#: stored (it could not be pickled, or held a secret's value).
+UNSTORED_MESSAGE = "Run again from the journal: its result was not stored."
 
 
 def _match(flow: Flow, compiled: Plan, record: RunRecord) -> None:
@@ -142,6 +146,40 @@ def _read_secrets(rows: list[TaskRecord], families: Iterable[list[TaskRecord]]) 
             row.result = resolve(row.result)
 
 
+def _fed_by(compiled: Plan, i: int) -> list[int]:
+    """The upstream tasks of task ``i`` whose results it takes as arguments (directly, or
+    inside a list, tuple, set or dict argument), by number; not those that only order it."""
+    node = compiled.nodes[i]
+    fed = [u for _, u in node.direct]
+    if node.nested:
+        by_task = {compiled.nodes[u].task: u for u in node.upstream}
+
+        class Looked(dict[Any, Any]):  # (``rebuild`` looks up each task its arguments hold)
+            def __missing__(self, task: Any) -> None:
+                fed.append(by_task[task])
+
+        for _, value in node.nested:
+            rebuild(value, Looked())
+    return fed
+
+
+def _known_result(
+    u: int, rows: list[TaskRecord], kinds: list[type[State[Any]]], decided: Mapping[int, State[Any]]
+) -> tuple[bool, Any]:
+    """Whether the resume knows the result task ``u`` feeds the tasks after it, and that
+    result: that of a state the resume ``decided``, a success's stored result, or the
+    result of a task that did not succeed as recorded (stored, else None: what the run
+    feeds from the state it is seeded with). A success whose result the run did not
+    store is not known: it runs again (``_run_unstored``)."""
+    state = decided.get(u)
+    if state is not None:
+        return True, state.result
+    kind, row = kinds[u], rows[u]
+    if _succeeded(kind) and not _has_result(kind, row):
+        return False, None
+    return True, _recorded(kind, row).result
+
+
 def _inputs_from_results(
     compiled: Plan,
     i: int,
@@ -150,26 +188,59 @@ def _inputs_from_results(
     decided: Mapping[int, State[Any]],
 ) -> dict[str, Any] | None:
     """A never-run task's inputs, from its constants and the results of the upstream tasks
-    that feed it an argument: those the resume ``decided`` (their states are the run's),
-    or stored results of successes; None when one of those is neither. An upstream task
-    that only orders it (no argument) feeds nothing, so its result is not needed."""
+    that feed it an argument (``_fed_by``, ``_known_result``); None when one of those
+    results is not known. An upstream task that only orders it feeds nothing."""
     node = compiled.nodes[i]
-    fed = node.upstream if node.nested else [u for _, u in node.direct]
-
-    def result(u: int) -> Any:
-        state = decided.get(u)
-        return rows[u].result if state is None else state.result
-
-    if not all(u in decided or _has_result(kinds[u], rows[u]) for u in fed):
-        return None
+    results: dict[int, Any] = {}
+    for u in _fed_by(compiled, i):
+        known, results[u] = _known_result(u, rows, kinds, decided)
+        if not known:
+            return None
     inputs = dict(node.constants)
     for key, u in node.direct:
-        inputs[key] = result(u)
+        inputs[key] = results[u]
     if node.nested:
-        results = {compiled.nodes[u].task: result(u) for u in node.upstream}
+        by_task = {compiled.nodes[u].task: results.get(u) for u in node.upstream}
         for key, value in node.nested:
-            inputs[key] = rebuild(value, results)
+            inputs[key] = rebuild(value, by_task)
     return inputs
+
+
+def _run_unstored(
+    compiled: Plan,
+    rows: list[TaskRecord],
+    kinds: list[type[State[Any]]],
+    states: dict[int, State[Any]],
+    starts: list[int],
+    roots: list[int],
+    waiting: list[int],
+    decided: Mapping[int, State[Any]],
+) -> list[bool]:
+    """Which tasks run again (``compiled.downstream_closure``), once every success whose
+    result the run did not store and that a task which runs takes as an argument (not a
+    start task: it has inputs of its own) runs again too (seeded with None, it fed None):
+    ``roots`` run again (the start tasks and partly mapped tasks), and ``waiting``,
+    never-reached tasks that their trigger lets run but whose inputs need such a result.
+    Each such success is added to ``roots``; a start task (into ``states`` and ``starts``)
+    from its own inputs where the resume knows them, else it runs after the tasks it takes
+    them from, which join in turn."""
+    roots = list(roots)
+    while True:
+        again = compiled.downstream_closure(roots)
+        given = set(starts)  # (start tasks run from inputs of their own)
+        fed = [i for i, inside in enumerate(again) if inside and i not in given]
+        needed = sorted({
+            u for i in (*fed, *waiting) for u in _fed_by(compiled, i)
+            if not again[u] and u not in states and not _known_result(u, rows, kinds, decided)[0]
+        })  # fmt: skip
+        if not needed:
+            return again
+        for u in needed:
+            roots.append(u)
+            inputs = _inputs_from_results(compiled, u, rows, kinds, decided)
+            if inputs is not None:
+                states[u] = Pending(UNSTORED_MESSAGE, cached_inputs=inputs)
+                starts.append(u)
 
 
 def _recorded(kind: type[State[Any]], row: TaskRecord) -> State[Any]:
@@ -300,6 +371,7 @@ def resume(
     again = compiled.downstream_closure([*starts, *partial])
     held = False
     decided_here: dict[int, State[Any]] = {}  # finished as their trigger decided
+    waiting: list[int] = []  # let run (or paused) by their trigger: an input not stored
     for i in compiled.order():
         kind = kinds[i]
         if again[i] or not kind.runs_again or kind.keeps_inputs or i in record.children:
@@ -308,24 +380,29 @@ def resume(
         if upstream is None:  # it waits for a task that runs: decided in the run
             continue
         decided = decide(compiled.nodes[i].task, upstream, resume=issubclass(kind, Resume))
-        inputs = _inputs_from_results(compiled, i, rows, kinds, decided_here)
-        if decided is None:
-            if inputs is not None:
-                states[i] = Pending("Run from the journal.", cached_inputs=inputs)
-                starts.append(i)
-        elif not isinstance(decided, Paused):  # finished: TriggerFailed, Skipped
+        if decided is not None and not isinstance(decided, Paused):  # TriggerFailed, Skipped
             states[i] = decided_here[i] = decided
             held = True
-        elif inputs is not None:  # paused (``manual_only``): a later resume runs it
+            continue
+        inputs = _inputs_from_results(compiled, i, rows, kinds, decided_here)
+        if inputs is None:
+            waiting.append(i)  # decided in the run, after what runs again for it
+        elif decided is None:
+            states[i] = Pending("Run from the journal.", cached_inputs=inputs)
+            starts.append(i)
+        else:  # paused (``manual_only``): a later resume runs it
             states[i], held = decided.replace(cached_inputs=inputs), True
+    # What runs again: the start tasks and everything downstream of them, and what they
+    # need that the run did not store. Every other task keeps its recorded outcome (with
+    # its result, where a task that runs again needs it); one left in Resume that runs
+    # again keeps its permission.
+    again = _run_unstored(
+        compiled, rows, kinds, states, starts, [*starts, *partial], waiting, decided_here
+    )
     if not starts and not partial and not held:
         raise JournalError(
             f"run {record.run_id} ({record.state}) has no paused or failed task to resume"
         )
-    # What runs again: the start tasks and everything downstream of them. Every other task
-    # keeps its recorded outcome (with its result, where a task that runs again needs it);
-    # one left in Resume that runs again keeps its permission.
-    again = compiled.downstream_closure([*starts, *partial])
     unstored: set[int] = set()  # successes seeded without their result (not stored)
     for i, (row, kind) in enumerate(zip(rows, kinds)):
         if i in record.children:
@@ -335,7 +412,7 @@ def resume(
                 states[i] = Resume(RESUMED_MESSAGE)
         elif issubclass(kind, Finished):
             states[i] = _recorded(kind, row)
-            if _succeeded(kind) and not _has_result(kind, row):
+            if not _known_result(i, rows, kinds, decided_here)[0]:
                 unstored.add(i)
     tasks_by_number = [node.task for node in compiled.nodes]
     return run_flow(

@@ -421,7 +421,7 @@ class _Scheduler(_Mapping):
                         journal.finish(
                             run_id, time.time(),
                             Failed(f"Run {why}: {error!r}", self._flow_result()),
-                            self.traces, self.plan, self._logged,
+                            self.traces, self.plan, self._logged, self.unstored(),
                         )
                     except Exception as failure:
                         log.warning("run %s: its end could not be recorded: %r", run_id, failure)
@@ -430,10 +430,17 @@ class _Scheduler(_Mapping):
         state = self._flow_handled(self._flow_state()).replace(run_id=run_id)
         _log_flow_end(self.flow.name, run_id, state)
         if journal is not None:
-            journal.finish(run_id, time.time(), state, self.traces, self.plan, self._logged)
+            journal.finish(
+                run_id, time.time(), state, self.traces, self.plan, self._logged, self.unstored()
+            )
         if observer is not None:
             observer.run_finished(state)
         return state
+
+    def unstored(self) -> frozenset[int]:
+        """The tasks this run (a resume) seeded successful without their results
+        (``Resumed.unstored``): the journal keeps no result for them."""
+        return frozenset() if self.resumed is None else self.resumed.unstored
 
     def _flow_started(self) -> None:
         """The flow's state handlers on ``Scheduled`` -> ``Running``. A replacement that is
