@@ -146,20 +146,29 @@ def _read_secrets(rows: list[TaskRecord], families: Iterable[list[TaskRecord]]) 
             row.result = resolve(row.result)
 
 
+class _Looked(dict[Any, Any]):
+    """What ``plan.rebuild`` looks tasks up in: it notes each task looked up (``seen``), so
+    rebuilding an argument tells which tasks the argument holds."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Any] = []
+
+    def __missing__(self, task: Any) -> None:
+        self.seen.append(task)
+
+
 def _fed_by(compiled: Plan, i: int) -> list[int]:
     """The upstream tasks of task ``i`` whose results it takes as arguments (directly, or
     inside a list, tuple, set or dict argument), by number; not those that only order it."""
     node = compiled.nodes[i]
     fed = [u for _, u in node.direct]
     if node.nested:
-        by_task = {compiled.nodes[u].task: u for u in node.upstream}
-
-        class Looked(dict[Any, Any]):  # (``rebuild`` looks up each task its arguments hold)
-            def __missing__(self, task: Any) -> None:
-                fed.append(by_task[task])
-
+        looked = _Looked()
         for _, value in node.nested:
-            rebuild(value, Looked())
+            rebuild(value, looked)
+        by_task = {compiled.nodes[u].task: u for u in node.upstream}
+        fed.extend(by_task[task] for task in looked.seen)
     return fed
 
 
