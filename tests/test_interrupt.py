@@ -277,9 +277,10 @@ def test_resume_runs_again_a_success_whose_result_it_needs_and_the_run_did_not_s
 ) -> None:
     """A result that could not be pickled is not stored: a resume that runs a task taking
     it (again after a failure, or never reached before) runs its producer again, and the
-    task gets the real value, where it got None. A resume that leaves such a task waiting
-    (behind a paused one) keeps no result for the producer, so the resume after it runs
-    the producer again too."""
+    task gets the real value, where it got None; a task that took it and succeeded keeps
+    its outcome (it does not run again). A resume that leaves such a task waiting (behind
+    a paused one) keeps no result for the producer, so the resume after it runs the
+    producer again too."""
     import threading
 
     from taskloom import Flow, triggers
@@ -298,6 +299,11 @@ def test_resume_runs_again_a_success_whose_result_it_needs_and_the_run_did_not_s
     def kind_of(v: object) -> str:
         return type(v).__name__
 
+    @task
+    def noted(v: object) -> str:
+        made.append("noted")
+        return type(v).__name__
+
     @task(trigger=triggers.manual_only)
     def gate() -> int:
         return 1
@@ -311,8 +317,10 @@ def test_resume_runs_again_a_success_whose_result_it_needs_and_the_run_did_not_s
         k = kind_of(x)
         flow.set_dependencies(k, upstream_tasks=[s])  # fails first: reruns after s
         w = late(x, gate())
+        noted(x)
     first = flow.run(task_states={s: Failed("not yet")})
-    assert first.run_id is not None and made == ["lock"]
+    assert first.run_id is not None and sorted(made) == ["lock", "noted"]
+    made.remove("noted")
     assert not {t.name: t for t in Journal().load(first.run_id).tasks}["lock"].has_result
     again = resume(first.run_id, flow=flow, tasks=["start"])  # s, then k; gate stays paused
     assert again.result[k].result == "lock" and made == ["lock", "lock"], again.result[k]
@@ -322,6 +330,51 @@ def test_resume_runs_again_a_success_whose_result_it_needs_and_the_run_did_not_s
     approved = resume(again.run_id, flow=flow)  # gate runs, then w, after lock again
     assert approved.result[w].result == "lock", approved.result[w]
     assert made == ["lock", "lock", "lock"]
+
+
+def test_resume_runs_a_failed_or_paused_task_whose_inputs_were_not_stored(taskloom_home: Path) -> None:
+    """A failed task (and a paused one) whose inputs could not be pickled, so were not
+    stored, runs again in the resume from its upstream tasks' results, those not stored
+    made again first: it was not resumed at all (the failed one), or refused as a start
+    task without its inputs (the paused one)."""
+    import threading
+
+    from taskloom import Flow, triggers
+    from taskloom.resume import resume
+
+    made: list[str] = []
+
+    @task
+    def lock() -> object:
+        made.append("lock")
+        return threading.Lock()
+
+    @task
+    def pair(v: object) -> tuple[object, str]:
+        made.append("pair")
+        return v, "held"
+
+    @task
+    def flaky(p: tuple[object, str]) -> str:
+        made.append("flaky")
+        if made.count("flaky") == 1:
+            raise ValueError("the first time")
+        return type(p[0]).__name__
+
+    @task(trigger=triggers.manual_only)
+    def gate(v: object) -> str:
+        return type(v).__name__
+
+    with Flow("inputs-not-stored") as flow:
+        x = lock()
+        f = flaky(pair(x))
+        g = gate(x)
+    first = flow.run()  # flaky fails, gate pauses
+    assert first.result[f].is_failed() and first.run_id is not None
+    again = resume(first.run_id, flow=flow)
+    assert again.is_successful(), again.result
+    assert (again.result[f].result, again.result[g].result) == ("lock", "lock")
+    assert made == ["lock", "pair", "flaky", "lock", "pair", "flaky"]
 
 
 @pytest.mark.slow

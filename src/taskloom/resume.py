@@ -8,7 +8,9 @@ depends on the class of the state the run left it in (``states.by_name(row.state
 - paused tasks (all, or those named in ``tasks``) get a ``Resume`` state with their stored
   inputs and run as ``start_tasks``;
 - other tasks that run again from inputs of their own (failed, retrying, or interrupted
-  while running) run again with their stored inputs;
+  while running) run again with their stored inputs; inputs that could not be stored are
+  taken from the upstream tasks' results (a paused or failed task then runs after the
+  tasks whose results were not stored either, which run again);
 - what they blocked runs after them, and so do tasks the run never ran (an interrupted
   run, a partial one): those that follow no start task start from their upstream tasks'
   stored results, if their trigger, checked against those tasks' recorded states, lets
@@ -19,7 +21,9 @@ depends on the class of the state the run left it in (``states.by_name(row.state
   whole run. A task left in ``Resume`` keeps it, so ``manual_only`` lets it through;
 - finished tasks are not run again, and their stored results feed the tasks that need
   them; a success whose result the run did not store (it could not be pickled, or held a
-  secret's value) runs again when a task that runs needs it (before, it fed None);
+  secret's value) runs again when a task that runs needs it (before, it fed None), and
+  what follows it keeps its outcome. Not yet the children of a mapped task: a task that
+  runs after a mapped task whose children's results were not stored is fed Nones;
 - a mapped task whose children did not all finish well gets back a ``Mapped`` state with
   its children's: those that finished keep their states, the others (failed, paused,
   never run) run again, and so does what follows the mapped task.
@@ -221,35 +225,35 @@ def _run_unstored(
     kinds: list[type[State[Any]]],
     states: dict[int, State[Any]],
     starts: list[int],
-    roots: list[int],
+    again: list[bool],
     waiting: list[int],
     decided: Mapping[int, State[Any]],
-) -> list[bool]:
-    """Which tasks run again (``compiled.downstream_closure``), once every success whose
-    result the run did not store and that a task which runs takes as an argument (not a
-    start task: it has inputs of its own) runs again too (seeded with None, it fed None):
-    ``roots`` run again (the start tasks and partly mapped tasks), and ``waiting``,
-    never-reached tasks that their trigger lets run but whose inputs need such a result.
-    Each such success is added to ``roots``; a start task (into ``states`` and ``starts``)
-    from its own inputs where the resume knows them, else it runs after the tasks it takes
-    them from, which join in turn."""
-    roots = list(roots)
-    while True:
-        again = compiled.downstream_closure(roots)
-        given = set(starts)  # (start tasks run from inputs of their own)
-        fed = [i for i, inside in enumerate(again) if inside and i not in given]
-        needed = sorted({
-            u for i in (*fed, *waiting) for u in _fed_by(compiled, i)
-            if not again[u] and u not in states and not _known_result(u, rows, kinds, decided)[0]
-        })  # fmt: skip
-        if not needed:
-            return again
-        for u in needed:
-            roots.append(u)
+) -> None:
+    """Run again every success whose result the run did not store (seeded with None, it
+    fed None) and that a task which runs takes as an argument: a task of ``again`` that is
+    not a start task (those have inputs of their own), or one of ``waiting`` (tasks the
+    run decides once what they take runs again: they join ``again`` then). Each such
+    success joins ``again`` (it is not seeded; what follows it keeps its recorded
+    outcome); it starts from its own inputs where the resume knows them (into ``states``
+    and ``starts``), else it runs after the tasks it takes them from, which join in turn.
+    Each task is looked at once."""
+    given = set(starts)
+    check = [i for i, inside in enumerate(again) if inside and i not in given]
+    check.extend(waiting)
+    while check:
+        i = check.pop()
+        for u in _fed_by(compiled, i):
+            if again[u] or u in states or _known_result(u, rows, kinds, decided)[0]:
+                continue
+            again[u] = True
             inputs = _inputs_from_results(compiled, u, rows, kinds, decided)
-            if inputs is not None:
+            if inputs is None:
+                check.append(u)
+            else:
                 states[u] = Pending(UNSTORED_MESSAGE, cached_inputs=inputs)
                 starts.append(u)
+    for i in waiting:  # decided in the run (not seeded) once what it takes runs again
+        again[i] = any(again[u] for u in _fed_by(compiled, i))
 
 
 def _recorded(kind: type[State[Any]], row: TaskRecord) -> State[Any]:
@@ -351,6 +355,8 @@ def resume(
     kinds = [_kind(record, row) for row in rows]
     states: dict[int, State[Any]] = {}
     starts: list[int] = []
+    # Tasks the run decides once what they take, which the run did not store, runs again.
+    waiting: list[int] = []
     # Mapped tasks, from their children: the state the run left each child in.
     partial: list[int] = []
     for i, children in record.children.items():
@@ -363,14 +369,24 @@ def resume(
             raise JournalError.tampered(record.run_id, row.name)
         if i in record.children:
             continue
-        if issubclass(kind, Paused):
-            if wanted and row.name not in wanted:
-                states[i] = Paused(row.message, cached_inputs=row.inputs or {})
-                continue
-            states[i] = Resume(RESUMED_MESSAGE, cached_inputs=row.inputs or {})
+        if issubclass(kind, Paused) and wanted and row.name not in wanted:
+            states[i] = Paused(row.message, cached_inputs=row.inputs or {})
+            continue
+        if not kind.keeps_inputs:
+            continue
+        inputs = row.inputs
+        if inputs is None:  # not stored (one could not be pickled): from its upstream tasks'
+            inputs = _inputs_from_results(compiled, i, rows, kinds, {})
+        resumed = issubclass(kind, Paused)
+        if inputs is None:  # decided in the run once what it takes runs again
+            waiting.append(i)
+            if resumed:
+                states[i] = Resume(RESUMED_MESSAGE)
+        elif resumed:
+            states[i] = Resume(RESUMED_MESSAGE, cached_inputs=inputs)
             starts.append(i)
-        elif kind.keeps_inputs and row.inputs is not None:
-            states[i] = Pending("Run again from the journal.", cached_inputs=row.inputs)
+        else:
+            states[i] = Pending("Run again from the journal.", cached_inputs=inputs)
             starts.append(i)
     # Tasks that never ran (an interrupted or partial run) and do not follow a start task:
     # start them too, from their upstream tasks' stored results, if their trigger lets
@@ -380,7 +396,6 @@ def resume(
     again = compiled.downstream_closure([*starts, *partial])
     held = False
     decided_here: dict[int, State[Any]] = {}  # finished as their trigger decided
-    waiting: list[int] = []  # let run (or paused) by their trigger: an input not stored
     for i in compiled.order():
         kind = kinds[i]
         if again[i] or not kind.runs_again or kind.keeps_inputs or i in record.children:
@@ -405,9 +420,8 @@ def resume(
     # need that the run did not store. Every other task keeps its recorded outcome (with
     # its result, where a task that runs again needs it); one left in Resume that runs
     # again keeps its permission.
-    again = _run_unstored(
-        compiled, rows, kinds, states, starts, [*starts, *partial], waiting, decided_here
-    )
+    again = compiled.downstream_closure([*starts, *partial])
+    _run_unstored(compiled, rows, kinds, states, starts, again, waiting, decided_here)
     if not starts and not partial and not held:
         raise JournalError(
             f"run {record.run_id} ({record.state}) has no paused or failed task to resume"
