@@ -8,13 +8,14 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from taskloom import task
+from taskloom import task, triggers
 from taskloom.journal import Journal
 
 from ._cli import interrupt, spawned
@@ -63,6 +64,40 @@ def start() -> str:
 @task
 def source() -> int:
     return 5
+
+
+#: What the tasks below ran, in order: cleared before each test (``_ran``).
+RAN: list[str] = []
+
+
+@pytest.fixture(autouse=True)
+def _ran() -> None:
+    RAN.clear()
+
+
+@task
+def double(x: int) -> int:
+    RAN.append("double")
+    return 2 * x
+
+
+@task(trigger=triggers.all_failed)
+def on_failure(x: int) -> int:
+    RAN.append("on_failure")
+    return 0
+
+
+@task(trigger=triggers.all_finished)
+def tally(x: object) -> str:
+    RAN.append("tally")
+    return repr(x)
+
+
+@task
+def lock() -> object:
+    """A result that cannot be pickled: the journal does not store it."""
+    RAN.append("lock")
+    return threading.Lock()
 
 
 @pytest.mark.slow
@@ -132,36 +167,24 @@ def test_resume_checks_the_trigger_of_a_task_the_run_never_reached(taskloom_home
     """A task the run never reached starts from stored results only if its trigger lets
     it: ``manual_only`` pauses it (a later resume runs it), ``all_failed`` after a success
     ends it ``TriggerFailed``, and so the task after it; the others start as before."""
-    from taskloom import Flow, triggers
+    from taskloom import Flow
     from taskloom.resume import resume
     from taskloom.states import Paused, Pending, Success, TriggerFailed
 
-    ran: list[str] = []
-
     @task(trigger=triggers.manual_only)
     def gate(x: int) -> int:
-        ran.append("gate")
-        return 2 * x
-
-    @task(trigger=triggers.all_failed)
-    def cleanup(x: int) -> int:
-        ran.append("cleanup")
-        return 0
-
-    @task
-    def double(x: int) -> int:
-        ran.append("double")
+        RAN.append("gate")
         return 2 * x
 
     @task
     def report(x: int) -> int:
-        ran.append("report")
+        RAN.append("report")
         return x
 
     with Flow("never-reached") as flow:
         s = start()
         c = source()
-        g, k, d = gate(c), cleanup(c), double(c)
+        g, k, d = gate(c), on_failure(c), double(c)
         r = report(k)
     first = flow.run(task_states={c: Success(result=5)}, start_tasks=[s])
     assert all(isinstance(first.result[t], Pending) for t in (g, k, d, r))
@@ -172,10 +195,10 @@ def test_resume_checks_the_trigger_of_a_task_the_run_never_reached(taskloom_home
     assert isinstance(again.result[k], TriggerFailed), again.result[k]
     assert isinstance(again.result[r], TriggerFailed), again.result[r]  # as decided after k
     assert again.result[d].result == 10
-    assert ran == ["double"]
+    assert RAN == ["double"]
     assert again.run_id is not None
     approved = resume(again.run_id, flow=flow)  # the paused task runs, from its inputs
-    assert approved.result[g].result == 10 and ran == ["double", "gate"]
+    assert approved.result[g].result == 10 and RAN == ["double", "gate"]
 
 
 def test_resume_runs_a_never_reached_task_after_tasks_that_did_not_succeed(taskloom_home: Path) -> None:
@@ -184,30 +207,13 @@ def test_resume_runs_a_never_reached_task_after_tasks_that_did_not_succeed(taskl
     tasks: an ``all_finished`` cleanup only ordered after a task recorded
     ``TriggerFailed`` (no result needed), and one fed by a task the resume itself decided
     ``TriggerFailed`` (fed that state's result). Both were left ``Pending``."""
-    from taskloom import Flow, triggers
+    from taskloom import Flow
     from taskloom.resume import resume
     from taskloom.states import Success, TriggerFailed
 
-    ran: list[str] = []
-
-    @task
-    def double(x: int) -> int:
-        ran.append("double")
-        return 2 * x
-
-    @task(trigger=triggers.all_failed)
-    def on_failure(x: int) -> int:
-        ran.append("on_failure")
-        return 0
-
-    @task(trigger=triggers.all_finished)
-    def tally(x: object) -> str:
-        ran.append("tally")
-        return repr(x)
-
     @task(trigger=triggers.all_finished)
     def cleanup() -> None:
-        ran.append("cleanup")
+        RAN.append("cleanup")
 
     with Flow("after-no-success") as flow:
         s, c, c2 = start(), source(), source()
@@ -216,12 +222,12 @@ def test_resume_runs_a_never_reached_task_after_tasks_that_did_not_succeed(taskl
         k = cleanup()
         flow.set_dependencies(k, upstream_tasks=[c])
     whole = flow.run(task_states={c: TriggerFailed("not this time")})
-    assert sorted(ran) == ["cleanup", "double", "tally"]
-    ran.clear()
+    assert sorted(RAN) == ["cleanup", "double", "tally"]
+    RAN.clear()
     first = flow.run(task_states={c: TriggerFailed("not this time"), c2: Success(result=5)}, start_tasks=[s])
     assert first.run_id is not None
     again = resume(first.run_id, flow=flow)
-    assert sorted(ran) == ["cleanup", "double", "tally"], again.result
+    assert sorted(RAN) == ["cleanup", "double", "tally"], again.result
     assert again.result[d].result == 10
     assert again.result[t].result == whole.result[t].result  # the TriggerFailed's result
     assert again.result[k].is_successful()
@@ -233,17 +239,9 @@ def test_resume_feeds_a_never_reached_task_what_a_whole_run_would(taskloom_home:
     from such a task, runs in the resume as in a whole run seeded the same way. Each was
     left ``Pending`` (a recorded task that did not succeed fed nothing; a list argument
     counted the ordering edge as one)."""
-    from taskloom import Flow, triggers
+    from taskloom import Flow
     from taskloom.resume import resume
     from taskloom.states import Skipped, State, Success, TriggerFailed
-
-    @task
-    def double(x: int) -> int:
-        return 2 * x
-
-    @task(trigger=triggers.all_finished)
-    def tally(x: object) -> str:
-        return repr(x)
 
     @task(skip_on_upstream_skip=False)
     def noskip(x: object) -> str:
@@ -281,19 +279,10 @@ def test_resume_runs_again_a_success_whose_result_it_needs_and_the_run_did_not_s
     its outcome (it does not run again). A resume that leaves such a task waiting (behind
     a paused one) keeps no result for the producer, so the resume after it runs the
     producer again too."""
-    import threading
-
-    from taskloom import Flow, triggers
+    from taskloom import Flow
     from taskloom.journal import Journal
     from taskloom.resume import resume
     from taskloom.states import Failed
-
-    made: list[str] = []
-
-    @task
-    def lock() -> object:
-        made.append("lock")
-        return threading.Lock()
 
     @task
     def kind_of(v: object) -> str:
@@ -301,7 +290,7 @@ def test_resume_runs_again_a_success_whose_result_it_needs_and_the_run_did_not_s
 
     @task
     def noted(v: object) -> str:
-        made.append("noted")
+        RAN.append("noted")
         return type(v).__name__
 
     @task(trigger=triggers.manual_only)
@@ -319,17 +308,17 @@ def test_resume_runs_again_a_success_whose_result_it_needs_and_the_run_did_not_s
         w = late(x, gate())
         noted(x)
     first = flow.run(task_states={s: Failed("not yet")})
-    assert first.run_id is not None and sorted(made) == ["lock", "noted"]
-    made.remove("noted")
+    assert first.run_id is not None and sorted(RAN) == ["lock", "noted"]
+    RAN.remove("noted")
     assert not {t.name: t for t in Journal().load(first.run_id).tasks}["lock"].has_result
     again = resume(first.run_id, flow=flow, tasks=["start"])  # s, then k; gate stays paused
-    assert again.result[k].result == "lock" and made == ["lock", "lock"], again.result[k]
+    assert again.result[k].result == "lock" and RAN == ["lock", "lock"], again.result[k]
     assert again.run_id is not None
     kept = {t.name: t for t in Journal().load(again.run_id).tasks}
     assert kept["lock"].state == "Success" and not kept["lock"].has_result, kept["lock"]
     approved = resume(again.run_id, flow=flow)  # gate runs, then w, after lock again
     assert approved.result[w].result == "lock", approved.result[w]
-    assert made == ["lock", "lock", "lock"]
+    assert RAN == ["lock", "lock", "lock"]
 
 
 def test_resume_runs_a_failed_or_paused_task_whose_inputs_were_not_stored(taskloom_home: Path) -> None:
@@ -337,27 +326,18 @@ def test_resume_runs_a_failed_or_paused_task_whose_inputs_were_not_stored(tasklo
     stored, runs again in the resume from its upstream tasks' results, those not stored
     made again first: it was not resumed at all (the failed one), or refused as a start
     task without its inputs (the paused one)."""
-    import threading
-
-    from taskloom import Flow, triggers
+    from taskloom import Flow
     from taskloom.resume import resume
-
-    made: list[str] = []
-
-    @task
-    def lock() -> object:
-        made.append("lock")
-        return threading.Lock()
 
     @task
     def pair(v: object) -> tuple[object, str]:
-        made.append("pair")
+        RAN.append("pair")
         return v, "held"
 
     @task
     def flaky(p: tuple[object, str]) -> str:
-        made.append("flaky")
-        if made.count("flaky") == 1:
+        RAN.append("flaky")
+        if RAN.count("flaky") == 1:
             raise ValueError("the first time")
         return type(p[0]).__name__
 
@@ -374,7 +354,7 @@ def test_resume_runs_a_failed_or_paused_task_whose_inputs_were_not_stored(tasklo
     again = resume(first.run_id, flow=flow)
     assert again.is_successful(), again.result
     assert (again.result[f].result, again.result[g].result) == ("lock", "lock")
-    assert made == ["lock", "pair", "flaky", "lock", "pair", "flaky"]
+    assert RAN == ["lock", "pair", "flaky", "lock", "pair", "flaky"]
 
 
 @pytest.mark.slow
