@@ -357,6 +357,39 @@ def test_resume_runs_a_failed_or_paused_task_whose_inputs_were_not_stored(tasklo
     assert RAN == ["lock", "pair", "flaky", "lock", "pair", "flaky"]
 
 
+def test_a_never_reached_task_waits_for_a_success_run_again_before_it(taskloom_home: Path) -> None:
+    """A task the run never reached, only ordered after a success whose result was not
+    stored and that runs again (another task needs it), is decided after it, as in a whole
+    run: when it fails now, the task ends ``TriggerFailed``. It was decided from the
+    success's recorded state, and ran before it."""
+    from taskloom import Flow
+    from taskloom.resume import resume
+    from taskloom.states import Success, TriggerFailed
+
+    @task
+    def lock_once() -> object:
+        RAN.append("lock_once")
+        raise ValueError("fails when run again")
+
+    @task
+    def ordered() -> str:
+        RAN.append("ordered")
+        return "ran"
+
+    with Flow("after-rerun") as flow:
+        s, x = start(), lock_once()
+        k = tally(x)  # needs x's result: x runs again (and tally after it, finished)
+        o = ordered()
+        flow.set_dependencies(o, upstream_tasks=[x])
+    first = flow.run(task_states={x: Success(result=threading.Lock())}, start_tasks=[s])
+    assert first.run_id is not None
+    again = resume(first.run_id, flow=flow)
+    assert RAN == ["lock_once", "tally"], RAN
+    assert again.result[x].is_failed()
+    assert isinstance(again.result[o], TriggerFailed), again.result[o]
+    assert "fails when run again" in str(again.result[k].result)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_ctrl_c_on_dask_leaves_no_process_and_records_the_run_interrupted(tmp_path: Path) -> None:

@@ -22,8 +22,10 @@ depends on the class of the state the run left it in (``states.by_name(row.state
 - finished tasks are not run again, and their stored results feed the tasks that need
   them; a success whose result the run did not store (it could not be pickled, or held a
   secret's value) runs again when a task that runs needs it (before, it fed None), and
-  what follows it keeps its outcome. Not yet the children of a mapped task: a task that
-  runs after a mapped task whose children's results were not stored is fed Nones;
+  what follows it keeps its outcome, but for the never-reached tasks the resume would
+  decide from it: they are decided after it runs again. Not yet the children of a mapped
+  task: a task that runs after a mapped task whose children's results were not stored
+  is fed Nones;
 - a mapped task whose children did not all finish well gets back a ``Mapped`` state with
   its children's: those that finished keep their states, the others (failed, paused,
   never run) run again, and so does what follows the mapped task.
@@ -228,7 +230,7 @@ def _run_unstored(
     again: list[bool],
     waiting: list[int],
     decided: Mapping[int, State[Any]],
-) -> None:
+) -> list[int]:
     """Run again every success whose result the run did not store (seeded with None, it
     fed None) and that a task which runs takes as an argument: a task of ``again`` that is
     not a start task (those have inputs of their own), or one of ``waiting`` (tasks the
@@ -236,7 +238,8 @@ def _run_unstored(
     success joins ``again`` (it is not seeded; what follows it keeps its recorded
     outcome); it starts from its own inputs where the resume knows them (into ``states``
     and ``starts``), else it runs after the tasks it takes them from, which join in turn.
-    Each task is looked at once."""
+    Each task is looked at once. Returns the successes that run again."""
+    rerun: list[int] = []
     given = set(starts)
     check = [i for i, inside in enumerate(again) if inside and i not in given]
     check.extend(waiting)
@@ -246,6 +249,7 @@ def _run_unstored(
             if again[u] or u in states or _known_result(u, rows, kinds, decided)[0]:
                 continue
             again[u] = True
+            rerun.append(u)
             inputs = _inputs_from_results(compiled, u, rows, kinds, decided)
             if inputs is None:
                 check.append(u)
@@ -254,6 +258,30 @@ def _run_unstored(
                 starts.append(u)
     for i in waiting:  # decided in the run (not seeded) once what it takes runs again
         again[i] = any(again[u] for u in _fed_by(compiled, i))
+    return rerun
+
+
+def _after_rerun(
+    compiled: Plan,
+    reached: set[int],
+    rerun: list[int],
+    states: dict[int, State[Any]],
+    starts: list[int],
+    again: list[bool],
+) -> None:
+    """The never-reached tasks the resume decided (``reached``: started, paused, ended by
+    their trigger) from the recorded state of a success that runs again (``rerun``), or of
+    one of them, are decided in the run instead, after it: as in a whole run, they wait
+    for it (and end as their trigger decides if it fails now)."""
+    after = set(rerun)
+    moved: set[int] = set()
+    for i in compiled.order():
+        if i in reached and not after.isdisjoint(compiled.nodes[i].upstream):
+            after.add(i)
+            moved.add(i)
+            del states[i]
+            again[i] = True
+    starts[:] = [i for i in starts if i not in moved]
 
 
 def _recorded(kind: type[State[Any]], row: TaskRecord) -> State[Any]:
@@ -396,6 +424,7 @@ def resume(
     again = compiled.downstream_closure([*starts, *partial])
     held = False
     decided_here: dict[int, State[Any]] = {}  # finished as their trigger decided
+    reached: set[int] = set()  # never reached, given a state here
     for i in compiled.order():
         kind = kinds[i]
         if again[i] or not kind.runs_again or kind.keeps_inputs or i in record.children:
@@ -407,11 +436,14 @@ def resume(
         if decided is not None and not isinstance(decided, Paused):  # TriggerFailed, Skipped
             states[i] = decided_here[i] = decided
             held = True
+            reached.add(i)
             continue
         inputs = _inputs_from_results(compiled, i, rows, kinds, decided_here)
         if inputs is None:
             waiting.append(i)  # decided in the run, after what runs again for it
-        elif decided is None:
+            continue
+        reached.add(i)
+        if decided is None:
             states[i] = Pending("Run from the journal.", cached_inputs=inputs)
             starts.append(i)
         else:  # paused (``manual_only``): a later resume runs it
@@ -421,7 +453,9 @@ def resume(
     # its result, where a task that runs again needs it); one left in Resume that runs
     # again keeps its permission.
     again = compiled.downstream_closure([*starts, *partial])
-    _run_unstored(compiled, rows, kinds, states, starts, again, waiting, decided_here)
+    rerun = _run_unstored(compiled, rows, kinds, states, starts, again, waiting, decided_here)
+    if rerun:
+        _after_rerun(compiled, reached, rerun, states, starts, again)
     if not starts and not partial and not held:
         raise JournalError(
             f"run {record.run_id} ({record.state}) has no paused or failed task to resume"
