@@ -390,6 +390,36 @@ def test_a_never_reached_task_waits_for_a_success_run_again_before_it(taskloom_h
     assert "fails when run again" in str(again.result[k].result)
 
 
+def test_resume_maps_again_a_mapped_task_whose_results_it_needs_and_the_run_did_not_store(
+    taskloom_home: Path,
+) -> None:
+    """A mapped task whose children's results could not be stored maps again when a task
+    that runs in the resume takes its results: the reduce gets locks, where it got Nones."""
+    from taskloom import Flow
+    from taskloom.resume import resume
+    from taskloom.states import Failed
+
+    @task
+    def locked(i: int) -> object:
+        RAN.append("locked")
+        return threading.Lock()
+
+    @task
+    def kinds(xs: list[object]) -> list[str]:
+        return [type(x).__name__ for x in xs]
+
+    with Flow("remap") as flow:
+        s = start()
+        m = locked.map([1, 2, 3])
+        k = kinds(m)
+        flow.set_dependencies(k, upstream_tasks=[s])  # fails first: runs again after s
+    first = flow.run(task_states={s: Failed("not yet")})
+    assert first.run_id is not None and RAN == ["locked"] * 3
+    again = resume(first.run_id, flow=flow)
+    assert again.result[k].result == ["lock"] * 3, again.result[k]
+    assert RAN == ["locked"] * 6
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_ctrl_c_on_dask_leaves_no_process_and_records_the_run_interrupted(tmp_path: Path) -> None:

@@ -23,9 +23,8 @@ depends on the class of the state the run left it in (``states.by_name(row.state
   them; a success whose result the run did not store (it could not be pickled, or held a
   secret's value) runs again when a task that runs needs it (before, it fed None), and
   what follows it keeps its outcome, but for the never-reached tasks the resume would
-  decide from it: they are decided after it runs again. Not yet the children of a mapped
-  task: a task that runs after a mapped task whose children's results were not stored
-  is fed Nones;
+  decide from it: they are decided after it runs again. A mapped task whose children's
+  results were not stored maps again;
 - a mapped task whose children did not all finish well gets back a ``Mapped`` state with
   its children's: those that finished keep their states, the others (failed, paused,
   never run) run again, and so does what follows the mapped task.
@@ -46,7 +45,7 @@ recorded run's tasks are numbered as the flow's are.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Set
 from typing import TYPE_CHECKING, Any
 
 from ._process import running_here
@@ -230,6 +229,7 @@ def _run_unstored(
     again: list[bool],
     waiting: list[int],
     decided: Mapping[int, State[Any]],
+    remap: Set[int],
 ) -> list[int]:
     """Run again every success whose result the run did not store (seeded with None, it
     fed None) and that a task which runs takes as an argument: a task of ``again`` that is
@@ -238,7 +238,9 @@ def _run_unstored(
     success joins ``again`` (it is not seeded; what follows it keeps its recorded
     outcome); it starts from its own inputs where the resume knows them (into ``states``
     and ``starts``), else it runs after the tasks it takes them from, which join in turn.
-    Each task is looked at once. Returns the successes that run again."""
+    A mapped task of ``remap`` (seeded from its children, all finished) whose results were
+    not stored maps again. Each task is looked at once. Returns the successes that run
+    again."""
     rerun: list[int] = []
     given = set(starts)
     check = [i for i, inside in enumerate(again) if inside and i not in given]
@@ -246,12 +248,15 @@ def _run_unstored(
     while check:
         i = check.pop()
         for u in _fed_by(compiled, i):
-            if again[u] or u in states or _known_result(u, rows, kinds, decided)[0]:
+            if again[u] or (u in states and u not in remap):
+                continue
+            if _known_result(u, rows, kinds, decided)[0]:
                 continue
             again[u] = True
             rerun.append(u)
             inputs = _inputs_from_results(compiled, u, rows, kinds, decided)
             if inputs is None:
+                states.pop(u, None)  # (a mapped one: not seeded from its children)
                 check.append(u)
             else:
                 states[u] = Pending(UNSTORED_MESSAGE, cached_inputs=inputs)
@@ -453,7 +458,10 @@ def resume(
     # its result, where a task that runs again needs it); one left in Resume that runs
     # again keeps its permission.
     again = compiled.downstream_closure([*starts, *partial])
-    rerun = _run_unstored(compiled, rows, kinds, states, starts, again, waiting, decided_here)
+    rerun = _run_unstored(
+        compiled, rows, kinds, states, starts, again, waiting, decided_here,
+        record.children.keys() - set(partial),
+    )
     if rerun:
         _after_rerun(compiled, reached, rerun, states, starts, again)
     if not starts and not partial and not held:
