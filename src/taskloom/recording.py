@@ -59,9 +59,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from itertools import repeat
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .context import enter, leave
 from .executors.base import SCALARS, holds_deferred, resolve_deferred
@@ -84,6 +85,9 @@ FLUSH_SECONDS = 0.25
 FLUSH_TASKS = 10_000
 #: How long the writer thread waits for another run once none is left before it ends.
 IDLE_SECONDS = 2.0
+
+#: What ``TaskLog._guarded``'s work returns.
+T = TypeVar("T")
 
 
 class _Writer:
@@ -228,11 +232,7 @@ class TaskLog:
                 and _settled_seed(seeded[i])
             ]
             if settled:
-                token = enter(scheduler.args.context)  # (secrets masked: see ``tick``)
-                try:
-                    self._opening = self._batch(settled)
-                finally:
-                    leave(token)
+                self._opening = self._guarded(partial(self._batch, settled))
 
     @property
     def opening(self) -> tuple[list[tuple[Any, ...]], dict[int, Values]] | None:
@@ -263,15 +263,20 @@ class TaskLog:
             if self._closed:
                 return
             self.due = time.monotonic() + FLUSH_SECONDS
-            # In the run's context: the secrets it knows are masked and kept out
-            # (``taskloom._secrets``) as in what the run's end records.
-            token = enter(self._scheduler.args.context)
-            try:
-                self.flush()
-            except Exception as error:  # never the run's failure: its end records it all
-                log.warning("journal: run %s: settled tasks not recorded yet: %r", self._run_id, error)
-            finally:
-                leave(token)
+            self._guarded(self.flush)
+
+    def _guarded(self, work: Callable[[], T]) -> T | None:
+        """``work()`` in the run's context, so the secrets it knows are masked and kept out
+        (``taskloom._secrets``) as in what the run's end records; None, and a warning, if it
+        raises: never the run's failure, as its end records it all."""
+        token = enter(self._scheduler.args.context)
+        try:
+            return work()
+        except Exception as error:
+            log.warning("journal: run %s: settled tasks not recorded yet: %r", self._run_id, error)
+            return None
+        finally:
+            leave(token)
 
     def flush(self) -> None:
         """Write the queued outcomes, each task's latest, ``FLUSH_TASKS`` at most per
