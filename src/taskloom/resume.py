@@ -454,9 +454,7 @@ def resume(
         else:  # paused (``manual_only``): a later resume runs it
             states[i], held = decided.replace(cached_inputs=inputs), True
     # What runs again: the start tasks and everything downstream of them, and what they
-    # need that the run did not store. Every other task keeps its recorded outcome (with
-    # its result, where a task that runs again needs it); one left in Resume that runs
-    # again keeps its permission.
+    # need that the run did not store.
     again = compiled.downstream_closure([*starts, *partial])
     rerun = _run_unstored(
         compiled, rows, kinds, states, starts, again, waiting, decided_here,
@@ -468,6 +466,8 @@ def resume(
         raise JournalError(
             f"run {record.run_id} ({record.state}) has no paused or failed task to resume"
         )
+    # Every other task keeps its recorded outcome (with its result, where a task that runs
+    # again needs it); one left in Resume that runs again keeps its permission.
     unstored: set[int] = set()  # successes seeded without their result (not stored)
     for i, (row, kind) in enumerate(zip(rows, kinds)):
         if i in record.children:
