@@ -455,11 +455,11 @@ def test_a_killed_resume_resumes_from_what_the_run_before_it_kept(
     kind: str, shape: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
 ) -> None:
     """A run fails (``f``); its resume, its states seeded from the run, is killed while
-    ``f`` runs again; resuming that resume runs ``f`` and ``d``. ``x`` does not run again
-    when its result was stored (the killed resume wrote it at its start); when it was not
-    (``f`` kept its input instead), the killed resume does not write it as a result of
-    None: ``x`` runs again, and ``f`` after it, from its real result. A result of None
-    that was stored is written as such (``none``): ``x`` does not run again."""
+    ``f`` runs again; resuming that resume runs ``f`` (from the inputs the killed resume
+    wrote at its start) and ``d``, and ``x`` not again. ``x``'s result is written when
+    it was stored; when it was not (``f`` kept its input instead), the killed resume
+    writes ``x`` without one, not as a result of None. A result of None that was stored
+    is written as such (``none``)."""
     home = taskloom_home
     out = tmp_path / "out"
     out.mkdir()
@@ -485,10 +485,67 @@ def test_a_killed_resume_resumes_from_what_the_run_before_it_kept(
     tasks = _killed_and_resumed(home, script, out, resuming, "again", "resuming")
     if shape != "through":
         assert tasks["x"].has_result and tasks["x"].result == (5 if shape == "direct" else None), tasks["x"]
-        assert _bodies(out) == {"x": 1, "f": 3, "d": 1}
     else:
-        assert tasks["x"].state == Pending.__name__, tasks["x"]  # not written
-        assert _bodies(out) == {"x": 2, "f": 3, "d": 1}
+        assert tasks["x"].state == Success.__name__ and not tasks["x"].has_result, tasks["x"]
+    assert _bodies(out) == {"x": 1, "f": 3, "d": 1}
+
+
+#: ``gate`` waits to be let through; once ``second`` exists it first waits for ``resuming``
+#: (the resume that let it through is killed while it waits).
+APPROVED = _HEAD + _X + """
+@task(trigger=triggers.manual_only)
+def gate(a: int) -> int:
+    mark("gate")
+    if Path(OUT, "second").exists():
+        while not Path(OUT, "resuming").exists():
+            time.sleep(0.01)
+    return 2 * a
+
+@task
+def after(g: int) -> int:
+    mark("after")
+    return g + 1
+
+with Flow("approved") as flow:
+    after(gate(x()))
+""" + _MAIN
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize("kind", ["local", "loky"])
+def test_a_task_let_through_by_a_killed_resume_runs_on_its_resume_without_asking_again(
+    kind: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
+) -> None:
+    """``gate`` pauses; a resume lets it through (``--task gate``) and is killed while it
+    runs. Resuming that resume runs ``gate`` again, let through (it does not pause
+    again), from the inputs the killed resume wrote at its start: ``x``, whose result no
+    run stored (``gate`` kept it as its input), does not run again."""
+    home = taskloom_home
+    out = tmp_path / "out"
+    out.mkdir()
+    script = write_flow(tmp_path / "flow_under_test.py", APPROVED, OUT=str(out))
+    first = subprocess.run(
+        [sys.executable, str(script), kind], env={**os.environ, "TASKLOOM_HOME": str(home)},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert first.returncode == 0, describe(first)
+    assert _states(home) == {"x": "Success", "gate": "Paused", "after": "Pending"}
+    [paused] = _runs(home)
+    (out / "second").touch()
+    resuming = subprocess.Popen(
+        [sys.executable, "-m", "taskloom", "resume", paused.run_id, "--task", "gate", "--flow",
+         f"{script}:flow", "--executor", kind, "--no-progress"],
+        env={**os.environ, "TASKLOOM_HOME": str(home)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    _reaped(resuming, request)
+    _wait_for("gate ran", lambda: _bodies(out)["gate"] == 1, resuming)
+    _wait_for("the resume was journaled", lambda: len(_runs(home)) == 2, resuming)
+    tasks = _killed_and_resumed(home, script, out, resuming, "approved", "resuming")
+    assert tasks["gate"].state == "Resume" and tasks["gate"].inputs == {"a": 5}, tasks["gate"]
+    assert tasks["x"].state == Success.__name__ and not tasks["x"].has_result, tasks["x"]
+    assert _bodies(out) == {"x": 1, "gate": 2, "after": 1}
 
 
 def _runs(home: Path) -> list[RunRecord]:

@@ -25,13 +25,15 @@ With each outcome goes what a resume needs of the task (``_write``):
   kept until its mapped task is written, and a mapped task's result (its children's)
   while a child did not finish well.
 
-A resume (a run with seeded states) writes the tasks it does not run (seeded finished,
-or left paused), with what a resume needs of them, as its task log's first batch, in the
-transaction that records the run's start (``TaskLog.opening``, ``Journal.begin``): a
-resume of the resume, killed at any instant, runs them not again either. Not a task that
-succeeded with a result its run did not store (the resume seeds it None:
-``runner.Resumed.unstored``): unwritten, a resume of the resume runs it again, and what
-follows it, as it would any task not recorded.
+A resume (a run with seeded states) writes what it was given as its task log's first
+batch, in the transaction that records the run's start (``TaskLog.opening``,
+``Journal.begin``), so a resume of the resume, killed at any instant, starts from the
+same place: the tasks it does not run (seeded finished, or left paused), with what a
+resume needs of them; a success whose result its run did not store (the resume seeds it
+None: ``runner.Resumed.unstored``) without a result, as that run recorded it; a task let
+through (``Resume``), which keeps its permission; and a start task with the inputs it runs
+from (a paused task approved, a failed one), which runs again from them, not from its
+upstream tasks' results (those may not be stored).
 
 A mapped task's children are noted when it maps (``mapping_run``), each as it stands
 (``Pending``, or the state a resume gave it), so a killed run still knows how many it had:
@@ -68,7 +70,7 @@ from .context import enter, leave
 from .executors.base import SCALARS, holds_deferred, resolve_deferred
 from .journal import Journal, LoggedTasks, Values
 from .mapped import unfinished_children
-from .states import Finished, Mapped, Paused, Skipped, Success, State
+from .states import Finished, Mapped, Paused, Pending, Resume, Skipped, State, Success
 from .trace import Stored, TaskTrace, numbered_outcomes
 
 if TYPE_CHECKING:
@@ -219,20 +221,17 @@ class TaskLog:
         self._opening: _Batch | None = None  # see ``opening``
         seeded = scheduler.args.seeded
         if seeded:
-            # A resume's tasks it does not run (``_settled_seed``) are settled from its
-            # start: written with it, in the transaction that records the run (a batch
+            # Written with the run's start, in the transaction that records it (a batch
             # of their own, after it, left a moment in which a kill lost them), in an
             # order in which each comes after what it waits for (as tasks settle), so a
-            # resume of this run, killed, has them.
+            # resume of this run, killed, has them (``_written_at_start``).
             starts = scheduler.args.starts
-            unstored = scheduler.unstored()
             settled = [
                 i for i in scheduler.plan.order()
-                if i in seeded and i not in starts and i not in unstored
-                and _settled_seed(seeded[i])
+                if i in seeded and _written_at_start(seeded[i], i in starts)
             ]
             if settled:
-                self._opening = self._guarded(partial(self._batch, settled))
+                self._opening = self._guarded(partial(self._seeds, settled))
 
     @property
     def opening(self) -> tuple[list[tuple[Any, ...]], dict[int, Values]] | None:
@@ -240,6 +239,21 @@ class TaskLog:
         start; None when there is none (see ``opened``)."""
         batch = self._opening
         return None if batch is None else (batch.rows, batch.values)
+
+    def _seeds(self, keys: Sequence[int]) -> _Batch:
+        """The opening batch: these seeded tasks' outcomes (``_batch``), a success seeded
+        without the result its run did not store (``runner.Resumed.unstored``) written
+        without one (not as a result of None), and a start task seeded pending with the
+        inputs it runs from written with them."""
+        batch = self._batch(keys)
+        for i in self._scheduler.unstored():
+            batch.values.pop(i, None)
+        seeded = self._scheduler.args.seeded
+        for i in keys:
+            state = seeded[i]
+            if isinstance(state, Pending) and not type(state).keeps_inputs and state.cached_inputs:
+                batch.values[i] = (dict(state.cached_inputs), None, False)
+        return batch
 
     def opened(self) -> None:
         """The run's start is recorded, with ``opening`` if there was one: start writing."""
@@ -422,12 +436,18 @@ class TaskLog:
         return values, left
 
 
-def _settled_seed(state: State[Any]) -> bool:
-    """Whether a task seeded in ``state`` (not a start task, nor a success a resume seeds
-    without the result its run did not store: ``runner.Resumed.unstored``) is written at
-    the run's start: finished (the run does not change it), or left paused (decided
-    paused again). Not a mapped task (its children are noted when it maps)."""
-    return isinstance(state, Paused) or (isinstance(state, Finished) and not isinstance(state, Mapped))
+def _written_at_start(state: State[Any], start: bool) -> bool:
+    """Whether a task seeded in ``state`` is written at the run's start (``TaskLog._seeds``):
+    finished (the run does not change it), left paused (decided paused again), let
+    through (``Resume``: a resume of this run keeps the permission), or a start task
+    with the inputs it runs from (a resume of this run, killed while it ran, runs it
+    again from them). Not a mapped task (its children are noted when it maps), nor a
+    start task seeded finished."""
+    if start:
+        return isinstance(state, Resume) or (isinstance(state, Pending) and bool(state.cached_inputs))
+    return isinstance(state, (Paused, Resume)) or (
+        isinstance(state, Finished) and not isinstance(state, Mapped)
+    )
 
 
 def _needed_by(

@@ -10,7 +10,9 @@ depends on the class of the state the run left it in (``states.by_name(row.state
 - other tasks that run again from inputs of their own (failed, retrying, or interrupted
   while running) run again with their stored inputs; inputs that could not be stored are
   taken from the upstream tasks' results (a paused or failed task then runs after the
-  tasks whose results were not stored either, which run again);
+  tasks whose results were not stored either, which run again); so do the start tasks
+  of a resume that was killed (it recorded each, with its inputs, when it started), and
+  one that was let through (``Resume``) keeps its permission;
 - what they blocked runs after them, and so do tasks the run never ran (an interrupted
   run, a partial one): those that follow no start task start from their upstream tasks'
   stored results, if their trigger, checked against those tasks' recorded states, lets
@@ -405,12 +407,12 @@ def resume(
         if issubclass(kind, Paused) and wanted and row.name not in wanted:
             states[i] = Paused(row.message, cached_inputs=row.inputs or {})
             continue
-        if not kind.keeps_inputs:
-            continue
+        if not kind.keeps_inputs and not (issubclass(kind, Pending) and row.inputs is not None):
+            continue  # (a pending task with inputs: a start task of a resume, killed)
         inputs = row.inputs
         if inputs is None:  # not stored (one could not be pickled): from its upstream tasks'
             inputs = _inputs_from_results(compiled, i, rows, kinds, {})
-        resumed = issubclass(kind, Paused)
+        resumed = issubclass(kind, (Paused, Resume))
         if inputs is None:  # decided in the run once what it takes runs again
             waiting.append(i)
             if resumed:
