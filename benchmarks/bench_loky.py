@@ -16,6 +16,10 @@ medians of per-run values, with [min..max] after them.
 * W5 grid: overhead µs/task
 * scale: overhead µs/task at 1,000 and 10,000 tasks, their ratio, and the parent's peak RSS
   during an extra (untimed) 10,000-task run, sampled every 10 ms in a thread
+* wake-up: W1, W2 and a raw loky no-op round trip, each timed after the pool was left idle
+  for ``IDLE`` seconds, then again at once: how much of a figure above is the pool's
+  processes and threads waking up (every timed run above follows another system's run, so
+  its pool was idle). Not targets: the W1 and W2 rows above are.
 
 Until ``LokyExecutor`` exists (its constructor raises ``NotImplementedError``) the taskloom
 column reads "taskloom: not available"; nothing here needs to change when it lands.
@@ -26,6 +30,7 @@ column reads "taskloom: not available"; nothing here needs to change when it lan
 from __future__ import annotations
 
 import os
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -227,6 +232,59 @@ def bench_scale(bench: Bench, small: int, large: int) -> h.Figures:
     return figures
 
 
+#: How long the pool is left idle before each run of ``bench_wakeup`` that starts a pair.
+IDLE = 0.01
+
+
+def bench_wakeup(bench: Bench, w1: int, w2: int, pairs: int) -> h.Figures:
+    """W1 of ``w1`` tasks and W2 of ``w2`` hops on taskloom, and a raw loky no-op round
+    trip, each in ``pairs`` pairs of runs: one after ``IDLE`` seconds of sleep, one right
+    after it; with the sequential calls timed in the same rounds, for the overheads."""
+    figures: h.Figures = {}
+    if bench.loom is None:
+        h.line(f"wake-up: taskloom {bench.loom_missing}")
+        return figures
+    loom = bench.loom
+    pool = wl.raw_loky_pool()
+
+    def pair(run: Callable[[], object]) -> tuple[float, float]:
+        time.sleep(IDLE)
+        start = time.perf_counter()
+        run()
+        middle = time.perf_counter()
+        run()
+        return middle - start, time.perf_counter() - middle
+
+    print(f"  wake-up: W1 ({w1} tasks) and W2 ({w2} hops) on taskloom, and a raw loky no-op "
+          f"round trip, {pairs} pairs each: after {IDLE * 1e3:g} ms idle, then again at once")
+    for w, unit in ((wl.w1_wide(w1), "task"), (wl.w2_chain(w2), "hop")):
+        loom.prepare(w)
+        loom.run()  # warm-up
+        seq: list[float] = []
+        walls: tuple[list[float], list[float]] = ([], [])
+        for _ in range(pairs):
+            start = time.perf_counter()
+            wl.run_sequential(w)
+            seq.append(time.perf_counter() - start)
+            for wall, kept in zip(pair(loom.run), walls):
+                kept.append(wall)
+        floor = h.Series(seq).median
+        for kept, key, label in zip(walls, ("idle", "at_once"), ("after idle", "at once")):
+            over = h.Series([(wall - floor) / w.size for wall in kept])
+            h.put(figures, f"wakeup.{w.name}.{key}.overhead_us", over, 1e6)
+            h.line(f"taskloom {w.name} {label:<10} overhead {over.show(1e6, 1, f' µs/{unit}')} "
+                   "vs sequential")
+    trips: tuple[list[float], list[float]] = ([], [])
+    for _ in range(pairs):
+        for wall, kept in zip(pair(lambda: pool.submit(wl.noop).result()), trips):
+            kept.append(wall)
+    for kept, key, label in zip(trips, ("idle", "at_once"), ("after idle", "at once")):
+        trip = h.Series(kept)
+        h.put(figures, f"wakeup.raw.{key}.round_trip_us", trip, 1e6)
+        h.line(f"raw loky no-op round trip {label:<10} {trip.show(1e6, 0, ' µs')}")
+    return figures
+
+
 def main() -> None:
     args = h.parse_args(DESCRIPTION, default_runs=5)
     h.print_header("bench_loky: taskloom LokyExecutor(max_workers=2) vs raw loky vs sequential"
@@ -245,6 +303,7 @@ def main() -> None:
             lambda: bench_w4(bench, 2**20),
             lambda: bench_w5(bench, 5),
             lambda: bench_scale(bench, 100, 1000),
+            lambda: bench_wakeup(bench, 100, 20, 2),
         ]
     else:
         steps = [
@@ -254,6 +313,7 @@ def main() -> None:
             lambda: bench_w4(bench, 50 * 2**20),
             lambda: bench_w5(bench, 20),
             lambda: bench_scale(bench, 1_000, 10_000),
+            lambda: bench_wakeup(bench, 1000, 200, 5 * args.runs),
         ]
     for step in steps:
         figures.update(step())

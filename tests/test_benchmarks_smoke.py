@@ -48,6 +48,11 @@ def test_run_all_quick_prints_summary(tmp_path: Path) -> None:
     assert figures["local.W1.overhead_us"] is not None
     assert {"local.W1.overhead_us~min", "local.W1.overhead_us~max"} <= set(figures)
     assert figures["big.10k.tasks"] == 10_001  # bench_scale.py: 10,000 tasks and a reduce
+    # bench_loky.py's wake-up pairs: W1, W2 and the raw round trip, after idle and at once.
+    for key in ("W1", "W2"):
+        for when in ("idle", "at_once"):
+            assert figures[f"wakeup.{key}.{when}.overhead_us"] is not None, figures
+    assert 0 < figures["wakeup.raw.idle.round_trip_us"] < 10_000_000
     # bench_instructions.py --quick: one instruction count, where valgrind is (every CI kind).
     count = figures["instr.W1.nojournal.instructions_per_task"]
     assert (count is None) == (shutil.which("valgrind") is None), output
