@@ -210,3 +210,41 @@ def test_secret_task_name_and_prefect_alias() -> None:
     assert Secret("API_TOKEN").name == "API_TOKEN"
     assert Secret("API_TOKEN", task_name="token").name == "token"
     assert issubclass(PrefectSecret, Secret)
+
+
+@task
+def token_from_context() -> str:
+    secret: str = taskloom.context.secrets["API_TOKEN"]
+    return secret
+
+
+@task
+def refused(token: str) -> None:
+    taskloom.context.logger.warning("sending %s", token)
+    raise ValueError(f"the API refused {token}")
+
+
+def test_a_resume_keeps_the_secrets_it_reads_back_out_of_what_it_writes_and_logs(
+    executor: Executor, kept: Keep, secret: str, taskloom_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A task took the secret from the run's context (no ``Secret`` task: the resume's
+    flow knows of no secret); the journal kept its failed consumer's input as a reference.
+    The resume reads the secret again (from the environment) and the consumer fails again:
+    the secret is kept out of the resume's journal rows and log records as it was out of
+    the first run's."""
+    with Flow(f"secret-ref-{uuid.uuid4().hex[:8]}") as flow:
+        refused(token_from_context())
+    first = flow.run(executor=executor, context={"secrets": {"API_TOKEN": secret}})
+    assert first.run_id is not None and isinstance(first, Failed)
+    monkeypatch.setenv("TASKLOOM_SECRETS_API_TOKEN", secret)
+    kept.records.clear()
+    again = resume(first.run_id, flow=flow, executor=executor)
+    assert again.run_id is not None and isinstance(again, Failed)
+    rows = {row.name: row for row in default_journal().load(again.run_id).tasks}
+    assert repr(rows["refused"].inputs) == f"{{'token': {MASK}}}", rows["refused"]
+    assert rows["refused"].message is not None and MASK in rows["refused"].message
+    lines = [record.getMessage() for record in kept.records]
+    assert f"sending {MASK}" in lines, lines
+    assert not any(secret in line for line in lines), lines
+    assert _files_holding(taskloom_home, secret) == []

@@ -275,12 +275,18 @@ def as_refs(value: Any) -> Any:
     return value
 
 
-def resolve(value: Any) -> Any:
-    """Undo ``as_refs``: each ``SecretRef`` becomes the secret read now (``read_secret``)."""
+def resolve(value: Any, read: dict[str, Any] | None = None) -> Any:
+    """Undo ``as_refs``: each ``SecretRef`` becomes the secret read now (``read_secret``),
+    noted in ``read`` (by name) if given: a resume gives what it read to its run's
+    ``context.secrets``, so the run keeps the values out of what it writes and logs, in
+    every process, as the run that stored the references did."""
     if isinstance(value, SecretRef):
-        return read_secret(value.name)
+        secret = read_secret(value.name)
+        if read is not None:
+            read[value.name] = secret
+        return secret
     if isinstance(value, dict) and any(isinstance(item, SecretRef) for item in value.values()):
-        return {key: resolve(item) for key, item in value.items()}
+        return {key: resolve(item, read) for key, item in value.items()}
     return value
 
 

@@ -144,13 +144,16 @@ def _has_result(kind: type[State[Any]], row: TaskRecord) -> bool:
     return _succeeded(kind) and row.has_result and row.result is not TAMPERED
 
 
-def _read_secrets(rows: list[TaskRecord], families: Iterable[list[TaskRecord]]) -> None:
-    """Read again the secrets the journal kept as references (``_secrets.SecretRef``)."""
+def _read_secrets(rows: list[TaskRecord], families: Iterable[list[TaskRecord]]) -> dict[str, Any]:
+    """Read again the secrets the journal kept as references (``_secrets.SecretRef``): the
+    secrets read, by name, for the resume's ``context.secrets`` (see ``resolve``)."""
+    read: dict[str, Any] = {}
     for row in (*rows, *(child for family in families for child in family)):
         if row.inputs is not None and row.inputs is not TAMPERED:
-            row.inputs = resolve(row.inputs)
+            row.inputs = resolve(row.inputs, read)
         if row.has_result and row.result is not TAMPERED:
-            row.result = resolve(row.result)
+            row.result = resolve(row.result, read)
+    return read
 
 
 class _Looked(dict[Any, Any]):
@@ -380,7 +383,7 @@ def resume(
     _match(flow, compiled, record)
     _read_stored(record, flow, compiled)
     rows = record.tasks
-    _read_secrets(rows, record.children.values())
+    secrets = _read_secrets(rows, record.children.values())
     wanted = set(tasks)
     names = {row.name for row in rows}
     names.update(child.name for family in record.children.values() for child in family)
@@ -486,7 +489,7 @@ def resume(
         flow,
         parameters=record.parameters,
         executor=executor,
-        context={},
+        context={"secrets": secrets} if secrets else {},
         task_states={tasks_by_number[i]: state for i, state in states.items()},
         start_tasks=[tasks_by_number[i] for i in starts],
         cache_store=None,
