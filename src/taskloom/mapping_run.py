@@ -223,20 +223,22 @@ class _Mapping:
         self.task_of.extend([task] * n)
         self.parent.extend([i] * n)
         self.map_index.extend(range(n))
-        if self.task_log is not None:  # a killed run then still knows it had n children
-            for slot in exp.slots:
-                self.task_log.note(slot)
         kept = self.args.seeded.get(i)
         if isinstance(kept, Mapped) and len(kept.map_states) == n:
             # A resumed mapped task: children that finished keep their states; those given
-            # ``Resume`` are decided as resumed tasks (``manual_only`` lets them through).
+            # ``Resume`` are decided as resumed tasks (``manual_only`` lets them through),
+            # and are noted so (a resume of this run, killed, keeps their permission).
             for k, (slot, state) in enumerate(zip(exp.slots, kept.map_states)):
                 if isinstance(state, Finished) and not type(state).runs_again:
                     traces[slot].state = state
                     self.finished[slot] = True
                     exp.left -= 1
                 elif isinstance(state, Resume):
+                    traces[slot].state = state
                     exp.resumed.add(k)
+        if self.task_log is not None:  # a killed run then still knows it had n children
+            for slot in exp.slots:  # (once their states are set: the writer reads them)
+                self.task_log.note(slot)
         waiting = self.waiting
         ready = self.ready
         ups = [self.expansions[j].slots for edge, kind, j in exp.sources if kind == _LIVE]
