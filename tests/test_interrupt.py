@@ -17,6 +17,7 @@ import pytest
 
 from taskloom import task, triggers
 from taskloom.journal import Journal
+from taskloom.states import TriggerFailed
 
 from ._cli import interrupt, spawned
 
@@ -169,7 +170,7 @@ def test_resume_checks_the_trigger_of_a_task_the_run_never_reached(taskloom_home
     ends it ``TriggerFailed``, and so the task after it; the others start as before."""
     from taskloom import Flow
     from taskloom.resume import resume
-    from taskloom.states import Paused, Pending, Success, TriggerFailed
+    from taskloom.states import Paused, Pending, Success
 
     @task(trigger=triggers.manual_only)
     def gate(x: int) -> int:
@@ -325,7 +326,8 @@ def test_resume_runs_a_failed_or_paused_task_whose_inputs_were_not_stored(tasklo
     """A failed task (and a paused one) whose inputs could not be pickled, so were not
     stored, runs again in the resume from its upstream tasks' results, those not stored
     made again first: it was not resumed at all (the failed one), or refused as a start
-    task without its inputs (the paused one)."""
+    task without its inputs (the paused one). What its failure ended ``TriggerFailed``
+    runs after it (it kept its recorded state)."""
     from taskloom import Flow
     from taskloom.resume import resume
 
@@ -345,16 +347,24 @@ def test_resume_runs_a_failed_or_paused_task_whose_inputs_were_not_stored(tasklo
     def gate(v: object) -> str:
         return type(v).__name__
 
+    @task
+    def shout(name: str) -> str:
+        RAN.append("shout")
+        return name.upper()
+
     with Flow("inputs-not-stored") as flow:
         x = lock()
         f = flaky(pair(x))
+        d = shout(f)
         g = gate(x)
     first = flow.run()  # flaky fails, gate pauses
     assert first.result[f].is_failed() and first.run_id is not None
+    assert isinstance(first.result[d], TriggerFailed)
     again = resume(first.run_id, flow=flow)
     assert again.is_successful(), again.result
     assert (again.result[f].result, again.result[g].result) == ("lock", "lock")
-    assert RAN == ["lock", "pair", "flaky", "lock", "pair", "flaky"]
+    assert again.result[d].result == "LOCK"
+    assert RAN == ["lock", "pair", "flaky", "lock", "pair", "flaky", "shout"]
 
 
 def test_a_never_reached_task_waits_for_a_success_run_again_before_it(taskloom_home: Path) -> None:

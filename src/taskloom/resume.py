@@ -10,7 +10,8 @@ depends on the class of the state the run left it in (``states.by_name(row.state
 - other tasks that run again from inputs of their own (failed, retrying, or interrupted
   while running) run again with their stored inputs; inputs that could not be stored are
   taken from the upstream tasks' results (a paused or failed task then runs after the
-  tasks whose results were not stored either, which run again); so do the start tasks
+  tasks whose results were not stored either, which run again, and what it blocked after
+  it); so do the start tasks
   of a resume that was killed (it recorded each, with its inputs, when it started), and
   one that was let through (``Resume``) keeps its permission;
 - what they blocked runs after them, and so do tasks the run never ran (an interrupted
@@ -266,8 +267,15 @@ def _run_unstored(
             else:
                 states[u] = Pending(UNSTORED_MESSAGE, cached_inputs=inputs)
                 starts.append(u)
+    joined = []
     for i in waiting:  # decided in the run (not seeded) once what it takes runs again
         again[i] = any(again[u] for u in _fed_by(compiled, i))
+        if again[i]:
+            joined.append(i)
+    # What follows them runs after them, as what follows a start task does (a task their
+    # failure ended ``TriggerFailed`` is decided again).
+    for i, after in enumerate(compiled.downstream_closure(joined)):
+        again[i] = again[i] or after
     return rerun
 
 
