@@ -103,7 +103,11 @@ def lock() -> object:
 
 @pytest.mark.slow
 @pytest.mark.timeout(60)
-def test_an_interrupted_run_is_recorded_with_what_finished(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_an_interrupted_run_is_recorded_with_what_finished(tmp_path: Path, signum: int) -> None:
+    """Ctrl-C, or SIGTERM, while a task runs on LocalExecutor (in the scheduler's own
+    thread): the run is recorded as interrupted, and its resume runs only what did not
+    finish."""
     home = tmp_path / "home"
     flag = tmp_path / "started"
     script = tmp_path / "flow.py"
@@ -113,8 +117,13 @@ def test_an_interrupted_run_is_recorded_with_what_finished(tmp_path: Path) -> No
         while not flag.exists():  # wait until the slow task runs
             assert child.poll() is None and time.monotonic() < deadline, "flow never started"
             time.sleep(0.02)
-        _, err = interrupt(child)
-    assert "KeyboardInterrupt" in err
+        if signum == signal.SIGINT:
+            _, err = interrupt(child)
+            assert "KeyboardInterrupt" in err
+        else:
+            child.send_signal(signum)
+            _, err = child.communicate(timeout=20)
+            assert child.returncode == 128 + signum, err
     os.environ["TASKLOOM_HOME"] = str(home)  # the autouse fixture restores it
     journal = Journal()
     [run] = journal.runs()

@@ -169,11 +169,14 @@ import datetime as _dt
 import heapq
 import logging
 import operator
+import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import compress, islice
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import _run_args
@@ -348,7 +351,18 @@ class _Scheduler(_Mapping):
         ]
 
     def run(self) -> State[FlowResult]:
-        """Run the flow; see "Lifecycle" in the module docstring."""
+        """Run the flow; see "Lifecycle" in the module docstring. In the main thread,
+        SIGTERM raises ``SystemExit`` while it runs, on every executor: an interrupt, so
+        the run is recorded as interrupted (and its workers stopped), as after Ctrl-C."""
+        main = threading.current_thread() is threading.main_thread()  # (signals: only there)
+        previous = signal.signal(signal.SIGTERM, _sigterm_to_exit) if main else None
+        try:
+            return self._run()
+        finally:
+            if main:  # (None: a disposition not set from Python, the default at start)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+    def _run(self) -> State[FlowResult]:
         args, observer = self.args, self.observer
         run_id = args.run_id
         try:
@@ -1291,6 +1305,10 @@ def check_run(
         flow, plan(flow), parameters=parameters, context=context, task_states=task_states,
         start_tasks=start_tasks,
     )
+
+
+def _sigterm_to_exit(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run_flow(

@@ -89,9 +89,9 @@ scheduler passes along as an input (loky: a ``SharedResult`` in ``/dev/shm``; Da
 
 **Lifecycle of a run.** ``Executor.begin`` makes a ``Dispatcher`` for a new ``Backend``:
 the context is pickled first (a context that cannot be fails the run before anything
-starts), then ``Backend.start`` readies the workers and says how many slots they have,
-and SIGTERM is turned into ``SystemExit`` (main thread only) so an interrupted run still
-reaches ``end()``. ``submit`` queues and sends; ``collect`` waits on ``done``, decodes,
+starts), then ``Backend.start`` readies the workers and says how many slots they have.
+(The scheduler turns SIGTERM into ``SystemExit`` for the run, so an interrupted run still
+reaches ``end()``.) ``submit`` queues and sends; ``collect`` waits on ``done``, decodes,
 sends what the freed slots can take, and returns at least one result or none at the
 timeout. ``end()`` hands the back end whatever is still in flight (``Backend.stop``: an
 interrupted or abandoned run) and releases what the run deferred; the runs' results are
@@ -103,7 +103,6 @@ from __future__ import annotations
 import logging
 import math
 import queue
-import signal
 import sys
 import threading
 import time
@@ -111,7 +110,6 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from types import FrameType
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import cloudpickle
@@ -133,13 +131,11 @@ __all__ = [
     "Sent",
     "Workers",
     "alone",
-    "catch_sigterm",
     "decided_here",
     "decode_rows",
     "encode_batch",
     "lost_with_worker",
     "requeue",
-    "restore_sigterm",
     "take_batch",
 ]
 
@@ -370,7 +366,6 @@ class Dispatcher(Generic[_Payload, _Sent]):
         self._templates = Templates()
         self._encode: Callable[[list[TaskRun]], _Payload] = partial(backend.encode, self._templates)
         self._slots, self._workers = backend.start(header, capture_level())
-        self._previous_sigterm = catch_sigterm()
         #: Batches ``interrupt`` took back: stopped at ``end`` like those still out.
         self._drained: list[_Sent] = []
 
@@ -428,8 +423,6 @@ class Dispatcher(Generic[_Payload, _Sent]):
             self._suspects.clear()
             self._in_flight.clear()
             self._ready = []
-            restore_sigterm(self._previous_sigterm)
-            self._previous_sigterm = None
 
     def interrupt(self, grace: float) -> list[TaskResult]:
         """The run was interrupted (then ``end()`` follows): the results it has not handed
@@ -736,28 +729,3 @@ def decided_here(key: int, state: State[Any], where: str) -> TaskResult:
     with ``where`` (the back end's name) as its worker."""
     now = time.time()
     return TaskResult(key, state, now, now, where)
-
-
-# --- SIGTERM ----------------------------------------------------------------------------------
-
-#: A signal disposition, as ``signal.signal`` takes and returns it.
-SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers | None
-
-
-def _sigterm_to_exit(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)
-
-
-def catch_sigterm() -> SignalHandler:
-    """In the main thread, let SIGTERM raise ``SystemExit`` (so an interrupted run still
-    stops its workers); the disposition it replaced, for ``restore_sigterm``. Elsewhere
-    (signals can only be set there) nothing, and None."""
-    if threading.current_thread() is threading.main_thread():
-        return signal.signal(signal.SIGTERM, _sigterm_to_exit)
-    return None
-
-
-def restore_sigterm(previous: SignalHandler) -> None:
-    """Put back the disposition ``catch_sigterm`` replaced (None: it replaced nothing)."""
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
