@@ -376,6 +376,48 @@ def test_resume_runs_a_failed_or_paused_task_whose_inputs_were_not_stored(tasklo
     assert RAN == ["lock", "pair", "flaky", "lock", "pair", "flaky", "shout"]
 
 
+def test_resume_maps_a_task_whose_upstream_failed_after_it_runs_again(taskloom_home: Path) -> None:
+    """A mapped task over a task that failed ended ``Failed`` without running ("No
+    upstream states can be mapped over"), with no inputs: the resume runs what it maps
+    over again, then maps it, also when that task was itself blocked by a failed task
+    whose inputs were not stored. Before, the resume was refused (a start task without
+    its inputs), or fed it the failure's result."""
+    from taskloom import Flow
+    from taskloom.resume import resume
+
+    @task
+    def listed() -> list[int]:
+        RAN.append("listed")
+        if RAN.count("listed") == 1:
+            raise ValueError("the first time")
+        return [1, 2]
+
+    @task
+    def after_lock(v: object) -> int:
+        RAN.append("after_lock")
+        if RAN.count("after_lock") == 1:
+            raise ValueError("the first time")
+        return 3
+
+    @task
+    def upto(n: int) -> list[int]:
+        return list(range(n))
+
+    with Flow("map-after-failure") as flow:
+        direct = double.map(listed())
+        through = double.map(upto(after_lock(lock())))
+    first = flow.run()
+    assert first.run_id is not None
+    assert first.result[direct].message == first.result[through].message == (
+        "No upstream states can be mapped over."
+    )
+    again = resume(first.run_id, flow=flow)
+    assert again.is_successful(), again.result
+    assert again.result[direct].result == [2, 4]
+    assert again.result[through].result == [0, 2, 4]
+    assert sorted(RAN) == sorted(["listed", "after_lock", "lock"] * 2 + ["double"] * 5)
+
+
 def test_a_never_reached_task_waits_for_a_success_run_again_before_it(taskloom_home: Path) -> None:
     """A task the run never reached, only ordered after a success whose result was not
     stored and that runs again (another task needs it), is decided after it, as in a whole
@@ -485,3 +527,32 @@ def test_ctrl_c_on_dask_leaves_no_process_and_records_the_run_interrupted(tmp_pa
     assert run.message is not None and "interrupted" in run.message
     recorded = {t.name: t.state for t in journal.load(run.run_id).tasks}
     assert recorded == {"quick": "Success", "other": "Success", "slow": "Failed"}
+
+
+def test_a_programs_own_sigterm_handler_is_kept_during_a_run(taskloom_home: Path) -> None:
+    """taskloom turns SIGTERM into an interrupt of the run only where it would kill the
+    process: a handler the program set stays in place while a run goes (here a task sends
+    SIGTERM to its own process, on LocalExecutor), and so does SIGTERM ignored."""
+    from taskloom import Flow
+    from taskloom.executors import LocalExecutor
+
+    assert threading.current_thread() is threading.main_thread()  # (signals: only there)
+    caught: list[int] = []
+
+    @task
+    def terminate_me() -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0)  # the handler runs in this thread, between two bytecodes
+        return 1
+
+    with Flow("own-handler") as flow:
+        terminate_me()
+    for handler in (lambda signum, frame: caught.append(signum), signal.SIG_IGN):
+        previous = signal.signal(signal.SIGTERM, handler)
+        try:
+            state = flow.run(executor=LocalExecutor())
+            assert signal.getsignal(signal.SIGTERM) is handler
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        assert state.is_successful(), state.result
+    assert caught == [signal.SIGTERM]

@@ -59,7 +59,7 @@ from .edges import Edge
 from .flow import Flow, FlowResult
 from .journal import TAMPERED, Journal, JournalError, RunRecord, TaskRecord, default_journal
 from .loader import load_flow
-from .plan import Plan, plan, rebuild
+from .plan import Node, Plan, plan, rebuild
 from .results import LocalResult
 from .runner import Resumed, run_flow
 from .mapped import mapped_state, unfinished_children
@@ -198,6 +198,28 @@ def _known_result(
     if _succeeded(kind) and not _has_result(kind, row):
         return False, None
     return True, _recorded(kind, row).result
+
+
+def _run_again(
+    i: int, kind: type[State[Any]], inputs: dict[str, Any], states: dict[int, State[Any]],
+    starts: list[int],
+) -> None:
+    """Task ``i``, recorded in a state of ``kind``, runs again from ``inputs`` as a start
+    task: let through if it was paused (or let through already)."""
+    if issubclass(kind, (Paused, Resume)):
+        states[i] = Resume(RESUMED_MESSAGE, cached_inputs=inputs)
+    else:
+        states[i] = Pending("Run again from the journal.", cached_inputs=inputs)
+    starts.append(i)
+
+
+def _takes_all(node: Node, inputs: Mapping[str, Any]) -> bool:
+    """Whether ``inputs`` hold every argument the task is given (from its upstream tasks,
+    mapped or not, or a constant): a task the scheduler failed without running it kept
+    none."""
+    return all(key in inputs for key in node.constants) and all(
+        edge.key is None or edge.key in inputs for edge, _ in node.in_edges
+    )
 
 
 def _inputs_from_results(
@@ -403,6 +425,8 @@ def resume(
     starts: list[int] = []
     # Tasks the run decides once what they take, which the run did not store, runs again.
     waiting: list[int] = []
+    # Tasks that run again from inputs of their own, which the run did not store.
+    unstored_inputs: list[int] = []
     # Mapped tasks, from their children: the state the run left each child in.
     partial: list[int] = []
     for i, children in record.children.items():
@@ -421,19 +445,32 @@ def resume(
         if not kind.keeps_inputs and not (issubclass(kind, Pending) and row.inputs is not None):
             continue  # (a pending task with inputs: a start task of a resume, killed)
         inputs = row.inputs
-        if inputs is None:  # not stored (one could not be pickled): from its upstream tasks'
-            inputs = _inputs_from_results(compiled, i, rows, kinds, {})
-        resumed = issubclass(kind, (Paused, Resume))
-        if inputs is None:  # decided in the run once what it takes runs again
-            waiting.append(i)
-            if resumed:
-                states[i] = Resume(RESUMED_MESSAGE)
-        elif resumed:
-            states[i] = Resume(RESUMED_MESSAGE, cached_inputs=inputs)
-            starts.append(i)
+        if inputs is None or not _takes_all(compiled.nodes[i], inputs):
+            # Not stored (one could not be pickled), or failed where it never ran (a mapped
+            # task with nothing to map over): from its upstream tasks' results, below.
+            unstored_inputs.append(i)
         else:
-            states[i] = Pending("Run again from the journal.", cached_inputs=inputs)
-            starts.append(i)
+            _run_again(i, kind, inputs, states, starts)
+    # Those whose inputs the run did not store, once the tasks that run again from their
+    # own are known: one downstream of those, or fed by a task that runs again, waits for
+    # it (decided in the run, as what a start task blocked); the others start from their
+    # upstream tasks' results where the resume knows them.
+    ahead = compiled.downstream_closure([*starts, *partial])
+    later = set(unstored_inputs)
+    for i in compiled.order():  # (each after what it waits for, which may wait in turn)
+        if i not in later:
+            continue
+        inputs = None
+        if not ahead[i] and not any(kinds[u].runs_again for u in _fed_by(compiled, i)):
+            inputs = _inputs_from_results(compiled, i, rows, kinds, {})
+        if inputs is not None:
+            _run_again(i, kinds[i], inputs, states, starts)
+            continue
+        waiting.append(i)  # decided in the run once what it takes runs again
+        if issubclass(kinds[i], (Paused, Resume)):
+            states[i] = Resume(RESUMED_MESSAGE)
+        for j, after in enumerate(compiled.downstream_closure([i])):
+            ahead[j] = ahead[j] or after
     # Tasks that never ran (an interrupted or partial run) and do not follow a start task:
     # start them too, from their upstream tasks' stored results, if their trigger lets
     # them run (a start task's is not checked); else they end as it decides.

@@ -351,16 +351,22 @@ class _Scheduler(_Mapping):
         ]
 
     def run(self) -> State[FlowResult]:
-        """Run the flow; see "Lifecycle" in the module docstring. In the main thread,
-        SIGTERM raises ``SystemExit`` while it runs, on every executor: an interrupt, so
-        the run is recorded as interrupted (and its workers stopped), as after Ctrl-C."""
-        main = threading.current_thread() is threading.main_thread()  # (signals: only there)
-        previous = signal.signal(signal.SIGTERM, _sigterm_to_exit) if main else None
+        """Run the flow; see "Lifecycle" in the module docstring. SIGTERM raises
+        ``SystemExit`` while it runs, on every executor: an interrupt, so the run is
+        recorded as interrupted (and its workers stopped), as after Ctrl-C. Only where
+        SIGTERM would kill the process (its default action, in the main thread): a
+        handler of the program's own, or an ignored SIGTERM, stays as it is."""
+        ours = (
+            threading.current_thread() is threading.main_thread()  # (signals: only there)
+            and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        )
+        if ours:
+            signal.signal(signal.SIGTERM, _sigterm_to_exit)
         try:
             return self._run()
         finally:
-            if main:  # (None: a disposition not set from Python, the default at start)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+            if ours:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
     def _run(self) -> State[FlowResult]:
         args, observer = self.args, self.observer
