@@ -5,7 +5,10 @@ show, cache ls/clear, and --help everywhere."""
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -568,3 +571,43 @@ def test_a_flow_file_broken_after_its_run_fails_resume_and_visualize_cleanly(
     report = taskloom(taskloom_home, "report", rid, "-o", str(tmp_path / "r.html"))
     assert report.returncode == 0, describe(report)
     assert report.stderr.count("\n") == 1 and "SyntaxError" in report.stderr  # one note line
+
+
+SECRET_FROM_CONTEXT = """
+import taskloom
+
+@task
+def token() -> str:
+    return taskloom.context.secrets["API_TOKEN"]
+
+@task
+def call(value: str) -> int:
+    raise ValueError("refused")
+
+with Flow("secret-ref") as flow:
+    call(token())
+
+if __name__ == "__main__":
+    flow.run(context={"secrets": {"API_TOKEN": "tl-not-here"}})
+"""
+
+
+def test_resume_without_a_secret_the_journal_refers_to_says_which_and_where(
+    tmp_path: Path, taskloom_home: Path
+) -> None:
+    """A run kept a task's input as a reference to a secret (given in its context); its
+    resume, where the secret is not set, stops before anything runs with a one-line error
+    that names the secret and where to put it, not a traceback."""
+    flows = write_flow(tmp_path / "flows.py", SECRET_FROM_CONTEXT)
+    first = subprocess.run(
+        [sys.executable, str(flows)], env={**os.environ, "TASKLOOM_HOME": str(taskloom_home)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert first.returncode == 0, describe(first)
+    [run] = Journal(taskloom_home / "journal.sqlite").runs()
+    failed = taskloom(taskloom_home, "resume", run.run_id, "--flow", f"{flows}:flow", "--executor", "local")
+    assert failed.returncode == 2, describe(failed)
+    assert failed.stderr.startswith(
+        "taskloom: error: secret 'API_TOKEN' not found: put it in the context's secrets"
+    ), describe(failed)
+    assert "TASKLOOM_SECRETS_API_TOKEN" in failed.stderr and "Traceback" not in failed.stderr

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Literal, TextIO, TypeVar
 
 from ._home import UnsafeHomeError
+from ._secrets import MissingSecretError
 from ._text import clock, duration, one_line, size, table
 from .errors import FlowDefinitionError
 from .executors.base import Executor
@@ -986,7 +987,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except (
         UsageError, FlowDefinitionError, FlowNotFoundError, JournalError, UnsafeHomeError, ValueError,
-        MissingRendererError,
+        MissingRendererError, MissingSecretError,  # (a secret a resume reads again)
     ) as error:
         print(f"taskloom: error: {error}", file=sys.stderr)
         return EXIT_USAGE
