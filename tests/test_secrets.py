@@ -248,3 +248,24 @@ def test_a_resume_keeps_the_secrets_it_reads_back_out_of_what_it_writes_and_logs
     assert f"sending {MASK}" in lines, lines
     assert not any(secret in line for line in lines), lines
     assert _files_holding(taskloom_home, secret) == []
+
+
+@task
+def password_from_context() -> str:
+    password: str = taskloom.context.secrets["DB"]["password"]
+    return password
+
+
+def test_a_part_of_a_structured_secret_is_not_kept_as_a_reference_to_the_whole(
+    executor: Executor, secret: str, taskloom_home: Path
+) -> None:
+    """A task took one value out of a structured secret; its consumer failed. The journal
+    keeps neither the value nor a reference to the whole secret (which a resume would
+    read back and feed in its place): the consumer's inputs are not stored."""
+    with Flow(f"secret-part-{uuid.uuid4().hex[:8]}") as flow:
+        refused(password_from_context())
+    first = flow.run(executor=executor, context={"secrets": {"DB": {"user": "bob", "password": secret}}})
+    assert first.run_id is not None and isinstance(first, Failed)
+    rows = {row.name: row for row in default_journal().load(first.run_id).tasks}
+    assert rows["refused"].inputs is None, rows["refused"]
+    assert _files_holding(taskloom_home, secret) == []

@@ -20,8 +20,9 @@ process saw it in a run (``remember``). Then:
 - the journal's rows of task outcomes have every string masked (``masked_rows``: the
   rows of a run at once, untouched at the cost of one check while no secret is known);
 - the journal and the output cache check the pickled bytes of what they would store
-  (``found_in``): a value that *is* a secret is stored as a ``SecretRef`` (a resume reads
-  the secret again, ``resolve``), anything else holding a secret's value is not stored.
+  (``found_in``): a value that *is* a (string) secret is stored as a ``SecretRef`` (a
+  resume reads the secret again, ``resolve``), anything else holding a secret's value is
+  not stored (a part of a structured secret too: a reference would read the whole).
 
 What cannot be caught: a value transformed beyond recognition (hashed, base64-encoded,
 encrypted) is not the secret's text and is treated as ordinary data.
@@ -65,6 +66,8 @@ ENV_PREFIXES: Final = ("TASKLOOM_SECRETS_", "PREFECT__CONTEXT__SECRETS__")
 
 #: Secret values this process saw in a run, by value: the secret's name.
 _known: dict[str, str] = {}
+#: Of those, the values that are a whole secret (a string secret), not a part of one.
+_known_whole: set[str] = set()
 _known_lock = threading.Lock()
 
 
@@ -141,6 +144,7 @@ def remember(secrets: Mapping[str, Any]) -> None:
     if found:
         with _known_lock:
             _known.update(found)
+            _known_whole.update(_whole_values(secrets))
 
 
 def run_secrets(given: object, names: list[str]) -> dict[str, Any]:
@@ -261,15 +265,25 @@ class SecretRef:
         return (SecretRef, (self.name,))
 
 
+def _whole_values(secrets: Mapping[str, Any]) -> set[str]:
+    """The values of the string secrets among ``secrets`` (not the parts of a structured
+    one, such as a password in a mapping: a reference would read the whole secret)."""
+    return {value for value in secrets.values() if isinstance(value, str) and value}
+
+
 def as_refs(value: Any) -> Any:
     """``value`` with a ``SecretRef`` for itself, or for each of its mapping's values, that
-    is exactly a known secret's (string) value."""
+    is exactly a known secret's (string) value. A part of a structured secret stays as it
+    is (so what holds it is not stored: a resume runs the task that took it again)."""
     values = _active()
-    if isinstance(value, str) and value in values:
+    if not values:
+        return value
+    whole = _known_whole | _whole_values(_context_secrets())
+    if isinstance(value, str) and value in whole:
         return SecretRef(values[value])
     if isinstance(value, dict):
         return {
-            key: SecretRef(values[item]) if isinstance(item, str) and item in values else item
+            key: SecretRef(values[item]) if isinstance(item, str) and item in whole else item
             for key, item in value.items()
         }
     return value
