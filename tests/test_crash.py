@@ -461,24 +461,8 @@ def test_a_killed_resume_resumes_from_what_the_run_before_it_kept(
     writes ``x`` without one, not as a result of None. A result of None that was stored
     is written as such (``none``)."""
     home = taskloom_home
-    out = tmp_path / "out"
-    out.mkdir()
-    script = write_flow(tmp_path / "flow_under_test.py", AGAIN, OUT=str(out), SHAPE=shape)
-    first = subprocess.run(
-        [sys.executable, str(script), kind], env={**os.environ, "TASKLOOM_HOME": str(home)},
-        capture_output=True, text=True, timeout=120,
-    )
-    assert first.returncode == 0, describe(first)  # (the flow's failure is its state)
-    assert _states(home) == {"x": "Success", "f": "Failed", "d": "TriggerFailed"}
-    [failed] = _runs(home)
-    (out / "second").touch()
-    resuming = subprocess.Popen(
-        [sys.executable, "-m", "taskloom", "resume", failed.run_id, "--flow",
-         f"{script}:flow", "--executor", kind, "--no-progress"],
-        env={**os.environ, "TASKLOOM_HOME": str(home)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    _reaped(resuming, request)
+    failed = {"x": "Success", "f": "Failed", "d": "TriggerFailed"}
+    script, out, resuming = _ran_then_resuming(AGAIN, kind, tmp_path, home, request, failed, SHAPE=shape)
     _wait_for("f ran again", lambda: _bodies(out)["f"] == 2, resuming)
     _wait_for("the resume was journaled", lambda: len(_runs(home)) == 2, resuming)
     (out / "fixed").touch()
@@ -522,24 +506,10 @@ def test_a_task_let_through_by_a_killed_resume_runs_on_its_resume_without_asking
     again), from the inputs the killed resume wrote at its start: ``x``, whose result no
     run stored (``gate`` kept it as its input), does not run again."""
     home = taskloom_home
-    out = tmp_path / "out"
-    out.mkdir()
-    script = write_flow(tmp_path / "flow_under_test.py", APPROVED, OUT=str(out))
-    first = subprocess.run(
-        [sys.executable, str(script), kind], env={**os.environ, "TASKLOOM_HOME": str(home)},
-        capture_output=True, text=True, timeout=120,
+    paused = {"x": "Success", "gate": "Paused", "after": "Pending"}
+    script, out, resuming = _ran_then_resuming(
+        APPROVED, kind, tmp_path, home, request, paused, "--task", "gate"
     )
-    assert first.returncode == 0, describe(first)
-    assert _states(home) == {"x": "Success", "gate": "Paused", "after": "Pending"}
-    [paused] = _runs(home)
-    (out / "second").touch()
-    resuming = subprocess.Popen(
-        [sys.executable, "-m", "taskloom", "resume", paused.run_id, "--task", "gate", "--flow",
-         f"{script}:flow", "--executor", kind, "--no-progress"],
-        env={**os.environ, "TASKLOOM_HOME": str(home)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    _reaped(resuming, request)
     _wait_for("gate ran", lambda: _bodies(out)["gate"] == 1, resuming)
     _wait_for("the resume was journaled", lambda: len(_runs(home)) == 2, resuming)
     tasks = _killed_and_resumed(home, script, out, resuming, "approved", "resuming")
@@ -585,23 +555,7 @@ def test_children_let_through_by_a_killed_resume_run_on_its_resume_without_askin
     as let through: resuming it runs them without pausing them again, and not those it
     recorded finished."""
     home = taskloom_home
-    out = tmp_path / "out"
-    out.mkdir()
-    script = write_flow(tmp_path / "flow_under_test.py", APPROVED_MAP, OUT=str(out))
-    first = subprocess.run(
-        [sys.executable, str(script), kind], env={**os.environ, "TASKLOOM_HOME": str(home)},
-        capture_output=True, text=True, timeout=120,
-    )
-    assert first.returncode == 0, describe(first)
-    [paused] = _runs(home)
-    (out / "second").touch()
-    resuming = subprocess.Popen(
-        [sys.executable, "-m", "taskloom", "resume", paused.run_id, "--flow", f"{script}:flow",
-         "--executor", kind, "--no-progress"],
-        env={**os.environ, "TASKLOOM_HOME": str(home)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    _reaped(resuming, request)
+    script, out, resuming = _ran_then_resuming(APPROVED_MAP, kind, tmp_path, home, request, None)
     _wait_for("the held child ran", lambda: _bodies(out)["gate"] >= 1, resuming)
     _wait_for("the children were journaled", lambda: len(_children(home)) == 3, resuming)
     _killed_and_resumed(home, script, out, resuming, "approved", "resuming")
@@ -619,6 +573,35 @@ def test_children_let_through_by_a_killed_resume_run_on_its_resume_without_askin
     bodies = _bodies(out)
     assert 4 <= bodies.pop("gate") <= 3 + again, (states, _bodies(out))
     assert bodies == {"items": 1, "total60": 1}
+
+
+def _ran_then_resuming(
+    body: str, kind: str, tmp_path: Path, home: Path, request: pytest.FixtureRequest,
+    states: dict[str, str] | None, *resume_args: str, **values: Any,
+) -> tuple[Path, Path, subprocess.Popen[str]]:
+    """Write the flow file ``body`` (with ``values``), run it once on executor ``kind`` to
+    its end (leaving its tasks in ``states``, if given), create the file ``second`` in its
+    ``OUT``, and start ``taskloom resume`` of that run (with ``resume_args``) on ``kind``:
+    the file, ``OUT`` and the resume."""
+    out = tmp_path / "out"
+    out.mkdir()
+    script = write_flow(tmp_path / "flow_under_test.py", body, OUT=str(out), **values)
+    first = subprocess.run(
+        [sys.executable, str(script), kind], env={**os.environ, "TASKLOOM_HOME": str(home)},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert first.returncode == 0, describe(first)  # (the flow's failure is its state)
+    assert states is None or _states(home) == states
+    [ran] = _runs(home)
+    (out / "second").touch()
+    resuming = subprocess.Popen(
+        [sys.executable, "-m", "taskloom", "resume", ran.run_id, *resume_args, "--flow",
+         f"{script}:flow", "--executor", kind, "--no-progress"],
+        env={**os.environ, "TASKLOOM_HOME": str(home)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    _reaped(resuming, request)
+    return script, out, resuming
 
 
 def _runs(home: Path) -> list[RunRecord]:
