@@ -61,10 +61,12 @@ def hold() -> int:
 #: on the cluster at the second).
 _MAIN = """
 if __name__ == "__main__":
-    from taskloom.executors import DaskExecutor, LocalExecutor, LokyExecutor
+    from taskloom.executors import DaskExecutor, LocalExecutor, LokyExecutor, ThreadExecutor
     kind = sys.argv[1]
     if kind == "loky":
         chosen = LokyExecutor(max_workers=2)
+    elif kind == "threads":
+        chosen = ThreadExecutor(max_workers=2)
     elif kind == "dask":
         chosen = DaskExecutor(address=sys.argv[2])
     else:
@@ -818,14 +820,14 @@ with Flow("chained") as flow:
 
 @pytest.mark.slow
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("kind", ["local", "loky", "dask"])
+@pytest.mark.parametrize("kind", ["local", "loky", "dask", "threads"])
 def test_a_chain_interrupted_in_its_second_link_records_the_first_as_finished(
     kind: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
 ) -> None:
     """``link`` follows ``head`` on the worker that ran it (one round trip): SIGINT while
     ``link`` runs (the parent only). ``head`` finished: it is journaled ``Success`` and
-    does not run again. (Loky: the worker is told with SIGURG; Dask: an asynchronous
-    exception in the worker's thread.)"""
+    does not run again. (Loky: the worker is told with SIGURG; Dask and threads: an
+    asynchronous exception in the thread that runs it.)"""
     home = taskloom_home
     script, out, child = _launch(CHAIN, kind, tmp_path, home, request)
     _wait_for("link ran", lambda: _bodies(out)["link"] == 1, child)

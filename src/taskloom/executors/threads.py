@@ -29,25 +29,31 @@ How it works:
   sent) still happen after the ``TimedOut``, its result is dropped, and the process does
   not wait for it when it exits. Give I/O calls their own timeouts (``requests.get(...,
   timeout=10)``) to really stop them.
-- **Interrupts.** Ctrl-C reaches the scheduler in the main thread: the run ends at once
-  and is journaled as interrupted (``taskloom.runner``). Task runs not started yet are
-  dropped; bodies already running cannot be stopped: they finish in the background (their
-  results are dropped) or die with the process, whose exit does not wait for them.
+- **Interrupts.** Ctrl-C reaches the scheduler in the main thread: the run is journaled
+  as interrupted (``taskloom.runner``). Task runs not started yet are dropped. The threads
+  running this run's bodies get ``BatchInterrupted`` raised in them (``interrupt``,
+  ``PyThreadState_SetAsyncExc``, as on Dask's workers: at the next Python bytecode), so a
+  chain hands back the links that finished before it, and the run records them finished.
+  A body inside one long C call cannot be stopped: past the scheduler's grace it finishes
+  in the background (its results are dropped) or dies with the process, whose exit does
+  not wait for it.
 """
 
 from __future__ import annotations
 
 import contextvars
+import ctypes
 import os
 import queue
 import threading
+import time
 import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..attempt import TaskResult, TaskRun
+from ..attempt import TaskResult, TaskRun, finished_before
 from .base import Timings
-from ._worker import run_guarded
+from ._worker import BatchInterrupted, run_guarded
 
 __all__ = ["ThreadExecutor"]
 
@@ -70,6 +76,9 @@ class _ThreadRun:
         self.done: queue.SimpleQueue[list[TaskResult]] = queue.SimpleQueue()
         #: Set by ``end``: task runs of this run not started yet are dropped.
         self.ended = False
+        #: The threads running a job of this run now (``interrupt`` stops them).
+        self.running: set[int] = set()
+        self.lock = threading.Lock()
 
     def timings(self) -> Timings | None:
         """None: a hand-over between threads costs microseconds, and tasks that wait on I/O
@@ -93,6 +102,28 @@ class _ThreadRun:
             except queue.Empty:
                 return results
 
+    def interrupt(self, grace: float) -> list[TaskResult]:
+        """The run was interrupted (``end()`` follows): stop the bodies of this run that
+        threads are running (``BatchInterrupted``), and hand back what finished, theirs
+        (a chain's links before the one stopped) and what was waiting in ``done``, within
+        ``grace`` seconds."""
+        self.ended = True  # (a job not started yet starts no more)
+        with self.lock:
+            stopped = len(self.running)
+            for thread in self.running:
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                    ctypes.c_ulong(thread), ctypes.py_object(BatchInterrupted)
+                )
+        results = self.collect(0)
+        deadline = time.monotonic() + grace
+        while stopped:
+            with self.lock:
+                stopped = len(self.running)
+            results.extend(self.collect(max(0.0, min(0.05, deadline - time.monotonic()))))
+            if time.monotonic() >= deadline:
+                break
+        return [*results, *self.collect(0)]
+
     def end(self) -> None:
         """Drop the task runs not started yet; bodies already running finish on their own."""
         self.ended = True
@@ -112,7 +143,18 @@ class _Job:
         owner = self.owner
         if owner.ended:
             return
-        results = self.context.run(run_guarded, self.run, owner.run_context, worker, _WHERE)
+        me = threading.get_ident()
+        with owner.lock:
+            owner.running.add(me)
+        try:
+            results = self.context.run(run_guarded, self.run, owner.run_context, worker, _WHERE)
+        except BatchInterrupted as error:  # the run was interrupted (``interrupt``)
+            results = finished_before(error)
+        finally:
+            with owner.lock:
+                owner.running.discard(me)
+                # An interrupt that came too late to be raised must not hit the pool's code.
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(me), None)
         owner.done.put(results)
 
 
