@@ -269,3 +269,18 @@ def test_a_part_of_a_structured_secret_is_not_kept_as_a_reference_to_the_whole(
     rows = {row.name: row for row in default_journal().load(first.run_id).tasks}
     assert rows["refused"].inputs is None, rows["refused"]
     assert _files_holding(taskloom_home, secret) == []
+
+
+def test_a_string_secret_shared_with_a_part_of_another_is_kept_as_itself(
+    executor: Executor, secret: str, taskloom_home: Path
+) -> None:
+    """A string secret whose value is also a part of a structured secret is kept as a
+    reference to the string secret (a resume reads back that value), whatever order the
+    secrets were given in."""
+    with Flow(f"secret-shared-{uuid.uuid4().hex[:8]}") as flow:
+        refused(token_from_context())
+    given = {"API_TOKEN": secret, "DB": {"user": "bob", "password": secret}}
+    first = flow.run(executor=executor, context={"secrets": given})
+    assert first.run_id is not None and isinstance(first, Failed)
+    rows = {row.name: row for row in default_journal().load(first.run_id).tasks}
+    assert repr(rows["refused"].inputs) == f"{{'token': {MASK}}}", rows["refused"]

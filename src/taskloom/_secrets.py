@@ -66,8 +66,9 @@ ENV_PREFIXES: Final = ("TASKLOOM_SECRETS_", "PREFECT__CONTEXT__SECRETS__")
 
 #: Secret values this process saw in a run, by value: the secret's name.
 _known: dict[str, str] = {}
-#: Of those, the values that are a whole secret (a string secret), not a part of one.
-_known_whole: set[str] = set()
+#: Of those, the values that are a whole secret (a string secret), not a part of one:
+#: that secret's name.
+_known_whole: dict[str, str] = {}
 _known_lock = threading.Lock()
 
 
@@ -265,25 +266,25 @@ class SecretRef:
         return (SecretRef, (self.name,))
 
 
-def _whole_values(secrets: Mapping[str, Any]) -> set[str]:
-    """The values of the string secrets among ``secrets`` (not the parts of a structured
-    one, such as a password in a mapping: a reference would read the whole secret)."""
-    return {value for value in secrets.values() if isinstance(value, str) and value}
+def _whole_values(secrets: Mapping[str, Any]) -> dict[str, str]:
+    """The values of the string secrets among ``secrets``, each with its name (not the
+    parts of a structured one, such as a password in a mapping: a reference would read
+    the whole secret, though the part's value may be another secret's too)."""
+    return {value: str(name) for name, value in secrets.items() if isinstance(value, str) and value}
 
 
 def as_refs(value: Any) -> Any:
     """``value`` with a ``SecretRef`` for itself, or for each of its mapping's values, that
     is exactly a known secret's (string) value. A part of a structured secret stays as it
     is (so what holds it is not stored: a resume runs the task that took it again)."""
-    values = _active()
-    if not values:
+    if not _active():
         return value
-    whole = _known_whole | _whole_values(_context_secrets())
+    whole = {**_known_whole, **_whole_values(_context_secrets())}
     if isinstance(value, str) and value in whole:
-        return SecretRef(values[value])
+        return SecretRef(whole[value])
     if isinstance(value, dict):
         return {
-            key: SecretRef(values[item]) if isinstance(item, str) and item in whole else item
+            key: SecretRef(whole[item]) if isinstance(item, str) and item in whole else item
             for key, item in value.items()
         }
     return value
