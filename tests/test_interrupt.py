@@ -418,6 +418,35 @@ def test_resume_maps_a_task_whose_upstream_failed_after_it_runs_again(taskloom_h
     assert sorted(RAN) == sorted(["listed", "after_lock", "lock"] * 2 + ["double"] * 5)
 
 
+def test_resume_maps_again_a_task_that_took_a_failed_task_whole(taskloom_home: Path) -> None:
+    """A mapped task took a task that failed whole (``unmapped``): its children ended
+    ``TriggerFailed``. The resume runs the failed task again, then maps the task again,
+    as a whole run would. Before, it kept the children's recorded ``TriggerFailed``."""
+    from taskloom import Flow, unmapped
+    from taskloom.resume import resume
+
+    @task
+    def factor() -> int:
+        RAN.append("factor")
+        if RAN.count("factor") == 1:
+            raise ValueError("the first time")
+        return 3
+
+    @task
+    def times(a: int, k: int) -> int:
+        RAN.append("times")
+        return a * k
+
+    with Flow("unmapped-failed") as flow:
+        total = tally(times.map([1, 2], unmapped(factor())))
+    first = flow.run()
+    assert first.run_id is not None and RAN == ["factor", "tally"]
+    again = resume(first.run_id, flow=flow)
+    assert again.is_successful(), again.result
+    assert again.result[total].result == "[3, 6]"
+    assert RAN == ["factor", "tally", "factor", "times", "times", "tally"]
+
+
 def test_a_never_reached_task_waits_for_a_success_run_again_before_it(taskloom_home: Path) -> None:
     """A task the run never reached, only ordered after a success whose result was not
     stored and that runs again (another task needs it), is decided after it, as in a whole

@@ -30,7 +30,8 @@ depends on the class of the state the run left it in (``states.by_name(row.state
   results were not stored maps again;
 - a mapped task whose children did not all finish well gets back a ``Mapped`` state with
   its children's: those that finished keep their states, the others (failed, paused,
-  never run) run again, and so does what follows the mapped task.
+  never run) run again, and so does what follows the mapped task; a mapped task after a
+  task that runs again (failed, paused) maps again, as in a whole run.
 
 A ``Crashed`` run (its process was killed before it recorded its end: see
 ``taskloom.journal``) is resumed from what it recorded as it went: its recorded tasks are
@@ -471,6 +472,14 @@ def resume(
             states[i] = Resume(RESUMED_MESSAGE)
         for j, after in enumerate(compiled.downstream_closure([i])):
             ahead[j] = ahead[j] or after
+    # A mapped task after one of those maps again, as in a whole run: its children were
+    # decided from what that task left (``TriggerFailed`` after a failure it took whole,
+    # through ``unmapped``).
+    for i in record.children:
+        if any(ahead[u] for u in compiled.nodes[i].upstream):
+            del states[i]
+            if i in partial:
+                partial.remove(i)
     # Tasks that never ran (an interrupted or partial run) and do not follow a start task:
     # start them too, from their upstream tasks' stored results, if their trigger lets
     # them run (a start task's is not checked); else they end as it decides.
