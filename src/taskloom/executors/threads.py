@@ -151,10 +151,17 @@ class _Job:
         except BatchInterrupted as error:  # the run was interrupted (``interrupt``)
             results = finished_before(error)
         finally:
-            with owner.lock:
-                owner.running.discard(me)
-                # An interrupt that came too late to be raised must not hit the pool's code.
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(me), None)
+            while True:
+                # An interrupt that came as the body ended must not hit the pool's code: out
+                # of ``running`` (under the lock ``interrupt`` holds), none comes after, and
+                # one still pending is dropped, or raised here and this is done again.
+                try:
+                    with owner.lock:
+                        owner.running.discard(me)
+                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(me), None)
+                    break
+                except BatchInterrupted:
+                    continue
         owner.done.put(results)
 
 
