@@ -225,10 +225,12 @@ class Plan:
             ready.extend(reversed(released))
         return order
 
-    def downstream_closure(self, starts: Iterable[int]) -> list[bool]:
-        """For each task number, whether it is one of ``starts`` or downstream of one."""
+    def downstream_closure(self, starts: Iterable[int], into: list[bool] | None = None) -> list[bool]:
+        """For each task number, whether it is one of ``starts`` or downstream of one;
+        ``into``: a closure found before, extended in place (what it holds is not walked
+        again)."""
         nodes = self.nodes
-        inside = [False] * len(nodes)
+        inside = [False] * len(nodes) if into is None else into
         stack = list(starts)
         while stack:
             i = stack.pop()

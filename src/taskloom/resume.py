@@ -11,9 +11,9 @@ depends on the class of the state the run left it in (``states.by_name(row.state
   while running) run again with their stored inputs; inputs that could not be stored are
   taken from the upstream tasks' results (a paused or failed task then runs after the
   tasks whose results were not stored either, which run again, and what it blocked after
-  it); so do the start tasks
-  of a resume that was killed (it recorded each, with its inputs, when it started), and
-  one that was let through (``Resume``) keeps its permission;
+  it); so do the start tasks of a resume that was killed (it recorded each, with its
+  inputs, when it started), and one that was let through (``Resume``) keeps its
+  permission;
 - what they blocked runs after them, and so do tasks the run never ran (an interrupted
   run, a partial one): those that follow no start task start from their upstream tasks'
   stored results, if their trigger, checked against those tasks' recorded states, lets
@@ -470,8 +470,8 @@ def resume(
         waiting.append(i)  # decided in the run once what it takes runs again
         if issubclass(kinds[i], (Paused, Resume)):
             states[i] = Resume(RESUMED_MESSAGE)
-        for j, after in enumerate(compiled.downstream_closure([i])):
-            ahead[j] = ahead[j] or after
+        if not ahead[i]:  # (else what follows it is ahead already)
+            compiled.downstream_closure([i], into=ahead)
     # A mapped task after one of those maps again, as in a whole run: its children were
     # decided from what that task left (``TriggerFailed`` after a failure it took whole,
     # through ``unmapped``).
