@@ -447,6 +447,39 @@ def test_resume_maps_again_a_task_that_took_a_failed_task_whole(taskloom_home: P
     assert RAN == ["factor", "tally", "factor", "times", "times", "tally"]
 
 
+def test_resume_decides_a_failed_task_after_one_that_runs_again_from_its_new_result(
+    taskloom_home: Path,
+) -> None:
+    """An ``all_finished`` task ran after a failure, on the failure's result, and failed
+    too; both run again in the resume. The ``all_finished`` task waits for the other and is
+    fed its new result, as in a whole run, not the failure its stored inputs hold."""
+    from taskloom import Flow
+    from taskloom.resume import resume
+
+    @task
+    def flaky_source() -> int:
+        RAN.append("source")
+        if RAN.count("source") == 1:
+            raise ValueError("the first time")
+        return 1
+
+    @task(trigger=triggers.all_finished)
+    def describe(x: object) -> str:
+        RAN.append("describe")
+        if RAN.count("describe") == 1:
+            raise ValueError("the first time too")
+        return repr(x)
+
+    with Flow("after-a-failure") as flow:
+        described = describe(flaky_source())
+    first = flow.run()
+    assert first.run_id is not None and first.result[described].is_failed()
+    again = resume(first.run_id, flow=flow)
+    assert again.is_successful(), again.result
+    assert again.result[described].result == "1"
+    assert RAN == ["source", "describe", "source", "describe"]
+
+
 def test_a_never_reached_task_waits_for_a_success_run_again_before_it(taskloom_home: Path) -> None:
     """A task the run never reached, only ordered after a success whose result was not
     stored and that runs again (another task needs it), is decided after it, as in a whole

@@ -257,7 +257,7 @@ def raises_unpicklable(code: int) -> int:
 
 @task(trigger=triggers.manual_only)
 def report_error(error: object) -> str:
-    return f"{type(error).__name__}: {getattr(error, 'original_repr', None)}"
+    return f"{type(error).__name__}: {getattr(error, 'original_repr', repr(error))}"
 
 
 def test_an_unpicklable_exception_on_every_executor_and_a_resume_from_the_journal(
@@ -275,6 +275,7 @@ def test_an_unpicklable_exception_on_every_executor_and_a_resume_from_the_journa
     assert getattr(copy.result, "type_name", "").endswith("HoldsLock")
 
     resumed = resume(state.run_id or "", flow=flow, executor=executor)
-    # a StandInError (a RemoteTaskError from a worker process) with the exception's repr
-    assert str(resumed.result[waiting].result).endswith("Error: HoldsLock('holding a lock 7')")
+    # It waits for the failed task, which runs again (as in a whole run), and is fed the
+    # exception of that attempt: from a worker process a RemoteTaskError with its repr.
+    assert str(resumed.result[waiting].result).endswith(": HoldsLock('holding a lock 7')")
     assert isinstance(resumed.result[failing], Failed)  # it ran again, and failed again

@@ -8,7 +8,9 @@ depends on the class of the state the run left it in (``states.by_name(row.state
 - paused tasks (all, or those named in ``tasks``) get a ``Resume`` state with their stored
   inputs and run as ``start_tasks``;
 - other tasks that run again from inputs of their own (failed, retrying, or interrupted
-  while running) run again with their stored inputs; inputs that could not be stored are
+  while running) run again with their stored inputs, but one that follows another task
+  that runs again is decided in the run after it, as in a whole run (an ``all_finished``
+  task after a failure is fed the new result); inputs that could not be stored are
   taken from the upstream tasks' results (a paused or failed task then runs after the
   tasks whose results were not stored either, which run again, and what it blocked after
   it); so do the start tasks of a resume that was killed (it recorded each, with its
@@ -291,8 +293,8 @@ def _run_unstored(
                 states[u] = Pending(UNSTORED_MESSAGE, cached_inputs=inputs)
                 starts.append(u)
     joined = []
-    for i in waiting:  # decided in the run (not seeded) once what it takes runs again
-        again[i] = any(again[u] for u in _fed_by(compiled, i))
+    for i in waiting:  # decided in the run (not seeded) once what it waits for runs again
+        again[i] = any(again[u] for u in compiled.nodes[i].upstream)
         if again[i]:
             joined.append(i)
     # What follows them runs after them, as what follows a start task does (a task their
@@ -426,8 +428,8 @@ def resume(
     starts: list[int] = []
     # Tasks the run decides once what they take, which the run did not store, runs again.
     waiting: list[int] = []
-    # Tasks that run again from inputs of their own, which the run did not store.
-    unstored_inputs: list[int] = []
+    # Tasks that run again from inputs of their own: those inputs (None: not stored).
+    own: dict[int, dict[str, Any] | None] = {}
     # Mapped tasks, from their children: the state the run left each child in.
     partial: list[int] = []
     for i, children in record.children.items():
@@ -446,30 +448,30 @@ def resume(
         if not kind.keeps_inputs and not (issubclass(kind, Pending) and row.inputs is not None):
             continue  # (a pending task with inputs: a start task of a resume, killed)
         inputs = row.inputs
-        if inputs is None or not _takes_all(compiled.nodes[i], inputs):
-            # Not stored (one could not be pickled), or failed where it never ran (a mapped
-            # task with nothing to map over): from its upstream tasks' results, below.
-            unstored_inputs.append(i)
-        else:
-            _run_again(i, kind, inputs, states, starts)
-    # Those whose inputs the run did not store, once the tasks that run again from their
-    # own are known: one downstream of those, or fed by a task that runs again, waits for
-    # it (decided in the run, as what a start task blocked); the others start from their
-    # upstream tasks' results where the resume knows them.
-    ahead = compiled.downstream_closure([*starts, *partial])
-    later = set(unstored_inputs)
-    for i in compiled.order():  # (each after what it waits for, which may wait in turn)
-        if i not in later:
+        if inputs is not None and not _takes_all(compiled.nodes[i], inputs):
+            inputs = None  # failed where it never ran: a mapped task with nothing to map over
+        own[i] = inputs
+    # Each, in an order in which it comes after what it waits for: one downstream of a
+    # task that runs again waits for it (decided in the run, as a whole run would decide
+    # it: an ``all_finished`` task after a failure is fed the new result, not the failure
+    # it kept); the others start from their own inputs, or where the run did not store
+    # them (they could not be pickled), from their upstream tasks' results if the resume
+    # knows them all, else they wait for those that run again.
+    ahead = compiled.downstream_closure(partial)  # (what follows a task that runs again)
+    for i in compiled.order():
+        if i not in own:
             continue
-        inputs = None
-        if not ahead[i] and not any(kinds[u].runs_again for u in _fed_by(compiled, i)):
+        inputs = None if ahead[i] else own[i]
+        if inputs is None and not ahead[i] and not any(
+            kinds[u].runs_again for u in _fed_by(compiled, i)
+        ):
             inputs = _inputs_from_results(compiled, i, rows, kinds, {})
         if inputs is not None:
             _run_again(i, kinds[i], inputs, states, starts)
-            continue
-        waiting.append(i)  # decided in the run once what it takes runs again
-        if issubclass(kinds[i], (Paused, Resume)):
-            states[i] = Resume(RESUMED_MESSAGE)
+        else:
+            waiting.append(i)  # decided in the run once what it waits for runs again
+            if issubclass(kinds[i], (Paused, Resume)):
+                states[i] = Resume(RESUMED_MESSAGE)
         if not ahead[i]:  # (else what follows it is ahead already)
             compiled.downstream_closure([i], into=ahead)
     # A mapped task after one of those maps again, as in a whole run: its children were
