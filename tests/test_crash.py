@@ -848,6 +848,63 @@ def test_a_chain_interrupted_in_its_second_link_records_the_first_as_finished(
     journal.close()
 
 
+#: ``CHAIN`` whose ``link`` catches every exception while it waits (the interrupt too),
+#: and whose result feeds a third link, ``after``.
+CATCHING_CHAIN = _HEAD + """
+@task
+def head() -> int:
+    mark("head")
+    return 1
+
+@task
+def link(x: int) -> str:
+    mark("link")
+    try:
+        while not Path(OUT, "resuming").exists():
+            time.sleep(0.01)
+    except BaseException:
+        return "caught"
+    return "waited"
+
+@task
+def after(y: str) -> str:
+    mark("after")
+    return y
+
+with Flow("catching") as flow:
+    after(link(head()))
+""" + _MAIN
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["loky", "threads"])
+def test_a_chain_whose_link_catches_the_interrupt_starts_no_link_after_it(
+    kind: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
+) -> None:
+    """SIGINT while ``link`` runs in a chain's worker; its body catches the exception the
+    worker stops it with and returns. No link starts after it (``after`` is left for the
+    resume), and the run can be resumed: before, ``after`` ran after the interrupt, and
+    the run, recorded interrupted with every task a success, could not be resumed."""
+    home = taskloom_home
+    script, out, child = _launch(CATCHING_CHAIN, kind, tmp_path, home, request)
+    _wait_for("link ran", lambda: _bodies(out)["link"] == 1, child)
+    err = _stop(child, signal.SIGINT)
+    assert "KeyboardInterrupt" in err, err
+    journal = Journal(home / "journal.sqlite")
+    [run] = journal.runs()
+    states = {t.name: t.state for t in journal.load(run.run_id).tasks}
+    journal.close()
+    assert states["after"] != Success.__name__ and _bodies(out)["after"] == 0, states
+    (out / "resuming").touch()
+    resumed = taskloom(
+        home, "resume", run.run_id, "--flow", f"{script}:flow", "--executor", "local",
+        "--no-progress",
+    )
+    assert resumed.returncode == 0, describe(resumed)
+    assert _bodies(out)["after"] == 1 and _bodies(out)["head"] == 1
+
+
 #: A ``sitecustomize`` that holds the first loky worker to start in interpreter start-up
 #: (before loky runs taskloom's initializer) until the file ``$SLOW_WORKER_GATE.open`` exists.
 SLOW_START = """

@@ -681,6 +681,29 @@ def stopped_link(error: BaseException) -> int | None:
     return None if kept is None else kept[1]
 
 
+class BatchInterrupted(BaseException):
+    """Raised into a batch's task by its worker when the parent's run is interrupted
+    (``LokyExecutor``: a signal; Dask and ``ThreadExecutor``: an asynchronous exception):
+    the batch stops and sends back what finished (``executors._worker.run_all``)."""
+
+
+#: The threads whose batch was interrupted (``stop``): the group each runs starts no
+#: member after the one running, even if its body caught the ``BatchInterrupted``.
+_stopped: set[int] = set()
+
+
+def stop(thread: int) -> None:
+    """Stop the group thread ``thread`` runs before its next member (``run_chain``); the
+    executor raises ``BatchInterrupted`` in the one running, and calls ``unstop`` when its
+    batch is done."""
+    _stopped.add(thread)
+
+
+def unstop(thread: int) -> None:
+    """Thread ``thread`` is done with its batch (see ``stop``)."""
+    _stopped.discard(thread)
+
+
 def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list[TaskResult]:
     """Run ``run``, then each member of its group (``run.then``, in order) whose sources
     all ran and ended in a state that ``follows`` (``member_inputs``).
@@ -697,6 +720,10 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
     states: dict[int, State[Any]] = {run.key: first.state}
     finished = first.finished
     for follow in run.then:
+        if _stopped and threading.get_ident() in _stopped:  # a body caught the interrupt
+            stopped = BatchInterrupted()
+            setattr(stopped, _FINISHED, (results, follow.key))
+            raise stopped
         inputs = member_inputs(follow, states)
         if inputs is None:
             continue

@@ -42,7 +42,9 @@ from typing import Any, ParamSpec, TypeVar
 import cloudpickle
 
 from .._tracebacks import NOTE_PREFIX, format_frames
-from ..attempt import FollowOn, TaskResult, TaskRun, finished_before, run_chain, stopped_link
+from ..attempt import (
+    BatchInterrupted, FollowOn, TaskResult, TaskRun, finished_before, run_chain, stopped_link,
+)
 from ..context import current as _current_context
 from ..logging import STDOUT_LOGGER, stdout_lines
 from ..errors import RemoteTaskError
@@ -63,9 +65,6 @@ Fill = Callable[[dict[str, Any]], dict[str, Any]]
 #: Turns a finished state into the one sent back (``encode_rows``).
 Prepare = Callable[[State[Any]], State[Any]]
 
-class BatchInterrupted(BaseException):
-    """Raised into a batch's task by its worker when the parent's run is interrupted
-    (``LokyExecutor``): ``run_all`` stops the batch and sends back what finished."""
 
 
 # A Dask worker serves several flow runs (and several parents): a few contexts, not one.

@@ -23,7 +23,7 @@ is loky's own, each a lesson measured on loky (see the reliability catalogue):
   dies kills its group.
 - **Interrupts.** A run interrupted (Ctrl-C, SIGINT, SIGTERM) while it is the pool's only
   run first sends each worker ``INTERRUPT_SIGNAL``: the task a worker runs for it is stopped
-  (``_worker.BatchInterrupted``) and the batch comes back with what finished before it, so
+  (``attempt.BatchInterrupted``) and the batch comes back with what finished before it, so
   the run records those tasks as finished (waiting at most ``runner.INTERRUPT_GRACE``).
   A run that ends with batches out (an interrupt, an exception in the scheduler) then
   shuts the pool down with its workers and their children, if no other run uses the pool.
@@ -52,13 +52,13 @@ import cloudpickle
 import loky
 from loky.process_executor import BrokenProcessPool, ShutdownExecutorError
 
-from ..attempt import TaskResult, TaskRun
+from ..attempt import BatchInterrupted, TaskResult, TaskRun, stop, unstop
 from ..errors import RemoteTaskError
 from ..states import State, Success
 from ._dispatch import Dispatcher, Loss, Reply, Workers
 from ._groups import alive, kill_group, lead
 from ._wire import Templates, unpack_state
-from ._worker import BatchInterrupted, LogCapture, run_batch
+from ._worker import LogCapture, run_batch
 from .base import DeferredResult, ExecutorRun, resolve_deferred
 
 # RemoteTaskError lived here in 0.1: pickles of old results name it so.
@@ -98,6 +98,7 @@ def _init_worker(parent_pid: int) -> None:
 def _stop_batch(signum: int, frame: object) -> None:
     """``INTERRUPT_SIGNAL`` from the parent, whose run was interrupted: stop the batch running."""
     if _in_batch:
+        stop(threading.get_ident())  # (a body that catches the exception starts no follow-on)
         raise BatchInterrupted()
 
 
@@ -141,6 +142,7 @@ def _run_batch(header: bytes, payload: bytes, keys: list[tuple[int, str]], log_l
         )
     finally:
         _in_batch = False
+        unstop(threading.get_ident())
 
 
 def _resolve_inputs(inputs: dict[str, Any]) -> dict[str, Any]:

@@ -51,9 +51,9 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..attempt import TaskResult, TaskRun, finished_before
+from ..attempt import BatchInterrupted, TaskResult, TaskRun, finished_before, stop, unstop
 from .base import Timings
-from ._worker import BatchInterrupted, run_guarded
+from ._worker import run_guarded
 
 __all__ = ["ThreadExecutor"]
 
@@ -111,6 +111,7 @@ class _ThreadRun:
         with self.lock:
             stopped = len(self.running)
             for thread in self.running:
+                stop(thread)  # (a body that catches the exception starts no follow-on)
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(
                     ctypes.c_ulong(thread), ctypes.py_object(BatchInterrupted)
                 )
@@ -158,6 +159,7 @@ class _Job:
                 try:
                     with owner.lock:
                         owner.running.discard(me)
+                        unstop(me)
                         ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(me), None)
                     break
                 except BatchInterrupted:
