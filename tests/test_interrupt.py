@@ -11,11 +11,11 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
-from taskloom import task, triggers
+from taskloom import Task, task, triggers
 from taskloom.journal import Journal
 from taskloom.states import TriggerFailed
 
@@ -99,6 +99,22 @@ def lock() -> object:
     """A result that cannot be pickled: the journal does not store it."""
     RAN.append("lock")
     return threading.Lock()
+
+
+T = TypeVar("T")
+
+
+def fails_once(name: str, value: T) -> Task[[], T]:
+    """A task ``name`` that fails the first time it runs in a test (``RAN`` counts it)
+    and returns ``value`` after."""
+
+    def body() -> T:
+        RAN.append(name)
+        if RAN.count(name) == 1:
+            raise ValueError("the first time")
+        return value
+
+    return task(name=name)(body)
 
 
 @pytest.mark.slow
@@ -385,12 +401,7 @@ def test_resume_maps_a_task_whose_upstream_failed_after_it_runs_again(taskloom_h
     from taskloom import Flow
     from taskloom.resume import resume
 
-    @task
-    def listed() -> list[int]:
-        RAN.append("listed")
-        if RAN.count("listed") == 1:
-            raise ValueError("the first time")
-        return [1, 2]
+    listed = fails_once("listed", [1, 2])
 
     @task
     def after_lock(v: object) -> int:
@@ -425,12 +436,7 @@ def test_resume_maps_again_a_task_that_took_a_failed_task_whole(taskloom_home: P
     from taskloom import Flow, unmapped
     from taskloom.resume import resume
 
-    @task
-    def factor() -> int:
-        RAN.append("factor")
-        if RAN.count("factor") == 1:
-            raise ValueError("the first time")
-        return 3
+    factor = fails_once("factor", 3)
 
     @task
     def times(a: int, k: int) -> int:
@@ -456,12 +462,7 @@ def test_resume_decides_a_failed_task_after_one_that_runs_again_from_its_new_res
     from taskloom import Flow
     from taskloom.resume import resume
 
-    @task
-    def flaky_source() -> int:
-        RAN.append("source")
-        if RAN.count("source") == 1:
-            raise ValueError("the first time")
-        return 1
+    flaky_source = fails_once("source", 1)
 
     @task(trigger=triggers.all_finished)
     def describe(x: object) -> str:
