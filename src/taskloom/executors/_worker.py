@@ -28,6 +28,7 @@ Tracebacks do not pickle: the worker's traceback stays on the exception as a not
 from __future__ import annotations
 
 import cProfile
+import ctypes
 import logging
 import os
 import threading
@@ -43,7 +44,8 @@ import cloudpickle
 
 from .._tracebacks import NOTE_PREFIX, format_frames
 from ..attempt import (
-    BatchInterrupted, FollowOn, TaskResult, TaskRun, finished_before, run_chain, stopped_link,
+    BatchInterrupted, FollowOn, TaskResult, TaskRun, finished_before, run_chain, stop,
+    stopped_link, unstop,
 )
 from ..context import current as _current_context
 from ..logging import STDOUT_LOGGER, stdout_lines
@@ -53,8 +55,8 @@ from ..task import Task
 from ._wire import encode_records, encode_rows, flatten_record
 
 __all__ = [
-    "BatchInterrupted", "LogCapture", "failed_to_load", "load_runs", "run_all", "run_batch",
-    "run_guarded",
+    "LogCapture", "failed_to_load", "load_runs", "run_all", "run_batch", "run_guarded",
+    "stop_thread", "thread_done",
 ]
 
 P = ParamSpec("P")
@@ -65,6 +67,22 @@ Fill = Callable[[dict[str, Any]], dict[str, Any]]
 #: Turns a finished state into the one sent back (``encode_rows``).
 Prepare = Callable[[State[Any]], State[Any]]
 
+
+def stop_thread(thread: int) -> None:
+    """Stop the batch thread ``thread`` runs (Dask's workers, ``ThreadExecutor``): raise
+    ``BatchInterrupted`` in it at its next Python bytecode, and let its group start no
+    member after the one running (``attempt.stop``: if the body catches the exception).
+    Call it under the lock that guards the thread's ``thread_done``."""
+    stop(thread)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), ctypes.py_object(BatchInterrupted))
+
+
+def thread_done(thread: int) -> None:
+    """Thread ``thread`` is done with its batch: an interrupt that came too late to be
+    raised is dropped (it must not hit the pool's own code), and ``stop`` is undone.
+    Called by the thread itself, under the lock ``stop_thread`` is called under."""
+    unstop(thread)
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread), None)
 
 
 # A Dask worker serves several flow runs (and several parents): a few contexts, not one.

@@ -57,7 +57,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
-import ctypes
 import itertools
 import logging
 import os
@@ -72,15 +71,13 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cloudpickle
 
-from ..attempt import (
-    OVERRUN_THREAD, BatchInterrupted, FollowOn, TaskResult, TaskRun, member_inputs, stop, unstop,
-)
+from ..attempt import OVERRUN_THREAD, FollowOn, TaskResult, TaskRun, member_inputs
 from ..errors import RemoteTaskError
 from ..states import Failed, State, Success
 from . import _groups
 from ._dispatch import Dispatcher, Loss, Reply, Workers
 from ._wire import Templates
-from ._worker import LogCapture, run_batch
+from ._worker import LogCapture, run_batch, stop_thread, thread_done
 from .base import DeferredResult, ExecutorRun
 
 if TYPE_CHECKING:
@@ -315,10 +312,7 @@ def _interrupt_batches(token: str) -> int:
     with _batches_lock:
         threads = list(_batches.get(token, ()))
         for thread in threads:
-            stop(thread)  # (a body that catches the exception starts no follow-on)
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(thread), ctypes.py_object(BatchInterrupted)
-            )
+            stop_thread(thread)
     return len(threads)
 
 
@@ -363,9 +357,7 @@ def _run_batch(
             running.discard(me)
             if not running:
                 _batches.pop(datasets, None)
-            # An interrupt that came too late to be raised must not hit Dask's own code.
-            unstop(me)
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(me), None)
+            thread_done(me)  # (an interrupt that came too late never reaches Dask's code)
         if grace is not None and os.getpid() != parent_pid:  # never restart the caller's process
             _watch_overrun(grace)
 

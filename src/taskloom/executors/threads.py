@@ -42,7 +42,6 @@ How it works:
 from __future__ import annotations
 
 import contextvars
-import ctypes
 import os
 import queue
 import threading
@@ -51,9 +50,9 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..attempt import BatchInterrupted, TaskResult, TaskRun, finished_before, stop, unstop
+from ..attempt import BatchInterrupted, TaskResult, TaskRun, finished_before
 from .base import Timings
-from ._worker import run_guarded
+from ._worker import run_guarded, stop_thread, thread_done
 
 __all__ = ["ThreadExecutor"]
 
@@ -111,10 +110,7 @@ class _ThreadRun:
         with self.lock:
             stopped = len(self.running)
             for thread in self.running:
-                stop(thread)  # (a body that catches the exception starts no follow-on)
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(thread), ctypes.py_object(BatchInterrupted)
-                )
+                stop_thread(thread)
         results = self.collect(0)
         deadline = time.monotonic() + grace
         while stopped:
@@ -159,8 +155,7 @@ class _Job:
                 try:
                     with owner.lock:
                         owner.running.discard(me)
-                        unstop(me)
-                        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(me), None)
+                        thread_done(me)
                     break
                 except BatchInterrupted:
                     continue
