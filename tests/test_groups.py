@@ -13,6 +13,7 @@ per process, and another module's task of the same name could be slow.
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -144,6 +145,41 @@ def test_a_member_after_a_failed_source_ends_trigger_failed_as_unfused(executor:
         assert records["fuse-join"].worker is None  # decided in the parent: it never ran
     if _name(executor) in FUSES:
         assert _fused(runs[-1][1], "fuse-source", ["fuse-boom", "fuse-left"]), runs[-1][1]
+
+
+@task(name="fuse-lock")
+def lock_maker() -> threading.Lock:
+    return threading.Lock()
+
+
+@task(name="fuse-lock-user")
+def lock_user(lock: threading.Lock, folder: str) -> str:
+    Path(folder, "lock-user-ran").touch()
+    return type(lock).__name__
+
+
+def test_a_member_is_never_fed_a_result_that_cannot_reach_the_parent(
+    executor: Executor, tmp_path: Path
+) -> None:
+    """A result that cannot be pickled fails its task on a pool, and a member of its group
+    must not run from it in the worker: the scheduler, which never sees the value, would
+    not have run it (as when the two are not grouped)."""
+    with Flow("fuse-unsendable") as flow:
+        made = lock_maker()
+        used = lock_user(made, str(tmp_path))
+    state = flow.run(executor=executor)
+    records = _records(state.run_id)
+    if _name(executor) not in FUSES:  # in one process, a lock is a value like any other
+        assert state.is_successful(), state.result
+        assert state.result[used].result == "lock"
+        return
+    assert state.is_failed()
+    failed = state.result[made]
+    assert type(failed).__name__ == "Failed", failed
+    assert "'fuse-lock' returned a lock that cannot be pickled" in (failed.message or "")
+    assert type(state.result[used]).__name__ == "TriggerFailed", state.result[used]
+    assert records["fuse-lock-user"].worker is None  # decided in the parent: it never ran
+    assert not Path(tmp_path, "lock-user-ran").exists()
 
 
 def test_a_member_with_retries_is_retried_by_the_scheduler(

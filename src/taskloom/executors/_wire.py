@@ -51,6 +51,7 @@ __all__ = [
     "flatten_record",
     "pack_state",
     "pickling_message",
+    "sendable",
     "unpack_state",
     "unpicklable",
     "unpicklable_loop",
@@ -314,6 +315,31 @@ def encode_rows(
                 state, loop, ended = unpicklable_loop(names[r.key], loop, error), None, True
         safe.append((r.key, pack_state(state), r.started, r.finished, ended, loop, r.location))
     return cloudpickle.dumps((worker, safe))
+
+
+#: Results that always pickle: ``sendable`` passes them without trying.
+_PICKLES = _ATOMIC | {bytearray}
+
+
+def sendable(task_name: str, state: State[Any]) -> State[Any]:
+    """``state``, or the failure ``encode_rows`` would send instead when its result cannot
+    be pickled: what a member of a group run in a worker is fed from (``run_chain``).
+
+    Buffers (NumPy's, pandas') are left out of the trial pickle, so a large array is not
+    copied to learn that it pickles."""
+    result = state._result
+    if type(result) in _PICKLES:
+        return state
+    try:
+        cloudpickle.dumps(result, 5, _out_of_band)
+    except Exception as error:
+        return unpicklable(task_name, state, error)
+    return state
+
+
+def _out_of_band(buffer: pickle.PickleBuffer) -> bool:
+    """Keep ``buffer`` out of the pickle (``sendable`` only asks whether it pickles)."""
+    return False
 
 
 def unpicklable_loop(task_name: str, loop: tuple[int, Any], error: Exception) -> State[Any]:

@@ -44,7 +44,7 @@ import cloudpickle
 
 from .._tracebacks import NOTE_PREFIX, format_frames
 from ..attempt import (
-    BatchInterrupted, FollowOn, TaskResult, TaskRun, finished_before, run_chain, stop,
+    BatchInterrupted, FollowOn, Sendable, TaskResult, TaskRun, finished_before, run_chain, stop,
     stopped_link, unstop,
 )
 from ..context import current as _current_context
@@ -52,7 +52,7 @@ from ..logging import STDOUT_LOGGER, stdout_lines
 from ..errors import RemoteTaskError
 from ..states import Failed, State
 from ..task import Task
-from ._wire import encode_records, encode_rows, flatten_record
+from ._wire import encode_records, encode_rows, flatten_record, sendable
 
 __all__ = [
     "LogCapture", "failed_to_load", "load_runs", "run_all", "run_batch", "run_guarded",
@@ -259,7 +259,7 @@ def run_all(
     rows: list[TaskResult] = []
     for run in runs:
         try:
-            results = run_guarded(run, run_context, worker, where)
+            results = run_guarded(run, run_context, worker, where, sendable)
         except BatchInterrupted as error:
             rows.extend(finished_before(error))
             break
@@ -271,14 +271,18 @@ def run_all(
 
 
 def run_guarded(
-    run: TaskRun, run_context: Mapping[str, Any], worker: str, where: str
+    run: TaskRun,
+    run_context: Mapping[str, Any],
+    worker: str,
+    where: str,
+    sendable: Sendable | None = None,
 ) -> list[TaskResult]:
-    """``run_chain`` (a run and its group), except that a task raising ``SystemExit`` or
-    ``KeyboardInterrupt`` fails (with ``where`` it was in the message) instead of taking
-    its worker down."""
+    """``run_chain`` (a run and its group; ``sendable`` where results cross processes),
+    except that a task raising ``SystemExit`` or ``KeyboardInterrupt`` fails (with
+    ``where`` it was in the message) instead of taking its worker down."""
     started = time.time()
     try:
-        return run_chain(run, run_context, worker)
+        return run_chain(run, run_context, worker, sendable)
     except BatchInterrupted:
         raise
     except BaseException as error:  # SystemExit / KeyboardInterrupt raised by the task
