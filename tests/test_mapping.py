@@ -437,6 +437,27 @@ def test_paused_children_wait_for_a_resume_that_lets_them_through(executor: Exec
     assert type(rest) is Success
 
 
+def test_a_mapped_state_seeded_by_hand_is_mapped_over_child_by_child(executor: Executor) -> None:
+    """A ``Mapped`` given in ``task_states`` with children and no result (as Prefect 1.x
+    users build one) gives its children's results to what maps over it or takes it whole,
+    and each child's state to the child downstream; a child that did not finish well runs
+    again (a resume's rule), the others do not."""
+    with Flow("map-seeded") as flow:
+        made = inc.map(numbers(3))
+        mapped_over = inc.map(made)
+        whole = total(made)
+    seeded = Mapped(map_states=[Success(result=5), Skipped(), Success(result=7)])
+    state = flow.run(executor=executor, task_states={made: seeded})
+    assert children(state.result[mapped_over]) == ["Success", "Skipped", "Success"]
+    assert state.result[mapped_over].result[::2] == [6, 8]
+    assert kind(state.result[whole]) == "Skipped"  # a skipped child skips the reduce
+    again = Mapped(map_states=[Success(result=5), Failed(result=ValueError("no")), Success(result=7)])
+    state = flow.run(executor=executor, task_states={made: again})
+    assert state.result[made].result == [5, 3, 7]  # child 1 ran again, from its element
+    assert state.result[mapped_over].result == [6, 4, 8]
+    assert state.result[whole].result == 15
+
+
 def test_a_mapped_ordering_edge_pairs_children_and_bounds_their_number(executor: Executor) -> None:
     with Flow("map-ordering") as flow:
         first = inc.map([1, 2])

@@ -88,7 +88,7 @@ import pickle
 import traceback
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, ClassVar, Generic
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, cast
 
 import cloudpickle
 from typing_extensions import Self, TypeVar
@@ -681,12 +681,16 @@ class Mapped(Success[R_co]):
     """A mapped task (``t.map(...)``) whose children have all finished.
 
     ``map_states`` lists the children's final states, in map-index order, and ``result``
-    their results (a failed child's entry is its exception, as in Prefect). It is a
+    their results (a failed child's entry is its exception, as in Prefect); a ``Mapped``
+    made with children and no result (seeded by hand: ``flow.run(task_states=...)``) takes
+    its children's, so what maps over it, or takes it whole, gets them. It is a
     ``Success`` whatever its children did: triggers and the flow's state look at the
     children one by one.
 
     >>> Mapped("Ready to proceed with mapping.", [2, 3], map_states=[Success(result=2), Success(result=3)]).n_map_states
     2
+    >>> Mapped(map_states=[Success(result=2), Failed(result=ValueError("x"))]).result
+    [2, ValueError('x')]
     """
 
     __slots__ = ("map_states",)
@@ -700,8 +704,11 @@ class Mapped(Success[R_co]):
         context: Mapping[str, Any] | None = None,
         map_states: list[State[Any]] | None = None,
     ) -> None:
+        children = list(map_states or [])
+        if result is None and children:
+            result = cast(R_co, [child.result for child in children])
         super().__init__(message, result, cached_inputs=cached_inputs, context=context)
-        self.map_states: list[State[Any]] = list(map_states or [])
+        self.map_states: list[State[Any]] = children
 
     @property
     def n_map_states(self) -> int:
