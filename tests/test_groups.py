@@ -147,39 +147,52 @@ def test_a_member_after_a_failed_source_ends_trigger_failed_as_unfused(executor:
         assert _fused(runs[-1][1], "fuse-source", ["fuse-boom", "fuse-left"]), runs[-1][1]
 
 
-@task(name="fuse-lock")
-def lock_maker() -> threading.Lock:
-    return threading.Lock()
+class Needy:
+    """Pickles, but does not unpickle (``__init__`` needs an argument pickle does not give)."""
+
+    def __init__(self, x: int) -> None:
+        self.x = x
+
+    def __reduce__(self) -> tuple[type[Needy], tuple[()]]:
+        return (Needy, ())
 
 
-@task(name="fuse-lock-user")
-def lock_user(lock: threading.Lock, folder: str) -> str:
-    Path(folder, "lock-user-ran").touch()
-    return type(lock).__name__
+@task(name="fuse-unsendable")
+def unsendable(kind: str) -> object:
+    return threading.Lock() if kind == "lock" else Needy(1)
 
 
-def test_a_member_is_never_fed_a_result_that_cannot_reach_the_parent(
-    executor: Executor, tmp_path: Path
+@task(name="fuse-unsendable-user")
+def unsendable_user(value: object, folder: str) -> str:
+    Path(folder, "user-ran").touch()
+    return type(value).__name__
+
+
+@pytest.mark.parametrize("kind", ["lock", "needy"])
+def test_a_member_that_ran_from_a_result_that_cannot_reach_the_parent_fails(
+    executor: Executor, tmp_path: Path, kind: str
 ) -> None:
-    """A result that cannot be pickled fails its task on a pool, and a member of its group
-    must not run from it in the worker: the scheduler, which never sees the value, would
-    not have run it (as when the two are not grouped)."""
+    """On a pool, a result that cannot be pickled (or unpickled) fails its task, and the
+    members of its group that ran from it in the worker fail too: the parent never sees
+    the value they ran from (ungrouped, it would not have run them). The flow fails."""
     with Flow("fuse-unsendable") as flow:
-        made = lock_maker()
-        used = lock_user(made, str(tmp_path))
+        made = unsendable(kind)
+        used = unsendable_user(made, str(tmp_path))
+        after = unsendable_user(used, str(tmp_path))
     state = flow.run(executor=executor)
-    records = _records(state.run_id)
-    if _name(executor) not in FUSES:  # in one process, a lock is a value like any other
+    if _name(executor) not in FUSES:  # in one process, any object is a value like another
         assert state.is_successful(), state.result
-        assert state.result[used].result == "lock"
+        assert state.result[used].result == {"lock": "lock", "needy": "Needy"}[kind]
         return
     assert state.is_failed()
     failed = state.result[made]
     assert type(failed).__name__ == "Failed", failed
-    assert "'fuse-lock' returned a lock that cannot be pickled" in (failed.message or "")
-    assert type(state.result[used]).__name__ == "TriggerFailed", state.result[used]
-    assert records["fuse-lock-user"].worker is None  # decided in the parent: it never ran
-    assert not Path(tmp_path, "lock-user-ran").exists()
+    assert "'fuse-unsendable' returned a" in (failed.message or "")
+    assert Path(tmp_path, "user-ran").exists()  # the member ran in the worker, grouped
+    dropped = "ran in the worker process from the result of 'fuse-unsendable', which cannot"
+    for member in (used, after):  # the one after the member too: it ran from its result
+        got = state.result[member]
+        assert type(got).__name__ == "Failed" and dropped in (got.message or ""), got
 
 
 def test_a_member_with_retries_is_retried_by_the_scheduler(

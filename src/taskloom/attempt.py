@@ -102,7 +102,6 @@ __all__ = [
     "FollowOn",
     "InGroup",
     "OVERRUN_THREAD",
-    "Sendable",
     "TaskResult",
     "TaskRun",
     "finished_before",
@@ -705,14 +704,7 @@ def unstop(thread: int) -> None:
     _stopped.discard(thread)
 
 
-#: What a process executor makes of a state before a member of its group is fed from it
-#: (``run_chain``): the state, or the failure it would be sent back as, by the task's name.
-Sendable = Callable[[str, State[Any]], State[Any]]
-
-
-def run_chain(
-    run: TaskRun, run_context: Mapping[str, Any], worker: str, sendable: Sendable | None = None
-) -> list[TaskResult]:
+def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list[TaskResult]:
     """Run ``run``, then each member of its group (``run.then``, in order) whose sources
     all ran and ended in a state that ``follows`` (``member_inputs``).
 
@@ -720,21 +712,11 @@ def run_chain(
     the rest. An interrupt (``KeyboardInterrupt``, ``SystemExit``) in a member goes on up
     carrying the results of the tasks that finished before it (``finished_before``): they
     finished, and are recorded so, wherever the interrupt is caught.
-
-    ``sendable`` (executors whose results cross processes) passes each source's state
-    before a member reads it: a result that cannot go back to the parent fails its task
-    there, so no member runs from a value the scheduler never sees, and the run ends as it
-    does when the member is not in the group (``TriggerFailed``).
     """
     first = _attempt(run, run_context, worker, time.time())
     results = [first]
     if not run.then:
         return results
-    sources: set[int] = set()
-    if sendable is not None:
-        sources = {source for follow in run.then for _, source in follow.sources}
-        if run.key in sources:
-            first = results[0] = _sent(first, run.task.name, sendable)
     states: dict[int, State[Any]] = {run.key: first.state}
     finished = first.finished
     for follow in run.then:
@@ -753,21 +735,10 @@ def run_chain(
         except BaseException as error:  # only interrupts: _attempt turns the rest into states
             setattr(error, _FINISHED, (results, follow.key))
             raise
-        if sendable is not None and follow.key in sources:
-            outcome = _sent(outcome, follow.task.name, sendable)
         states[follow.key] = outcome.state
         finished = outcome.finished
         results.append(outcome)
     return results
-
-
-def _sent(result: TaskResult, name: str, sendable: Sendable) -> TaskResult:
-    """``result`` with the state ``sendable`` makes of its own (see ``run_chain``)."""
-    state = sendable(name, result.state)
-    if state is result.state:
-        return result
-    key, _, started, finished, worker, ended, _, location = result
-    return result_row((key, state, started, finished, worker, ended, None, location))
 
 
 def _placed(result: TaskResult, started: float, finished: float, worker: str) -> TaskResult:

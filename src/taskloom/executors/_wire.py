@@ -14,7 +14,10 @@ One batch goes out as one pickle, its results come back as another::
 - **Opaque results.** The worker pickles every state itself and checks that it unpickles,
   so a result or exception that cannot travel fails only its own task, never the batch
   or the workers (``encode_rows``); an exception that cannot travel comes back as a
-  ``RemoteTaskError`` with its type, text and traceback (``unpicklable``).
+  ``RemoteTaskError`` with its type, text and traceback (``unpicklable``). The members of
+  its group that ran from such a result fail too (``ran_from_lost``): checked after the
+  batch, not before each member, so a batch whose results travel (nearly all) pays no
+  second pickle of any of them.
 - **Logs** travel flattened, so they pickle (``flatten_record``); a record whose extra
   attributes still do not pickle travels as its text (``encode_records``).
 - **The run context** is pickled once per flow run (``check_context`` names a value that
@@ -51,7 +54,7 @@ __all__ = [
     "flatten_record",
     "pack_state",
     "pickling_message",
-    "sendable",
+    "ran_from_lost",
     "unpack_state",
     "unpicklable",
     "unpicklable_loop",
@@ -267,9 +270,12 @@ def encode_rows(
     rows: Sequence[TaskResult],
     names: Mapping[int, str],
     prepare: Callable[[State[Any]], State[Any]] | None = None,
+    runs: Sequence[TaskRun] = (),
 ) -> bytes:
-    """All results of a batch in one pickle, checked to unpickle; if any state cannot
-    travel, that one becomes a failure of its own task and the others go as they are.
+    """All results of a batch (of ``runs``) in one pickle, checked to unpickle; if any
+    state cannot travel, that one becomes a failure of its own task, and so does each
+    member of its group that ran from its result (``ran_from_lost``: the parent never
+    sees that value, and would not have run it); the others go as they are.
 
     ``prepare`` (a large result left where it was made) applies once, before either try,
     so what it made (a shared-memory file, a value held on a worker) always reaches the
@@ -301,12 +307,20 @@ def encode_rows(
     except Exception:
         pass
     safe: list[WireRow] = []
-    for r, state in zip(rows, states):
+    fed = {follow.key: follow.sources for run in runs for follow in run.then}
+    lost: dict[int, str] = {}  # task -> the task whose result, that it ran from, cannot travel
+    for r, state in zip(rows, states):  # (a member comes after its sources)
         loop, ended = r.loop, r.ended
+        source = next((lost[s] for _, s in fed.get(r.key, ()) if s in lost), None)
+        if source is not None:
+            state, loop, lost[r.key] = ran_from_lost(names[r.key], source), None, source
+            safe.append((r.key, pack_state(state), r.started, r.finished, ended, loop, r.location))
+            continue
         try:
             pickle.loads(cloudpickle.dumps(pack_state(state)))
         except Exception as error:
             state, loop = unpicklable(names[r.key], state, error), None
+            lost[r.key] = names[r.key]
         if loop is not None:
             try:
                 pickle.loads(cloudpickle.dumps(loop))
@@ -315,31 +329,6 @@ def encode_rows(
                 state, loop, ended = unpicklable_loop(names[r.key], loop, error), None, True
         safe.append((r.key, pack_state(state), r.started, r.finished, ended, loop, r.location))
     return cloudpickle.dumps((worker, safe))
-
-
-#: Results that always pickle: ``sendable`` passes them without trying.
-_PICKLES = _ATOMIC | {bytearray}
-
-
-def sendable(task_name: str, state: State[Any]) -> State[Any]:
-    """``state``, or the failure ``encode_rows`` would send instead when its result cannot
-    be pickled: what a member of a group run in a worker is fed from (``run_chain``).
-
-    Buffers (NumPy's, pandas') are left out of the trial pickle, so a large array is not
-    copied to learn that it pickles."""
-    result = state._result
-    if type(result) in _PICKLES:
-        return state
-    try:
-        cloudpickle.dumps(result, 5, _out_of_band)
-    except Exception as error:
-        return unpicklable(task_name, state, error)
-    return state
-
-
-def _out_of_band(buffer: pickle.PickleBuffer) -> bool:
-    """Keep ``buffer`` out of the pickle (``sendable`` only asks whether it pickles)."""
-    return False
 
 
 def unpicklable_loop(task_name: str, loop: tuple[int, Any], error: Exception) -> State[Any]:
@@ -353,6 +342,17 @@ def unpicklable_loop(task_name: str, loop: tuple[int, Any], error: Exception) ->
         f"back from the worker process: {error!r}"
     )
     return Failed(message, TypeError(message))
+
+
+def ran_from_lost(task_name: str, source: str) -> State[Any]:
+    """The state to send for a member of a group that ran, in the worker, from a result of
+    ``source`` that cannot be sent back (``encode_rows``): its outcome is dropped."""
+    message = (
+        f"Task {task_name!r} ran in the worker process from the result of {source!r}, which "
+        f"cannot be sent back to the parent process (see {source!r}); its outcome is dropped. "
+        f"Make {source!r} return a value that pickles, or run the flow on LocalExecutor"
+    )
+    return Failed(message, RuntimeError(message))
 
 
 def unpicklable(task_name: str, state: State[Any], error: Exception) -> State[Any]:

@@ -44,7 +44,7 @@ import cloudpickle
 
 from .._tracebacks import NOTE_PREFIX, format_frames
 from ..attempt import (
-    BatchInterrupted, FollowOn, Sendable, TaskResult, TaskRun, finished_before, run_chain, stop,
+    BatchInterrupted, FollowOn, TaskResult, TaskRun, finished_before, run_chain, stop,
     stopped_link, unstop,
 )
 from ..context import current as _current_context
@@ -52,7 +52,7 @@ from ..logging import STDOUT_LOGGER, stdout_lines
 from ..errors import RemoteTaskError
 from ..states import Failed, State
 from ..task import Task
-from ._wire import encode_records, encode_rows, flatten_record, sendable
+from ._wire import encode_records, encode_rows, flatten_record
 
 __all__ = [
     "LogCapture", "failed_to_load", "load_runs", "run_all", "run_batch", "run_guarded",
@@ -183,6 +183,7 @@ def run_batch(
     records = capture.start(log_level) if capture is not None else []
     try:
         names = dict(keys)
+        runs: list[TaskRun] = []
         with stdout_lines(partial(_stdout_record, records)) if capture is not None else nullcontext():
             try:
                 run_context = _run_context(header)
@@ -191,7 +192,7 @@ def run_batch(
                 rows = failed_to_load(keys, error, worker, where)
             else:
                 rows = run_all(runs, run_context, worker, where)
-        return encode_rows(worker, rows, names, prepare), encode_records(records)
+        return encode_rows(worker, rows, names, prepare, runs), encode_records(records)
     finally:
         if capture is not None:
             capture.stop()
@@ -259,7 +260,7 @@ def run_all(
     rows: list[TaskResult] = []
     for run in runs:
         try:
-            results = run_guarded(run, run_context, worker, where, sendable)
+            results = run_guarded(run, run_context, worker, where)
         except BatchInterrupted as error:
             rows.extend(finished_before(error))
             break
@@ -271,18 +272,14 @@ def run_all(
 
 
 def run_guarded(
-    run: TaskRun,
-    run_context: Mapping[str, Any],
-    worker: str,
-    where: str,
-    sendable: Sendable | None = None,
+    run: TaskRun, run_context: Mapping[str, Any], worker: str, where: str
 ) -> list[TaskResult]:
-    """``run_chain`` (a run and its group; ``sendable`` where results cross processes),
-    except that a task raising ``SystemExit`` or ``KeyboardInterrupt`` fails (with
-    ``where`` it was in the message) instead of taking its worker down."""
+    """``run_chain`` (a run and its group), except that a task raising ``SystemExit`` or
+    ``KeyboardInterrupt`` fails (with ``where`` it was in the message) instead of taking
+    its worker down."""
     started = time.time()
     try:
-        return run_chain(run, run_context, worker, sendable)
+        return run_chain(run, run_context, worker)
     except BatchInterrupted:
         raise
     except BaseException as error:  # SystemExit / KeyboardInterrupt raised by the task
