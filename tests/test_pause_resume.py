@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 import taskloom
-from taskloom import Flow, signals, task, triggers
+from taskloom import Flow, signals, task, triggers, unmapped
 from taskloom.executors import Executor
 from taskloom.states import Paused, Pending, Resume, State, Success, TriggerFailed
 
@@ -244,3 +247,113 @@ def test_a_start_task_s_trigger_is_not_checked(tmp_path: Path, executor: Executo
     assert state.result[r].result == 2
     assert state.result[f].result == 3
     assert lines(log) == ["produce", "finish", "finish"]
+
+
+# -- a resume that names some paused tasks (``resume(..., tasks=...)``, ``--task``) ------------
+
+
+@task
+def bearer(token: str, log: str) -> str:
+    """Holds the secret's value: the journal does not store it (a resume makes it again)."""
+    record(log, "bearer")
+    return f"Bearer {token}"
+
+
+@task
+def length(header: str, log: str) -> int:
+    record(log, "length")
+    return len(header)
+
+
+@task(trigger=triggers.manual_only)
+def approve_length(n: int, log: str) -> int:
+    record(log, f"approve_length {n}")
+    return n + 1
+
+
+@task
+def joined(a: int, b: int, header: str) -> str:
+    return f"{a} {b} {header[:6]}"
+
+
+def test_paused_tasks_a_resume_does_not_name_stay_paused_with_their_inputs(
+    tmp_path: Path, executor: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Naming one paused task lets only it through: the others stay paused, with the
+    inputs they had, and are not decided again though a task upstream of them ran again;
+    an unstored result only what waits for them needs is not made again until they run."""
+    from taskloom.tasks.secrets import PrefectSecret
+    from taskloom.journal import default_journal
+    from taskloom.resume import resume
+
+    log = str(tmp_path / "log")
+    with Flow("resume-named") as flow:
+        token: Any = PrefectSecret("API_TOKEN")
+        header = bearer(token, log)
+        a = gate(5, log)
+        b = approve_length(length(header, log), log)
+        j = joined(a, b, header)
+    secret = "s3cr3t-" + tmp_path.name
+    monkeypatch.setenv("TASKLOOM_SECRETS_API_TOKEN", secret)  # what a resume reads it from
+    first = flow.run(executor=executor, context={"secrets": {"API_TOKEN": secret}})
+    assert_unfinished(first)
+    assert first.run_id is not None and lines(log) == ["bearer", "length"]
+
+    only_gate = resume(first.run_id, flow=flow, tasks=["gate"], executor=executor)
+    assert_unfinished(only_gate)
+    assert only_gate.run_id is not None
+    assert lines(log) == ["bearer", "length", "gate resume=True"]  # j waits for b: no bearer
+    b_row = {t.name: t for t in default_journal().load(only_gate.run_id).tasks}["approve_length"]
+    assert (b_row.state, b_row.inputs) == ("Paused", {"n": len(f"Bearer {secret}"), "log": log})
+
+    rest = resume(only_gate.run_id, flow=flow, tasks=["approve_length"], executor=executor)
+    assert type(rest) is Success, rest.result
+    n = len(f"Bearer {secret}")
+    assert rest.result[j].result == f"10 {n + 1} Bearer"
+    assert sorted(lines(log)[3:]) == [f"approve_length {n}", "bearer"]  # (either may go first)
+
+
+@task
+def waits(x: int, log: str) -> int:
+    """Pauses unless resumed (index 0 never pauses)."""
+    record(log, f"waits {x} resume={taskloom.context.get('resume')}")
+    if x > 0 and not taskloom.context.get("resume"):
+        raise signals.PAUSE(f"wait {x}")
+    return x
+
+
+@task
+def sum_of(xs: list[int]) -> int:
+    return sum(xs)
+
+
+def test_a_resume_lets_through_only_the_paused_children_it_names(
+    tmp_path: Path, executor: Executor
+) -> None:
+    """A child named lets only it through; its paused siblings stay paused and do not run;
+    the mapped task's name lets all its paused children through. A name that is not a
+    paused task (nor one that runs again) is refused before anything runs."""
+    from taskloom.journal import JournalError
+    from taskloom.resume import resume
+
+    log = str(tmp_path / "log")
+    with Flow("resume-named-children") as flow:
+        total = sum_of(waits.map([0, 1, 2], unmapped(log)))
+    first = flow.run(executor=executor)
+    assert_unfinished(first)
+    assert first.run_id is not None and len(lines(log)) == 3
+    for name, why in [("waits[0]", "is Success, so it does not run again"), ("nope", "named nope")]:
+        with pytest.raises(JournalError, match=re.escape(why)):
+            resume(first.run_id, flow=flow, tasks=[name], executor=executor)
+    assert len(lines(log)) == 3
+
+    one = resume(first.run_id, flow=flow, tasks=["waits[1]"], executor=executor)
+    assert_unfinished(one)
+    assert lines(log)[3:] == ["waits 1 resume=True"]
+    assert one.run_id is not None
+    both = resume(first.run_id, flow=flow, tasks=["waits"], executor=executor)
+    assert both.result[total].result == 3
+    assert sorted(lines(log)[4:]) == ["waits 1 resume=True", "waits 2 resume=True"]
+    last = resume(one.run_id, flow=flow, tasks=["waits[2]"], executor=executor)
+    assert last.result[total].result == 3
+    assert lines(log)[6:] == ["waits 2 resume=True"]

@@ -56,6 +56,7 @@ from .trace import ChildTrace, TaskTrace
 
 if TYPE_CHECKING:
     from .progress import RunObserver
+    from .runner import Resumed
 
 #: The message of a task's or child's state until it runs (``Pending``).
 NOT_RUN_MESSAGE = "Task not run."
@@ -111,6 +112,7 @@ class _Mapping:
     expansions: dict[int, _Expansion]
     dependents: dict[int, list[int]]
     task_log: TaskLog | None
+    resumed: Resumed | None
 
     if TYPE_CHECKING:  # the scheduler's methods this half calls (``runner._Scheduler``)
 
@@ -236,6 +238,9 @@ class _Mapping:
                 elif isinstance(state, Resume):
                     traces[slot].state = state
                     exp.resumed.add(k)
+                elif self.resumed is not None and (i, k) in self.resumed.held_children:
+                    traces[slot].state = state  # paused, and left so (``Resumed.held``)
+                    self.runnable[slot] = False
         if self.task_log is not None:  # a killed run then still knows it had n children
             for slot in exp.slots:  # (once their states are set: the writer reads them)
                 self.task_log.note(slot)
@@ -250,7 +255,7 @@ class _Mapping:
                     count += 1
                     self.dependents.setdefault(up, []).append(slot)
             waiting.append(count)
-            if count == 0 and not self.finished[slot]:
+            if count == 0 and not self.finished[slot] and self.runnable[slot]:
                 ready.append(slot)
         if self.observer is not None:  # children count as tasks: tell of each as it appears
             for slot in exp.slots:

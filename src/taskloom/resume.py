@@ -5,8 +5,11 @@ recorded it came from, or the ``flow`` you pass), and runs it on. What happens t
 depends on the class of the state the run left it in (``states.by_name(row.state)``; see
 ``runs_again`` and ``keeps_inputs`` in ``taskloom.states``):
 
-- paused tasks (all, or those named in ``tasks``) get a ``Resume`` state with their stored
-  inputs and run as ``start_tasks``;
+- paused tasks (all, or those named in ``tasks``; a mapped task's name names its paused
+  children) get a ``Resume`` state with their stored inputs and run as ``start_tasks``;
+  those not named stay paused with their inputs (``runner.Resumed.held``: not decided
+  again, even after a task upstream of them ran again), and a success whose result was
+  not stored is not made again for what waits for them;
 - other tasks that run again from inputs of their own (failed, retrying, or interrupted
   while running) run again with their stored inputs, but one that follows another task
   that runs again is decided in the run after it, as in a whole run (an ``all_finished``
@@ -261,11 +264,13 @@ def _run_unstored(
     waiting: list[int],
     decided: Mapping[int, State[Any]],
     remap: Set[int],
+    stays: list[bool],
 ) -> list[int]:
     """Run again every success whose result the run did not store (seeded with None, it
     fed None) and that a task which runs takes as an argument: a task of ``again`` that is
     not a start task (those have inputs of their own), or one of ``waiting`` (tasks the
-    run decides once what they take runs again: they join ``again`` then). Each such
+    run decides once what they take runs again: they join ``again`` then), unless it
+    ``stays`` (it waits for a task the resume leaves paused: it does not run). Each such
     success joins ``again`` (it is not seeded; what follows it keeps its recorded
     outcome); it starts from its own inputs where the resume knows them (into ``states``
     and ``starts``), else it runs after the tasks it takes them from, which join in turn.
@@ -274,8 +279,8 @@ def _run_unstored(
     again."""
     rerun: list[int] = []
     given = set(starts)
-    check = [i for i, inside in enumerate(again) if inside and i not in given]
-    check.extend(waiting)
+    check = [i for i, inside in enumerate(again) if inside and i not in given and not stays[i]]
+    check.extend(i for i in waiting if not stays[i])
     while check:
         i = check.pop()
         for u in _fed_by(compiled, i):
@@ -356,19 +361,25 @@ def _finished_upstream(
 
 
 def _mapped(
-    record: RunRecord, row: TaskRecord, children: list[TaskRecord], wanted: set[str]
+    record: RunRecord, row: TaskRecord, children: list[TaskRecord], wanted: set[str],
+    held: list[int],
 ) -> Mapped[Any]:
     """A mapped task's state from its children's records: each child's class and message,
     with its result where it is stored (or in the mapped task's stored list of results).
-    A paused child (every one, or those named in ``wanted``) gets ``Resume``: it runs."""
+    A paused child (every one, or those named in ``wanted``) gets ``Resume``: it runs;
+    one not named stays paused with its stored inputs, its index noted in ``held``."""
     results = row.result if row.has_result and isinstance(row.result, list) else None
     states: list[State[Any]] = []
-    for child in children:
+    for k, child in enumerate(children):
         if child.tampered:
             raise JournalError.tampered(record.run_id, child.name)
         kind = _kind(record, child)
         if issubclass(kind, Paused) and (not wanted or child.name in wanted):
             states.append(Resume(RESUMED_MESSAGE))
+            continue
+        if issubclass(kind, Paused):
+            states.append(kind(child.message, cached_inputs=child.inputs or {}))
+            held.append(k)
             continue
         if child.has_result:
             result = child.result
@@ -378,6 +389,50 @@ def _mapped(
             result = None
         states.append(kind(child.message, result))
     return mapped_state(states)
+
+
+def _wanted(record: RunRecord, kinds: list[type[State[Any]]], named: set[str]) -> set[str]:
+    """The paused tasks and children ``named`` lets through (a mapped task's name: its
+    paused children). A task that runs again anyway (failed, interrupted) may be named:
+    it lets none through. A JournalError names any other name."""
+    paused: set[str] = set()
+    again: set[str] = set()
+    states: dict[str, str] = {}
+    by_parent: dict[str, list[str]] = {}
+    for i, (row, kind) in enumerate(zip(record.tasks, kinds)):
+        states[row.name] = row.state
+        family = record.children.get(i, ())
+        for child in family:
+            states[child.name] = child.state
+            child_kind = _kind(record, child)
+            if issubclass(child_kind, Paused):
+                paused.add(child.name)
+            elif child_kind.runs_again:
+                again.add(child.name)
+        if family:
+            by_parent[row.name] = [c.name for c in family if c.name in paused]
+            if any(c.name in again for c in family):
+                again.add(row.name)
+        elif issubclass(kind, Paused):
+            paused.add(row.name)
+        elif kind.runs_again:
+            again.add(row.name)
+    wanted: set[str] = set()
+    for name in sorted(named):
+        if name not in states:
+            raise JournalError(f"run {record.run_id} has no task named {name}")
+        if name in paused or name in again:  # (named, a task that runs again holds the rest)
+            wanted.add(name)
+        if by_parent.get(name):
+            wanted.update(by_parent[name])
+        elif name not in wanted:
+            choice = ", ".join(sorted(paused)[:8]) + (", ..." if len(paused) > 8 else "")
+            raise JournalError(
+                f"run {record.run_id}: task {name!r} is {states[name]}, so it does not run "
+                "again; " + (f"--task names paused tasks to let through ({choice})" if paused
+                             else "the run has no paused task: resume it without --task")
+            )
+    return wanted
 
 
 def resume(
@@ -417,13 +472,8 @@ def resume(
     _read_stored(record, flow, compiled)
     rows = record.tasks
     secrets = _read_secrets(rows, record.children.values())
-    wanted = set(tasks)
-    names = {row.name for row in rows}
-    names.update(child.name for family in record.children.values() for child in family)
-    unknown = wanted - names
-    if unknown:
-        raise JournalError(f"run {record.run_id} has no task named {', '.join(sorted(unknown))}")
     kinds = [_kind(record, row) for row in rows]
+    wanted = _wanted(record, kinds, set(tasks))
     states: dict[int, State[Any]] = {}
     starts: list[int] = []
     # Tasks the run decides once what they take, which the run did not store, runs again.
@@ -432,9 +482,14 @@ def resume(
     own: dict[int, dict[str, Any] | None] = {}
     # Mapped tasks, from their children: the state the run left each child in.
     partial: list[int] = []
+    # Paused tasks not named (``tasks``): left paused, with their inputs (``Resumed.held``).
+    left_paused: list[int] = []
+    left_children: list[tuple[int, int]] = []
     for i, children in record.children.items():
-        mapped = _mapped(record, rows[i], children, wanted)
+        kept: list[int] = []
+        mapped = _mapped(record, rows[i], children, wanted, kept)
         states[i] = mapped
+        left_children.extend((i, k) for k in kept)
         if unfinished_children(mapped):
             partial.append(i)
     for i, (row, kind) in enumerate(zip(rows, kinds)):
@@ -443,7 +498,8 @@ def resume(
         if i in record.children:
             continue
         if issubclass(kind, Paused) and wanted and row.name not in wanted:
-            states[i] = Paused(row.message, cached_inputs=row.inputs or {})
+            states[i] = kind(row.message, cached_inputs=row.inputs or {})
+            left_paused.append(i)
             continue
         if not kind.keeps_inputs and not (issubclass(kind, Pending) and row.inputs is not None):
             continue  # (a pending task with inputs: a start task of a resume, killed)
@@ -520,6 +576,7 @@ def resume(
     rerun = _run_unstored(
         compiled, rows, kinds, states, starts, again, waiting, decided_here,
         record.children.keys() - set(partial),
+        compiled.downstream_closure([*left_paused, *{i for i, _ in left_children}]),
     )
     if rerun:
         _after_rerun(compiled, reached, rerun, states, starts, again)
@@ -550,6 +607,8 @@ def resume(
         start_tasks=[tasks_by_number[i] for i in starts],
         cache_store=None,
         journal=journal,
-        resumed=Resumed(record.run_id, frozenset(unstored)),
+        resumed=Resumed(
+            record.run_id, frozenset(unstored), frozenset(left_paused), frozenset(left_children)
+        ),
         progress=progress,
     )

@@ -16,7 +16,8 @@ of ``_Scheduler``. By task number ``i`` (a task's position in ``flow.tasks``):
     ``i`` is *ready*.
 ``runnable[i]``
     whether this run may run ``i`` at all: every task, or with ``start_tasks`` only they
-    and what follows them (``plan.downstream_closure``).
+    and what follows them (``plan.downstream_closure``); never a paused task a resume
+    holds (``Resumed.held``).
 ``ready``
     a stack of tasks to *decide*. Deciding (``_decide``) is skip propagation and then the
     trigger (``decide.decide``, a pure function of the task and its upstream states), then
@@ -235,10 +236,17 @@ _RUNNING: State[Any] = Running("Task handed to the executor.")
 class Resumed(NamedTuple):
     """The recorded run a run resumes (``taskloom.resume``): its id, and the tasks (by
     number) it seeds successful without their results, which that run did not store
-    (seeded with None: the task log does not write them as results, see ``recording``)."""
+    (seeded with None: the task log does not write them as results, see ``recording``).
+
+    ``held``: the paused tasks a resume that names some (``--task``) leaves paused, by
+    number, and ``held_children`` the children (mapped task's number, map index): they
+    keep their seeded ``Paused`` state and its inputs, and are not decided again, even
+    after a task upstream of them ran again (it ran for another task)."""
 
     run_id: str
     unstored: frozenset[int] = frozenset()
+    held: frozenset[int] = frozenset()
+    held_children: frozenset[tuple[int, int]] = frozenset()
 
 
 class _Scheduler(_Mapping):
@@ -298,6 +306,9 @@ class _Scheduler(_Mapping):
         self.runnable = runnable = (
             bytearray(compiled.downstream_closure(starts)) if starts else bytearray(b"\x01") * len(nodes)
         )
+        if self.resumed is not None:
+            for i in self.resumed.held:
+                runnable[i] = 0
         self.ready = [
             i for i in range(len(nodes))
             if runnable[i] and not finished[i] and (waiting[i] == 0 or i in starts)
