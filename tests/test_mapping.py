@@ -222,6 +222,53 @@ def test_mapping_over_a_failed_upstream_or_a_non_iterable_fails_the_parent(execu
     assert "'inc'" in str(failed.message) and "int" in str(failed.message) and "'x'" in str(failed.message)
 
 
+@task(trigger=triggers.all_finished)
+def cleanup(x: int) -> str:
+    return f"cleaned {x}"
+
+
+def test_a_failed_task_among_what_a_map_maps_over_is_each_childs_upstream(executor: Executor) -> None:
+    """As in Prefect 1.x, a map fails whole only when nothing it maps over succeeded; a
+    failed upstream task it maps over beside a list (a data argument or an ordering edge
+    of ``upstream_tasks``) is each child's upstream state: the children decide by their
+    own trigger (an ``all_finished`` cleanup runs for every element)."""
+    with Flow("map-beside-failed") as flow:
+        failed = boom()
+        cleaned = cleanup.map([1, 2], upstream_tasks=[failed])
+        ordered = inc.map([1, 2], upstream_tasks=[failed])
+        added = add.map([1, 2], failed)
+        cleaned_after = cleanup.map(failed)  # nothing else to map over: fails whole
+    state = flow.run(executor=executor)
+    assert state.result[cleaned].result == ["cleaned 1", "cleaned 2"]
+    assert children(state.result[ordered]) == ["TriggerFailed", "TriggerFailed"]
+    assert children(state.result[added]) == ["TriggerFailed", "TriggerFailed"]
+    assert type(state.result[cleaned_after]) is Failed
+    assert "No upstream states can be mapped over" in str(state.result[cleaned_after].message)
+
+
+@task
+def explode(x: object) -> list[int]:
+    if x == "skip":
+        raise signals.SKIP("skip me")
+    if x == "one":
+        return 7  # type: ignore[return-value]  # not a list: flatten passes it as one element
+    return list(range(int(x)))  # type: ignore[call-overload]  # "x" fails
+
+
+def test_flatten_over_a_mapped_task_keeps_each_childs_state(executor: Executor) -> None:
+    """``flatten`` over a mapped task: a child that failed or was skipped is one element,
+    and the child downstream sees its state (``TriggerFailed``, ``Skipped``) while the
+    others run; a child's result that is not a list is one element (Prefect 1.x)."""
+    with Flow("map-flatten-states") as flow:
+        made = explode.map([1, "x", 2, "skip", "one"])
+        incremented = inc.map(flatten(made))
+    state = flow.run(executor=executor)
+    assert children(state.result[made]) == ["Success", "Failed", "Success", "Skipped", "Success"]
+    got = state.result[incremented]
+    assert children(got) == ["Success", "TriggerFailed", "Success", "Success", "Skipped", "Success"]
+    assert [got.result[k] for k in (0, 2, 3, 5)] == [1, 1, 2, 8]
+
+
 @task
 def generated(n: int) -> Iterator[int]:
     return (i * i for i in range(n))

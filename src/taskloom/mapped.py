@@ -7,10 +7,15 @@ one per element, each a full task run (its own trigger, retries, cache, signals 
 
 - ``parent_decision``: whether the mapped task maps at all. As in Prefect 1.x its trigger
   is not checked (each child checks its own): a skipped upstream task skips it (unless one
-  failed: failure outranks skip, as for any task), and an upstream task it maps over that did
-  not succeed fails it (``"No upstream states can be mapped over."``);
+  failed: failure outranks skip, as for any task), and it fails (``"No upstream states can
+  be mapped over."``) when nothing it maps over succeeded. Something else it maps over (a
+  constant, a task that succeeded) gives its children; an upstream task it maps over
+  that failed gives each child its state (``TriggerFailed`` by the default trigger; an
+  ``all_finished`` child runs, given None), as in Prefect 1.x;
 - ``elements``: the elements one argument maps over (a generator is read once, in order;
-  ``flatten`` concatenates), or why it cannot be mapped over;
+  ``flatten`` concatenates), or why it cannot be mapped over; ``flattened_children``: the
+  same over a mapped task's children, where a child that did not succeed (or returned no
+  sequence) is one element, and keeps its state for the child downstream;
 - ``child_name``: ``name[i]``, the child's name in logs, the journal and progress.
 
 Child ``i`` gets element ``i`` of each mapped argument (the shortest argument decides how
@@ -25,15 +30,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .decide import propagated_skip
-from .states import Failed, Mapped, State
+from .states import Failed, Mapped, State, Success
 
 if TYPE_CHECKING:
     from .edges import Edge
     from .task import Task
 
 __all__ = [
-    "NOT_MAPPABLE", "Unmappable", "child_name", "elements", "mapped_state", "parent_decision",
-    "unfinished_children",
+    "NOT_MAPPABLE", "Unmappable", "child_name", "elements", "flattened_children", "mapped_state",
+    "parent_decision", "unfinished_children",
 ]
 
 NOT_MAPPABLE = "No upstream states can be mapped over."
@@ -45,21 +50,51 @@ class Unmappable(Exception):
 
 
 def parent_decision(
-    task: Task[Any, Any], upstream_states: Mapping[Edge, State[Any]]
+    task: Task[Any, Any], upstream_states: Mapping[Edge, State[Any]], maps_over_more: bool
 ) -> State[Any] | None:
     """What becomes of a mapped task before it maps: None to map, or the state it ends in.
 
     ``upstream_states`` are those of its upstream tasks that are finished (a mapped task
     it maps over child by child may still be running: its children decide for themselves).
     A mapped upstream reached through an unmapped edge counts child by child.
+    ``maps_over_more``: it also maps over what is not among them (a constant, a value
+    built of tasks' results, a mapped task still running), which always gives children.
     """
     skipped = propagated_skip(task, upstream_states)
     if skipped is not None:
         return skipped
+    if maps_over_more:
+        return None
+    failed: State[Any] | None = None
     for edge, state in upstream_states.items():
-        if edge.mapped and not state.is_successful():
-            return Failed(NOT_MAPPABLE, state.result)
-    return None
+        if edge.mapped:
+            if state.is_successful():
+                return None
+            failed = failed or state
+    return None if failed is None else Failed(NOT_MAPPABLE, failed.result)
+
+
+def flattened_children(state: Mapped[Any]) -> tuple[list[Any], list[State[Any]]]:
+    """What ``flatten`` over a mapped task gives the mapped task after it: the elements of
+    its children's results, one after the other, and for each the state its child sees
+    upstream. A child that did not succeed, or whose result is not a sequence (nor
+    iterable), is one element: its result (None for a failure), with its own state (a
+    child after a failed one ends ``TriggerFailed``, after a skipped one ``Skipped``)."""
+    items: list[Any] = []
+    states: list[State[Any]] = []
+    for child in state.map_states:
+        result = child.result
+        if child.is_successful() and not child.is_skipped():
+            if isinstance(result, Iterable):  # (as ``elements``: a string gives its letters)
+                elements = list(result)
+                items.extend(elements)
+                states.extend(Success(result=element) for element in elements)
+                continue
+        else:
+            result = None
+        items.append(result)
+        states.append(child)
+    return items, states
 
 
 def elements(task_name: str, key: str, value: object, flattened: bool) -> Sequence[Any]:

@@ -47,7 +47,7 @@ from ._run_args import RunArgs
 from .attempt import FollowOn, TaskRun, follows
 from .decide import decide
 from .executors.base import resolve_deferred
-from .mapped import Unmappable, child_name, elements, parent_decision
+from .mapped import Unmappable, child_name, elements, flattened_children, parent_decision
 from .plan import Node, rebuild
 from .recording import TaskLog
 from .states import Failed, Finished, Mapped, Paused, Pending, Resume, Running, State, Success
@@ -142,8 +142,10 @@ class _Mapping:
         task = node.task
         assert node.mapped is not None
         live = {j for j in node.childwise if j in self.expansions}
+        direct = dict(node.direct)
         decided = parent_decision(
-            task, {edge: traces[j].state for edge, j in node.in_edges if j not in live}
+            task, {edge: traces[j].state for edge, j in node.in_edges if j not in live},
+            bool(live) or any(key not in direct for key in node.mapped),
         )
         if decided is not None:
             self._settle(i, self._handled(i, decided))
@@ -152,7 +154,8 @@ class _Mapping:
         exp = _Expansion([])
         widths: list[int] = []
         results = {nodes[j].task: traces[j].state.result for j in node.upstream}
-        direct = dict(node.direct)
+        #: Over a mapped task, flattened: the state each child sees upstream, by argument.
+        seen: dict[str, list[State[Any]]] = {}
         try:
             for key, flattened in node.mapped.items():
                 j = direct.get(key, -1)
@@ -163,6 +166,13 @@ class _Mapping:
                 state = traces[j].state if j >= 0 else None
                 if stored is not None and key in stored:
                     value = stored[key]
+                elif state is not None and not state.is_successful():
+                    exp.shared[key] = None  # no elements: each child sees its state (below)
+                    continue
+                elif isinstance(state, Mapped) and flattened:
+                    exp.by_index[key], seen[key] = flattened_children(state)
+                    widths.append(len(seen[key]))
+                    continue
                 elif isinstance(state, Mapped) and not flattened:
                     value = state.result
                 elif state is not None:
@@ -196,15 +206,17 @@ class _Mapping:
             elif edge.mapped and isinstance(state, Mapped) and not edge.flattened:
                 exp.sources.append((edge, _CHILD, state.map_states))
                 widths.append(len(state.map_states))
-            elif edge.mapped and edge.key is not None:
+            elif edge.key in seen:
+                exp.sources.append((edge, _CHILD, seen[edge.key]))
+            elif edge.mapped and edge.key in exp.by_index:
                 exp.sources.append((edge, _ELEMENT, exp.by_index[edge.key]))
-            else:
+            else:  # unmapped, or a mapped upstream task that failed: each child sees it whole
                 exp.sources.append((edge, _WHOLE, j))
         exp.uniform = (
             getattr(task.trigger, "__module__", None) == triggers.__name__
             and all(kind in (_ELEMENT, _WHOLE) for _, kind, _ in exp.sources)
         )
-        self._add_children(i, exp, min(widths))
+        self._add_children(i, exp, min(widths, default=0))  # (Prefect 1.x: 0 without any)
 
     def _add_children(self, i: int, exp: _Expansion, n: int) -> None:
         """Make the ``n`` children of mapped task ``i``; ready those whose upstream
