@@ -17,7 +17,7 @@ from taskloom.errors import FlowDefinitionError
 from taskloom.executors import Executor
 from taskloom.journal import default_journal
 from taskloom.report import render_report
-from taskloom.states import Failed, Retrying, State, Success, TimedOut
+from taskloom.states import Failed, Mapped, Retrying, State, Success, TimedOut
 
 from ._cli import run_id, taskloom, write_flow
 from ._helpers import as_task, kind, lines, record
@@ -425,3 +425,58 @@ def test_a_copied_or_edited_flow_keeps_its_slugs_unique() -> None:
     flow.replace(keyed, other)
     assert flow.slugs == {other: "other-1"}
     flow.add_task(task(name="again", slug="key")(_raise_value_error))  # free again
+
+
+# -- a call's own options: task_args, mapped=True (Prefect 1.x's call keywords) ---------------
+
+
+@task(tags=["etl"])
+def flaky_once(x: int, folder: str) -> int:
+    """Fails on its first attempt in ``folder`` (a marker file), then returns ``x + 1``."""
+    marker = Path(folder, f"failed-{x}")
+    if not marker.exists():
+        marker.touch()
+        raise RuntimeError("first attempt")
+    return x + 1
+
+
+def test_task_args_set_a_calls_own_options_and_mapped_true_maps(
+    executor: Executor, tmp_path: Path
+) -> None:
+    """``t(..., task_args={...})`` (and ``t.map(..., task_args=...)``) gives that call's
+    copy its own options, the task's tags kept; ``t(xs, mapped=True)`` is ``t.map(xs)``;
+    the task itself, and its other calls, keep theirs."""
+    folder = str(tmp_path)
+    with Flow("task-args") as flow:
+        retried = flaky_once(1, folder, task_args={  # type: ignore[call-arg]
+            "name": "load-users", "tags": ["users"], "max_retries": 1, "retry_delay": NOW,
+        })
+        plain = flaky_once(2, folder)
+        mapped = flaky_once.map([3, 4], unmapped(folder), task_args={"name": "load-many"})
+        mapped_too = flaky_once([5], unmapped(folder), mapped=True)  # type: ignore[call-arg, arg-type]
+    state = flow.run(executor=executor)
+    names = [as_task(t).name for t in (retried, plain, mapped, mapped_too)]
+    assert names == ["load-users", "flaky_once", "load-many", "flaky_once"]
+    assert as_task(retried).tags == frozenset({"etl", "users"})
+    assert as_task(plain).tags == frozenset({"etl"}) and flaky_once.name == "flaky_once"
+    assert state.result[retried].result == 2 and kind(state.result[plain]) == "Failed"
+    many = state.result[mapped]
+    assert isinstance(many, Mapped) and [kind(c) for c in many.map_states] == ["Failed", "Failed"]
+    assert as_task(mapped).name == "load-many"
+    assert kind(state.result[mapped_too]) == "Mapped"
+
+
+@pytest.mark.parametrize(
+    ("task_args", "shown"),
+    [
+        ({"nmae": "x"}, "task_args has 'nmae', not a task option"),
+        ({"max_retries": -1}, "max_retries must be a whole number >= 0"),
+        ({"max_retries": 1}, "needs a retry_delay"),
+        (["name"], "task_args must be a dict of task options"),
+    ],
+)
+def test_bad_task_args_are_refused_when_the_flow_is_built(task_args: Any, shown: str) -> None:
+    with pytest.raises(FlowDefinitionError, match="Task 'flaky_once'") as caught:
+        with Flow("bad-task-args"):
+            flaky_once(1, "x", task_args=task_args)  # type: ignore[call-arg]
+    assert shown in str(caught.value)

@@ -711,8 +711,10 @@ class Task(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Add a copy of this task to the current flow, wired to ``args`` and ``kwargs``.
 
-        The special keyword ``upstream_tasks=[...]`` adds ordering-only edges, and
-        ``flow=`` names the flow outside a ``with Flow(...)`` block (as ``bind`` does).
+        The special keyword ``upstream_tasks=[...]`` adds ordering-only edges,
+        ``flow=`` names the flow outside a ``with Flow(...)`` block (as ``bind`` does),
+        ``task_args={"name": ..., "tags": [...], ...}`` sets options of the copy (as in
+        Prefect 1.x; tags are added to the task's), and ``mapped=True`` maps it (``map``).
         Returns the copy (typed as the task's result, so the type checker checks the wiring).
         """
         given = cast("_FlowBuilder | None", kwargs.pop("flow", None))
@@ -724,10 +726,43 @@ class Task(Generic[P, R]):
                 f"flow=...); to call the work itself, use {self.name}.run(...)"
             )
         upstream_tasks = cast("Iterable[object]", kwargs.pop("upstream_tasks", ()))
-        bound = self.copy()
+        task_args = cast("Mapping[str, Any] | None", kwargs.pop("task_args", None))
+        if kwargs.pop("mapped", False):  # Prefect 1.x's t(xs, mapped=True): t.map(xs)
+            return cast(R, self._map_in(flow, args, kwargs, upstream_tasks, task_args))
+        bound = self.copy() if task_args is None else self._copy_with(task_args)
         flow._bind(bound, bound.bind_arguments(args, kwargs), upstream_tasks)
         # The type checker reads the call as the result type; see the module docstring.
         return cast(R, bound)
+
+    def _copy_with(self, task_args: object) -> Task[P, R]:
+        """A copy (``copy``) with the options ``task_args`` gives it, checked as the
+        constructor checks them (Prefect 1.x's ``t(..., task_args={"name": ...})``); its
+        tags are the task's and those given."""
+        if not isinstance(task_args, Mapping):
+            raise FlowDefinitionError(
+                f"Task {self.name!r}: task_args must be a dict of task options (e.g. "
+                f"{{'name': 'load-users'}}), not {task_args!r}"
+            )
+        unknown = sorted(str(option) for option in task_args if option not in _OPTIONS)
+        if unknown:
+            raise FlowDefinitionError(
+                f"Task {self.name!r}: task_args has {', '.join(map(repr, unknown))}, not a "
+                f"task option; the options are {', '.join(_OPTIONS)}"
+            )
+        given = dict(task_args)
+        if "tags" in given:
+            given["tags"] = set(self.tags) | set(given["tags"])
+        options = {option: getattr(self, option) for option in _OPTIONS}
+        if options["cache_validator"] is duration_only:  # the default, which needs no cache_for
+            options["cache_validator"] = None
+        try:
+            checked: Task[..., Any] = Task(**(options | given))
+        except TaskDefinitionError as error:  # it names the throwaway: name the call's task
+            raise FlowDefinitionError(f"Task {self.name!r}, task_args: {error}") from None
+        new = self.copy()
+        for option in given:
+            setattr(new, option, getattr(checked, option))
+        return new
 
     # -- mapping ------------------------------------------------------------------------------
     # Mapped positional arguments are checked against `run`'s parameters (up to four, each
@@ -738,19 +773,21 @@ class Task(Generic[P, R]):
     def map(
         self: _Run1[A, T], a: Iterable[A] | Unmapped[A], /, *,
         upstream_tasks: Iterable[object] | None = None, flow: Flow | None = None,
+        task_args: Mapping[str, Any] | None = None,
     ) -> list[T]: ...
 
     @overload
     def map(
         self: _Run2[A, B, T], a: Iterable[A] | Unmapped[A], b: Iterable[B] | Unmapped[B], /, *,
         upstream_tasks: Iterable[object] | None = None, flow: Flow | None = None,
+        task_args: Mapping[str, Any] | None = None,
     ) -> list[T]: ...
 
     @overload
     def map(
         self: _Run3[A, B, C, T], a: Iterable[A] | Unmapped[A], b: Iterable[B] | Unmapped[B],
         c: Iterable[C] | Unmapped[C], /, *, upstream_tasks: Iterable[object] | None = None,
-        flow: Flow | None = None,
+        flow: Flow | None = None, task_args: Mapping[str, Any] | None = None,
     ) -> list[T]: ...
 
     @overload
@@ -758,12 +795,13 @@ class Task(Generic[P, R]):
         self: _Run4[A, B, C, D, T], a: Iterable[A] | Unmapped[A], b: Iterable[B] | Unmapped[B],
         c: Iterable[C] | Unmapped[C], d: Iterable[D] | Unmapped[D], /, *,
         upstream_tasks: Iterable[object] | None = None, flow: Flow | None = None,
+        task_args: Mapping[str, Any] | None = None,
     ) -> list[T]: ...
 
     @overload
     def map(
         self, *, upstream_tasks: Iterable[object] | None = None, flow: Flow | None = None,
-        **kwargs: Any,
+        task_args: Mapping[str, Any] | None = None, **kwargs: Any,
     ) -> list[R]: ...
 
     def map(
@@ -771,6 +809,7 @@ class Task(Generic[P, R]):
         *args: Any,
         upstream_tasks: Iterable[object] | None = None,
         flow: Flow | None = None,
+        task_args: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> Any:
         """Add a mapped copy of this task to the current flow: one child run per element.
@@ -786,7 +825,8 @@ class Task(Generic[P, R]):
         ...     squares = square.map([1, 2, 3])
         ...     total = add_up(squares)
 
-        Outside a ``with Flow(...)`` block, ``flow=`` names the flow.
+        Outside a ``with Flow(...)`` block, ``flow=`` names the flow; ``task_args`` sets
+        options of the copy (as on a call). ``t(xs, mapped=True)`` is ``t.map(xs)``.
         """
         target: _FlowBuilder | None = flow if flow is not None else active_flow.get()
         if target is None:
@@ -795,12 +835,23 @@ class Task(Generic[P, R]):
                 f"`with Flow(...)` or pass flow=... (to run the work itself, use "
                 f"{self.name}.run(...) in a loop)"
             )
-        bound = self.copy()
+        return self._map_in(target, args, kwargs, upstream_tasks or (), task_args)
+
+    def _map_in(
+        self,
+        flow: _FlowBuilder,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        upstream_tasks: Iterable[object],
+        task_args: Mapping[str, Any] | None,
+    ) -> Task[P, R]:
+        """The mapped copy ``map`` adds to ``flow`` (also ``t(xs, mapped=True)``)."""
+        bound = self.copy() if task_args is None else self._copy_with(task_args)
         if bound.__dict__.get("nout") is not None:
             # Its result is a list of the children's results, not the tuple nout counts
             # (as in Prefect 1.x, a mapped copy does not unpack).
             bound.nout = None
-        target._bind(bound, bound.bind_arguments(args, kwargs), upstream_tasks or (), mapped=True)
+        flow._bind(bound, bound.bind_arguments(args, kwargs), upstream_tasks, mapped=True)
         return bound
 
     # -- the imperative API (Prefect 1.x): this task itself, not a copy ----------------------
@@ -1111,6 +1162,10 @@ for _name in (
     "__index__ __matmul__ __rmatmul__ __lshift__ __rlshift__ __rshift__ __rrshift__"
 ).split():
     setattr(Task, _name, _raise_for_operator(_name))
+
+
+#: The options a task is made with (``Task``'s keywords), which ``task_args`` may set.
+_OPTIONS = tuple(inspect.signature(Task.__init__).parameters)[1:]
 
 
 class FunctionTask(Task[P, R]):
