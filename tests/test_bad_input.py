@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from taskloom import Flow, Task, task
+from taskloom.errors import TaskDefinitionError
 from taskloom.executors import Executor
 from taskloom.states import Resume, Success
 
@@ -153,3 +154,24 @@ def test_an_unpicklable_parameter_is_named_with_the_task_that_takes_it(
     assert "task 'takes_handle' (input 'handle')" in message, message
     assert "'parameters'" not in message, message
     assert lines(path) == []  # refused before any task ran
+
+
+class ForgotSuper(Task[Any, Any]):
+    """A Prefect 1.x mistake: an ``__init__`` that never calls ``Task.__init__``."""
+
+    def __init__(self, factor: int) -> None:
+        self.factor = factor
+
+    def run(self, x: int) -> int:
+        return x * self.factor
+
+
+@pytest.mark.parametrize("how", ["called in a flow block", "add_task"])
+def test_a_task_subclass_that_forgot_super_init_is_named(how: str) -> None:
+    """Not an ``AttributeError`` from inside the engine: the class and the fix."""
+    with pytest.raises(TaskDefinitionError, match=r"ForgotSuper\.__init__ did not call super\(\)"):
+        if how == "add_task":
+            Flow("forgot-super").add_task(ForgotSuper(3))
+        else:
+            with Flow("forgot-super"):
+                ForgotSuper(3)(2)

@@ -4,6 +4,7 @@ Prefect scenarios G44-G47), on every executor."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import io
 import logging
 import threading
@@ -16,6 +17,7 @@ import taskloom
 from taskloom import Flow, Task, signals, task
 from taskloom.errors import TaskDefinitionError
 from taskloom.executors import Executor, LocalExecutor
+from taskloom.handlers import StateHandler
 from taskloom.journal import default_journal
 from taskloom.logging import basic_config, get_logger
 from taskloom.states import (
@@ -23,7 +25,7 @@ from taskloom.states import (
     by_name,
 )
 
-from ._helpers import in_process, lines, record
+from ._helpers import as_task, in_process, lines, record
 
 
 def _seen() -> str:
@@ -58,6 +60,36 @@ def test_loop_until_a_result(tmp_path: Path, executor: Executor) -> None:
     assert type(state.result[t]) is Success and state.result[t].result == 3
     assert state.result[d].result == 13
     assert lines(log) == ["1,absent,1", "2,1,1", "3,2,1", "4,3,1"]
+
+
+def note_looped(log: str, task: object, old: State[Any], new: State[Any]) -> None:
+    if isinstance(new, Looped):
+        record(log, str(new.message))
+
+
+def test_a_loop_without_a_message_reads_task_is_looping(tmp_path: Path, executor: Executor) -> None:
+    """As in Prefect 1.x, ``raise LOOP(result=...)`` gives a ``Looped`` state whose message
+    is ``Task is looping (N)``, N the pass that looped; a message given is kept."""
+    log = str(tmp_path / "looped")
+
+    def passes(n: int) -> int:
+        so_far: int = taskloom.context.get("task_loop_result", 0)
+        if so_far < n:
+            raise signals.LOOP(result=so_far + 1)
+        return so_far
+
+    handlers: list[StateHandler] = [functools.partial(note_looped, log)]
+    quiet = task(name="quiet-loop", state_handlers=handlers)(passes)
+    with Flow("loop-message") as flow:
+        t = quiet(2)
+        loud = loop_to_three(None)
+    loud_task = as_task(loud)
+    loud_task.state_handlers = handlers
+    state = flow.run(executor=executor)
+    assert state.result[t].result == 2
+    assert sorted(lines(log)) == sorted(
+        ["Task is looping (1)", "Task is looping (2)", "at 0", "at 1", "at 2"]
+    )
 
 
 @task(max_retries=2, retry_delay=dt.timedelta(0))

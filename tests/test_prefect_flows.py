@@ -17,11 +17,14 @@ from typing import Any
 import pytest
 
 import taskloom
-from taskloom import CycleError, DateTimeParameter, Edge, Flow, Parameter, Task, task, unmapped
+from taskloom import (
+    CycleError, DateTimeParameter, Edge, Flow, Parameter, Task, defaults_from_attrs, pause_task, task,
+    unmapped,
+)
 from taskloom.errors import FlowDefinitionError
 from taskloom.executors import Executor, LocalExecutor
 from taskloom.migrate import migrate_source
-from taskloom.states import Mapped, Success
+from taskloom.states import Mapped, Paused, Resume, Success
 from taskloom.tasks.control_flow import case
 
 from ._cli import taskloom as run_cli
@@ -543,3 +546,41 @@ def test_a_task_called_in_one_flow_is_refused_as_an_input_of_another() -> None:
         second = Load()(numbers)
     assert user.run(executor=LocalExecutor()).result[first].result == [1, 2, 3]
     assert two.run(executor=LocalExecutor()).result[second].result == 6
+
+
+# -- prefect.utilities.tasks: defaults_from_attrs, pause_task ---------------------------------
+
+
+class Query(Task[..., str]):
+    """A Prefect 1.x style task class: ``run``'s defaults come from the instance."""
+
+    def __init__(self, table: str | None = None, **options: Any) -> None:
+        self.table = table
+        super().__init__(**options)
+
+    @defaults_from_attrs("table")
+    def run(self, table: str | None = None, limit: int = 1) -> str:
+        return f"{table}:{limit}"
+
+
+@task
+def deploy(log: str) -> str:
+    pause_task("approve the deploy")
+    record(log, "deployed")
+    return "done"
+
+
+def test_defaults_from_attrs_and_pause_task_as_in_prefect(executor: Executor, tmp_path: Path) -> None:
+    log = str(tmp_path / "log")
+    with Flow("task-utilities") as flow:
+        users = Query(table="users", name="users")()
+        orders = Query(table="users", name="orders")(table="orders", limit=2)
+        done = deploy(log)
+    state = flow.run(executor=executor)
+    assert state.result[users].result == "users:1"
+    assert state.result[orders].result == "orders:2"
+    paused = state.result[done]
+    assert isinstance(paused, Paused) and paused.message == "approve the deploy"
+    assert not Path(log).exists()
+    again = flow.run(executor=executor, task_states={**state.result, done: Resume()})
+    assert again.result[done].result == "done" and lines(log) == ["deployed"]

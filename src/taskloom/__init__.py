@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from . import cache_validators as cache_validators
 from . import signals as signals
+from .signals import pause_task as pause_task
 from . import triggers as triggers
 from .context import context as context
 from .edges import Edge as Edge
@@ -38,6 +39,7 @@ from .parameters import DateTimeParameter as DateTimeParameter
 from .task import Parameter as Parameter
 from .task import ParameterTask as ParameterTask
 from .task import Task as Task
+from .task import defaults_from_attrs as defaults_from_attrs
 from .task import task as task
 from .tasks.control_flow import case as case
 from .tasks.control_flow import ifelse as ifelse
@@ -62,11 +64,13 @@ __all__ = [
     "cache_validators",
     "case",
     "context",
+    "defaults_from_attrs",
     "flatten",
     "get_logger",
     "ifelse",
     "logging",
     "merge",
+    "pause_task",
     "signals",
     "switch",
     "task",

@@ -67,7 +67,7 @@ def _spec() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         "prefect.schedules": ("taskloom.schedules", "IntervalSchedule CronSchedule"),
         "prefect.utilities.logging": ("taskloom", "get_logger"),
         "prefect.utilities.edges": ("taskloom", "unmapped flatten"),
-        "prefect.utilities.tasks": ("taskloom", "task apply_map"),
+        "prefect.utilities.tasks": ("taskloom", "task apply_map defaults_from_attrs pause_task"),
         "prefect.utilities.notifications": ("taskloom.notifications", "slack_notifier"),
     }
     modules = {old: new for old, (new, _) in table.items()}

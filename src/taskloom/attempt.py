@@ -377,6 +377,14 @@ def _one_pass(task: Task[Any, Any], run: TaskRun) -> State[Any]:
     return Success(SUCCESS_MESSAGE, result)
 
 
+def _looping(state: State[Any], count: int) -> State[Any]:
+    """``state``, but a ``Looped`` one without a message (``raise LOOP(result=...)``) reads
+    ``Task is looping (N)``, N the pass that looped, as in Prefect 1.x."""
+    if type(state) is Looped and state.message is None:
+        return state.replace(message=f"Task is looping ({count})")
+    return state
+
+
 def _failed(task: Task[Any, Any], run: TaskRun, error: Exception) -> State[Any]:
     """The state of a pass that raised ``error`` (called while it is handled: the log
     record carries its traceback)."""
@@ -522,7 +530,7 @@ def _plain_attempt(
         except ENDRUN as ended:
             return _placed(_ended(task, run, ended), started, time.time(), worker)
         except TaskloomSignal as raised:
-            state = _masked(raised.to_state())
+            state = _masked(_looping(raised.to_state(), 1))
         except Exception as error:
             state = _masked(_failed(task, run, error))
     finally:
@@ -620,7 +628,7 @@ def _passes(
             else:
                 state = _one_pass(task, run)
             if state.message is not SUCCESS_MESSAGE:  # (most passes: nothing to mask)
-                state = _masked(state)
+                state = _masked(_looping(state, count))
             if persist is not None and location is not None and completes(persist, state):
                 state, written = persist.write_result(values["task_full_name"], state, location)
             if hooks is not None:

@@ -56,7 +56,7 @@ from .schedules import run_on_schedule as _run_on_schedule  # `run`'s keyword ha
 from .states import State
 from .task import (
     ParameterTask, Task, _FlowBuilder, _is_result, _nonempty_name, _tasks_in, active_flow,
-    flow_block_closed, flow_block_opened,
+    flow_block_closed, flow_block_opened, not_initialised,
 )
 
 if TYPE_CHECKING:
@@ -280,6 +280,8 @@ class Flow(FlowEditing):
         t = _as_task(task, f"Flow {self.name!r}: add_task's argument")
         if t in self._tasks:
             return t
+        if "name" not in t.__dict__:  # (its __init__ never ran Task's: every read would fail)
+            raise not_initialised(t)
         if isinstance(t, ParameterTask):
             other = self._parameters.get(t.name)
             if other is not None and other is not t:

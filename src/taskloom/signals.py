@@ -56,6 +56,7 @@ __all__ = [
     "TRIGGERFAIL",
     "TaskloomSignal",
     "VALIDATIONFAIL",
+    "pause_task",
 ]
 
 _UNSET: Any = object()
@@ -169,6 +170,22 @@ class PAUSE(TaskloomSignal):
 
     def to_state(self) -> states.State[Any]:
         return states.Paused(self.message, self.result, start_time=self.start_time)
+
+
+def pause_task(message: str | None = None, duration: _dt.timedelta | None = None) -> None:
+    """Pause the task that calls it, unless it runs resumed (Prefect 1.x's ``pause_task``):
+    ``PAUSE`` with ``message``, which resumes by itself after ``duration`` if given.
+
+    >>> @task                                       # doctest: +SKIP
+    ... def deploy() -> None:
+    ...     pause_task("approve the deploy")   # the next run that resumes it goes on
+    ...     ...
+    """
+    from .context import context  # (the context imports states, as this module does)
+
+    if not context.get("resume"):
+        start = None if duration is None else _dt.datetime.now(_dt.timezone.utc) + duration
+        raise PAUSE(message or "Pause signal raised during task execution.", start_time=start)
 
 
 class LOOP(TaskloomSignal):

@@ -52,10 +52,16 @@ if TYPE_CHECKING:
     from .flow import Flow
     from .results import Result
 
-__all__ = ["Parameter", "ParameterTask", "RESERVED_PARAMETERS", "Task", "TaskInput", "task"]
+__all__ = [
+    "Parameter", "ParameterTask", "RESERVED_PARAMETERS", "Task", "TaskInput", "defaults_from_attrs",
+    "task",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
+#: A ``run`` method's parameters and result (``defaults_from_attrs``).
+P2 = ParamSpec("P2")
+R2 = TypeVar("R2")
 T = TypeVar("T")
 A = TypeVar("A")
 B = TypeVar("B")
@@ -119,9 +125,23 @@ active_flow: ContextVar[_FlowBuilder | None] = ContextVar("taskloom.active_flow"
 def _read_on_handle(self: Task[Any, Any], name: str) -> Any:
     """``Task.__getattr__`` while a flow is being built (``flow_block_opened``): reading an
     attribute a task does not have (``total(xs).bit_length()``) explains handles."""
-    if name.startswith("__") or name in ("fn", "name"):  # copy and pickle probe these
+    if name.startswith("__"):  # copy and pickle probe these
+        raise AttributeError(name)
+    if "name" not in self.__dict__:  # not a handle: a task whose __init__ never ran Task's
+        raise not_initialised(self)
+    if name == "fn":  # probed too
         raise AttributeError(name)
     raise _handle_error(self, f"reading attribute {name!r}")
+
+
+def not_initialised(task: object) -> TaskDefinitionError:
+    """The error for a ``Task`` subclass whose ``__init__`` did not call ``Task``'s."""
+    kind = type(task).__qualname__
+    return TaskDefinitionError(
+        f"{kind}.__init__ did not call super().__init__(...): a Task subclass must call it, "
+        f"passing the task's options (e.g. super().__init__(name={kind!r}, **kwargs)), "
+        "before the task is used"
+    )
 
 
 # How many ``with Flow(...)`` blocks are open, in every thread. While one is, ``Task`` has
@@ -1162,6 +1182,34 @@ for _name in (
     "__index__ __matmul__ __rmatmul__ __lshift__ __rlshift__ __rshift__ __rrshift__"
 ).split():
     setattr(Task, _name, _raise_for_operator(_name))
+
+
+
+def defaults_from_attrs(*names: str) -> Callable[[Callable[P2, R2]], Callable[P2, R2]]:
+    """Fill the keyword arguments ``names`` of a ``Task`` subclass's ``run`` that are None
+    (or not given) from the task's attributes of the same names (Prefect 1.x's).
+
+    >>> class Query(Task[..., list[str]]):            # doctest: +SKIP
+    ...     def __init__(self, table: str | None = None, **options: Any) -> None:
+    ...         self.table = table
+    ...         super().__init__(**options)
+    ...     @defaults_from_attrs("table")
+    ...     def run(self, table: str | None = None) -> list[str]:
+    ...         return [f"SELECT * FROM {table}"]
+    """
+
+    def wrapper(run: Callable[P2, R2]) -> Callable[P2, R2]:
+        @functools.wraps(run)
+        def method(*args: P2.args, **kwargs: P2.kwargs) -> R2:
+            task = args[0]
+            for name in names:
+                if kwargs.get(name) is None:
+                    kwargs[name] = getattr(task, name)
+            return run(*args, **kwargs)
+
+        return method
+
+    return wrapper
 
 
 #: The options a task is made with (``Task``'s keywords), which ``task_args`` may set.
