@@ -469,7 +469,7 @@ def test_task_args_set_a_calls_own_options_and_mapped_true_maps(
 @pytest.mark.parametrize(
     ("task_args", "shown"),
     [
-        ({"nmae": "x"}, "task_args has 'nmae', not a task option"),
+        ({"nmae": "x"}, "task_args has 'nmae', neither a task option nor an attribute"),
         ({"max_retries": -1}, "max_retries must be a whole number >= 0"),
         ({"max_retries": 1}, "needs a retry_delay"),
         (["name"], "task_args must be a dict of task options"),
@@ -480,3 +480,29 @@ def test_bad_task_args_are_refused_when_the_flow_is_built(task_args: Any, shown:
         with Flow("bad-task-args"):
             flaky_once(1, "x", task_args=task_args)  # type: ignore[call-arg]
     assert shown in str(caught.value)
+
+
+class Scaled(Task[[int], int]):
+    def __init__(self, factor: int = 1, **options: Any) -> None:
+        self.factor = factor
+        super().__init__(**options)
+
+    def run(self, x: int) -> int:
+        return x * self.factor
+
+
+def test_copy_takes_options_and_attributes_as_in_prefect(executor: Executor) -> None:
+    """``t.copy(**task_args)`` (Prefect 1.x): options checked as the constructor checks
+    them, a subclass's own attributes set; the task itself keeps its own."""
+    base = Scaled(2, name="scaled")
+    copied = base.copy(name="tripled", factor=3, tags=["x"])
+    assert (copied.name, copied.factor, copied.tags) == ("tripled", 3, frozenset({"x"}))
+    assert (base.name, base.factor, base.tags) == ("scaled", 2, frozenset())
+    with Flow("copy-options") as flow:
+        a, b = base(5), copied(5)
+    state = flow.run(executor=executor)
+    assert (state.result[a].result, state.result[b].result) == (10, 15)
+    with pytest.raises(FlowDefinitionError, match="'nope', neither a task option nor an attribute"):
+        base.copy(nope=1)
+    with pytest.raises(FlowDefinitionError, match="needs a retry_delay"):
+        base.copy(max_retries=1)

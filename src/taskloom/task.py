@@ -36,7 +36,7 @@ from contextvars import ContextVar
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypedDict, TypeVar, cast, overload
 
-from typing_extensions import ParamSpec
+from typing_extensions import ParamSpec, Self
 
 from . import triggers as _triggers
 from .cache_validators import CacheValidator, duration_only
@@ -670,9 +670,11 @@ class Task(Generic[P, R]):
         fn: Callable[..., Any] | None = self.__dict__.get("fn")
         return fn if fn is not None else type(self).run
 
-    def copy(self) -> Task[P, R]:
+    def copy(self, **task_args: Any) -> Self:
         """A new task with the same options (what calling a task in a flow adds); a task
-        with a ``slug`` gives its copy ``<slug>-copy``.
+        with a ``slug`` gives its copy ``<slug>-copy``. ``task_args`` set options (checked
+        as the constructor checks them) or attributes of the copy, as in Prefect 1.x:
+        ``load.copy(name="load-users", max_retries=2, retry_delay=timedelta(0))``.
 
         Copies share their options: the unchanged copies of one task have one ``__dict__``
         between them (``_SHARED`` marks it), made at the first copy and kept by the
@@ -680,6 +682,8 @@ class Task(Generic[P, R]):
         calls holds one dict of options, not a million. Setting an attribute of a copy
         first gives it a dict of its own (``__setattr__``).
         """
+        if task_args:
+            return self._copy_with(task_args)
         new = object.__new__(type(self))
         mine = self.__dict__
         slug = mine.get("slug")
@@ -754,7 +758,7 @@ class Task(Generic[P, R]):
         # The type checker reads the call as the result type; see the module docstring.
         return cast(R, bound)
 
-    def _copy_with(self, task_args: object) -> Task[P, R]:
+    def _copy_with(self, task_args: object) -> Self:
         """A copy (``copy``) with the options ``task_args`` gives it, checked as the
         constructor checks them (Prefect 1.x's ``t(..., task_args={"name": ...})``); its
         tags are the task's and those given."""
@@ -763,13 +767,17 @@ class Task(Generic[P, R]):
                 f"Task {self.name!r}: task_args must be a dict of task options (e.g. "
                 f"{{'name': 'load-users'}}), not {task_args!r}"
             )
-        unknown = sorted(str(option) for option in task_args if option not in _OPTIONS)
+        unknown = sorted(
+            str(option) for option in task_args
+            if option not in _OPTIONS and not (isinstance(option, str) and hasattr(self, option))
+        )
         if unknown:
             raise FlowDefinitionError(
-                f"Task {self.name!r}: task_args has {', '.join(map(repr, unknown))}, not a "
-                f"task option; the options are {', '.join(_OPTIONS)}"
+                f"Task {self.name!r}: task_args has {', '.join(map(repr, unknown))}, neither a "
+                f"task option nor an attribute of the task; the options are {', '.join(_OPTIONS)}"
             )
-        given = dict(task_args)
+        given = {option: value for option, value in task_args.items() if option in _OPTIONS}
+        attributes = {name: value for name, value in task_args.items() if name not in _OPTIONS}
         if "tags" in given:
             given["tags"] = set(self.tags) | set(given["tags"])
         options = {option: getattr(self, option) for option in _OPTIONS}
@@ -782,6 +790,8 @@ class Task(Generic[P, R]):
         new = self.copy()
         for option in given:
             setattr(new, option, getattr(checked, option))
+        for name, value in attributes.items():  # a subclass's own (Prefect's copy sets any)
+            setattr(new, name, value)
         return new
 
     # -- mapping ------------------------------------------------------------------------------
