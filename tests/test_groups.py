@@ -14,6 +14,7 @@ per process, and another module's task of the same name could be slow.
 from __future__ import annotations
 
 import threading
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -58,10 +59,13 @@ def boom(x: int) -> int:
 
 @task(name="fuse-flaky", max_retries=1, retry_delay=timedelta(0))
 def flaky(x: int, folder: str) -> int:
-    """Fails on its first attempt in ``folder``, succeeds on the next."""
+    """Fails on its first attempt in ``folder``, succeeds on the next. The first attempt
+    lasts 2 ms: runs queued within a millisecond share one queue time (``runner``), and a
+    retry handed over sooner than that would read as queued with its group."""
     marker = Path(folder, "failed-once")
     if not marker.exists():
         marker.touch()
+        time.sleep(0.002)
         raise RuntimeError("first attempt fails")
     return x + 100
 

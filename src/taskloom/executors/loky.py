@@ -4,13 +4,18 @@ Batching, worker deaths and culprits, hard timeouts, large results and a run's l
 are the dispatcher's (``_dispatch``); the worker's steps are ``_worker.run_batch``. What
 is loky's own, each a lesson measured on loky (see the reliability catalogue):
 
-- **One pool per process** (and per worker count), started by the first run that needs it
+- **One pool per process** (and per worker count), started by the first send that needs it
   and shared by every run after it, also by runs from several threads at once.
+- **A channel to each worker** (``_Channel``): each worker runs ``_serve`` for as long as
+  the pool lives, and batches go to it over a Unix socket of its own, written by the
+  sending thread and read back by one thread of the channel's, not through loky's queues
+  (three threads' hand-offs a round trip). loky still starts the workers, sees them die
+  and kills them.
 - **Worker death** breaks the whole pool: every batch in flight on it, of every run,
   fails with the exit codes of the dead workers (the cause in a culprit's message). The
   next send replaces the broken pool, and only that one: a run that finds it already
   replaced by another run sends to the new pool.
-- **Batches**: one submission costs ~100-400 µs, so a task travels alone only past
+- **Batches**: one round trip costs ~50-400 µs, so a task travels alone only past
   ``LONG_TASK`` (5 ms), which is also what a group of follow-ons seen to be short may add
   to its run (``runner``, "Follow-ons").
 - **Timeouts** are hard in the worker (``SIGALRM``); a task stuck in C code past twice its
@@ -41,12 +46,18 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
+import shutil
 import signal
+import socket
+import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from typing import Any
+from multiprocessing.connection import Connection, wait
+from typing import Any, cast
 
 import cloudpickle
 import loky
@@ -145,6 +156,27 @@ def _run_batch(header: bytes, payload: bytes, keys: list[tuple[int, str]], log_l
         unstop(threading.get_ident())
 
 
+def _serve(path: str) -> None:
+    """What each pool worker runs for as long as its pool lives (``_Channel``): connect to
+    the parent at ``path``, say its PID, then run each batch the parent writes and write
+    back the reply, until the parent closes the connection."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(path)
+    conn = Connection(sock.detach())
+    conn.send_bytes(str(os.getpid()).encode())
+    while True:
+        try:
+            data = conn.recv_bytes()
+        except (EOFError, OSError):
+            return  # the parent closed the channel: its pool is going away
+        try:
+            header, payload, keys, level = pickle.loads(data)
+            answer: tuple[str | None, Reply | None] = (None, _run_batch(header, payload, keys, level))
+        except Exception as error:  # not a task's (those are states): the batch's machinery
+            answer = (f"the worker could not run the batch: {error!r}", None)
+        conn.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+
+
 def _resolve_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
     """The inputs with each ``SharedResult`` in them read from shared memory."""
     for name, value in inputs.items():
@@ -216,23 +248,16 @@ def _remove(path: str) -> None:
 class _Pool:
     """This process's pool of one size, and what the runs on it share."""
 
-    __slots__ = ("executor", "pids", "runs", "size", "workers")
+    __slots__ = ("channel", "pids", "runs", "size", "starting", "workers")
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self.executor: loky.ProcessPoolExecutor | None = None
+        self.channel: _Channel | None = None  # started by the first send that needs it
+        self.starting = threading.Lock()  # one run starts (or retires) the channel at a time
         self.runs = 0  # runs begun and not ended
         self.workers = Workers()
         #: The workers seen (each leads a process group): their groups are killed once they died.
         self.pids: set[int] = set()
-
-
-def _note_workers(pool: _Pool, executor: loky.ProcessPoolExecutor) -> None:
-    """Remember the PIDs of ``executor``'s workers (loky forgets them when they die)."""
-    processes: Mapping[int, object] = getattr(executor, "_processes", None) or {}
-    if not pool.pids.issuperset(processes):
-        with _pools_lock:
-            pool.pids.update(processes)
 
 
 def _kill_orphans(pool: _Pool) -> None:
@@ -250,27 +275,42 @@ _pools_lock = threading.Lock()
 
 
 def _join(size: int) -> _Pool:
-    """The pool of ``size`` workers for one more run, started if it is not."""
+    """The pool of ``size`` workers for one more run (its workers start at its first send)."""
     with _pools_lock:
         pool = _pools.get(size)
         if pool is None:
             pool = _pools[size] = _Pool(size)
         pool.runs += 1
-        if pool.executor is None:
-            pool.executor = _new_executor(size)
         return pool
 
 
-def _replace(pool: _Pool, broken: loky.ProcessPoolExecutor | None) -> loky.ProcessPoolExecutor:
-    """A working executor for ``pool``: a new one if it still has ``broken``."""
-    with _pools_lock:
-        if pool.executor is broken or pool.executor is None:
-            if broken is not None:
-                broken.shutdown(wait=True, kill_workers=True)
-            pool.executor = _new_executor(pool.size)
-        executor = pool.executor
+def _channel(pool: _Pool) -> _Channel:
+    """``pool``'s working channel: started if it has none, a new one if it broke."""
+    channel = pool.channel
+    if channel is not None and channel.broken is None:
+        return channel
+    with pool.starting:
+        channel = pool.channel
+        if channel is not None and channel.broken is not None:
+            _retire_locked(pool, channel)
+            channel = None
+        if channel is None:
+            channel = pool.channel = _Channel(pool.size, pool.pids)
+            _close_at_exit()
+        return channel
+
+
+def _retire(pool: _Pool, channel: _Channel | None) -> None:
+    """Shut ``channel`` down if it is still ``pool``'s (the next send starts a new one)."""
+    with pool.starting:
+        if channel is not None and pool.channel is channel:
+            _retire_locked(pool, channel)
+
+
+def _retire_locked(pool: _Pool, channel: _Channel) -> None:
+    pool.channel = None
+    channel.close()
     _kill_orphans(pool)
-    return executor
 
 
 def _leave(pool: _Pool, abandoned: Sequence[Future[Reply]] | None) -> None:
@@ -278,11 +318,9 @@ def _leave(pool: _Pool, abandoned: Sequence[Future[Reply]] | None) -> None:
     docstring: by shutting the pool down if no other run uses it)."""
     with _pools_lock:
         pool.runs -= 1
-        executor = None
-        if abandoned is not None and pool.runs == 0:
-            executor, pool.executor = pool.executor, None
-    if executor is not None:
-        executor.shutdown(wait=True, kill_workers=True)
+        last = abandoned is not None and pool.runs == 0
+    if last:
+        _retire(pool, pool.channel)
     elif abandoned:
         for future in abandoned:
             if not future.cancel():  # running: it finishes, and no run takes its results
@@ -301,10 +339,223 @@ def _drop_shared(future: Future[Reply]) -> None:
             _remove(result.path)
 
 
-def _new_executor(size: int) -> loky.ProcessPoolExecutor:
-    return loky.ProcessPoolExecutor(
-        max_workers=size, initializer=_init_worker, initargs=(os.getpid(),)
-    )
+#: The process whose exit closes its channels (``_close_at_exit``), once.
+_exit_hook_pid = -1
+
+
+def _close_at_exit() -> None:
+    """At the interpreter's exit, close every channel's connections first: each worker's
+    ``_serve`` then returns, so loky's own exit hook, which waits for the calls its
+    workers run, does not wait forever. (Registered after loky's, it runs before it.)"""
+    global _exit_hook_pid
+    if _exit_hook_pid != os.getpid():
+        _exit_hook_pid = os.getpid()
+        # (``threading._register_atexit``, as loky's hook: run before threads are joined)
+        register: Callable[[Callable[[], None]], None] = getattr(threading, "_register_atexit")
+        register(_close_channels)
+
+
+def _close_channels() -> None:
+    for pool in list(_pools.values()):
+        if pool.channel is not None:
+            pool.channel.hang_up()
+
+
+class _Channel:
+    """A loky pool whose workers each run ``_serve``: a batch goes to an idle worker over a
+    connection of its own, written by the thread that sends it, and its reply is read by
+    one thread of the channel's, which completes the batch's future.
+
+    Why not ``executor.submit``: loky's queues pass a call through two threads of the
+    parent on the way out (its manager thread, its queue's feeder) and one on the way back,
+    and each waits for the interpreter the scheduler's thread holds (see "Where W1's and
+    W2's time goes" in the README); here the way out has none. loky still owns the
+    processes: it starts them (``_init_worker``), sees them die, and kills them.
+
+    Workers connect as they start (the channel's thread accepts them); until one is idle,
+    a batch waits in the channel, and the first worker free takes it. A worker's death
+    breaks the pool, as in loky: every batch out, and every batch waiting, fails with
+    ``BrokenProcessPool`` (loky's error, with the exit codes, when loky has it), and the
+    next send starts a new pool (``_channel``)."""
+
+    def __init__(self, size: int, noted: set[int]) -> None:
+        self.size = size
+        self.pids: list[int] = []
+        self._noted = noted  # the pool's: every worker it had (``_kill_orphans``)
+        self.broken: BaseException | None = None
+        self._lock = threading.Lock()
+        self._conns: list[Connection] = []
+        self._idle: list[Connection] = []
+        self._busy: dict[Connection, Future[Reply]] = {}
+        self._waiting: deque[tuple[Future[Reply], bytes]] = deque()  # no worker was idle
+        self._closing = False
+        self._folder = tempfile.mkdtemp(prefix="taskloom-pool-")  # 0700: only this user connects
+        path = os.path.join(self._folder, "socket")
+        self._listener: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(path)
+        self._listener.listen(size)
+        self._wake_r, self._wake_w = os.pipe()  # wakes the channel's thread (``close``)
+        self.executor = loky.ProcessPoolExecutor(
+            max_workers=size, initializer=_init_worker, initargs=(os.getpid(),)
+        )
+        self._serving = [self.executor.submit(_serve, path) for _ in range(size)]
+        for serving in self._serving:  # a worker that cannot start breaks the pool
+            serving.add_done_callback(self._served)
+        threading.Thread(target=self._read, name="taskloom-loky-replies", daemon=True).start()
+
+    def send(self, args: tuple[bytes, bytes, list[tuple[int, str]], int]) -> Future[Reply]:
+        """Start a batch (``_run_batch``'s arguments) on an idle worker, or on the first
+        one free; raises ``BrokenProcessPool`` once the pool broke."""
+        data = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
+        future: Future[Reply] = Future()
+        with self._lock:
+            if self.broken is not None:
+                raise BrokenProcessPool(f"the pool broke: {self.broken}")
+            if not self._idle:  # starting, or more runs share the pool than it has workers
+                self._waiting.append((future, data))
+                return future
+            conn = self._idle.pop()
+            self._busy[conn] = future
+        future.set_running_or_notify_cancel()  # running: cancel() refuses it (``_leave``)
+        self._write(conn, data)
+        return future
+
+    def _write(self, conn: Connection, data: bytes) -> None:
+        try:
+            conn.send_bytes(data)
+        except OSError:
+            pass  # the worker died: the channel's thread sees its connection end
+
+    def _read(self) -> None:
+        """The channel's thread: it accepts the workers as they start, completes a batch's
+        future with its reply and gives the worker the next batch waiting; the first
+        connection that ends breaks the pool, and ``close`` ends it."""
+        try:
+            while True:
+                listener = self._listener
+                waitables: list[Any] = [self._wake_r, *self._conns]
+                if listener is not None:
+                    waitables.append(listener)
+                for ready in wait(waitables):
+                    if ready is self._wake_r:
+                        return
+                    if ready is listener:
+                        self._accept(listener)
+                        continue
+                    conn = cast(Connection, ready)
+                    error, reply = pickle.loads(conn.recv_bytes())
+                    with self._lock:
+                        future = self._busy.pop(conn)
+                    self._free(conn)
+                    if error is not None:
+                        future.set_exception(RuntimeError(error))
+                    else:
+                        future.set_result(reply)
+        except Exception as ended:  # (EOFError, OSError: a worker's connection ended)
+            self._break(self._death() or BrokenProcessPool(f"a worker's connection ended: {ended!r}"))
+        finally:
+            os.close(self._wake_r)
+
+    def _accept(self, listener: socket.socket) -> None:
+        """A worker started: take its connection and PID, and give it a batch waiting."""
+        accepted, _ = listener.accept()
+        conn = Connection(accepted.detach())
+        pid = int(conn.recv_bytes())
+        with _pools_lock:
+            self._noted.add(pid)
+        with self._lock:
+            self.pids.append(pid)
+            self._conns.append(conn)
+            if len(self._conns) == self.size:
+                self._listener = None
+        if self._listener is None:
+            listener.close()
+            shutil.rmtree(self._folder, ignore_errors=True)
+        self._free(conn)
+
+    def _free(self, conn: Connection) -> None:
+        """``conn``'s worker is free (started, or done with its batch): it takes the next
+        batch waiting, if any, else it is idle."""
+        data = None
+        with self._lock:
+            while self._waiting:
+                waiting, data = self._waiting.popleft()
+                if waiting.set_running_or_notify_cancel():  # (else cancelled: a run gave up)
+                    self._busy[conn] = waiting
+                    break
+                data = None
+            if data is None:
+                self._idle.append(conn)
+        if data is not None:
+            self._write(conn, data)
+
+    def _served(self, serving: Future[None]) -> None:
+        """A worker's ``_serve`` ended (loky's thread): if the pool broke (a worker that
+        could not start, or died), every batch fails with loky's error."""
+        error = None if serving.cancelled() else serving.exception()
+        if error is not None and not self._closing:
+            self._break(error)
+
+    def _break(self, error: BaseException) -> None:
+        """The pool broke (or is shut down): fail every batch out and waiting with ``error``."""
+        if self._closing:
+            error = ShutdownExecutorError("the pool was shut down")
+        with self._lock:
+            if self.broken is None:
+                self.broken = error
+            error = self.broken
+            futures = [*self._busy.values(), *(future for future, _ in self._waiting)]
+            self._busy.clear()
+            self._waiting.clear()
+        for future in futures:
+            if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
+                future.set_exception(error)
+
+    def _death(self) -> BaseException | None:
+        """loky's error for the worker that died (it names the exit codes), if loky tells
+        within a moment."""
+        if self._closing:
+            return None
+        deadline = time.monotonic() + 2.0
+        for serving in self._serving:
+            try:
+                error = serving.exception(timeout=max(0.0, deadline - time.monotonic()))
+            except Exception:  # (a timeout, or cancelled)
+                continue
+            if isinstance(error, BrokenProcessPool):
+                return error
+        return None
+
+    def close(self) -> None:
+        """Shut the pool down, its workers and what they run killed (``_retire``)."""
+        self._closing = True
+        self.executor.shutdown(wait=True, kill_workers=True)
+        self.hang_up()
+
+    def hang_up(self) -> None:
+        """Close the parent's ends of the connections and stop the channel's thread: each
+        worker's ``_serve`` returns once it is done with its batch."""
+        self._closing = True
+        with self._lock:
+            conns, listener, self._listener = list(self._conns), self._listener, None
+        try:
+            os.write(self._wake_w, b"x")
+            os.close(self._wake_w)
+        except OSError:
+            pass
+        for conn in conns:
+            try:
+                # shutdown, not only close: the thread's poll may hold the socket open,
+                # and a close alone would not end the connection for the worker
+                with socket.socket(fileno=os.dup(conn.fileno())) as end:
+                    end.shutdown(socket.SHUT_RDWR)
+                conn.close()
+            except OSError:
+                pass
+        if listener is not None:
+            listener.close()
+        shutil.rmtree(self._folder, ignore_errors=True)
+        self._break(ShutdownExecutorError("the pool was shut down"))
 
 
 class _LokyRun:
@@ -323,26 +574,18 @@ class _LokyRun:
 
     def start(self, header: bytes, log_level: int) -> tuple[int, Workers]:
         self._header, self._log_level = header, log_level
-        self._pool = _join(self._size)  # the workers start while the scheduler decides
+        self._pool = _join(self._size)  # (its workers start at the first send)
         return self._size, self._pool.workers
 
     def encode(self, templates: Templates, batch: Sequence[TaskRun]) -> bytes:
         return templates.encode(batch)
 
     def send(self, payload: bytes, keys: Sequence[tuple[int, str]]) -> Future[Reply]:
-        executor = self._pool.executor
         args = (self._header, payload, list(keys), self._log_level)
         try:
-            if executor is not None:
-                sent = executor.submit(_run_batch, *args)
-                _note_workers(self._pool, executor)  # started by the submit, if new
-                return sent
-        except (BrokenProcessPool, ShutdownExecutorError, RuntimeError):
-            pass  # a worker died since the last send, or the pool was stopped: replace it
-        executor = _replace(self._pool, executor)
-        sent = executor.submit(_run_batch, *args)
-        _note_workers(self._pool, executor)
-        return sent
+            return _channel(self._pool).send(args)
+        except BrokenProcessPool:  # a worker died since the last send: a new pool takes it
+            return _channel(self._pool).send(args)
 
     def receive(self, sent: Sequence[Future[Reply]]) -> list[Reply | BaseException]:
         # exception(), not a raising result(): raised here, the pool's error object would
@@ -378,20 +621,19 @@ class _LokyRun:
 
     def interrupt(self) -> bool:
         with _pools_lock:
-            executor = self._pool.executor if self._pool.runs == 1 else None
-        if executor is None:  # other runs use the pool: their batches must go on
+            channel = self._pool.channel if self._pool.runs == 1 else None
+        if channel is None:  # other runs use the pool: their batches must go on
             return False
-        processes: Mapping[int, object] = getattr(executor, "_processes", None) or {}
-        for pid in list(processes):
+        for pid in channel.pids:
             try:
                 os.kill(pid, INTERRUPT_SIGNAL)
             except OSError:
                 pass
-        return bool(processes)
+        return bool(channel.pids)
 
     def kill(self, sent: Future[Reply]) -> bool:
-        if not sent.done():  # then it is on the current executor: its pool never broke
-            _replace(self._pool, self._pool.executor)
+        if not sent.done():  # then it is on the current channel: its pool never broke
+            _retire(self._pool, self._pool.channel)
         return True
 
     def stop(self, abandoned: Sequence[Future[Reply]] | None) -> None:
