@@ -262,11 +262,28 @@ def test_flatten_over_a_mapped_task_keeps_each_childs_state(executor: Executor) 
     with Flow("map-flatten-states") as flow:
         made = explode.map([1, "x", 2, "skip", "one"])
         incremented = inc.map(flatten(made))
+        described = describe.map(flatten(made))  # all_finished: it runs after the failure
     state = flow.run(executor=executor)
     assert children(state.result[made]) == ["Success", "Failed", "Success", "Skipped", "Success"]
     got = state.result[incremented]
     assert children(got) == ["Success", "TriggerFailed", "Success", "Success", "Skipped", "Success"]
     assert [got.result[k] for k in (0, 2, 3, 5)] == [1, 1, 2, 8]
+    assert state.result[described].result[1] == "ValueError"  # the failure's exception
+
+
+@task(trigger=triggers.all_finished)
+def describe(x: object) -> str:
+    return type(x).__name__
+
+
+def test_a_map_over_a_failed_task_and_only_an_ordering_edge_fails(executor: Executor) -> None:
+    """An ordering edge to a plain task gives no elements: beside a failed task mapped
+    over, nothing is left to map over (not a map of no children, which reads as success)."""
+    with Flow("map-failed-and-order") as flow:
+        over = inc.map(boom(), upstream_tasks=[five()])
+    state = flow.run(executor=executor)
+    assert type(state.result[over]) is Failed and state.is_failed()
+    assert "No upstream states can be mapped over" in str(state.result[over].message)
 
 
 @task

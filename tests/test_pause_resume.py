@@ -357,3 +357,64 @@ def test_a_resume_lets_through_only_the_paused_children_it_names(
     last = resume(one.run_id, flow=flow, tasks=["waits[2]"], executor=executor)
     assert last.result[total].result == 3
     assert lines(log)[6:] == ["waits 2 resume=True"]
+
+
+@task(trigger=triggers.manual_only)
+def approve_all(log: str) -> int:
+    record(log, "approve_all")
+    return 1
+
+
+@task
+def tenfold(x: int) -> int:
+    return x * 10
+
+
+def test_a_resume_runs_a_mapped_tasks_paused_child_beside_another_paused_task(
+    tmp_path: Path, executor: Executor
+) -> None:
+    """A plain resume lets every paused task through: a mapped task's paused child too,
+    though another paused task makes the resume's start tasks (it was left unrun, and the
+    run ended with the map unfinished)."""
+    from taskloom.resume import resume
+
+    log = str(tmp_path / "log")
+    with Flow("resume-child-and-task") as flow:
+        waited = waits.map([0, 1, 2], unmapped(log))
+        total = sum_of(waited)
+        approve_all(log)
+    first = flow.run(executor=executor)
+    assert_unfinished(first)
+    assert first.run_id is not None
+    again = resume(first.run_id, flow=flow, executor=executor)
+    assert type(again) is Success, again.result
+    assert again.result[total].result == 3
+    assert sorted(lines(log)[3:]) == ["approve_all", "waits 1 resume=True", "waits 2 resume=True"]
+
+
+def test_a_map_over_a_mapped_task_a_resume_kept_maps_over_its_children(
+    tmp_path: Path, executor: Executor
+) -> None:
+    """A resume that keeps a mapped task as it was (its children finished) records its
+    children: the resume after it maps over them, where it mapped over none."""
+    from taskloom.resume import resume
+
+    log = str(tmp_path / "log")
+    with Flow("resume-mapped-twice") as flow:
+        made = plus_one.map([1, 2, 3])
+        gate_a, gate_b = gate(1, log), approve_all(log)
+        tens = tenfold.map(made, upstream_tasks=[unmapped(gate_b)])
+    first = flow.run(executor=executor)
+    assert first.run_id is not None
+    only_a = resume(first.run_id, flow=flow, tasks=["gate"], executor=executor)
+    assert_unfinished(only_a)
+    assert only_a.run_id is not None
+    rest = resume(only_a.run_id, flow=flow, executor=executor)
+    assert type(rest) is Success, rest.result
+    assert rest.result[tens].result == [20, 30, 40]
+    assert rest.result[gate_a].is_successful()
+
+
+@task
+def plus_one(x: int) -> int:
+    return x + 1

@@ -575,10 +575,12 @@ def test_defaults_from_attrs_and_pause_task_as_in_prefect(executor: Executor, tm
     with Flow("task-utilities") as flow:
         users = Query(table="users", name="users")()
         orders = Query(table="users", name="orders")(table="orders", limit=2)
+        given_none = Query(table="users", name="none")(table=None)  # stays None (Prefect's)
         done = deploy(log)
     state = flow.run(executor=executor)
     assert state.result[users].result == "users:1"
     assert state.result[orders].result == "orders:2"
+    assert state.result[given_none].result == "None:1"
     paused = state.result[done]
     assert isinstance(paused, Paused) and paused.message == "approve the deploy"
     assert not Path(log).exists()

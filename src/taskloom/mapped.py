@@ -69,8 +69,11 @@ def parent_decision(
     for edge, state in upstream_states.items():
         if edge.mapped:
             if state.is_successful():
-                return None
-            failed = failed or state
+                # (an ordering edge gives children only from a mapped task's children)
+                if edge.key is not None or isinstance(state, Mapped):
+                    return None
+            else:
+                failed = failed or state
     return None if failed is None else Failed(NOT_MAPPABLE, failed.result)
 
 
@@ -78,20 +81,18 @@ def flattened_children(state: Mapped[Any]) -> tuple[list[Any], list[State[Any]]]
     """What ``flatten`` over a mapped task gives the mapped task after it: the elements of
     its children's results, one after the other, and for each the state its child sees
     upstream. A child that did not succeed, or whose result is not a sequence (nor
-    iterable), is one element: its result (None for a failure), with its own state (a
-    child after a failed one ends ``TriggerFailed``, after a skipped one ``Skipped``)."""
+    iterable), is one element: its result (a failure's exception, as without ``flatten``),
+    with its own state (a child after a failed one ends ``TriggerFailed``, after a skipped
+    one ``Skipped``; an ``all_finished`` one runs, given the exception)."""
     items: list[Any] = []
     states: list[State[Any]] = []
     for child in state.map_states:
         result = child.result
-        if child.is_successful() and not child.is_skipped():
-            if isinstance(result, Iterable):  # (as ``elements``: a string gives its letters)
-                elements = list(result)
-                items.extend(elements)
-                states.extend(Success(result=element) for element in elements)
-                continue
-        else:
-            result = None
+        if child.is_successful() and not child.is_skipped() and isinstance(result, Iterable):
+            elements = list(result)  # (as ``elements``: a string gives its letters)
+            items.extend(elements)
+            states.extend(Success(result=element) for element in elements)
+            continue
         items.append(result)
         states.append(child)
     return items, states

@@ -47,7 +47,9 @@ from ._run_args import RunArgs
 from .attempt import FollowOn, TaskRun, follows
 from .decide import decide
 from .executors.base import resolve_deferred
-from .mapped import Unmappable, child_name, elements, flattened_children, parent_decision
+from .mapped import (
+    NOT_MAPPABLE, Unmappable, child_name, elements, flattened_children, parent_decision,
+)
 from .plan import Node, rebuild
 from .recording import TaskLog
 from .states import Failed, Finished, Mapped, Paused, Pending, Resume, Running, State, Success
@@ -216,7 +218,11 @@ class _Mapping:
             getattr(task.trigger, "__module__", None) == triggers.__name__
             and all(kind in (_ELEMENT, _WHOLE) for _, kind, _ in exp.sources)
         )
-        self._add_children(i, exp, min(widths, default=0))  # (Prefect 1.x: 0 without any)
+        if not widths:  # it maps over nothing that gives elements: a failed task and order
+            failed = Failed(NOT_MAPPABLE, ValueError(NOT_MAPPABLE))
+            self._settle(i, self._handled(i, failed))
+            return
+        self._add_children(i, exp, min(widths))
 
     def _add_children(self, i: int, exp: _Expansion, n: int) -> None:
         """Make the ``n`` children of mapped task ``i``; ready those whose upstream

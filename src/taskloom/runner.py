@@ -198,7 +198,7 @@ from .flow import Flow, FlowResult
 from .handlers import call_on_failure, call_state_handlers, handler_name, has_handlers
 from .journal import Journal, LoggedTasks, default_journal
 from .logging import RunLogs, flow_logger, task_logger
-from .mapped import mapped_state, unfinished_children
+from .mapped import child_name, mapped_state, unfinished_children
 from .mapping_run import NOT_RUN_MESSAGE, _children_of, _Expansion, _Mapping
 from .plan import Node, Plan, plan, rebuild
 from .recording import TaskLog
@@ -207,7 +207,7 @@ from .states import (
     State, Success,
 )
 from .task import ParameterTask, Task
-from .trace import TaskTrace
+from .trace import ChildTrace, TaskTrace
 
 if TYPE_CHECKING:
     from .progress import RunObserver
@@ -303,8 +303,12 @@ class _Scheduler(_Mapping):
             [sum(not finished[u] for u in node.upstream) for node in nodes]
             if any(finished) else [len(node.upstream) for node in nodes]
         )
+        # With start tasks, only they and what follows them run, and a mapped task seeded
+        # with children that did not finish well (a resume's), which maps again.
+        remap = [i for i, state in seeded.items() if unfinished_children(state)] if starts else []
         self.runnable = runnable = (
-            bytearray(compiled.downstream_closure(starts)) if starts else bytearray(b"\x01") * len(nodes)
+            bytearray(compiled.downstream_closure([*starts, *remap])) if starts
+            else bytearray(b"\x01") * len(nodes)
         )
         if self.resumed is not None:
             for i in self.resumed.held:
@@ -503,9 +507,27 @@ class _Scheduler(_Mapping):
             self.task_log = None
         try:
             if keep_values:
+                self._keep_seeded_children()
                 self._materialize()
         finally:
             session.end()
+
+    def _keep_seeded_children(self) -> None:
+        """A mapped task seeded with its children (a resume's ``Mapped``) that did not map
+        in this run (it had finished, or what it waits for did not, or the run stopped)
+        keeps them in the record, as seeded: a resume of this run finds them (it would
+        find a mapped task of no children, and what maps over it would map over none)."""
+        seeded, nodes, expansions = self.args.seeded, self.nodes, self.expansions
+        for i, state in seeded.items():
+            if (
+                isinstance(state, Mapped) and state.map_states and i not in expansions
+                and nodes[i].mapped is not None
+            ):
+                name = self.traces[i].name
+                self.traces.extend(
+                    ChildTrace(child_name(name, k), child, i, k)
+                    for k, child in enumerate(state.map_states)
+                )
 
     def _materialize(self) -> None:
         """Give the final states real values where the executor left deferred ones, and

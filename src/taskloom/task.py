@@ -1196,8 +1196,9 @@ for _name in (
 
 
 def defaults_from_attrs(*names: str) -> Callable[[Callable[P2, R2]], Callable[P2, R2]]:
-    """Fill the keyword arguments ``names`` of a ``Task`` subclass's ``run`` that are None
-    (or not given) from the task's attributes of the same names (Prefect 1.x's).
+    """Fill the keyword arguments ``names`` of a ``Task`` subclass's ``run`` that are not
+    given from the task's attributes of the same names (Prefect 1.x's: an argument given
+    as None stays None).
 
     >>> class Query(Task[..., list[str]]):            # doctest: +SKIP
     ...     def __init__(self, table: str | None = None, **options: Any) -> None:
@@ -1213,7 +1214,7 @@ def defaults_from_attrs(*names: str) -> Callable[[Callable[P2, R2]], Callable[P2
         def method(*args: P2.args, **kwargs: P2.kwargs) -> R2:
             task = args[0]
             for name in names:
-                if kwargs.get(name) is None:
+                if name not in kwargs:
                     kwargs[name] = getattr(task, name)
             return run(*args, **kwargs)
 
