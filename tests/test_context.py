@@ -262,3 +262,18 @@ def test_a_local_task_using_a_module_level_alias_runs(executor: Executor) -> Non
     state = flow.run(context={"user_key": "w"}, executor=executor)
     assert type(state.result[t]) is Success, state.result[t].message
     assert state.result[t].result == "ctx-global-alias:w"
+
+
+@task(slug="named-slug")
+def names_of_run() -> tuple[Any, Any, Any]:
+    ctx = taskloom.context
+    return ctx.flow_run_name, ctx.flow_run_id, ctx.task_slug
+
+
+def test_prefects_flow_run_name_and_task_slug_are_in_the_context(executor: Executor) -> None:
+    """Prefect 1.x tasks and result locations read ``flow_run_name`` and ``task_slug``."""
+    with Flow("ctx-names") as flow:
+        t = names_of_run()
+    state = flow.run(executor=executor)
+    run_name, run_id, slug = state.result[t].result
+    assert run_name == run_id == state.run_id and slug == "named-slug-copy"

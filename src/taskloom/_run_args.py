@@ -144,6 +144,7 @@ def run_context(
     values = {**current(), **extra}
     now = _dt.datetime.now(_dt.timezone.utc)
     values.setdefault("flow_run_id", str(uuid.uuid4()))
+    values.setdefault("flow_run_name", values["flow_run_id"])  # (Prefect's: a local run's id)
     values.setdefault("scheduled_start_time", now)
     for key, value in date_keys(values.get("date", now)).items():
         values.setdefault(key, value)

@@ -289,6 +289,7 @@ def task_context(run: TaskRun, run_context: Mapping[str, Any]) -> dict[str, Any]
     values["map_index"] = index
     values["task_full_name"] = name if index is None else f"{name}[{index}]"
     values["task_tags"] = task.tags
+    values["task_slug"] = task.slug
     values["task_run_count"] = run.run_count
     values["task_run_id"] = f"{run_context.get('flow_run_id', '')}.{run.key}.{run.run_count}"
     values["logger"] = task_logger(name)

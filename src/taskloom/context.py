@@ -12,10 +12,11 @@
         flow.run()
     flow.run(context={"key": "abc"})    # or for one run
 
-During a run it carries ``flow_name``, ``flow_run_id``, ``parameters``,
-``scheduled_start_time``, ``date``, ``today``, ``yesterday``, ``tomorrow`` (and their
-``*_nodash`` forms), and inside a task ``task_name``, ``task_full_name``, ``task_run_id``,
-``task_run_count``, ``task_tags`` and, when the task is resumed, ``resume``.
+During a run it carries ``flow_name``, ``flow_run_id`` (and ``flow_run_name``, the same
+unless given), ``parameters``, ``scheduled_start_time``, ``date``, ``today``, ``yesterday``,
+``tomorrow`` (and their ``*_nodash`` forms), and inside a task ``task_name``,
+``task_full_name``, ``task_slug``, ``task_run_id``, ``task_run_count``, ``task_tags`` and,
+when the task is resumed, ``resume``.
 
 It is built on ``contextvars``: values are immutable snapshots, so a task's writes never
 leak into other tasks or back to the caller. The engine enters a task's context as a

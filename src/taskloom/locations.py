@@ -48,7 +48,7 @@ TARGET_FOUND = "Result found at task target "
 #: those it has when they apply (a loop's count, a resumed run, a run name).
 TASK_FIELDS = frozenset(
     {
-        "task_name", "task_full_name", "map_index", "task_tags", "task_run_count",
+        "task_name", "task_full_name", "task_slug", "map_index", "task_tags", "task_run_count",
         "task_run_id", "task_loop_count", "task_loop_result", "task_run_name", "resume",
     }
 )  # fmt: skip
