@@ -339,3 +339,72 @@ def test_a_main_task_whose_body_refers_to_itself_runs_in_a_worker(child_factory:
         pytest.fail(f"the script did not finish within 45 s\n{child.output()}")
     assert child.popen.returncode == 0, child.output()
     assert child.out.read_text().splitlines() == ["Success 6 taskloom.task.transform"], child.output()
+
+
+# -- the channel to the workers (``loky._Channel``): the process's life around it ------------
+
+CHANNEL_SCRIPT = textwrap.dedent(
+    """
+    import os, sys, time
+    from taskloom import Flow, task
+    from taskloom.executors import LokyExecutor
+
+    @task
+    def parent_task(i):
+        time.sleep(0.3)
+        return ("parent", i)
+
+    @task
+    def child_task(i):
+        time.sleep(0.3)
+        return ("child", i)
+
+    def flow_of(body):
+        with Flow("channel") as flow:
+            outs = [body(i) for i in range(4)]
+        return flow, outs
+
+    case = sys.argv[1]
+    flow, outs = flow_of(parent_task)
+    if case == "two-sizes":  # a second pool (loky registers its exit hook again)
+        assert flow.run(executor=LokyExecutor(max_workers=1)).is_successful()
+        assert flow.run(executor=LokyExecutor(max_workers=2)).is_successful()
+    elif case == "fork":  # a child forked with a pool must not use the parent's workers
+        assert flow.run(executor=LokyExecutor(max_workers=2)).is_successful()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                flow_of(child_task)[0].run(executor=LokyExecutor(max_workers=2))
+            finally:
+                os._exit(0)
+        state = flow.run(executor=LokyExecutor(max_workers=2))
+        got = sorted(state.result[t].result for t in outs)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        assert got == [("parent", i) for i in range(4)], got
+    else:  # "run": one run, in whatever TMPDIR the test gives
+        assert flow.run(executor=LokyExecutor(max_workers=2)).is_successful()
+    print("done", flush=True)
+    """
+)
+
+
+@pytest.mark.parametrize("case", ["two-sizes", "fork", "long-tmpdir"])
+def test_the_process_ends_and_its_results_are_its_own_whatever_it_did_with_pools(
+    case: str, tmp_path: Path
+) -> None:
+    """Two pools, a fork with a pool alive, a TMPDIR too long for a socket's path: the
+    run succeeds with its own results, and the process ends (loky's exit hook waits for
+    its workers' calls: the channels must close first)."""
+    script = tmp_path / "channel_flow.py"
+    script.write_text(CHANNEL_SCRIPT)
+    env = {**os.environ, "TASKLOOM_HOME": str(tmp_path / "home")}
+    if case == "long-tmpdir":
+        long = tmp_path / ("t" * 100)
+        long.mkdir()
+        env["TMPDIR"] = str(long)
+    done = subprocess.run(
+        [sys.executable, str(script), case if case != "long-tmpdir" else "run"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0 and "done" in done.stdout, done.stderr

@@ -339,26 +339,45 @@ def _drop_shared(future: Future[Reply]) -> None:
             _remove(result.path)
 
 
-#: The process whose exit closes its channels (``_close_at_exit``), once.
-_exit_hook_pid = -1
-
-
 def _close_at_exit() -> None:
     """At the interpreter's exit, close every channel's connections first: each worker's
     ``_serve`` then returns, so loky's own exit hook, which waits for the calls its
-    workers run, does not wait forever. (Registered after loky's, it runs before it.)"""
-    global _exit_hook_pid
-    if _exit_hook_pid != os.getpid():
-        _exit_hook_pid = os.getpid()
-        # (``threading._register_atexit``, as loky's hook: run before threads are joined)
-        register: Callable[[Callable[[], None]], None] = getattr(threading, "_register_atexit")
-        register(_close_channels)
+    workers run, does not wait forever. Registered after each new pool (loky registers its
+    hook again for each new executor, and the last registered runs first)."""
+    # (``threading._register_atexit``, as loky's hook: run before threads are joined)
+    register: Callable[[Callable[[], None]], None] = getattr(threading, "_register_atexit")
+    register(_close_channels)
 
 
 def _close_channels() -> None:
     for pool in list(_pools.values()):
         if pool.channel is not None:
             pool.channel.hang_up()
+
+
+def _forget_pools() -> None:
+    """In a child forked from a process with pools: they, and their channels, are the
+    parent's (a child that wrote to them would take the parent's workers); the child starts
+    its own if it runs tasks on loky."""
+    global _pools, _pools_lock
+    _pools = {}
+    _pools_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools)
+
+#: The longest path of a Unix socket (``sun_path``, 108 bytes on Linux, less elsewhere).
+_SOCKET_PATH_MAX = 100
+
+
+def _socket_folder() -> str:
+    """A new folder only this user may enter, for a pool's socket: in the temporary
+    folder, or in ``/tmp`` where that one's path is too long for a socket."""
+    folder = tempfile.mkdtemp(prefix="taskloom-pool-")  # 0700
+    if len(os.path.join(folder, "socket")) > _SOCKET_PATH_MAX and os.path.isdir("/tmp"):
+        os.rmdir(folder)
+        folder = tempfile.mkdtemp(prefix="taskloom-pool-", dir="/tmp")
+    return folder
 
 
 class _Channel:
@@ -389,11 +408,19 @@ class _Channel:
         self._busy: dict[Connection, Future[Reply]] = {}
         self._waiting: deque[tuple[Future[Reply], bytes]] = deque()  # no worker was idle
         self._closing = False
-        self._folder = tempfile.mkdtemp(prefix="taskloom-pool-")  # 0700: only this user connects
+        self._folder = _socket_folder()  # 0700: only this user connects
         path = os.path.join(self._folder, "socket")
         self._listener: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._listener.bind(path)
-        self._listener.listen(size)
+        try:
+            self._listener.bind(path)
+            self._listener.listen(size)
+        except OSError as error:
+            self._listener.close()
+            shutil.rmtree(self._folder, ignore_errors=True)
+            raise BrokenProcessPool(
+                f"the pool's socket {path!r} could not be made: {error}; set TMPDIR to a "
+                "short path on a local file system"
+            ) from None
         self._wake_r, self._wake_w = os.pipe()  # wakes the channel's thread (``close``)
         self.executor = loky.ProcessPoolExecutor(
             max_workers=size, initializer=_init_worker, initargs=(os.getpid(),)
