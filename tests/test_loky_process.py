@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -352,6 +353,7 @@ CHANNEL_SCRIPT = textwrap.dedent(
     @task
     def parent_task(i):
         time.sleep(0.3)
+        open(os.path.join(os.environ["MARKS"], f"parent-{i}-{os.getpid()}-{time.time_ns()}"), "w").close()
         return ("parent", i)
 
     @task
@@ -382,6 +384,13 @@ CHANNEL_SCRIPT = textwrap.dedent(
         os.kill(pid, 9)
         os.waitpid(pid, 0)
         assert got == [("parent", i) for i in range(4)], got
+    elif case == "thread-exit":  # the main thread returns while a run goes on in another
+        import threading
+        assert flow.run(executor=LokyExecutor(max_workers=2)).is_successful()  # a pool
+        slow, slow_outs = flow_of(parent_task)
+        runner = threading.Thread(target=slow.run, kwargs={"executor": LokyExecutor(max_workers=2)})
+        runner.start()
+        time.sleep(0.1)  # its first batches are out: they finish before the process ends
     else:  # "run": one run, in whatever TMPDIR the test gives
         assert flow.run(executor=LokyExecutor(max_workers=2)).is_successful()
     print("done", flush=True)
@@ -389,16 +398,19 @@ CHANNEL_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("case", ["two-sizes", "fork", "long-tmpdir"])
+@pytest.mark.parametrize("case", ["two-sizes", "fork", "long-tmpdir", "thread-exit"])
 def test_the_process_ends_and_its_results_are_its_own_whatever_it_did_with_pools(
     case: str, tmp_path: Path
 ) -> None:
-    """Two pools, a fork with a pool alive, a TMPDIR too long for a socket's path: the
-    run succeeds with its own results, and the process ends (loky's exit hook waits for
-    its workers' calls: the channels must close first)."""
+    """Two pools, a fork with a pool alive, a TMPDIR too long for a socket's path, a run
+    in a thread when the main thread returns: the run succeeds with its own results (the
+    last: its batches out finish), and the process ends (loky's exit hook waits for its
+    workers' calls: the channels must close first)."""
     script = tmp_path / "channel_flow.py"
     script.write_text(CHANNEL_SCRIPT)
-    env = {**os.environ, "TASKLOOM_HOME": str(tmp_path / "home")}
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**os.environ, "TASKLOOM_HOME": str(tmp_path / "home"), "MARKS": str(marks)}
     if case == "long-tmpdir":
         long = tmp_path / ("t" * 100)
         long.mkdir()
@@ -408,3 +420,30 @@ def test_the_process_ends_and_its_results_are_its_own_whatever_it_did_with_pools
         env=env, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0 and "done" in done.stdout, done.stderr
+    if case == "thread-exit":  # the batches out when the main thread returned ran to the end
+        assert len(list(marks.iterdir())) >= 4 + 2, sorted(p.name for p in marks.iterdir())
+
+
+def test_a_pools_socket_takes_only_its_own_workers() -> None:
+    """On Linux a pool listens on an abstract socket, which any local process may reach:
+    only a child of this process (of this user) is taken as a worker."""
+    from taskloom.executors.loky import _own_worker
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("a socket file in a private folder guards it elsewhere")
+    ours, theirs = socket.socketpair(socket.AF_UNIX)
+    with ours, theirs:
+        assert not _own_worker(ours)  # this process itself: not its own child
+    with socket.socket(socket.AF_UNIX) as listener:
+        address = f"\0taskloom-test-{os.getpid()}-{time.monotonic_ns()}"
+        listener.bind(address)
+        listener.listen(1)
+        connect = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect({address!r}); s.recv(1)"
+        child = subprocess.Popen([sys.executable, "-c", connect])
+        try:
+            accepted, _ = listener.accept()
+            with accepted:
+                assert _own_worker(accepted)  # a child of this process
+        finally:
+            child.kill()
+            child.wait()

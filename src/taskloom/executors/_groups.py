@@ -21,7 +21,7 @@ import os
 import signal
 import tempfile
 
-__all__ = ["alive", "kill_group", "lead", "reap", "register"]
+__all__ = ["alive", "kill_group", "lead", "reap", "register", "stat_fields"]
 
 #: Where Dask workers of this user note their PIDs, one empty file each.
 REGISTRY = os.path.join(tempfile.gettempdir(), f"taskloom-worker-groups-{os.getuid()}")
@@ -36,8 +36,9 @@ def lead() -> bool:
     return os.getpgid(0) == os.getpid()
 
 
-def _stat(pid: str) -> list[bytes] | None:
-    """The fields of ``/proc/PID/stat`` after the command name (state first), or None."""
+def stat_fields(pid: int | str) -> list[bytes] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (state, parent PID, group,
+    ...), or None."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             return stat.read().rsplit(b")", 1)[1].split()
@@ -47,7 +48,7 @@ def _stat(pid: str) -> list[bytes] | None:
 
 def alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie, dead and not yet reaped, does not)."""
-    fields = _stat(str(pid))
+    fields = stat_fields(str(pid))
     if fields is not None:
         return fields[0] != b"Z"
     try:
@@ -71,7 +72,7 @@ def kill_group(pgid: int) -> int:
     for entry in entries:
         if not entry.isdigit():
             continue
-        fields = _stat(entry)
+        fields = stat_fields(entry)
         # fields: state, ppid, pgrp, ...
         if fields is None or len(fields) < 3 or fields[2] != group or fields[0] == b"Z":
             continue

@@ -10,7 +10,10 @@ is loky's own, each a lesson measured on loky (see the reliability catalogue):
   the pool lives, and batches go to it over a Unix socket of its own, written by the
   sending thread and read back by one thread of the channel's, not through loky's queues
   (three threads' hand-offs a round trip). loky still starts the workers, sees them die
-  and kills them.
+  and kills them. On Linux the socket is abstract (no file to leave behind) and takes
+  only the process's own children (``_own_worker``); elsewhere it is a file in a folder
+  only this user may enter. At the interpreter's exit, batches out finish and no new one
+  starts (``_Channel.finish``), as with loky's own exit hook.
 - **Worker death** breaks the whole pool: every batch in flight on it, of every run,
   fails with the exit codes of the dead workers (the cause in a culprit's message). The
   next send replaces the broken pool, and only that one: a run that finds it already
@@ -47,9 +50,12 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import secrets
 import shutil
 import signal
 import socket
+import struct
+import sys
 import tempfile
 import threading
 import time
@@ -68,6 +74,7 @@ from ..errors import RemoteTaskError
 from ..states import State, Success
 from ._dispatch import Dispatcher, Loss, Reply, Workers
 from ._groups import alive, kill_group, lead
+from ._groups import stat_fields as _stat_fields
 from ._wire import Templates, unpack_state
 from ._worker import LogCapture, run_batch
 from .base import DeferredResult, ExecutorRun, resolve_deferred
@@ -352,7 +359,7 @@ def _close_at_exit() -> None:
 def _close_channels() -> None:
     for pool in list(_pools.values()):
         if pool.channel is not None:
-            pool.channel.hang_up()
+            pool.channel.finish()
 
 
 def _forget_pools() -> None:
@@ -368,16 +375,36 @@ os.register_at_fork(after_in_child=_forget_pools)
 
 #: The longest path of a Unix socket (``sun_path``, 108 bytes on Linux, less elsewhere).
 _SOCKET_PATH_MAX = 100
+#: Whether pools listen on an abstract socket (``_socket_address``): Linux has them.
+_ABSTRACT = sys.platform.startswith("linux")
 
 
-def _socket_folder() -> str:
-    """A new folder only this user may enter, for a pool's socket: in the temporary
-    folder, or in ``/tmp`` where that one's path is too long for a socket."""
+def _socket_address() -> tuple[str, str | None]:
+    """Where a new pool listens for its workers, and the folder to remove with it (None).
+
+    Linux: an abstract socket (no file: nothing is left behind by a process killed before
+    its workers connected), which ``_own_worker`` guards, since any local process could
+    reach it. Elsewhere: a socket file in a new folder only this user may enter, in the
+    temporary folder, or in ``/tmp`` where that one's path is too long for a socket."""
+    if _ABSTRACT:
+        return f"\0taskloom-pool-{os.getpid()}-{secrets.token_hex(16)}", None
     folder = tempfile.mkdtemp(prefix="taskloom-pool-")  # 0700
     if len(os.path.join(folder, "socket")) > _SOCKET_PATH_MAX and os.path.isdir("/tmp"):
         os.rmdir(folder)
         folder = tempfile.mkdtemp(prefix="taskloom-pool-", dir="/tmp")
-    return folder
+    return os.path.join(folder, "socket"), folder
+
+
+def _own_worker(accepted: socket.socket) -> bool:
+    """Whether the process at the other end of ``accepted`` is a worker of this process
+    (a child of it, of this user): on Linux, what an abstract socket needs, since any
+    process may connect to one. Elsewhere the socket's folder guards it."""
+    if not _ABSTRACT:
+        return True
+    creds = accepted.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, _ = struct.unpack("3i", creds)
+    fields = _stat_fields(pid)
+    return uid == os.getuid() and fields is not None and fields[1] == str(os.getpid()).encode()
 
 
 class _Channel:
@@ -408,24 +435,30 @@ class _Channel:
         self._busy: dict[Connection, Future[Reply]] = {}
         self._waiting: deque[tuple[Future[Reply], bytes]] = deque()  # no worker was idle
         self._closing = False
-        self._folder = _socket_folder()  # 0700: only this user connects
-        path = os.path.join(self._folder, "socket")
+        self._ending = False  # the interpreter exits: no new batch (``finish``)
+        path, self._folder = _socket_address()
         self._listener: socket.socket | None = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._wake_r, self._wake_w = -1, -1
         try:
-            self._listener.bind(path)
-            self._listener.listen(size)
-        except OSError as error:
+            try:
+                self._listener.bind(path)
+                self._listener.listen(size)
+            except OSError as error:
+                raise BrokenProcessPool(
+                    f"the pool's socket {path!r} could not be made: {error}; set TMPDIR to a "
+                    "short path on a local file system"
+                ) from None
+            self._wake_r, self._wake_w = os.pipe()  # wakes the channel's thread (``close``)
+            self.executor = loky.ProcessPoolExecutor(
+                max_workers=size, initializer=_init_worker, initargs=(os.getpid(),)
+            )
+            self._serving = [self.executor.submit(_serve, path) for _ in range(size)]
+        except BaseException:  # (an interrupt too: nothing of it may stay behind)
             self._listener.close()
-            shutil.rmtree(self._folder, ignore_errors=True)
-            raise BrokenProcessPool(
-                f"the pool's socket {path!r} could not be made: {error}; set TMPDIR to a "
-                "short path on a local file system"
-            ) from None
-        self._wake_r, self._wake_w = os.pipe()  # wakes the channel's thread (``close``)
-        self.executor = loky.ProcessPoolExecutor(
-            max_workers=size, initializer=_init_worker, initargs=(os.getpid(),)
-        )
-        self._serving = [self.executor.submit(_serve, path) for _ in range(size)]
+            for end in (self._wake_r, self._wake_w):
+                _close_fd(end)
+            self._remove_folder()
+            raise
         for serving in self._serving:  # a worker that cannot start breaks the pool
             serving.add_done_callback(self._served)
         threading.Thread(target=self._read, name="taskloom-loky-replies", daemon=True).start()
@@ -436,6 +469,8 @@ class _Channel:
         data = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
         future: Future[Reply] = Future()
         with self._lock:
+            if self._ending:  # (as loky's submit then: the run ends with this error)
+                raise RuntimeError("cannot run new batches: the interpreter is shutting down")
             if self.broken is not None:
                 raise BrokenProcessPool(f"the pool broke: {self.broken}")
             if not self._idle:  # starting, or more runs share the pool than it has workers
@@ -481,11 +516,14 @@ class _Channel:
         except Exception as ended:  # (EOFError, OSError: a worker's connection ended)
             self._break(self._death() or BrokenProcessPool(f"a worker's connection ended: {ended!r}"))
         finally:
-            os.close(self._wake_r)
+            _close_fd(self._wake_r)
 
     def _accept(self, listener: socket.socket) -> None:
         """A worker started: take its connection and PID, and give it a batch waiting."""
         accepted, _ = listener.accept()
+        if not _own_worker(accepted):  # not a worker of this pool: it gets nothing
+            accepted.close()
+            return
         conn = Connection(accepted.detach())
         pid = int(conn.recv_bytes())
         with _pools_lock:
@@ -497,7 +535,7 @@ class _Channel:
                 self._listener = None
         if self._listener is None:
             listener.close()
-            shutil.rmtree(self._folder, ignore_errors=True)
+            self._remove_folder()
         self._free(conn)
 
     def _free(self, conn: Connection) -> None:
@@ -559,30 +597,59 @@ class _Channel:
         self.executor.shutdown(wait=True, kill_workers=True)
         self.hang_up()
 
+    def finish(self) -> None:
+        """The interpreter exits: refuse new batches, fail those waiting for a worker, let
+        those out finish (as loky's exit hook did: it waited for its workers' calls), then
+        ``hang_up``."""
+        with self._lock:
+            self._ending = True
+            waiting = [future for future, _ in self._waiting]
+            self._waiting.clear()
+        for future in waiting:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(RuntimeError("the interpreter is shutting down"))
+        while self._busy and self.broken is None:  # (the channel's thread empties it)
+            time.sleep(0.01)
+        self.hang_up()
+
     def hang_up(self) -> None:
         """Close the parent's ends of the connections and stop the channel's thread: each
         worker's ``_serve`` returns once it is done with its batch."""
         self._closing = True
         with self._lock:
             conns, listener, self._listener = list(self._conns), self._listener, None
-        try:
-            os.write(self._wake_w, b"x")
-            os.close(self._wake_w)
-        except OSError:
-            pass
+            wake, self._wake_w = self._wake_w, -1
+        if wake >= 0:
+            try:
+                os.write(wake, b"x")
+            except OSError:
+                pass  # the thread ended already
+            _close_fd(wake)
         for conn in conns:
             try:
                 # shutdown, not only close: the thread's poll may hold the socket open,
                 # and a close alone would not end the connection for the worker
                 with socket.socket(fileno=os.dup(conn.fileno())) as end:
                     end.shutdown(socket.SHUT_RDWR)
-                conn.close()
             except OSError:
-                pass
+                pass  # (the worker is gone: nothing to end)
+            conn.close()
         if listener is not None:
             listener.close()
-        shutil.rmtree(self._folder, ignore_errors=True)
+        self._remove_folder()
         self._break(ShutdownExecutorError("the pool was shut down"))
+
+    def _remove_folder(self) -> None:
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _close_fd(fd: int) -> None:
+    if fd >= 0:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
 
 
 class _LokyRun:
