@@ -281,9 +281,11 @@ def test_a_map_over_a_failed_task_and_only_an_ordering_edge_fails(executor: Exec
     over, nothing is left to map over (not a map of no children, which reads as success)."""
     with Flow("map-failed-and-order") as flow:
         over = inc.map(boom(), upstream_tasks=[five()])
+        only_order = five.map(upstream_tasks=[five()])  # nothing at all to map over
     state = flow.run(executor=executor)
-    assert type(state.result[over]) is Failed and state.is_failed()
-    assert "No upstream states can be mapped over" in str(state.result[over].message)
+    for mapped in (over, only_order):
+        assert type(state.result[mapped]) is Failed and state.is_failed()
+        assert "No upstream states can be mapped over" in str(state.result[mapped].message)
 
 
 @task

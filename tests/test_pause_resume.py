@@ -370,6 +370,11 @@ def tenfold(x: int) -> int:
     return x * 10
 
 
+@task
+def plus_one(x: int) -> int:
+    return x + 1
+
+
 def test_a_resume_runs_a_mapped_tasks_paused_child_beside_another_paused_task(
     tmp_path: Path, executor: Executor
 ) -> None:
@@ -414,7 +419,3 @@ def test_a_map_over_a_mapped_task_a_resume_kept_maps_over_its_children(
     assert rest.result[tens].result == [20, 30, 40]
     assert rest.result[gate_a].is_successful()
 
-
-@task
-def plus_one(x: int) -> int:
-    return x + 1

@@ -218,7 +218,7 @@ class _Mapping:
             getattr(task.trigger, "__module__", None) == triggers.__name__
             and all(kind in (_ELEMENT, _WHOLE) for _, kind, _ in exp.sources)
         )
-        if not widths:  # it maps over nothing that gives elements: a failed task and order
+        if not widths:  # nothing it maps over gives elements (ordering edges to plain tasks)
             failed = Failed(NOT_MAPPABLE, ValueError(NOT_MAPPABLE))
             self._settle(i, self._handled(i, failed))
             return
