@@ -391,6 +391,10 @@ CHANNEL_SCRIPT = textwrap.dedent(
         runner = threading.Thread(target=slow.run, kwargs={"executor": LokyExecutor(max_workers=2)})
         runner.start()
         time.sleep(0.1)  # its first batches are out: they finish before the process ends
+    elif case == "own-loky-after":  # the caller's own loky executor, started after ours
+        import loky
+        assert flow.run(executor=LokyExecutor(max_workers=2)).is_successful()
+        assert loky.ProcessPoolExecutor(max_workers=1).submit(abs, -3).result() == 3
     else:  # "run": one run, in whatever TMPDIR the test gives
         assert flow.run(executor=LokyExecutor(max_workers=2)).is_successful()
     print("done", flush=True)
@@ -398,14 +402,17 @@ CHANNEL_SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("case", ["two-sizes", "fork", "long-tmpdir", "thread-exit"])
+@pytest.mark.parametrize(
+    "case", ["two-sizes", "fork", "long-tmpdir", "thread-exit", "own-loky-after"]
+)
 def test_the_process_ends_and_its_results_are_its_own_whatever_it_did_with_pools(
     case: str, tmp_path: Path
 ) -> None:
     """Two pools, a fork with a pool alive, a TMPDIR too long for a socket's path, a run
-    in a thread when the main thread returns: the run succeeds with its own results (the
-    last: its batches out finish), and the process ends (loky's exit hook waits for its
-    workers' calls: the channels must close first)."""
+    in a thread when the main thread returns, a loky executor of the caller's started
+    after taskloom's: the run succeeds with its own results (the thread's: its batches out
+    finish), and the process ends (loky's exit hook waits for its workers' calls: the
+    channels must close first)."""
     script = tmp_path / "channel_flow.py"
     script.write_text(CHANNEL_SCRIPT)
     marks = tmp_path / "marks"

@@ -349,11 +349,34 @@ def _drop_shared(future: Future[Reply]) -> None:
 def _close_at_exit() -> None:
     """At the interpreter's exit, close every channel's connections first: each worker's
     ``_serve`` then returns, so loky's own exit hook, which waits for the calls its
-    workers run, does not wait forever. Registered after each new pool (loky registers its
-    hook again for each new executor, and the last registered runs first)."""
+    workers run, does not wait forever.
+
+    loky registers its hook again for each new executor, and the last registered runs
+    first. So ours is registered after each new pool of ours, and the hook loky registers
+    for a later executor not ours (the caller's own, a library's on the ``loky`` package)
+    closes our channels before it waits (``_loky_exit``): without it, a process that ran a
+    flow on loky and then started a loky executor of its own never exited."""
     # (``threading._register_atexit``, as loky's hook: run before threads are joined)
     register: Callable[[Callable[[], None]], None] = getattr(threading, "_register_atexit")
     register(_close_channels)
+    # loky reads the name when it registers (once per new executor); a loky that has no
+    # such hook needs none of this.
+    hook = getattr(_loky_module, "_python_exit", None)
+    if hook is not None and hook is not _loky_exit:
+        _loky_hooks.append(hook)
+        setattr(_loky_module, "_python_exit", _loky_exit)
+
+
+def _loky_exit() -> None:
+    """loky's exit hook, our channels closed first (see ``_close_at_exit``)."""
+    try:
+        _close_channels()
+    finally:
+        _loky_hooks[0]()
+
+
+_loky_module = sys.modules[loky.ProcessPoolExecutor.__module__]
+_loky_hooks: list[Callable[[], None]] = []  # loky's own, once we replaced it
 
 
 def _close_channels() -> None:
