@@ -12,7 +12,9 @@ medians of per-run values, with [min..max] after them.
 * W2 chain: µs per hop (overhead per task vs sequential)
 * W3 cpu: speedup vs LocalExecutor (and vs sequential)
 * W4 50 MB payload: wall ms; ratio taskloom / raw loky, and taskloom / the hand-off floor
-  (the payload made in a worker, one copy out to shared memory, one copy into the parent)
+  (the payload made in a worker, one copy out to shared memory, one copy into the parent);
+  taskloom leaves the payload in shared memory until the caller reads it, so W4 also
+  times "taskloom+read": the run, then the caller reading every task's result
 * W5 grid: overhead µs/task
 * scale: overhead µs/task at 1,000 and 10,000 tasks, their ratio, and the parent's peak RSS
   during an extra (untimed) 10,000-task run, sampled every 10 ms in a thread
@@ -43,11 +45,13 @@ import workloads as wl
 
 from taskloom import Flow, Task
 from taskloom.executors import LocalExecutor, LokyExecutor
+from taskloom.executors.loky import _worker_env
 
 DESCRIPTION = "taskloom LokyExecutor vs raw loky and plain sequential calls (W1-W5, scale)."
 
 SEQ, LOCAL, RAW, LOOM = sy.SEQ, "LocalExecutor", sy.RAW, "taskloom"
 FLOOR = "hand-off floor"
+READ = "taskloom+read"
 
 System = sy.System[wl.Workload]
 Result = sy.Result[wl.Workload]
@@ -63,7 +67,7 @@ class Bench(sy.Bench[wl.Workload]):
     def __init__(self, runs: int) -> None:
         super().__init__(
             runs, heading=lambda w: f"{w.name}: {w.description} ({w.size} tasks)",
-            units=lambda w: w.size, width=14, pools=(RAW, LOOM, FLOOR),
+            units=lambda w: w.size, width=14, pools=(RAW, LOOM, FLOOR, READ),
         )
         self.loom: sy.Taskloom[wl.Workload] | None = None
         self.loom_missing = ""
@@ -145,9 +149,11 @@ def bench_w3(bench: Bench, tasks: int, seconds: float) -> h.Figures:
 
 class HandOffFloor(sy.System[wl.Workload]):
     """W4's floor for an engine that hands every result to the parent (a flow's state holds
-    them all): on the raw loky pool, one call makes the payload and runs the consumers and
-    the reduce where it was made, then the parent reads the payload back from shared memory
-    (``workloads.make_and_share``): the making, one copy out, one copy in."""
+    them all): on a loky pool of its own, one call makes the payload and runs the consumers
+    and the reduce where it was made, then the parent reads the payload back from shared
+    memory (``workloads.make_and_share``): the making, one copy out, one copy in. Its
+    workers start with the environment taskloom's do (``_worker_env``: large allocations
+    on huge pages), so the making costs what it costs in taskloom's workers."""
 
     name = FLOOR
 
@@ -156,7 +162,11 @@ class HandOffFloor(sy.System[wl.Workload]):
         self.pool: loky.ProcessPoolExecutor | None = None
 
     def before(self) -> None:
-        self.pool = wl.raw_loky_pool()
+        if self.pool is None:
+            self.pool = loky.ProcessPoolExecutor(
+                max_workers=wl.LOKY_WORKERS, env=_worker_env()
+            )
+            self.pool.submit(wl.noop).result()  # its workers started, untimed
 
     def run(self) -> Any:
         assert self.pool is not None
@@ -164,6 +174,17 @@ class HandOffFloor(sy.System[wl.Workload]):
         payload = wl.take_shared(path)
         assert len(payload) == self.nbytes
         return [reduced]
+
+
+class ReadBack(sy.Taskloom[wl.Workload]):
+    """taskloom's run, then the caller reading every task's result (W4's payload stays in
+    shared memory until then: ``states.fetched_on_read``)."""
+
+    def run(self) -> Any:
+        state = super().run()
+        for task_state in state.result.values():
+            task_state.result  # noqa: B018 (the read is what is timed)
+        return state
 
 
 def bench_w4(bench: Bench, nbytes: int) -> h.Figures:
@@ -174,8 +195,16 @@ def bench_w4(bench: Bench, nbytes: int) -> h.Figures:
         HandOffFloor(nbytes, consumers) if os.path.isdir(wl.SHARED_MEMORY)
         else sy.Absent(FLOOR, f"no {wl.SHARED_MEMORY} here")
     )
-    r = bench.measure(w, [*bench.systems(), floor])
-    for system, key in ((SEQ, "seq"), (RAW, "raw"), (LOOM, "taskloom"), (FLOOR, "floor")):
+    read: System | sy.Absent = (
+        ReadBack(READ, bench.loom.executor, build) if bench.loom is not None
+        else sy.Absent(READ, bench.loom_missing)
+    )
+    r = bench.measure(w, [*bench.systems(), read, floor])
+    if isinstance(floor, HandOffFloor) and floor.pool is not None:
+        floor.pool.shutdown()  # (its two processes would share the cores with what follows)
+    for system, key in (
+        (SEQ, "seq"), (RAW, "raw"), (LOOM, "taskloom"), (READ, "taskloom_read"), (FLOOR, "floor")
+    ):
         figures[f"W4.{key}.wall_ms"] = r.series(system).median * 1e3 if r.has(system) else None
     if r.has(RAW, LOOM):
         h.line(f"wall: raw loky {r.series(RAW).show(1e3, 0, ' ms')}, "
@@ -187,6 +216,7 @@ def bench_w4(bench: Bench, nbytes: int) -> h.Figures:
                "copy out, one in: where an engine that hands the result to the parent starts)")
     ratio_vs_raw(r, figures)
     sy.ratio_figure(r, LOOM, FLOOR, "W4.taskloom_vs_floor", figures)
+    sy.ratio_figure(r, READ, FLOOR, "W4.taskloom_read_vs_floor", figures)
     return figures
 
 

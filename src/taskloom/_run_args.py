@@ -19,7 +19,7 @@ from ._secrets import run_secrets
 from .context import ReadOnlyDict, current, date_keys
 from .logging import flow_logger
 from .errors import FlowDefinitionError
-from .states import State
+from .states import State, loaded
 from .task import Task
 from .tasks.secrets import Secret
 
@@ -81,7 +81,7 @@ def check(
             raise FlowDefinitionError(
                 f"Flow {flow.name!r}: task_states[{t!r}] must be a State, not {state!r}"
             )
-        seeded[index[t]] = state
+        seeded[index[t]] = loaded(state)  # (a value a past run left unread is read now)
     starts: set[int] = set()
     for t in starting:
         if t not in index:

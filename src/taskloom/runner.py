@@ -191,7 +191,7 @@ from .context import enter, leave
 from .decide import PLAIN_SUCCESS, decide, runs_by_default
 from .executors._wire import UnpicklableParameterError
 from .executors.base import (
-    SCALARS, DeferredResult, Executor, ExecutorRun, Timings, resolve_deferred,
+    SCALARS, DeferredResult, Executor, ExecutorRun, Timings, holds_deferred, resolve_deferred,
 )
 from .executors.local import LocalExecutor
 from .flow import Flow, FlowResult
@@ -204,7 +204,7 @@ from .plan import Node, Plan, plan, rebuild
 from .recording import TaskLog
 from .states import (
     Cancelled, Failed, Finished, Mapped, Paused, Pending, Resume, Retrying, Running, Scheduled,
-    State, Success,
+    State, Success, fetched_on_read,
 )
 from .task import ParameterTask, Task
 from .trace import ChildTrace, TaskTrace
@@ -530,23 +530,41 @@ class _Scheduler(_Mapping):
                 )
 
     def _materialize(self) -> None:
-        """Give the final states real values where the executor left deferred ones, and
-        the inputs the journal keeps for a resume (of tasks whose state ``keeps_inputs``);
-        note the exceptions they hold (``errors``) on the way, a pass over the traces
-        being where the time goes at a million tasks."""
+        """Give the final states real values where the executor left deferred ones (a
+        success whose value can stay where it is fetches it when it is first read: the
+        caller may never read it), and the inputs the journal keeps for a resume (of tasks
+        whose state ``keeps_inputs``); note the exceptions they hold (``errors``) on the
+        way, a pass over the traces being where the time goes at a million tasks."""
         errors = self.errors
         for trace in self.traces:
             state = trace.state
             result = state.result
             if type(result) not in SCALARS:  # most results are neither of these
                 if isinstance(result, DeferredResult):
-                    state = trace.state = state.replace(result=result.resolve())
+                    fetch = result.keep() if type(state) is Success else None
+                    state = trace.state = (
+                        state.replace(result=result.resolve()) if fetch is None
+                        else fetched_on_read(state, fetch)
+                    )
                 elif isinstance(result, BaseException):
                     errors.append(result)
             if state.cached_inputs:
                 state = trace.state = state.replace(cached_inputs=resolve_deferred(state.cached_inputs))
             if trace.inputs is not None and type(state).keeps_inputs:
                 trace.inputs = resolve_deferred(trace.inputs)
+        # A mapped task's state was made of its children's as they came back (``_mapped``):
+        # where those left values deferred, it takes their final states, and their values.
+        traces = self.traces
+        for i, exp in self.expansions.items():
+            state = traces[i].state
+            if (
+                isinstance(state, Mapped) and not SCALARS.issuperset(map(type, state.result))
+                and holds_deferred(state.result)
+            ):
+                children = [traces[c].state for c in exp.slots]
+                traces[i].state = state.replace(
+                    result=[child.result for child in children], map_states=children
+                )
 
     def _take_finished(self, session: ExecutorRun, error: BaseException) -> None:
         """After an interrupt: take what finished before it and did not come back yet,

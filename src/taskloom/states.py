@@ -30,7 +30,10 @@ States are plain data: they pickle (so they can cross process boundaries), compa
 when their type and result are equal (the message does not count), and hash by identity.
 They are generic in their result: ``Success[int]`` carries an ``int``. The engine treats a
 state as immutable once made: ``state.replace(result=...)`` makes a changed copy, so a
-state may be shared (between runs, or by every task a run never reached).
+state may be shared (between runs, or by every task a run never reached). A final
+``Success`` of a large value an executor left outside this process (loky's shared memory)
+reads it on the first read of ``result`` (``fetched_on_read``): to its reader it is a
+``Success`` like any other.
 
 This module is the one place that knows state names and what each state means to the rest
 of the engine. ``by_name("TimedOut")`` gives the class a journal row or a wire code names
@@ -116,6 +119,8 @@ __all__ = [
     "ValidationFailed",
     "all_classes",
     "by_name",
+    "fetched_on_read",
+    "loaded",
     "picklable",
     "restored",
     "stand_in",
@@ -124,6 +129,7 @@ __all__ = [
 #: The type of a state's result. It defaults to ``Any`` so that ``Pending()`` needs no
 #: annotation; states are immutable, so it is covariant.
 R_co = TypeVar("R_co", covariant=True, default=Any)
+R = TypeVar("R")
 
 
 #: Every state class by its name (``State`` and each subclass register themselves).
@@ -314,13 +320,15 @@ class State(Generic[R_co]):
     # -- value semantics ------------------------------------------------------------------
 
     def __eq__(self, other: object) -> bool:
-        if type(self) is not type(other):
-            return NotImplemented if not isinstance(other, State) else False
-        assert isinstance(other, State)
+        if not isinstance(other, State):
+            return NotImplemented
+        if _compared(type(self)) is not _compared(type(other)):
+            return False
+        mine, theirs = self.result, other.result
         try:
-            return bool(self._result == other._result)
+            return bool(mine == theirs)
         except Exception:  # results whose == is not a bool (arrays) compare by identity
-            return self._result is other._result
+            return mine is theirs
 
     # States are used as dict keys and in sets by identity (a trigger that sees one state
     # through two edges counts it once), so equality does not change hashing.
@@ -646,6 +654,85 @@ class Success(Finished[R_co]):
     """The task finished and produced ``result``."""
 
     __slots__ = ()
+
+
+class _FetchedOnRead(Success[R_co]):
+    """A ``Success`` whose result stays where the executor left it (loky: a file in shared
+    memory) until something reads ``result``: made by ``fetched_on_read`` only.
+
+    Why: ``flow.run`` returns every task's state, and most large results are intermediate
+    values the caller never reads (50 MB passed to consumers that ran where it was made).
+    Read into this process at the run's end, each costs a copy the size of the value
+    (W4: 30-46 ms for 50 MB) and that much of the caller's memory.
+
+    It is a ``Success`` in every way but ``type(state) is Success``: its class is named
+    ``Success``, it compares equal to a ``Success`` of the same result, and it pickles as
+    one (with the value). The engine never takes one into a run (``loaded``).
+    """
+
+    __slots__ = ("_fetch",)
+    _fetch: Callable[[], Any] | None
+
+    if not TYPE_CHECKING:
+
+        @property
+        def result(self):
+            fetch = getattr(self, "_fetch", None)  # (unset: made by a State constructor)
+            if fetch is not None:
+                # The fetch caches its value (a copy made by ``replace`` shares it), so two
+                # threads reading at once get the same object.
+                self._result = fetch()
+                self._fetch = None
+            return self._result
+
+    def replace(self, **changes: Any) -> Self:
+        copy = super().replace(**changes)
+        if "result" in changes:
+            copy._fetch = None
+        return copy
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return loaded(self).__reduce__()
+
+
+# A ``Success`` to every reader (a journal row, a repr), and no class of its own to
+# ``by_name`` or the executors' wire codes (``all_classes``).
+del _BY_NAME[_FetchedOnRead.__name__]
+_FetchedOnRead.__name__ = _FetchedOnRead.__qualname__ = "Success"
+
+
+def _compared(cls: type[State[Any]]) -> type[State[Any]]:
+    """The class a state compares as (``__eq__``)."""
+    return Success if cls is _FetchedOnRead else cls
+
+
+def fetched_on_read(state: State[R], fetch: Callable[[], R]) -> State[R]:
+    """``state`` with its result left where it is until read: the first read of ``result``
+    calls ``fetch`` (which must cache its value, and may raise), later ones do not.
+    ``state`` must be a plain ``Success`` (the engine's other states keep their values).
+
+    >>> s = fetched_on_read(Success("done"), lambda: 42)
+    >>> s, s.result, s == Success(result=42), isinstance(s, Success)
+    (<Success: "done">, 42, True, True)
+    """
+    if type(state) is not Success:
+        raise TypeError(f"fetched_on_read takes a plain Success, not {state!r}")
+    lazy: _FetchedOnRead[R] = object.__new__(_FetchedOnRead)
+    values = state.__getstate__()  # a plain Success: the five base slots, _context last
+    lazy.__setstate__((*values[:-1], fetch, values[-1]))
+    return lazy
+
+
+def loaded(state: State[R]) -> State[R]:
+    """``state`` with its value in it: a plain ``Success`` for one ``fetched_on_read``
+    (which reads it now), else ``state`` itself. A run takes the states it is given
+    (``task_states``) through this."""
+    if type(state) is not _FetchedOnRead:
+        return state
+    value = state.result
+    plain: Success[R] = object.__new__(Success)
+    plain.__setstate__((value, *state.__getstate__()[1:4], state._context))
+    return plain
 
 
 class Cached(Success[R_co]):

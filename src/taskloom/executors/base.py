@@ -29,12 +29,13 @@ A state's result may be a ``DeferredResult``: a stand-in for a large value left 
 was made (shared memory, a worker). The scheduler passes it on as an input unchanged, so
 the next worker fetches the value without a trip through the parent, and calls
 ``resolve()`` only where the parent needs the value itself (output caching, and the final
-states before ``end()``).
+states before ``end()``). A ``DeferredResult`` whose value can outlive the run (``keep``)
+leaves a final ``Success`` fetching it on its first read (``states.fetched_on_read``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol
 
 from ..attempt import TaskResult, TaskRun
@@ -53,6 +54,13 @@ class DeferredResult:
     def resolve(self) -> Any:
         """The value itself."""
         raise NotImplementedError
+
+    def keep(self) -> Callable[[], Any] | None:
+        """A fetch of the value that stays valid after the run's end: the run hands it
+        what holds the value (``end()`` no longer releases it), and the fetch releases it
+        once it has read the value (caching it) or is collected unread. None (the default):
+        the value must be read before the run ends."""
+        return None
 
 
 def resolve_deferred(value: Any) -> Any:

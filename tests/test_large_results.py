@@ -1,0 +1,222 @@
+"""Large results: what a run hands back of them, on every executor, and where loky keeps
+them (shared memory, until the caller reads them).
+
+A result of ``loky.SHARE_THRESHOLD`` bytes or more travels between loky's workers through
+a file in ``/dev/shm``; the final state of its task reads it only when the caller reads
+``result`` (``states.fetched_on_read``). To the caller it is a ``Success`` like any other.
+"""
+
+from __future__ import annotations
+
+import gc
+import glob
+import os
+import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from taskloom import Flow, task
+from taskloom.executors import Executor, LokyExecutor
+from taskloom.executors.loky import SHARE_THRESHOLD
+from taskloom.states import Mapped, Success, loaded
+
+SIZE = SHARE_THRESHOLD + 5
+SHM = "/dev/shm"
+needs_shm = pytest.mark.skipif(not os.path.isdir(SHM), reason="no /dev/shm on this system")
+
+
+@task
+def make(byte: int) -> bytes:
+    return bytes([byte]) * SIZE
+
+
+@task
+def make_array(byte: int) -> bytearray:
+    return bytearray([byte]) * SIZE
+
+
+@task
+def length(data: bytes) -> int:
+    return len(data) + data[-1]
+
+
+@task
+def lengths(parts: list[bytes]) -> list[int]:
+    return [len(part) for part in parts]
+
+
+def own_files() -> list[str]:
+    """The shared-memory files of this process's workers."""
+    return glob.glob(f"{SHM}/taskloom-{os.getpid()}-*")
+
+
+def test_a_large_result_reads_as_any_success_does(executor: Executor) -> None:
+    with Flow("large") as flow:
+        data, array = make(7), make_array(8)
+        used = length(data)
+    state = flow.run(executor=executor, journal=False)
+    assert state.is_successful(), state.result
+    assert state.result[used].result == SIZE + 7
+    final, final_array = state.result[data], state.result[array]
+    assert isinstance(final, Success) and type(final).__name__ == "Success"
+    assert repr(final) == '<Success: "Task run succeeded.">'
+    assert final.result == bytes([7]) * SIZE
+    assert type(final_array.result) is bytearray and final_array.result == bytearray([8]) * SIZE
+    assert final == Success(result=bytes([7]) * SIZE) and Success(result=bytes([7]) * SIZE) == final
+    assert final != Success(result=b"other")
+    copy = pickle.loads(pickle.dumps(final))
+    assert type(copy) is Success and copy.result == final.result
+    plain = loaded(final)
+    assert type(plain) is Success and plain.result is final.result
+    assert final.replace(message="m").result is final.result
+    assert final.replace(result=b"x").result == b"x"
+
+
+def test_a_large_result_seeds_a_later_run(executor: Executor) -> None:
+    """A state from a run whose value was never read seeds the next run (``task_states``):
+    the task does not run again, and what uses it gets the value."""
+    with Flow("large-seed") as flow:
+        data = make(3)
+        used = length(data)
+    first = flow.run(executor=executor, journal=False)
+    again = flow.run(
+        executor=executor, journal=False, task_states={data: first.result[data]}
+    )
+    assert again.is_successful(), again.result
+    assert again.result[used].result == SIZE + 3
+    assert again.result[data].result == bytes([3]) * SIZE
+
+
+def test_a_mapped_task_of_large_results_holds_their_values(executor: Executor) -> None:
+    """Its result and its children's states hold the values, not handles to files its
+    run deleted."""
+    with Flow("large-map") as flow:
+        parts = make.map([1, 2, 3])
+        sizes = lengths(parts)
+    state = flow.run(executor=executor, journal=False)
+    assert state.is_successful(), state.result
+    assert state.result[sizes].result == [SIZE] * 3
+    mapped = state.result[parts]
+    assert isinstance(mapped, Mapped)
+    assert mapped.result == [bytes([n]) * SIZE for n in (1, 2, 3)]
+    assert [child.result for child in mapped.map_states] == mapped.result
+
+
+@needs_shm
+def test_loky_keeps_a_large_result_in_shared_memory_until_it_is_read() -> None:
+    with Flow("large-kept") as flow:
+        data = make(5)
+        length(data)
+    state = flow.run(executor=LokyExecutor(max_workers=2), journal=False)
+    assert state.is_successful(), state.result
+    assert len(own_files()) == 1  # the run ended; its value was not read yet
+    final = state.result[data]
+    value = final.result
+    assert value == bytes([5]) * SIZE
+    assert own_files() == []  # read once, into this process
+    assert final.result is value
+
+
+@needs_shm
+def test_loky_deletes_an_unread_large_result_with_its_state() -> None:
+    with Flow("large-dropped") as flow:
+        make(6)
+    state = flow.run(executor=LokyExecutor(max_workers=2), journal=False)
+    assert state.is_successful(), state.result
+    assert len(own_files()) == 1
+    del state
+    gc.collect()
+    assert own_files() == []
+
+
+EXIT_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    from taskloom import Flow, task
+    from taskloom.executors import LokyExecutor
+
+    @task
+    def make() -> bytes:
+        return b"x" * (2 << 20)
+
+    @task
+    def tunables() -> str:
+        return os.environ.get("GLIBC_TUNABLES", "")
+
+    with Flow("exit") as flow:
+        data = make()
+        seen = tunables()
+    state = flow.run(executor=LokyExecutor(max_workers=1))
+    assert state.is_successful(), state.result
+    print(state.result[seen].result)
+    kept = state.result[data]  # never read: the interpreter's exit deletes its file
+    """
+)
+
+
+def run_script(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    script = tmp_path / "exit_flow.py"
+    script.write_text(EXIT_SCRIPT)
+    return subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, "TASKLOOM_HOME": str(tmp_path / "home"), **env},
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+@needs_shm
+def test_a_process_that_exits_with_an_unread_large_result_leaves_no_file(tmp_path: Path) -> None:
+    before = set(glob.glob(f"{SHM}/taskloom-*"))
+    done = run_script(tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert set(glob.glob(f"{SHM}/taskloom-*")) - before == set()
+
+
+@needs_shm
+def test_a_new_pool_deletes_the_files_of_processes_gone(tmp_path: Path) -> None:
+    """A process killed before its run ended left its large results in shared memory
+    (memory until the machine restarts): the next pool to start deletes them, and only
+    those of processes gone."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    dead_pid = int(gone.stdout)
+    left = Path(SHM, f"taskloom-{dead_pid}-{dead_pid + 1}-12345")
+    live = Path(SHM, f"taskloom-{os.getpid()}-{os.getpid()}-12345")  # a live process's
+    left.write_bytes(b"left behind")
+    live.write_bytes(b"in use")
+    try:
+        done = run_script(tmp_path)  # a new process: its first run starts a pool
+        assert done.returncode == 0, done.stderr
+        assert not left.exists()
+        assert live.exists()
+    finally:
+        for path in (left, live):
+            path.unlink(missing_ok=True)
+
+
+def test_loky_workers_back_large_allocations_with_huge_pages_unless_told_not_to(
+    tmp_path: Path,
+) -> None:
+    """On Linux with glibc 2.35 or newer (and huge pages on request), loky's workers start
+    with ``glibc.malloc.hugetlb=1``; a ``GLIBC_TUNABLES`` that sets it wins."""
+    libc = (os.confstr("CS_GNU_LIBC_VERSION") or "").split()
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    supported = (
+        sys.platform.startswith("linux") and len(libc) == 2 and libc[0] == "glibc"
+        and tuple(int(p) for p in libc[1].split(".")[:2]) >= (2, 35)
+        and thp.exists() and "[never]" not in thp.read_text()
+    )
+    default = run_script(tmp_path)
+    assert default.returncode == 0, default.stderr
+    assert default.stdout.strip() == ("glibc.malloc.hugetlb=1" if supported else "")
+    mine = run_script(tmp_path, GLIBC_TUNABLES="glibc.malloc.hugetlb=0")
+    assert mine.returncode == 0, mine.stderr
+    assert mine.stdout.strip() == "glibc.malloc.hugetlb=0"
+    other = run_script(tmp_path, GLIBC_TUNABLES="glibc.malloc.tcache_count=0")
+    assert other.returncode == 0, other.stderr
+    expected = "glibc.malloc.tcache_count=0" + (":glibc.malloc.hugetlb=1" if supported else "")
+    assert other.stdout.strip() == expected
