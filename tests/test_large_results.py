@@ -177,6 +177,7 @@ def test_a_process_that_exits_with_an_unread_large_result_leaves_no_file(tmp_pat
 
 
 @needs_shm
+@pytest.mark.skipif(not os.path.exists("/proc/self/ns/pid"), reason="no PID namespaces here")
 def test_a_new_pool_deletes_the_files_of_processes_gone(tmp_path: Path) -> None:
     """A process killed before its run ended left its large results in shared memory
     (memory until the machine restarts): the next pool to start deletes them, and only
@@ -184,17 +185,21 @@ def test_a_new_pool_deletes_the_files_of_processes_gone(tmp_path: Path) -> None:
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True)
     dead_pid = int(gone.stdout)
-    left = Path(SHM, f"taskloom-{dead_pid}-{dead_pid + 1}-12345")
-    live = Path(SHM, f"taskloom-{os.getpid()}-{os.getpid()}-12345")  # a live process's
-    left.write_bytes(b"left behind")
-    live.write_bytes(b"in use")
+    space = os.stat("/proc/self/ns/pid").st_ino
+    left = Path(SHM, f"taskloom-{dead_pid}-{dead_pid + 1}-{space}-12345")
+    live = Path(SHM, f"taskloom-{os.getpid()}-{os.getpid()}-{space}-12345")  # a live process's
+    # A process of another PID namespace (a container sharing /dev/shm) numbers apart: a
+    # PID no process has here may be one that runs there.
+    elsewhere = Path(SHM, f"taskloom-{dead_pid}-{dead_pid + 1}-{space + 1}-12345")
+    for path, text in ((left, b"left behind"), (live, b"in use"), (elsewhere, b"theirs")):
+        path.write_bytes(text)
     try:
         done = run_script(tmp_path)  # a new process: its first run starts a pool
         assert done.returncode == 0, done.stderr
         assert not left.exists()
-        assert live.exists()
+        assert live.exists() and elsewhere.exists()
     finally:
-        for path in (left, live):
+        for path in (left, live, elsewhere):
             path.unlink(missing_ok=True)
 
 

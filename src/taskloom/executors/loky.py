@@ -287,7 +287,9 @@ def _share(state: State[Any]) -> State[Any]:
         or len(result) < SHARE_THRESHOLD
     ):
         return state
-    path = os.path.join(_SHARED_DIR, f"taskloom-{os.getppid()}-{os.getpid()}-{time.monotonic_ns()}")
+    path = os.path.join(
+        _SHARED_DIR, f"taskloom-{os.getppid()}-{os.getpid()}-{_PID_SPACE}-{time.monotonic_ns()}"
+    )
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
         with open(fd, "wb") as file:
@@ -298,22 +300,36 @@ def _share(state: State[Any]) -> State[Any]:
     return state.replace(result=SharedResult(path, len(result), type(result)))
 
 
+def _pid_space() -> int:
+    """Which PID namespace this process sees PIDs in (0: unknown), for the names of its
+    shared-memory files: containers that share ``/dev/shm`` number their processes apart."""
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
+
+
+_PID_SPACE = _pid_space()
+
+
 def _sweep_shared() -> None:
     """Delete the shared-memory files that processes now gone left (``taskloom-{parent
-    PID}-...``): a run ends by deleting its own, but a process killed (SIGKILL, the
-    machine's out-of-memory killer) has no time to, and a file in ``/dev/shm`` holds its
-    memory until the machine restarts. A pool's start does it, rarely enough to list the
-    folder. (A file whose parent's PID is in use again is left alone: never a live one's.)"""
-    if _SHARED_DIR is None:
+    PID}-{worker PID}-{PID namespace}-...``): a run ends by deleting its own, but a process
+    killed (SIGKILL, the machine's out-of-memory killer) has no time to, and a file in
+    ``/dev/shm`` holds its memory until the machine restarts. A pool's start does it,
+    rarely enough to list the folder. Only files of this PID namespace, whose parent's PID
+    no process has: never a live process's (one whose PID is in use again is left)."""
+    if _SHARED_DIR is None or not _PID_SPACE:
         return
     try:
         names = os.listdir(_SHARED_DIR)
     except OSError:
         return
+    space = str(_PID_SPACE)
     for name in names:
         parts = name.split("-")
-        if len(parts) == 4 and parts[0] == "taskloom" and parts[1].isdigit():
-            if not alive(int(parts[1])):
+        if len(parts) == 5 and parts[0] == "taskloom" and parts[3] == space:
+            if parts[1].isdigit() and not alive(int(parts[1])):
                 _remove(os.path.join(_SHARED_DIR, name))
 
 
