@@ -421,3 +421,40 @@ def test_the_journal_keeps_a_failed_tasks_large_input_itself_not_a_handle() -> N
     [stored] = [t for t in Journal().load(state.run_id).tasks if t.name == "fails_on"]
     assert stored.inputs is not None
     assert stored.inputs["data"] == b"\x07" * (2 << 20)  # the value, usable after the run
+
+
+@task(timeout=0.2)
+def quick_with_timeout() -> str:
+    return "ran"
+
+
+@pytest.mark.slow
+def test_a_task_with_a_timeout_queued_behind_another_runs_task_is_timed_from_its_start(
+    tmp_path: Path,
+) -> None:
+    """Two runs share a one-worker pool: the task with a timeout waits for the worker
+    behind the other run's long task. Its hard deadline (2 x timeout + grace) counts from
+    when a worker took it, not from when it was sent: it runs, and the long task is not
+    killed with the pool."""
+    from taskloom.executors.loky import HARD_TIMEOUT_GRACE
+
+    started = tmp_path / "started"
+    started.mkdir()
+    with Flow("long-run") as long_flow:
+        long = started_sleeper(str(started), 2 * 0.2 + HARD_TIMEOUT_GRACE + 0.8)
+    with Flow("queued-run") as queued_flow:
+        queued = quick_with_timeout()
+    executor = LokyExecutor(max_workers=1)
+    outcome: dict[str, Any] = {}
+    runner = threading.Thread(
+        target=lambda: outcome.update(state=long_flow.run(executor=executor, journal=False))
+    )
+    runner.start()
+    try:
+        wait_for_a_file(str(started))
+        state = queued_flow.run(executor=executor, journal=False)
+    finally:
+        runner.join(60)
+    assert isinstance(state.result[queued], Success), state.result[queued]
+    assert state.result[queued].result == "ran"
+    assert isinstance(outcome["state"].result[long], Success), outcome["state"].result[long]

@@ -76,8 +76,9 @@ broken pool at the next send; Dask's nanny restarts the worker).
 
 **Hard timeouts.** A back end whose tasks can get stuck out of reach of the worker's own
 timeout (loky: a task in C code ignores ``SIGALRM``) gives a ``hard_timeout_grace``: a
-run of a task with a timeout that is still out ``2 × timeout + grace`` seconds after it
-was sent ends ``TimedOut``, and the back end stops it by killing its workers
+run of a task with a timeout that is still out ``2 × timeout + grace`` seconds after a
+worker took it (``Backend.started``: a batch may wait for a worker behind other runs'
+batches on a shared pool) ends ``TimedOut``, and the back end stops it by killing its workers
 (``Backend.kill``; Dask: restarting the one worker through its nanny). The other batches
 of this run lost with them (loky: the whole pool) go back to ``pending`` (they did nothing
 wrong); other runs see a worker death.
@@ -237,6 +238,12 @@ class Backend(Protocol[_Payload, _Sent]):
         ``DeferredResult`` states, in place, and keep them for release at ``stop``."""
         ...
 
+    def started(self, sent: _Sent) -> float | None:
+        """When (``time.monotonic``) a worker took the batch, which a hard deadline counts
+        from; None while it waits for one. A back end that cannot tell returns 0.0: the
+        deadline then counts from when the batch was sent."""
+        ...
+
     def kill(self, sent: _Sent) -> bool:
         """Stop a stuck batch by killing its workers (only with ``hard_timeout_grace``):
         whether the run's other batches in flight were lost with them (loky: the pool)."""
@@ -332,11 +339,14 @@ class Workers:
 class _Flight:
     """A batch in flight."""
 
-    __slots__ = ("alone", "deadline", "runs", "ticket")
+    __slots__ = ("alone", "deadline", "runs", "sent", "ticket")
 
-    def __init__(self, runs: list[TaskRun], ticket: _Ticket, deadline: float | None) -> None:
+    def __init__(
+        self, runs: list[TaskRun], ticket: _Ticket, sent: float, deadline: float | None
+    ) -> None:
         self.runs = runs
         self.ticket = ticket
+        self.sent = sent  # when (``time.monotonic``)
         self.deadline = deadline
         #: Set when it comes back: it was alone on the workers all along (Workers.release).
         self.alone = False
@@ -473,16 +483,16 @@ class Dispatcher(Generic[_Payload, _Sent]):
             return
         batch, payload, keys = encoded
         self._names.update(keys)
-        deadline = None
+        deadline, now = None, time.monotonic()
         if self._grace is not None and len(batch) == 1 and batch[0].task.timeout is not None:
-            deadline = time.monotonic() + 2 * batch[0].task.timeout + self._grace
+            deadline = _hard_deadline(batch[0], now, self._grace)
         ticket = self._workers.claim(solo)
         try:
             sent = self._backend.send(payload, keys)
         except BaseException:
             self._workers.release(ticket)
             raise
-        flight = _Flight(batch, ticket, deadline)
+        flight = _Flight(batch, ticket, now, deadline)
         self._in_flight[sent] = flight
         sent.add_done_callback(partial(self._returned, flight))
 
@@ -589,11 +599,18 @@ class Dispatcher(Generic[_Payload, _Sent]):
         return min(deadlines) if deadlines else None
 
     def _expire_stuck(self) -> bool:
-        """Stop a run stuck past its hard deadline; True if there was one (keep waiting)."""
+        """Stop a run stuck past its hard deadline; True if there was one (keep waiting).
+        A deadline counts from when a worker took the batch: one that waited for a worker
+        (behind another run's batches on a shared pool) gets its full time from then."""
         now = time.monotonic()
         for sent, flight in self._in_flight.items():
             if flight.deadline is not None and flight.deadline <= now:
-                break
+                started = self._backend.started(sent)
+                begun = now if started is None else max(started, flight.sent)
+                deadline = _hard_deadline(flight.runs[0], begun, self._grace)
+                if deadline <= now:
+                    break
+                flight.deadline = deadline  # (not started yet: looked at again then at the latest)
         else:
             return False
         others = [run for f in self._in_flight.values() if f is not flight for run in f.runs]
@@ -607,6 +624,12 @@ class Dispatcher(Generic[_Payload, _Sent]):
         self._ready.append(decided_here(flight.runs[0].key, stopped, self._where))
         self._pump()
         return True
+
+
+def _hard_deadline(run: TaskRun, started: float, grace: float | None) -> float:
+    """When a run with a timeout that started at ``started`` is stuck (see "Hard timeouts")."""
+    assert run.task.timeout is not None and grace is not None
+    return started + 2 * run.task.timeout + grace
 
 
 # --- batching: pure bookkeeping ---------------------------------------------------------------

@@ -779,6 +779,11 @@ class _DaskRun:
         except Exception:  # its inputs no longer pickle: the value cannot be made again
             return None
 
+    def started(self, sent: Future[Reply]) -> float | None:
+        """Unknown here (Dask's scheduler gives a batch its worker): a deadline counts from
+        when the batch was sent."""
+        return 0.0
+
     def kill(self, sent: Future[Reply]) -> bool:
         """Restart the worker running the stuck batch through its nanny (the batches of
         this run on other workers go on)."""

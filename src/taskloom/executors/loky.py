@@ -553,6 +553,13 @@ def _own_worker(accepted: socket.socket) -> bool:
     return uid == os.getuid() and fields is not None and fields[1] == str(os.getpid()).encode()
 
 
+class _Batch(Future[Reply]):
+    """A batch sent on a ``_Channel``: its reply, and when a worker took it (``started``,
+    ``time.monotonic``; None while it waits for one)."""
+
+    started: float | None = None
+
+
 class _Channel:
     """A loky pool whose workers each run ``_serve``: a batch goes to an idle worker over a
     connection of its own, written by the thread that sends it, and its reply is read by
@@ -579,7 +586,7 @@ class _Channel:
         self._conns: list[Connection] = []
         self._idle: list[Connection] = []
         self._busy: dict[Connection, Future[Reply]] = {}
-        self._waiting: deque[tuple[Future[Reply], bytes]] = deque()  # no worker was idle
+        self._waiting: deque[tuple[_Batch, bytes]] = deque()  # no worker was idle
         self._closing = False
         self._ending = False  # the interpreter exits: no new batch (``finish``)
         path, self._folder = _socket_address()
@@ -610,11 +617,11 @@ class _Channel:
             serving.add_done_callback(self._served)
         threading.Thread(target=self._read, name="taskloom-loky-replies", daemon=True).start()
 
-    def send(self, args: tuple[bytes, bytes, list[tuple[int, str]], int]) -> Future[Reply]:
+    def send(self, args: tuple[bytes, bytes, list[tuple[int, str]], int]) -> _Batch:
         """Start a batch (``_run_batch``'s arguments) on an idle worker, or on the first
         one free; raises ``BrokenProcessPool`` once the pool broke."""
         data = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
-        future: Future[Reply] = Future()
+        future = _Batch()
         with self._lock:
             if self._ending:  # (as loky's submit then: the run ends with this error)
                 raise RuntimeError("cannot run new batches: the interpreter is shutting down")
@@ -625,6 +632,7 @@ class _Channel:
                 return future
             conn = self._idle.pop()
             self._busy[conn] = future
+        future.started = time.monotonic()
         future.set_running_or_notify_cancel()  # running: cancel() refuses it (``_leave``)
         self._write(conn, data)
         return future
@@ -692,6 +700,7 @@ class _Channel:
         with self._lock:
             while self._waiting:
                 waiting, data = self._waiting.popleft()
+                waiting.started = time.monotonic()
                 if waiting.set_running_or_notify_cancel():  # (else cancelled: a run gave up)
                     self._busy[conn] = waiting
                     break
@@ -871,6 +880,9 @@ class _LokyRun:
             except OSError:
                 pass
         return bool(channel.pids)
+
+    def started(self, sent: Future[Reply]) -> float | None:
+        return sent.started if isinstance(sent, _Batch) else 0.0
 
     def kill(self, sent: Future[Reply]) -> bool:
         if not sent.done():  # then it is on the current channel: its pool never broke
