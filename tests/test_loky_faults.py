@@ -458,3 +458,20 @@ def test_a_task_with_a_timeout_queued_behind_another_runs_task_is_timed_from_its
     assert isinstance(state.result[queued], Success), state.result[queued]
     assert state.result[queued].result == "ran"
     assert isinstance(outcome["state"].result[long], Success), outcome["state"].result[long]
+
+
+@pytest.mark.slow
+def test_a_worker_killed_while_idle_is_no_task_s_fault() -> None:
+    """A one-worker pool whose worker was killed between two runs (the machine's
+    out-of-memory killer, an operator): the next run's task is not blamed for the death
+    (it was sent to a worker already dead); it runs on a new pool."""
+    executor = LokyExecutor(max_workers=1)
+    with Flow("idle-death") as flow:
+        here = pid_here()
+    first = flow.run(executor=executor, journal=False)
+    worker = first.result[here].result
+    os.kill(worker, signal.SIGKILL)
+    wait_gone(worker)
+    state = flow.run(executor=executor, journal=False)
+    assert isinstance(state.result[here], Success), state.result[here]
+    assert state.result[here].result != worker

@@ -54,6 +54,7 @@ import logging
 import os
 import pickle
 import secrets
+import select
 import shutil
 import signal
 import socket
@@ -541,6 +542,21 @@ def _socket_address() -> tuple[str, str | None]:
     return os.path.join(folder, "socket"), folder
 
 
+def _hung_up(conn: Connection) -> bool:
+    """Whether an idle worker's connection ended (its worker died): an idle worker never
+    writes, so anything to read is the end. (``select.poll``, not ``conn.poll``: a fifth
+    of the cost, under 1 µs, on every batch sent; ``select.select`` fails past 1,024
+    descriptors.)"""
+    try:
+        if not hasattr(select, "poll"):  # (Windows)
+            return conn.poll(0)
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        return bool(poller.poll(0))
+    except (OSError, ValueError):  # (closed)
+        return True
+
+
 def _own_worker(accepted: socket.socket) -> bool:
     """Whether the process at the other end of ``accepted`` is a worker of this process
     (a child of it, of this user): on Linux, what an abstract socket needs, since any
@@ -630,8 +646,17 @@ class _Channel:
             if not self._idle:  # starting, or more runs share the pool than it has workers
                 self._waiting.append((future, data))
                 return future
-            conn = self._idle.pop()
-            self._busy[conn] = future
+            conn = self._idle[-1]
+            dead = _hung_up(conn)
+            if not dead:
+                self._idle.pop()
+                self._busy[conn] = future
+        if dead:
+            # The worker died while idle (killed between two batches): the pool broke before
+            # this batch was sent, so none of its tasks is blamed (the next send starts a
+            # new pool).
+            self._break(self._death() or BrokenProcessPool("a worker died while idle"))
+            raise BrokenProcessPool(f"the pool broke: {self.broken}")
         future.started = time.monotonic()
         future.set_running_or_notify_cancel()  # running: cancel() refuses it (``_leave``)
         self._write(conn, data)
