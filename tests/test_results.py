@@ -470,3 +470,49 @@ def test_show_and_cache_ls_list_the_locations(tmp_path: Path, taskloom_home: Pat
     rows = {line.split()[0]: line.split() for line in listed.stdout.splitlines() if str(out) in line}
     assert rows[str(out / "cli-targets" / "part-0.pkl")][-1] == "no"
     assert rows[str(out / "cli-targets" / "part-1.pkl")][-1] == "yes"
+
+
+@task
+def settings(n: int) -> dict[str, int]:
+    return {"rows": n}
+
+
+@task
+def rows_once_ready(config: dict[str, int], flag: str) -> int:
+    if not os.path.exists(flag):
+        raise RuntimeError("not yet")
+    return config["rows"]
+
+
+def test_a_prefect_result_keeps_the_value_in_its_location(executor: Executor, tmp_path: Path) -> None:
+    """``PrefectResult`` (Prefect 1.x's): the location the journal records is the value as
+    JSON, and a resume reads the value from it (the task does not run again); a value
+    JSON cannot hold fails its task."""
+    from taskloom.results import PrefectResult
+
+    flag = tmp_path / "flag"
+    kept = settings.copy(result=PrefectResult())
+    with Flow("prefect-result") as flow:
+        config = kept(3)
+        rows = rows_once_ready(config, str(flag))
+    first = flow.run(executor=executor)
+    assert first.result[config].result == {"rows": 3}
+    assert isinstance(first.result[rows], Failed) and first.run_id is not None
+    recorded = {t.name: t for t in Journal().load(first.run_id).tasks}
+    assert recorded["settings"].location == '{"rows": 3}'
+    flag.write_text("")
+    again = resume(first.run_id, flow=flow, executor=executor)
+    assert again.result[rows].result == 3
+    assert not isinstance(again.result[config], Failed)
+
+    unjsonable = returns_set.copy(result=PrefectResult())
+    with Flow("prefect-result-refused") as refused:
+        made = unjsonable()
+    state = refused.run(executor=executor)
+    assert isinstance(state.result[made], Failed)
+    assert "JSONSerializer cannot serialize" in str(state.result[made].result)
+
+
+@task
+def returns_set() -> set[int]:
+    return {1, 2}

@@ -26,9 +26,10 @@ written, is then an error before any task runs, naming it), and ``where(location
 full form of a location as ``write`` returns it (for a target found, in its message).
 ``exists`` and ``read`` take a location in either form.
 
-Two ship: ``LocalResult`` (files under a directory) and ``FSSpecResult`` (any file system
+Three ship: ``LocalResult`` (files under a directory), ``FSSpecResult`` (any file system
 ``fsspec`` reaches: ``s3://``, ``gcs://``, ``memory://``, ``file://``...; the ``fsspec``
-extra). Both serialize with a ``Serializer`` (``taskloom.serializers``; pickle by
+extra) and ``PrefectResult`` (Prefect 1.x's: a small JSON value kept in the location
+itself, so the run journal holds it; no file). Both serialize with a ``Serializer`` (``taskloom.serializers``; pickle by
 default) before touching a file, and write atomically: the bytes go to a temporary file
 in the same directory, which is flushed to disk and renamed over the target, so a crash
 or two runs writing one target never leave a half-written file that a later run would
@@ -54,6 +55,7 @@ __all__ = [
     "LocalResult",
     "ParquetSerializer",
     "PickleSerializer",
+    "PrefectResult",
     "Result",
     "Serializer",
     "write_atomic",
@@ -302,3 +304,43 @@ class FSSpecResult:
 
     def __repr__(self) -> str:
         return f"FSSpecResult({self.url!r}, serializer={self.serializer!r})"
+
+
+class PrefectResult:
+    """Prefect 1.x's ``PrefectResult``: a JSON-serializable value kept in its location
+    itself (the JSON text), not in a file: what ``write`` returns is the value, which the
+    run journal records, ``taskloom show`` prints and a resume reads back. For small
+    values (a count, a path, a few settings); a value JSON cannot hold fails its task
+    (``SerializationError``). A ``target`` means nothing to it (as in Prefect): no
+    template is JSON, so the task always runs.
+
+    >>> r = PrefectResult()
+    >>> r.write({"rows": 3}, "etl/count"), r.read('{"rows": 3}'), r.exists("etl/count")
+    ('{"rows": 3}', {'rows': 3}, False)
+    """
+
+    location: str | None = None
+
+    def __init__(self, location: str | None = None) -> None:
+        self.location = location
+        self.serializer = JSONSerializer()
+
+    def exists(self, location: str) -> bool:
+        """Whether ``location`` is JSON text (a value written here)."""
+        try:
+            self.serializer.deserialize(location.encode("utf-8"))
+        except ValueError:  # (json's JSONDecodeError, and UnicodeDecodeError)
+            return False
+        return True
+
+    def read(self, location: str) -> Any:
+        """The value the JSON text ``location`` holds."""
+        return self.serializer.deserialize(location.encode("utf-8"))
+
+    def write(self, value: Any, location: str) -> str:
+        """``value`` as JSON text (``SerializationError`` if JSON cannot hold it); the
+        filled-in ``location`` template is not used."""
+        return self.serializer.serialize(value).decode("utf-8")
+
+    def __repr__(self) -> str:
+        return "PrefectResult()"
