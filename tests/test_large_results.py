@@ -8,7 +8,6 @@ a file in ``/dev/shm``; the final state of its task reads it only when the calle
 
 from __future__ import annotations
 
-import gc
 import glob
 import os
 import pickle
@@ -16,13 +15,14 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from taskloom import Flow, task
-from taskloom.executors import Executor, LokyExecutor
+from taskloom.executors import Executor, LocalExecutor, LokyExecutor
 from taskloom.executors.loky import SHARE_THRESHOLD
-from taskloom.states import Mapped, Success, loaded
+from taskloom.states import Mapped, State, Success, loaded
 
 SIZE = SHARE_THRESHOLD + 5
 SHM = "/dev/shm"
@@ -62,7 +62,7 @@ def test_a_large_result_reads_as_any_success_does(executor: Executor) -> None:
     assert state.is_successful(), state.result
     assert state.result[used].result == SIZE + 7
     final, final_array = state.result[data], state.result[array]
-    assert isinstance(final, Success) and type(final).__name__ == "Success"
+    assert type(final) is Success and {Success: "ok"}[type(final)] == "ok"
     assert repr(final) == '<Success: "Task run succeeded.">'
     assert final.result == bytes([7]) * SIZE
     assert type(final_array.result) is bytearray and final_array.result == bytearray([8]) * SIZE
@@ -106,6 +106,50 @@ def test_a_mapped_task_of_large_results_holds_their_values(executor: Executor) -
     assert [child.result for child in mapped.map_states] == mapped.result
 
 
+def report_sizes(task: object, old: State[Any], new: State[Any]) -> None:
+    if isinstance(new, Mapped):
+        sizes_seen.append(sum(len(part) for part in new.result or []))
+
+
+sizes_seen: list[int] = []
+
+
+def relabel(task: object, old: State[Any], new: State[Any]) -> State[Any] | None:
+    if isinstance(new, Mapped):  # (a map over nothing: no children, no result)
+        return Mapped(f"{new.n_map_states} parts made", map_states=new.map_states)
+    return None
+
+
+def test_a_mapped_tasks_state_handlers_see_the_values(executor: Executor) -> None:
+    """A mapped task's handlers get its children's values (not handles to where a worker
+    left them), and a handler's ``Mapped`` of no children ends the run as it should."""
+    sizes_seen.clear()
+    with Flow("large-map-handlers") as flow:
+        made = make.copy(state_handlers=[report_sizes]).map([1, 2])
+        none = make.copy(state_handlers=[relabel]).map([])
+    state = flow.run(executor=executor, journal=False)
+    assert state.is_successful(), state.result
+    assert sizes_seen == [2 * SIZE]
+    assert state.result[made].result == [bytes([1]) * SIZE, bytes([2]) * SIZE]
+    assert state.result[none].message == "0 parts made"
+
+
+@task(timeout=30)
+def make_in_a_worker(byte: int) -> bytes:
+    return bytes([byte]) * SIZE
+
+
+def test_local_hard_timeouts_give_a_task_here_the_value_made_in_the_worker() -> None:
+    """``LocalExecutor(hard_timeouts=True)``: a task with a timeout runs in a worker
+    process, where its large result stays in shared memory; the task after it, run in
+    this process, gets the value."""
+    with Flow("hard-timeouts-large") as flow:
+        used = length(make_in_a_worker(4))
+    state = flow.run(executor=LocalExecutor(hard_timeouts=True), journal=False)
+    assert state.is_successful(), state.result
+    assert state.result[used].result == SIZE + 4
+
+
 @needs_shm
 def test_loky_keeps_a_large_result_in_shared_memory_until_it_is_read() -> None:
     with Flow("large-kept") as flow:
@@ -128,8 +172,7 @@ def test_loky_deletes_an_unread_large_result_with_its_state() -> None:
     state = flow.run(executor=LokyExecutor(max_workers=2), journal=False)
     assert state.is_successful(), state.result
     assert len(own_files()) == 1
-    del state
-    gc.collect()
+    del state  # (no collection of cycles: the file goes with the last reference)
     assert own_files() == []
 
 
@@ -153,6 +196,7 @@ EXIT_SCRIPT = textwrap.dedent(
     state = flow.run(executor=LokyExecutor(max_workers=1))
     assert state.is_successful(), state.result
     print(state.result[seen].result)
+    print(os.getpid(), file=sys.stderr)
     kept = state.result[data]  # never read: the interpreter's exit deletes its file
     """
 )
@@ -170,10 +214,10 @@ def run_script(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
 
 @needs_shm
 def test_a_process_that_exits_with_an_unread_large_result_leaves_no_file(tmp_path: Path) -> None:
-    before = set(glob.glob(f"{SHM}/taskloom-*"))
     done = run_script(tmp_path)
     assert done.returncode == 0, done.stderr
-    assert set(glob.glob(f"{SHM}/taskloom-*")) - before == set()
+    pid = int(done.stderr.split()[-1])
+    assert glob.glob(f"{SHM}/taskloom-{pid}-*") == []
 
 
 @needs_shm
@@ -225,3 +269,46 @@ def test_loky_workers_back_large_allocations_with_huge_pages_unless_told_not_to(
     assert other.returncode == 0, other.stderr
     expected = "glibc.malloc.tcache_count=0" + (":glibc.malloc.hugetlb=1" if supported else "")
     assert other.stdout.strip() == expected
+
+
+FORK_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing, os
+    from taskloom import Flow, task
+    from taskloom.executors import LokyExecutor
+
+    @task
+    def make() -> bytes:
+        return b"y" * (2 << 20)
+
+    with Flow("fork") as flow:
+        data = make()
+    state = flow.run(executor=LokyExecutor(max_workers=1))
+
+    def child_reads(ready):
+        ready.wait(30)  # the parent has read it
+        return len(state.result[data].result)
+
+    if __name__ == "__main__":
+        context = multiprocessing.get_context("fork")
+        ready = context.Manager().Event()
+        with context.Pool(1) as pool:
+            child = pool.apply_async(child_reads, (ready,))
+            print(len(state.result[data].result))
+            ready.set()
+            print(child.get(timeout=30))
+    """
+)
+
+
+@needs_shm
+def test_a_child_forked_after_a_run_reads_a_large_result_the_parent_read(tmp_path: Path) -> None:
+    script = tmp_path / "fork_flow.py"
+    script.write_text(FORK_SCRIPT)
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        env={**os.environ, "TASKLOOM_HOME": str(tmp_path / "home")},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(2 << 20)] * 2, done.stderr

@@ -543,8 +543,7 @@ class _Scheduler(_Mapping):
                 if isinstance(result, DeferredResult):
                     fetch = result.keep() if type(state) is Success else None
                     state = trace.state = (
-                        state.replace(result=result.resolve()) if fetch is None
-                        else fetched_on_read(state, fetch)
+                        _with_value(state) if fetch is None else fetched_on_read(state, fetch)
                     )
                 elif isinstance(result, BaseException):
                     errors.append(result)
@@ -557,9 +556,10 @@ class _Scheduler(_Mapping):
         traces = self.traces
         for i, exp in self.expansions.items():
             state = traces[i].state
+            result = state.result  # (a list: a state handler may have made it another)
             if (
-                isinstance(state, Mapped) and not SCALARS.issuperset(map(type, state.result))
-                and holds_deferred(state.result)
+                isinstance(state, Mapped) and isinstance(result, list)
+                and not SCALARS.issuperset(map(type, result)) and holds_deferred(result)
             ):
                 children = [traces[c].state for c in exp.slots]
                 traces[i].state = state.replace(
@@ -1111,6 +1111,8 @@ class _Scheduler(_Mapping):
         state = mapped_state([self.traces[c].state for c in exp.slots])
         if not has_handlers(self.task_of[i]):
             return state
+        if holds_deferred(state.result):  # (a handler reads values, as on every executor)
+            state = mapped_state([_with_value(s) for s in state.map_states])
         return self._handled(i, state, self.args.seeded.get(i) or Pending(NOT_RUN_MESSAGE))
 
     def _flow_handled(self, final: State[FlowResult]) -> State[FlowResult]:
@@ -1346,6 +1348,12 @@ def _executor_for(flow: Flow, given: Executor | None) -> Executor:
     if given is not None:
         return given
     return flow.executor if flow.executor is not None else LocalExecutor()
+
+
+def _with_value(state: State[Any]) -> State[Any]:
+    """``state`` with the value of a deferred result (valid until the run's end)."""
+    result = state.result
+    return state.replace(result=result.resolve()) if isinstance(result, DeferredResult) else state
 
 
 def check_run(

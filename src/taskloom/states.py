@@ -320,11 +320,10 @@ class State(Generic[R_co]):
     # -- value semantics ------------------------------------------------------------------
 
     def __eq__(self, other: object) -> bool:
-        if not isinstance(other, State):
-            return NotImplemented
-        if _compared(type(self)) is not _compared(type(other)):
-            return False
-        mine, theirs = self.result, other.result
+        if type(self) is not type(other):
+            return NotImplemented if not isinstance(other, State) else False
+        assert isinstance(other, State)
+        mine, theirs = self.result, other.result  # (a result fetched on read is fetched)
         try:
             return bool(mine == theirs)
         except Exception:  # results whose == is not a bool (arrays) compare by identity
@@ -656,83 +655,69 @@ class Success(Finished[R_co]):
     __slots__ = ()
 
 
-class _FetchedOnRead(Success[R_co]):
-    """A ``Success`` whose result stays where the executor left it (loky: a file in shared
-    memory) until something reads ``result``: made by ``fetched_on_read`` only.
+class _Unfetched:
+    """The result of a ``Success`` made by ``fetched_on_read``, until it is first read: how
+    to fetch the value. A pickle or deep copy of it is the value itself."""
+
+    __slots__ = ("fetch",)
+
+    def __init__(self, fetch: Callable[[], Any]) -> None:
+        self.fetch = fetch
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_same, (self.fetch(),))
+
+
+def _same(value: object) -> object:
+    return value
+
+
+def _fetching_result(state: State[Any]) -> Any:
+    """``Success.result`` once a state of this process was made by ``fetched_on_read``."""
+    result = state._result
+    if type(result) is _Unfetched:
+        # The fetch caches its value, so that states sharing it (copies made by
+        # ``replace``), and threads reading at once, get the same object. It stays in the
+        # state: what it holds may have to live as long as the state does (loky's file,
+        # once a child forked since the run may read it too).
+        return result.fetch()
+    return result
+
+
+def fetched_on_read(state: State[R], fetch: Callable[[], R]) -> State[R]:
+    """``state`` (a plain ``Success``) with its result left where it is until it is first
+    read: that read calls ``fetch``, which must cache its value and may raise.
 
     Why: ``flow.run`` returns every task's state, and most large results are intermediate
     values the caller never reads (50 MB passed to consumers that ran where it was made).
     Read into this process at the run's end, each costs a copy the size of the value
     (W4: 30-46 ms for 50 MB) and that much of the caller's memory.
 
-    It is a ``Success`` in every way but ``type(state) is Success``: its class is named
-    ``Success``, it compares equal to a ``Success`` of the same result, and it pickles as
-    one (with the value). The engine never takes one into a run (``loaded``).
-    """
-
-    __slots__ = ("_fetch",)
-    _fetch: Callable[[], Any] | None
-
-    if not TYPE_CHECKING:
-
-        @property
-        def result(self):
-            fetch = getattr(self, "_fetch", None)  # (unset: made by a State constructor)
-            if fetch is not None:
-                # The fetch caches its value (a copy made by ``replace`` shares it), so two
-                # threads reading at once get the same object.
-                self._result = fetch()
-                self._fetch = None
-            return self._result
-
-    def replace(self, **changes: Any) -> Self:
-        copy = super().replace(**changes)
-        if "result" in changes:
-            copy._fetch = None
-        return copy
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return loaded(self).__reduce__()
-
-
-# A ``Success`` to every reader (a journal row, a repr), and no class of its own to
-# ``by_name`` or the executors' wire codes (``all_classes``).
-del _BY_NAME[_FetchedOnRead.__name__]
-_FetchedOnRead.__name__ = _FetchedOnRead.__qualname__ = "Success"
-
-
-def _compared(cls: type[State[Any]]) -> type[State[Any]]:
-    """The class a state compares as (``__eq__``)."""
-    return Success if cls is _FetchedOnRead else cls
-
-
-def fetched_on_read(state: State[R], fetch: Callable[[], R]) -> State[R]:
-    """``state`` with its result left where it is until read: the first read of ``result``
-    calls ``fetch`` (which must cache its value, and may raise), later ones do not.
-    ``state`` must be a plain ``Success`` (the engine's other states keep their values).
+    The state is a ``Success`` like any other (``type(state) is Success``); it compares,
+    pickles and copies with its value. The engine takes one into a run through
+    ``loaded``. ``Success.result`` is read through C (``State.result``) until the first
+    such state exists: from then on, through a Python function that fetches (a frame on
+    every read of a success's result, which the scheduler makes on every task, spared a
+    process that never has one).
 
     >>> s = fetched_on_read(Success("done"), lambda: 42)
-    >>> s, s.result, s == Success(result=42), isinstance(s, Success)
-    (<Success: "done">, 42, True, True)
+    >>> s, type(s) is Success, s.result, s == Success(result=42)
+    (<Success: "done">, True, 42, True)
     """
     if type(state) is not Success:
         raise TypeError(f"fetched_on_read takes a plain Success, not {state!r}")
-    lazy: _FetchedOnRead[R] = object.__new__(_FetchedOnRead)
-    values = state.__getstate__()  # a plain Success: the five base slots, _context last
-    lazy.__setstate__((*values[:-1], fetch, values[-1]))
-    return lazy
+    if Success.__dict__.get("result") is None:
+        setattr(Success, "result", property(_fetching_result, doc=State.result.__doc__))
+    return state.replace(result=_Unfetched(fetch))
 
 
 def loaded(state: State[R]) -> State[R]:
-    """``state`` with its value in it: a plain ``Success`` for one ``fetched_on_read``
-    (which reads it now), else ``state`` itself. A run takes the states it is given
-    (``task_states``) through this."""
-    if type(state) is not _FetchedOnRead:
+    """``state`` with its value in it, fetched now if ``fetched_on_read`` left it where it
+    was (else ``state`` itself). A run takes the states it is given (``task_states``)
+    through this: the executors send a state's value, not how to fetch it."""
+    if type(state._result) is not _Unfetched:
         return state
-    value = state.result
-    plain: Success[R] = object.__new__(Success)
-    plain.__setstate__((value, *state.__getstate__()[1:4], state._context))
-    return plain
+    return state.replace(result=state.result)
 
 
 class Cached(Success[R_co]):

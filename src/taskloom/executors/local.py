@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from ..attempt import run_chain
 from ..states import Failed
 from ._dispatch import Dispatcher, decided_here
-from .base import ExecutorRun, TaskResult, TaskRun, Timings
+from .base import ExecutorRun, TaskResult, TaskRun, Timings, holds_deferred, resolve_deferred
 
 __all__ = ["LocalExecutor"]
 
@@ -44,6 +45,18 @@ class LocalExecutor:
 
     def __repr__(self) -> str:
         return "LocalExecutor(hard_timeouts=True)" if self.hard_timeouts else "LocalExecutor()"
+
+
+def _with_values(run: TaskRun) -> TaskRun:
+    """``run`` with the values of the deferred results in its inputs and its group's."""
+    if holds_deferred(run.inputs):
+        run.inputs = resolve_deferred(run.inputs)
+    if any(holds_deferred(dict(member.constants)) for member in run.then):
+        run.then = tuple(
+            replace(member, constants=resolve_deferred(dict(member.constants)))
+            for member in run.then
+        )
+    return run
 
 
 def _timed(run: TaskRun) -> bool:
@@ -78,6 +91,10 @@ class _LocalRun:
         run = self._queue.popleft()
         if self._hard_timeouts and _timed(run):
             return self._in_process(run)
+        if self._process is not None:
+            # A large result of a task that ran in the worker process is in shared memory:
+            # a task here takes its value.
+            run = _with_values(run)
         return run_chain(run, self._run_context, "local")
 
     def _in_process(self, run: TaskRun) -> list[TaskResult]:

@@ -218,23 +218,12 @@ class SharedResult(DeferredResult):
         return self._read()
 
     def _read(self) -> bytes | bytearray:
-        try:
-            with open(self.path, "rb", buffering=0) as file:
-                if self.kind is bytes:
-                    return file.read()  # one allocation of the known size, one copy
-                data = bytearray(self.size)
-                file.readinto(data)
-                return data
-        except FileNotFoundError:
-            raise FileNotFoundError(
-                f"a task's result of {self.size:,} bytes, kept in shared memory at "
-                f"{self.path!r}, is gone: something removed the file (a cleaner of /dev/shm?)"
-            ) from None
+        return _read_shared(self.path, self.size, self.kind)
 
     def keep(self) -> _KeptFile:
         """The file's fetch, for a final state (see ``DeferredResult.keep``)."""
         if self._kept is None:
-            self._kept = _KeptFile(self)
+            self._kept = _KeptFile(self.path, self.size, self.kind)
         return self._kept
 
     def __getstate__(self) -> tuple[str, int, type[bytes] | type[bytearray]]:
@@ -248,29 +237,58 @@ class SharedResult(DeferredResult):
         return f"SharedResult({self.path!r}, {self.size} bytes)"
 
 
+def _read_shared(path: str, size: int, kind: type[bytes] | type[bytearray]) -> bytes | bytearray:
+    """The value of a ``SharedResult`` file."""
+    try:
+        with open(path, "rb", buffering=0) as file:
+            if kind is bytes:
+                return file.read()  # one allocation of the known size, one copy
+            data = bytearray(size)
+            file.readinto(data)
+            return data
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"a task's result of {size:,} bytes, kept in shared memory at {path!r}, is "
+            "gone: something removed the file (a cleaner of /dev/shm?)"
+        ) from None
+
+
 class _KeptFile:
     """A ``SharedResult`` kept past its run, as a final state's fetch: the first call reads
     the file and deletes it, and every call returns that value. Never called, it deletes
-    the file when it is collected, or when the interpreter exits; in this process only
-    (a forked child's exit leaves its parent's files alone)."""
+    the file as soon as it is dropped (with the last state holding it: it refers to
+    nothing that could make a cycle), or at the interpreter's exit. In the process that
+    kept it only: a child forked meanwhile may still read the file, so a read that follows
+    a fork leaves the file to the drop or the exit."""
 
-    __slots__ = ("__weakref__", "_delete", "_lock", "_shared", "_value")
+    __slots__ = ("__weakref__", "_delete", "_forks", "_lock", "_path", "_read", "_value")
 
-    def __init__(self, shared: SharedResult) -> None:
-        self._shared: SharedResult | None = shared
+    def __init__(self, path: str, size: int, kind: type[bytes] | type[bytearray]) -> None:
+        self._path = path
+        self._read: tuple[int, type[bytes] | type[bytearray]] | None = (size, kind)
         self._lock = threading.Lock()
         self._value: bytes | bytearray | None = None
-        self._delete = weakref.finalize(self, _remove_own, shared.path, os.getpid())
+        self._forks = _forks[0]
+        self._delete = weakref.finalize(self, _remove_own, path, os.getpid())
 
     def __call__(self) -> bytes | bytearray:
         with self._lock:
-            shared = self._shared
-            if shared is not None:
-                self._value = shared._read()
-                self._shared = None
-                self._delete()
+            read = self._read
+            if read is not None:
+                self._value = _read_shared(self._path, *read)
+                self._read = None
+                if _forks[0] == self._forks:  # (else a child may read it yet)
+                    self._delete()
             assert self._value is not None
             return self._value
+
+
+#: How many times this process forked (``_KeptFile``).
+_forks = [0]
+
+
+def _forked() -> None:
+    _forks[0] += 1
 
 
 def _remove_own(path: str, owner: int) -> None:
@@ -487,7 +505,7 @@ def _forget_pools() -> None:
     _pools_lock = threading.Lock()
 
 
-os.register_at_fork(after_in_child=_forget_pools)
+os.register_at_fork(after_in_child=_forget_pools, after_in_parent=_forked)
 
 #: The longest path of a Unix socket (``sun_path``, 108 bytes on Linux, less elsewhere).
 _SOCKET_PATH_MAX = 100
