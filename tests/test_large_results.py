@@ -178,7 +178,7 @@ def test_loky_deletes_an_unread_large_result_with_its_state() -> None:
 
 EXIT_SCRIPT = textwrap.dedent(
     """
-    import os, sys
+    import os, subprocess, sys
     from taskloom import Flow, task
     from taskloom.executors import LokyExecutor
 
@@ -187,15 +187,30 @@ EXIT_SCRIPT = textwrap.dedent(
         return b"x" * (2 << 20)
 
     @task
-    def tunables() -> str:
-        return os.environ.get("GLIBC_TUNABLES", "")
+    def tunables() -> list[str]:
+        started = subprocess.run(
+            [sys.executable, "-c", "import os; print(os.environ.get('GLIBC_TUNABLES', ''))"],
+            capture_output=True, text=True, check=True,
+        )
+        # What glibc read when the worker started (its environment then), and what a
+        # process it starts gets.
+        try:
+            with open("/proc/self/environ", "rb") as environ:
+                at_start = dict(
+                    entry.decode().partition("=")[::2] for entry in environ.read().split(b"\\0") if entry
+                )
+        except OSError:  # (no /proc)
+            at_start = {}
+        return [at_start.get("GLIBC_TUNABLES", ""), started.stdout.strip()]
 
     with Flow("exit") as flow:
         data = make()
         seen = tunables()
     state = flow.run(executor=LokyExecutor(max_workers=1))
     assert state.is_successful(), state.result
-    print(state.result[seen].result)
+    in_task, in_its_child = state.result[seen].result
+    print(in_task)
+    print("child", in_its_child)
     print(os.getpid(), file=sys.stderr)
     kept = state.result[data]  # never read: the interpreter's exit deletes its file
     """
@@ -259,16 +274,20 @@ def test_loky_workers_back_large_allocations_with_huge_pages_unless_told_not_to(
         and tuple(int(p) for p in libc[1].split(".")[:2]) >= (2, 35)
         and thp.exists() and "[never]" not in thp.read_text()
     )
+    # What a task sees, then what a process it starts sees (the parent's environment).
     default = run_script(tmp_path)
     assert default.returncode == 0, default.stderr
-    assert default.stdout.strip() == ("glibc.malloc.hugetlb=1" if supported else "")
+    assert default.stdout.split("\n")[:2] == ["glibc.malloc.hugetlb=1" if supported else "", "child "]
     mine = run_script(tmp_path, GLIBC_TUNABLES="glibc.malloc.hugetlb=0")
     assert mine.returncode == 0, mine.stderr
-    assert mine.stdout.strip() == "glibc.malloc.hugetlb=0"
+    assert mine.stdout.split("\n")[:2] == ["glibc.malloc.hugetlb=0", "child glibc.malloc.hugetlb=0"]
     other = run_script(tmp_path, GLIBC_TUNABLES="glibc.malloc.tcache_count=0")
     assert other.returncode == 0, other.stderr
-    expected = "glibc.malloc.tcache_count=0" + (":glibc.malloc.hugetlb=1" if supported else "")
-    assert other.stdout.strip() == expected
+    # (glibc cuts the string it parsed at its first tunable, in place: the rest is not
+    # to be seen there)
+    in_task, in_its_child = other.stdout.split("\n")[:2]
+    assert in_task.startswith("glibc.malloc.tcache_count=0")
+    assert in_its_child == "child glibc.malloc.tcache_count=0"
 
 
 FORK_SCRIPT = textwrap.dedent(

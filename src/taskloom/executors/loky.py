@@ -112,10 +112,18 @@ INTERRUPT_SIGNAL = signal.SIGURG
 _in_batch = False
 
 
-def _init_worker(parent_pid: int) -> None:
+def _init_worker(parent_pid: int, environ: Mapping[str, str | None]) -> None:
+    """A worker starts. ``environ``: the parent's values (None: unset) of what
+    ``_worker_env`` added to the worker's environment, which glibc has read by now: the
+    processes its tasks start get the parent's environment."""
     lead()  # a group of its own: what its tasks start can be found once it died
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     signal.signal(INTERRUPT_SIGNAL, _stop_batch)
+    for name, value in environ.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _stop_batch(signum: int, frame: object) -> None:
@@ -522,6 +530,8 @@ def _worker_env() -> dict[str, str]:
     newer, ``_HUGE_PAGES``, unless ``GLIBC_TUNABLES`` already sets that tunable (so
     ``GLIBC_TUNABLES=glibc.malloc.hugetlb=0`` turns it off).
 
+    The worker gives the processes its tasks start the parent's value (``_init_worker``).
+
     Why: a task that makes a large value (a 50 MB ``bytes``, a NumPy array) spends most of
     the time it takes faulting its memory in, 4 KiB at a time; in 2 MiB pages that is
     about a quarter of it (W4's 50 MB: 27-35 ms in the parent, 6-8 ms in a worker). It
@@ -636,9 +646,11 @@ class _Channel:
                     "short path on a local file system"
                 ) from None
             self._wake_r, self._wake_w = os.pipe()  # wakes the channel's thread (``close``)
+            added = _worker_env()
+            given = {name: os.environ.get(name) for name in added}
             self.executor = loky.ProcessPoolExecutor(
-                max_workers=size, initializer=_init_worker, initargs=(os.getpid(),),
-                env=_worker_env(),
+                max_workers=size, initializer=_init_worker, initargs=(os.getpid(), given),
+                env=added,
             )
             self._serving = [self.executor.submit(_serve, path) for _ in range(size)]
         except BaseException:  # (an interrupt too: nothing of it may stay behind)
