@@ -449,3 +449,38 @@ def test_a_run_stopped_by_an_error_outside_its_tasks_is_recorded_and_resumes_at_
     again = resume(run.run_id, flow=flow, executor=executor)
     assert again.is_successful(), again
     assert again.result[last].result == 4
+
+
+@task
+def fails_until(flag: str, log: str) -> str:
+    record(log, "ran")
+    if not os.path.exists(flag):
+        raise RuntimeError("not yet")
+    return "done"
+
+
+def test_a_run_resumed_again_is_resumed_from_its_newest_resume(
+    tmp_path: Path, executor: Executor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Resuming a run a second time resumes its resume (the run's own record is as it
+    ended): a resume that failed again is taken up after a fix, and one that finished
+    leaves nothing to run twice."""
+    from taskloom.journal import JournalError
+
+    flag, log = tmp_path / "flag", str(tmp_path / "log")
+    with Flow("resumed-twice") as flow:
+        fails_until(str(flag), log)
+    first = flow.run(executor=executor)
+    assert first.is_failed() and first.run_id is not None
+    failed_again = resume(first.run_id, flow=flow, executor=executor)
+    assert failed_again.is_failed() and failed_again.run_id is not None
+    flag.touch()
+    with caplog.at_level("WARNING", logger="taskloom.resume"):
+        fixed = resume(first.run_id, flow=flow, executor=executor)
+    assert fixed.is_successful() and fixed.run_id is not None
+    assert failed_again.run_id in caplog.text
+    assert Journal().load(fixed.run_id).resumed_from == failed_again.run_id
+    assert lines(Path(log)) == ["ran"] * 3
+    with pytest.raises(JournalError, match=f"run {fixed.run_id} .*no paused or failed task"):
+        resume(first.run_id, flow=flow, executor=executor)
+    assert lines(Path(log)) == ["ran"] * 3

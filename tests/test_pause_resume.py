@@ -351,12 +351,17 @@ def test_a_resume_lets_through_only_the_paused_children_it_names(
     assert_unfinished(one)
     assert lines(log)[3:] == ["waits 1 resume=True"]
     assert one.run_id is not None
-    both = resume(first.run_id, flow=flow, tasks=["waits"], executor=executor)
-    assert both.result[total].result == 3
-    assert sorted(lines(log)[4:]) == ["waits 1 resume=True", "waits 2 resume=True"]
-    last = resume(one.run_id, flow=flow, tasks=["waits[2]"], executor=executor)
+    # The first run, resumed again, is resumed from its resume: waits[1] does not run twice.
+    last = resume(first.run_id, flow=flow, tasks=["waits[2]"], executor=executor)
     assert last.result[total].result == 3
-    assert lines(log)[6:] == ["waits 2 resume=True"]
+    assert lines(log)[4:] == ["waits 2 resume=True"]
+
+    second = flow.run(executor=executor)
+    assert_unfinished(second)
+    assert second.run_id is not None and len(lines(log)) == 8
+    both = resume(second.run_id, flow=flow, tasks=["waits"], executor=executor)
+    assert both.result[total].result == 3
+    assert sorted(lines(log)[8:]) == ["waits 1 resume=True", "waits 2 resume=True"]
 
 
 @task(trigger=triggers.manual_only)

@@ -559,6 +559,14 @@ class Journal(SQLiteFile):
         """The most recent runs, newest first (without their tasks)."""
         return [self._run(row) for row in self._newest(_RUN_COLUMNS, flow_name, limit)]
 
+    def resumed_by(self, run_id: str) -> list[RunRecord]:
+        """The runs that resumed run ``run_id`` (its full id), newest first (without their tasks)."""
+        rows = self._read(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE resumed_from = ? ORDER BY started DESC",
+            (run_id,),
+        )
+        return [self._run(row) for row in rows]
+
     def _newest(self, columns: str, flow_name: str | None, limit: int) -> list[Any]:
         """These ``columns`` of the ``limit`` newest runs (of ``flow_name``, if given)."""
         query = f"SELECT {columns} FROM runs"

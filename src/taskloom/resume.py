@@ -1,7 +1,9 @@
 """Resuming a recorded run in a new process, without a server.
 
 ``resume(run_id)`` reads the run from the journal, finds its flow again (where the run
-recorded it came from, or the ``flow`` you pass), and runs it on. What happens to a task
+recorded it came from, or the ``flow`` you pass), and runs it on. A run resumed already is
+resumed from its newest resume (``_newest_resume``, with a warning): resuming it twice, the
+tasks the first resume ran would run again. What happens to a task
 depends on the class of the state the run left it in (``states.by_name(row.state)``; see
 ``runs_again`` and ``keeps_inputs`` in ``taskloom.states``):
 
@@ -54,6 +56,7 @@ recorded run's tasks are numbered as the flow's are.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Set
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +80,8 @@ if TYPE_CHECKING:
     from .progress import RunObserver
 
 __all__ = ["resume"]
+
+log = logging.getLogger("taskloom.resume")
 
 RESUMED_MESSAGE = "Resumed from the journal."
 #: A success that runs again because a task that runs needs its result, which was not
@@ -435,6 +440,22 @@ def _wanted(record: RunRecord, kinds: list[type[State[Any]]], named: set[str]) -
     return wanted
 
 
+def _newest_resume(journal: Journal, record: RunRecord) -> RunRecord:
+    """The run to resume for ``record``: itself, or if it was resumed already, the newest
+    resume of its newest resume, and so on. A run's record is as the run ended, not as its
+    resumes left things: resumed again, the tasks a resume ran would run twice (a resume
+    that failed again, resumed again after a fix, is the usual case)."""
+    first = record
+    while later := journal.resumed_by(record.run_id):
+        record = journal.load(later[0].run_id)
+    if record is not first:
+        log.warning(
+            "run %s was resumed already: resuming its newest resume, run %s (%s)",
+            first.run_id, record.run_id, record.state,
+        )
+    return record
+
+
 def resume(
     run_id: str,
     *,
@@ -452,7 +473,7 @@ def resume(
         FlowNotFoundError: the flow cannot be found where the run came from.
     """
     journal = journal or default_journal()
-    record = journal.load(run_id)
+    record = _newest_resume(journal, journal.load(run_id))
     if record.tampered:
         raise JournalError.tampered(record.run_id)
     if record.ended is None and record.process is not None and running_here(record.process):
