@@ -27,7 +27,7 @@ from taskloom.results import FSSpecResult, JSONSerializer, LocalResult, PickleSe
 from taskloom.states import Cached, Failed, State, Success, TriggerFailed
 from taskloom.trace import Stored
 
-from ._cli import taskloom, write_flow
+from ._cli import describe, table_rows, taskloom, write_flow
 from ._helpers import as_task
 
 
@@ -516,3 +516,35 @@ def test_a_prefect_result_keeps_the_value_in_its_location(executor: Executor, tm
 @task
 def returns_set() -> set[int]:
     return {1, 2}
+
+
+def test_a_prefect_result_has_no_target_to_find_and_cache_ls_lists_it(
+    tmp_path: Path, taskloom_home: Path
+) -> None:
+    """A target of a task with a ``PrefectResult`` finds nothing (the task runs, even where
+    the filled-in target reads as JSON, ``"7"``), and ``taskloom cache ls`` lists its
+    values, cut, as kept in the journal."""
+    flows = write_flow(tmp_path / "prefect_result.py", '''
+from taskloom import Flow, Parameter, task
+from taskloom.results import PrefectResult
+
+@task(result=PrefectResult(), target="{n}")
+def square(n: int) -> int:
+    return n * n
+
+@task(result=PrefectResult())
+def long_settings() -> dict:
+    return {"note": "x" * 300}
+
+with Flow("prefect-result-cli") as flow:
+    square(Parameter("n", default=7))
+    long_settings()
+''')
+    for _ in range(2):  # the second run finds no target either
+        done = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local")
+        assert done.returncode == 0, describe(done)
+        assert table_rows(done.stdout)["square"][1] == "Success", done.stdout
+    listed = taskloom(taskloom_home, "cache", "ls")
+    assert listed.returncode == 0, describe(listed)
+    assert "49" in listed.stdout and "in journal" in listed.stdout
+    assert '{"note": "xxx' in listed.stdout and "x" * 100 not in listed.stdout

@@ -84,6 +84,8 @@ class Persist:
         """``(True, value)`` when the target exists and reads; else ``(False, None)``,
         logging a target that exists but cannot be read."""
         result = self.result
+        if not getattr(result, "finds_targets", True):  # (``PrefectResult``: see results)
+            return False, None
         # Read first, ask later: a rerun that finds every target (the case worth making
         # fast) pays one open per task, not a stat and an open.
         try:

@@ -650,7 +650,7 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
     print(table(
         ["LOCATION", "FLOW", "TASK", "RUN", "WHEN", "HOW", "EXISTS"],
         [
-            [p.location, p.flow_name, p.task_name, p.run_id[:8], clock(p.when),
+            [_shown(p.location), p.flow_name, p.task_name, p.run_id[:8], clock(p.when),
              "target found" if p.read else "written", _exists(p.location)]
             for p in persisted
         ],
@@ -658,12 +658,27 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
     return EXIT_SUCCESS
 
 
+def _shown(location: str, width: int = 60) -> str:
+    """A location as a table shows it: a value (``_exists``) cut to ``width``; a path or
+    a URL whole."""
+    if len(location) <= width or _exists(location) != "in journal":
+        return location
+    return location[: width - 3] + "..."
+
+
 def _exists(location: str) -> str:
-    """Whether a persisted result is still there: checked for local files only."""
+    """Whether a persisted result is still there: checked for local files only. A
+    location that is neither a path nor a URL is a value (``PrefectResult``'s), which the
+    journal itself keeps."""
     path = location.removeprefix("file://")
     if "://" in path:
         return "?"
-    return "yes" if Path(path).exists() else "no"
+    if not os.path.isabs(path):
+        return "in journal"
+    try:
+        return "yes" if Path(path).exists() else "no"
+    except OSError:  # (a name too long for this file system: no such file)
+        return "no"
 
 
 def cmd_cache_clear(args: argparse.Namespace) -> int:

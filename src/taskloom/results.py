@@ -20,9 +20,11 @@ A ``Result`` is a small protocol, so other stores plug in:
     store ``value`` there, whole or not at all, and return where it went, as ``taskloom
     show`` and the journal record it (a full path, a URL).
 
-A result may also have ``check()``, which the engine calls in the calling process before a
-run that uses it (an unusable store, such as a directory that cannot be created or
-written, is then an error before any task runs, naming it), and ``where(location)``, the
+A result may also have ``finds_targets = False`` (a target finds nothing in it, and its
+task always runs: ``PrefectResult``, whose locations are values), ``check()``, which the
+engine calls in the calling process before a run that uses it (an unusable store, such as
+a directory that cannot be created or written, is then an error before any task runs,
+naming it), and ``where(location)``, the
 full form of a location as ``write`` returns it (for a target found, in its message).
 ``exists`` and ``read`` take a location in either form.
 
@@ -311,27 +313,28 @@ class PrefectResult:
     itself (the JSON text), not in a file: what ``write`` returns is the value, which the
     run journal records, ``taskloom show`` prints and a resume reads back. For small
     values (a count, a path, a few settings); a value JSON cannot hold fails its task
-    (``SerializationError``). A ``target`` means nothing to it (as in Prefect): no
-    template is JSON, so the task always runs.
+    (``SerializationError``).
+
+    A ``target`` finds nothing here: the task always runs. (Prefect 1.x took a target
+    that happens to be JSON, such as ``"{map_index}"`` filled in as ``0``, for a stored
+    value, and skipped the task with that value.)
 
     >>> r = PrefectResult()
-    >>> r.write({"rows": 3}, "etl/count"), r.read('{"rows": 3}'), r.exists("etl/count")
+    >>> r.write({"rows": 3}, "etl/count"), r.read('{"rows": 3}'), r.exists("0")
     ('{"rows": 3}', {'rows': 3}, False)
     """
 
     location: str | None = None
+    #: A target finds nothing here (see ``Result``).
+    finds_targets = False
 
     def __init__(self, location: str | None = None) -> None:
         self.location = location
         self.serializer = JSONSerializer()
 
     def exists(self, location: str) -> bool:
-        """Whether ``location`` is JSON text (a value written here)."""
-        try:
-            self.serializer.deserialize(location.encode("utf-8"))
-        except ValueError:  # (json's JSONDecodeError, and UnicodeDecodeError)
-            return False
-        return True
+        """False: a location is a value, not a place where one waits (see the class)."""
+        return False
 
     def read(self, location: str) -> Any:
         """The value the JSON text ``location`` holds."""
