@@ -475,3 +475,42 @@ def test_a_worker_killed_while_idle_is_no_task_s_fault() -> None:
     state = flow.run(executor=executor, journal=False)
     assert isinstance(state.result[here], Success), state.result[here]
     assert state.result[here].result != worker
+
+
+@task
+def pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+@pytest.mark.slow
+def test_a_task_running_when_another_idle_worker_dies_runs_again_and_is_not_blamed(
+    tmp_path: Path,
+) -> None:
+    """Two workers: one runs a long task, the other, idle, is killed (the machine's
+    out-of-memory killer). The pool breaks, but the long task's own worker did not die:
+    it runs again on a new pool and succeeds, instead of being named the killer."""
+    executor = LokyExecutor(max_workers=2)
+    with Flow("both-workers") as pids_flow:
+        spread = pid_after.map([0.3] * 4)
+    workers = set(pids_flow.run(executor=executor, journal=False).result[spread].result)
+    assert len(workers) == 2, workers
+    started = tmp_path / "started"
+    started.mkdir()
+    with Flow("long-beside") as flow:
+        long = started_sleeper(str(started), 1.0)
+    outcome: dict[str, Any] = {}
+    runner = threading.Thread(
+        target=lambda: outcome.update(state=flow.run(executor=executor, journal=False))
+    )
+    runner.start()
+    try:
+        wait_for_a_file(str(started))
+        busy = int(next(started.iterdir()).name.split("-")[0])
+        [idle] = workers - {busy}
+        os.kill(idle, signal.SIGKILL)
+    finally:
+        runner.join(60)
+    state = outcome["state"]
+    assert isinstance(state.result[long], Success), state.result[long]
+    assert state.result[long].result != busy  # it ran again, on the new pool

@@ -60,6 +60,10 @@ fails; Dask: the batches on the dead worker fail), one rule decides:
    worker", ``lost_with_worker``), and such a task never travels as a follow-on (whose
    fate a death hides). The same holds for the runs a hard timeout's kill takes down.
 
+A back end that knows a batch's own worker did not die (``Loss.bystander``; loky: another
+worker's connection ended, or the dead one was idle) has its runs go back to the queue as
+they were, neither suspects nor culprits, ``MAX_BYSTANDING`` times at most each.
+
 A death is judged "alone" only if nothing else was in flight on the workers from before
 the batch was sent until it came back (``Workers.release``); a doubt costs one more
 replay, not a wrong culprit. (What ``Workers`` cannot see: other processes' clients of a
@@ -125,6 +129,7 @@ from .base import Timings
 
 __all__ = [
     "MAX_BATCH",
+    "MAX_BYSTANDING",
     "Backend",
     "Dispatcher",
     "Loss",
@@ -144,6 +149,9 @@ log = logging.getLogger("taskloom.executors")
 
 #: The most runs in one batch.
 MAX_BATCH = 512
+#: How many times a run may be lost as a bystander of another worker's death and run again
+#: as such (``Loss.bystander``), before the culprit rule judges it.
+MAX_BYSTANDING = 2
 
 #: What a worker sends back for a batch: its rows (``_wire.encode_rows``) and its log
 #: records (``_wire.encode_records``).
@@ -176,12 +184,15 @@ class Loss(NamedTuple):
         why: completes "Task 'name' ..." in the ``Failed`` message of a run it fails.
         error: the result of that ``Failed`` state.
         cause: for a death, the cause in a few words, for the log ("SIGKILL(-9)").
+        bystander: for a death, the back end knows the batch's own worker did not die
+            (another did, and took it down): its runs run again, and none is a suspect.
     """
 
     died: bool
     why: str
     error: BaseException
     cause: str = ""
+    bystander: bool = False
 
 
 class Backend(Protocol[_Payload, _Sent]):
@@ -368,6 +379,8 @@ class Dispatcher(Generic[_Payload, _Sent]):
         self._durations = _durations.setdefault(backend.name, {})
         self._pending: deque[TaskRun] = deque()
         self._suspects: deque[TaskRun] = deque()
+        #: How many times each run (by key) was lost as a bystander (``Loss.bystander``).
+        self._bystanding: dict[int, int] = {}
         self._in_flight: dict[_Sent, _Flight] = {}
         self._done: queue.SimpleQueue[_Sent | None] = queue.SimpleQueue()
         self._wake: Wake = partial(self._done.put, None)
@@ -561,9 +574,10 @@ class Dispatcher(Generic[_Payload, _Sent]):
         (but a run of a task that must not run twice ends ``Crashed``: ``lost``)."""
         runs = flight.runs
         if loss.died:
-            if not (flight.alone and len(runs) == 1 and not runs[0].then):
+            bystander = loss.bystander and self._bystander(runs)
+            if bystander or not (flight.alone and len(runs) == 1 and not runs[0].then):
                 again, lost = self._rerun(runs, loss.cause)
-                requeue(self._suspects, again)
+                requeue(self._pending if bystander else self._suspects, again)
                 return lost
             if flight.deadline is not None and time.monotonic() >= flight.deadline:
                 # Its workers died after its hard deadline: the timeout, not the task.
@@ -574,6 +588,15 @@ class Dispatcher(Generic[_Payload, _Sent]):
             decided_here(run.key, Failed(f"Task {run.task.name!r} {loss.why}", loss.error), where)
             for run in runs
         ]
+
+    def _bystander(self, runs: list[TaskRun]) -> bool:
+        """Whether runs lost as bystanders of a death run again as such: twice at most
+        each, after which the culprit rule judges them (a task that kills another worker
+        of its pool must not run for ever)."""
+        counts = self._bystanding
+        for run in runs:
+            counts[run.key] = counts.get(run.key, 0) + 1
+        return all(counts[run.key] <= MAX_BYSTANDING for run in runs)
 
     def _rerun(self, runs: list[TaskRun], cause: str) -> tuple[list[TaskRun], list[TaskResult]]:
         """The runs lost with a dead worker that may run again, and the results of those

@@ -585,6 +585,18 @@ def _hung_up(conn: Connection) -> bool:
         return True
 
 
+def _ended(conn: Connection) -> bool:
+    """Whether a worker's connection ended (it died), though a reply may wait in it
+    (``_hung_up``, for an idle worker's, takes a reply for an end)."""
+    try:
+        with socket.socket(fileno=os.dup(conn.fileno())) as sock:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:  # nothing to read yet: alive
+        return False
+    except OSError:
+        return True
+
+
 def _own_worker(accepted: socket.socket) -> bool:
     """Whether the process at the other end of ``accepted`` is a worker of this process
     (a child of it, of this user): on Linux, what an abstract socket needs, since any
@@ -595,6 +607,15 @@ def _own_worker(accepted: socket.socket) -> bool:
     pid, uid, _ = struct.unpack("3i", creds)
     fields = _stat_fields(pid)
     return uid == os.getuid() and fields is not None and fields[1] == str(os.getpid()).encode()
+
+
+class _Bystander(BrokenProcessPool):
+    """The error of a batch whose worker did not die when another did and broke the pool
+    (loky's error for that death is its ``cause``)."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(f"another worker of the pool died: {cause}")
+        self.cause = cause
 
 
 class _Batch(Future[Reply]):
@@ -702,6 +723,7 @@ class _Channel:
         """The channel's thread: it accepts the workers as they start, completes a batch's
         future with its reply and gives the worker the next batch waiting; the first
         connection that ends breaks the pool, and ``close`` ends it."""
+        conn: Connection | None = None  # (the one read from when a connection ended)
         try:
             while True:
                 listener = self._listener
@@ -709,6 +731,7 @@ class _Channel:
                 if listener is not None:
                     waitables.append(listener)
                 for ready in wait(waitables):
+                    conn = None
                     if ready is self._wake_r:
                         return
                     if ready is listener:
@@ -724,7 +747,8 @@ class _Channel:
                     else:
                         future.set_result(reply)
         except Exception as ended:  # (EOFError, OSError: a worker's connection ended)
-            self._break(self._death() or BrokenProcessPool(f"a worker's connection ended: {ended!r}"))
+            error = self._death() or BrokenProcessPool(f"a worker's connection ended: {ended!r}")
+            self._break(error, dead=conn)
         finally:
             _close_fd(self._wake_r)
 
@@ -772,20 +796,36 @@ class _Channel:
         if error is not None and not self._closing:
             self._break(error)
 
-    def _break(self, error: BaseException) -> None:
-        """The pool broke (or is shut down): fail every batch out and waiting with ``error``."""
+    def _break(self, error: BaseException, dead: Connection | None = None) -> None:
+        """The pool broke (or is shut down): fail every batch out and waiting with ``error``.
+        ``dead``: the connection of the worker that died, when it is known; then the other
+        batches, whose workers did not die (and those waiting for one), fail as bystanders
+        (``_Bystander``): they are run again, and none of them is taken for the culprit."""
         if self._closing:
             error = ShutdownExecutorError("the pool was shut down")
         with self._lock:
             if self.broken is None:
                 self.broken = error
             error = self.broken
-            futures = [*self._busy.values(), *(future for future, _ in self._waiting)]
+            out = list(self._busy.items())
+            conns = list(self._conns)
+            waiting = [future for future, _ in self._waiting]
             self._busy.clear()
             self._waiting.clear()
-        for future in futures:
+        closing = isinstance(error, ShutdownExecutorError)
+        # Which workers died, when loky tells first (``_served``): loky fails its calls
+        # before it kills the others, so only theirs have ended yet.
+        dead_ones = {dead} if dead is not None else set() if closing else {
+            conn for conn in conns if _ended(conn)
+        }
+        failed = [
+            (future, error if not dead_ones or conn in dead_ones else _Bystander(error))
+            for conn, future in out
+        ]
+        failed.extend((future, _Bystander(error) if dead_ones else error) for future in waiting)
+        for future, why in failed:
             if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
-                future.set_exception(error)
+                future.set_exception(why)
 
     def _death(self) -> BaseException | None:
         """loky's error for the worker that died (it names the exit codes), if loky tells
@@ -906,7 +946,7 @@ class _LokyRun:
         if isinstance(error, ShutdownExecutorError):
             cause = "the pool was shut down"
         elif isinstance(error, BrokenProcessPool):
-            cause = _exit_codes(error)
+            cause = _exit_codes(error.cause if isinstance(error, _Bystander) else error)
             _kill_orphans(self._pool)
         else:
             return Loss(False, f"could not run on the loky pool: {error!r}", error)
@@ -914,7 +954,7 @@ class _LokyRun:
             f"killed the worker process running it ({cause}); SIGKILL often means the system "
             "ran out of memory, SIGSEGV a crash in native code"
         )
-        return Loss(True, why, error, cause)
+        return Loss(True, why, error, cause, bystander=isinstance(error, _Bystander))
 
     def take_over(
         self, results: list[TaskResult], runs: Sequence[TaskRun], names: Mapping[int, str]
