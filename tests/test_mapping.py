@@ -494,7 +494,12 @@ def test_paused_children_wait_for_a_resume_that_lets_them_through(executor: Exec
     only_two = resume(first.run_id, flow=flow, tasks=["approve[1]"], executor=executor)
     assert only_two.is_paused()
     assert only_two.run_id is not None
-    assert not only_two.result[approved].is_finished()  # the mapped task waits for its children
+    # The mapped task is Mapped, as in Prefect, with its children as they stand: the paused
+    # ones with the inputs they will run from.
+    waiting = only_two.result[approved]
+    assert isinstance(waiting, Mapped)
+    assert [type(c).__name__ for c in waiting.map_states] == ["Paused", "Success", "Paused"]
+    assert [c.cached_inputs for c in waiting.map_states[::2]] == [{"x": 1}, {"x": 3}]
     kids = default_journal().load(only_two.run_id).children[0]
     assert [k.state for k in kids] == ["Paused", "Success", "Paused"]
     rest = resume(only_two.run_id, flow=flow, executor=executor)
@@ -532,3 +537,26 @@ def test_a_mapped_ordering_edge_pairs_children_and_bounds_their_number(executor:
     state = flow.run(executor=executor)
     assert state.result[second].result == [11, 21]  # zip-shortest counts the ordering edge
     assert state.result[third].result == [6, 7, 8]
+
+
+@task
+def pauses_on_one(x: int) -> int:
+    if x == 1:
+        raise signals.PAUSE("wait for x=1")
+    return x
+
+
+def test_a_mapped_task_with_a_paused_child_shows_its_children(executor: Executor) -> None:
+    """As in Prefect 1.x, ``flow.run``'s result holds a ``Mapped`` state for a mapped task
+    whose child paused, with every child's state: the paused one with its inputs."""
+    with Flow("map-paused-child") as flow:
+        parts = pauses_on_one.map([0, 1, 2])
+        t = total(parts)
+    state = flow.run(executor=executor)
+    assert state.is_paused()
+    mapped = state.result[parts]
+    assert isinstance(mapped, Mapped), mapped
+    assert [type(c).__name__ for c in mapped.map_states] == ["Success", "Paused", "Success"]
+    assert mapped.map_states[1].cached_inputs == {"x": 1}
+    assert [mapped.map_states[i].result for i in (0, 2)] == [0, 2]
+    assert not state.result[t].is_finished()

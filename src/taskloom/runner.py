@@ -553,9 +553,15 @@ class _Scheduler(_Mapping):
                 trace.inputs = resolve_deferred(trace.inputs)
         # A mapped task's state was made of its children's as they came back (``_mapped``):
         # where those left values deferred, it takes their final states, and their values.
+        # One whose children did not all finish (one paused, the run stopped) is ``Mapped``
+        # with them, as in Prefect, so its children's states can be read (a paused
+        # child's inputs): its handlers are not told, as it did not finish.
         traces = self.traces
         for i, exp in self.expansions.items():
             state = traces[i].state
+            if type(state) is Running:
+                traces[i].state = mapped_state([traces[c].state for c in exp.slots])
+                continue
             result = state.result  # (a list: a state handler may have made it another)
             if (
                 isinstance(state, Mapped) and isinstance(result, list)
