@@ -484,3 +484,36 @@ def test_a_run_resumed_again_is_resumed_from_its_newest_resume(
     with pytest.raises(JournalError, match=f"run {fixed.run_id} .*no paused or failed task"):
         resume(first.run_id, flow=flow, executor=executor)
     assert lines(Path(log)) == ["ran"] * 3
+
+
+@task
+def reads_the_context(flag: str) -> str:
+    import taskloom
+
+    if not os.path.exists(flag):
+        raise RuntimeError("not yet")
+    return f"{taskloom.context.env}/{taskloom.context.get('lock', 'no lock')}"
+
+
+def test_a_resume_gets_the_context_the_run_was_given_but_its_secrets(
+    tmp_path: Path, taskloom_home: Path, executor: Executor, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``flow.run(context=...)``: a resume (here from the Python API; from the command line
+    alike) gets that context again. A value that cannot be pickled is left out without a
+    warning (a lock a local run's tasks share), and the secrets are not written down."""
+    import threading
+
+    flag = tmp_path / "flag"
+    with Flow("resume-context") as flow:
+        read = reads_the_context(str(flag))
+    context = {"env": "prod", "lock": threading.Lock(), "secrets": {"API_KEY": "ctx-key-7f31c9"}}
+    with caplog.at_level("WARNING", logger="taskloom.journal"):
+        first = flow.run(executor=LocalExecutor(), context=context)
+    assert first.is_failed() and first.run_id is not None
+    assert "context" not in caplog.text
+    assert Journal().load(first.run_id).context == {"env": "prod"}
+    journal_bytes = b"".join(p.read_bytes() for p in taskloom_home.glob("journal.sqlite*"))
+    assert b"ctx-key-7f31c9" not in journal_bytes
+    flag.touch()
+    again = resume(first.run_id, flow=flow, executor=executor)
+    assert again.result[read].result == "prod/no lock"

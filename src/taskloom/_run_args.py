@@ -40,12 +40,15 @@ class RunArgs:
             date keys filled in).
         seeded: the states ``task_states`` gives, by task number.
         starts: the numbers of the ``start_tasks``.
+        given: the context the caller gave (``context=``, over the context the call
+            was made in), which the journal keeps for a resume.
     """
 
     parameters: dict[str, Any]
     context: dict[str, Any]
     seeded: dict[int, State[Any]]
     starts: frozenset[int]
+    given: dict[str, Any]
 
     @property
     def run_id(self) -> str:
@@ -102,7 +105,10 @@ def check(
             )
     values = resolve_parameters(flow, parameters)
     secrets = [compiled.nodes[i].task for i in compiled.secrets]
-    return RunArgs(values, run_context(flow, values, context, secrets), seeded, frozenset(starts))
+    return RunArgs(
+        values, run_context(flow, values, context, secrets), seeded, frozenset(starts),
+        {**current(), **context},
+    )
 
 
 def resolve_parameters(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:

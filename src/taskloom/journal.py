@@ -109,7 +109,7 @@ log = logging.getLogger("taskloom.journal")
 
 #: Bumped when the tables change; a file of a version in ``_MIGRATIONS`` is brought up to
 #: date in place, one of any other version is moved aside.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: The batches of task outcomes a run writes as it goes (``log_tasks``).
 _TASK_LOG = """
@@ -136,7 +136,8 @@ CREATE TABLE IF NOT EXISTS runs (
     tasks BLOB,
     pid INTEGER,
     host TEXT,
-    process_start TEXT
+    process_start TEXT,
+    context BLOB
 );
 CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (flow_name, started);
 CREATE TABLE IF NOT EXISTS resume_data (
@@ -148,7 +149,7 @@ CREATE TABLE IF NOT EXISTS resume_data (
 );
 """ + _TASK_LOG
 
-#: Version 1 (taskloom 0.1) had no process columns and no task log.
+#: Version 1 (taskloom 0.1) had no process columns and no task log; version 2 no context.
 _MIGRATIONS = {
     1: (
         "ALTER TABLE runs ADD COLUMN pid INTEGER",
@@ -156,7 +157,12 @@ _MIGRATIONS = {
         "ALTER TABLE runs ADD COLUMN process_start TEXT",
         _TASK_LOG.strip().rstrip(";"),
     ),
+    2: ("ALTER TABLE runs ADD COLUMN context BLOB",),
 }
+
+#: Keys of a run's given context that are not kept for its resumes: its own (a resume is
+#: another run) and its secrets (read again).
+_CONTEXT_NOT_KEPT = frozenset({"flow_run_id", "flow_run_name", "secrets"})
 
 #: The message of a task a run that never finished did not record.
 NOT_RECORDED = "Not recorded: the run ended before the task finished (in flight, or never reached)."
@@ -281,6 +287,10 @@ class RunRecord:
     tampered: bool = False
     #: The process that ran it (None in journals written before it was recorded).
     process: ProcessMark | None = None
+    #: The context the caller gave the run (``flow.run(context=...)``, and that of an
+    #: enclosing ``taskloom.context``), which its resumes get again: without its secrets,
+    #: and without what could not be stored (see ``Journal.begin``).
+    context: dict[str, Any] = field(default_factory=dict)
 
     @property
     def crashed(self) -> bool:
@@ -316,7 +326,22 @@ class Journal(SQLiteFile):
         self._signer = Signer.for_home(home)
         self._last_skeleton: tuple[Sequence[str], list[bytes]] | None = None
 
-    def _blob(self, value: Any, what: str) -> bytes | None:
+    def _context_blob(self, context: Mapping[str, Any]) -> bytes | None:
+        """The stored form of a run's given context: each value that can be kept (see
+        ``_blob``; one that cannot, such as a connection a ``LocalExecutor`` run's tasks
+        share, is left out without a warning: most runs are never resumed), without the
+        secrets (read again by a resume, as the run read them)."""
+        kept = {
+            key: value for key, value in context.items()
+            if key not in _CONTEXT_NOT_KEPT
+            and self._blob(value, f"the context's {key!r}", quiet=True) is not None
+        }
+        return self._blob(kept, "the context") if kept else None
+
+    def _blob(self, value: Any, what: str, quiet: bool = False) -> bytes | None:
+        """``value`` pickled and signed; None (with a warning, or a debug line if
+        ``quiet``) if it cannot be pickled or holds a secret's value."""
+        say = log.debug if quiet else log.warning
         try:
             # An exception among the values (a failed task's, fed to a task that runs
             # after failures) that would not unpickle is stored as a stand-in.
@@ -328,11 +353,11 @@ class Journal(SQLiteFile):
                 # else that holds its value is not kept at all.
                 data = cloudpickle.dumps(as_refs(value))
                 if found_in(data) is not None:
-                    log.warning("journal: %s not stored, it holds the value of secret %r", what, secret)
+                    say("journal: %s not stored, it holds the value of secret %r", what, secret)
                     return None
             return self._signer.sign(data)
         except Exception as error:
-            log.warning("journal: %s not stored, it cannot be pickled (%r)", what, error)
+            say("journal: %s not stored, it cannot be pickled (%r)", what, error)
             return None
 
     def _value(self, blob: bytes | None) -> Any:
@@ -356,21 +381,25 @@ class Journal(SQLiteFile):
         *,
         names: Sequence[str] = (),
         opening: tuple[Sequence[tuple[Any, ...]], Mapping[int, Values]] | None = None,
+        context: Mapping[str, Any] | None = None,
     ) -> bool:
         """Record that a run of the tasks ``names`` (by number) started, in this process,
         with ``opening`` (rows and values, as ``log_tasks`` takes them) as its task log's
-        batch 1 if given; False (and a warning) if the journal is unusable."""
+        batch 1 if given, and the ``context`` its caller gave it (``_context_blob``); False
+        (and a warning) if the journal is unusable."""
         try:
             params = self._blob(dict(parameters), "parameters")
+            given = self._context_blob(context or {})
             skeleton = self._skeleton(run_id, names)
             first = None if opening is None else self._task_log_row(run_id, 1, *opening)
             me = _this_process()
             with self._transaction() as connection:
                 connection.execute(
                     "INSERT INTO runs (run_id, flow_name, source, parameters, started, state, "
-                    "resumed_from, pid, host, process_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "resumed_from, pid, host, process_start, context) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, flow_name, source, params, started, Running.__name__, resumed_from,
-                     me.pid, me.host, me.started),
+                     me.pid, me.host, me.started, given),
                 )
                 connection.executemany(  # a part's pickle made as it is written
                     "INSERT INTO task_log VALUES (?, ?, ?, NULL)",
@@ -579,7 +608,8 @@ class Journal(SQLiteFile):
 
     def _run(self, row: Sequence[Any]) -> RunRecord:
         parameters = self._value(row[3])
-        tampered = parameters is TAMPERED
+        context = self._value(row[12])
+        tampered = parameters is TAMPERED or context is TAMPERED
         process = None if row[9] is None else ProcessMark(row[9], row[10], row[11])
         state, message = row[6], row[7]
         if state == Running.__name__ and row[5] is None and process is not None and gone(process):
@@ -600,6 +630,7 @@ class Journal(SQLiteFile):
             message=message,
             resumed_from=row[8],
             process=process,
+            context={} if tampered else context or {},
         )
 
     def load(self, run_id: str) -> RunRecord:
@@ -622,13 +653,13 @@ class Journal(SQLiteFile):
             "SELECT task_index, inputs, result FROM resume_data WHERE run_id = ?", (rows[0][0],)
         )
         logged = []
-        if rows[0][12] is None:  # it never finished: what it logged as it went
+        signed = rows[0][_TASKS]
+        if signed is None:  # it never finished: what it logged as it went
             logged = self._read(
                 "SELECT outcomes, task_values FROM task_log WHERE run_id = ? ORDER BY seq",
                 (rows[0][0],),
             )
         record = self._run(rows[0])
-        signed = rows[0][12]
         if signed is None and logged:
             self._logged(record, logged)
         elif signed is not None:
@@ -791,8 +822,10 @@ def _this_process() -> ProcessMark:
 #: The columns ``Journal._run`` reads, in its order.
 _RUN_COLUMNS = (
     "run_id, flow_name, source, parameters, started, ended, state, message, resumed_from, "
-    "pid, host, process_start"
+    "pid, host, process_start, context"
 )
+#: Where ``load``'s row has the ``tasks`` column, after ``_RUN_COLUMNS``.
+_TASKS = _RUN_COLUMNS.count(",") + 1
 
 
 @dataclass(frozen=True, slots=True)

@@ -623,7 +623,7 @@ def resume(
         flow,
         parameters=record.parameters,
         executor=executor,
-        context={"secrets": secrets} if secrets else {},
+        context={**record.context, **({"secrets": secrets} if secrets else {})},
         task_states={tasks_by_number[i]: state for i, state in states.items()},
         start_tasks=[tasks_by_number[i] for i in starts],
         cache_store=None,

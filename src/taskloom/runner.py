@@ -404,6 +404,7 @@ class _Scheduler(_Mapping):
                     None if self.resumed is None else self.resumed.run_id,
                     names=self.plan.names,
                     opening=task_log.opening,
+                    context=args.given,
                 ):
                     begun = True
                     self.task_log = task_log
