@@ -536,9 +536,14 @@ def square(n: int) -> int:
 def long_settings() -> dict:
     return {"note": "x" * 300}
 
+@task(result=PrefectResult())
+def where_it_went() -> str:
+    return "s3://bucket/data/part-0001.parquet"
+
 with Flow("prefect-result-cli") as flow:
     square(Parameter("n", default=7))
     long_settings()
+    where_it_went()
 ''')
     for _ in range(2):  # the second run finds no target either
         done = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local")
@@ -548,3 +553,5 @@ with Flow("prefect-result-cli") as flow:
     assert listed.returncode == 0, describe(listed)
     assert "49" in listed.stdout and "in journal" in listed.stdout
     assert '{"note": "xxx' in listed.stdout and "x" * 100 not in listed.stdout
+    [url_row] = [line for line in listed.stdout.splitlines() if "s3://bucket" in line]
+    assert url_row.rstrip().endswith("in journal"), url_row  # a value, not a URL

@@ -28,6 +28,7 @@ import pprint
 import textwrap
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import sys
@@ -658,6 +659,11 @@ def cmd_cache_ls(args: argparse.Namespace) -> int:
     return EXIT_SUCCESS
 
 
+#: A URL (``FSSpecResult``'s locations), where the value of a ``PrefectResult`` is JSON
+#: text: a number, or one that starts with a quote or a bracket.
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+
 def _shown(location: str, width: int = 60) -> str:
     """A location as a table shows it: a value (``_exists``) cut to ``width``; a path or
     a URL whole."""
@@ -671,7 +677,7 @@ def _exists(location: str) -> str:
     location that is neither a path nor a URL is a value (``PrefectResult``'s), which the
     journal itself keeps."""
     path = location.removeprefix("file://")
-    if "://" in path:
+    if _URL.match(path):
         return "?"
     if not os.path.isabs(path):
         return "in journal"

@@ -61,8 +61,9 @@ fails; Dask: the batches on the dead worker fail), one rule decides:
    fate a death hides). The same holds for the runs a hard timeout's kill takes down.
 
 A back end that knows a batch's own worker did not die (``Loss.bystander``; loky: another
-worker's connection ended, or the dead one was idle) has its runs go back to the queue as
-they were, neither suspects nor culprits, ``MAX_BYSTANDING`` times at most each.
+worker's connection ended, or the dead one was idle) keeps its runs from being the culprit
+of that death, even alone (``MAX_BYSTANDING`` times at most each): they run again one at a
+time, with the suspects, so that a suspect still runs alone.
 
 A death is judged "alone" only if nothing else was in flight on the workers from before
 the batch was sent until it came back (``Workers.release``); a doubt costs one more
@@ -149,8 +150,8 @@ log = logging.getLogger("taskloom.executors")
 
 #: The most runs in one batch.
 MAX_BATCH = 512
-#: How many times a run may be lost as a bystander of another worker's death and run again
-#: as such (``Loss.bystander``), before the culprit rule judges it.
+#: How many times a run may be lost as a bystander of another worker's death and escape
+#: the culprit rule (``Loss.bystander``), before the rule judges it.
 MAX_BYSTANDING = 2
 
 #: What a worker sends back for a batch: its rows (``_wire.encode_rows``) and its log
@@ -576,8 +577,10 @@ class Dispatcher(Generic[_Payload, _Sent]):
         if loss.died:
             bystander = loss.bystander and self._bystander(runs)
             if bystander or not (flight.alone and len(runs) == 1 and not runs[0].then):
+                # Suspects all, a bystander too: sent back as a batch, it would be in flight
+                # beside the suspects, none of which could then be judged alone.
                 again, lost = self._rerun(runs, loss.cause)
-                requeue(self._pending if bystander else self._suspects, again)
+                requeue(self._suspects, again)
                 return lost
             if flight.deadline is not None and time.monotonic() >= flight.deadline:
                 # Its workers died after its hard deadline: the timeout, not the task.

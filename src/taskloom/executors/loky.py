@@ -800,7 +800,7 @@ class _Channel:
         """The pool broke (or is shut down): fail every batch out and waiting with ``error``.
         ``dead``: the connection of the worker that died, when it is known; then the other
         batches, whose workers did not die (and those waiting for one), fail as bystanders
-        (``_Bystander``): they are run again, and none of them is taken for the culprit."""
+        (``_Bystander``): none of them is taken for the culprit of that death."""
         if self._closing:
             error = ShutdownExecutorError("the pool was shut down")
         with self._lock:
