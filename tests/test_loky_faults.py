@@ -448,11 +448,7 @@ def test_a_task_with_a_timeout_queued_behind_another_runs_task_is_timed_from_its
     with Flow("queued-run") as queued_flow:
         queued = quick_with_timeout()
     executor = LokyExecutor(max_workers=1)
-    outcome: dict[str, Any] = {}
-    runner = threading.Thread(
-        target=lambda: outcome.update(state=long_flow.run(executor=executor, journal=False))
-    )
-    runner.start()
+    runner, outcome = run_in_a_thread(long_flow, executor)
     try:
         wait_for_a_file(str(started))
         state = queued_flow.run(executor=executor, journal=False)
@@ -461,6 +457,16 @@ def test_a_task_with_a_timeout_queued_behind_another_runs_task_is_timed_from_its
     assert isinstance(state.result[queued], Success), state.result[queued]
     assert state.result[queued].result == "ran"
     assert isinstance(outcome["state"].result[long], Success), outcome["state"].result[long]
+
+
+def run_in_a_thread(flow: Flow, executor: LokyExecutor) -> tuple[threading.Thread, dict[str, Any]]:
+    """A run of ``flow`` started in a thread, and where its state goes (``"state"``)."""
+    outcome: dict[str, Any] = {}
+    runner = threading.Thread(
+        target=lambda: outcome.update(state=flow.run(executor=executor, journal=False))
+    )
+    runner.start()
+    return runner, outcome
 
 
 @pytest.mark.slow
@@ -502,11 +508,7 @@ def test_a_task_running_when_another_idle_worker_dies_runs_again_and_is_not_blam
     started.mkdir()
     with Flow("long-beside") as flow:
         long = started_sleeper(str(started), 1.0)
-    outcome: dict[str, Any] = {}
-    runner = threading.Thread(
-        target=lambda: outcome.update(state=flow.run(executor=executor, journal=False))
-    )
-    runner.start()
+    runner, outcome = run_in_a_thread(flow, executor)
     try:
         wait_for_a_file(str(started))
         busy = int(next(started.iterdir()).name.split("-")[0])
