@@ -186,7 +186,7 @@ class Loss(NamedTuple):
         error: the result of that ``Failed`` state.
         cause: for a death, the cause in a few words, for the log ("SIGKILL(-9)").
         bystander: for a death, the back end knows the batch's own worker did not die
-            (another did, and took it down): its runs run again, and none is a suspect.
+            (another did, and took it down): its runs run again, and none is the culprit.
     """
 
     died: bool
@@ -593,8 +593,8 @@ class Dispatcher(Generic[_Payload, _Sent]):
         ]
 
     def _bystander(self, runs: list[TaskRun]) -> bool:
-        """Whether runs lost as bystanders of a death run again as such: twice at most
-        each, after which the culprit rule judges them (a task that kills another worker
+        """Whether runs lost as bystanders of a death are spared the culprit rule:
+        twice at most each, after which it judges them (a task that kills another worker
         of its pool must not run for ever)."""
         counts = self._bystanding
         for run in runs:
