@@ -350,6 +350,7 @@ def test_resume_a_paused_gate_in_a_new_process(tmp_path: Path, taskloom_home: Pa
     listing = taskloom(taskloom_home, "runs").stdout
     assert re.search(rf"^{new}\s+gated\s+Success\s.*\s{rid[:8]}$", listing, re.MULTILINE), listing
     assert f"Resumed     from run {rid}" in taskloom(taskloom_home, "show", new).stdout
+    assert f"Resumed     by run {new} (Success)" in taskloom(taskloom_home, "show", rid).stdout
 
 
 def test_resume_only_the_named_task(tmp_path: Path, taskloom_home: Path) -> None:

@@ -434,6 +434,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(f"Ended       {clock(run.ended)}  (took {duration(run.duration)})")
     if run.resumed_from:
         print(f"Resumed     from run {run.resumed_from}")
+    for later in _reading(journal, lambda: journal.resumed_by(run.run_id)):
+        print(f"Resumed     by run {later.run_id} ({later.state})")
     rows = []
     for task in run.tasks:
         rows.append(_show_row(task, origin))
