@@ -331,3 +331,67 @@ def test_a_child_forked_after_a_run_reads_a_large_result_the_parent_read(tmp_pat
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == [str(2 << 20)] * 2, done.stderr
+
+
+DEATH_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys, threading, time
+    from taskloom import Flow, task
+    from taskloom.executors import LokyExecutor
+
+    STARTED = sys.argv[1]
+
+    @task
+    def pid_after(i: int) -> int:
+        time.sleep(0.3)
+        return os.getpid()
+
+    @task
+    def big_after(seconds: float) -> bytes:
+        open(os.path.join(STARTED, f"{os.getpid()}-{time.monotonic_ns()}"), "w").close()
+        time.sleep(seconds)
+        return b"z" * (2 << 20)
+
+    executor = LokyExecutor(max_workers=2)
+    with Flow("pids") as pids_flow:
+        spread = pid_after.map([0, 1, 2, 3])
+    with Flow("large-beside-a-death") as flow:
+        made = big_after(1.0)
+    print(os.getpid(), flush=True)
+    for attempt in range(3):
+        workers = set(pids_flow.run(executor=executor, journal=False).result[spread].result)
+        for name in os.listdir(STARTED):
+            os.unlink(os.path.join(STARTED, name))
+        outcome = {}
+        runner = threading.Thread(target=lambda: outcome.update(state=flow.run(executor=executor, journal=False)))
+        runner.start()
+        while not os.listdir(STARTED):
+            time.sleep(0.005)
+        busy = int(os.listdir(STARTED)[0].split("-")[0])
+        time.sleep(0.95)  # the large result is being made, written, sent back...
+        for pid in workers - {busy}:
+            os.kill(pid, signal.SIGKILL)  # ... when the other worker dies
+        runner.join(60)
+        assert len(outcome["state"].result[made].result) == 2 << 20
+    """
+)
+
+
+@pytest.mark.slow
+@needs_shm
+def test_a_large_result_lost_with_its_pool_leaves_no_file(tmp_path: Path) -> None:
+    """A large result written to shared memory by a batch whose reply never came (the
+    pool broke: another worker died) is deleted with the pool, not left until the
+    machine restarts."""
+    script = tmp_path / "death_flow.py"
+    script.write_text(DEATH_SCRIPT)
+    started = tmp_path / "started"
+    started.mkdir()
+    done = subprocess.run(
+        [sys.executable, str(script), str(started)],
+        env={**os.environ, "TASKLOOM_HOME": str(tmp_path / "home")},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    pid = int(done.stdout.split()[0])
+    assert glob.glob(f"{SHM}/taskloom-{pid}-*") == []

@@ -50,6 +50,7 @@ is loky's own, each a lesson measured on loky (see the reliability catalogue):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import pickle
@@ -110,6 +111,8 @@ INTERRUPT_SIGNAL = signal.SIGURG
 
 #: Whether this worker runs a batch now (``INTERRUPT_SIGNAL`` stops it only then).
 _in_batch = False
+#: The token of the batch it runs, or ran last (``_Channel.send``).
+_batch_token = 0
 
 
 def _init_worker(parent_pid: int, environ: Mapping[str, str | None]) -> None:
@@ -162,10 +165,13 @@ def _kill_children(pid: int) -> None:
             continue
 
 
-def _run_batch(header: bytes, payload: bytes, keys: list[tuple[int, str]], log_level: int) -> Reply:
-    """Run a batch in a pool worker (``_worker.run_batch``)."""
-    global _in_batch
-    _in_batch = True
+def _run_batch(
+    header: bytes, payload: bytes, keys: list[tuple[int, str]], log_level: int, token: int
+) -> Reply:
+    """Run a batch in a pool worker (``_worker.run_batch``); ``token`` names it in the
+    names of the shared-memory files of its results (``_share``)."""
+    global _in_batch, _batch_token
+    _in_batch, _batch_token = True, token
     try:
         return run_batch(
             header, payload, keys, log_level, worker=f"loky:{os.getpid()}",
@@ -190,8 +196,10 @@ def _serve(path: str) -> None:
         except (EOFError, OSError):
             return  # the parent closed the channel: its pool is going away
         try:
-            header, payload, keys, level = pickle.loads(data)
-            answer: tuple[str | None, Reply | None] = (None, _run_batch(header, payload, keys, level))
+            token, header, payload, keys, level = pickle.loads(data)
+            answer: tuple[str | None, Reply | None] = (
+                None, _run_batch(header, payload, keys, level, token)
+            )
         except Exception as error:  # not a task's (those are states): the batch's machinery
             answer = (f"the worker could not run the batch: {error!r}", None)
         conn.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
@@ -315,7 +323,8 @@ def _share(state: State[Any]) -> State[Any]:
     ):
         return state
     path = os.path.join(
-        _SHARED_DIR, f"taskloom-{os.getppid()}-{os.getpid()}-{_PID_SPACE}-{time.monotonic_ns()}"
+        _SHARED_DIR,
+        f"taskloom-{os.getppid()}-{os.getpid()}-{_PID_SPACE}-{_batch_token}.{time.monotonic_ns()}",
     )
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -341,7 +350,7 @@ _PID_SPACE = _pid_space()
 
 def _sweep_shared() -> None:
     """Delete the shared-memory files that processes now gone left (``taskloom-{parent
-    PID}-{worker PID}-{PID namespace}-...``): a run ends by deleting its own, but a process
+    PID}-{worker PID}-{PID namespace}-{batch token}.{time}``): a run ends by deleting its own, but a process
     killed (SIGKILL, the machine's out-of-memory killer) has no time to, and a file in
     ``/dev/shm`` holds its memory until the machine restarts. A pool's start does it,
     rarely enough to list the folder. Only files of this PID namespace, whose parent's PID
@@ -357,6 +366,23 @@ def _sweep_shared() -> None:
         parts = name.split("-")
         if len(parts) == 5 and parts[0] == "taskloom" and parts[3] == space:
             if parts[1].isdigit() and not alive(int(parts[1])):
+                _remove(os.path.join(_SHARED_DIR, name))
+
+
+def _remove_batch_files(tokens: set[int]) -> None:
+    """Delete the shared-memory files this process's workers made for the batches of
+    ``tokens``, whose replies never came (``_Channel._break``)."""
+    if _SHARED_DIR is None or not tokens:
+        return
+    try:
+        names = os.listdir(_SHARED_DIR)
+    except OSError:
+        return
+    mine = f"taskloom-{os.getpid()}-"
+    for name in names:
+        if name.startswith(mine):
+            token = name.rsplit("-", 1)[-1].partition(".")[0]
+            if token.isdigit() and int(token) in tokens:
                 _remove(os.path.join(_SHARED_DIR, name))
 
 
@@ -623,6 +649,12 @@ class _Batch(Future[Reply]):
     ``time.monotonic``; None while it waits for one)."""
 
     started: float | None = None
+    #: What names it in the names of its results' shared-memory files (``_share``).
+    token = 0
+
+
+#: The batches' tokens (``_Batch.token``), unique in this process.
+_tokens = itertools.count(1)
 
 
 class _Channel:
@@ -652,6 +684,7 @@ class _Channel:
         self._idle: list[Connection] = []
         self._busy: dict[Connection, Future[Reply]] = {}
         self._waiting: deque[tuple[_Batch, bytes]] = deque()  # no worker was idle
+        self._lost: set[int] = set()  # the tokens of the batches out when it broke
         self._closing = False
         self._ending = False  # the interpreter exits: no new batch (``finish``)
         path, self._folder = _socket_address()
@@ -687,8 +720,9 @@ class _Channel:
     def send(self, args: tuple[bytes, bytes, list[tuple[int, str]], int]) -> _Batch:
         """Start a batch (``_run_batch``'s arguments) on an idle worker, or on the first
         one free; raises ``BrokenProcessPool`` once the pool broke."""
-        data = pickle.dumps(args, protocol=pickle.HIGHEST_PROTOCOL)
         future = _Batch()
+        future.token = next(_tokens)
+        data = pickle.dumps((future.token, *args), protocol=pickle.HIGHEST_PROTOCOL)
         with self._lock:
             if self._ending:  # (as loky's submit then: the run ends with this error)
                 raise RuntimeError("cannot run new batches: the interpreter is shutting down")
@@ -822,6 +856,9 @@ class _Channel:
             (future, error if not dead_ones or conn in dead_ones else _Bystander(error))
             for conn, future in out
         ]
+        # Their replies never came: what their workers left in shared memory is no one's
+        # (deleted by ``hang_up``, once the workers are gone).
+        self._lost.update(future.token for _, future in out if isinstance(future, _Batch))
         failed.extend((future, _Bystander(error) if dead_ones else error) for future in waiting)
         for future, why in failed:
             if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
@@ -889,6 +926,7 @@ class _Channel:
             listener.close()
         self._remove_folder()
         self._break(ShutdownExecutorError("the pool was shut down"))
+        _remove_batch_files(self._lost)
 
     def _remove_folder(self) -> None:
         if self._folder is not None:
