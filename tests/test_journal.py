@@ -507,7 +507,11 @@ def test_a_resume_gets_the_context_the_run_was_given_but_its_secrets(
     flag = tmp_path / "flag"
     with Flow("resume-context") as flow:
         read = reads_the_context(str(flag))
-    context = {"env": "prod", "lock": threading.Lock(), "secrets": {"API_KEY": "ctx-key-7f31c9"}}
+    key = "ctx-key-7f31c9"
+    context = {
+        "env": "prod", "lock": threading.Lock(), "secrets": {"API_KEY": key},
+        "token": key, "auth": {"token": key},  # a secret's value: read again, not kept
+    }
     with caplog.at_level("WARNING", logger="taskloom.journal"):
         first = flow.run(executor=LocalExecutor(), context=context)
     assert first.is_failed() and first.run_id is not None
@@ -518,3 +522,47 @@ def test_a_resume_gets_the_context_the_run_was_given_but_its_secrets(
     flag.touch()
     again = resume(first.run_id, flow=flow, executor=executor)
     assert again.result[read].result == "prod/no lock"
+
+
+UNLOADABLE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import only_here
+from taskloom import Flow, task
+
+@task
+def one() -> int:
+    return 1
+
+with Flow("context-only-here") as flow:
+    one()
+state = flow.run(context={"thing": only_here.Thing(), "env": "prod"})
+print(state.run_id)
+"""
+
+
+def test_a_context_that_cannot_be_read_back_leaves_the_run_listed_and_resumable(
+    tmp_path: Path, taskloom_home: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run given a value of a class only its process had: the journal lists it, and
+    reading it back says the context is left out, instead of failing every listing."""
+    import subprocess
+    import sys
+
+    (tmp_path / "only_here.py").write_text("class Thing:\n    pass\n")
+    script = tmp_path / "run_it.py"
+    script.write_text(UNLOADABLE)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path)],
+        env={**os.environ, "TASKLOOM_HOME": str(taskloom_home)},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    run_id_ = done.stdout.split()[-1]
+    assert [run.run_id for run in Journal().runs()] == [run_id_]
+    with caplog.at_level("WARNING", logger="taskloom.journal"):
+        record_ = Journal().load(run_id_)
+    assert record_.context == {} and not record_.tampered
+    assert "its context cannot be read back" in caplog.text
+    listed = taskloom(taskloom_home, "runs")
+    assert listed.returncode == 0 and run_id_ in listed.stdout, describe(listed)

@@ -109,7 +109,7 @@ log = logging.getLogger("taskloom.journal")
 
 #: Bumped when the tables change; a file of a version in ``_MIGRATIONS`` is brought up to
 #: date in place, one of any other version is moved aside.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 2
 
 #: The batches of task outcomes a run writes as it goes (``log_tasks``).
 _TASK_LOG = """
@@ -136,8 +136,7 @@ CREATE TABLE IF NOT EXISTS runs (
     tasks BLOB,
     pid INTEGER,
     host TEXT,
-    process_start TEXT,
-    context BLOB
+    process_start TEXT
 );
 CREATE INDEX IF NOT EXISTS runs_by_flow ON runs (flow_name, started);
 CREATE TABLE IF NOT EXISTS resume_data (
@@ -149,7 +148,7 @@ CREATE TABLE IF NOT EXISTS resume_data (
 );
 """ + _TASK_LOG
 
-#: Version 1 (taskloom 0.1) had no process columns and no task log; version 2 no context.
+#: Version 1 (taskloom 0.1) had no process columns and no task log.
 _MIGRATIONS = {
     1: (
         "ALTER TABLE runs ADD COLUMN pid INTEGER",
@@ -157,12 +156,30 @@ _MIGRATIONS = {
         "ALTER TABLE runs ADD COLUMN process_start TEXT",
         _TASK_LOG.strip().rstrip(";"),
     ),
-    2: ("ALTER TABLE runs ADD COLUMN context BLOB",),
 }
+#: The ``resume_data`` row (``task_index``) of a run's given context, in ``inputs``: a row
+#: where a journal of this schema keeps it, which a taskloom that does not know it skips
+#: (no task has a negative number), so that the journal stays the same version.
+_CONTEXT_ROW = -1
 
 #: Keys of a run's given context that are not kept for its resumes: its own (a resume is
 #: another run) and its secrets (read again).
 _CONTEXT_NOT_KEPT = frozenset({"flow_run_id", "flow_run_name", "secrets"})
+
+def _keepable(key: str, value: Any) -> bool:
+    """Whether a value of a run's given context is kept for its resumes: one that pickles
+    and holds no secret's value (a secret is read again by the resume, as the run read
+    it). Left out quietly: most runs are never resumed."""
+    try:
+        data = cloudpickle.dumps(value)
+    except Exception as error:
+        log.debug("journal: the context's %r not stored, it cannot be pickled (%r)", key, error)
+        return False
+    if found_in(data) is not None:
+        log.debug("journal: the context's %r not stored, it holds a secret's value", key)
+        return False
+    return True
+
 
 #: The message of a task a run that never finished did not record.
 NOT_RECORDED = "Not recorded: the run ended before the task finished (in flight, or never reached)."
@@ -243,7 +260,7 @@ class JournalError(TaskloomError):
         """The error for a run (or one of its tasks, by name) whose stored data failed its
         signature check: it was not loaded, and the run cannot be shown or resumed."""
         if task is None:
-            what = "its stored parameters or task outcomes are tampered with (their signature"
+            what = "its stored parameters, context or task outcomes are tampered with (their signature"
             return cls(f"run {run_id}: {what} does not match); they were not loaded")
         what = f"the stored data of task {task!r} is tampered with (its signature"
         return cls(f"run {run_id}: {what} does not match); it was not loaded")
@@ -289,7 +306,7 @@ class RunRecord:
     process: ProcessMark | None = None
     #: The context the caller gave the run (``flow.run(context=...)``, and that of an
     #: enclosing ``taskloom.context``), which its resumes get again: without its secrets,
-    #: and without what could not be stored (see ``Journal.begin``).
+    #: and without what could not be stored (see ``Journal.begin``). Filled by ``load``.
     context: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -333,15 +350,30 @@ class Journal(SQLiteFile):
         secrets (read again by a resume, as the run read them)."""
         kept = {
             key: value for key, value in context.items()
-            if key not in _CONTEXT_NOT_KEPT
-            and self._blob(value, f"the context's {key!r}", quiet=True) is not None
+            if key not in _CONTEXT_NOT_KEPT and _keepable(key, value)
         }
         return self._blob(kept, "the context") if kept else None
 
-    def _blob(self, value: Any, what: str, quiet: bool = False) -> bytes | None:
-        """``value`` pickled and signed; None (with a warning, or a debug line if
-        ``quiet``) if it cannot be pickled or holds a secret's value."""
-        say = log.debug if quiet else log.warning
+    def _read_context(self, record: RunRecord, blob: bytes | None) -> None:
+        """Fill ``record.context`` from its stored form: a blob that fails its signature
+        check makes the record ``tampered``; one that cannot be loaded here (a class only
+        the run's process had) is left out, with a warning."""
+        try:
+            context = self._value(blob)
+        except Exception as error:
+            log.warning(
+                "journal: run %s: its context cannot be read back (%r); a resume runs without it",
+                record.run_id, error,
+            )
+            return
+        if context is TAMPERED:
+            record.tampered = True
+        elif isinstance(context, dict):
+            record.context = context
+
+    def _blob(self, value: Any, what: str) -> bytes | None:
+        """``value`` pickled and signed; None (with a warning) if it cannot be pickled or
+        holds a secret's value."""
         try:
             # An exception among the values (a failed task's, fed to a task that runs
             # after failures) that would not unpickle is stored as a stand-in.
@@ -353,11 +385,11 @@ class Journal(SQLiteFile):
                 # else that holds its value is not kept at all.
                 data = cloudpickle.dumps(as_refs(value))
                 if found_in(data) is not None:
-                    say("journal: %s not stored, it holds the value of secret %r", what, secret)
+                    log.warning("journal: %s not stored, it holds the value of secret %r", what, secret)
                     return None
             return self._signer.sign(data)
         except Exception as error:
-            say("journal: %s not stored, it cannot be pickled (%r)", what, error)
+            log.warning("journal: %s not stored, it cannot be pickled (%r)", what, error)
             return None
 
     def _value(self, blob: bytes | None) -> Any:
@@ -396,11 +428,15 @@ class Journal(SQLiteFile):
             with self._transaction() as connection:
                 connection.execute(
                     "INSERT INTO runs (run_id, flow_name, source, parameters, started, state, "
-                    "resumed_from, pid, host, process_start, context) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "resumed_from, pid, host, process_start) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run_id, flow_name, source, params, started, Running.__name__, resumed_from,
-                     me.pid, me.host, me.started, given),
+                     me.pid, me.host, me.started),
                 )
+                if given is not None:
+                    connection.execute(
+                        "INSERT OR REPLACE INTO resume_data VALUES (?, ?, ?, NULL)",
+                        (run_id, _CONTEXT_ROW, given),
+                    )
                 connection.executemany(  # a part's pickle made as it is written
                     "INSERT INTO task_log VALUES (?, ?, ?, NULL)",
                     ((run_id, -part, signed) for part, signed in enumerate(skeleton)),
@@ -608,8 +644,7 @@ class Journal(SQLiteFile):
 
     def _run(self, row: Sequence[Any]) -> RunRecord:
         parameters = self._value(row[3])
-        context = self._value(row[12])
-        tampered = parameters is TAMPERED or context is TAMPERED
+        tampered = parameters is TAMPERED
         process = None if row[9] is None else ProcessMark(row[9], row[10], row[11])
         state, message = row[6], row[7]
         if state == Running.__name__ and row[5] is None and process is not None and gone(process):
@@ -630,7 +665,6 @@ class Journal(SQLiteFile):
             message=message,
             resumed_from=row[8],
             process=process,
-            context={} if tampered else context or {},
         )
 
     def load(self, run_id: str) -> RunRecord:
@@ -675,6 +709,9 @@ class Journal(SQLiteFile):
         by_index = {t.index: t for t in record.tasks}
         by_index.update((t.index, t) for family in record.children.values() for t in family)
         for index, inputs, result in blobs:
+            if index == _CONTEXT_ROW:
+                self._read_context(record, inputs)
+                continue
             task = by_index.get(index)
             if task is not None:
                 task.inputs = self._value(inputs)
@@ -822,7 +859,7 @@ def _this_process() -> ProcessMark:
 #: The columns ``Journal._run`` reads, in its order.
 _RUN_COLUMNS = (
     "run_id, flow_name, source, parameters, started, ended, state, message, resumed_from, "
-    "pid, host, process_start, context"
+    "pid, host, process_start"
 )
 #: Where ``load``'s row has the ``tasks`` column, after ``_RUN_COLUMNS``.
 _TASKS = _RUN_COLUMNS.count(",") + 1
