@@ -344,10 +344,11 @@ class Journal(SQLiteFile):
         self._last_skeleton: tuple[Sequence[str], list[bytes]] | None = None
 
     def _context_blob(self, context: Mapping[str, Any]) -> bytes | None:
-        """The stored form of a run's given context: each value that can be kept (see
-        ``_blob``; one that cannot, such as a connection a ``LocalExecutor`` run's tasks
-        share, is left out without a warning: most runs are never resumed), without the
-        secrets (read again by a resume, as the run read them)."""
+        """The stored form of a run's given context: the values that can be kept
+        (``_keepable``; one that cannot, such as a connection a ``LocalExecutor`` run's
+        tasks share, is left out without a warning), without the run's own keys and its
+        secrets. (Each value is pickled on its own first, so that one left out takes no
+        other with it.)"""
         kept = {
             key: value for key, value in context.items()
             if key not in _CONTEXT_NOT_KEPT and _keepable(key, value)
