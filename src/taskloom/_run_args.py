@@ -105,10 +105,8 @@ def check(
             )
     values = resolve_parameters(flow, parameters)
     secrets = [compiled.nodes[i].task for i in compiled.secrets]
-    return RunArgs(
-        values, run_context(flow, values, context, secrets), seeded, frozenset(starts),
-        {**current(), **context},
-    )
+    given = {**current(), **context}
+    return RunArgs(values, run_context(flow, values, given, secrets), seeded, frozenset(starts), given)
 
 
 def resolve_parameters(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -142,12 +140,13 @@ def resolve_parameters(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:
 def run_context(
     flow: Flow,
     parameters: dict[str, Any],
-    extra: Mapping[str, Any],
+    given: Mapping[str, Any],
     secrets: Sequence[Task[Any, Any]],
 ) -> dict[str, Any]:
-    """The run's context: the current one, ``extra`` over it, and the run's own keys
-    (with the values of the flow's ``Secret`` tasks, ``secrets``)."""
-    values = {**current(), **extra}
+    """The run's context: what its caller gave (``given``: the current context, the
+    run's ``context=`` over it), and the run's own keys (with the values of the flow's
+    ``Secret`` tasks, ``secrets``)."""
+    values = dict(given)
     now = _dt.datetime.now(_dt.timezone.utc)
     values.setdefault("flow_run_id", str(uuid.uuid4()))
     values.setdefault("flow_run_name", values["flow_run_id"])  # (Prefect's: a local run's id)

@@ -445,15 +445,16 @@ def _newest_resume(journal: Journal, record: RunRecord) -> RunRecord:
     resume of its newest resume, and so on. A run's record is as the run ended, not as its
     resumes left things: resumed again, the tasks a resume ran would run twice (a resume
     that failed again, resumed again after a fix, is the usual case)."""
-    first = record
-    while later := journal.resumed_by(record.run_id):
-        record = journal.load(later[0].run_id)
-    if record is not first:
-        log.warning(
-            "run %s was resumed already: resuming its newest resume, run %s (%s)",
-            first.run_id, record.run_id, record.state,
-        )
-    return record
+    newest: RunRecord | None = None
+    while later := journal.resumed_by((newest or record).run_id):
+        newest = later[0]  # (without its tasks: only the last is loaded)
+    if newest is None:
+        return record
+    log.warning(
+        "run %s was resumed already: resuming its newest resume, run %s (%s)",
+        record.run_id, newest.run_id, newest.state,
+    )
+    return journal.load(newest.run_id)
 
 
 def resume(

@@ -231,9 +231,6 @@ class SharedResult(DeferredResult):
         """The value, read from the file."""
         if self._kept is not None:  # the final state's fetch may have taken it in already
             return self._kept()
-        return self._read()
-
-    def _read(self) -> bytes | bytearray:
         return _read_shared(self.path, self.size, self.kind)
 
     def keep(self) -> _KeptFile:
