@@ -12,14 +12,16 @@ journal costs about a microsecond per task.
 
 While the run goes, the outcomes of the tasks that settled are also written as they
 settle, a batch at a time (``log_tasks``, driven by ``taskloom.recording``): one
-``task_log`` row per batch, holding the outcomes (signed, plain) and the values a resume
-needs (the inputs of failed tasks, the results of finished tasks whose downstream tasks
-have not finished; one signed cloudpickle). ``begin`` writes the first, with the task
-names (a large flow's in parts of their own: rows -1, -2, ...). A run that wrote no batch
-(one shorter than ``recording.FLUSH_SECONDS``) has them replaced by the run's row (and its
-parts) at its end. One that did keeps its batches: ``finish`` writes only the tasks whose
+``task_log`` row per batch, holding the outcomes (signed, plain), and after it a row of
+the values a resume needs (the inputs of failed tasks, the results of finished tasks whose
+downstream tasks have not finished; one signed cloudpickle), if any: the run's end deletes
+that row, which costs far less than rewriting the outcomes without them. The batches'
+rows are numbered 1, 3, 5, ... (``_outcomes_row``), their values' 2, 4, 6, ....
+``begin`` writes the first, with the task names (a large flow's in parts of their own:
+rows -1, -2, ...). A run that wrote no batch (one shorter than ``recording.FLUSH_SECONDS``)
+has them replaced by the run's row (and its parts) at its end. One that did keeps its batches: ``finish`` writes only the tasks whose
 outcome is not in them or is another since (``LoggedTasks``, ``trace.changed``), as more
-batches, drops the values kept in them, and its ``tasks`` row lists the batches
+batches, deletes the values kept beside them, and its ``tasks`` row lists the batches
 (``{"columns", "rows": [], "count", "logged": [seq, ...]}``); each task's outcome is its
 row in the last batch that holds it. So each outcome of a long run is computed, pickled
 and written once, not again at its end (at a million tasks, 1.7 µs a task). A run that
@@ -424,7 +426,7 @@ class Journal(SQLiteFile):
             params = self._blob(dict(parameters), "parameters")
             given = self._context_blob(context or {})
             skeleton = self._skeleton(run_id, names)
-            first = None if opening is None else self._task_log_row(run_id, 1, *opening)
+            first = () if opening is None else self._task_log_rows(run_id, 1, *opening)
             me = _this_process()
             with self._transaction() as connection:
                 connection.execute(
@@ -442,8 +444,7 @@ class Journal(SQLiteFile):
                     "INSERT INTO task_log VALUES (?, ?, ?, NULL)",
                     ((run_id, -part, signed) for part, signed in enumerate(skeleton)),
                 )
-                if first is not None:
-                    connection.execute("INSERT OR REPLACE INTO task_log VALUES (?, ?, ?, ?)", first)
+                connection.executemany("INSERT OR REPLACE INTO task_log VALUES (?, ?, ?, ?)", first)
             return True
         except (sqlite3.Error, OSError) as error:
             log.warning("journal %s unusable (%s): this run is not recorded", self.path, error)
@@ -486,19 +487,27 @@ class Journal(SQLiteFile):
         ``(task number, *trace.outcome(trace))``, ``values`` what a resume needs of some of
         them, by number. One transaction; False (and a warning) if it failed."""
         try:
-            row = self._task_log_row(run_id, seq, rows, values)
+            written = self._task_log_rows(run_id, seq, rows, values)
             with self._transaction() as connection:
-                connection.execute("INSERT OR REPLACE INTO task_log VALUES (?, ?, ?, ?)", row)
+                connection.executemany("INSERT OR REPLACE INTO task_log VALUES (?, ?, ?, ?)", written)
             return True
         except (sqlite3.Error, OSError) as error:
             log.warning("journal %s unusable (%s): tasks of run %s not recorded yet", self.path, error, run_id)
             return False
 
-    def _task_log_row(
+    def _task_log_rows(
         self, run_id: str, seq: int, rows: Sequence[tuple[Any, ...]], values: Mapping[int, Values]
-    ) -> tuple[str, int, bytes, bytes | None]:
-        """Batch ``seq`` of a run's task log as its row of the ``task_log`` table."""
-        return run_id, seq, self._batch(rows), self._values_blob(values) if values else None
+    ) -> list[tuple[str, int, bytes, bytes | None]]:
+        """Batch ``seq`` of a run's task log as its rows of the ``task_log`` table: its
+        outcomes (row ``_outcomes_row(seq)``), and what a resume needs of them, if
+        anything, in the row after it (with an empty batch as its outcomes). The run's end
+        deletes that row; dropping the values from the outcomes' row instead would rewrite
+        the outcomes (SQLite rewrites a whole row to change a column): at a million tasks,
+        a third of a microsecond a task at the end of the run."""
+        row = _outcomes_row(seq)
+        outcomes = (run_id, row, self._batch(rows), None)
+        blob = self._values_blob(values) if values else None
+        return [outcomes] if blob is None else [outcomes, (run_id, row + 1, self._batch(()), blob)]
 
     def _batch(self, rows: Sequence[tuple[Any, ...]]) -> bytes:
         """A batch of outcomes as the task log and ``finish`` write it: signed, each row
@@ -565,13 +574,10 @@ class Journal(SQLiteFile):
                     )
                     if logged is None:
                         connection.execute("DELETE FROM task_log WHERE run_id = ?", (run_id,))
-                    else:  # the names (rows 0, -1, ...) and the values go; the batches stay
+                    else:  # the names (rows 0, -1, ...) and the values' rows go; the batches stay
                         connection.execute(
-                            "DELETE FROM task_log WHERE run_id = ? AND seq <= 0", (run_id,)
-                        )
-                        connection.execute(
-                            "UPDATE task_log SET task_values = NULL "
-                            "WHERE run_id = ? AND seq > 0 AND task_values IS NOT NULL",
+                            "DELETE FROM task_log WHERE run_id = ? "
+                            "AND (seq <= 0 OR task_values IS NOT NULL)",
                             (run_id,),
                         )
                     connection.executemany(  # one part made or read back at a time
@@ -596,13 +602,14 @@ class Journal(SQLiteFile):
             stale = changed(traces, logged.states)
             after = max(logged.batches)
             numbers = range(0, len(stale), ROWS_PER_PICKLE)
+            more = [_outcomes_row(after + 1 + k) for k in range(len(numbers))]
             header = self._signer.sign(pickle.dumps({
                 "columns": COLUMNS, "rows": [], "count": len(traces),
-                "logged": [*logged.batches, *(after + 1 + k for k in range(len(numbers)))],
+                "logged": [*map(_outcomes_row, logged.batches), *more],
             }, protocol=5))  # fmt: skip
             yield header, (
-                (after + 1 + k, self._batch(numbered_outcomes(stale[start : start + ROWS_PER_PICKLE], traces)))
-                for k, start in enumerate(numbers)
+                (row, self._batch(numbered_outcomes(stale[start : start + ROWS_PER_PICKLE], traces)))
+                for row, start in zip(more, numbers)
             )
             return
         with tempfile.SpooledTemporaryFile(SPOOL_BYTES, dir=str(self.path.parent)) as spool:
@@ -845,6 +852,12 @@ class Journal(SQLiteFile):
             kept = found.get(index)
             if kept is not None:
                 kept.inputs, kept.result, kept.has_result = inputs, result, has_result
+
+
+def _outcomes_row(batch: int) -> int:
+    """The ``task_log`` row (its ``seq``) of a run's batch number ``batch`` (1, 2, ...); the
+    row after it holds the batch's values, if any (``Journal._task_log_rows``)."""
+    return 2 * batch - 1
 
 
 _me: list[ProcessMark] = []
