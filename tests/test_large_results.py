@@ -395,3 +395,55 @@ def test_a_large_result_lost_with_its_pool_leaves_no_file(tmp_path: Path) -> Non
     assert done.returncode == 0, done.stderr
     pid = int(done.stdout.split()[0])
     assert glob.glob(f"{SHM}/taskloom-{pid}-*") == []
+
+
+KILLED_SCRIPT = textwrap.dedent(
+    """
+    import os, sys
+    from taskloom import Flow, task
+    from taskloom.executors import LokyExecutor
+
+    @task
+    def make() -> bytes:
+        return b"k" * (2 << 20)
+
+    with Flow("killed") as flow:
+        data = make()
+    state = flow.run(executor=LokyExecutor(max_workers=1))
+    kept = state.result[data]  # never read: its file stays until the process is killed
+    print(os.getpid(), flush=True)
+    sys.stdin.read()  # until the test kills it
+    """
+)
+
+
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
+@needs_shm
+def test_a_process_killed_with_an_unread_large_result_leaves_no_file(
+    tmp_path: Path, how: str
+) -> None:
+    """A process killed (no time to delete its files) while its final state held a large
+    result unread: the worker that made it deletes its file once it sees its parent gone,
+    not the next pool to start (perhaps never)."""
+    import signal
+    import time
+
+    script = tmp_path / "killed_flow.py"
+    script.write_text(KILLED_SCRIPT)
+    with subprocess.Popen(
+        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        env={**os.environ, "TASKLOOM_HOME": str(tmp_path / "home")}, text=True,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            pid = int(process.stdout.readline())
+            assert len(glob.glob(f"{SHM}/taskloom-{pid}-*")) == 1
+            process.send_signal(getattr(signal, how))
+            process.wait(30)
+        finally:
+            process.kill()
+    # The worker checks on its parent twice a second: wait for it to act.
+    deadline = time.monotonic() + 30
+    while glob.glob(f"{SHM}/taskloom-{pid}-*") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert glob.glob(f"{SHM}/taskloom-{pid}-*") == []

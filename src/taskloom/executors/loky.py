@@ -42,7 +42,9 @@ is loky's own, each a lesson measured on loky (see the reliability catalogue):
   memory (``/dev/shm``): a ``SharedResult`` holds the file's path, the next worker reads
   it from there, and the run's ``end()`` deletes the files, but those of final states
   (``SharedResult.keep``), which are read when the caller reads them (``_KeptFile``). A
-  pool's start deletes what processes now gone left (``_sweep_shared``). The workers'
+  parent killed (SIGKILL, SIGTERM) has its workers delete the files they made for it
+  (``_watch_parent``), and a pool's start deletes what processes now gone left
+  (``_sweep_shared``). The workers'
   large allocations are backed by huge pages (``_worker_env``).
 - **Logs.** A worker process is the pool's own: its root logger keeps only the capture
   handler, at the parent's level.
@@ -137,10 +139,13 @@ def _stop_batch(signum: int, frame: object) -> None:
 
 
 def _watch_parent(parent_pid: int) -> None:
-    """Exit when the parent dies (SIGKILL leaves no chance to shut the pool down)."""
+    """Exit when the parent dies (SIGKILL leaves no chance to shut the pool down), and
+    delete the large results it made for it that were left in shared memory (those of the
+    parent's final states, never read: memory until the machine restarts otherwise)."""
     while True:
         time.sleep(0.5)
         if os.getppid() != parent_pid:
+            _remove_made_for(parent_pid)
             _kill_children(os.getpid())
             if os.getpgid(0) == os.getpid():
                 os.killpg(os.getpid(), signal.SIGKILL)  # the rest of its group, and itself
@@ -381,6 +386,20 @@ def _remove_batch_files(tokens: set[int]) -> None:
             token = name.rsplit("-", 1)[-1].partition(".")[0]
             if token.isdigit() and int(token) in tokens:
                 _remove(os.path.join(_SHARED_DIR, name))
+
+
+def _remove_made_for(parent_pid: int) -> None:
+    """In a worker whose parent died: delete the shared-memory files it made for it."""
+    if _SHARED_DIR is None:
+        return
+    try:
+        names = os.listdir(_SHARED_DIR)
+    except OSError:
+        return
+    mine = f"taskloom-{parent_pid}-{os.getpid()}-"
+    for name in names:
+        if name.startswith(mine):
+            _remove(os.path.join(_SHARED_DIR, name))
 
 
 def _remove(path: str) -> None:
