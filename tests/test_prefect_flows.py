@@ -336,15 +336,33 @@ def test_a_parameter_called_or_used_joins_once(executor: Executor) -> None:
         assert getattr(x, "__call__")() is x
         first = inc(x)
         second = inc(getattr(x, "__call__")())
-    assert flow.parameters() == {"x": x}
+    assert flow.parameters() == {x}
     assert sum(isinstance(t, taskloom.ParameterTask) for t in flow.tasks) == 1
     state = flow.run(x=9, executor=executor)
     assert state.result[first].result == state.result[second].result == 10
     elsewhere = Flow("elsewhere")
     assert getattr(x, "__call__")(flow=elsewhere) is x
-    assert elsewhere.parameters() == {"x": x}
+    assert elsewhere.parameters() == {x}
     with pytest.raises(FlowDefinitionError, match="'x'.*outside a flow"):
         getattr(x, "__call__")()
+
+
+def test_flow_parameters_is_a_set_of_the_parameter_tasks_as_in_prefect() -> None:
+    """Prefect 1.x code iterates ``flow.parameters()`` for the tasks; taskloom's also finds
+    one by name."""
+    with Flow("parameters-set") as flow:
+        n = Parameter("n", default=3)
+        day = Parameter("day")
+        inc(n)
+        inc(day)
+    parameters = flow.parameters()
+    assert {p.name: p.default for p in parameters if not p.required} == {"n": 3}
+    assert parameters == {n, day} and n in parameters
+    assert parameters["day"] is day and parameters.get("zzz") is None
+    assert "n" in parameters and "zzz" not in parameters
+    assert list(parameters.by_name()) == ["n", "day"]
+    with pytest.raises(KeyError, match="no parameter 'zzz'.*'n', 'day'"):
+        parameters["zzz"]
 
 
 def test_datetime_parameter_parses_iso_strings(executor: Executor) -> None:
@@ -440,7 +458,7 @@ def test_replace_a_parameter(executor: Executor) -> None:
         out = inc(old)
     new = Parameter("m", default=41)
     flow.replace(old, new)
-    assert flow.parameters() == {"m": as_task(new)}
+    assert flow.parameters() == {as_task(new)}
     assert flow.run(executor=executor).result[out].result == 42
 
 

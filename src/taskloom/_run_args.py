@@ -116,7 +116,7 @@ def resolve_parameters(flow: Flow, given: Mapping[str, Any]) -> dict[str, Any]:
         FlowDefinitionError: an unknown parameter, a missing required one, or a value its
             parameter refuses.
     """
-    declared = flow.parameters()
+    declared = flow.parameters().by_name()
     unknown = sorted(set(given) - set(declared))
     if unknown:
         raise FlowDefinitionError(

@@ -66,7 +66,7 @@ if TYPE_CHECKING:
     from .progress import RunObserver
     from .results import Result
 
-__all__ = ["CaseBlock", "Flow", "FlowResult", "active_cases"]
+__all__ = ["CaseBlock", "Flow", "FlowResult", "ParameterSet", "active_cases"]
 
 T = TypeVar("T")
 D = TypeVar("D")
@@ -689,9 +689,19 @@ class Flow(FlowEditing):
             raise KeyError(task)
         return task
 
-    def parameters(self) -> dict[str, ParameterTask]:
-        """The flow's parameters, by name."""
-        return dict(self._parameters)
+    def parameters(self) -> ParameterSet:
+        """The flow's ``Parameter`` tasks: a set, as Prefect 1.x's ``flow.parameters()`` is,
+        that also finds one by name (``ParameterSet``).
+
+        >>> with Flow("etl") as flow:
+        ...     rows = Parameter("rows", default=100)
+        ...     count = task(len)(rows)
+        >>> {p.name: p.default for p in flow.parameters()}
+        {'rows': 100}
+        >>> flow.parameters()["rows"] is rows, "rows" in flow.parameters()
+        (True, True)
+        """
+        return ParameterSet(self._parameters)
 
     def edges_to(self, task: object) -> list[Edge]:
         """The edges into ``task``."""
@@ -886,7 +896,7 @@ def _parameter_values(
     """
     if not keywords:
         return parameters
-    declared = flow.parameters()
+    declared = flow.parameters().by_name()
     unknown = [k for k in keywords if k not in declared]
     if unknown:
         options = [
@@ -906,6 +916,45 @@ def _parameter_values(
             "parameters={...} and as keyword(s); give each once"
         )
     return {**parameters, **keywords}
+
+
+class ParameterSet(frozenset[ParameterTask]):
+    """A flow's parameters (``Flow.parameters``): the set of its ``Parameter`` tasks, as in
+    Prefect 1.x, so ``for p in flow.parameters()`` gives the tasks; also looked up by name:
+    ``flow.parameters()["n"]``, ``.get("n")``, ``"n" in flow.parameters()`` (a task is in
+    it as in any set), ``.by_name()``. A snapshot: a parameter the flow gets later is not
+    in it."""
+
+    __slots__ = ("_by_name",)
+    _by_name: Mapping[str, ParameterTask]
+
+    def __new__(cls, by_name: Mapping[str, ParameterTask]) -> ParameterSet:
+        made = super().__new__(cls, by_name.values())
+        made._by_name = MappingProxyType(dict(by_name))
+        return made
+
+    def __getitem__(self, name: str) -> ParameterTask:
+        try:
+            return self._by_name[name]
+        except KeyError:
+            known = ", ".join(map(repr, self._by_name)) or "none"
+            raise KeyError(f"the flow has no parameter {name!r} (its parameters: {known})") from None
+
+    def get(self, name: str, default: ParameterTask | None = None) -> ParameterTask | None:
+        """The parameter called ``name``, or ``default``."""
+        return self._by_name.get(name, default)
+
+    def by_name(self) -> Mapping[str, ParameterTask]:
+        """The parameters by name (read-only), in the order the flow got them."""
+        return self._by_name
+
+    def __contains__(self, item: object) -> bool:
+        if isinstance(item, str):
+            return item in self._by_name
+        return super().__contains__(item)
+
+    def __reduce__(self) -> tuple[type[ParameterSet], tuple[dict[str, ParameterTask]]]:
+        return type(self), (dict(self._by_name),)
 
 
 class FlowResult(dict["Task[Any, Any]", State[Any]]):

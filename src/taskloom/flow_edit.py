@@ -36,7 +36,7 @@ from .task import ParameterTask, Task, _tasks_in
 if TYPE_CHECKING:
     from typing import Self
 
-    from .flow import CaseBlock, Flow
+    from .flow import CaseBlock, Flow, ParameterSet
 
 __all__ = ["FlowEditing"]
 
@@ -128,7 +128,7 @@ class FlowEditing:
 
         def _registered(self) -> None: ...
 
-        def parameters(self) -> dict[str, ParameterTask]: ...
+        def parameters(self) -> ParameterSet: ...
 
         def reference_tasks(self) -> list[Task[Any, Any]]: ...
 
@@ -291,7 +291,7 @@ class FlowEditing:
             raise FlowDefinitionError(
                 f"Flow {self.name!r}: update() needs a Flow, not {type(other).__name__} {other!r}"
             )
-        theirs = other.parameters()
+        theirs = other.parameters().by_name()
         clashes = [
             (mine, theirs[name])
             for name, mine in self._parameters.items()
