@@ -695,7 +695,7 @@ class Flow(FlowEditing):
 
         >>> with Flow("etl") as flow:
         ...     rows = Parameter("rows", default=100)
-        ...     count = task(len)(rows)
+        ...     load(rows)
         >>> {p.name: p.default for p in flow.parameters()}
         {'rows': 100}
         >>> flow.parameters()["rows"] is rows, "rows" in flow.parameters()
