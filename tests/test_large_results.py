@@ -447,3 +447,59 @@ def test_a_process_killed_with_an_unread_large_result_leaves_no_file(
     while glob.glob(f"{SHM}/taskloom-{pid}-*") and time.monotonic() < deadline:
         time.sleep(0.05)
     assert glob.glob(f"{SHM}/taskloom-{pid}-*") == []
+
+
+ORPHAN_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from taskloom import Flow, task
+    from taskloom.executors import LokyExecutor
+
+    @task
+    def made_as_its_parent_dies() -> bytes:
+        parent = os.getppid()
+        data = b"o" * (2 << 20)
+        with open(sys.argv[1], "w") as out:
+            out.write(str(os.getpid()))
+        os.kill(parent, signal.SIGKILL)
+        while os.getppid() == parent:  # the value is made once it has another parent
+            time.sleep(0.001)
+        return data
+
+    with Flow("orphan") as flow:
+        made_as_its_parent_dies()
+    flow.run(executor=LokyExecutor(max_workers=1))
+    """
+)
+
+
+@needs_shm
+def test_a_large_result_made_after_the_parent_died_is_not_left_behind(tmp_path: Path) -> None:
+    """A worker that finishes a large result once its parent is gone names its file for
+    that parent (not for the process it was handed to), so the file goes with the worker,
+    or with the next pool's sweep; never kept for good as a live process's."""
+    import time
+
+    script = tmp_path / "orphan_flow.py"
+    script.write_text(ORPHAN_SCRIPT)
+    pid_file = tmp_path / "worker"
+    done = subprocess.run(
+        [sys.executable, str(script), str(pid_file)],
+        env={**os.environ, "TASKLOOM_HOME": str(tmp_path / "home")},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == -9, done.stderr
+    worker = pid_file.read_text()
+
+    def left() -> list[str]:
+        return [name for name in os.listdir(SHM)
+                if name.startswith("taskloom-") and name.split("-")[2:3] == [worker]]
+
+    deadline = time.monotonic() + 10  # the worker sees its parent gone within 0.5 s
+    while (left() or os.path.exists(f"/proc/{worker}")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if left():  # the worker wrote it after its last look: the sweep's, as the parent is gone
+        with Flow("sweep") as flow:
+            make(1)
+        flow.run(executor=LokyExecutor(max_workers=1))
+    assert left() == []

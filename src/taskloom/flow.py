@@ -698,7 +698,7 @@ class Flow(FlowEditing):
         ...     load(rows)
         >>> {p.name: p.default for p in flow.parameters()}
         {'rows': 100}
-        >>> flow.parameters()["rows"] is rows, "rows" in flow.parameters()
+        >>> flow.parameters()["rows"] is rows, "rows" in flow.parameters().by_name()
         (True, True)
         """
         return ParameterSet(self._parameters)
@@ -921,9 +921,10 @@ def _parameter_values(
 class ParameterSet(frozenset[ParameterTask]):
     """A flow's parameters (``Flow.parameters``): the set of its ``Parameter`` tasks, as in
     Prefect 1.x, so ``for p in flow.parameters()`` gives the tasks; also looked up by name:
-    ``flow.parameters()["n"]``, ``.get("n")``, ``"n" in flow.parameters()`` (a task is in
-    it as in any set), ``.by_name()``. A snapshot: a parameter the flow gets later is not
-    in it."""
+    ``flow.parameters()["n"]``, ``.get("n")``, ``.by_name()`` (a read-only mapping: ``"n" in
+    flow.parameters().by_name()`` is what ``mypy --strict`` accepts, as it takes a set of
+    tasks to hold no string). A snapshot: a parameter the flow gets later is not in it; a
+    set operation (``|``, ``copy()``) gives a plain ``frozenset``."""
 
     __slots__ = ("_by_name",)
     _by_name: Mapping[str, ParameterTask]

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, assert_type
 
-from taskloom import Flow, Parameter, Task, task, triggers
+from taskloom import Flow, Parameter, ParameterTask, Task, task, triggers
 from taskloom.flow import FlowResult
 from taskloom.states import State
 
@@ -66,6 +66,10 @@ assert_type(weight, float)
 assert_type(label, str)
 assert_type(doubled, int)
 assert_type(Parameter("ratio", default=0.5), float)
+# flow.parameters(): the Parameter tasks, as Prefect code iterates them; also by name.
+assert_type({p.name: p.default for p in flow.parameters()}, dict[str, Any | None])
+assert_type(flow.parameters()["n"], ParameterTask)
+assert_type("n" in flow.parameters().by_name(), bool)
 assert_type(Parameter("tags", default=["a"]), list[str])
 assert_type(Parameter("flag", type=bool, required=True), bool)
 # optional without a default: a run that does not give it reads None

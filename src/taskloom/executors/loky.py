@@ -115,12 +115,18 @@ INTERRUPT_SIGNAL = signal.SIGURG
 _in_batch = False
 #: The token of the batch it runs, or ran last (``_Channel.send``).
 _batch_token = 0
+#: The parent's PID, as the worker started (``_init_worker``): what names the shared-memory
+#: files it makes for it (``_share``). Not ``os.getppid()`` then: once the parent died, that
+#: is another process's, and a file named for it would be left for good.
+_parent_pid = 0
 
 
 def _init_worker(parent_pid: int, environ: Mapping[str, str | None]) -> None:
     """A worker starts. ``environ``: the parent's values (None: unset) of what
     ``_worker_env`` added to the worker's environment, which glibc has read by now: the
     processes its tasks start get the parent's environment."""
+    global _parent_pid
+    _parent_pid = parent_pid
     lead()  # a group of its own: what its tasks start can be found once it died
     threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
     signal.signal(INTERRUPT_SIGNAL, _stop_batch)
@@ -267,7 +273,8 @@ def _read_shared(path: str, size: int, kind: type[bytes] | type[bytearray]) -> b
     except FileNotFoundError:
         raise FileNotFoundError(
             f"a task's result of {size:,} bytes, kept in shared memory at {path!r}, is "
-            "gone: something removed the file (a cleaner of /dev/shm?)"
+            "gone: something removed the file (a cleaner of /dev/shm? or, in a child process, "
+            "the death of the parent that ran the flow: its workers delete what it left)"
         ) from None
 
 
@@ -277,7 +284,8 @@ class _KeptFile:
     the file as soon as it is dropped (with the last state holding it: it refers to
     nothing that could make a cycle), or at the interpreter's exit. In the process that
     kept it only: a child forked meanwhile may still read the file, so a read that follows
-    a fork leaves the file to the drop or the exit."""
+    a fork leaves the file to the drop or the exit (or, if the process is killed, to the
+    worker that made it: ``_remove_made_for``)."""
 
     __slots__ = ("__weakref__", "_delete", "_forks", "_lock", "_path", "_read", "_value")
 
@@ -326,7 +334,7 @@ def _share(state: State[Any]) -> State[Any]:
         return state
     path = os.path.join(
         _SHARED_DIR,
-        f"taskloom-{os.getppid()}-{os.getpid()}-{_PID_SPACE}-{_batch_token}.{time.monotonic_ns()}",
+        f"taskloom-{_parent_pid}-{os.getpid()}-{_PID_SPACE}-{_batch_token}.{time.monotonic_ns()}",
     )
     try:
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
@@ -389,14 +397,16 @@ def _remove_batch_files(tokens: set[int]) -> None:
 
 
 def _remove_made_for(parent_pid: int) -> None:
-    """In a worker whose parent died: delete the shared-memory files it made for it."""
+    """In a worker whose parent died: delete the shared-memory files it made for it (of its
+    PID namespace only: a container sharing ``/dev/shm`` may have processes of the same
+    PIDs). A child the parent forked can no longer read those it did not read yet."""
     if _SHARED_DIR is None:
         return
     try:
         names = os.listdir(_SHARED_DIR)
     except OSError:
         return
-    mine = f"taskloom-{parent_pid}-{os.getpid()}-"
+    mine = f"taskloom-{parent_pid}-{os.getpid()}-{_PID_SPACE}-"
     for name in names:
         if name.startswith(mine):
             _remove(os.path.join(_SHARED_DIR, name))
