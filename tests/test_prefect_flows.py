@@ -351,15 +351,17 @@ def test_flow_parameters_is_a_set_of_the_parameter_tasks_as_in_prefect() -> None
     """Prefect 1.x code iterates ``flow.parameters()`` for the tasks; taskloom's also finds
     one by name."""
     with Flow("parameters-set") as flow:
-        n = Parameter("n", default=3)
-        day = Parameter("day")
-        inc(n)
-        inc(day)
+        n_value = Parameter("n", default=3)
+        day_value = Parameter("day", type=int)
+        inc(n_value)
+        inc(day_value)
+    n, day = as_task(n_value), as_task(day_value)
     parameters = flow.parameters()
     assert {p.name: p.default for p in parameters if not p.required} == {"n": 3}
     assert parameters == {n, day} and n in parameters
     assert parameters["day"] is day and parameters.get("zzz") is None
-    assert "n" in parameters and "zzz" not in parameters
+    assert "n" in parameters.by_name() and "zzz" not in parameters.by_name()
+    assert parameters.__contains__("n") and not parameters.__contains__("zzz")  # (at run time)
     assert list(parameters.by_name()) == ["n", "day"]
     with pytest.raises(KeyError, match="no parameter 'zzz'.*'n', 'day'"):
         parameters["zzz"]

@@ -23,7 +23,9 @@ from taskloom.errors import FlowDefinitionError, ResultError, TaskDefinitionErro
 from taskloom.executors import Executor, LocalExecutor
 from taskloom.journal import Journal, JournalError
 from taskloom.resume import resume
-from taskloom.results import FSSpecResult, JSONSerializer, LocalResult, PickleSerializer, write_atomic
+from taskloom.results import (
+    FSSpecResult, GCSResult, JSONSerializer, LocalResult, PickleSerializer, S3Result, write_atomic,
+)
 from taskloom.states import Cached, Failed, State, Success, TriggerFailed
 from taskloom.trace import Stored
 
@@ -416,6 +418,49 @@ def test_fsspec_file_urls_on_every_executor(executor: Executor, tmp_path: Path) 
     assert flow.run(executor=executor).result[total].result == 5
     assert flow.run(executor=executor).result[total].result == 5
     assert len(calls(log)) == 2
+
+
+def test_prefect_s3_and_gcs_results_keep_their_options_and_store_in_their_bucket(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``S3Result``/``GCSResult`` as Prefect 1.x code makes them: boto3's keywords become
+    s3fs's, and a target is a key in the bucket (here on fsspec's in-memory file system
+    registered as ``s3``/``gcs``: one process, so LocalExecutor)."""
+    pytest.importorskip("fsspec")
+    memory = importlib.import_module("fsspec.implementations.memory")  # (fsspec has no types)
+
+    s3 = S3Result(
+        "bucket/etl",
+        boto3_kwargs={"region_name": "eu-west-1", "aws_access_key_id": "K",
+                      "aws_secret_access_key": "S", "endpoint_url": "http://minio:9000"},
+        upload_options={"ServerSideEncryption": "AES256"},
+    )
+    assert s3.url == "s3://bucket/etl" and s3.storage_options == {
+        "key": "K", "secret": "S", "endpoint_url": "http://minio:9000",
+        "client_kwargs": {"region_name": "eu-west-1"},
+        "s3_additional_kwargs": {"ServerSideEncryption": "AES256"},
+    }
+    with pytest.raises(ResultError, match="bucket name such as 'my-bucket', not 's3://b'"):
+        S3Result("s3://b")
+
+    in_memory = type("InMemory", (memory.MemoryFileSystem,), {
+        "protocol": ("s3", "gcs"),
+        "store": {},  # (not the memory file system's own, which every test shares)
+        "pseudo_dirs": [""],
+        # takes (and ignores) the cloud's options
+        "__init__": lambda self, **options: memory.MemoryFileSystem.__init__(self),
+    })
+    for name in ("s3", "gcs"):
+        monkeypatch.setitem(importlib.import_module("fsspec.registry")._registry, name, in_memory)
+    for result in (S3Result("bucket", boto3_kwargs={"region_name": "eu"}), GCSResult("bucket")):
+        persisted = fresh.copy()
+        persisted.result, persisted.target = result, "{flow_name}/{x}.pkl"
+        with Flow("cloud") as flow:
+            made = persisted(5)
+        assert type(flow.run(executor=LocalExecutor()).result[made]) is Success
+        again = flow.run(executor=LocalExecutor()).result[made]
+        assert isinstance(again, Cached) and again.result == {"x": 5}
+        assert (again.message or "").endswith("://bucket/cloud/5.pkl"), again.message
 
 
 @task

@@ -62,7 +62,9 @@ def _spec() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         "prefect.executors": ("taskloom.executors", executors),
         "prefect.engine.executors": ("taskloom.executors", executors),
         "prefect.engine.result": ("taskloom.results", "Result"),
-        "prefect.engine.results": ("taskloom.results", "LocalResult PrefectResult"),
+        "prefect.engine.results": (
+            "taskloom.results", "LocalResult PrefectResult S3Result GCSResult"
+        ),
         "prefect.engine.serializers": ("taskloom.results", "PickleSerializer JSONSerializer"),
         "prefect.schedules": ("taskloom.schedules", "IntervalSchedule CronSchedule"),
         "prefect.utilities.logging": ("taskloom", "get_logger"),

@@ -954,6 +954,12 @@ class ParameterSet(frozenset[ParameterTask]):
             return item in self._by_name
         return super().__contains__(item)
 
+    # Its own, so that mypy takes it to compare with a set of tasks (as a frozenset does).
+    def __eq__(self, other: object) -> bool:
+        return frozenset.__eq__(self, other)
+
+    __hash__ = frozenset.__hash__
+
     def __reduce__(self) -> tuple[type[ParameterSet], tuple[dict[str, ParameterTask]]]:
         return type(self), (dict(self._by_name),)
 

@@ -28,11 +28,13 @@ naming it), and ``where(location)``, the
 full form of a location as ``write`` returns it (for a target found, in its message).
 ``exists`` and ``read`` take a location in either form.
 
-Three ship: ``LocalResult`` (files under a directory), ``FSSpecResult`` (any file system
+These ship: ``LocalResult`` (files under a directory), ``FSSpecResult`` (any file system
 ``fsspec`` reaches: ``s3://``, ``gcs://``, ``memory://``, ``file://``...; the ``fsspec``
-extra) and ``PrefectResult`` (Prefect 1.x's: a small JSON value kept in the location
-itself, so the run journal holds it; no file). Both serialize with a ``Serializer`` (``taskloom.serializers``; pickle by
-default) before touching a file, and write atomically: the bytes go to a temporary file
+extra), Prefect 1.x's ``S3Result`` and ``GCSResult`` (an ``FSSpecResult`` of a bucket, made
+with Prefect's arguments) and ``PrefectResult`` (Prefect 1.x's: a small JSON value kept in
+the location itself, so the run journal holds it; no file). Those with files serialize
+with a ``Serializer`` (``taskloom.serializers``; pickle by default) before touching a
+file, and write atomically: the bytes go to a temporary file
 in the same directory, which is flushed to disk and renamed over the target, so a crash
 or two runs writing one target never leave a half-written file that a later run would
 trust. Writes and reads happen where the task runs (a worker process, a Dask worker):
@@ -45,6 +47,7 @@ import importlib
 import os
 import tempfile
 import uuid
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from ._home import taskloom_home
@@ -53,12 +56,14 @@ from .serializers import JSONSerializer, ParquetSerializer, PickleSerializer, Se
 
 __all__ = [
     "FSSpecResult",
+    "GCSResult",
     "JSONSerializer",
     "LocalResult",
     "ParquetSerializer",
     "PickleSerializer",
     "PrefectResult",
     "Result",
+    "S3Result",
     "Serializer",
     "write_atomic",
 ]
@@ -306,6 +311,92 @@ class FSSpecResult:
 
     def __repr__(self) -> str:
         return f"FSSpecResult({self.url!r}, serializer={self.serializer!r})"
+
+
+#: Prefect's ``boto3_kwargs`` that name credentials, as ``s3fs`` calls them.
+_BOTO3_CREDENTIALS = {
+    "aws_access_key_id": "key",
+    "aws_secret_access_key": "secret",
+    "aws_session_token": "token",
+    "endpoint_url": "endpoint_url",
+}
+
+
+class S3Result(FSSpecResult):
+    """Prefect 1.x's ``S3Result``: results in an S3 bucket, through ``fsspec`` (it needs
+    ``s3fs`` installed beside the ``fsspec`` extra). A location is a key in the bucket.
+
+    Args:
+        bucket: the bucket, optionally with a key prefix (``"bucket/prefix"``).
+        boto3_kwargs: what Prefect passed to boto3's client: the credentials
+            (``aws_access_key_id``, ``aws_secret_access_key``, ``aws_session_token``) and
+            ``endpoint_url`` go to ``s3fs`` under its own names, the rest (``region_name``,
+            ``config``...) to the client it makes (``client_kwargs``).
+        upload_options: the extra arguments of every upload, as in Prefect
+            (``{"ServerSideEncryption": "AES256"}``...).
+        location, serializer: as ``FSSpecResult``'s; other keywords go to ``s3fs``.
+
+    >>> S3Result("my-bucket/etl", boto3_kwargs={"region_name": "eu-west-1"}).url
+    's3://my-bucket/etl'
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        boto3_kwargs: Mapping[str, Any] | None = None,
+        upload_options: Mapping[str, Any] | None = None,
+        *,
+        location: str | None = None,
+        serializer: Serializer = _PICKLE,
+        **storage_options: Any,
+    ) -> None:
+        if not bucket or "://" in bucket:
+            raise ResultError(f"S3Result needs a bucket name such as 'my-bucket', not {bucket!r}")
+        options = dict(storage_options)
+        client = dict(options.pop("client_kwargs", {}))
+        for name, value in (boto3_kwargs or {}).items():
+            if name in _BOTO3_CREDENTIALS:
+                options[_BOTO3_CREDENTIALS[name]] = value
+            else:
+                client[name] = value
+        if client:
+            options["client_kwargs"] = client
+        if upload_options:
+            options["s3_additional_kwargs"] = {
+                **options.get("s3_additional_kwargs", {}), **upload_options
+            }
+        super().__init__(f"s3://{bucket}", location, serializer, **options)
+        self.bucket = bucket
+
+    def __repr__(self) -> str:
+        return f"S3Result({self.bucket!r}, serializer={self.serializer!r})"
+
+
+class GCSResult(FSSpecResult):
+    """Prefect 1.x's ``GCSResult``: results in a Google Cloud Storage bucket, through
+    ``fsspec`` (it needs ``gcsfs`` installed beside the ``fsspec`` extra). A location is
+    an object's name in the bucket; credentials are ``gcsfs``'s (its ``token=``, or the
+    environment's default).
+
+    >>> GCSResult("my-bucket").url
+    'gcs://my-bucket'
+    """
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        location: str | None = None,
+        serializer: Serializer = _PICKLE,
+        **storage_options: Any,
+    ) -> None:
+        if not bucket or "://" in bucket:
+            raise ResultError(f"GCSResult needs a bucket name such as 'my-bucket', not {bucket!r}")
+        super().__init__(f"gcs://{bucket}", location, serializer, **storage_options)
+        self.bucket = bucket
+
+    def __repr__(self) -> str:
+        return f"GCSResult({self.bucket!r}, serializer={self.serializer!r})"
 
 
 class PrefectResult:
