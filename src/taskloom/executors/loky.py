@@ -365,51 +365,45 @@ def _sweep_shared() -> None:
     ``/dev/shm`` holds its memory until the machine restarts. A pool's start does it,
     rarely enough to list the folder. Only files of this PID namespace, whose parent's PID
     no process has: never a live process's (one whose PID is in use again is left)."""
-    if _SHARED_DIR is None or not _PID_SPACE:
-        return
-    try:
-        names = os.listdir(_SHARED_DIR)
-    except OSError:
+    if not _PID_SPACE:
         return
     space = str(_PID_SPACE)
-    for name in names:
-        parts = name.split("-")
-        if len(parts) == 5 and parts[0] == "taskloom" and parts[3] == space:
+    for path in _shared_files("taskloom-"):
+        parts = os.path.basename(path).split("-")
+        if len(parts) == 5 and parts[3] == space:
             if parts[1].isdigit() and not alive(int(parts[1])):
-                _remove(os.path.join(_SHARED_DIR, name))
+                _remove(path)
 
 
 def _remove_batch_files(tokens: set[int]) -> None:
     """Delete the shared-memory files this process's workers made for the batches of
     ``tokens``, whose replies never came (``_Channel._break``)."""
-    if _SHARED_DIR is None or not tokens:
+    if not tokens:
         return
-    try:
-        names = os.listdir(_SHARED_DIR)
-    except OSError:
-        return
-    mine = f"taskloom-{os.getpid()}-"
-    for name in names:
-        if name.startswith(mine):
-            token = name.rsplit("-", 1)[-1].partition(".")[0]
-            if token.isdigit() and int(token) in tokens:
-                _remove(os.path.join(_SHARED_DIR, name))
+    for path in _shared_files(f"taskloom-{os.getpid()}-"):
+        token = path.rsplit("-", 1)[-1].partition(".")[0]
+        if token.isdigit() and int(token) in tokens:
+            _remove(path)
 
 
 def _remove_made_for(parent_pid: int) -> None:
     """In a worker whose parent died: delete the shared-memory files it made for it (of its
     PID namespace only: a container sharing ``/dev/shm`` may have processes of the same
     PIDs). A child the parent forked can no longer read those it did not read yet."""
+    for path in _shared_files(f"taskloom-{parent_pid}-{os.getpid()}-{_PID_SPACE}-"):
+        _remove(path)
+
+
+def _shared_files(prefix: str) -> list[str]:
+    """The paths of the shared-memory files whose names start with ``prefix`` (none where
+    the folder cannot be listed)."""
     if _SHARED_DIR is None:
-        return
+        return []
     try:
         names = os.listdir(_SHARED_DIR)
     except OSError:
-        return
-    mine = f"taskloom-{parent_pid}-{os.getpid()}-{_PID_SPACE}-"
-    for name in names:
-        if name.startswith(mine):
-            _remove(os.path.join(_SHARED_DIR, name))
+        return []
+    return [os.path.join(_SHARED_DIR, name) for name in names if name.startswith(prefix)]
 
 
 def _remove(path: str) -> None:
