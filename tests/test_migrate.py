@@ -188,6 +188,23 @@ def test_module_imports_chains_and_renamed_names() -> None:
     )
 
 
+def test_a_result_class_written_for_prefect_gets_prefects_base_class() -> None:
+    """Prefect's ``Result`` base class becomes ``ResultBase`` (its API, which the engine
+    calls through), imported under Prefect's name; the stores keep their own names."""
+    source = (
+        "from prefect.engine.result import Result\n"
+        "from prefect.engine.results import S3Result\n"
+        "class Mine(Result):\n"
+        "    def write(self, value_, **kwargs): ...\n"
+    )
+    assert _code(source) == (
+        "from taskloom.results import ResultBase as Result\n"
+        "from taskloom.results import S3Result\n"
+        "class Mine(Result):\n"
+        "    def write(self, value_, **kwargs): ...\n"
+    )
+
+
 def test_deployment_code_still_used_is_kept_and_reported() -> None:
     done = migrate_source(
         "from prefect import Flow\n"

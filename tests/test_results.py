@@ -24,7 +24,8 @@ from taskloom.executors import Executor, LocalExecutor
 from taskloom.journal import Journal, JournalError
 from taskloom.resume import resume
 from taskloom.results import (
-    FSSpecResult, GCSResult, JSONSerializer, LocalResult, PickleSerializer, S3Result, write_atomic,
+    FSSpecResult, GCSResult, JSONSerializer, LocalResult, PickleSerializer, ResultBase, S3Result,
+    write_atomic,
 )
 from taskloom.states import Cached, Failed, State, Success, TriggerFailed
 from taskloom.trace import Stored
@@ -527,6 +528,58 @@ def rows_once_ready(config: dict[str, int], flag: str) -> int:
     if not os.path.exists(flag):
         raise RuntimeError("not yet")
     return config["rows"]
+
+
+class FolderResult(ResultBase):
+    """A result written for Prefect 1.x, in Prefect's own API: files under a folder."""
+
+    def __init__(self, folder: str, **kwargs: Any) -> None:
+        self.folder = folder
+        super().__init__(**kwargs)
+
+    def exists(self, location: str, **kwargs: Any) -> bool:
+        return os.path.exists(os.path.join(self.folder, location.format(**kwargs)))
+
+    def read(self, location: str) -> FolderResult:
+        new = self.copy()
+        new.location = location
+        with open(os.path.join(self.folder, location), "rb") as file:
+            new.value = self.serializer.deserialize(file.read())
+        return new
+
+    def write(self, value_: Any, **kwargs: Any) -> FolderResult:
+        new = self.format(**kwargs)
+        new.value = value_
+        assert new.location is not None
+        path = os.path.join(self.folder, new.location)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as file:
+            file.write(self.serializer.serialize(value_))
+        return new
+
+
+def test_a_result_written_for_prefect_stores_and_finds_its_values(
+    executor: Executor, tmp_path: Path
+) -> None:
+    """A ``Result`` subclass with Prefect's ``read``/``write``/``exists`` (``ResultBase``,
+    which ``taskloom migrate`` imports as Prefect's ``Result``) plugs in as it is: written
+    where its location template says, found there by a target, read back downstream."""
+    log = tmp_path / "calls"
+    persisted = square.copy()
+    persisted.result = FolderResult(str(tmp_path / "out"), location="squares/{map_index}.pkl")
+    persisted.target = "squares/{map_index}.pkl"
+    with Flow("prefect-style") as flow:
+        mapped = persisted.map([2, 3], [str(log)] * 2)
+        total = add_up(mapped)
+    first = flow.run(executor=executor)
+    assert first.result[total].result == 13
+    assert pickle.loads((tmp_path / "out" / "squares" / "1.pkl").read_bytes()) == 9
+    second = flow.run(executor=executor)
+    assert second.result[total].result == 13
+    assert len(calls(log)) == 2  # found, not run again
+    assert [s.message for s in children(second, mapped)] == [
+        f"Result found at task target squares/{i}.pkl" for i in range(2)
+    ]
 
 
 def test_a_prefect_result_keeps_the_value_in_its_location(executor: Executor, tmp_path: Path) -> None:

@@ -61,7 +61,7 @@ def _spec() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         "prefect.tasks.secrets": ("taskloom.tasks.secrets", "PrefectSecret SecretBase=Secret"),
         "prefect.executors": ("taskloom.executors", executors),
         "prefect.engine.executors": ("taskloom.executors", executors),
-        "prefect.engine.result": ("taskloom.results", "Result"),
+        "prefect.engine.result": ("taskloom.results", "Result=ResultBase"),
         "prefect.engine.results": (
             "taskloom.results", "LocalResult PrefectResult S3Result GCSResult"
         ),

@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 from ._secrets import holds_secret
 from .errors import FlowDefinitionError
 from .locations import DEFAULT_TEMPLATE, TASK_FIELDS, Target, fields, unknown_fields
-from .results import LocalResult, Result
+from .results import LocalResult, Result, ResultBase, as_store
 from .states import Failed, State, Success
 from .task import ParameterTask, Task, persists_by_itself
 
@@ -62,7 +62,7 @@ _PER_CHILD = frozenset({"map_index", "task_full_name", "task_run_id"})
 class RunResults(NamedTuple):
     """The stores of one run's tasks that have no ``result=`` of their own."""
 
-    flow: Result | None  # the flow's ``result=``: every task persists to it
+    flow: Result | ResultBase | None  # the flow's ``result=``: every task persists to it
     default: Result | None  # for a task with ``target=`` or ``checkpoint=True`` and no result
 
 
@@ -123,13 +123,13 @@ class Persist:
             return Failed(message, error), None
 
 
-def _persists(task: Task[Any, Any], flow_result: Result | None) -> bool:
+def _persists(task: Task[Any, Any], flow_result: Result | ResultBase | None) -> bool:
     """Whether ``task`` persists in a run whose flow has ``flow_result`` (module docstring)."""
     return flow_result is not None or persists_by_itself(task)
 
 
 def persist_with(
-    task: Task[Any, Any], flow_result: Result | None, default: Result | None
+    task: Task[Any, Any], flow_result: Result | ResultBase | None, default: Result | None
 ) -> Persist | None:
     """How ``task`` persists with these stores for tasks without a result of their own;
     None: it does not (or needs ``default`` and none was given)."""
@@ -139,6 +139,7 @@ def persist_with(
     store = own if own is not None else flow_result if flow_result is not None else default
     if store is None:
         return None
+    store = as_store(store)
     target: Target | None = getattr(task, "target", None)
     template = target if target is not None else store.location or DEFAULT_TEMPLATE
     return Persist(store, template, target is not None, getattr(task, "checkpoint", None) is not False)

@@ -64,7 +64,7 @@ if TYPE_CHECKING:
     from .executors.base import Executor
     from .journal import Journal, RunRecord
     from .progress import RunObserver
-    from .results import Result
+    from .results import Result, ResultBase
 
 __all__ = ["CaseBlock", "Flow", "FlowResult", "ParameterSet", "active_cases"]
 
@@ -166,7 +166,7 @@ class Flow(FlowEditing):
         on_failure: OnFailure | None = None,
         terminal_state_handler: TerminalStateHandler | None = None,
         schedule: Schedule | None = None,
-        result: Result | None = None,
+        result: Result | ResultBase | None = None,
     ) -> None:
         self.name = _nonempty_name(name, "Flow")
         self.schedule: Schedule | None = (
@@ -178,7 +178,7 @@ class Flow(FlowEditing):
                 f"location), e.g. taskloom.results.LocalResult(dir=...), not {result!r}"
             )
         #: The default ``result=`` of its tasks (``taskloom.results``).
-        self.result: Result | None = result
+        self.result: Result | ResultBase | None = result
         self.state_handlers: list[StateHandler] = check_handlers(
             f"Flow {self.name!r}", FlowDefinitionError, state_handlers, on_failure,
             terminal_state_handler,

@@ -43,12 +43,16 @@ the calling process never handles the value's bytes.
 
 from __future__ import annotations
 
+import copy
+import datetime
 import importlib
 import os
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
+
+from typing_extensions import Self
 
 from ._home import taskloom_home
 from .errors import ResultError
@@ -63,8 +67,10 @@ __all__ = [
     "PickleSerializer",
     "PrefectResult",
     "Result",
+    "ResultBase",
     "S3Result",
     "Serializer",
+    "as_store",
     "write_atomic",
 ]
 
@@ -311,6 +317,127 @@ class FSSpecResult:
 
     def __repr__(self) -> str:
         return f"FSSpecResult({self.url!r}, serializer={self.serializer!r})"
+
+
+class ResultBase:
+    """Prefect 1.x's ``Result`` base class (``prefect.engine.result.Result``), for the
+    results written for Prefect: a subclass implements, as Prefect documents,
+    ``exists(location, **kwargs) -> bool``, ``read(location) -> Result`` (a copy whose
+    ``value`` is the value read) and ``write(value_, **kwargs) -> Result`` (a copy whose
+    ``location`` is where the value went, usually made with ``self.format(**kwargs)``).
+    ``taskloom migrate`` imports it under Prefect's name, so such a class runs unchanged.
+
+    taskloom fills in the location template itself (``taskloom.locations``), and calls
+    ``write`` on a copy whose ``location`` is the filled-in one, with no keywords; a
+    location given as a callable (Prefect's formatter) is not called: the task's
+    ``target``, or taskloom's default template, is used.
+
+    >>> class InMemory(ResultBase):
+    ...     stored: dict[str, Any] = {}
+    ...     def exists(self, location: str, **kwargs: Any) -> bool:
+    ...         return location.format(**kwargs) in self.stored
+    ...     def read(self, location: str) -> "InMemory":
+    ...         new = self.copy()
+    ...         new.location, new.value = location, self.stored[location]
+    ...         return new
+    ...     def write(self, value_: Any, **kwargs: Any) -> "InMemory":
+    ...         new = self.format(**kwargs)
+    ...         new.value = value_
+    ...         self.stored[new.location] = value_
+    ...         return new
+    """
+
+    def __init__(
+        self,
+        value: Any = None,
+        location: str | Callable[..., str] | None = None,
+        serializer: Serializer | None = None,
+    ) -> None:
+        self.value = value
+        self.location: str | None = location if isinstance(location, str) else None
+        self._formatter = None if isinstance(location, str) or location is None else location
+        self.serializer: Serializer = serializer if serializer is not None else _PICKLE
+
+    def copy(self) -> Self:
+        """A shallow copy."""
+        return copy.copy(self)
+
+    def from_value(self, value: Any) -> Self:
+        """A copy holding ``value``, with no location."""
+        new = self.copy()
+        new.location, new.value = None, value
+        return new
+
+    @property
+    def default_location(self) -> str:
+        """Where a value goes when no location is given (Prefect's default)."""
+        return f"{datetime.datetime.now(datetime.timezone.utc):%Y/%m/%d}/{uuid.uuid4()}.prefect_result"
+
+    def format(self, **kwargs: Any) -> Self:
+        """A copy whose ``location`` is this one's template filled in with ``kwargs``."""
+        new = self.copy()
+        if isinstance(new.location, str):
+            new.location = new.location.format(**kwargs)
+        elif new._formatter is not None:
+            new.location = new._formatter(**kwargs)
+        else:
+            new.location = new.default_location
+        return new
+
+    def exists(self, location: str, **kwargs: Any) -> bool:
+        """Whether a value is stored at ``location``: a subclass's to say."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement exists()")
+
+    def read(self, location: str) -> ResultBase:
+        """A copy holding the value stored at ``location``: a subclass's to read."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement read()")
+
+    def write(self, value_: Any, **kwargs: Any) -> ResultBase:
+        """Store ``value_``; a copy whose ``location`` says where: a subclass's to write."""
+        raise NotImplementedError(f"{type(self).__name__} does not implement write()")
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.value!r}>"
+
+
+class _PrefectStyle:
+    """A ``ResultBase`` as the ``Result`` protocol the engine calls (``as_store``)."""
+
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: ResultBase) -> None:
+        self.inner = inner
+
+    @property
+    def location(self) -> str | None:
+        return self.inner.location
+
+    def exists(self, location: str) -> bool:
+        return bool(self.inner.exists(location))
+
+    def read(self, location: str) -> Any:
+        return self.inner.read(location).value
+
+    def write(self, value: Any, location: str) -> str:
+        target = self.inner.copy()
+        target.location, target._formatter = location, None
+        written = target.write(value)
+        where = getattr(written, "location", None)
+        return where if isinstance(where, str) else location
+
+    def check(self) -> None:
+        check = getattr(self.inner, "check", None)
+        if callable(check):
+            check()
+
+    def __repr__(self) -> str:
+        return repr(self.inner)
+
+
+def as_store(result: Result | ResultBase) -> Result:
+    """``result`` as the engine calls a store: a ``ResultBase`` (Prefect's API) through
+    ``_PrefectStyle``, any other as it is."""
+    return _PrefectStyle(result) if isinstance(result, ResultBase) else result
 
 
 #: Prefect's ``boto3_kwargs`` that name credentials, as ``s3fs`` calls them.

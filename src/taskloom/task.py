@@ -50,7 +50,7 @@ from .triggers import Trigger
 
 if TYPE_CHECKING:
     from .flow import Flow
-    from .results import Result
+    from .results import Result, ResultBase
 
 __all__ = [
     "Parameter", "ParameterTask", "RESERVED_PARAMETERS", "Task", "TaskInput", "defaults_from_attrs",
@@ -525,7 +525,7 @@ class Task(Generic[P, R]):
         retry_on: type[Exception] | Iterable[type[Exception]] | None = None,
         task_run_name: str | Callable[..., str] | None = None,
         rerun_after_crash: bool = True,
-        result: Result | None = None,
+        result: Result | ResultBase | None = None,
         target: Target | None = None,
         checkpoint: bool | None = None,
     ) -> None:
@@ -547,7 +547,7 @@ class Task(Generic[P, R]):
             )
         self.rerun_after_crash = rerun_after_crash
         _check_persistence(self.name, result, target, checkpoint)
-        self.result: Result | None = result
+        self.result: Result | ResultBase | None = result
         self.target: Target | None = target
         self.checkpoint: bool | None = checkpoint
         self.state_handlers: list[StateHandler] = check_handlers(
@@ -1277,7 +1277,7 @@ def task(
     retry_on: type[Exception] | Iterable[type[Exception]] | None = None,
     task_run_name: str | Callable[..., str] | None = None,
     rerun_after_crash: bool = True,
-    result: Result | None = None,
+    result: Result | ResultBase | None = None,
     target: Target | None = None,
     checkpoint: bool | None = None,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
