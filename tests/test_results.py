@@ -582,6 +582,62 @@ def test_a_result_written_for_prefect_stores_and_finds_its_values(
     ]
 
 
+class Unreachable(ResultBase):
+    """A store that cannot be reached: a read fails, and so does the question."""
+
+    def exists(self, location: str, **kwargs: Any) -> bool:
+        raise ConnectionError("store unreachable")
+
+    def read(self, location: str) -> ResultBase:
+        raise KeyError(location)
+
+
+class ReadsInPlace(FolderResult):
+    """Prefect-style, as some were written: ``read`` moves its own location."""
+
+    def read(self, location: str) -> FolderResult:
+        self.location = location
+        with open(os.path.join(self.folder, location), "rb") as file:
+            self.value = self.serializer.deserialize(file.read())
+        return self
+
+
+def test_a_prefect_style_result_keeps_a_filled_in_location_and_its_own(
+    executor: Executor, tmp_path: Path
+) -> None:
+    """A location filled in from a value with braces is not filled in again by the
+    class's ``format()``; a class whose ``read`` moves its own location does not move
+    that of the other tasks sharing it (each call is on a copy)."""
+    shared = ReadsInPlace(str(tmp_path / "out"))
+    first, second = fresh.copy(), fresh.copy()
+    first.result, first.target = shared, "{parameters[key]}-first.pkl"
+    second.result = shared
+    with Flow("braces") as flow:
+        key = Parameter("key", default="cfg{v2}")
+        a, b = first(1), second(2)
+        flow.add_edge(key, a)  # (its value reaches the template through the parameters)
+    state = flow.run(executor=executor)
+    assert type(state.result[a]) is Success, state.result[a]
+    assert pickle.loads((tmp_path / "out" / "cfg{v2}-first.pkl").read_bytes()) == {"x": 1}
+    again = flow.run(executor=executor)
+    assert isinstance(again.result[a], Cached) and again.result[a].result == {"x": 1}
+    assert again.result[b].result == {"x": 2}
+
+
+def test_a_store_that_cannot_tell_whether_a_target_exists_fails_its_task(
+    executor: Executor, tmp_path: Path
+) -> None:
+    looked_up = fresh.copy()
+    looked_up.result, looked_up.target = Unreachable(), "{x}.pkl"
+    with Flow("unreachable") as flow:
+        made = looked_up(3)
+    state = flow.run(executor=executor)
+    failed = state.result[made]
+    assert isinstance(failed, Failed), failed
+    assert "Task 'fresh'" in str(failed.message) and "'3.pkl' exists" in str(failed.message)
+    assert "store unreachable" in str(failed.message)
+
+
 def test_a_prefect_result_keeps_the_value_in_its_location(executor: Executor, tmp_path: Path) -> None:
     """``PrefectResult`` (Prefect 1.x's): the location the journal records is the value as
     JSON, and a resume reads the value from it (the task does not run again); a value

@@ -88,6 +88,7 @@ from typing import Any, NamedTuple, cast
 from ._secrets import mask
 from .checkpoint import RESULTS_KEY, Persist, completes, persist_of
 from .context import Later, current, enter, leave
+from .errors import ResultError
 from .handlers import (
     OnFailure, StateHandler, call_on_failure, call_state_handlers, has_handlers,
 )
@@ -572,7 +573,13 @@ def _persisted(
             failed, _ = hooks.change(previous, failed)
         return TaskResult(run.key, failed, 0.0, 0.0, "", ended=True)
     if persist.target:
-        found, value = persist.read_target(name, location)
+        try:
+            found, value = persist.read_target(name, location)
+        except ResultError as error:  # (a store out of reach may be back for a retry)
+            failed = Failed(str(error), error)
+            if hooks is not None:
+                failed, _ = hooks.change(previous, failed)
+            return TaskResult(run.key, failed, 0.0, 0.0, "")
         if found:
             location = persist.where(location)
             cached: State[Any] = Cached(

@@ -11,7 +11,8 @@ has ``result=``; its store is its own result, else the flow's, else ``LocalResul
 2. with a ``target``, if the store ``exists`` there and ``read`` succeeds, the task ends
    ``Cached("Result found at task target <location>")`` with that value and its body does
    not run; a target that cannot be read (truncated, another serializer's) is logged and
-   the task runs;
+   the task runs; a store that cannot tell whether the target exists (its ``exists``
+   raises) fails the task, naming the task, the target and the store (a retry asks again);
 3. unless ``checkpoint=False``, a ``Success`` whose result is not None (a returned value,
    or ``SUCCESS(result=...)``) is written there (``write_result``); a value the serializer
    cannot take, or a store that fails, ends it ``Failed`` naming the task, the store and
@@ -40,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from ._secrets import holds_secret
-from .errors import FlowDefinitionError
+from .errors import FlowDefinitionError, ResultError
 from .locations import DEFAULT_TEMPLATE, TASK_FIELDS, Target, fields, unknown_fields
 from .results import LocalResult, Result, ResultBase, as_store
 from .states import Failed, State, Success
@@ -82,7 +83,12 @@ class Persist:
 
     def read_target(self, task_name: str, location: str) -> tuple[bool, Any]:
         """``(True, value)`` when the target exists and reads; else ``(False, None)``,
-        logging a target that exists but cannot be read."""
+        logging a target that exists but cannot be read.
+
+        Raises:
+            ResultError: the store cannot say whether the target exists (its ``exists``
+                raised), naming the task, the target and the store.
+        """
         result = self.result
         if not getattr(result, "finds_targets", True):  # (``PrefectResult``: see results)
             return False, None
@@ -91,7 +97,16 @@ class Persist:
         try:
             return True, result.read(location)
         except Exception as error:
-            if isinstance(error, FileNotFoundError) or not result.exists(location):
+            if isinstance(error, FileNotFoundError):
+                return False, None
+            try:
+                there = result.exists(location)
+            except Exception as failure:
+                raise ResultError(
+                    f"Task {task_name!r}: whether its target {location!r} exists in {result!r} "
+                    f"cannot be told: {failure!r}"
+                ) from failure
+            if not there:
                 return False, None
             log.warning(
                 "Task %r: its target %s exists but cannot be read (%r); running the task again",

@@ -374,10 +374,13 @@ class ResultBase:
         return f"{datetime.datetime.now(datetime.timezone.utc):%Y/%m/%d}/{uuid.uuid4()}.prefect_result"
 
     def format(self, **kwargs: Any) -> Self:
-        """A copy whose ``location`` is this one's template filled in with ``kwargs``."""
+        """A copy whose ``location`` is this one's template filled in with ``kwargs``;
+        with none, a location is kept as it is (taskloom filled it in already: a value
+        with braces in it must not be taken for a template again)."""
         new = self.copy()
         if isinstance(new.location, str):
-            new.location = new.location.format(**kwargs)
+            if kwargs:
+                new.location = new.location.format(**kwargs)
         elif new._formatter is not None:
             new.location = new._formatter(**kwargs)
         else:
@@ -412,11 +415,14 @@ class _PrefectStyle:
     def location(self) -> str | None:
         return self.inner.location
 
+    # Each call on a copy, as ``write``: a class that sets ``self.location`` in ``read``
+    # (and returns ``self``), as some written for Prefect do, must not move the location
+    # of every task that shares it.
     def exists(self, location: str) -> bool:
-        return bool(self.inner.exists(location))
+        return bool(self.inner.copy().exists(location))
 
     def read(self, location: str) -> Any:
-        return self.inner.read(location).value
+        return self.inner.copy().read(location).value
 
     def write(self, value: Any, location: str) -> str:
         target = self.inner.copy()
@@ -477,7 +483,7 @@ class S3Result(FSSpecResult):
         serializer: Serializer = _PICKLE,
         **storage_options: Any,
     ) -> None:
-        if not bucket or "://" in bucket:
+        if not bucket or "://" in bucket or bucket.startswith("/"):
             raise ResultError(f"S3Result needs a bucket name such as 'my-bucket', not {bucket!r}")
         options = dict(storage_options)
         client = dict(options.pop("client_kwargs", {}))
@@ -517,7 +523,7 @@ class GCSResult(FSSpecResult):
         serializer: Serializer = _PICKLE,
         **storage_options: Any,
     ) -> None:
-        if not bucket or "://" in bucket:
+        if not bucket or "://" in bucket or bucket.startswith("/"):
             raise ResultError(f"GCSResult needs a bucket name such as 'my-bucket', not {bucket!r}")
         super().__init__(f"gcs://{bucket}", location, serializer, **storage_options)
         self.bucket = bucket
