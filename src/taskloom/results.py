@@ -20,6 +20,10 @@ A ``Result`` is a small protocol, so other stores plug in:
     store ``value`` there, whole or not at all, and return where it went, as ``taskloom
     show`` and the journal record it (a full path, a URL).
 
+A class written for Prefect 1.x against its ``Result`` base class (``read`` returning a
+``Result``, ``write(value_, **kwargs)``) subclasses ``ResultBase``, and the engine calls
+it through that API (``as_store``).
+
 A result may also have ``finds_targets = False`` (a target finds nothing in it, and its
 task always runs: ``PrefectResult``, whose locations are values), ``check()``, which the
 engine calls in the calling process before a run that uses it (an unusable store, such as
