@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 from pathlib import Path
@@ -13,6 +17,39 @@ from taskloom.executors import DaskExecutor, Executor, LocalExecutor, LokyExecut
 from taskloom.logging import get_logger
 
 from ._helpers import Keep
+
+
+# -- where a hung subprocess was ----------------------------------------------------------------
+
+#: Each Python process the tests start writes its stacks here if it lives 90 s
+#: (``tests/_stacks/sitecustomize.py``); one folder per process of the test session.
+_STACKS = Path(tempfile.mkdtemp(prefix="taskloom-test-stacks-"))
+os.environ["TASKLOOM_TEST_STACKS"] = str(_STACKS)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(Path(__file__).parent / "_stacks"), *filter(None, [os.environ.get("PYTHONPATH")])]
+)
+
+
+def pytest_sessionfinish() -> None:
+    shutil.rmtree(_STACKS, ignore_errors=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """A failed test's report gets the stacks its subprocesses wrote while it ran (those
+    that lived long enough: see ``tests/_stacks``)."""
+    report = yield
+    if report.failed and call.when == "call":
+        since = time.time() - call.duration - 1
+        for path in sorted(_STACKS.glob("*.txt")):
+            try:
+                if path.stat().st_mtime >= since:
+                    text = path.read_text(errors="replace")
+                    if "most recent call first" in text:
+                        report.sections.append((f"stacks of a subprocess ({path.stem})", text))
+            except OSError:
+                continue
+    return report
 
 
 @pytest.fixture(autouse=True)
