@@ -193,12 +193,14 @@ def test_a_result_class_written_for_prefect_gets_prefects_base_class() -> None:
     calls through), imported under Prefect's name; the stores keep their own names."""
     source = (
         "from prefect.engine.result import Result\n"
+        "from prefect.engine.result.base import Result as Base\n"
         "from prefect.engine.results import S3Result\n"
         "class Mine(Result):\n"
         "    def write(self, value_, **kwargs): ...\n"
     )
     assert _code(source) == (
         "from taskloom.results import ResultBase as Result\n"
+        "from taskloom.results import ResultBase as Base\n"
         "from taskloom.results import S3Result\n"
         "class Mine(Result):\n"
         "    def write(self, value_, **kwargs): ...\n"

@@ -672,6 +672,27 @@ def returns_set() -> set[int]:
     return {1, 2}
 
 
+def test_cache_ls_does_not_take_a_stores_relative_location_for_a_kept_value(
+    tmp_path: Path, taskloom_home: Path
+) -> None:
+    """A result class written for Prefect may say where a value went as a location of its
+    own (relative): ``taskloom cache ls`` cannot check it ("?"), and it is no value the
+    journal keeps ("in journal" is for ``PrefectResult``'s JSON)."""
+    flows = write_flow(tmp_path / "own_locations.py", f'''
+from tests.test_results import FolderResult, fresh
+
+persisted = fresh.copy()
+persisted.result = FolderResult({str(tmp_path / "out")!r}, location="own-{{x}}.pkl")
+with Flow("own-locations") as flow:
+    persisted(4)
+''')
+    done = taskloom(taskloom_home, "run", f"{flows}:flow", "--executor", "local")
+    assert done.returncode == 0, describe(done)
+    listed = taskloom(taskloom_home, "cache", "ls")
+    [row] = [line for line in listed.stdout.splitlines() if "own-4.pkl" in line]
+    assert row.rstrip().endswith("?"), row
+
+
 def test_a_prefect_result_has_no_target_to_find_and_cache_ls_lists_it(
     tmp_path: Path, taskloom_home: Path
 ) -> None:

@@ -62,6 +62,7 @@ def _spec() -> tuple[dict[str, str], dict[str, dict[str, str]]]:
         "prefect.executors": ("taskloom.executors", executors),
         "prefect.engine.executors": ("taskloom.executors", executors),
         "prefect.engine.result": ("taskloom.results", "Result=ResultBase"),
+        "prefect.engine.result.base": ("taskloom.results", "Result=ResultBase"),
         "prefect.engine.results": (
             "taskloom.results", "LocalResult PrefectResult S3Result GCSResult"
         ),

@@ -676,12 +676,16 @@ def _shown(location: str, width: int = 60) -> str:
 
 def _exists(location: str) -> str:
     """Whether a persisted result is still there: checked for local files only. A
-    location that is neither a path nor a URL is a value (``PrefectResult``'s), which the
-    journal itself keeps."""
+    location that is JSON is a value (``PrefectResult``'s), which the journal itself
+    keeps; another relative one is a store's own (a ``ResultBase``'s), not checked."""
     path = location.removeprefix("file://")
     if _URL.match(path):
         return "?"
     if not os.path.isabs(path):
+        try:
+            json.loads(path)
+        except ValueError:
+            return "?"
         return "in journal"
     try:
         return "yes" if Path(path).exists() else "no"
