@@ -667,26 +667,35 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def _shown(location: str, width: int = 60) -> str:
-    """A location as a table shows it: a value (``_exists``) cut to ``width``; a path or
+    """A location as a table shows it: a value (``_is_value``) cut to ``width``; a path or
     a URL whole."""
-    if len(location) <= width or _exists(location) != "in journal":
+    if len(location) <= width or not _is_value(location):
         return location
     return location[: width - 3] + "..."
 
 
-def _exists(location: str) -> str:
-    """Whether a persisted result is still there: checked for local files only. A
-    location that is JSON is a value (``PrefectResult``'s), which the journal itself
-    keeps; another relative one is a store's own (a ``ResultBase``'s), not checked."""
+def _is_value(location: str) -> bool:
+    """Whether a location is a value (``PrefectResult``'s: JSON text), which the journal
+    itself keeps, rather than where a value went: a URL, a path, or a relative location
+    of a store's own (a ``ResultBase``'s)."""
     path = location.removeprefix("file://")
-    if _URL.match(path):
-        return "?"
-    if not os.path.isabs(path):
-        try:
-            json.loads(path)
-        except ValueError:
-            return "?"
+    if _URL.match(path) or os.path.isabs(path):
+        return False
+    try:
+        json.loads(path)
+    except ValueError:
+        return False
+    return True
+
+
+def _exists(location: str) -> str:
+    """Whether a persisted result is still there: checked for local files only (a value
+    is in the journal)."""
+    if _is_value(location):
         return "in journal"
+    path = location.removeprefix("file://")
+    if _URL.match(path) or not os.path.isabs(path):
+        return "?"
     try:
         return "yes" if Path(path).exists() else "no"
     except OSError:  # (a name too long for this file system: no such file)

@@ -19,14 +19,14 @@ that row, which costs far less than rewriting the outcomes without them. The bat
 rows are numbered 1, 3, 5, ... (``_outcomes_row``), their values' 2, 4, 6, ....
 ``begin`` writes the first, with the task names (a large flow's in parts of their own:
 rows -1, -2, ...). A run that wrote no batch (one shorter than ``recording.FLUSH_SECONDS``)
-has them replaced by the run's row (and its parts) at its end. One that did keeps its batches: ``finish`` writes only the tasks whose
-outcome is not in them or is another since (``LoggedTasks``, ``trace.changed``), as more
-batches, deletes the values kept beside them, and its ``tasks`` row lists the batches
-(``{"columns", "rows": [], "count", "logged": [seq, ...]}``); each task's outcome is its
-row in the last batch that holds it. So each outcome of a long run is computed, pickled
-and written once, not again at its end (at a million tasks, 1.7 µs a task). A run that
-never finished (its process was killed) is read from them: ``load`` gives its recorded tasks,
-and the others as ``Pending`` (never recorded: in flight or never reached), and a run
+has them replaced by the run's row (and its parts) at its end. One that did keeps its
+batches: ``finish`` writes only the tasks whose outcome is not in them or is another
+since (``LoggedTasks``, ``trace.changed``), as more batches, deletes the values kept
+beside them, and its ``tasks`` row lists the batches (``{"columns", "rows": [], "count",
+"logged": [seq, ...]}``); each task's outcome is its row in the last batch that holds it.
+So each outcome of a long run is computed, pickled and written once, not again at its end
+(at a million tasks, 1.7 µs a task). A run that never finished (its process was killed)
+is read from them: ``load`` gives its recorded tasks, and the others as ``Pending`` (never recorded: in flight or never reached), and a run
 whose process is gone reads as ``Crashed`` (decided by pid, host and start time, never
 by its age).
 

@@ -359,20 +359,18 @@ _PID_SPACE = _pid_space()
 
 
 def _sweep_shared() -> None:
-    """Delete the shared-memory files that processes now gone left (``taskloom-{parent
-    PID}-{worker PID}-{PID namespace}-{batch token}.{time}``): a run ends by deleting its own, but a process
-    killed (SIGKILL, the machine's out-of-memory killer) has no time to, and a file in
-    ``/dev/shm`` holds its memory until the machine restarts. A pool's start does it,
-    rarely enough to list the folder. Only files of this PID namespace, whose parent's PID
-    no process has: never a live process's (one whose PID is in use again is left)."""
+    """Delete the shared-memory files that processes now gone left: a run ends by deleting
+    its own, but a process killed (SIGKILL, the machine's out-of-memory killer) has no time
+    to, and a file in ``/dev/shm`` holds its memory until the machine restarts. A pool's
+    start does it, rarely enough to list the folder. Only files of this PID namespace,
+    whose parent's PID no process has: never a live process's (one whose PID is in use
+    again is left)."""
     if not _PID_SPACE:
         return
-    space = str(_PID_SPACE)
     for path in _shared_files("taskloom-"):
-        parts = os.path.basename(path).split("-")
-        if len(parts) == 5 and parts[3] == space:
-            if parts[1].isdigit() and not alive(int(parts[1])):
-                _remove(path)
+        fields = _shared_fields(path)
+        if fields is not None and fields[2] == _PID_SPACE and not alive(fields[0]):
+            _remove(path)
 
 
 def _remove_batch_files(tokens: set[int]) -> None:
@@ -381,9 +379,23 @@ def _remove_batch_files(tokens: set[int]) -> None:
     if not tokens:
         return
     for path in _shared_files(f"taskloom-{os.getpid()}-"):
-        token = path.rsplit("-", 1)[-1].partition(".")[0]
-        if token.isdigit() and int(token) in tokens:
+        fields = _shared_fields(path)
+        if fields is not None and fields[3] in tokens:
             _remove(path)
+
+
+def _shared_fields(path: str) -> tuple[int, int, int, int] | None:
+    """The parent's PID, the worker's PID, the PID namespace and the batch token in the name
+    ``_share`` gives a file (``taskloom-{parent}-{worker}-{namespace}-{token}.{time}``);
+    None for another name."""
+    parts = os.path.basename(path).split("-")
+    if len(parts) != 5 or parts[0] != "taskloom":
+        return None
+    numbers = [*parts[1:4], parts[4].partition(".")[0]]
+    if not all(number.isdigit() for number in numbers):
+        return None
+    parent, worker, space, token = map(int, numbers)
+    return parent, worker, space, token
 
 
 def _remove_made_for(parent_pid: int) -> None:
