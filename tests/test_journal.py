@@ -452,6 +452,54 @@ def test_a_run_stopped_by_an_error_outside_its_tasks_is_recorded_and_resumes_at_
     assert again.result[last].result == 4
 
 
+class _RaisesAtStart(RaisesWhenATaskFinishes):
+    """Raises as the run starts, before it hands any task over."""
+
+    def run_started(self, flow_name: str, run_id: str, total: int) -> None:
+        raise self.kind(*self.args)
+
+
+@pytest.mark.parametrize(
+    ("kind", "why"), [(ValueError, "stopped by an error"), (KeyboardInterrupt, "interrupted")]
+)
+def test_a_run_stopped_before_it_hands_a_task_over_is_recorded_and_resumes(
+    executor: Executor, taskloom_home: Path, kind: type[BaseException], why: str
+) -> None:
+    """The journal records a run's start as its first tasks are handed over (the
+    transaction then overlaps the workers' start on them); a run stopped before that is
+    recorded all the same, as stopped, and resumes from the start."""
+    with Flow("stopped early") as flow:
+        last = add_one(add_one(1))
+    with pytest.raises(kind, match="at once"):
+        flow.run(executor=executor, progress=_RaisesAtStart(kind, "at once"))
+    [run] = journal(taskloom_home).runs()
+    assert (run.state, run.message) == ("Failed", f"Run {why}: {kind.__name__}('at once')"), run
+    assert run.ended is not None and run.started <= run.ended
+    again = resume(run.run_id, flow=flow, executor=executor)
+    assert again.is_successful(), again
+    assert again.result[last].result == 3
+
+
+@task(trigger=triggers.manual_only)
+def add_one_by_hand(i: int) -> int:
+    return i + 1
+
+
+def test_a_run_that_hands_no_task_over_is_recorded(executor: Executor, taskloom_home: Path) -> None:
+    """A run whose every task is decided in the parent (a parameter, a task that waits
+    for a hand) never hands a task over: its start is recorded as its loop ends."""
+    from taskloom import Parameter
+
+    with Flow("decided here") as flow:
+        add_one_by_hand(Parameter("n", default=2))
+    state = flow.run(executor=executor, parameters={"n": 5})
+    [run] = journal(taskloom_home).runs()
+    assert run.run_id == state.run_id and run.state == type(state).__name__, (run, state)
+    assert {t.name: t.state for t in journal(taskloom_home).load(run.run_id).tasks} == {
+        "n": "Success", "add_one_by_hand": "Paused"
+    }
+
+
 @task
 def fails_until(flag: str, log: str) -> str:
     record(log, "ran")
