@@ -148,7 +148,8 @@ class LogCapture(logging.Handler):
                         root.addHandler(self)
                     self._installed = True
         if self.sole:
-            root.setLevel(level)
+            if root.level != level:  # (setLevel clears every logger's cache: one a task name)
+                root.setLevel(level)
         elif root.getEffectiveLevel() > level:
             root.setLevel(level)
         records: list[logging.LogRecord] = []
