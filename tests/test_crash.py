@@ -124,6 +124,10 @@ def _launch(
     out.mkdir()
     script = write_flow(tmp_path / "flow_under_test.py", body, OUT=str(out))
     extra = [request.getfixturevalue("dask_cluster")] if kind == "dask" else []
+    # (Run after the reaper.) Killing the flow's process does not stop a task of its still
+    # waiting for "resuming" in the session's Dask cluster: one left there by a failed test
+    # held a worker thread, and every later Dask test of the session timed out waiting.
+    request.addfinalizer(lambda: (out / "resuming").touch())
     child = _start(script, home, kind, *extra)
     _reaped(child, request)
     return script, out, child

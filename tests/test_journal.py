@@ -465,9 +465,8 @@ class _RaisesAtStart(RaisesWhenATaskFinishes):
 def test_a_run_stopped_before_it_hands_a_task_over_is_recorded_and_resumes(
     executor: Executor, taskloom_home: Path, kind: type[BaseException], why: str
 ) -> None:
-    """The journal records a run's start as its first tasks are handed over (the
-    transaction then overlaps the workers' start on them); a run stopped before that is
-    recorded all the same, as stopped, and resumes from the start."""
+    """A run stopped before it hands any task over (here by its progress observer, as it
+    starts) is recorded as stopped, not as running, and resumes from the start."""
     with Flow("stopped early") as flow:
         last = add_one(add_one(1))
     with pytest.raises(kind, match="at once"):
@@ -487,7 +486,7 @@ def add_one_by_hand(i: int) -> int:
 
 def test_a_run_that_hands_no_task_over_is_recorded(executor: Executor, taskloom_home: Path) -> None:
     """A run whose every task is decided in the parent (a parameter, a task that waits
-    for a hand) never hands a task over: its start is recorded as its loop ends."""
+    for a hand) never hands a task over: it is recorded all the same, start and end."""
     from taskloom import Parameter
 
     with Flow("decided here") as flow:

@@ -98,22 +98,18 @@ Lifecycle of one run (``_Scheduler.run``; the order matters):
 
 1. ``executor.begin(context)`` may refuse the run (a context value that cannot reach the
    workers): before the journal records it, and before the context is entered.
-2. enter the run's context; ``observer.run_started``.
-3. the loop (``_loop``), until nothing is ready, in flight or due. As it hands its first
-   runs over, ``journal.begin`` records the run as ``Running``, with its process and its
-   tasks' names (``_record_start``): the workers start on those runs meanwhile, and no
-   result can come back before the record, as results are taken in this thread. From
-   then on each task that settles is recorded within ``FLUSH_SECONDS``
-   (``recording.TaskLog``, fed by ``_finish`` and ``_settle``; it queues what settled
-   before), so a killed run loses little. A run that hands nothing over is recorded as
-   its loop ends, and one stopped before that, as it stops.
-4. leave the context (what follows runs no task code, and needs none).
-5. ``_end``: stop the task log, materialise, then ``session.end()``. An executor may hand back results as
+2. ``journal.begin``: the run is recorded as ``Running``, with its process and its tasks'
+   names; from then on each task that settles is recorded within ``FLUSH_SECONDS``
+   (``recording.TaskLog``, fed by ``_finish`` and ``_settle``), so a killed run loses little.
+3. enter the run's context; ``observer.run_started``.
+4. the loop (``_loop``), until nothing is ready, in flight or due.
+5. leave the context (what follows runs no task code, and needs none).
+6. ``_end``: stop the task log, materialise, then ``session.end()``. An executor may hand back results as
    ``DeferredResult`` (a value left in shared memory or on a worker) that live only until
    ``session.end()``; materialising turns the final states' results, and the inputs the
    journal keeps, into values. ``_end`` does both, in this order, and ``session.end()`` is
    called nowhere else.
-6. ``journal.finish`` records every task's trace; ``observer.run_finished``.
+7. ``journal.finish`` records every task's trace; ``observer.run_finished``.
 
 ``run_flow`` builds the plan and the run's records with the garbage collector off, then
 runs all of it with what existed before (the flow, its plan, the run's records), and what
@@ -125,11 +121,11 @@ materialising) keep tracebacks whose frames reach the scheduler's, and taskloom'
 frames there drop their locals (``_tracebacks.release_frames``), so a caller holding the
 final state holds the states, not every record of the run.
 
-Logging (``taskloom.logging``): the flow's logger says "Beginning Flow run" in 2 and
-how the run ended after 5; each task's logger says "Finished task run ... final state"
+Logging (``taskloom.logging``): the flow's logger says "Beginning Flow run" after 3 and
+how the run ended after 6; each task's logger says "Finished task run ... final state"
 where a state is settled (``_finish``, and ``_schedule`` for a retry), the worker having
 said "Starting task run..." (``taskloom.attempt``). A journaled run keeps each task's
-records of its last attempt (``RunLogs``, attached from 2 to 4) in its trace.
+records of its last attempt (``RunLogs``, attached from 3 to 5) in its trace.
 
 When the loop is interrupted (Ctrl-C, SIGTERM, a task's ``SystemExit`` on the local
 executor), the run is still recorded: tasks handed to the executor that did not come back
@@ -284,10 +280,6 @@ class _Scheduler(_Mapping):
         self._flow_running: State[Any] = Running("Running flow.")
         #: Settled tasks on their way to the journal, while the run goes (``recording``).
         self.task_log: TaskLog | None = None
-        #: The task log of a run whose start the journal has not recorded yet (``_record_start``).
-        self._unrecorded: TaskLog | None = None
-        #: When the run started (``time.time``), as the journal records it.
-        self._started = 0.0
         #: What the task log wrote before it stopped, for ``journal.finish`` to keep.
         self._logged: LoggedTasks | None = None
         #: The exceptions the final states hold (``_materialize``), for ``release_frames``.
@@ -398,13 +390,28 @@ class _Scheduler(_Mapping):
             session = self.session = self.executor.begin(args.context)
         except UnpicklableParameterError as error:
             raise error.with_consumers(self._consumers(error.parameter)) from None
-        self._started = time.time()
         journal = self.journal
-        if journal is not None:
-            # Recorded once the first runs are handed over (``_record_start``): the
-            # journal's transaction then overlaps the workers' start on them.
-            self.task_log = self._unrecorded = TaskLog(journal, run_id, self)
+        begun = False  # the journal recorded the run's start: it must record its end
         try:
+            if journal is not None:
+                task_log = TaskLog(journal, run_id, self)
+                if journal.begin(
+                    run_id,
+                    self.flow.name,
+                    self.flow.source,
+                    args.parameters,
+                    time.time(),
+                    None if self.resumed is None else self.resumed.run_id,
+                    names=self.plan.names,
+                    opening=task_log.opening,
+                    context=args.given,
+                ):
+                    begun = True
+                    self.task_log = task_log
+                    task_log.opened()
+                else:
+                    journal = None
+                del task_log  # (an error's traceback keeps this frame: not the scheduler)
             logs = RunLogs(run_id) if journal is not None else None
             if logs is not None:
                 logs.attach()
@@ -418,8 +425,6 @@ class _Scheduler(_Mapping):
                     self._tell_start(observer, session)
                 self._flow_started()
                 self._loop()
-                if self._unrecorded is not None:  # nothing was handed over: all decided here
-                    self._record_start()
             finally:
                 leave(token)
                 if logs is not None:
@@ -429,12 +434,7 @@ class _Scheduler(_Mapping):
         except BaseException as error:
             interrupted = isinstance(error, (KeyboardInterrupt, SystemExit))
             why = "interrupted" if interrupted else "stopped by an error"
-            begun = False
             try:
-                # Stopped before its first hand-over: recorded now, so its end is too.
-                begun = self.journal is not None and (
-                    self._unrecorded is None or self._record_start()
-                )
                 if begun and interrupted:
                     self._take_finished(session, error)
                 if begun:
@@ -452,9 +452,9 @@ class _Scheduler(_Mapping):
                     )
                 if begun:
                     # Recorded as it stopped, so ``taskloom resume`` takes it up now.
-                    assert self.journal is not None
+                    assert journal is not None
                     try:
-                        self.journal.finish(
+                        journal.finish(
                             run_id, time.time(),
                             Failed(f"Run {why}: {error!r}", self._flow_result()),
                             self.traces, self.plan, self._logged, self.unstored(),
@@ -462,7 +462,6 @@ class _Scheduler(_Mapping):
                     except Exception as failure:
                         log.warning("run %s: its end could not be recorded: %r", run_id, failure)
             raise
-        journal = self.journal  # (None if the start could not be recorded)
         self._end(session, keep_values=True)
         state = self._flow_handled(self._flow_state()).replace(run_id=run_id)
         _log_flow_end(self.flow.name, run_id, state)
@@ -473,35 +472,6 @@ class _Scheduler(_Mapping):
         if observer is not None:
             observer.run_finished(state)
         return state
-
-    def _record_start(self) -> bool:
-        """Record the run's start in the journal (Lifecycle, 3), with its task log's opening
-        batch; if the journal is unusable (a warning), the run goes on unrecorded. Whether
-        it was recorded. In the run's context wherever it is called from, so the
-        context's secrets are kept out of the record (``Journal._blob``)."""
-        task_log, journal, args = self._unrecorded, self.journal, self.args
-        assert task_log is not None and journal is not None
-        token = enter(args.context)
-        try:
-            begun = journal.begin(
-                args.run_id,
-                self.flow.name,
-                self.flow.source,
-                args.parameters,
-                self._started,
-                None if self.resumed is None else self.resumed.run_id,
-                names=self.plan.names,
-                opening=task_log.opening,
-                context=args.given,
-            )
-        finally:
-            leave(token)
-        self._unrecorded = None
-        if begun:
-            task_log.opened()
-        else:
-            self.journal = self.task_log = None
-        return begun
 
     def unstored(self) -> frozenset[int]:
         """The tasks this run (a resume) seeded successful without their results
@@ -677,8 +647,6 @@ class _Scheduler(_Mapping):
                 self.observer.task_changed(run.key, self.traces[run.key].name, _RUNNING)
         session.submit(batch)
         self.in_flight += len(batch)
-        if self._unrecorded is not None:
-            self._record_start()
 
     def _grouped(self, batch: list[TaskRun], timings: Timings | None) -> list[TaskRun]:
         """The runs of ``batch`` to hand over, each with its group (``TaskRun.then``); a
