@@ -350,10 +350,14 @@ CHANNEL_SCRIPT = textwrap.dedent(
     from taskloom import Flow, task
     from taskloom.executors import LokyExecutor
 
+    def mark(what, i):
+        open(os.path.join(os.environ["MARKS"], f"{what}-{i}-{os.getpid()}-{time.time_ns()}"), "w").close()
+
     @task
     def parent_task(i):
+        mark("started", i)
         time.sleep(0.3)
-        open(os.path.join(os.environ["MARKS"], f"parent-{i}-{os.getpid()}-{time.time_ns()}"), "w").close()
+        mark("parent", i)
         return ("parent", i)
 
     @task
@@ -390,7 +394,12 @@ CHANNEL_SCRIPT = textwrap.dedent(
         slow, slow_outs = flow_of(parent_task)
         runner = threading.Thread(target=slow.run, kwargs={"executor": LokyExecutor(max_workers=2)})
         runner.start()
-        time.sleep(0.1)  # its first batches are out: they finish before the process ends
+        # Its first batches are out once two of its tasks started (a first run started
+        # four): they finish before the process ends.
+        deadline = time.monotonic() + 30
+        while len([m for m in os.listdir(os.environ["MARKS"]) if m.startswith("started")]) < 6:
+            assert time.monotonic() < deadline, "the run in a thread started no task"
+            time.sleep(0.01)
     elif case == "own-loky-after":  # the caller's own loky executor, started after ours
         import loky
         assert flow.run(executor=LokyExecutor(max_workers=2)).is_successful()
@@ -428,7 +437,8 @@ def test_the_process_ends_and_its_results_are_its_own_whatever_it_did_with_pools
     )
     assert done.returncode == 0 and "done" in done.stdout, done.stderr
     if case == "thread-exit":  # the batches out when the main thread returned ran to the end
-        assert len(list(marks.iterdir())) >= 4 + 2, sorted(p.name for p in marks.iterdir())
+        done_marks = [p.name for p in marks.iterdir() if p.name.startswith("parent")]
+        assert len(done_marks) >= 4 + 2, sorted(p.name for p in marks.iterdir())
 
 
 def test_a_pools_socket_takes_only_its_own_workers() -> None:
