@@ -92,6 +92,39 @@ def test_a_loop_without_a_message_reads_task_is_looping(tmp_path: Path, executor
     )
 
 
+def note_change(log: str, task: object, old: State[Any], new: State[Any]) -> None:
+    record(log, f"{type(old).__name__}:{old.message} -> {type(new).__name__}")
+
+
+def test_a_loops_handlers_see_each_pass_start_from_pending_as_in_prefect(
+    tmp_path: Path, executor: Executor
+) -> None:
+    """Prefect 1.x runs a looped task's next pass from ``Pending("Looping task (on loop
+    index N)")``: its handlers see ``Running -> Looped``, then ``Pending -> Running``,
+    never ``Looped -> Running``."""
+    log = str(tmp_path / "changes")
+
+    def passes(n: int) -> int:
+        so_far: int = taskloom.context.get("task_loop_result", 0)
+        if so_far < n:
+            raise signals.LOOP(result=so_far + 1)
+        return so_far
+
+    looping = task(name="watched-loop", state_handlers=[functools.partial(note_change, log)])(passes)
+    with Flow("loop-handlers") as flow:
+        t = looping(2)
+    state = flow.run(executor=executor)
+    assert state.result[t].result == 2
+    assert lines(log) == [
+        "Pending:Task not run. -> Running",
+        "Running:Starting task run. -> Looped",
+        "Pending:Looping task (on loop index 1) -> Running",
+        "Running:Starting task run. -> Looped",
+        "Pending:Looping task (on loop index 2) -> Running",
+        "Running:Starting task run. -> Success",
+    ]
+
+
 @task(max_retries=2, retry_delay=dt.timedelta(0))
 def loop_fail_on_five(log: str) -> int:
     record(log, _seen())

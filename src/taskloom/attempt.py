@@ -34,7 +34,8 @@ the task runs, so they are the same on every executor and a handler's I/O never 
 the scheduler: the task's ``state_handlers`` travel with it (a task is pickled anyway).
 They are called, inside the task's context, on ``TaskRun.previous`` (``Pending``,
 ``Retrying``, ``Paused``, ``Resume``) -> ``Running``, then ``Running`` -> the pass's state,
-and between the passes of a loop ``Running`` -> ``Looped`` and ``Looped`` -> ``Running``.
+and between the passes of a loop ``Running`` -> ``Looped``, then, as in Prefect 1.x,
+``Pending("Looping task (on loop index N)")`` -> ``Running`` (N the pass that looped).
 A handler that replaces ``Running`` with another state ends the attempt in it before the
 body runs (as Prefect's ``SKIP`` on ``Running``). A handler that raises, or returns
 something that is not a State or None, ends the attempt ``Failed`` naming it, marked
@@ -652,9 +653,11 @@ def _passes(
             if count > 1 and task.retries_after(state, run.run_count):
                 loop = (count, loop_result)
             return result_row((run.key, state, 0.0, 0.0, "", False, loop, written))
+        # As in Prefect 1.x, the next pass starts from ``Pending``, not from ``Looped``:
+        # its handlers see ``Pending("Looping task (on loop index N)")`` -> ``Running``.
+        previous = Pending(f"Looping task (on loop index {count})")
         count += 1
         loop_result = state.result
-        previous = state
         values = dict(values)  # a pass may have kept the context it ran in
 
 

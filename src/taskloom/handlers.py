@@ -13,10 +13,11 @@ Three kinds, each a Protocol here so that mypy checks them where they are passed
 
 Where they run (the engine's side is in ``taskloom.attempt`` and ``taskloom.runner``):
 transitions inside an attempt (``Pending``/``Retrying``/``Resume`` -> ``Running``,
-``Running`` -> the outcome, ``Running`` -> ``Looped`` -> ``Running`` between passes) are
-handled where the task runs; transitions the scheduler decides (``Skipped``,
-``TriggerFailed``, ``Cached``, ``Paused`` by a trigger, ``Failed`` -> ``Retrying``,
-``Mapped``) in the calling process; flow handlers in the calling process.
+``Running`` -> the outcome; between passes ``Running`` -> ``Looped``, then ``Pending`` ->
+``Running``, as in Prefect 1.x) are handled where the task runs; transitions the
+scheduler decides (``Skipped``, ``TriggerFailed``, ``Cached``, ``Paused`` by a trigger,
+``Failed`` -> ``Retrying``, ``Mapped``) in the calling process; flow handlers in the
+calling process.
 
 What a handler does wrong never ends a run: ``call_state_handlers`` turns an exception, or
 a return value that is neither a State nor None, into a ``Failed`` state naming the handler
