@@ -464,3 +464,68 @@ def test_a_pools_socket_takes_only_its_own_workers() -> None:
         finally:
             child.kill()
             child.wait()
+
+
+#: A stand-in for a worker that starts late: it connects to the pool at ``argv[1]``, says
+#: so, says its PID only once told to (a line on stdin), then reads until its connection
+#: ends and says that.
+LATE_WORKER = textwrap.dedent(
+    """
+    import os, socket, sys
+    from multiprocessing.connection import Connection
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(bytes.fromhex(sys.argv[1]))
+    conn = Connection(sock.detach())
+    print("connected", flush=True)
+    sys.stdin.readline()
+    conn.send_bytes(str(os.getpid()).encode())
+    try:
+        conn.recv_bytes()
+    except (EOFError, OSError):
+        print("ended", flush=True)
+    """
+)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the pool's abstract socket")
+def test_a_worker_that_says_its_pid_as_the_pool_hangs_up_is_hung_up_on_too() -> None:
+    """The interpreter exits (the pool hangs up) while a worker that started late is
+    saying its PID: its connection is ended like the others'. Before, it was left open:
+    the worker's ``_serve`` waited for a batch for ever, and loky's exit hook for that
+    call, so the process never exited (seen as a flow process hung at its exit in
+    ``test_a_killed_resume_resumes_from_what_the_run_before_it_kept[through-loky]``).
+
+    The race made certain: a stand-in worker connects to a socket of the test's, the pool
+    hangs up, the stand-in says its PID, and only then does the channel take the
+    connection (``_accept``, as its thread does when a worker connects)."""
+    from taskloom.executors.loky import _Channel
+
+    channel = _Channel(1, set())
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    late: subprocess.Popen[str] | None = None
+    try:
+        listener.bind(f"\0taskloom-test-late-{os.getpid()}-{time.monotonic_ns()}")
+        listener.listen(1)
+        late = subprocess.Popen(
+            [sys.executable, "-c", LATE_WORKER, listener.getsockname().hex()],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )
+        assert late.stdout is not None and late.stdin is not None
+        assert late.stdout.readline() == "connected\n"
+        channel.hang_up()
+        late.stdin.write("go\n")
+        late.stdin.flush()
+        channel._accept(listener)
+        out, _ = late.communicate(timeout=30)
+        assert out == "ended\n", out
+    finally:
+        if late is not None:
+            if late.poll() is None:
+                late.kill()
+                late.wait()
+            for pipe in (late.stdin, late.stdout):  # (a pipe left open warns in a later test)
+                if pipe is not None:
+                    pipe.close()
+        listener.close()
+        channel.executor.shutdown(wait=True, kill_workers=True)

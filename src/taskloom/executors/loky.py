@@ -829,10 +829,18 @@ class _Channel:
         with _pools_lock:
             self._noted.add(pid)
         with self._lock:
-            self.pids.append(pid)
-            self._conns.append(conn)
-            if len(self._conns) == self.size:
-                self._listener = None
+            late = self._closing  # (``hang_up`` took the connections before this one)
+            if not late:
+                self.pids.append(pid)
+                self._conns.append(conn)
+                if len(self._conns) == self.size:
+                    self._listener = None
+        if late:
+            # Hung up while the worker said its PID: ended here, or its ``_serve`` would
+            # wait for a batch for ever, and loky's exit hook for that call (a process
+            # whose run ended as its last worker started never exited).
+            _end_connection(conn)
+            return
         if self._listener is None:
             listener.close()
             self._remove_folder()
@@ -946,14 +954,7 @@ class _Channel:
                 pass  # the thread ended already
             _close_fd(wake)
         for conn in conns:
-            try:
-                # shutdown, not only close: the thread's poll may hold the socket open,
-                # and a close alone would not end the connection for the worker
-                with socket.socket(fileno=os.dup(conn.fileno())) as end:
-                    end.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # (the worker is gone: nothing to end)
-            conn.close()
+            _end_connection(conn)
         if listener is not None:
             listener.close()
         self._remove_folder()
@@ -963,6 +964,18 @@ class _Channel:
     def _remove_folder(self) -> None:
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
+
+
+def _end_connection(conn: Connection) -> None:
+    """End a worker's connection: its ``_serve`` returns once done with its batch."""
+    try:
+        # shutdown, not only close: the channel's thread's poll may hold the socket open,
+        # and a close alone would not end the connection for the worker
+        with socket.socket(fileno=os.dup(conn.fileno())) as end:
+            end.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass  # (the worker is gone: nothing to end)
+    conn.close()
 
 
 def _close_fd(fd: int) -> None:
