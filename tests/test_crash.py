@@ -802,6 +802,54 @@ def test_a_run_that_never_finished_loads_what_it_logged(tmp_path: Path) -> None:
     journal.close()
 
 
+# -- an interrupt that lands in another thread ------------------------------------------------
+
+#: ``hold`` waits for ``resuming``. A thread of the script's own, once ``hold`` runs and
+#: the main thread has waited a while (asleep in /proc), sends SIGINT to itself: the
+#: kernel may hand a Ctrl-C to any thread, and then no wait of the main thread ends.
+ELSEWHERE = _HEAD + _HOLD + """
+import signal, threading
+
+def interrupt_from_another_thread() -> None:
+    main = threading.main_thread().native_id
+    while not any(p.name.startswith("hold.") for p in Path(OUT).iterdir()):
+        time.sleep(0.01)
+    asleep = 0
+    while asleep < 5:  # the main thread is asleep five looks in a row: it waits
+        stat = Path(f"/proc/self/task/{main}/stat").read_text()
+        asleep = asleep + 1 if stat.rsplit(")", 1)[1].split()[0] == "S" else 0
+        time.sleep(0.01)
+    mark("interrupting")
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+threading.Thread(target=interrupt_from_another_thread, daemon=True).start()
+
+with Flow("elsewhere") as flow:
+    hold()
+""" + _MAIN
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("kind", ["loky", "dask", "threads"])
+def test_an_interrupt_that_lands_in_another_thread_ends_the_run(
+    kind: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
+) -> None:
+    """A Ctrl-C the kernel hands to another thread than the main one, while the main thread
+    waits for a task that does not return, still ends the run (within a quarter second:
+    the wait goes back to Python that often), recorded as interrupted. Before, the main
+    thread waited for ever."""
+    _, out, child = _launch(ELSEWHERE, kind, tmp_path, taskloom_home, request)
+    _wait_for("the interrupt was sent", lambda: _bodies(out)["interrupting"] == 1, child)
+    _, err = child.communicate(timeout=30)
+    assert "KeyboardInterrupt" in err, err
+    journal = Journal(taskloom_home / "journal.sqlite")
+    [run] = journal.runs()
+    journal.close()
+    assert run.state == "Failed" and "interrupted" in (run.message or ""), run
+
+
 # -- a chain interrupted in its second link -------------------------------------------------------
 
 CHAIN = _HEAD + """

@@ -38,7 +38,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "taskloom"
 #: The layers, bottom first. A module name ending in ".*" stands for every module under
 #: that package (so the executors' modules need not be listed one by one).
 LAYERS: list[tuple[str, list[str]]] = [
-    ("data", ["errors", "states", "signals", "context", "edges", "_hashing", "_collector", "trace", "_text", "logging", "_tracebacks", "_secrets", "_run_name", "locations"]),
+    ("data", ["errors", "states", "signals", "context", "edges", "_hashing", "_collector", "trace", "_text", "logging", "_tracebacks", "_secrets", "_run_name", "locations", "_interruptible"]),
     ("policies", ["triggers", "cache_validators", "decide", "mapped"]),
     # "tasks.*": ready-made tasks (operators' GetItem, Add...; case, merge...), defined with Task.
     ("definitions", ["handlers", "notifications", "task", "parameters", "plan", "schedules", "flow_edit", "flow", "mapping", "loader", "tasks", "tasks.*"]),

@@ -180,6 +180,7 @@ from itertools import compress, islice
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from . import _interruptible as interruptible
 from . import _run_args
 from ._collector import RunHeap, collector_off
 from ._run_args import RunArgs
@@ -633,7 +634,7 @@ class _Scheduler(_Mapping):
             if self.in_flight:
                 self._take(session.collect(timeout))
             elif timeout:
-                time.sleep(timeout)
+                interruptible.sleep(timeout)
             if self.retries:
                 self._release_due_retries()
 

@@ -121,6 +121,7 @@ from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 import cloudpickle
 from typing_extensions import Self
 
+from .. import _interruptible as interruptible
 from ..attempt import TIMEOUT_MESSAGE, TaskResult, TaskRun, result_row
 from ..errors import RemoteTaskError
 from ..logging import STDOUT_LOGGER, capture_level
@@ -419,8 +420,8 @@ class Dispatcher(Generic[_Payload, _Sent]):
                 return results
             until = self._next_deadline(wait_until)
             try:
-                first = self._done.get(
-                    timeout=None if until is None else max(0.0, until - time.monotonic())
+                first = interruptible.get(
+                    self._done, None if until is None else max(0.0, until - time.monotonic())
                 )
             except queue.Empty:
                 if self._expire_stuck():

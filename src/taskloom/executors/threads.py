@@ -50,6 +50,7 @@ import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .. import _interruptible as interruptible
 from ..attempt import BatchInterrupted, TaskResult, TaskRun, finished_before
 from .base import Timings
 from ._worker import run_guarded, stop_thread, thread_done
@@ -92,7 +93,7 @@ class _ThreadRun:
     def collect(self, timeout: float | None) -> list[TaskResult]:
         """Results of finished runs: at least one, or none once ``timeout`` seconds passed."""
         try:
-            results = self.done.get(timeout=timeout)  # a list of this run's own: extended
+            results = interruptible.get(self.done, timeout)  # a list of this run's own: extended
         except queue.Empty:
             return []
         while True:  # take whatever else is done without waiting
