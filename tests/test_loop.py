@@ -67,19 +67,21 @@ def note_looped(log: str, task: object, old: State[Any], new: State[Any]) -> Non
         record(log, str(new.message))
 
 
+def loop_to(n: int) -> int:
+    """Loops (``LOOP`` with no message) until its loop result is ``n``."""
+    so_far: int = taskloom.context.get("task_loop_result", 0)
+    if so_far < n:
+        raise signals.LOOP(result=so_far + 1)
+    return so_far
+
+
 def test_a_loop_without_a_message_reads_task_is_looping(tmp_path: Path, executor: Executor) -> None:
     """As in Prefect 1.x, ``raise LOOP(result=...)`` gives a ``Looped`` state whose message
     is ``Task is looping (N)``, N the pass that looped; a message given is kept."""
     log = str(tmp_path / "looped")
 
-    def passes(n: int) -> int:
-        so_far: int = taskloom.context.get("task_loop_result", 0)
-        if so_far < n:
-            raise signals.LOOP(result=so_far + 1)
-        return so_far
-
     handlers: list[StateHandler] = [functools.partial(note_looped, log)]
-    quiet = task(name="quiet-loop", state_handlers=handlers)(passes)
+    quiet = task(name="quiet-loop", state_handlers=handlers)(loop_to)
     with Flow("loop-message") as flow:
         t = quiet(2)
         loud = loop_to_three(None)
@@ -104,13 +106,7 @@ def test_a_loops_handlers_see_each_pass_start_from_pending_as_in_prefect(
     never ``Looped -> Running``."""
     log = str(tmp_path / "changes")
 
-    def passes(n: int) -> int:
-        so_far: int = taskloom.context.get("task_loop_result", 0)
-        if so_far < n:
-            raise signals.LOOP(result=so_far + 1)
-        return so_far
-
-    looping = task(name="watched-loop", state_handlers=[functools.partial(note_change, log)])(passes)
+    looping = task(name="watched-loop", state_handlers=[functools.partial(note_change, log)])(loop_to)
     with Flow("loop-handlers") as flow:
         t = looping(2)
     state = flow.run(executor=executor)
