@@ -896,7 +896,7 @@ def _parameter_values(
     """
     if not keywords:
         return parameters
-    declared = flow.parameters().by_name()
+    declared = flow._parameters
     unknown = [k for k in keywords if k not in declared]
     if unknown:
         options = [

@@ -291,7 +291,7 @@ class FlowEditing:
             raise FlowDefinitionError(
                 f"Flow {self.name!r}: update() needs a Flow, not {type(other).__name__} {other!r}"
             )
-        theirs = other.parameters().by_name()
+        theirs = other._parameters
         clashes = [
             (mine, theirs[name])
             for name, mine in self._parameters.items()

@@ -26,9 +26,9 @@ beside them, and its ``tasks`` row lists the batches (``{"columns", "rows": [], 
 "logged": [seq, ...]}``); each task's outcome is its row in the last batch that holds it.
 So each outcome of a long run is computed, pickled and written once, not again at its end
 (at a million tasks, 1.7 µs a task). A run that never finished (its process was killed)
-is read from them: ``load`` gives its recorded tasks, and the others as ``Pending`` (never recorded: in flight or never reached), and a run
-whose process is gone reads as ``Crashed`` (decided by pid, host and start time, never
-by its age).
+is read from them: ``load`` gives its recorded tasks, and the others as ``Pending``
+(never recorded: in flight or never reached), and a run whose process is gone reads as
+``Crashed`` (decided by pid, host and start time, never by its age).
 
 The outcomes are stored by column name: ``{"columns": trace.COLUMNS, "rows": [one tuple
 per task]}``, and read back by name (``trace.record``), so a field added to the trace is

@@ -459,7 +459,30 @@ _BOTO3_CREDENTIALS = {
 }
 
 
-class S3Result(FSSpecResult):
+class _BucketResult(FSSpecResult):
+    """An ``FSSpecResult`` of one bucket, made with Prefect's arguments (``S3Result``,
+    ``GCSResult``): the bucket's name checked, the URL ``{scheme}://{bucket}``."""
+
+    def __init__(
+        self,
+        scheme: str,
+        bucket: str,
+        location: str | None,
+        serializer: Serializer,
+        storage_options: Mapping[str, Any],
+    ) -> None:
+        if not bucket or "://" in bucket or bucket.startswith("/"):
+            raise ResultError(
+                f"{type(self).__name__} needs a bucket name such as 'my-bucket', not {bucket!r}"
+            )
+        super().__init__(f"{scheme}://{bucket}", location, serializer, **storage_options)
+        self.bucket = bucket
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.bucket!r}, serializer={self.serializer!r})"
+
+
+class S3Result(_BucketResult):
     """Prefect 1.x's ``S3Result``: results in an S3 bucket, through ``fsspec`` (it needs
     ``s3fs`` installed beside the ``fsspec`` extra). A location is a key in the bucket.
 
@@ -487,8 +510,6 @@ class S3Result(FSSpecResult):
         serializer: Serializer = _PICKLE,
         **storage_options: Any,
     ) -> None:
-        if not bucket or "://" in bucket or bucket.startswith("/"):
-            raise ResultError(f"S3Result needs a bucket name such as 'my-bucket', not {bucket!r}")
         options = dict(storage_options)
         client = dict(options.pop("client_kwargs", {}))
         for name, value in (boto3_kwargs or {}).items():
@@ -502,14 +523,10 @@ class S3Result(FSSpecResult):
             options["s3_additional_kwargs"] = {
                 **options.get("s3_additional_kwargs", {}), **upload_options
             }
-        super().__init__(f"s3://{bucket}", location, serializer, **options)
-        self.bucket = bucket
-
-    def __repr__(self) -> str:
-        return f"S3Result({self.bucket!r}, serializer={self.serializer!r})"
+        super().__init__("s3", bucket, location, serializer, options)
 
 
-class GCSResult(FSSpecResult):
+class GCSResult(_BucketResult):
     """Prefect 1.x's ``GCSResult``: results in a Google Cloud Storage bucket, through
     ``fsspec`` (it needs ``gcsfs`` installed beside the ``fsspec`` extra). A location is
     an object's name in the bucket; credentials are ``gcsfs``'s (its ``token=``, or the
@@ -527,13 +544,7 @@ class GCSResult(FSSpecResult):
         serializer: Serializer = _PICKLE,
         **storage_options: Any,
     ) -> None:
-        if not bucket or "://" in bucket or bucket.startswith("/"):
-            raise ResultError(f"GCSResult needs a bucket name such as 'my-bucket', not {bucket!r}")
-        super().__init__(f"gcs://{bucket}", location, serializer, **storage_options)
-        self.bucket = bucket
-
-    def __repr__(self) -> str:
-        return f"GCSResult({self.bucket!r}, serializer={self.serializer!r})"
+        super().__init__("gcs", bucket, location, serializer, storage_options)
 
 
 class PrefectResult:
