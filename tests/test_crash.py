@@ -850,6 +850,48 @@ def test_an_interrupt_that_lands_in_another_thread_ends_the_run(
     assert run.state == "Failed" and "interrupted" in (run.message or ""), run
 
 
+#: A wide flow run twice: first to time ``step`` (a task never timed travels alone), then
+#: with the file ``hold`` in ``OUT``: the first step of each batch marks and runs until the
+#: interrupt reaches it, and the rest of the steps wait. Four hundred on two workers are
+#: many a slot: loky queues a second batch behind each one running (``AHEAD_RUNS``).
+QUEUED = _HEAD + """
+@task
+def step(i: int) -> int:
+    if Path(OUT, "hold").exists():
+        mark("step")
+        while True:  # until the interrupt stops it
+            time.sleep(0.01)
+    return i
+
+with Flow("queued") as flow:
+    steps = [step(i) for i in range(400)]
+""" + _MAIN.replace(
+    "    flow.run(executor=chosen)\n",
+    "    flow.run(executor=chosen)\n    Path(OUT, 'hold').touch()\n    flow.run(executor=chosen)\n",
+)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("kind", ["local", "loky", "dask", "threads"])
+def test_an_interrupted_run_starts_no_task_after_the_interrupt(
+    kind: str, tmp_path: Path, taskloom_home: Path, request: pytest.FixtureRequest
+) -> None:
+    """SIGINT while a step of each batch runs: those stop, and no other step starts, not
+    one of a batch queued for a worker either (before, loky's freed worker took the batch
+    queued behind its own, and ran it until the run gave up waiting)."""
+    _, out, child = _launch(QUEUED, kind, tmp_path, taskloom_home, request)
+    running = 1 if kind == "local" else 2
+    _wait_for("a step of each batch ran", lambda: _bodies(out)["step"] == running, child)
+    err = _stop(child, signal.SIGINT)
+    assert "KeyboardInterrupt" in err, err
+    assert _bodies(out)["step"] == running
+    journal = Journal(taskloom_home / "journal.sqlite")
+    run = journal.runs()[0]
+    journal.close()
+    assert run.state == "Failed" and "interrupted" in (run.message or ""), run
+
+
 # -- a chain interrupted in its second link -------------------------------------------------------
 
 CHAIN = _HEAD + """

@@ -27,11 +27,15 @@ Bookkeeping of one run (each name is an attribute of ``Dispatcher``):
 
 **Batches.** One submission costs far more than a run inside a batch (loky ~100-400 µs,
 Dask milliseconds; a run in a batch a few µs). Each slot (a loky worker process, a Dask
-worker thread) has at most one batch in flight: a second one queued behind it would only
-wait, while the runs it holds could have joined a fuller batch once a slot is free. A
-batch is sized to share what waits among the free slots (``take_batch``): few large
-batches (at most ``MAX_BATCH`` runs) when many runs wait, single runs when few do, so a
-long task does not hold back a short one. A run travels alone (``alone``) if its task has
+worker thread) has one batch in flight: a second one queued behind it would wait, while
+the runs it holds could have joined a fuller batch once a slot is free. But when at least
+``AHEAD_RUNS`` runs a slot wait (a wide flow's start), they would fill every batch anyway:
+then, on a back end that ``queues_ahead`` (loky), each slot gets a second batch queued
+behind the one it runs, which its worker takes the moment it sends its reply, while the
+parent decodes that reply (W1: 3-8% of its wall). A batch is sized to share what waits
+among the room there is (``take_batch``): few large batches (at most ``MAX_BATCH`` runs)
+when many runs wait, single runs when few do, so a long task does not hold back a short
+one. A run travels alone (``alone``) if its task has
 a timeout, was seen to take longer than the back end's ``long_task``, or was never timed
 (its first run measures it): two long tasks never share a worker while another idles.
 Workers time each run; ``decode_rows`` keeps the times by task name, smoothed, in a table
@@ -130,6 +134,7 @@ from ._wire import _STATE_CLASSES, Templates, check_context, pickling_message, u
 from .base import Timings
 
 __all__ = [
+    "AHEAD_RUNS",
     "MAX_BATCH",
     "MAX_BYSTANDING",
     "Backend",
@@ -151,6 +156,9 @@ log = logging.getLogger("taskloom.executors")
 
 #: The most runs in one batch.
 MAX_BATCH = 512
+#: With at least this many runs waiting a slot, each slot gets a batch queued behind the
+#: one it runs (see "Batches" in the module docstring).
+AHEAD_RUNS = 64
 #: How many times a run may be lost as a bystander of another worker's death and escape
 #: the culprit rule (``Loss.bystander``), before the rule judges it.
 MAX_BYSTANDING = 2
@@ -212,6 +220,13 @@ class Backend(Protocol[_Payload, _Sent]):
     @property
     def long_task(self) -> float:
         """Seconds: a task seen to run longer always travels in a batch of its own."""
+        ...
+
+    @property
+    def queues_ahead(self) -> bool:
+        """Whether a slot may also hold a batch queued behind the one it runs (see
+        "Batches"): the back end tells a queued batch from a started one (``started``), and
+        its ``interrupt`` cancels the queued ones, which would run after it."""
         ...
 
     @property
@@ -377,6 +392,7 @@ class Dispatcher(Generic[_Payload, _Sent]):
         self._backend = backend
         self._where = backend.name
         self._long_task = backend.long_task
+        self._ahead = 2 if backend.queues_ahead else 1  # batches a slot, many runs waiting
         self._grace = backend.hard_timeout_grace
         self._durations = _durations.setdefault(backend.name, {})
         self._pending: deque[TaskRun] = deque()
@@ -476,17 +492,17 @@ class Dispatcher(Generic[_Payload, _Sent]):
     # -- sending --------------------------------------------------------------------------------
 
     def _pump(self) -> None:
-        in_flight = self._in_flight
-        while len(in_flight) < self._slots:
+        in_flight, pending, slots = self._in_flight, self._pending, self._slots
+        while True:
             if self._suspects:
                 if in_flight or not self._workers.admit(self._wake, solo=True):
                     return
                 self._send([self._suspects.popleft()], solo=True)
-            elif self._pending:
-                if not self._workers.admit(self._wake, solo=False):
+            elif pending:
+                room = slots * (self._ahead if len(pending) >= slots * AHEAD_RUNS else 1) - len(in_flight)
+                if room <= 0 or not self._workers.admit(self._wake, solo=False):
                     return
-                free = self._slots - len(in_flight)
-                self._send(take_batch(self._pending, free, self._durations, self._long_task), False)
+                self._send(take_batch(pending, room, self._durations, self._long_task), False)
             else:
                 return
 
@@ -678,7 +694,7 @@ def alone(run: TaskRun, durations: Mapping[str, float], long_task: float) -> boo
 def take_batch(
     pending: deque[TaskRun], free: int, durations: Mapping[str, float], long_task: float
 ) -> list[TaskRun]:
-    """The next batch from ``pending``, for one of ``free`` free slots."""
+    """The next batch from ``pending``, for one of ``free`` batches there is room for."""
     size = min(MAX_BATCH, max(1, math.ceil(len(pending) / free)))
     batch: list[TaskRun] = []
     while pending and len(batch) < size:

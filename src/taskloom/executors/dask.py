@@ -547,6 +547,9 @@ class _DaskRun:
 
     name = "dask"
     long_task = LONG_TASK
+    # A batch queued on the cluster cannot be told from one running (``started``), so an
+    # interrupt could not hold it back.
+    queues_ahead = False
 
     def __init__(self, executor: DaskExecutor, tag: str) -> None:
         self._executor = executor

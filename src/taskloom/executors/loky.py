@@ -69,7 +69,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import CancelledError, Future
 from multiprocessing.connection import Connection, wait
 from typing import Any, cast
 
@@ -863,6 +863,14 @@ class _Channel:
         if data is not None:
             self._write(conn, data)
 
+    def cancel_waiting(self) -> None:
+        """Cancel the batches waiting for a worker (their futures' callbacks run)."""
+        with self._lock:
+            waiting = [future for future, _ in self._waiting]
+            self._waiting.clear()
+        for future in waiting:
+            future.cancel()
+
     def _served(self, serving: Future[None]) -> None:
         """A worker's ``_serve`` ended (loky's thread): if the pool broke (a worker that
         could not start, or died), every batch fails with loky's error."""
@@ -991,6 +999,7 @@ class _LokyRun:
 
     name = "loky"
     long_task = LONG_TASK
+    queues_ahead = True  # (``interrupt`` cancels the batches waiting for a worker)
     hard_timeout_grace: float | None = HARD_TIMEOUT_GRACE
     _pool: _Pool  # from start()
 
@@ -1021,6 +1030,9 @@ class _LokyRun:
         # so the run's scheduler, with all its records) for as long as the pool lives.
         replies: list[Reply | BaseException] = []
         for future in sent:
+            if future.cancelled():  # queued for a worker when its run was interrupted
+                replies.append(CancelledError("the batch never reached a worker"))
+                continue
             error = future.exception()
             replies.append(future.result() if error is None else error)
         return replies
@@ -1052,6 +1064,9 @@ class _LokyRun:
             channel = self._pool.channel if self._pool.runs == 1 else None
         if channel is None:  # other runs use the pool: their batches must go on
             return False
+        # Its batches queued for a worker first: one freed by the interrupt would take the
+        # next, and run its tasks after the interrupt.
+        channel.cancel_waiting()
         for pid in channel.pids:
             try:
                 os.kill(pid, INTERRUPT_SIGNAL)
