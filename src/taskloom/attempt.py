@@ -476,6 +476,8 @@ def _attempt(
     in ``worker``; its result is stamped with those and the time it finished."""
     task = run.task
     own = task.__dict__
+    # (``_plain_body``'s test, here without its frame: a frame on every run's path is 1% of
+    # W1's instructions; a group's members take it from ``run_chain``, once a task.)
     if (
         type(task).run is _FUNCTION_RUN and "run" not in own
         and task.timeout is None and not task.tags and not task.log_stdout
@@ -508,6 +510,22 @@ def _attempt(
     if hooks is not None:
         result = hooks.end(result)
     return _placed(result, started, time.time(), worker)
+
+
+def _plain_body(task: Task[Any, Any], run_context: Mapping[str, Any]) -> Callable[..., Any] | None:
+    """The function of a task whose first pass ``_plain_attempt`` runs: one with none of
+    the options an attempt handles, in a run whose results nothing persists; else None.
+    (``_attempt`` tests the same, inline: keep the two alike.)"""
+    own = task.__dict__
+    if (
+        type(task).run is _FUNCTION_RUN and "run" not in own
+        and task.timeout is None and not task.tags and not task.log_stdout
+        and not task.state_handlers and task.on_failure is None
+        and own.get("task_run_name") is None and RESULTS_KEY not in run_context
+    ):
+        body: Callable[..., Any] = own["fn"]
+        return body
+    return None
 
 
 def _plain_attempt(
@@ -738,6 +756,10 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
         return results
     states: dict[int, State[Any]] = {run.key: first.state}
     finished = first.finished
+    # Each task's ``_plain_body``, looked at once: a chain is mostly one task, many times
+    # (in a worker, one template), or its unchanged copies, which share one dict of options
+    # (``task.copy``). By that dict's id: it lives as long as the group.
+    bodies: dict[int, Callable[..., Any] | None] = {}
     for follow in run.then:
         if _stopped and threading.get_ident() in _stopped:  # a body caught the interrupt
             stopped = BatchInterrupted()
@@ -746,10 +768,18 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
         inputs = member_inputs(follow, states)
         if inputs is None:
             continue
+        task = follow.task
+        options = id(task.__dict__)
+        if options in bodies:
+            body = bodies[options]
+        else:
+            body = bodies[options] = _plain_body(task, run_context)
+        # (Positional calls: they cost less than ones with keywords.)
+        member = TaskRun(follow.key, task, inputs, 1, False, (), follow.map_index)
         try:  # (each member starts when the one before it finished: a clock read less)
-            outcome = _attempt(  # (a positional call costs less than one with keywords)
-                TaskRun(follow.key, follow.task, inputs, 1, False, (), follow.map_index),
-                run_context, worker, finished,
+            outcome = (
+                _attempt(member, run_context, worker, finished) if body is None
+                else _plain_attempt(member, run_context, body, worker, finished)
             )
         except BaseException as error:  # only interrupts: _attempt turns the rest into states
             setattr(error, _FINISHED, (results, follow.key))
