@@ -173,9 +173,15 @@ class Templates:
             then: tuple[WireFollowOn, ...] = ()
             if run.then:
                 members = []
+                # A chain is mostly copies of one task, which share their dict of options
+                # (``id``): the same template as the member before, found without a call.
+                last: dict[str, Any] | None = None
+                ftid = -1
                 for follow in run.then:
-                    ftid = self.id(follow.task)
-                    blobs[ftid] = every[ftid]
+                    if follow.task.__dict__ is not last:
+                        last = follow.task.__dict__
+                        ftid = self.id(follow.task)
+                        blobs[ftid] = every[ftid]
                     constants = (
                         follow.constants if inputs_of is None else inputs_of(dict(follow.constants))
                     )
