@@ -613,3 +613,36 @@ def test_a_context_that_cannot_be_read_back_leaves_the_run_listed_and_resumable(
     assert "its context cannot be read back" in caplog.text
     listed = taskloom(taskloom_home, "runs")
     assert listed.returncode == 0 and run_id_ in listed.stdout, describe(listed)
+
+
+def _runs_in_the_file(path: Path) -> int:
+    """How many runs the journal's file itself holds, its WAL left aside (``immutable``)."""
+    import sqlite3
+    import urllib.parse
+
+    reader = sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?immutable=1", uri=True)
+    try:
+        return int(reader.execute("SELECT count(*) FROM runs").fetchone()[0])
+    except sqlite3.DatabaseError:  # a checkpoint writing the file as it is read
+        return -1
+    finally:
+        reader.close()
+
+
+def test_the_journal_is_checkpointed_into_its_file_by_a_thread_of_its_own(taskloom_home: Path) -> None:
+    """Every ``CHECKPOINT_EVERY`` writes (a run short of the task log's first batch writes
+    two: its start and its end), a thread copies the journal's WAL into its file; before,
+    only the commit that grew the WAL past a thousand pages did, in that commit (one run's
+    start or end then took milliseconds), and these runs stayed in the WAL."""
+    import time
+
+    from taskloom._sqlite import CHECKPOINT_EVERY
+
+    with Flow("checkpointed") as flow:
+        one()
+    for _ in range(CHECKPOINT_EVERY // 2):
+        assert flow.run(executor=LocalExecutor()).is_successful()
+    deadline = time.monotonic() + 30
+    while _runs_in_the_file(taskloom_home / "journal.sqlite") != CHECKPOINT_EVERY // 2:
+        assert time.monotonic() < deadline, "the journal's file never held the runs"
+        time.sleep(0.01)
