@@ -32,10 +32,10 @@ the runs it holds could have joined a fuller batch once a slot is free. But when
 ``AHEAD_RUNS`` runs a slot wait (a wide flow's start), they would fill every batch anyway:
 then, on a back end that ``queues_ahead`` (loky), each slot gets a second batch queued
 behind the one it runs, which its worker takes the moment it sends its reply, while the
-parent decodes that reply (W1: 3-8% of its wall). A batch is sized to share what waits
-among the room there is (``take_batch``): few large batches (at most ``MAX_BATCH`` runs)
-when many runs wait, single runs when few do, so a long task does not hold back a short
-one. A run travels alone (``alone``) if its task has
+parent decodes that reply (W1 on two workers: four batches of 250, not two of 500). A
+batch is sized to share what waits among the room there is (``take_batch``): few large
+batches (at most ``MAX_BATCH`` runs) when many runs wait, single runs when few do, so a
+long task does not hold back a short one. A run travels alone (``alone``) if its task has
 a timeout, was seen to take longer than the back end's ``long_task``, or was never timed
 (its first run measures it): two long tasks never share a worker while another idles.
 Workers time each run; ``decode_rows`` keeps the times by task name, smoothed, in a table
