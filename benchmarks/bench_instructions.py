@@ -16,6 +16,9 @@ the process counted (the journal's writer thread too). Figures (``instr.*``):
   engine's whole per-task path in one process (LocalExecutor runs tasks where it decides
   them), the parent's work of every executor;
 * W1 with the journal off: the journal's share is the difference;
+* W2 on ``LokyExecutor`` (two workers), the parent process alone (the workers are not run
+  under valgrind): what the scheduler does around a chain run elsewhere (the group built
+  and encoded, its results decoded and taken, the journal);
 * sequential: W1 as plain Python calls, the baseline of the ratio;
 * the task log's writer (``recording``), per task written: what a run longer than
   ``FLUSH_SECONDS`` pays on top of the rest, in a thread that holds the interpreter (the
@@ -30,7 +33,7 @@ valgrind a run lasts 50 times longer, and would write batches a real run of W1 n
 Without valgrind, the figures are absent and the script says so.
 
 ``--quick`` counts only W1 with the journal off, at 20 tasks (a smoke test: each process
-under valgrind takes ~12 s to start). The full script takes about three minutes.
+under valgrind takes ~12 s to start). The full script takes about four minutes.
 
     python benchmarks/bench_instructions.py [--runs N] [--quick] [--json FILE]
 """
@@ -56,7 +59,7 @@ HERE = Path(__file__).resolve().parent
 RUNS = 3
 
 #: What one process under valgrind runs: the workload, then ``runs`` more flow runs (or
-#: plain sequential passes); argv: workload, size, mode (journal / nojournal / sequential), runs.
+#: plain sequential passes); argv: workload, size, mode (journal / nojournal / loky / sequential), runs.
 _CHILD = r"""
 import sys
 sys.path.insert(0, sys.argv[5])
@@ -83,8 +86,10 @@ if mode == "tasklog":  # the writer: the run's own task log, writing its tasks a
 if mode == "sequential":
     run = lambda: wl.run_sequential(w)
 else:
+    from taskloom.executors import LokyExecutor
     flow, _ = wl.build_flow(w)
-    executor, journal = LocalExecutor(), mode == "journal"
+    executor = LokyExecutor(max_workers=2) if mode == "loky" else LocalExecutor()
+    journal = mode != "nojournal"
     run = lambda: flow.run(executor=executor, journal=journal)
 for _ in range(2 + runs):
     run()
@@ -122,8 +127,8 @@ FIGURES = [
     *(
         f"instr.{key}.instructions_per_task"
         for key in (
-            "W1.journal", "W1.nojournal", "W2.journal", "W1.sequential", "W1.journal_share",
-            "tasklog",
+            "W1.journal", "W1.nojournal", "W2.journal", "W2.loky_parent", "W1.sequential",
+            "W1.journal_share", "tasklog",
         )
     ),
     "instr.W1.ratio_vs_sequential",
@@ -149,6 +154,7 @@ def main() -> None:
                 "W1.journal": instructions("w1_wide", w1, "journal", args.runs),
                 "W1.nojournal": instructions("w1_wide", w1, "nojournal", args.runs),
                 "W2.journal": instructions("w2_chain", w2, "journal", args.runs),
+                "W2.loky_parent": instructions("w2_chain", w2, "loky", args.runs),
                 "W1.sequential": instructions("w1_wide", w1, "sequential", args.runs),
                 "tasklog": instructions("scale", FLUSH_TASKS, "tasklog", args.runs),
             }
@@ -171,6 +177,8 @@ def main() -> None:
         h.line(f"W1, journal off:                       {counts['W1.nojournal']:9,.0f} "
                f"(the journal's share: {share:,.0f})")
         h.line(f"W2 (chain of {w2}), journal on:          {counts['W2.journal']:9,.0f} per hop")
+        h.line(f"W2 on loky, the parent process alone:  {counts['W2.loky_parent']:9,.0f} per hop "
+               "(grouping, encoding, decoding, the journal)")
         h.line(f"the task log's writer:                 {counts['tasklog']:9,.0f} per task "
                f"written (batches of {FLUSH_TASKS:,})")
     h.finish(args.json, figures, failed)
