@@ -59,7 +59,8 @@ HERE = Path(__file__).resolve().parent
 RUNS = 3
 
 #: What one process under valgrind runs: the workload, then ``runs`` more flow runs (or
-#: plain sequential passes); argv: workload, size, mode (journal / nojournal / loky / sequential), runs.
+#: plain sequential passes); argv: workload, size, mode (journal / nojournal / loky /
+#: sequential), runs.
 _CHILD = r"""
 import sys
 sys.path.insert(0, sys.argv[5])

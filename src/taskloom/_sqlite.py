@@ -402,8 +402,10 @@ class SQLiteFile:
         """The checkpointer thread: what the WAL holds, copied into the file, on a
         connection of its own (SQLite does it with the interpreter's lock released), as far
         as readers let it (``PASSIVE``: it waits for no one)."""
+        # (``mode=rw``: a file moved aside meanwhile, being healed, is not made anew here.)
+        uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=rw"
         try:
-            connection = sqlite3.connect(self.path, timeout=WARN_AFTER, isolation_level=None)
+            connection = sqlite3.connect(uri, uri=True, timeout=WARN_AFTER, isolation_level=None)
             try:
                 connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             finally:

@@ -499,7 +499,8 @@ class Dispatcher(Generic[_Payload, _Sent]):
                     return
                 self._send([self._suspects.popleft()], solo=True)
             elif pending:
-                room = slots * (self._ahead if len(pending) >= slots * AHEAD_RUNS else 1) - len(in_flight)
+                depth = self._ahead if len(pending) >= slots * AHEAD_RUNS else 1
+                room = slots * depth - len(in_flight)
                 if room <= 0 or not self._workers.admit(self._wake, solo=False):
                     return
                 self._send(take_batch(pending, room, self._durations, self._long_task), False)
