@@ -185,11 +185,10 @@ class SQLiteFile:
     def _open_read_only(self, why: BaseException) -> sqlite3.Connection:
         """The file opened for reading only: through its WAL where that can be read, else
         as an immutable file (a read-only directory cannot hold the WAL's index)."""
-        uri = "file:" + urllib.parse.quote(str(self.path.resolve()))
         error: sqlite3.Error | None = None
         for mode in ("mode=ro", "immutable=1"):
             connection = sqlite3.connect(
-                f"{uri}?{mode}", uri=True, timeout=WARN_AFTER, isolation_level=None,
+                self._uri(mode), uri=True, timeout=WARN_AFTER, isolation_level=None,
                 check_same_thread=False,
             )  # fmt: skip
             try:
@@ -207,6 +206,10 @@ class SQLiteFile:
             return connection
         assert error is not None
         raise error
+
+    def _uri(self, query: str) -> str:
+        """The file's SQLite URI with ``query`` (``mode=ro``, ``immutable=1``, ...)."""
+        return f"file:{urllib.parse.quote(str(self.path.resolve()))}?{query}"
 
     def _up_to_date(self, connection: sqlite3.Connection) -> sqlite3.Connection:
         """``connection``, to a file of this version: an older one migrated in place where
@@ -403,9 +406,10 @@ class SQLiteFile:
         connection of its own (SQLite does it with the interpreter's lock released), as far
         as readers let it (``PASSIVE``: it waits for no one)."""
         # (``mode=rw``: a file moved aside meanwhile, being healed, is not made anew here.)
-        uri = f"file:{urllib.parse.quote(str(self.path.resolve()))}?mode=rw"
         try:
-            connection = sqlite3.connect(uri, uri=True, timeout=WARN_AFTER, isolation_level=None)
+            connection = sqlite3.connect(
+                self._uri("mode=rw"), uri=True, timeout=WARN_AFTER, isolation_level=None
+            )
             try:
                 connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             finally:
