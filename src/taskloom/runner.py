@@ -618,12 +618,7 @@ class _Scheduler(_Mapping):
         session = self.session
         assert session is not None
         while True:
-            batch: list[TaskRun] = []
-            ready = self.ready
-            while ready:
-                outcome = self._decide(ready.pop())
-                if outcome is not None:
-                    batch.append(outcome)
+            batch = self._decide_ready()
             if batch:
                 self._submit(batch)
             if not self.in_flight and not self.retries:
@@ -742,19 +737,18 @@ class _Scheduler(_Mapping):
         blocked: dict[int, int] = {}
         # A chain first, the common case, in a tight loop (what the loop below would take
         # as links): the sole task after the one before, taking it as its only input.
+        claimed, may_follow = self.claimed, self._may_follow
         while len(group) < MAX_GROUP:
             after = nodes[last].downstream
             if len(after) != 1:
                 break
             j = after[0]
             node = nodes[j]
-            if len(node.upstream) != 1 or len(node.direct) > 1 or node.nested:
-                break
-            if not self._may_follow(j):
+            if len(node.upstream) != 1 or len(node.direct) > 1 or node.nested or not may_follow(j):
                 break
             key = node.direct[0][0] if node.direct else None
             group.append(FollowOn(j, node.task, node.constants, ((key, last),)))
-            self.claimed.add(j)
+            claimed.add(j)
             inside.add(j)
             last = j
             own = seconds.get(node.task.name)
@@ -914,6 +908,12 @@ class _Scheduler(_Mapping):
         ran with them (after the tasks they take from, in the order they ran)."""
         heads: list[int] = []
         traces, claimed, task_of = self.traces, self.claimed, self.task_of
+        # For ``_finish``'s own steps, taken here for a plain success (most results), in
+        # the loop, without its frame: what it reads of the run, read once.
+        done, waiting, nodes = self.finished, self.waiting, self.nodes
+        n = len(nodes)
+        note = self.task_log.note if self.task_log is not None else None
+        plain = self.observer is None and not self.expansions
         head_queued: float | None = None
         for key, state, started, finished, worker, ended, loop, location in results:
             task = task_of[key]
@@ -935,10 +935,22 @@ class _Scheduler(_Mapping):
                 trace.run_name = state.context.get("task_run_name", trace.run_name)
             if ended:  # ENDRUN: exactly this state, no retry and no cache
                 self._settle(key, state)
-            elif type(state) is Success and task.cache_for is None:
-                self._finish(key, state)  # most runs: nothing to decide (see _complete)
-            else:
+            elif type(state) is not Success or task.cache_for is not None:
                 self._complete(key, state, loop)
+            elif not plain or key >= n or task_logger(task.name).isEnabledFor(logging.INFO):
+                self._finish(key, state)  # nothing to decide (see _complete)
+            else:
+                # Most runs: ``_finish``'s steps, inline (a task of the flow, no observer
+                # nor mapped task to tell, nothing to log: keep the two alike).
+                trace.state = state
+                trace.inputs = None  # (a success keeps none)
+                done[key] = True
+                if note is not None:
+                    note(key)
+                for d in nodes[key].downstream:
+                    waiting[d] -= 1
+                    if waiting[d] == 0:
+                        self._ready_if_free(d)
         self.in_flight -= len(heads)
         if not self.chains:  # (most runs: no group, nothing to look at)
             return
@@ -965,21 +977,36 @@ class _Scheduler(_Mapping):
 
     # -- deciding -------------------------------------------------------------------------------
 
+    def _decide_ready(self) -> list[TaskRun]:
+        """Decide every ready task (``_decide``): the runs the executor must do."""
+        batch: list[TaskRun] = []
+        ready, nodes, traces = self.ready, self.nodes, self.traces
+        n = len(nodes) if self._fresh else 0
+        while ready:
+            i = ready.pop()
+            if i < n and nodes[i].followable:
+                # The default trigger, no output cache, not a parameter (``plan``), nothing
+                # seeded: it runs when every upstream task succeeded plainly (``decide``'s
+                # shortcut, ``runs_by_default``), which is most tasks of most runs. Here,
+                # not in ``_decide``: a call less a task.
+                node = nodes[i]
+                for j in node.upstream:
+                    if type(traces[j].state) not in PLAIN_SUCCESS:
+                        break
+                else:
+                    batch.append(self._task_run(i, self._inputs(node), False))
+                    continue
+            outcome = self._decide(i)
+            if outcome is not None:
+                batch.append(outcome)
+        return batch
+
     def _decide(self, i: int) -> TaskRun | None:
-        """Finish task ``i`` without running it, or return the run the executor must do."""
+        """Finish task ``i`` without running it, or return the run the executor must do
+        (``_decide_ready`` takes the most common case first)."""
         if i >= len(self.nodes):
             return self._decide_child(i)
         node = self.nodes[i]
-        if node.followable and self._fresh:
-            # The default trigger, no output cache, not a parameter (``plan``), nothing
-            # seeded: it runs when every upstream task succeeded plainly (``decide``'s
-            # shortcut, ``runs_by_default``), which is most tasks of most runs.
-            traces = self.traces
-            for j in node.upstream:
-                if type(traces[j].state) not in PLAIN_SUCCESS:
-                    break
-            else:
-                return self._task_run(i, self._inputs(node), False)
         task = node.task
         args = self.args
         if node.mapped is not None:
@@ -1261,6 +1288,7 @@ class _Scheduler(_Mapping):
         self._finish(i, state)
 
     def _finish(self, i: int, state: State[Any]) -> None:
+        # (``_take`` takes these steps inline for a plain success: keep the two alike.)
         # _log_end's own check, first here: most runs log nothing, and a call is a frame.
         if task_logger(self.task_of[i].name).isEnabledFor(logging.INFO):
             self._log_end(i, state)
