@@ -89,7 +89,7 @@ import datetime as _dt
 import operator
 import pickle
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, cast
 
@@ -122,7 +122,7 @@ __all__ = [
     "fetched_on_read",
     "loaded",
     "picklable",
-    "restored",
+    "restored_all",
     "stand_in",
 ]
 
@@ -402,19 +402,32 @@ def _new_state(cls: type[State[Any]]) -> State[Any]:
     return cls.__new__(cls)
 
 
-def restored(cls: type[State[Any]], values: tuple[Any, ...]) -> State[Any]:
-    """A ``cls`` state made from its slot values (what ``__getstate__`` gives), as pickle
-    makes one, in one call: the executors rebuild every result's state this way.
+def restored_all(
+    classes: Sequence[type[State[Any]]], packed: Iterable[tuple[int, Any]]
+) -> list[State[Any]]:
+    """The states packed as ``(code, values)``: each a ``classes[code]`` made from its slot
+    values (what ``__getstate__`` gives), as pickle makes one; a negative code's values
+    are the state itself (one of a class without a code, which travels whole). The
+    executors rebuild every result's state here, with no call a state: most have
+    ``State``'s five slots (``__setstate__``'s first case, inline).
 
-    >>> restored(Success, Success("done", 3).__getstate__()).result
-    3
+    >>> [s.result for s in restored_all([Success], [(0, Success("done", 3).__getstate__())])]
+    [3]
     """
-    state = cls.__new__(cls)
-    if len(values) == 5 and len(cls._fields) == 5:  # (``__setstate__``'s own first case)
-        state._result, state.cached_inputs, state.message, state.run_id, state._context = values
-    else:
-        state.__setstate__(values)
-    return state
+    states: list[State[Any]] = []
+    append = states.append
+    for code, values in packed:
+        if code < 0:
+            append(values)
+            continue
+        cls = classes[code]
+        state = cls.__new__(cls)
+        if len(values) == 5 and len(cls._fields) == 5:
+            state._result, state.cached_inputs, state.message, state.run_id, state._context = values
+        else:
+            state.__setstate__(values)
+        append(state)
+    return states
 
 
 def picklable(value: Any) -> Any:

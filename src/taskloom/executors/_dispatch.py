@@ -120,6 +120,7 @@ import traceback
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
+from operator import itemgetter
 from typing import Any, Generic, NamedTuple, Protocol, TypeVar
 
 import cloudpickle
@@ -129,8 +130,8 @@ from .. import _interruptible as interruptible
 from ..attempt import TIMEOUT_MESSAGE, TaskResult, TaskRun, result_row
 from ..errors import RemoteTaskError
 from ..logging import STDOUT_LOGGER, capture_level
-from ..states import Crashed, Failed, State, TimedOut, restored
-from ._wire import _STATE_CLASSES, Templates, check_context, pickling_message, unpack_state
+from ..states import Crashed, Failed, State, TimedOut, restored_all
+from ._wire import _STATE_CLASSES, Templates, check_context, pickling_message
 from .base import Timings
 
 __all__ = [
@@ -767,11 +768,8 @@ def decode_rows(
         ]
     results: list[TaskResult] = []
     append = results.append
-    classes = _STATE_CLASSES
-    for key, wire, started, finished, ended, loop, location in rows:
-        code, values = wire
-        # (``unpack_state``'s own first case, without its frame: most are states of ours.)
-        state = restored(classes[code], values) if code >= 0 else unpack_state(wire)
+    states = restored_all(_STATE_CLASSES, map(itemgetter(1), rows))  # (no call a state)
+    for (key, _, started, finished, ended, loop, location), state in zip(rows, states):
         append(result_row((key, state, started, finished, worker, ended, loop, location)))
         name = names.get(key)
         if name is not None:

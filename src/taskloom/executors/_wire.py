@@ -37,7 +37,7 @@ from .._tracebacks import format_error
 from ..attempt import TaskResult, TaskRun
 from ..errors import FlowDefinitionError, RemoteTaskError
 from ..logging import FIELDS, stamp
-from ..states import Failed, State, Success, all_classes, restored, stand_in
+from ..states import Failed, State, Success, all_classes, restored_all, stand_in
 from ..task import _SHARED, Task, _same_options
 
 __all__ = [
@@ -105,11 +105,7 @@ def pack_state(state: State[Any]) -> WireState:
 
 def unpack_state(wire: WireState) -> State[Any]:
     """The state ``pack_state`` packed, rebuilt the way pickle rebuilds one."""
-    code, values = wire
-    if code < 0:
-        assert isinstance(values, State)
-        return values
-    return restored(_STATE_CLASSES[code], values)
+    return restored_all(_STATE_CLASSES, (wire,))[0]
 
 
 # --- runs out -------------------------------------------------------------------------------
