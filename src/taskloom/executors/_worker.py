@@ -218,8 +218,9 @@ def load_runs(payload: bytes, fill: Fill | None = None) -> list[TaskRun]:
             inputs = fill(inputs)
         follow = tuple(
             FollowOn(
-                k, templates[t], constants if fill is None else fill(constants), sources,
-                index, nested,
+                # (Most members have no constants: their sources feed them.)
+                k, templates[t], fill(constants) if fill is not None and constants else constants,
+                sources, index, nested,
             )
             for k, t, constants, sources, index, nested in then
         ) if then else ()
