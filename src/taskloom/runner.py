@@ -618,9 +618,10 @@ class _Scheduler(_Mapping):
         session = self.session
         assert session is not None
         while True:
-            batch = self._decide_ready()
-            if batch:
-                self._submit(batch)
+            if self.ready:  # (LocalExecutor: a result a turn, which most often readies none)
+                batch = self._decide_ready()
+                if batch:
+                    self._submit(batch)
             if not self.in_flight and not self.retries:
                 return
             timeout = None
