@@ -950,7 +950,8 @@ class _Scheduler(_Mapping):
                     note(key)
                 for d in nodes[key].downstream:
                     waiting[d] -= 1
-                    if waiting[d] == 0:
+                    # (``_ready_if_free``'s own check of a group's members, first: a chain's.)
+                    if waiting[d] == 0 and d not in claimed:
                         self._ready_if_free(d)
         self.in_flight -= len(heads)
         if not self.chains:  # (most runs: no group, nothing to look at)

@@ -743,7 +743,7 @@ def encode_batch(
         batch = keep
         payload = encode(batch)
     keys = [(run.key, run.task.name) for run in batch]
-    keys.extend((f.key, f.task.name) for run in batch for f in run.then)
+    keys += [(f.key, f.task.name) for run in batch for f in run.then]  # (a generator: a resume a member)
     return batch, payload, keys
 
 
