@@ -88,7 +88,7 @@ from typing import Any, NamedTuple, cast
 
 from ._secrets import mask
 from .checkpoint import RESULTS_KEY, Persist, completes, persist_of
-from .context import Later, current, enter, leave
+from .context import current, enter, leave
 from .errors import ResultError
 from .handlers import (
     OnFailure, StateHandler, call_on_failure, call_state_handlers, has_handlers,
@@ -541,7 +541,7 @@ def _plain_attempt(
     hands the passes after the first to ``_passes``."""
     task = run.task
     # Made only if the task reads it (``context.Later``): most never do.
-    token = enter(Later((_first_pass_context, run, run_context)))
+    token = enter((_first_pass_context, run, run_context))
     try:
         logger = task_logger(task.name)
         if logger.isEnabledFor(logging.INFO):
