@@ -84,7 +84,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from types import FrameType
-from typing import Any, NamedTuple, cast
+from typing import Any, ClassVar, NamedTuple, Protocol, cast
 
 from ._secrets import mask
 from .checkpoint import RESULTS_KEY, Persist, completes, persist_of
@@ -101,6 +101,7 @@ from .states import Cached, Failed, Looped, Pending, Running, Skipped, State, Su
 from .task import FunctionTask, Task
 
 __all__ = [
+    "Attempted",
     "FollowOn",
     "InGroup",
     "OVERRUN_THREAD",
@@ -155,6 +156,27 @@ class FollowOn:
     sources: tuple[tuple[str | None, int], ...] = ()
     map_index: int | None = None
     nested: tuple[tuple[str, Any], ...] = ()
+
+    #: A member's attempt is its task's first, not a resume (``runner``'s ``_may_follow``):
+    #: so a member is its own ``Attempted`` (``run_chain`` makes no ``TaskRun`` for it).
+    run_count: ClassVar[int] = 1
+    resume: ClassVar[bool] = False
+
+
+class Attempted(Protocol):
+    """What an attempt's context and its failures read of the run: a ``TaskRun``, or a
+    ``FollowOn`` run by its group (a first attempt)."""
+
+    @property
+    def key(self) -> int: ...
+    @property
+    def task(self) -> Task[Any, Any]: ...
+    @property
+    def map_index(self) -> int | None: ...
+    @property
+    def run_count(self) -> int: ...
+    @property
+    def resume(self) -> bool: ...
 
 
 class InGroup:
@@ -280,7 +302,7 @@ class _Timeout(BaseException):
     """Raised into a task's frame by the timeout alarm; never escapes ``run_attempt``."""
 
 
-def task_context(run: TaskRun, run_context: Mapping[str, Any]) -> dict[str, Any]:
+def task_context(run: Attempted, run_context: Mapping[str, Any]) -> dict[str, Any]:
     """What ``taskloom.context`` holds while ``run`` executes."""
     task = run.task
     name, index = task.name, run.map_index
@@ -300,7 +322,7 @@ def task_context(run: TaskRun, run_context: Mapping[str, Any]) -> dict[str, Any]
     return values
 
 
-def _first_pass_context(run: TaskRun, run_context: Mapping[str, Any]) -> dict[str, Any]:
+def _first_pass_context(run: Attempted, run_context: Mapping[str, Any]) -> dict[str, Any]:
     """The context of ``run``'s first pass."""
     values = task_context(run, run_context)
     values["task_loop_count"] = 1
@@ -388,14 +410,14 @@ def _looping(state: State[Any], count: int) -> State[Any]:
     return state
 
 
-def _failed(task: Task[Any, Any], run: TaskRun, error: Exception) -> State[Any]:
+def _failed(task: Task[Any, Any], run: Attempted, error: Exception) -> State[Any]:
     """The state of a pass that raised ``error`` (called while it is handled: the log
     record carries its traceback)."""
     log.info("Task %r failed on attempt %d: %r", task.name, run.run_count, error, exc_info=True)
     return Failed(f"Error during execution of task: {error!r}", error)
 
 
-def _ended(task: Task[Any, Any], run: TaskRun, ended: ENDRUN) -> TaskResult:
+def _ended(task: Task[Any, Any], run: Attempted, ended: ENDRUN) -> TaskResult:
     """The result of an attempt a pass of which raised ``ended``: exactly its state,
     or ``Failed`` naming what it was given instead of a State."""
     if isinstance(ended.state, State):
@@ -485,7 +507,7 @@ def _attempt(
         and own.get("task_run_name") is None and run.loop_count == 1
         and RESULTS_KEY not in run_context
     ):
-        return _plain_attempt(run, run_context, own["fn"], worker, started)
+        return _plain_attempt(run, run.inputs, run_context, own["fn"], worker, started)
     # None for a task without handlers: the attempt then calls nothing for them.
     hooks = _Hooks(run) if has_handlers(task) else None
     values = task_context(run, run_context)
@@ -529,7 +551,8 @@ def _plain_body(task: Task[Any, Any], run_context: Mapping[str, Any]) -> Callabl
 
 
 def _plain_attempt(
-    run: TaskRun,
+    run: Attempted,
+    inputs: dict[str, Any],
     run_context: Mapping[str, Any],
     fn: Callable[..., Any],
     worker: str,
@@ -538,7 +561,8 @@ def _plain_attempt(
     """An attempt of a function task with none of the options an attempt handles (state
     handlers, a run name, tags, a timeout, ``log_stdout``, a result to persist), at its
     first pass: what most runs are, with nothing checked that cannot apply. A ``LOOP``
-    hands the passes after the first to ``_passes``."""
+    hands the passes after the first to ``_passes``. ``run``: a ``TaskRun`` (its
+    ``inputs``), or a group's member (the inputs its sources gave it)."""
     task = run.task
     # Made only if the task reads it (``context.Later``): most never do.
     token = enter((_first_pass_context, run, run_context))
@@ -547,7 +571,7 @@ def _plain_attempt(
         if logger.isEnabledFor(logging.INFO):
             logger.info("%s: Starting task run...", _label(task.name, current()))
         try:
-            state: State[Any] = Success(SUCCESS_MESSAGE, fn(**run.inputs))
+            state: State[Any] = Success(SUCCESS_MESSAGE, fn(**inputs))
         except ENDRUN as ended:
             return _placed(_ended(task, run, ended), started, time.time(), worker)
         except TaskloomSignal as raised:
@@ -558,7 +582,7 @@ def _plain_attempt(
         leave(token)
     if isinstance(state, Looped):  # the next passes, as a retry that resumes a loop runs them
         again = TaskRun(
-            run.key, task, run.inputs, run.run_count, run.resume, map_index=run.map_index,
+            run.key, task, inputs, run.run_count, run.resume, map_index=run.map_index,
             loop_count=2, loop_result=state.result, previous=state,
         )
         passes = _passes(again, _first_pass_context(run, run_context), None, announced=True)
@@ -774,13 +798,12 @@ def run_chain(run: TaskRun, run_context: Mapping[str, Any], worker: str) -> list
             body = bodies[options]
         else:
             body = bodies[options] = _plain_body(task, run_context)
-        # (Positional calls: they cost less than ones with keywords.)
-        member = TaskRun(follow.key, task, inputs, 1, False, (), follow.map_index)
         try:  # (each member starts when the one before it finished: a clock read less)
-            outcome = (
-                _attempt(member, run_context, worker, finished) if body is None
-                else _plain_attempt(member, run_context, body, worker, finished)
-            )
+            if body is None:  # (positional: a call with keywords costs more)
+                member = TaskRun(follow.key, task, inputs, 1, False, (), follow.map_index)
+                outcome = _attempt(member, run_context, worker, finished)
+            else:  # (a plain member is its own ``Attempted``: no ``TaskRun`` made)
+                outcome = _plain_attempt(follow, inputs, run_context, body, worker, finished)
         except BaseException as error:  # only interrupts: _attempt turns the rest into states
             setattr(error, _FINISHED, (results, follow.key))
             raise
