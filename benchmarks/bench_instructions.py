@@ -16,9 +16,12 @@ the process counted (the journal's writer thread too). Figures (``instr.*``):
   engine's whole per-task path in one process (LocalExecutor runs tasks where it decides
   them), the parent's work of every executor;
 * W1 with the journal off: the journal's share is the difference;
-* W2 on ``LokyExecutor`` (two workers), the parent process alone (the workers are not run
-  under valgrind): what the scheduler does around a chain run elsewhere (the group built
-  and encoded, its results decoded and taken, the journal);
+* W1 and W2 on ``LokyExecutor`` (two workers), the parent process alone (the workers are
+  not run under valgrind): what the scheduler does around tasks run elsewhere (the runs
+  decided, grouped and encoded, their results decoded and taken, the journal);
+* a worker's share of a W2 hop: the chain of 200 as a worker runs it
+  (``attempt.run_chain``, in one process), without the batch's loading and its results'
+  encoding;
 * sequential: W1 as plain Python calls, the baseline of the ratio;
 * the task log's writer (``recording``), per task written: what a run longer than
   ``FLUSH_SECONDS`` pays on top of the rest, in a thread that holds the interpreter (the
@@ -59,8 +62,8 @@ HERE = Path(__file__).resolve().parent
 RUNS = 3
 
 #: What one process under valgrind runs: the workload, then ``runs`` more flow runs (or
-#: plain sequential passes); argv: workload, size, mode (journal / nojournal / loky /
-#: sequential), runs.
+#: plain sequential passes, or chains run as a worker runs them); argv: workload, size,
+#: mode (journal / nojournal / loky / chain / sequential / tasklog), runs.
 _CHILD = r"""
 import sys
 sys.path.insert(0, sys.argv[5])
@@ -84,7 +87,15 @@ if mode == "tasklog":  # the writer: the run's own task log, writing its tasks a
         log._waiting.extend(keys)
         log.flush()
     raise SystemExit(0)
-if mode == "sequential":
+if mode == "chain":  # a worker's part of W2: the chain as one group, run in this process
+    from taskloom.attempt import FollowOn, TaskRun, run_chain
+    inc = wl._TASKS[wl.inc]
+    arg = inc.fn.__code__.co_varnames[0]
+    head = TaskRun(0, inc, {arg: 0})
+    head.then = tuple(FollowOn(j, inc, {}, ((arg, j - 1),)) for j in range(1, w.size))
+    context = {"flow_name": "chain", "parameters": {}}
+    run = lambda: run_chain(head, context, "worker")
+elif mode == "sequential":
     run = lambda: wl.run_sequential(w)
 else:
     from taskloom.executors import LokyExecutor
@@ -128,8 +139,8 @@ FIGURES = [
     *(
         f"instr.{key}.instructions_per_task"
         for key in (
-            "W1.journal", "W1.nojournal", "W2.journal", "W2.loky_parent", "W1.sequential",
-            "W1.journal_share", "tasklog",
+            "W1.journal", "W1.nojournal", "W2.journal", "W1.loky_parent", "W2.loky_parent",
+            "W2.worker_chain", "W1.sequential", "W1.journal_share", "tasklog",
         )
     ),
     "instr.W1.ratio_vs_sequential",
@@ -155,7 +166,9 @@ def main() -> None:
                 "W1.journal": instructions("w1_wide", w1, "journal", args.runs),
                 "W1.nojournal": instructions("w1_wide", w1, "nojournal", args.runs),
                 "W2.journal": instructions("w2_chain", w2, "journal", args.runs),
+                "W1.loky_parent": instructions("w1_wide", w1, "loky", args.runs),
                 "W2.loky_parent": instructions("w2_chain", w2, "loky", args.runs),
+                "W2.worker_chain": instructions("w2_chain", w2, "chain", args.runs),
                 "W1.sequential": instructions("w1_wide", w1, "sequential", args.runs),
                 "tasklog": instructions("scale", FLUSH_TASKS, "tasklog", args.runs),
             }
@@ -178,8 +191,12 @@ def main() -> None:
         h.line(f"W1, journal off:                       {counts['W1.nojournal']:9,.0f} "
                f"(the journal's share: {share:,.0f})")
         h.line(f"W2 (chain of {w2}), journal on:          {counts['W2.journal']:9,.0f} per hop")
+        h.line(f"W1 on loky, the parent process alone:  {counts['W1.loky_parent']:9,.0f} per task "
+               "(deciding, encoding, decoding, the journal)")
         h.line(f"W2 on loky, the parent process alone:  {counts['W2.loky_parent']:9,.0f} per hop "
                "(grouping, encoding, decoding, the journal)")
+        h.line(f"W2 in a worker, the chain alone:       {counts['W2.worker_chain']:9,.0f} per hop "
+               "(attempt.run_chain)")
         h.line(f"the task log's writer:                 {counts['tasklog']:9,.0f} per task "
                f"written (batches of {FLUSH_TASKS:,})")
     h.finish(args.json, figures, failed)
