@@ -366,7 +366,8 @@ class State(Generic[R_co]):
         return tuple([getattr(self, name) for name in self._fields])
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        if len(state) == 5 and len(self._fields) == 5:  # as __getstate__: no loop
+        # As __getstate__: no loop (``restored_all`` takes this case inline: keep them alike).
+        if len(state) == 5 and len(self._fields) == 5:
             self._result, self.cached_inputs, self.message, self.run_id, self._context = state
             return
         if len(state) < len(self._fields):  # pickled before a slot was added: leave it unset

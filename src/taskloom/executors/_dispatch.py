@@ -743,7 +743,8 @@ def encode_batch(
         batch = keep
         payload = encode(batch)
     keys = [(run.key, run.task.name) for run in batch]
-    keys += [(f.key, f.task.name) for run in batch for f in run.then]  # (a generator: a resume a member)
+    # (A comprehension, not a generator: that resumes a frame for every member.)
+    keys += [(f.key, f.task.name) for run in batch for f in run.then]
     return batch, payload, keys
 
 
