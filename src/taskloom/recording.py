@@ -8,7 +8,9 @@ because the scheduler's thread may be busy for a long time where no check could 
 (``LocalExecutor`` runs a task in it); one for all runs, a daemon that waits
 ``IDLE_SECONDS`` for the next run before it ends, so back-to-back runs pay no thread
 start. So a run killed at any instant (SIGKILL, a power cut) loses the tasks in flight and
-at most the outcomes of the last ``FLUSH_SECONDS``. The run's end (``Journal.finish``)
+the outcomes of the last ``FLUSH_SECONDS``; more when tasks settle faster than the writer,
+which shares the interpreter with the scheduler, writes them (no-ops on ``LocalExecutor``:
+the queue grows, and a kill loses it). The run's end (``Journal.finish``)
 keeps the batches written (``close`` tells it which, and the state each task's outcome
 was taken from) and writes only the tasks whose outcome is not in them, or is another
 since. A run shorter than ``FLUSH_SECONDS`` writes no batch: the writer's Python work
@@ -263,11 +265,16 @@ class TaskLog:
         _writer.add(self)
 
     def close(self) -> LoggedTasks | None:
-        """Stop writing: wait for a batch being written, drop what is queued. What was
-        written, for the run's end to keep (``Journal.finish`` writes the rest), or None
-        when no batch was."""
+        """Stop writing: wait for the transaction being written, drop what is queued. What
+        was written, for the run's end to keep (``Journal.finish`` writes the rest), or
+        None when no batch was."""
+        # Set before the lock is taken: a writer behind the scheduler (it shares the
+        # interpreter with it) stops after its transaction in progress, rather than
+        # writing its whole queue while the run's end waits. The end writes those tasks'
+        # rows for less: a finished run needs none of the values a resume would.
+        self._closed = True
         with self._lock:
-            self._closed = True
+            pass
         _writer.remove(self)
         return LoggedTasks(self._batches, self._states) if self._batches else None
 
@@ -294,10 +301,10 @@ class TaskLog:
 
     def flush(self) -> None:
         """Write the queued outcomes, each task's latest, ``FLUSH_TASKS`` at most per
-        transaction."""
+        transaction, until the queue is empty or the run closes (``close``)."""
         waiting = self._waiting
         take = waiting.popleft
-        while waiting:
+        while waiting and not self._closed:
             # Each task once (its latest outcome), in the order they settled; taken in C
             # (``operator.call`` of ``popleft``), as the writer holds the interpreter.
             count = min(len(waiting), FLUSH_TASKS)
