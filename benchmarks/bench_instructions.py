@@ -81,11 +81,14 @@ if mode == "tasklog":  # the writer: the run's own task log, writing its tasks a
     flow.run(executor=LocalExecutor())
     log = logs[-1]
     log._waiting.clear()  # what the run noted is not part of the count
+    log._closed = False  # (closed with its run: a closed log's flush writes nothing)
     keys = range(recording.FLUSH_TASKS)
     for _ in range(runs):
         log._written[:] = bytes(len(log._written))  # as if none was written yet
         log._waiting.extend(keys)
         log.flush()
+        if log._waiting:  # (a count of nothing written would pass for a fast writer)
+            raise SystemExit(f"the task log left {len(log._waiting):,} tasks unwritten")
     raise SystemExit(0)
 if mode == "chain":  # a worker's part of W2: the chain as one group, run in this process
     from taskloom.attempt import FollowOn, TaskRun, run_chain
