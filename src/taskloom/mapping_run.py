@@ -94,6 +94,9 @@ class _Expansion:
     same: tuple[State[Any], ...] | None = None
     #: The map indexes of children a resume lets through (given ``Resume``).
     resumed: set[int] = field(default_factory=set)
+    #: Whether each child left runs, with nothing to decide (``_decide_child``'s most
+    #: common case, first): ``same`` is to run, no child is resumed, no output cache.
+    runs: bool = False
 
 class _Mapping:
     """The mapping half of ``runner._Scheduler``: see the module docstring."""
@@ -234,10 +237,9 @@ class _Mapping:
         self.expansions[i] = exp
         self.traces[i].state = Running(f"Mapped over {n} children.")
         not_run = Pending(NOT_RUN_MESSAGE)
-        traces.extend(
-            ChildTrace(child_name(traces[i].name, k), not_run, i, k)
-            for k in range(n)
-        )
+        name = traces[i].name
+        # (A list, not a generator: a generator resumes a frame for every child.)
+        traces.extend([ChildTrace(child_name(name, k), not_run, i, k) for k in range(n)])
         self.finished.extend([False] * n)
         self.runnable.extend([True] * n)
         self.task_of.extend([task] * n)
@@ -288,7 +290,10 @@ class _Mapping:
         """Decide child ``slot`` of a mapped task, as any task from its own upstream states."""
         parent, k = self.parent[slot], self.map_index[slot]
         assert k is not None
-        exp, traces = self.expansions[parent], self.traces
+        exp = self.expansions[parent]
+        if exp.runs:
+            return self._task_run(slot, self._child_inputs(exp, k), False)
+        traces = self.traces
         task = self.task_of[slot]
         resume = isinstance(self.args.seeded.get(parent), Resume) or k in exp.resumed
         decided: State[Any] | None
@@ -309,6 +314,10 @@ class _Mapping:
             decided = decide(task, upstream, resume=resume)
             if exp.uniform and not resume:
                 exp.same = (decided,) if decided is not None else ()
+                exp.runs = (
+                    decided is None and not exp.resumed and task.cache_for is None
+                    and not isinstance(self.args.seeded.get(parent), Resume)
+                )
         inputs = self._child_inputs(exp, k)
         if decided is not None:
             if isinstance(decided, Paused):

@@ -914,7 +914,7 @@ class _Scheduler(_Mapping):
         done, waiting, nodes = self.finished, self.waiting, self.nodes
         n = len(nodes)
         note = self.task_log.note if self.task_log is not None else None
-        plain = self.observer is None and not self.expansions
+        plain = self.observer is None
         head_queued: float | None = None
         for key, state, started, finished, worker, ended, loop, location in results:
             task = task_of[key]
@@ -938,16 +938,20 @@ class _Scheduler(_Mapping):
                 self._settle(key, state)
             elif type(state) is not Success or task.cache_for is not None:
                 self._complete(key, state, loop)
-            elif not plain or key >= n or task_logger(task.name).isEnabledFor(logging.INFO):
+            elif not plain or task_logger(task.name).isEnabledFor(logging.INFO):
                 self._finish(key, state)  # nothing to decide (see _complete)
             else:
-                # Most runs: ``_finish``'s steps, inline (a task of the flow, no observer
-                # nor mapped task to tell, nothing to log: keep the two alike).
+                # Most runs: ``_finish``'s steps, inline (no observer to tell, nothing to
+                # log: keep the two alike). A run's key is never a mapped task's (it maps,
+                # it does not run), whose ``childwise`` downstream ``_finish`` skips.
                 trace.state = state
                 trace.inputs = None  # (a success keeps none)
                 done[key] = True
                 if note is not None:
                     note(key)
+                if key >= n:
+                    self._finish_child(key)
+                    continue
                 for d in nodes[key].downstream:
                     waiting[d] -= 1
                     # (``_ready_if_free``'s own check of a group's members, first: a chain's.)
@@ -983,10 +987,13 @@ class _Scheduler(_Mapping):
         """Decide every ready task (``_decide``): the runs the executor must do."""
         batch: list[TaskRun] = []
         ready, nodes, traces = self.ready, self.nodes, self.traces
-        n = len(nodes) if self._fresh else 0
+        n = len(nodes)
+        fresh = self._fresh
         while ready:
             i = ready.pop()
-            if i < n and nodes[i].followable:
+            if i >= n:  # a child of a mapped task
+                outcome = self._decide_child(i)
+            elif fresh and nodes[i].followable:
                 # The default trigger, no output cache, not a parameter (``plan``), nothing
                 # seeded: it runs when every upstream task succeeded plainly (``decide``'s
                 # shortcut, ``runs_by_default``), which is most tasks of most runs. Here,
@@ -998,16 +1005,17 @@ class _Scheduler(_Mapping):
                 else:
                     batch.append(self._task_run(i, self._inputs(node), False))
                     continue
-            outcome = self._decide(i)
+                outcome = self._decide(i)
+            else:
+                outcome = self._decide(i)
             if outcome is not None:
                 batch.append(outcome)
         return batch
 
     def _decide(self, i: int) -> TaskRun | None:
-        """Finish task ``i`` without running it, or return the run the executor must do
-        (``_decide_ready`` takes the most common case first)."""
-        if i >= len(self.nodes):
-            return self._decide_child(i)
+        """Finish task ``i`` of the flow (not a child: ``_decide_child``) without running
+        it, or return the run the executor must do (``_decide_ready`` takes the most common
+        case first)."""
         node = self.nodes[i]
         task = node.task
         args = self.args

@@ -155,12 +155,12 @@ class TaskTrace:
 
 class ChildTrace(TaskTrace):
     """The trace of a child of a mapped task: ``parent`` and ``map_index`` of its own
-    (the other arguments are ``TaskTrace``'s)."""
+    (its other fields start as ``TaskTrace``'s defaults)."""
 
     __slots__ = ("map_index", "parent")
 
-    def __init__(self, name: str, state: State[Any], parent: int, map_index: int, **more: Any) -> None:
-        super().__init__(name, state, **more)
+    def __init__(self, name: str, state: State[Any], parent: int, map_index: int) -> None:
+        TaskTrace.__init__(self, name, state)  # (a mapped task makes thousands: no super())
         self.parent: int | None = parent
         self.map_index: int | None = map_index
 
