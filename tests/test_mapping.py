@@ -12,11 +12,12 @@ from typing import Any
 import pytest
 
 import taskloom
+from taskloom import runner
 from taskloom import Flow, Parameter, apply_map, flatten, signals, task, triggers, unmapped
 from taskloom.caching import MemoryCacheStore
 from taskloom.errors import FlowDefinitionError
 from taskloom.executors import Executor
-from taskloom.states import Failed, Mapped, Skipped, Success, TriggerFailed
+from taskloom.states import Failed, Mapped, Running, Skipped, State, Success, TriggerFailed
 
 from ._helpers import as_task, in_process, kind, lines, record
 
@@ -87,6 +88,47 @@ def test_map_over_a_list_gives_a_mapped_parent_and_a_reduce_gets_the_list(execut
     assert [kind(s) for s in parent.map_states] == ["Success"] * 3
     assert state.result[t].result == 9
     assert type(state) is Success
+
+
+class _Ahead:
+    """An observer of the most runs handed to the executor and not finished at once."""
+
+    def __init__(self) -> None:
+        self.slots: int | None = None
+        self.out: set[int] = set()
+        self.most = 0
+
+    def run_started(self, flow_name: str, run_id: str, total: int) -> None:
+        pass
+
+    def slots_known(self, slots: int) -> None:
+        self.slots = slots
+
+    def task_changed(self, key: int, task_name: str, state: State[Any]) -> None:
+        if isinstance(state, Running):
+            self.out.add(key)
+            self.most = max(self.most, len(self.out))
+        elif state.is_finished():
+            self.out.discard(key)
+
+    def run_finished(self, state: State[Any]) -> None:
+        pass
+
+
+def test_a_wide_map_is_handed_over_a_slice_at_a_time(
+    executor: Executor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The children of a map wider than what the executor's slots take ahead
+    (``runner.AHEAD_PER_SLOT`` each) are decided and handed over a slice at a time, so the
+    run holds the runs and inputs of that many, not of every child."""
+    monkeypatch.setattr(runner, "AHEAD_PER_SLOT", 8)
+    observer = _Ahead()
+    with Flow("map-wide") as flow:
+        t = total(inc.map(list(range(200))))
+    state = flow.run(executor=executor, progress=observer)
+    assert state.result[t].result == sum(range(1, 201))
+    assert observer.slots is not None
+    assert 0 < observer.most <= 8 * observer.slots, (observer.most, observer.slots)
 
 
 def test_map_over_a_task_result_a_parameter_and_a_map(executor: Executor) -> None:
