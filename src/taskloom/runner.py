@@ -1008,20 +1008,19 @@ class _Scheduler(_Mapping):
             i = ready.pop()
             if i >= n:  # a child of a mapped task
                 outcome = self._decide_child(i)
-            elif fresh and nodes[i].followable:
-                # The default trigger, no output cache, not a parameter (``plan``), nothing
-                # seeded: it runs when every upstream task succeeded plainly (``decide``'s
-                # shortcut, ``runs_by_default``), which is most tasks of most runs. Here,
-                # not in ``_decide``: a call less a task.
-                node = nodes[i]
-                for j in node.upstream:
-                    if type(traces[j].state) not in PLAIN_SUCCESS:
-                        break
-                else:
-                    batch.append(self._task_run(i, self._inputs(node), False))
-                    continue
-                outcome = self._decide(i)
             else:
+                if fresh and nodes[i].followable:
+                    # The default trigger, no output cache, not a parameter (``plan``),
+                    # nothing seeded: it runs when every upstream task succeeded plainly
+                    # (``decide``'s shortcut, ``runs_by_default``), which is most tasks of
+                    # most runs. Here, not in ``_decide``: a call less a task.
+                    node = nodes[i]
+                    for j in node.upstream:
+                        if type(traces[j].state) not in PLAIN_SUCCESS:
+                            break
+                    else:
+                        batch.append(self._task_run(i, self._inputs(node), False))
+                        continue
                 outcome = self._decide(i)
             if outcome is not None:
                 batch.append(outcome)
