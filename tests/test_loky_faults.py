@@ -486,6 +486,23 @@ def test_a_worker_killed_while_idle_is_no_task_s_fault() -> None:
     assert state.result[here].result != worker
 
 
+@pytest.mark.slow
+def test_a_worker_killed_as_a_batch_is_sent_to_it_is_no_task_s_fault() -> None:
+    """A one-worker pool whose worker is killed an instant before the next run sends it a
+    batch, while its process still ends (a busy machine's out-of-memory killer): the
+    worker never took the batch, so its task is not blamed for the death; it runs on a
+    new pool. (Sent with no wait, the batch reached the dying worker in every try.)"""
+    executor = LokyExecutor(max_workers=1)
+    with Flow("death-at-send") as flow:
+        here = pid_here()
+    for _ in range(3):
+        worker = flow.run(executor=executor, journal=False).result[here].result
+        os.kill(worker, signal.SIGKILL)  # no wait: the next send races the worker's end
+        state = flow.run(executor=executor, journal=False)
+        assert isinstance(state.result[here], Success), state.result[here]
+        assert state.result[here].result != worker
+
+
 @task
 def pid_after(seconds: float) -> int:
     time.sleep(seconds)

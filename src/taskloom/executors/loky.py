@@ -17,7 +17,10 @@ is loky's own, each a lesson measured on loky (see the reliability catalogue):
 - **Worker death** breaks the whole pool: every batch in flight on it, of every run,
   fails with the exit codes of the dead workers (the cause in a culprit's message). The
   next send replaces the broken pool, and only that one: a run that finds it already
-  replaced by another run sends to the new pool.
+  replaced by another run sends to the new pool. A batch its worker never took (the
+  worker notes each batch it takes on a page it shares with the parent: ``_took``) fails
+  as a bystander: its tasks did not run, so none is blamed (a worker killed while idle,
+  an instant before a batch was sent to it).
 - **Batches**: one round trip costs ~50-400 µs, so a task travels alone only past
   ``LONG_TASK`` (5 ms), which is also what a group of follow-ons seen to be short may add
   to its run (``runner``, "Follow-ons").
@@ -54,6 +57,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import mmap
 import os
 import pickle
 import secrets
@@ -71,6 +75,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import CancelledError, Future
 from multiprocessing.connection import Connection, wait
+from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any, cast
 
 import cloudpickle
@@ -201,6 +206,10 @@ def _serve(path: str) -> None:
     sock.connect(path)
     conn = Connection(sock.detach())
     conn.send_bytes(str(os.getpid()).encode())
+    try:
+        took = _took_page(recv_handle(conn))
+    except (EOFError, OSError):
+        return  # the parent closed the channel: its pool is going away
     while True:
         try:
             data = conn.recv_bytes()
@@ -208,12 +217,43 @@ def _serve(path: str) -> None:
             return  # the parent closed the channel: its pool is going away
         try:
             token, header, payload, keys, level = pickle.loads(data)
+            took[:_TOKEN_SIZE] = token.to_bytes(_TOKEN_SIZE, "little")  # before any task
             answer: tuple[str | None, Reply | None] = (
                 None, _run_batch(header, payload, keys, level, token)
             )
         except Exception as error:  # not a task's (those are states): the batch's machinery
             answer = (f"the worker could not run the batch: {error!r}", None)
         conn.send_bytes(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
+
+
+#: The bytes of a batch's token on a worker's page (``_took_page``).
+_TOKEN_SIZE = 8
+
+
+def _page_file() -> int:
+    """A new file for a worker's page (``_took_page``), unnamed: nothing is left behind
+    by a process killed, as only descriptors hold it."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("taskloom-took")
+    else:  # (macOS) a file removed at once
+        fd, name = tempfile.mkstemp(prefix="taskloom-took-")
+        os.unlink(name)
+    try:
+        os.ftruncate(fd, _TOKEN_SIZE)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _took_page(fd: int) -> mmap.mmap:
+    """The page of file ``fd`` where a worker notes the token of the batch it took last
+    (``_serve``), which the parent reads once the worker died (``_Channel._took``);
+    ``fd`` is closed (the mapping holds the file)."""
+    try:
+        return mmap.mmap(fd, _TOKEN_SIZE)
+    finally:
+        os.close(fd)
 
 
 def _resolve_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -715,6 +755,8 @@ class _Channel:
         self._conns: list[Connection] = []
         self._idle: list[Connection] = []
         self._busy: dict[Connection, Future[Reply]] = {}
+        #: Each worker's page, where it notes the batch it took last (``_serve``).
+        self._pages: dict[Connection, mmap.mmap] = {}
         self._waiting: deque[tuple[_Batch, bytes]] = deque()  # no worker was idle
         self._lost: set[int] = set()  # the tokens of the batches out when it broke
         self._closing = False
@@ -841,6 +883,13 @@ class _Channel:
             # whose run ended as its last worker started never exited).
             _end_connection(conn)
             return
+        fd = _page_file()
+        try:
+            send_handle(conn, fd, pid)  # its ``_serve`` maps the same page
+        except BaseException:
+            os.close(fd)
+            raise
+        self._pages[conn] = _took_page(fd)
         if self._listener is None:
             listener.close()
             self._remove_folder()
@@ -901,7 +950,7 @@ class _Channel:
             conn for conn in conns if _ended(conn)
         }
         failed = [
-            (future, error if not dead_ones or conn in dead_ones else _Bystander(error))
+            (future, error if closing or self._blamable(conn, future, dead_ones) else _Bystander(error))
             for conn, future in out
         ]
         # Their replies never came: what their workers left in shared memory is no one's
@@ -911,6 +960,21 @@ class _Channel:
         for future, why in failed:
             if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
                 future.set_exception(why)
+
+    def _blamable(self, conn: Connection, batch: Future[Reply], dead: set[Connection]) -> bool:
+        """Whether the tasks of ``batch``, out on ``conn``, may be taken for the culprit of
+        a death: its worker is one that died (or which died is not known), and it took
+        the batch (``_serve`` notes each on its page before it runs any task; a worker
+        killed an instant before the batch reached it never did)."""
+        if dead and conn not in dead:
+            return False
+        page = self._pages.get(conn)
+        if page is None or not isinstance(batch, _Batch):
+            return True
+        try:
+            return int.from_bytes(page[:_TOKEN_SIZE], "little") == batch.token
+        except ValueError:  # (closed: the pool is shut down)
+            return True
 
     def _death(self) -> BaseException | None:
         """loky's error for the worker that died (it names the exit codes), if loky tells
@@ -968,6 +1032,8 @@ class _Channel:
         self._remove_folder()
         self._break(ShutdownExecutorError("the pool was shut down"))
         _remove_batch_files(self._lost)
+        for page in list(self._pages.values()):  # (``_blamable`` takes a closed one as taken)
+            page.close()
 
     def _remove_folder(self) -> None:
         if self._folder is not None:
