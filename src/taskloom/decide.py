@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .context import context as _user_context
 from .signals import TaskloomSignal
-from .states import Cached, Mapped, Skipped, State, Success, TriggerFailed
+from .states import PLAIN_SUCCESS, Mapped, Skipped, State, Success, TriggerFailed
 from .triggers import all_successful
 
 if TYPE_CHECKING:
@@ -37,10 +37,6 @@ SKIP_MESSAGE = (
 )
 
 
-#: The upstream states after which a task with the default trigger runs, whatever else
-#: holds: successes that are neither skips nor mapped tasks (by exact type: a user's
-#: subclass of ``Success`` goes through ``decide``).
-PLAIN_SUCCESS: frozenset[type[State[Any]]] = frozenset({Success, Cached})
 
 
 def runs_by_default(task: Task[Any, Any], upstream_states: Iterable[State[Any]]) -> bool:
@@ -93,7 +89,13 @@ def propagated_skip(
         return None
     skipped = failed = False
     for edge, state in upstream_states.items():
-        for s in state.map_states if isinstance(state, Mapped) and not edge.mapped else (state,):
+        if isinstance(state, Mapped) and not edge.mapped:
+            states: Iterable[State[Any]] = state.map_states
+            if PLAIN_SUCCESS.issuperset(map(type, states)):  # (no call a child: most maps)
+                continue
+        else:
+            states = (state,)
+        for s in states:
             if s.is_skipped():
                 skipped = True
             elif s.is_failed():

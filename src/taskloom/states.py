@@ -845,3 +845,10 @@ class Crashed(Failed[R_co]):
     ``rerun_after_crash=False``, failed instead of run again). A resume runs it again."""
 
     __slots__ = ()
+
+
+#: The exact state classes that are successes and neither skips nor mapped tasks: a check
+#: by type, with no call a state (a trigger over a map's thousands of children, the
+#: scheduler's shortcut for the default trigger). A user's subclass of ``Success`` is not
+#: in it, and goes through the methods.
+PLAIN_SUCCESS: frozenset[type[State[Any]]] = frozenset({Success, Cached})

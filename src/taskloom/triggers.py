@@ -27,7 +27,7 @@ from typing import Any, Protocol
 from . import signals
 from .context import current as _current_context
 from .edges import Edge
-from .states import Mapped, State
+from .states import PLAIN_SUCCESS, Mapped, State
 
 __all__ = [
     "Trigger",
@@ -71,7 +71,10 @@ def _fail(name: str, why: str) -> signals.TRIGGERFAIL:
 
 def all_successful(upstream_states: Mapping[Edge, State[Any]], /) -> bool:
     """Run when every upstream task succeeded (``Skipped`` and ``Cached`` count). The default."""
-    for state in states_of(upstream_states):
+    states = states_of(upstream_states)
+    if PLAIN_SUCCESS.issuperset(map(type, states)):  # (no call a state: a map's children)
+        return True
+    for state in states:
         if not state.is_successful():
             raise _fail("all_successful", "some of the upstream tasks failed")
     return True
