@@ -37,8 +37,6 @@ SKIP_MESSAGE = (
 )
 
 
-
-
 def runs_by_default(task: Task[Any, Any], upstream_states: Iterable[State[Any]]) -> bool:
     """Whether ``decide`` says "run" for ``task`` without calling anything: its trigger is
     the default ``all_successful`` and every upstream state is in ``PLAIN_SUCCESS`` (then

@@ -18,7 +18,7 @@ is loky's own, each a lesson measured on loky (see the reliability catalogue):
   fails with the exit codes of the dead workers (the cause in a culprit's message). The
   next send replaces the broken pool, and only that one: a run that finds it already
   replaced by another run sends to the new pool. A batch its worker never took (the
-  worker notes each batch it takes on a page it shares with the parent: ``_took``) fails
+  worker notes each batch it takes on a page it shares with the parent: ``_took_page``) fails
   as a bystander: its tasks did not run, so none is blamed (a worker killed while idle,
   an instant before a batch was sent to it).
 - **Batches**: one round trip costs ~50-400 µs, so a task travels alone only past
@@ -248,7 +248,7 @@ def _page_file() -> int:
 
 def _took_page(fd: int) -> mmap.mmap:
     """The page of file ``fd`` where a worker notes the token of the batch it took last
-    (``_serve``), which the parent reads once the worker died (``_Channel._took``);
+    (``_serve``), which the parent reads once the worker died (``_Channel._blamable``);
     ``fd`` is closed (the mapping holds the file)."""
     try:
         return mmap.mmap(fd, _TOKEN_SIZE)
@@ -950,7 +950,8 @@ class _Channel:
             conn for conn in conns if _ended(conn)
         }
         failed = [
-            (future, error if closing or self._blamable(conn, future, dead_ones) else _Bystander(error))
+            (future, error if closing or self._blamable(conn, future, dead_ones)
+             else _Bystander(error))
             for conn, future in out
         ]
         # Their replies never came: what their workers left in shared memory is no one's
