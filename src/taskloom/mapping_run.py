@@ -314,10 +314,8 @@ class _Mapping:
             decided = decide(task, upstream, resume=resume)
             if exp.uniform and not resume:
                 exp.same = (decided,) if decided is not None else ()
-                exp.runs = (
-                    decided is None and not exp.resumed and task.cache_for is None
-                    and not isinstance(self.args.seeded.get(parent), Resume)
-                )
+                # (``resume`` is False: the mapped task is not resumed, nor child ``k``.)
+                exp.runs = decided is None and not exp.resumed and task.cache_for is None
         inputs = self._child_inputs(exp, k)
         if decided is not None:
             if isinstance(decided, Paused):

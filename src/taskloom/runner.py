@@ -630,9 +630,10 @@ class _Scheduler(_Mapping):
         # up once half are back (an executor that does not say its slots: no bound).
         slots = getattr(session, "slots", None)
         ahead = AHEAD_PER_SLOT * max(1, slots) if isinstance(slots, int) else sys.maxsize
+        refill = ahead // 2
         while True:
             # (LocalExecutor: a result a turn, which most often readies none.)
-            if self.ready and self.in_flight <= ahead // 2:
+            if self.ready and self.in_flight <= refill:
                 batch = self._decide_ready(ahead - self.in_flight)
                 if batch:
                     self._submit(batch)

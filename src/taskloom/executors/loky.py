@@ -754,7 +754,7 @@ class _Channel:
         self._lock = threading.Lock()
         self._conns: list[Connection] = []
         self._idle: list[Connection] = []
-        self._busy: dict[Connection, Future[Reply]] = {}
+        self._busy: dict[Connection, _Batch] = {}
         #: Each worker's page, where it notes the batch it took last (``_serve``).
         self._pages: dict[Connection, mmap.mmap] = {}
         self._waiting: deque[tuple[_Batch, bytes]] = deque()  # no worker was idle
@@ -956,13 +956,13 @@ class _Channel:
         ]
         # Their replies never came: what their workers left in shared memory is no one's
         # (deleted by ``hang_up``, once the workers are gone).
-        self._lost.update(future.token for _, future in out if isinstance(future, _Batch))
+        self._lost.update(future.token for _, future in out)
         failed.extend((future, _Bystander(error) if dead_ones else error) for future in waiting)
         for future, why in failed:
             if not future.done() and (future.running() or future.set_running_or_notify_cancel()):
                 future.set_exception(why)
 
-    def _blamable(self, conn: Connection, batch: Future[Reply], dead: set[Connection]) -> bool:
+    def _blamable(self, conn: Connection, batch: _Batch, dead: set[Connection]) -> bool:
         """Whether the tasks of ``batch``, out on ``conn``, may be taken for the culprit of
         a death: its worker is one that died (or which died is not known), and it took
         the batch (``_serve`` notes each on its page before it runs any task; a worker
@@ -970,7 +970,7 @@ class _Channel:
         if dead and conn not in dead:
             return False
         page = self._pages.get(conn)
-        if page is None or not isinstance(batch, _Batch):
+        if page is None:
             return True
         try:
             return int.from_bytes(page[:_TOKEN_SIZE], "little") == batch.token
